@@ -1,0 +1,33 @@
+"""Platform-neutral core: models, the monitor, the alert policy and the interfaces adapters implement."""
+
+from __future__ import annotations
+
+from bots.core.models import (
+    Alert,
+    AlertStatus,
+    ChatMessage,
+    DeliveryResult,
+    OutboxItem,
+    OutboxKind,
+    PairKey,
+    PairState,
+    RiskPoint,
+    SpaceSettings,
+    WindowMessage,
+)
+from bots.core.protocols import AlertSink
+
+__all__ = [
+    "Alert",
+    "AlertSink",
+    "AlertStatus",
+    "ChatMessage",
+    "DeliveryResult",
+    "OutboxItem",
+    "OutboxKind",
+    "PairKey",
+    "PairState",
+    "RiskPoint",
+    "SpaceSettings",
+    "WindowMessage",
+]

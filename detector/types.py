@@ -1,0 +1,68 @@
+"""The detector's contract: text in, scores out. Knows nothing about chat platforms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageScore:
+    """Scores for one (normalised) message text.
+
+    ``risk`` is the probability that the message is written by an adult grooming a minor.
+    ``signals`` are probabilities aligned with ``ModelInfo.signals`` (e.g. ``asks_age``).
+    """
+
+    risk: float
+    signals: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInfo:
+    """What a model directory's metadata says about the model."""
+
+    name: str
+    version: str
+    max_length: int
+    default_threshold: float
+    signals: tuple[str, ...]
+    # Human-readable label per signal name, for alerts ("asks the other person's age").
+    signal_labels: tuple[str, ...]
+    signal_threshold: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorRisk:
+    """The pair model's view of one member of a pair after a message."""
+
+    author_id: str
+    risk: float
+
+
+class PairModel(Protocol):
+    """Turns per-message scores into a pair's risk, at O(1) cost per message.
+
+    ``state`` is an opaque JSON string the caller stores with the pair and hands back next time.
+    """
+
+    def initial_state(self) -> str: ...
+
+    def update(self, *, state: str, author_id: str, other_id: str, score: MessageScore) -> str: ...
+
+    def author_risks(self, *, state: str) -> tuple[AuthorRisk, ...]: ...
+
+
+class Detector(Protocol):
+    """Scores message texts. Implementations batch concurrent calls; order of results matches ``texts``."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def pair_model(self) -> PairModel: ...
+
+    async def score(self, texts: Sequence[str]) -> list[MessageScore]: ...
+
+    async def aclose(self) -> None: ...
