@@ -2,4 +2,48 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from config.settings import (
+    EXAMPLE_CONFIG_PATH,
+    ConfigError,
+    ConsoleSettings,
+    DetectorSettings,
+    DiscordSettings,
+    LoggingSettings,
+    LogLevel,
+    OutboxSettings,
+    PolicySettings,
+    RetentionSettings,
+    Secret,
+    Secrets,
+    Settings,
+    SlackMode,
+    SlackSettings,
+    StorageSettings,
+    check_settings,
+    load_settings,
+    resolve_secrets,
+    settings_from_mapping,
+)
+
+__all__ = [
+    "EXAMPLE_CONFIG_PATH",
+    "ConfigError",
+    "ConsoleSettings",
+    "DetectorSettings",
+    "DiscordSettings",
+    "LogLevel",
+    "LoggingSettings",
+    "OutboxSettings",
+    "PolicySettings",
+    "RetentionSettings",
+    "Secret",
+    "Secrets",
+    "Settings",
+    "SlackMode",
+    "SlackSettings",
+    "StorageSettings",
+    "check_settings",
+    "load_settings",
+    "resolve_secrets",
+    "settings_from_mapping",
+]
