@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
+from detector.onnx_detector import ModelLoadError, ModelOutputError, OnnxDetector, load_default_model_dir
 from detector.pair import EmaPairModel, PairModelConfigError
 from detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 
-__all__ = ["AuthorRisk", "Detector", "EmaPairModel", "MessageScore", "ModelInfo", "PairModel", "PairModelConfigError"]
+__all__ = [
+    "AuthorRisk",
+    "BatchResultMismatchError",
+    "Batcher",
+    "BatcherClosedError",
+    "Detector",
+    "EmaPairModel",
+    "MessageScore",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelOutputError",
+    "OnnxDetector",
+    "PairModel",
+    "PairModelConfigError",
+    "load_default_model_dir",
+]

@@ -1,0 +1,467 @@
+"""The ONNX Runtime detector: a model directory in, batched message scores out.
+
+A model directory holds ``model.onnx``, ``tokenizer.json`` (Hugging Face ``tokenizers``) and
+``metadata.json``. Everything about the directory is checked at load time, including one trial run, so a bad
+model fails at startup with a message naming the file and the key rather than on the first chat message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from detector.batching import Batcher
+from detector.pair import EmaPairModel, PairModelConfigError
+from detector.types import MessageScore, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+METADATA_FILE = "metadata.json"
+METADATA_FORMAT = 1
+FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# Text beyond this many characters per token of max_length cannot reach the model (a WordPiece token covers
+# at most 100 characters), so cut it before tokenising: a 100 kB message then costs what a short one does.
+_MAX_CHARS_PER_TOKEN = 100
+# Length-sorted sub-batches: start a new one when padding would exceed this share of the real tokens...
+_MAX_PADDING_RATIO = 1.25
+# ...but only once the current one has this many rows, so session.run's fixed cost stays amortised.
+_MIN_SUB_BATCH = 8
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+class ModelLoadError(Exception):
+    """A model directory cannot be used; the message names the file (and key) at fault."""
+
+
+class ModelOutputError(RuntimeError):
+    """The ONNX graph returned outputs of a shape the metadata does not describe."""
+
+
+def load_default_model_dir() -> Path:
+    """The model directory shipped inside the installed ``detector`` package."""
+    return Path(__file__).parent / "model"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ModelSpec:
+    """What the detector needs from ``metadata.json``, validated."""
+
+    info: ModelInfo
+    risk_output: str
+    signals_output: str
+    pair_model: EmaPairModel
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _OnnxScorer:
+    """The blocking half: tokeniser and session. Called from one worker thread, one batch at a time."""
+
+    session: ort.InferenceSession
+    tokenizer: Tokenizer
+    input_names: frozenset[str]
+    risk_output: str
+    signals_output: str
+    signal_count: int
+    max_chars: int
+    pad_id: int
+    pad_type_id: int
+
+    def score_batch(self, texts: Sequence[str]) -> list[MessageScore]:
+        encodings = self.tokenizer.encode_batch([text[: self.max_chars] for text in texts])
+        # Sorting by length lets each sub-batch pad to a width close to its rows' own lengths.
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        scores: dict[int, MessageScore] = {}
+        for group in _length_groups([len(encodings[i].ids) for i in order]):
+            rows = [order[position] for position in group]
+            risks, signals = self._run([encodings[i] for i in rows])
+            for row, (risk, row_signals) in zip(rows, zip(risks, signals, strict=True), strict=True):
+                scores[row] = MessageScore(risk=risk, signals=tuple(row_signals))
+        return [scores[i] for i in range(len(texts))]
+
+    def _run(self, encodings: Sequence[Encoding]) -> tuple[list[float], list[list[float]]]:
+        batch_size = len(encodings)
+        # At least one column: a batch of empty texts from a tokenizer without special tokens has none.
+        width = max(1, *(len(encoding.ids) for encoding in encodings))
+        input_ids = np.full((batch_size, width), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((batch_size, width), dtype=np.int64)
+        token_type_ids = np.full((batch_size, width), self.pad_type_id, dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            length = len(encoding.ids)
+            input_ids[row, :length] = encoding.ids
+            attention_mask[row, :length] = 1
+            token_type_ids[row, :length] = encoding.type_ids
+        candidates = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
+        feed = {name: array for name, array in candidates.items() if name in self.input_names}
+        risk_logits, signal_logits = self.session.run([self.risk_output, self.signals_output], feed)
+        risk_logits = np.asarray(risk_logits)
+        signal_logits = np.asarray(signal_logits)
+        if risk_logits.shape == (batch_size, 1):
+            risk_logits = risk_logits.reshape(batch_size)
+        if risk_logits.shape != (batch_size,):
+            raise ModelOutputError(
+                f"output {self.risk_output!r} has shape {list(risk_logits.shape)}; expected [{batch_size}] "
+                "(one risk logit per message)"
+            )
+        if signal_logits.shape != (batch_size, self.signal_count):
+            raise ModelOutputError(
+                f"output {self.signals_output!r} has shape {list(signal_logits.shape)}; expected "
+                f"[{batch_size}, {self.signal_count}] because metadata.json lists {self.signal_count} signals"
+            )
+        risks: list[float] = _sigmoid(risk_logits).tolist()
+        signals: list[list[float]] = _sigmoid(signal_logits).tolist()
+        return risks, signals
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LoadedModel:
+    scorer: _OnnxScorer
+    spec: _ModelSpec
+    metadata: Mapping[str, Any]
+
+
+class OnnxDetector:
+    """``Detector`` backed by ONNX Runtime on CPU; concurrent ``score`` calls share batches.
+
+    Create it with ``await OnnxDetector.load(model_dir)``; close it with ``await detector.aclose()``.
+    """
+
+    __slots__ = ("_batcher", "_model")
+
+    def __init__(self, *, model: _LoadedModel, max_batch: int, max_wait_s: float, queue_size: int) -> None:
+        self._model = model
+        info = model.spec.info
+        self._batcher: Batcher[str, MessageScore] = Batcher(
+            self._score_batch,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            queue_size=queue_size,
+            name=f"OnnxDetector({info.name} {info.version})",
+        )
+
+    @classmethod
+    async def load(
+        cls,
+        model_dir: Path,
+        *,
+        intra_op_threads: int = 2,
+        inter_op_threads: int = 1,
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
+        queue_size: int = 4096,
+    ) -> OnnxDetector:
+        """Load and check a model directory (off the event loop), then start the batching worker."""
+        model = await asyncio.to_thread(
+            _load_model,
+            Path(model_dir),
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+        )
+        detector = cls(model=model, max_batch=max_batch, max_wait_s=max_wait_s, queue_size=queue_size)
+        detector._batcher.start()
+        info = model.spec.info
+        logger.info(
+            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d)",
+            info.name,
+            info.version,
+            model_dir,
+            sorted(model.scorer.input_names),
+            len(info.signals),
+            info.max_length,
+        )
+        return detector
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._model.spec.info
+
+    @property
+    def pair_model(self) -> EmaPairModel:
+        return self._model.spec.pair_model
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """``metadata.json`` as loaded, read-only (objects are mappings, arrays are tuples)."""
+        return self._model.metadata
+
+    async def score(self, texts: Sequence[str]) -> list[MessageScore]:
+        # A bare str is a Sequence[str] too; scoring it letter by letter is never what the caller meant.
+        if isinstance(texts, str):
+            raise TypeError("score() takes a sequence of texts, not a single str")
+        # Checked here so one bad caller cannot fail the other callers sharing its batch.
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"score() takes texts of type str, got {type(text).__name__}")
+        return await self._batcher.submit(texts)
+
+    async def aclose(self) -> None:
+        """Finish the calls already queued, then stop. Later ``score`` calls raise ``BatcherClosedError``."""
+        await self._batcher.aclose()
+
+    async def _score_batch(self, texts: Sequence[str]) -> list[MessageScore]:
+        return await asyncio.to_thread(self._model.scorer.score_batch, texts)
+
+
+def _load_model(model_dir: Path, *, intra_op_threads: int, inter_op_threads: int) -> _LoadedModel:
+    if not model_dir.exists():
+        raise ModelLoadError(f"model directory {model_dir} does not exist")
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"model directory {model_dir} is not a directory")
+    for name in (MODEL_FILE, TOKENIZER_FILE, METADATA_FILE):
+        if not (model_dir / name).is_file():
+            raise ModelLoadError(f"model directory {model_dir} has no {name} (expected {model_dir / name})")
+
+    metadata_path = model_dir / METADATA_FILE
+    raw_metadata = _read_json_object(metadata_path)
+    spec = _parse_metadata(raw_metadata, path=metadata_path)
+    tokenizer, pad_id, pad_type_id = _load_tokenizer(
+        model_dir / TOKENIZER_FILE, max_length=spec.info.max_length
+    )
+    model_path = model_dir / MODEL_FILE
+    session = _open_session(model_path, intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads)
+    input_names = _check_graph(session, spec=spec, path=model_path)
+
+    scorer = _OnnxScorer(
+        session=session,
+        tokenizer=tokenizer,
+        input_names=input_names,
+        risk_output=spec.risk_output,
+        signals_output=spec.signals_output,
+        signal_count=len(spec.info.signals),
+        max_chars=spec.info.max_length * _MAX_CHARS_PER_TOKEN,
+        pad_id=pad_id,
+        pad_type_id=pad_type_id,
+    )
+    # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
+    try:
+        scorer.score_batch([""])
+    except ModelOutputError as error:
+        raise ModelLoadError(f"{model_path}: {error}") from error
+    except Exception as error:
+        raise ModelLoadError(f"{model_path} failed a trial run on an empty message: {error}") from error
+    return _LoadedModel(scorer=scorer, spec=spec, metadata=_read_only(raw_metadata))
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ModelLoadError(f"{path} is not UTF-8: {error}") from error
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _parse_metadata(metadata: Mapping[str, Any], *, path: Path) -> _ModelSpec:
+    reader = _MetadataReader(path=path)
+    metadata_format = reader.integer(metadata, "format")
+    if metadata_format != METADATA_FORMAT:
+        raise ModelLoadError(
+            f"{path}: key 'format' is {metadata_format}; this version of Vigil reads format {METADATA_FORMAT}"
+        )
+    max_length = reader.integer(metadata, "max_length")
+    if max_length < 1:
+        raise ModelLoadError(f"{path}: key 'max_length' must be >= 1, got {max_length}")
+    outputs = reader.mapping(metadata, "outputs")
+    signal_entries = reader.array(metadata, "signals")
+    names: list[str] = []
+    labels: list[str] = []
+    for index, entry in enumerate(signal_entries):
+        key = f"signals[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ModelLoadError(f"{path}: key {key!r} must be an object with 'name' and 'label'")
+        names.append(reader.string(entry, "name", within=key))
+        labels.append(reader.string(entry, "label", within=key))
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ModelLoadError(f"{path}: key 'signals' repeats the names {duplicates}")
+    pair_section = reader.mapping(metadata, "pair_model")
+    try:
+        pair_model = EmaPairModel.from_metadata(pair_section)
+    except (PairModelConfigError, TypeError, ValueError) as error:
+        raise ModelLoadError(f"{path}: key 'pair_model' is invalid: {error}") from error
+    info = ModelInfo(
+        name=reader.string(metadata, "name"),
+        version=reader.string(metadata, "version"),
+        max_length=max_length,
+        default_threshold=reader.probability(metadata, "default_threshold"),
+        signals=tuple(names),
+        signal_labels=tuple(labels),
+        signal_threshold=reader.probability(metadata, "signal_threshold"),
+    )
+    return _ModelSpec(
+        info=info,
+        risk_output=reader.string(outputs, "risk", within="outputs"),
+        signals_output=reader.string(outputs, "signals", within="outputs"),
+        pair_model=pair_model,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MetadataReader:
+    """Typed look-ups in metadata.json whose errors name the file and the full key."""
+
+    path: Path
+
+    def _get(self, section: Mapping[str, Any], key: str, *, within: str | None) -> tuple[str, Any]:
+        full_key = f"{within}.{key}" if within else key
+        if key not in section:
+            raise ModelLoadError(f"{self.path}: key {full_key!r} is missing")
+        return full_key, section[key]
+
+    def _wrong(self, full_key: str, expected: str, value: Any) -> ModelLoadError:
+        return ModelLoadError(f"{self.path}: key {full_key!r} must be {expected}, got {value!r}")
+
+    def string(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> str:
+        full_key, value = self._get(section, key, within=within)
+        if not isinstance(value, str) or not value:
+            raise self._wrong(full_key, "a non-empty string", value)
+        return value
+
+    def integer(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> int:
+        full_key, value = self._get(section, key, within=within)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._wrong(full_key, "an integer", value)
+        return value
+
+    def probability(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> float:
+        full_key, value = self._get(section, key, within=within)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise self._wrong(full_key, "a number between 0 and 1", value)
+        return float(value)
+
+    def mapping(
+        self, section: Mapping[str, Any], key: str, *, within: str | None = None
+    ) -> Mapping[str, Any]:
+        full_key, value = self._get(section, key, within=within)
+        if not isinstance(value, Mapping):
+            raise self._wrong(full_key, "an object", value)
+        return value
+
+    def array(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> list[Any]:
+        full_key, value = self._get(section, key, within=within)
+        if not isinstance(value, list):
+            raise self._wrong(full_key, "an array", value)
+        return value
+
+
+def _load_tokenizer(path: Path, *, max_length: int) -> tuple[Tokenizer, int, int]:
+    """The tokenizer set to truncate at ``max_length`` and not to pad (we pad per batch ourselves)."""
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:
+        raise ModelLoadError(f"{path} is not a valid tokenizers file: {error}") from error
+    padding = tokenizer.padding
+    if padding is not None:
+        pad_id, pad_type_id = int(padding["pad_id"]), int(padding["pad_type_id"])
+    else:
+        pad_token_id = tokenizer.token_to_id("[PAD]")
+        if pad_token_id is None:
+            pad_token_id = tokenizer.token_to_id("<pad>")
+        # Padded positions are masked out, so any id works when the tokenizer names none.
+        pad_id, pad_type_id = (pad_token_id if pad_token_id is not None else 0), 0
+    # Exported tokenizers often pad to a fixed length; padding to the batch's longest row is much cheaper.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer, pad_id, pad_type_id
+
+
+def _open_session(path: Path, *, intra_op_threads: int, inter_op_threads: int) -> ort.InferenceSession:
+    if intra_op_threads < 0 or inter_op_threads < 0:
+        raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise ModelLoadError(f"{path} is not a loadable ONNX model: {error}") from error
+
+
+def _check_graph(session: ort.InferenceSession, *, spec: _ModelSpec, path: Path) -> frozenset[str]:
+    """The graph's inputs are ones we can feed and its outputs are the ones the metadata names."""
+    input_names: set[str] = set()
+    for graph_input in session.get_inputs():
+        if graph_input.name not in FEEDABLE_INPUTS:
+            raise ModelLoadError(
+                f"{path} declares input {graph_input.name!r}, which Vigil cannot feed "
+                f"(it feeds only {', '.join(FEEDABLE_INPUTS)})"
+            )
+        if graph_input.type != "tensor(int64)":
+            raise ModelLoadError(
+                f"{path} declares input {graph_input.name!r} as {graph_input.type}; Vigil feeds tensor(int64)"
+            )
+        input_names.add(graph_input.name)
+    if "input_ids" not in input_names:
+        raise ModelLoadError(f"{path} declares no 'input_ids' input, so it cannot take text")
+
+    outputs = {graph_output.name: graph_output for graph_output in session.get_outputs()}
+    for key, name in (("outputs.risk", spec.risk_output), ("outputs.signals", spec.signals_output)):
+        if name not in outputs:
+            raise ModelLoadError(
+                f"metadata.json key {key!r} names output {name!r}, but {path} has outputs {sorted(outputs)}"
+            )
+    # A symbolic dimension ("S") cannot be checked here; the trial run after loading catches those.
+    declared_shape = outputs[spec.signals_output].shape
+    declared_signals = declared_shape[-1] if len(declared_shape) == 2 else None
+    signal_count = len(spec.info.signals)
+    if isinstance(declared_signals, int) and declared_signals != signal_count:
+        raise ModelLoadError(
+            f"{path}: output {spec.signals_output!r} gives {declared_signals} signals per message, "
+            f"but metadata.json lists {signal_count} signals"
+        )
+    return frozenset(input_names)
+
+
+def _sigmoid(logits: FloatArray) -> FloatArray:
+    # exp(-log(1 + e^-x)) never overflows, unlike 1 / (1 + e^-x) for large negative x.
+    result: FloatArray = np.exp(-np.logaddexp(0.0, -logits.astype(np.float64)))
+    return result
+
+
+def _length_groups(sorted_lengths: Sequence[int]) -> list[range]:
+    """Split positions of ascending lengths into runs whose padding stays near their real token count."""
+    groups: list[range] = []
+    start = 0
+    tokens = 0
+    for position, raw_length in enumerate(sorted_lengths):
+        length = max(1, raw_length)
+        rows = position - start
+        if rows >= _MIN_SUB_BATCH and (rows + 1) * length > _MAX_PADDING_RATIO * (tokens + length):
+            groups.append(range(start, position))
+            start, tokens = position, 0
+        tokens += length
+    if start < len(sorted_lengths):
+        groups.append(range(start, len(sorted_lengths)))
+    return groups
+
+
+def _read_only(value: Any) -> Any:
+    """A deep read-only copy of parsed JSON: objects become mappings, arrays become tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_read_only(item) for item in value)
+    return value
