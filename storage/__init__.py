@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from storage.protocol import SchemaTooNewError, Store, StoreError
+from storage.sqlite import SqliteStore
 
-__all__ = ["SchemaTooNewError", "Store", "StoreError"]
+__all__ = ["SchemaTooNewError", "SqliteStore", "Store", "StoreError"]

@@ -1,0 +1,676 @@
+"""The ``Store`` contract: every backend in ``STORE_FACTORIES`` must pass all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bots.core.models import AlertStatus, OutboxKind, SpaceSettings
+from storage import SqliteStore, Store, StoreError
+from tests.storage.builders import (
+    BASE_TIME,
+    deadline,
+    make_alert,
+    make_pair_key,
+    make_pair_state,
+    make_risk_point,
+    make_window_message,
+)
+
+StoreFactory = Callable[[Path], Awaitable[Store]]
+
+
+async def _open_sqlite_in_memory(tmp_path: Path) -> Store:
+    store = SqliteStore(":memory:")
+    await store.open()
+    return store
+
+
+async def _open_sqlite_file(tmp_path: Path) -> Store:
+    store = SqliteStore(tmp_path / "contract.sqlite3")
+    await store.open()
+    return store
+
+
+# Add a backend here and it runs the whole suite.
+STORE_FACTORIES: tuple[tuple[str, StoreFactory], ...] = (
+    ("sqlite-memory", _open_sqlite_in_memory),
+    ("sqlite-file", _open_sqlite_file),
+)
+
+
+@pytest.fixture(params=[factory for _, factory in STORE_FACTORIES], ids=[name for name, _ in STORE_FACTORIES])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    factory: StoreFactory = request.param
+    opened = await factory(tmp_path)
+    try:
+        yield opened
+    finally:
+        # Bounded: a test that failed while holding the store's lock must not hang the run.
+        await asyncio.wait_for(opened.close(), timeout=5)
+
+
+class Boom(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------- pairs and messages
+
+
+@pytest.mark.parametrize("snoozed_until", [None, BASE_TIME + timedelta(hours=6)])
+async def test_pair_round_trips_every_field(store: Store, snoozed_until: datetime | None) -> None:
+    state = make_pair_state(snoozed_until=snoozed_until)
+    assert await store.load_pair(state.key) is None
+
+    await store.save_pair(state)
+
+    assert await store.load_pair(state.key) == state
+
+
+async def test_pair_datetimes_come_back_as_aware_utc(store: Store) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    state = dataclasses.replace(
+        make_pair_state(),
+        first_seen=datetime(2024, 5, 1, 14, 0, tzinfo=plus_two),
+        snoozed_until=datetime(2024, 5, 2, 14, 0, 0, 5, tzinfo=plus_two),
+    )
+    await store.save_pair(state)
+
+    loaded = await store.load_pair(state.key)
+
+    assert loaded is not None
+    assert loaded.first_seen == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert loaded.first_seen.utcoffset() == timedelta(0)
+    assert loaded.snoozed_until == datetime(2024, 5, 2, 12, 0, 0, 5, tzinfo=UTC)
+    assert loaded.snoozed_until is not None and loaded.snoozed_until.utcoffset() == timedelta(0)
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    naive = dataclasses.replace(make_pair_state(), last_seen=datetime(2024, 5, 1, 12, 0))
+    with pytest.raises(ValueError, match="naive"):
+        await store.save_pair(naive)
+    assert await store.load_pair(naive.key) is None
+
+
+async def test_save_pair_overwrites_and_keeps_the_window(store: Store) -> None:
+    state = make_pair_state()
+    await store.save_pair(state)
+    await store.append_window(state.key, make_window_message(1), keep=10)
+    updated = dataclasses.replace(
+        state,
+        first_seen=BASE_TIME - timedelta(days=1),
+        last_seen=BASE_TIME + timedelta(hours=1),
+        message_count=4,
+        channel_ids=("c-7",),
+        model_state='{"h": [0.9]}',
+        risk=0.5,
+        suspect_id=None,
+        above_threshold_streak=0,
+        snoozed_until=BASE_TIME,
+    )
+
+    await store.save_pair(updated)
+
+    assert await store.load_pair(state.key) == updated
+    assert await store.load_window(state.key) == [make_window_message(1)]
+    assert await store.count_pairs() == 1
+
+
+async def test_claim_message_is_true_once_per_space(store: Store) -> None:
+    async def claim(space_id: str, platform: str = "discord") -> bool:
+        return await store.claim_message(
+            platform=platform, space_id=space_id, message_id="m-1", seen_at=BASE_TIME
+        )
+
+    assert await claim("guild-1") is True
+    assert await claim("guild-1") is False
+    assert await claim("guild-2") is True
+    assert await claim("guild-1", platform="slack") is True
+    assert await claim("guild-2") is False
+
+
+async def test_pairs_for_user_and_count_pairs(store: Store) -> None:
+    ab = make_pair_key("a", "b")
+    ca = make_pair_key("c", "a")
+    bc = make_pair_key("b", "c")
+    elsewhere = make_pair_key("a", "b", space_id="guild-2")
+    for key in (ab, ca, bc, elsewhere):
+        await store.save_pair(make_pair_state(key))
+
+    pairs_of_a = await store.pairs_for_user(platform="discord", space_id="guild-1", user_id="a")
+
+    assert sorted(pair.key for pair in pairs_of_a) == sorted([ab, ca])
+    assert await store.pairs_for_user(platform="discord", space_id="guild-1", user_id="zed") == []
+    assert await store.count_pairs() == 4
+
+
+@pytest.mark.parametrize(("pair_count", "batch", "sizes"), [(5, 2, [2, 2, 1]), (4, 2, [2, 2]), (0, 3, [])])
+async def test_iter_pairs_yields_every_pair_in_batches(
+    store: Store, pair_count: int, batch: int, sizes: list[int]
+) -> None:
+    keys = [make_pair_key("u0", f"u{index + 1}") for index in range(pair_count)]
+    for key in keys:
+        await store.save_pair(make_pair_state(key))
+
+    batches = [list(chunk) async for chunk in store.iter_pairs(batch=batch)]
+
+    assert [len(chunk) for chunk in batches] == sizes
+    assert sorted(state.key for chunk in batches for state in chunk) == sorted(keys)
+
+
+async def test_store_can_be_used_while_iterating_pairs(store: Store) -> None:
+    for index in range(3):
+        await store.save_pair(make_pair_state(make_pair_key("u0", f"u{index + 1}")))
+
+    async for chunk in store.iter_pairs(batch=1):
+        for state in chunk:
+            await store.save_pair(dataclasses.replace(state, message_count=99))
+
+    assert [
+        state.message_count
+        for state in await store.pairs_for_user(platform="discord", space_id="guild-1", user_id="u0")
+    ] == [99, 99, 99]
+
+
+# ---------------------------------------------------------------------- windows and risk history
+
+
+async def test_window_keeps_the_newest_messages_oldest_first(store: Store) -> None:
+    state = make_pair_state()
+    other = make_pair_state(make_pair_key("u1", "u3"))
+    await store.save_pair(state)
+    await store.save_pair(other)
+    await store.append_window(other.key, make_window_message(100), keep=3)
+
+    for index in range(1, 7):
+        await store.append_window(state.key, make_window_message(index, thread_id="t-9"), keep=3)
+
+    assert await store.load_window(state.key) == [
+        make_window_message(index, thread_id="t-9") for index in (4, 5, 6)
+    ]
+    assert await store.load_window(other.key) == [make_window_message(100)]
+
+
+async def test_window_order_is_insertion_order_not_timestamp(store: Store) -> None:
+    state = make_pair_state()
+    await store.save_pair(state)
+    late, early = make_window_message(9), make_window_message(1)
+
+    await store.append_window(state.key, late, keep=5)
+    await store.append_window(state.key, early, keep=5)
+
+    assert await store.load_window(state.key) == [late, early]
+
+
+async def test_window_of_an_unsaved_pair(store: Store) -> None:
+    key = make_pair_key("x", "y")
+
+    with pytest.raises(StoreError, match="save_pair"):
+        await store.append_window(key, make_window_message(1), keep=5)
+    assert await store.load_window(key) == []
+
+
+async def test_risk_history_returns_the_newest_points_oldest_first(store: Store) -> None:
+    state = make_pair_state()
+    await store.save_pair(state)
+    for index in range(1, 6):
+        await store.append_risk(make_risk_point(state.key, index))
+
+    assert await store.risk_history(state.key, limit=3) == [make_risk_point(state.key, i) for i in (3, 4, 5)]
+    assert await store.risk_history(state.key, limit=50) == [
+        make_risk_point(state.key, i) for i in range(1, 6)
+    ]
+    assert await store.risk_history(make_pair_key("x", "y"), limit=5) == []
+
+
+async def test_risk_for_an_unsaved_pair_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.append_risk(make_risk_point(make_pair_key("x", "y"), 1))
+
+
+# ---------------------------------------------------------------------- alerts
+
+
+async def test_create_alert_assigns_ids_and_round_trips(store: Store) -> None:
+    await store.save_pair(make_pair_state())
+    draft = dataclasses.replace(make_alert(), alert_id=777, case_number=555)
+
+    created = await store.create_alert(draft)
+
+    assert created.case_number == 1
+    assert created.alert_id != 777
+    assert created == dataclasses.replace(draft, alert_id=created.alert_id, case_number=1)
+    assert await store.get_alert(created.alert_id) == created
+    assert await store.get_alert(created.alert_id + 1000) is None
+
+
+async def test_update_alert_and_open_alert_for_pair(store: Store) -> None:
+    key = make_pair_key()
+    await store.save_pair(make_pair_state(key))
+    created = await store.create_alert(make_alert(key))
+    assert await store.open_alert_for_pair(key) == created
+    assert await store.open_alert_for_pair(make_pair_key("u1", "u9")) is None
+
+    changed = dataclasses.replace(
+        created,
+        risk=0.97,
+        peak_risk=0.97,
+        signals=("meeting",),
+        evidence=(make_window_message(5),),
+        updated_at=BASE_TIME + timedelta(minutes=1),
+        revision=2,
+        delivery_ref="chan/msg",
+    )
+    await store.update_alert(changed)
+    assert await store.get_alert(created.alert_id) == changed
+    assert await store.open_alert_for_pair(key) == changed
+
+    closed = dataclasses.replace(changed, status=AlertStatus.CLOSED, revision=3)
+    await store.update_alert(closed)
+    assert await store.get_alert(created.alert_id) == closed
+    assert await store.open_alert_for_pair(key) is None
+
+    reopened = await store.create_alert(make_alert(key, created_at=BASE_TIME + timedelta(hours=1)))
+    assert reopened.case_number == 2
+    assert await store.open_alert_for_pair(key) == reopened
+
+
+async def test_update_of_an_unknown_alert_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.update_alert(dataclasses.replace(make_alert(), alert_id=4242))
+
+
+async def test_case_numbers_go_up_per_space_independently(store: Store) -> None:
+    async def new_case(space_id: str, other_user: str, *, platform: str = "discord") -> int:
+        key = make_pair_key("u1", other_user, platform=platform, space_id=space_id)
+        await store.save_pair(make_pair_state(key))
+        alert = await store.create_alert(make_alert(key))
+        # Closing a case never frees its number.
+        await store.update_alert(dataclasses.replace(alert, status=AlertStatus.CLOSED))
+        return alert.case_number
+
+    assert [await new_case("guild-1", f"u{index + 2}") for index in range(3)] == [1, 2, 3]
+    assert [await new_case("guild-2", f"u{index + 2}") for index in range(2)] == [1, 2]
+    assert await new_case("guild-1", "u2", platform="slack") == 1
+    assert await new_case("guild-1", "u2") == 4
+    assert await new_case("guild-2", "u5") == 3
+
+    listed = await store.alerts_for_space(platform="discord", space_id="guild-1", limit=10)
+    assert [alert.case_number for alert in listed] == [4, 3, 2, 1]
+    assert len({alert.alert_id for alert in listed}) == 4
+    assert [
+        a.case_number for a in await store.alerts_for_space(platform="discord", space_id="guild-2", limit=2)
+    ] == [3, 2]
+
+
+async def test_count_alerts_since_counts_from_the_boundary_including_shadow(store: Store) -> None:
+    for index, (space, shadow) in enumerate(
+        [("guild-1", False), ("guild-1", True), ("guild-1", False), ("guild-2", False)]
+    ):
+        key = make_pair_key("u1", f"u{index + 2}", space_id=space)
+        await store.save_pair(make_pair_state(key))
+        await store.create_alert(
+            make_alert(key, created_at=BASE_TIME + timedelta(hours=index), shadow=shadow)
+        )
+
+    def count_since(hours: int, space: str = "guild-1") -> Awaitable[int]:
+        return store.count_alerts_since(
+            platform="discord", space_id=space, since=BASE_TIME + timedelta(hours=hours)
+        )
+
+    assert await count_since(0) == 3
+    assert await count_since(1) == 2
+    assert await count_since(2) == 1
+    assert await count_since(3) == 0
+    assert await count_since(0, "guild-2") == 1
+    # The same instant in another time zone is the same boundary.
+    assert (
+        await store.count_alerts_since(
+            platform="discord",
+            space_id="guild-1",
+            since=(BASE_TIME + timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5))),
+        )
+        == 2
+    )
+
+
+# ---------------------------------------------------------------------- transactions
+
+
+async def test_transaction_commits_everything_together(store: Store) -> None:
+    state = make_pair_state()
+    async with deadline(), store.transaction():
+        await store.save_pair(state)
+        await store.append_window(state.key, make_window_message(1), keep=5)
+        alert = await store.create_alert(make_alert(state.key))
+        await store.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+
+    assert await store.load_pair(state.key) == state
+    assert await store.load_window(state.key) == [make_window_message(1)]
+    assert await store.get_alert(alert.alert_id) == alert
+    assert await store.pending_delivery_count() == 1
+
+
+async def test_transaction_rolls_back_everything_on_error(store: Store) -> None:
+    state = make_pair_state()
+    with pytest.raises(Boom):
+        async with deadline(), store.transaction():
+            assert await store.claim_message(
+                platform="discord", space_id="guild-1", message_id="m-1", seen_at=BASE_TIME
+            )
+            await store.save_pair(state)
+            await store.append_window(state.key, make_window_message(1), keep=5)
+            alert = await store.create_alert(make_alert(state.key))
+            await store.enqueue_delivery(
+                alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME
+            )
+            await store.put_space_settings(
+                SpaceSettings(platform="discord", space_id="guild-1", threshold=0.5)
+            )
+            # Reads inside the transaction see its own writes.
+            assert await store.load_pair(state.key) == state
+            raise Boom
+
+    assert await store.load_pair(state.key) is None
+    assert await store.count_pairs() == 0
+    assert await store.open_alert_for_pair(state.key) is None
+    assert await store.pending_delivery_count() == 0
+    assert await store.get_space_settings(platform="discord", space_id="guild-1") is None
+    assert await store.claim_message(
+        platform="discord", space_id="guild-1", message_id="m-1", seen_at=BASE_TIME
+    )
+
+
+async def test_nested_transaction_joins_the_outer_one(store: Store) -> None:
+    first, second = make_pair_state(), make_pair_state(make_pair_key("u1", "u3"))
+    with pytest.raises(Boom):
+        async with deadline(), store.transaction():
+            await store.save_pair(first)
+            async with store.transaction():
+                await store.save_pair(second)
+            assert await store.load_pair(second.key) == second
+            raise Boom
+
+    assert await store.count_pairs() == 0
+
+    async with deadline(), store.transaction(), store.transaction():
+        await store.save_pair(second)
+    assert await store.load_pair(second.key) == second
+
+
+async def test_failed_operation_inside_a_transaction_leaves_the_rest(store: Store) -> None:
+    state = make_pair_state()
+    async with deadline(), store.transaction():
+        await store.save_pair(state)
+        with pytest.raises(StoreError):
+            await store.append_window(make_pair_key("x", "y"), make_window_message(1), keep=5)
+        await store.append_window(state.key, make_window_message(2), keep=5)
+
+    assert await store.load_pair(state.key) == state
+    assert await store.load_window(state.key) == [make_window_message(2)]
+
+
+async def test_other_tasks_wait_for_an_open_transaction(store: Store) -> None:
+    first, second = make_pair_state(), make_pair_state(make_pair_key("u1", "u3"))
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    counts_seen: list[int] = []
+
+    async def hold_transaction() -> None:
+        async with store.transaction():
+            await store.save_pair(first)
+            inside.set()
+            await release.wait()
+            # Still ours: the other task's write has not slipped in.
+            counts_seen.append(await store.count_pairs())
+
+    async def read_count() -> None:
+        counts_seen.append(await store.count_pairs())
+
+    holder = asyncio.create_task(hold_transaction())
+    tasks = [holder]
+    try:
+        await asyncio.wait_for(inside.wait(), timeout=2)
+        tasks.append(asyncio.create_task(store.save_pair(second)))
+        tasks.append(asyncio.create_task(read_count()))
+        await asyncio.sleep(0.05)
+        assert [task.done() for task in tasks] == [False, False, False]
+    finally:
+        release.set()
+        async with deadline():
+            await asyncio.gather(*tasks)
+
+    # The reader ran after the commit, never inside the other task's transaction.
+    assert counts_seen == [1, 2]
+    assert await store.count_pairs() == 2
+
+
+async def test_a_cancelled_transaction_rolls_back_and_releases_the_store(store: Store) -> None:
+    state = make_pair_state()
+    inside = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with store.transaction():
+            await store.save_pair(state)
+            inside.set()
+            await asyncio.Event().wait()
+
+    holder = asyncio.create_task(hold_forever())
+    async with deadline():
+        await inside.wait()
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        assert await store.load_pair(state.key) is None
+        await store.save_pair(state)
+    assert await store.load_pair(state.key) == state
+
+
+async def test_concurrent_transactions_are_serialised(store: Store) -> None:
+    keys = [make_pair_key("u0", f"u{index + 1}") for index in range(8)]
+
+    async def bump(key_index: int) -> None:
+        async with store.transaction():
+            count = await store.count_pairs()
+            await asyncio.sleep(0)
+            await store.save_pair(make_pair_state(keys[key_index], message_count=count))
+
+    async with deadline():
+        await asyncio.gather(*(bump(index) for index in range(len(keys))))
+
+    counts = sorted(
+        state.message_count
+        for state in await store.pairs_for_user(platform="discord", space_id="guild-1", user_id="u0")
+    )
+    assert counts == list(range(len(keys)))
+
+
+# ---------------------------------------------------------------------- outbox
+
+
+async def _saved_alert_id(store: Store, second_user: str = "u2") -> int:
+    key = make_pair_key("u1", second_user)
+    await store.save_pair(make_pair_state(key))
+    return (await store.create_alert(make_alert(key))).alert_id
+
+
+async def test_enqueue_again_bumps_revision_and_pulls_the_attempt_forward(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    [item] = await store.due_deliveries(now=BASE_TIME, limit=10)
+    later = BASE_TIME + timedelta(minutes=10)
+    await store.fail_delivery(item.item_id, error="rate limited", next_attempt_at=later)
+
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=1, now=later)
+    assert await store.due_deliveries(now=BASE_TIME + timedelta(minutes=1), limit=10) == []
+    [unchanged] = await store.due_deliveries(now=later, limit=10)
+    assert (unchanged.item_id, unchanged.revision, unchanged.next_attempt_at) == (item.item_id, 2, later)
+
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=5, now=BASE_TIME)
+
+    [bumped] = await store.due_deliveries(now=BASE_TIME, limit=10)
+    assert bumped.item_id == item.item_id
+    assert bumped.revision == 5
+    assert bumped.next_attempt_at == BASE_TIME
+    assert bumped.attempts == 1
+    assert await store.pending_delivery_count() == 1
+
+
+async def test_enqueue_again_never_pushes_a_due_item_back(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+
+    await store.enqueue_delivery(
+        alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME + timedelta(hours=1)
+    )
+
+    [item] = await store.due_deliveries(now=BASE_TIME, limit=10)
+    assert (item.revision, item.next_attempt_at, item.attempts) == (1, BASE_TIME, 0)
+
+
+async def test_due_deliveries_are_ordered_by_time_then_id_and_limited(store: Store) -> None:
+    alert_ids = [await _saved_alert_id(store, f"u{index + 2}") for index in range(4)]
+    times = [BASE_TIME + timedelta(seconds=s) for s in (30, 10, 10, 99)]
+    for alert_id, when in zip(alert_ids, times, strict=True):
+        await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=when)
+
+    due = await store.due_deliveries(now=BASE_TIME + timedelta(seconds=30), limit=10)
+
+    assert [item.alert_id for item in due] == [alert_ids[1], alert_ids[2], alert_ids[0]]
+    assert all(item.kind is OutboxKind.POST and item.attempts == 0 for item in due)
+    assert due[0].item_id < due[1].item_id
+    limited = await store.due_deliveries(now=BASE_TIME + timedelta(seconds=30), limit=2)
+    assert [item.alert_id for item in limited] == [alert_ids[1], alert_ids[2]]
+    assert await store.pending_delivery_count() == 4
+
+
+async def test_update_waits_behind_a_pending_post(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    other_alert_id = await _saved_alert_id(store, "u3")
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    await store.enqueue_delivery(alert_id=other_alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    [post] = [
+        item for item in await store.due_deliveries(now=BASE_TIME, limit=10) if item.alert_id == alert_id
+    ]
+    assert post.kind is OutboxKind.POST
+    await store.fail_delivery(post.item_id, error="timeout", next_attempt_at=BASE_TIME + timedelta(hours=1))
+
+    # The post is not due, but still pending: the update must not overtake it.
+    due_now = await store.due_deliveries(now=BASE_TIME + timedelta(minutes=1), limit=10)
+    assert [(item.alert_id, item.kind) for item in due_now] == [(other_alert_id, OutboxKind.UPDATE)]
+
+    await store.complete_delivery(post.item_id, alert_id=alert_id, revision=post.revision, ref="chan/1")
+    due_after = await store.due_deliveries(now=BASE_TIME + timedelta(minutes=1), limit=10)
+    assert sorted((item.alert_id, item.kind) for item in due_after) == sorted(
+        [(alert_id, OutboxKind.UPDATE), (other_alert_id, OutboxKind.UPDATE)]
+    )
+
+
+async def test_fail_delivery_counts_attempts_and_truncates_the_error(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    [item] = await store.due_deliveries(now=BASE_TIME, limit=1)
+    assert item.last_error is None
+
+    await store.fail_delivery(
+        item.item_id, error="x" * 2000, next_attempt_at=BASE_TIME + timedelta(seconds=5)
+    )
+    await store.fail_delivery(
+        item.item_id, error="forbidden", next_attempt_at=BASE_TIME + timedelta(seconds=60)
+    )
+
+    assert await store.due_deliveries(now=BASE_TIME + timedelta(seconds=59), limit=1) == []
+    [failed] = await store.due_deliveries(now=BASE_TIME + timedelta(seconds=60), limit=1)
+    assert failed.attempts == 2
+    assert failed.last_error == "forbidden"
+    assert failed.next_attempt_at == BASE_TIME + timedelta(seconds=60)
+
+    await store.fail_delivery(item.item_id, error="y" * 2000, next_attempt_at=BASE_TIME)
+    [truncated] = await store.due_deliveries(now=BASE_TIME, limit=1)
+    assert truncated.last_error == "y" * 500
+
+
+async def test_complete_delivery_removes_the_item_and_records_the_ref(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    assert await store.pending_delivery_count() == 2
+    [post] = await store.due_deliveries(now=BASE_TIME, limit=10)
+
+    await store.complete_delivery(post.item_id, alert_id=alert_id, revision=post.revision, ref="chan/42")
+
+    alert = await store.get_alert(alert_id)
+    assert alert is not None and alert.delivery_ref == "chan/42"
+    assert await store.pending_delivery_count() == 1
+    [update] = await store.due_deliveries(now=BASE_TIME, limit=10)
+    assert update.kind is OutboxKind.UPDATE
+
+    await store.complete_delivery(update.item_id, alert_id=alert_id, revision=update.revision, ref=None)
+
+    alert = await store.get_alert(alert_id)
+    assert alert is not None and alert.delivery_ref == "chan/42"
+    assert await store.pending_delivery_count() == 0
+    assert await store.due_deliveries(now=BASE_TIME + timedelta(days=1), limit=10) == []
+
+
+async def test_update_alert_without_a_ref_keeps_the_delivered_one(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    stale_copy = await store.get_alert(alert_id)
+    assert stale_copy is not None and stale_copy.delivery_ref is None
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    [post] = await store.due_deliveries(now=BASE_TIME, limit=1)
+    await store.complete_delivery(post.item_id, alert_id=alert_id, revision=post.revision, ref="chan/7")
+
+    await store.update_alert(dataclasses.replace(stale_copy, risk=0.99, revision=2))
+
+    stored = await store.get_alert(alert_id)
+    assert stored is not None
+    assert (stored.risk, stored.revision, stored.delivery_ref) == (0.99, 2, "chan/7")
+
+
+# ---------------------------------------------------------------------- space settings
+
+
+async def test_space_settings_round_trip(store: Store) -> None:
+    assert await store.get_space_settings(platform="discord", space_id="guild-1") is None
+    settings = SpaceSettings(
+        platform="discord",
+        space_id="guild-1",
+        threshold=0.75,
+        alert_channel_id="c-mod",
+        moderator_role_id="r-mod",
+        child_safety_role_id="r-cs",
+        ignored_channel_ids=frozenset({"c-9", "c-3"}),
+        shadow_mode=False,
+    )
+
+    await store.put_space_settings(settings)
+    assert await store.get_space_settings(platform="discord", space_id="guild-1") == settings
+    assert await store.get_space_settings(platform="discord", space_id="guild-2") is None
+
+    defaults = SpaceSettings(platform="discord", space_id="guild-1")
+    await store.put_space_settings(defaults)
+    assert await store.get_space_settings(platform="discord", space_id="guild-1") == defaults
+
+    shadowed = SpaceSettings(platform="discord", space_id="guild-1", shadow_mode=True)
+    await store.put_space_settings(shadowed)
+    assert await store.get_space_settings(platform="discord", space_id="guild-1") == shadowed
+
+
+async def test_completing_a_delivery_keeps_a_newer_revision_enqueued_meanwhile(store: Store) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=3, now=BASE_TIME)
+    (in_flight,) = await store.due_deliveries(now=BASE_TIME, limit=10)
+    # While revision 3 is being delivered, the monitor enqueues revision 4.
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=4, now=BASE_TIME)
+    await store.complete_delivery(in_flight.item_id, alert_id=alert_id, revision=3, ref=None)
+    (pending,) = await store.due_deliveries(now=BASE_TIME, limit=10)
+    assert pending.kind is OutboxKind.UPDATE and pending.revision == 4
+    await store.complete_delivery(pending.item_id, alert_id=alert_id, revision=4, ref=None)
+    assert await store.pending_delivery_count() == 0
