@@ -1,0 +1,583 @@
+"""The ``vigil`` command line: the one place where settings, store, detector, monitor and sinks are wired."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, TextIO
+
+from bots.core.models import ChatMessage
+from bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from bots.core.outbox import OutboxConfig, OutboxWorker
+from bots.core.policy import Decision, PolicyConfig
+from bots.core.protocols import AlertSink
+from bots.core.replay import BadRecord, ConversationRecord, SegmentRecord, iter_records, record_to_messages
+from bots.core.sinks import ConsoleSink
+from config.settings import ConfigError, Settings, check_settings, load_settings
+from detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
+from detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
+from storage.protocol import StoreError
+from storage.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = REPO_ROOT / "examples" / "demo_conversations.jsonl"
+# Replays feed the monitor in chunks; records are replayed concurrently so the detector can batch them.
+REPLAY_CHUNK = 64
+REPLAY_CONCURRENCY = 8
+
+
+class CliError(Exception):
+    """A problem the person at the terminal can fix; printed without a traceback."""
+
+
+@dataclass(slots=True)
+class Pipeline:
+    settings: Settings
+    store: SqliteStore
+    detector: OnnxDetector
+    monitor: Monitor
+    outbox: OutboxWorker | None
+
+    def require_outbox(self) -> OutboxWorker:
+        if self.outbox is None:
+            raise RuntimeError("this pipeline was opened without an alert sink")
+        return self.outbox
+
+
+def _settings(path: str | None) -> tuple[Settings, Path]:
+    if path is None:
+        return load_settings(None), Path.cwd()
+    config_path = Path(path)
+    return load_settings(config_path), config_path.resolve().parent
+
+
+@contextlib.asynccontextmanager
+async def open_pipeline(
+    settings: Settings,
+    *,
+    database: str,
+    make_sink: Callable[[Mapping[str, str]], AlertSink] | None,
+    replay: bool,
+    threshold: float | None = None,
+) -> AsyncIterator[Pipeline]:
+    """Open store and detector and build the monitor (and the outbox, when there is a sink).
+
+    ``make_sink`` receives the model's signal labels (name -> human phrase) and returns the alert sink.
+
+    ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
+    timestamps and wall time mean nothing for moderators' workload.
+    """
+    model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
+    detector = await OnnxDetector.load(
+        model_dir,
+        intra_op_threads=settings.detector.intra_op_threads,
+        inter_op_threads=settings.detector.inter_op_threads,
+        max_batch=settings.detector.max_batch,
+        queue_size=settings.detector.queue_size,
+    )
+    try:
+        store = SqliteStore(database)
+        await store.open()
+        try:
+            policy = _policy(settings, detector, replay=replay, threshold=threshold)
+            labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
+            outbox = (
+                OutboxWorker(
+                    store=store,
+                    sink=make_sink(labels),
+                    config=OutboxConfig(
+                        retry_initial_s=settings.outbox.retry_initial_s,
+                        retry_max_s=settings.outbox.retry_max_s,
+                        poll_interval_s=settings.outbox.poll_interval_s,
+                    ),
+                )
+                if make_sink is not None
+                else None
+            )
+            monitor = Monitor(
+                store=store,
+                detector=detector,
+                config=MonitorConfig(
+                    policy=policy,
+                    window_messages=settings.policy.window_messages,
+                    evidence_messages=settings.policy.evidence_messages,
+                ),
+                on_delivery_enqueued=outbox.notify if outbox is not None else None,
+            )
+            yield Pipeline(settings=settings, store=store, detector=detector, monitor=monitor, outbox=outbox)
+        finally:
+            await store.close()
+    finally:
+        await detector.aclose()
+
+
+def _policy(
+    settings: Settings, detector: OnnxDetector, *, replay: bool, threshold: float | None
+) -> PolicyConfig:
+    configured = settings.policy
+    defaults = detector.metadata.get("policy_defaults", {})
+    chosen_threshold = threshold or configured.threshold or detector.info.default_threshold
+    return PolicyConfig(
+        threshold=chosen_threshold,
+        sustain_messages=configured.sustain_messages or int(defaults.get("sustain_messages", 3)),
+        hysteresis=min(configured.hysteresis, chosen_threshold / 2),
+        cooldown=timedelta(0) if replay else timedelta(minutes=configured.cooldown_minutes),
+        update_min_delta=configured.update_min_delta,
+        max_alerts_per_hour=1_000_000 if replay else configured.max_alerts_per_hour,
+        shadow_mode=configured.shadow_mode,
+    )
+
+
+async def _write_json(path: Path, payload: object) -> None:
+    await asyncio.to_thread(path.write_text, json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def _chunks(messages: Sequence[ChatMessage], size: int) -> Iterator[Sequence[ChatMessage]]:
+    for start in range(0, len(messages), size):
+        yield messages[start : start + size]
+
+
+class _Progress:
+    """Prints a progress line to stderr at most every few seconds on long runs."""
+
+    def __init__(self, label: str, *, every_s: float = 5.0, stream: TextIO = sys.stderr) -> None:
+        self._label = label
+        self._every_s = every_s
+        self._stream = stream
+        self._started = time.perf_counter()
+        self._last = self._started
+        self.messages = 0
+        self.conversations = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def tick(self, *, messages: int, conversations: int = 0) -> None:
+        self.messages += messages
+        self.conversations += conversations
+        now = time.perf_counter()
+        if now - self._last >= self._every_s:
+            self._last = now
+            rate = self.messages / max(now - self._started, 1e-9)
+            self._stream.write(
+                f"{self._label}: {self.conversations:,} conversations, {self.messages:,} messages, "
+                f"{rate:,.0f} msg/s\n"
+            )
+            self._stream.flush()
+
+
+# ---------------------------------------------------------------- demo
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args.config)
+    data = Path(args.data) if args.data else DEMO_DATA
+    if not data.exists():
+        raise CliError(f"demo data not found: {data}")
+    out = sys.stdout
+    with tempfile.TemporaryDirectory(prefix="vigil-demo-") as tmp:
+        database = str(Path(tmp) / "vigil-demo.sqlite3")
+        async with open_pipeline(
+            settings,
+            database=database,
+            make_sink=lambda labels: ConsoleSink(out, signal_labels=labels),
+            replay=True,
+        ) as pipeline:
+            outbox = pipeline.require_outbox()
+            out.write(
+                f"Vigil demo · model {pipeline.detector.info.name} {pipeline.detector.info.version} · "
+                f"threshold {pipeline.monitor.config.policy.threshold:.2f} · database {database}\n\n"
+            )
+            flagged: list[str] = []
+            total = 0
+            for record in iter_records(data):
+                if not isinstance(record, ConversationRecord):
+                    continue
+                messages = record_to_messages(record, platform="demo")
+                total += 1
+                description = ""
+                out.write(f"▶ {record.id} · {record.setting} · {len(messages)} messages {description}\n")
+                alerts = 0
+                for chunk in _chunks(messages, REPLAY_CHUNK):
+                    results = await pipeline.monitor.handle_batch(chunk)
+                    alerts += sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
+                    await outbox.drain_once()
+                if alerts:
+                    flagged.append(record.id)
+                else:
+                    out.write("  no alert: nothing here for moderators\n\n")
+            out.write(
+                f"Demo finished: {total} conversations replayed, flagged: {', '.join(flagged) or 'none'}.\n"
+            )
+    return 0
+
+
+# ---------------------------------------------------------------- scan
+
+
+async def _scan(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args.config)
+    paths = [Path(p) for p in args.files]
+    for path in paths:
+        if not path.exists():
+            raise CliError(f"no such file: {path}")
+    style: Literal["text", "json"] = "json" if args.json else "text"
+    async with open_pipeline(
+        settings,
+        database=args.db,
+        make_sink=lambda labels: ConsoleSink(sys.stdout, signal_labels=labels, style=style),
+        replay=True,
+    ) as pipeline:
+        outbox = pipeline.require_outbox()
+        progress = _Progress("scan")
+        alerts = bad = skipped = 0
+        for path in paths:
+            for record in iter_records(path):
+                if isinstance(record, BadRecord):
+                    bad += 1
+                    print(f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr)
+                    continue
+                if isinstance(record, SegmentRecord):
+                    skipped += 1
+                    continue
+                messages = record_to_messages(record, platform="scan")
+                for chunk in _chunks(messages, REPLAY_CHUNK):
+                    results = await pipeline.monitor.handle_batch(chunk)
+                    alerts += sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
+                    progress.tick(messages=len(chunk))
+                    await outbox.drain_once()
+                progress.tick(messages=0, conversations=1)
+        await outbox.drain_once()
+        pairs = await pipeline.store.count_pairs()
+        elapsed = progress.elapsed
+        summary = {
+            "files": len(paths),
+            "conversations": progress.conversations,
+            "messages": progress.messages,
+            "pairs": pairs,
+            "alerts": alerts,
+            "bad_records": bad,
+            "segments_skipped": skipped,
+            "seconds": round(elapsed, 2),
+            "messages_per_second": round(progress.messages / max(elapsed, 1e-9), 1),
+        }
+    print(
+        f"Scan summary: {summary['conversations']:,} conversations, {summary['messages']:,} messages, "
+        f"{pairs:,} pairs, {alerts:,} new alerts, {bad} bad records skipped, "
+        f"{summary['messages_per_second']:,} messages/s",
+        file=sys.stderr,
+    )
+    if args.summary_json:
+        await _write_json(Path(args.summary_json), summary)
+    return 0
+
+
+# ---------------------------------------------------------------- eval
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """Folds one replayed conversation's monitor results into a ``ConversationOutcome``."""
+
+    record: ConversationRecord
+    seen: int = 0
+    first_alert_index: int | None = None
+    first_alert_suspect_id: str | None = None
+    alerted_suspect_ids: set[str] = field(default_factory=set)
+    alerted_on_suspect_pair: bool = False
+    alerts: int = 0
+    max_risk: float = 0.0
+
+    def add(self, results: Sequence[HandleResult]) -> None:
+        suspects = set(self.record.suspects)
+        for result in results:
+            self.seen += 1
+            for pair in result.pairs:
+                self.max_risk = max(self.max_risk, pair.risk)
+            for event in result.alerts:
+                alert = event.alert
+                if event.decision is Decision.RAISE:
+                    self.alerts += 1
+                    if self.first_alert_index is None:
+                        self.first_alert_index = self.seen
+                        self.first_alert_suspect_id = alert.suspect_id
+                    if alert.key.user_a in suspects or alert.key.user_b in suspects:
+                        self.alerted_on_suspect_pair = True
+                # An update can move attribution to the other member: that counts for the victim-flag rate.
+                self.alerted_suspect_ids.add(alert.suspect_id)
+
+    def outcome(self) -> ConversationOutcome:
+        return ConversationOutcome(
+            source=self.record.source,
+            label=self.record.label,
+            interleaved=self.record.interleaved,
+            messages=len(self.record.messages),
+            suspects=frozenset(self.record.suspects),
+            first_alert_index=self.first_alert_index,
+            first_alert_suspect_id=self.first_alert_suspect_id,
+            alerted_suspect_ids=frozenset(self.alerted_suspect_ids),
+            alerted_on_suspect_pair=self.alerted_on_suspect_pair,
+            alerts_count=self.alerts,
+            max_risk=self.max_risk,
+        )
+
+
+async def _eval_conversation(
+    pipeline: Pipeline, record: ConversationRecord, progress: _Progress
+) -> ConversationOutcome:
+    # Each record is its own space so that no state leaks between conversations.
+    messages = [
+        dataclasses.replace(m, space_id=f"{record.source}/{record.id}")
+        for m in record_to_messages(record, platform="eval")
+    ]
+    tracker = _Tracker(record=record)
+    for chunk in _chunks(messages, REPLAY_CHUNK):
+        tracker.add(await pipeline.monitor.handle_batch(chunk))
+        progress.tick(messages=len(chunk))
+    progress.tick(messages=0, conversations=1)
+    return tracker.outcome()
+
+
+async def _eval(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args.config)
+    settings = dataclasses.replace(settings, policy=dataclasses.replace(settings.policy, shadow_mode=True))
+    paths = [Path(p) for p in args.data]
+    for path in paths:
+        if not path.exists():
+            raise CliError(f"no such file: {path}")
+    outcomes: list[ConversationOutcome] = []
+    segments: list[SegmentOutcome] = []
+    bad: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
+        database = str(Path(tmp) / "eval.sqlite3")
+        async with open_pipeline(
+            settings, database=database, make_sink=None, replay=True, threshold=args.threshold
+        ) as pipeline:
+            progress = _Progress("eval")
+            pending: set[asyncio.Task[ConversationOutcome]] = set()
+            for path in paths:
+                for record in iter_records(path):
+                    if isinstance(record, BadRecord):
+                        bad.append(
+                            {"path": str(record.path), "line": record.line_number, "reason": record.reason}
+                        )
+                        print(
+                            f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr
+                        )
+                        continue
+                    if isinstance(record, SegmentRecord):
+                        score = (await pipeline.detector.score([record.text]))[0]
+                        segments.append(
+                            SegmentOutcome(source=record.source, label=record.label, score=score.risk)
+                        )
+                        progress.tick(messages=1, conversations=1)
+                        continue
+                    if len(pending) >= REPLAY_CONCURRENCY:
+                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        outcomes.extend(task.result() for task in done)
+                    pending.add(asyncio.create_task(_eval_conversation(pipeline, record, progress)))
+            if pending:
+                outcomes.extend(await asyncio.gather(*pending))
+            elapsed = progress.elapsed
+            threshold = pipeline.monitor.config.policy.threshold
+    report: dict[str, object] = {}
+    if outcomes:
+        report.update(summarise(outcomes, elapsed_s=elapsed))
+    if segments:
+        report["segments"] = summarise_segments(segments, threshold=threshold)
+    report["threshold"] = threshold
+    report["bad_records"] = bad
+    _print_eval_table(report)
+    if args.json:
+        await _write_json(Path(args.json), report)
+    return 0
+
+
+_TABLE_KEYS = (
+    ("conversations_pos", "pos"),
+    ("conversations_neg", "neg"),
+    ("messages", "messages"),
+    ("precision", "P"),
+    ("recall", "R"),
+    ("f0_5", "F0.5"),
+    ("pr_auc", "PR-AUC"),
+    ("suspect_accuracy", "suspect"),
+    ("victim_flag_rate", "victim"),
+    ("median_fraction_seen", "seen@alert"),
+    ("false_alerts_per_10k_messages", "FA/10k"),
+)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _print_eval_table(report: dict[str, object]) -> None:
+    rows: list[tuple[str, dict[str, object]]] = []
+    by_source = report.get("by_source")
+    if isinstance(by_source, dict):
+        rows.extend(
+            (str(name), values) for name, values in sorted(by_source.items()) if isinstance(values, dict)
+        )
+    if "messages" in report:
+        rows.append(("ALL", report))
+    if rows:
+        header = ["source", *(label for _, label in _TABLE_KEYS)]
+        table = [
+            header,
+            *([name, *(_fmt(values.get(key)) for key, _ in _TABLE_KEYS)] for name, values in rows),
+        ]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+        print(
+            f"speed {_fmt(report.get('speed'))} · F-latency {_fmt(report.get('f_latency'))} · "
+            f"{_fmt(report.get('messages_per_second'))} messages/s · "
+            f"threshold {_fmt(report.get('threshold'))}"
+        )
+    segments = report.get("segments")
+    if isinstance(segments, dict):
+        print(
+            "segments: "
+            + ", ".join(
+                f"{k} {_fmt(segments.get(k))}"
+                for k in ("segments_pos", "segments_neg", "precision", "recall", "f0_5", "pr_auc")
+            )
+        )
+
+
+# ---------------------------------------------------------------- check-config and run
+
+
+async def _check_config(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args.config)
+    problems = list(check_settings(settings, os.environ))
+    model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
+    try:
+        detector = await OnnxDetector.load(model_dir, intra_op_threads=1, max_batch=1)
+    except ModelLoadError as exc:
+        problems.append(f"model: {exc}")
+    else:
+        print(f"model: {detector.info.name} {detector.info.version} from {model_dir}")
+        await detector.aclose()
+    print(f"config: {args.config or '(defaults)'}")
+    for problem in problems:
+        print(f"- {problem}")
+    fatal = [p for p in problems if not p.startswith("note:")]
+    print("OK" if not fatal else f"{len(fatal)} problem(s) found")
+    return 0 if not fatal else 1
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings, config_dir = _settings(args.config)
+    problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
+    if problems:
+        raise CliError("cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+    if settings.discord.enabled or settings.slack.enabled:
+        raise CliError(
+            "the Discord and Slack adapters are not part of this build yet; "
+            "run with only [console] enabled, or use `vigil scan` on exported chat"
+        )
+    if not settings.console.enabled:
+        raise CliError("no platform is enabled: enable [console] (or a platform) in the config")
+    database = str(settings.resolved_database_path(config_dir))
+    async with open_pipeline(
+        settings,
+        database=database,
+        make_sink=lambda labels: ConsoleSink(sys.stdout, signal_labels=labels, style="json"),
+        replay=False,
+    ) as pipeline:
+        outbox = pipeline.require_outbox()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        logger.info("vigil running: console sink, database %s", database)
+        async with asyncio.TaskGroup() as group:
+            worker = group.create_task(outbox.run())
+            await stop.wait()
+            worker.cancel()
+        logger.info("vigil stopped")
+    return 0
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil", description="Flags likely child-grooming conversations for human moderators."
+    )
+    parser.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
+    parser.add_argument("--log-level", default=None, help="override [logging] level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="replay the bundled example conversations and show the alerts")
+    demo.add_argument("--data", help="a conversations file to replay instead of the bundled one")
+    demo.set_defaults(handler=_demo)
+
+    scan = sub.add_parser("scan", help="replay conversation files (JSON Lines, .xz) and print alerts")
+    scan.add_argument("files", nargs="+")
+    scan.add_argument(
+        "--db", default="vigil-scan.sqlite3", help="SQLite file; a re-run resumes where it stopped"
+    )
+    scan.add_argument("--json", action="store_true", help="print alerts as JSON lines")
+    scan.add_argument("--summary-json", help="also write the summary to this file")
+    scan.set_defaults(handler=_scan)
+
+    evaluate = sub.add_parser("eval", help="measure the detector through the production monitor and policy")
+    evaluate.add_argument("--data", nargs="+", required=True, help="conversation or segment files")
+    evaluate.add_argument("--json", help="write the metrics to this file")
+    evaluate.add_argument("--threshold", type=float, help="override the alert threshold")
+    evaluate.set_defaults(handler=_eval)
+
+    check = sub.add_parser("check-config", help="validate a config and say what each enabled platform needs")
+    check.add_argument("path", nargs="?", help="config file (same as --config)")
+    check.set_defaults(handler=_check_config)
+
+    run = sub.add_parser("run", help="start the adapters enabled in the config")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "path", None):
+        args.config = args.path
+    _configure_logging(args.log_level or "WARNING")
+    try:
+        return int(asyncio.run(args.handler(args)))
+    except (CliError, ConfigError, ModelLoadError, StoreError) as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

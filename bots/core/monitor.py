@@ -1,0 +1,413 @@
+"""The Monitor: one path for every message, from ``ChatMessage`` to pair state, risk and alerts.
+
+Scoring runs outside the lock, so concurrent callers' texts are batched together by the detector; applying the
+results (idempotency, pair state, window, risk history, alert policy, outbox) runs under one lock and inside
+one store transaction per call, in arrival order. A crash therefore loses at most the batch in flight, and a
+redelivered message id is never counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bots.core.clock import Clock, utc_now
+from bots.core.models import (
+    Alert,
+    AlertStatus,
+    ChatMessage,
+    OutboxKind,
+    PairKey,
+    PairState,
+    RiskPoint,
+    SpaceSettings,
+    WindowMessage,
+)
+from bots.core.normalise import is_meaningful, normalise_text
+from bots.core.pairing import PairResolver
+from bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
+
+if TYPE_CHECKING:
+    from detector.types import Detector, MessageScore
+    from storage.protocol import Store
+
+logger = logging.getLogger(__name__)
+
+# A stored risk point is skipped when the risk moved less than this: the trajectory keeps its shape without a
+# row per message.
+_RISK_HISTORY_STEP = 0.01
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitorConfig:
+    policy: PolicyConfig
+    window_messages: int = 50
+    evidence_messages: int = 5
+    # What is kept of a message for moderators: the least text needed.
+    stored_text_chars: int = 1000
+    scored_text_chars: int = 2000
+
+
+class SkipReason(enum.StrEnum):
+    MALFORMED = "malformed"
+    BOT = "bot"
+    IGNORED_CHANNEL = "ignored_channel"
+    NO_TEXT = "no_text"
+    DUPLICATE = "duplicate"
+    NO_PAIR = "no_pair"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairUpdate:
+    key: PairKey
+    risk: float
+    suspect_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertEvent:
+    decision: Decision
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandleResult:
+    message_id: str
+    skipped: SkipReason | None = None
+    risk: float | None = None
+    pairs: tuple[PairUpdate, ...] = ()
+    alerts: tuple[AlertEvent, ...] = ()
+
+
+def _storable(text: str) -> str:
+    # Lone surrogates (possible in text decoded from JSON) cannot be stored as UTF-8.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _well_formed(message: ChatMessage) -> bool:
+    ids = (message.platform, message.space_id, message.channel_id, message.message_id, message.author_id)
+    if not all(ids) or message.timestamp.tzinfo is None:
+        return False
+    try:
+        for value in ids:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Scored:
+    message: ChatMessage
+    score: MessageScore
+
+
+class Monitor:
+    """Feeds messages through normalisation, pair resolution, scoring and the alert policy."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        detector: Detector,
+        config: MonitorConfig,
+        resolver: PairResolver | None = None,
+        clock: Clock = utc_now,
+        on_delivery_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._detector = detector
+        self._config = config
+        self._resolver = resolver or PairResolver()
+        self._clock = clock
+        self._on_delivery_enqueued = on_delivery_enqueued
+        self._apply_lock = asyncio.Lock()
+        self._bot_user_ids: dict[str, frozenset[str]] = {}
+        self._model_name = f"{detector.info.name} {detector.info.version}"
+
+    @property
+    def config(self) -> MonitorConfig:
+        return self._config
+
+    def register_bot_user(self, *, platform: str, user_id: str) -> None:
+        """Record the adapter's own user id: its messages never form pairs, even without a bot flag."""
+        self._bot_user_ids[platform] = self._bot_user_ids.get(platform, frozenset()) | {user_id}
+
+    async def handle(self, message: ChatMessage) -> HandleResult:
+        return (await self.handle_batch([message]))[0]
+
+    async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+        results: list[HandleResult | None] = [None] * len(messages)
+        settings = await self._settings_for(messages)
+        to_score: list[tuple[int, ChatMessage, str]] = []
+        for index, message in enumerate(messages):
+            skip = self._edge_skip(message, settings.get((message.platform, message.space_id)))
+            if skip is not None:
+                results[index] = HandleResult(message_id=message.message_id, skipped=skip)
+                continue
+            text = normalise_text(message.text, max_chars=self._config.scored_text_chars)
+            if not is_meaningful(text):
+                results[index] = HandleResult(message_id=message.message_id, skipped=SkipReason.NO_TEXT)
+                continue
+            to_score.append((index, message, text))
+
+        scores = await self._detector.score([text for _, _, text in to_score]) if to_score else []
+        scored = [
+            (index, _Scored(message=m, score=s)) for (index, m, _), s in zip(to_score, scores, strict=True)
+        ]
+
+        enqueued = False
+        async with self._apply_lock, self._store.transaction():
+            for index, item in scored:
+                result = await self._apply(item, settings.get((item.message.platform, item.message.space_id)))
+                enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
+                results[index] = result
+        if enqueued and self._on_delivery_enqueued is not None:
+            self._on_delivery_enqueued()
+        return [r for r in results if r is not None]
+
+    async def _settings_for(
+        self, messages: Sequence[ChatMessage]
+    ) -> dict[tuple[str, str], SpaceSettings | None]:
+        spaces = {(m.platform, m.space_id) for m in messages}
+        return {
+            (platform, space): await self._store.get_space_settings(platform=platform, space_id=space)
+            for platform, space in spaces
+        }
+
+    def _edge_skip(self, message: ChatMessage, settings: SpaceSettings | None) -> SkipReason | None:
+        if not _well_formed(message):
+            logger.warning(
+                "skipped a malformed message event (empty or unencodable ids or timestamp without zone)"
+            )
+            return SkipReason.MALFORMED
+        if message.author_is_bot or message.author_id in self._bot_user_ids.get(
+            message.platform, frozenset()
+        ):
+            return SkipReason.BOT
+        if settings is not None and message.channel_id in settings.ignored_channel_ids:
+            return SkipReason.IGNORED_CHANNEL
+        return None
+
+    def _policy_for(self, settings: SpaceSettings | None) -> PolicyConfig:
+        policy = self._config.policy
+        if settings is None:
+            return policy
+        if settings.threshold is not None:
+            policy = dataclasses.replace(
+                policy,
+                threshold=settings.threshold,
+                hysteresis=min(policy.hysteresis, settings.threshold / 2),
+            )
+        if settings.shadow_mode is not None:
+            policy = dataclasses.replace(policy, shadow_mode=settings.shadow_mode)
+        return policy
+
+    async def _apply(self, item: _Scored, settings: SpaceSettings | None) -> HandleResult:
+        message = item.message
+        claimed = await self._store.claim_message(
+            platform=message.platform,
+            space_id=message.space_id,
+            message_id=message.message_id,
+            seen_at=self._clock(),
+        )
+        if not claimed:
+            return HandleResult(message_id=message.message_id, skipped=SkipReason.DUPLICATE)
+        keys = self._resolver.resolve(
+            message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
+        )
+        if not keys:
+            return HandleResult(
+                message_id=message.message_id, skipped=SkipReason.NO_PAIR, risk=item.score.risk
+            )
+        info = self._detector.info
+        signals = tuple(
+            name
+            for name, p in zip(info.signals, item.score.signals, strict=True)
+            if p >= info.signal_threshold
+        )
+        window_message = WindowMessage(
+            message_id=message.message_id,
+            channel_id=message.channel_id,
+            thread_id=message.thread_id,
+            author_id=message.author_id,
+            text=_storable(message.text[: self._config.stored_text_chars]),
+            timestamp=message.timestamp,
+            risk=item.score.risk,
+            signals=signals,
+        )
+        policy = self._policy_for(settings)
+        updates: list[PairUpdate] = []
+        events: list[AlertEvent] = []
+        for key in keys:
+            update, event = await self._update_pair(key, item, window_message, policy)
+            updates.append(update)
+            if event is not None:
+                events.append(event)
+        return HandleResult(
+            message_id=message.message_id, risk=item.score.risk, pairs=tuple(updates), alerts=tuple(events)
+        )
+
+    async def _update_pair(
+        self, key: PairKey, item: _Scored, window_message: WindowMessage, policy: PolicyConfig
+    ) -> tuple[PairUpdate, AlertEvent | None]:
+        message = item.message
+        pair_model = self._detector.pair_model
+        previous = await self._store.load_pair(key) or PairState(
+            key=key,
+            first_seen=message.timestamp,
+            last_seen=message.timestamp,
+            message_count=0,
+            channel_ids=(),
+            model_state=pair_model.initial_state(),
+            risk=0.0,
+            suspect_id=None,
+        )
+        model_state = pair_model.update(
+            state=previous.model_state,
+            author_id=message.author_id,
+            other_id=key.other(message.author_id),
+            score=item.score,
+        )
+        top = pair_model.author_risks(state=model_state)[0]
+        now = self._clock()
+        open_alert = await self._store.open_alert_for_pair(key)
+        outcome = decide(
+            policy,
+            PolicyInput(
+                risk=top.risk,
+                previous_streak=previous.above_threshold_streak,
+                has_open_alert=open_alert is not None,
+                open_alert_risk=open_alert.risk if open_alert is not None else 0.0,
+                snoozed_until=previous.snoozed_until,
+                now=now,
+            ),
+        )
+        channels = previous.channel_ids
+        if message.channel_id not in channels:
+            channels = (*channels, message.channel_id)
+        state = dataclasses.replace(
+            previous,
+            last_seen=max(previous.last_seen, message.timestamp),
+            message_count=previous.message_count + 1,
+            channel_ids=channels,
+            model_state=model_state,
+            risk=top.risk,
+            suspect_id=top.author_id if top.risk > 0.0 else None,
+            above_threshold_streak=outcome.streak,
+        )
+        await self._store.save_pair(state)
+        await self._store.append_window(key, window_message, keep=self._config.window_messages)
+
+        event: AlertEvent | None = None
+        if outcome.decision is Decision.RAISE:
+            event = AlertEvent(decision=Decision.RAISE, alert=await self._raise_alert(state, policy, now))
+        elif outcome.decision is Decision.UPDATE and open_alert is not None:
+            event = AlertEvent(
+                decision=Decision.UPDATE, alert=await self._update_alert(open_alert, state, now)
+            )
+        if event is not None or abs(state.risk - previous.risk) >= _RISK_HISTORY_STEP:
+            await self._store.append_risk(
+                RiskPoint(
+                    key=key,
+                    timestamp=message.timestamp,
+                    message_id=message.message_id,
+                    risk=state.risk,
+                    suspect_id=state.suspect_id,
+                )
+            )
+        return PairUpdate(key=key, risk=state.risk, suspect_id=state.suspect_id), event
+
+    async def _evidence(
+        self, state: PairState, suspect_id: str
+    ) -> tuple[tuple[WindowMessage, ...], tuple[str, ...]]:
+        window = await self._store.load_window(state.key)
+        own = [m for m in window if m.author_id == suspect_id]
+        strongest = sorted(own, key=lambda m: m.risk, reverse=True)[: self._config.evidence_messages]
+        evidence = tuple(sorted(strongest, key=lambda m: (m.timestamp, m.message_id)))
+        counts = Counter(signal for m in own for signal in m.signals)
+        signals = tuple(name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return evidence, signals
+
+    async def _raise_alert(self, state: PairState, policy: PolicyConfig, now: datetime) -> Alert:
+        assert state.suspect_id is not None  # a raise needs risk > 0, which names a suspect
+        evidence, signals = await self._evidence(state, state.suspect_id)
+        alert = await self._store.create_alert(
+            Alert(
+                alert_id=0,
+                key=state.key,
+                case_number=0,
+                status=AlertStatus.OPEN,
+                risk=state.risk,
+                peak_risk=state.risk,
+                suspect_id=state.suspect_id,
+                other_id=state.key.other(state.suspect_id),
+                channel_ids=state.channel_ids,
+                signals=signals,
+                evidence=evidence,
+                created_at=now,
+                updated_at=now,
+                revision=1,
+                shadow=policy.shadow_mode,
+                model_name=self._model_name,
+            )
+        )
+        if alert.shadow:
+            logger.info(
+                "shadow alert recorded: case %d (alert %d), not posted", alert.case_number, alert.alert_id
+            )
+            return alert
+        recent = await self._store.count_alerts_since(
+            platform=state.key.platform, space_id=state.key.space_id, since=now - timedelta(hours=1)
+        )
+        # The new alert itself is counted in ``recent``.
+        post_at = deferred_post_time(now=now, alerts_last_hour=recent - 1, policy=policy)
+        if post_at > now:
+            logger.warning(
+                "hourly alert cap (%d) reached in a space: case %d will be posted at %s",
+                policy.max_alerts_per_hour,
+                alert.case_number,
+                post_at.isoformat(),
+            )
+        await self._store.enqueue_delivery(
+            alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=post_at
+        )
+        logger.info(
+            "alert raised: case %d (alert %d), risk %.2f", alert.case_number, alert.alert_id, alert.risk
+        )
+        return alert
+
+    async def _update_alert(self, alert: Alert, state: PairState, now: datetime) -> Alert:
+        suspect = state.suspect_id or alert.suspect_id
+        evidence, signals = await self._evidence(state, suspect)
+        updated = dataclasses.replace(
+            alert,
+            risk=state.risk,
+            peak_risk=max(alert.peak_risk, state.risk),
+            suspect_id=suspect,
+            other_id=state.key.other(suspect),
+            channel_ids=state.channel_ids,
+            signals=signals,
+            evidence=evidence,
+            updated_at=now,
+            revision=alert.revision + 1,
+        )
+        await self._store.update_alert(updated)
+        if not updated.shadow:
+            await self._store.enqueue_delivery(
+                alert_id=updated.alert_id, kind=OutboxKind.UPDATE, revision=updated.revision, now=now
+            )
+        logger.info(
+            "alert updated: case %d revision %d, risk %.2f",
+            updated.case_number,
+            updated.revision,
+            updated.risk,
+        )
+        return updated

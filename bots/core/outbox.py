@@ -1,0 +1,128 @@
+"""Delivers alerts from the store's outbox to an ``AlertSink``, retrying until the sink accepts them.
+
+An alert is written to the outbox in the same transaction that creates it, so a crash or a dead platform
+connection never loses one; the worker posts it, stores the sink's reference and only then removes the item.
+Delivery is at-least-once: a crash between a successful post and its acknowledgement re-posts on restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from bots.core.clock import Clock, utc_now
+from bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
+from bots.core.protocols import AlertSink
+
+if TYPE_CHECKING:
+    from storage.protocol import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxConfig:
+    retry_initial_s: float = 5.0
+    retry_max_s: float = 900.0
+    poll_interval_s: float = 1.0
+    batch: int = 50
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sink: AlertSink,
+        config: OutboxConfig,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._config = config
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Something was enqueued: deliver now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver forever (until cancelled): after every wake-up and at least every poll interval."""
+        while True:
+            await self.drain_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll_interval_s)
+            self._wake.clear()
+
+    async def drain_once(self) -> int:
+        """Attempt every item that is due now; returns how many were delivered."""
+        delivered = 0
+        while True:
+            due = await self._store.due_deliveries(now=self._clock(), limit=self._config.batch)
+            if not due:
+                return delivered
+            progressed = False
+            for item in due:
+                if await self._deliver(item):
+                    delivered += 1
+                    progressed = True
+            if not progressed:
+                return delivered
+
+    async def _deliver(self, item: OutboxItem) -> bool:
+        alert = await self._store.get_alert(item.alert_id)
+        if alert is None or alert.shadow:
+            await self._store.complete_delivery(
+                item.item_id, alert_id=item.alert_id, revision=item.revision, ref=None
+            )
+            return False
+        result = await self._call_sink(item, alert)
+        if result.ok:
+            # The sink rendered the alert as read just now, so everything up to its revision is delivered.
+            await self._store.complete_delivery(
+                item.item_id,
+                alert_id=alert.alert_id,
+                revision=max(item.revision, alert.revision),
+                ref=result.ref,
+            )
+            logger.info("case %d delivered (%s, revision %d)", alert.case_number, item.kind, alert.revision)
+            return True
+        delay = self._backoff(item.attempts, result)
+        log = logger.error if result.permanent else logger.warning
+        log(
+            "case %d not delivered (%s, attempt %d): %s; retrying in %.0fs",
+            alert.case_number,
+            item.kind,
+            item.attempts + 1,
+            result.error,
+            delay,
+        )
+        await self._store.fail_delivery(
+            item.item_id,
+            error=result.error or "unknown error",
+            next_attempt_at=self._clock() + timedelta(seconds=delay),
+        )
+        return False
+
+    async def _call_sink(self, item: OutboxItem, alert: Alert) -> DeliveryResult:
+        try:
+            if item.kind is OutboxKind.UPDATE and alert.delivery_ref is not None:
+                return await self._sink.update(alert, ref=alert.delivery_ref)
+            # An update of an alert that was never posted (e.g. it was in shadow mode before) is a post.
+            return await self._sink.post(alert)
+        except Exception as exc:  # a sink must not raise; one that does must not stop delivery
+            logger.exception("alert sink raised while delivering case %d", alert.case_number)
+            return DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    def _backoff(self, attempts: int, result: DeliveryResult) -> float:
+        if result.permanent:
+            # A missing permission will not fix itself within seconds; retry slowly until an admin fixes it.
+            return max(self._config.retry_max_s, result.retry_after or 0.0)
+        if result.retry_after is not None:
+            return min(self._config.retry_max_s, max(0.0, result.retry_after))
+        return min(self._config.retry_max_s, self._config.retry_initial_s * (2.0 ** min(attempts, 20)))

@@ -1,0 +1,103 @@
+"""Alert sinks that need no platform: the console (text for people, JSON lines for programs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Literal, TextIO
+
+from bots.core.models import Alert, DeliveryResult
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 160
+
+
+def excerpt(text: str, *, limit: int = EXCERPT_CHARS) -> str:
+    """A short single-line excerpt: alerts show the least text needed."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def alert_to_dict(alert: Alert, *, signal_labels: Mapping[str, str]) -> dict[str, object]:
+    return {
+        "alert_id": alert.alert_id,
+        "case_number": alert.case_number,
+        "revision": alert.revision,
+        "status": str(alert.status),
+        "platform": alert.key.platform,
+        "space_id": alert.key.space_id,
+        "suspect_id": alert.suspect_id,
+        "other_id": alert.other_id,
+        "risk": round(alert.risk, 4),
+        "peak_risk": round(alert.peak_risk, 4),
+        "channel_ids": list(alert.channel_ids),
+        "signals": [signal_labels.get(s, s) for s in alert.signals],
+        "evidence": [
+            {
+                "message_id": m.message_id,
+                "channel_id": m.channel_id,
+                "author_id": m.author_id,
+                "timestamp": m.timestamp.isoformat(),
+                "risk": round(m.risk, 4),
+                "excerpt": excerpt(m.text),
+            }
+            for m in alert.evidence
+        ],
+        "created_at": alert.created_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "model": alert.model_name,
+        "shadow": alert.shadow,
+    }
+
+
+def render_alert_text(alert: Alert, *, signal_labels: Mapping[str, str], updated: bool) -> str:
+    heading = "UPDATED" if updated else "NEW"
+    where = ", ".join(alert.channel_ids)
+    lines = [
+        f"── Vigil alert · case #{alert.case_number} · {heading} (revision {alert.revision}) ──",
+        f"Risk {alert.risk:.2f} (peak {alert.peak_risk:.2f}) · "
+        f"space {alert.key.space_id} on {alert.key.platform}",
+        f"Likely groomer: {alert.suspect_id}    Other party: {alert.other_id}",
+        f"Where they talk: {where}",
+    ]
+    if alert.signals:
+        lines.append("Signals: " + "; ".join(signal_labels.get(s, s) for s in alert.signals))
+    lines.append("Messages that contributed most:")
+    for m in alert.evidence:
+        lines.append(f"  [{m.risk:.2f}] {m.timestamp:%Y-%m-%d %H:%M} {m.author_id}: “{excerpt(m.text)}”")
+    lines.append("Vigil flags and explains; a person decides. Review the conversation before acting.")
+    return "\n".join(lines)
+
+
+class ConsoleSink:
+    """Prints alerts to a stream. Used by ``vigil demo``, ``vigil scan`` and ``[console] enabled``."""
+
+    def __init__(
+        self, stream: TextIO, *, signal_labels: Mapping[str, str], style: Literal["text", "json"] = "text"
+    ) -> None:
+        self._stream = stream
+        self._signal_labels = dict(signal_labels)
+        self._style = style
+
+    async def post(self, alert: Alert) -> DeliveryResult:
+        return self._write(alert, updated=False)
+
+    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+        return self._write(alert, updated=True)
+
+    def _write(self, alert: Alert, *, updated: bool) -> DeliveryResult:
+        try:
+            if self._style == "json":
+                payload = alert_to_dict(alert, signal_labels=self._signal_labels) | {"updated": updated}
+                self._stream.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            else:
+                self._stream.write(
+                    render_alert_text(alert, signal_labels=self._signal_labels, updated=updated)
+                )
+                self._stream.write("\n\n")
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            return DeliveryResult(ok=False, error=f"console write failed: {exc}")
+        return DeliveryResult(ok=True, ref=f"console:{alert.alert_id}")

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+from tests.support.keyword_model import build_keyword_model
+
+
+@pytest.fixture(scope="session")
+def keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_keyword_model(tmp_path_factory.mktemp("keyword-model"))
+
+
+@pytest.fixture
+async def keyword_detector(keyword_model_dir: Path) -> AsyncIterator[OnnxDetector]:
+    detector = await OnnxDetector.load(keyword_model_dir, intra_op_threads=1, max_batch=32)
+    try:
+        yield detector
+    finally:
+        await detector.aclose()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "vigil.sqlite3")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -1,0 +1,338 @@
+"""The Monitor end to end: real SQLite file, real ONNX runtime (a keyword model, so scores are known)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bots.core.models import ChatMessage, DeliveryResult, PairKey, SpaceSettings
+from bots.core.monitor import Monitor, MonitorConfig, SkipReason
+from bots.core.outbox import OutboxConfig, OutboxWorker
+from bots.core.policy import Decision, PolicyConfig
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+from tests.support.fakes import FakeClock, RecordingSink
+
+START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+
+
+def policy(**overrides: object) -> PolicyConfig:
+    values: dict[str, object] = {
+        "threshold": 0.7,
+        "sustain_messages": 2,
+        "hysteresis": 0.1,
+        "cooldown": timedelta(hours=6),
+        "update_min_delta": 0.01,
+        "max_alerts_per_hour": 10,
+        "shadow_mode": False,
+    }
+    values.update(overrides)
+    return PolicyConfig(**values)  # type: ignore[arg-type]
+
+
+class Conversation:
+    """Builds DM messages between two people with increasing ids and timestamps."""
+
+    def __init__(
+        self, *, space: str = "guild-1", channel: str = "dm-1", a: str = "adult", b: str = "kid"
+    ) -> None:
+        self.space, self.channel, self.a, self.b = space, channel, a, b
+        self.count = 0
+
+    def say(self, author: str, text: str, **extra: object) -> ChatMessage:
+        self.count += 1
+        other = self.b if author == self.a else self.a
+        fields: dict[str, object] = {
+            "platform": "test",
+            "space_id": self.space,
+            "channel_id": self.channel,
+            "message_id": f"{self.channel}-{self.count}",
+            "author_id": author,
+            "text": text,
+            "timestamp": START + timedelta(seconds=self.count),
+            "is_dm": True,
+            "recipient_ids": (other,),
+        }
+        fields.update(extra)
+        return ChatMessage(**fields)  # type: ignore[arg-type]
+
+
+def make_monitor(
+    store: SqliteStore, detector: OnnxDetector, clock: FakeClock, **policy_overrides: object
+) -> Monitor:
+    return Monitor(
+        store=store,
+        detector=detector,
+        config=MonitorConfig(policy=policy(**policy_overrides), window_messages=10, evidence_messages=3),
+        clock=clock,
+    )
+
+
+async def test_grooming_pattern_raises_one_alert_naming_the_adult(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    monitor = make_monitor(sqlite_store, keyword_detector, clock)
+    talk = Conversation()
+    script = [
+        (talk.a, "hello there"),
+        (talk.b, "hello"),
+        (talk.a, "what is your age"),
+        (talk.b, "see you later"),
+        (talk.a, "keep it secret ok"),
+        (talk.b, "ok"),
+        (talk.a, "our secret tonight"),
+        (talk.b, "lol"),
+        (talk.a, "secret secret secret"),
+    ]
+    results = [await monitor.handle(talk.say(author, text)) for author, text in script]
+    events = [e for r in results for e in r.alerts]
+    raised = [e for e in events if e.decision is Decision.RAISE]
+    assert len(raised) == 1
+    alert = raised[0].alert
+    assert alert.suspect_id == "adult" and alert.other_id == "kid"
+    assert alert.case_number == 1
+    # Evidence is the suspect's own strongest messages, in chronological order, with the signals they carry.
+    assert alert.evidence and all(m.author_id == "adult" for m in alert.evidence)
+    assert [m.timestamp for m in alert.evidence] == sorted(m.timestamp for m in alert.evidence)
+    assert "secrecy" in alert.signals
+    # The kid is never named as the suspect at any step.
+    assert all(p.suspect_id != "kid" for r in results for p in r.pairs if p.risk > 0.5)
+    stored = await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+    assert len(stored) == 1
+
+
+async def test_ordinary_chat_raises_nothing(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    talk = Conversation()
+    for i in range(30):
+        author = talk.a if i % 2 else talk.b
+        result = await monitor.handle(talk.say(author, "nice game tonight lol"))
+        assert result.alerts == ()
+    assert await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10) == []
+
+
+async def test_rising_risk_updates_the_open_alert_instead_of_raising_again(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START), update_min_delta=0.05)
+    talk = Conversation()
+    decisions: list[Decision] = []
+    # "age age" is just over the threshold (logit 1, p 0.73); "secret" and "groom" push the EMA higher.
+    for text in ["age age", "age age", "age age", "secret", "secret groom", "groom groom"]:
+        result = await monitor.handle(talk.say(talk.a, text))
+        decisions.extend(e.decision for e in result.alerts)
+    assert decisions[0] is Decision.RAISE
+    assert decisions.count(Decision.RAISE) == 1
+    assert Decision.UPDATE in decisions
+    alerts = await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+    assert len(alerts) == 1
+    assert alerts[0].revision == 1 + decisions.count(Decision.UPDATE)
+    assert alerts[0].peak_risk >= alerts[0].risk > 0.7
+
+
+async def test_redelivered_message_is_ignored(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    talk = Conversation()
+    message = talk.say(talk.a, "hello there")
+    first = await monitor.handle(message)
+    again = await monitor.handle(message)
+    assert first.skipped is None and again.skipped is SkipReason.DUPLICATE
+    state = await sqlite_store.load_pair(first.pairs[0].key)
+    assert state is not None and state.message_count == 1
+
+
+async def test_edge_cases_are_clean_skips_or_scored(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    await sqlite_store.put_space_settings(
+        SpaceSettings(platform="test", space_id="guild-1", ignored_channel_ids=frozenset({"muted"}))
+    )
+    talk = Conversation()
+    assert (await monitor.handle(talk.say(talk.a, "hi", author_is_bot=True))).skipped is SkipReason.BOT
+    assert (
+        await monitor.handle(talk.say(talk.a, "hi", channel_id="muted"))
+    ).skipped is SkipReason.IGNORED_CHANNEL
+    for blank in ["", "   \n\t ", "🎉🎉🔥", "\u200b\u200d\u2060"]:
+        assert (await monitor.handle(talk.say(talk.a, blank))).skipped is SkipReason.NO_TEXT
+    huge = await monitor.handle(talk.say(talk.a, "hello " * 20_000))  # 120 kB
+    assert huge.skipped is None and huge.risk is not None
+    odd = await monitor.handle(talk.say(talk.a, "se\ud800cret z̷̢͉̈a̶l̵g̴o \u202egnirts"))
+    assert odd.skipped is None
+    window = await sqlite_store.load_window(huge.pairs[0].key)
+    # What is kept for moderators is capped: the least text needed.
+    assert all(len(m.text) <= monitor.config.stored_text_chars for m in window)
+    assert window[-1].text.startswith("se")  # the lone surrogate was replaced, the rest kept
+    for broken in ({"author_id": ""}, {"message_id": "m\ud800"}, {"timestamp": datetime(2026, 3, 1, 18, 0)}):
+        assert (await monitor.handle(talk.say(talk.a, "hello", **broken))).skipped is SkipReason.MALFORMED
+    monitor.register_bot_user(platform="test", user_id="vigil-bot")
+    own = await monitor.handle(talk.say("vigil-bot", "case #1 posted"))
+    assert own.skipped is SkipReason.BOT
+
+
+async def test_shadow_mode_records_but_never_enqueues(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START), shadow_mode=True)
+    talk = Conversation()
+    for _ in range(4):
+        await monitor.handle(talk.say(talk.a, "secret groom"))
+    alerts = await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+    assert len(alerts) == 1 and alerts[0].shadow
+    assert await sqlite_store.pending_delivery_count() == 0
+
+
+async def test_space_threshold_override_and_shadow_override(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    await sqlite_store.put_space_settings(SpaceSettings(platform="test", space_id="guild-1", threshold=0.99))
+    talk = Conversation()
+    for _ in range(6):
+        assert (await monitor.handle(talk.say(talk.a, "secret"))).alerts == ()
+
+
+async def test_hourly_cap_defers_posting_but_loses_nothing(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    monitor = make_monitor(sqlite_store, keyword_detector, clock, max_alerts_per_hour=1)
+    sink = RecordingSink()
+    outbox = OutboxWorker(store=sqlite_store, sink=sink, config=OutboxConfig(), clock=clock)
+    for pair in range(3):
+        talk = Conversation(channel=f"dm-{pair}", a=f"adult-{pair}", b=f"kid-{pair}")
+        for _ in range(3):
+            await monitor.handle(talk.say(talk.a, "secret groom"))
+    assert len(await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)) == 3
+    assert await outbox.drain_once() == 1
+    assert await sqlite_store.pending_delivery_count() == 2
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert await outbox.drain_once() == 2
+    assert sorted(a.case_number for a in sink.posted) == [1, 2, 3]
+
+
+async def test_state_survives_restart_without_duplicate_alerts(
+    tmp_path: Path, keyword_detector: OnnxDetector
+) -> None:
+    path = tmp_path / "restart.sqlite3"
+    talk = Conversation()
+    messages = [talk.say(talk.a, "secret groom") for _ in range(6)]
+    store = SqliteStore(path)
+    await store.open()
+    monitor = make_monitor(store, keyword_detector, FakeClock(START))
+    for message in messages[:3]:
+        await monitor.handle(message)
+    await store.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        monitor = make_monitor(store, keyword_detector, FakeClock(START))
+        # The first three are redelivered after the restart (a platform replay), then the rest arrive.
+        results = [await monitor.handle(m) for m in messages]
+        assert [r.skipped for r in results[:3]] == [SkipReason.DUPLICATE] * 3
+        assert all(e.decision is not Decision.RAISE for r in results for e in r.alerts)
+        alerts = await store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        assert len(alerts) == 1
+        state = await store.load_pair(alerts[0].key)
+        assert state is not None and state.message_count == 6
+    finally:
+        await store.close()
+
+
+async def test_concurrent_messages_keep_per_pair_order(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    talks = [Conversation(channel=f"dm-{i}", a=f"a{i}", b=f"b{i}") for i in range(8)]
+    batches = [[t.say(t.a if j % 2 else t.b, "hello there") for j in range(10)] for t in talks]
+
+    async def feed(messages: list[ChatMessage]) -> None:
+        for message in messages:
+            await monitor.handle(message)
+
+    await asyncio.gather(*(feed(b) for b in batches))
+    for talk, batch in zip(talks, batches, strict=True):
+        key = PairKey.of(platform="test", space_id="guild-1", first=talk.a, second=talk.b)
+        state = await sqlite_store.load_pair(key)
+        assert state is not None and state.message_count == 10
+        window = await sqlite_store.load_window(key)
+        assert [m.message_id for m in window] == [m.message_id for m in batch]
+
+
+async def test_outbox_retries_failed_posts_then_updates_by_reference(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    monitor = make_monitor(sqlite_store, keyword_detector, clock, update_min_delta=0.01)
+    sink = RecordingSink(
+        failures=[
+            DeliveryResult(ok=False, error="429 rate limited", retry_after=30.0),
+            DeliveryResult(ok=False, error="500 internal error"),
+        ]
+    )
+    outbox = OutboxWorker(
+        store=sqlite_store, sink=sink, config=OutboxConfig(retry_initial_s=5.0, retry_max_s=60.0), clock=clock
+    )
+    talk = Conversation()
+    for text in ["age age", "age age", "age age"]:
+        await monitor.handle(talk.say(talk.a, text))
+    assert await outbox.drain_once() == 0  # 429
+    clock.advance(timedelta(seconds=29))
+    assert await outbox.drain_once() == 0  # Retry-After not over yet: nothing attempted
+    assert sink.attempts == 1
+    clock.advance(timedelta(seconds=2))
+    assert await outbox.drain_once() == 0  # 500
+    # Risk grows while the post is failing: the update waits behind the post, never overtakes it.
+    await monitor.handle(talk.say(talk.a, "secret groom"))
+    clock.advance(timedelta(seconds=11))
+    assert await outbox.drain_once() == 2
+    assert len(sink.posted) == 1 and len(sink.updated) == 1
+    assert sink.updated[0][1] == f"ref-{sink.posted[0].alert_id}"
+    assert await sqlite_store.pending_delivery_count() == 0
+    stored = await sqlite_store.get_alert(sink.posted[0].alert_id)
+    assert stored is not None and stored.delivery_ref == f"ref-{stored.alert_id}"
+
+
+async def test_a_sink_that_raises_does_not_stop_delivery(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    monitor = make_monitor(sqlite_store, keyword_detector, clock)
+    sink = RecordingSink(raise_times=1)
+    outbox = OutboxWorker(
+        store=sqlite_store, sink=sink, config=OutboxConfig(retry_initial_s=1.0), clock=clock
+    )
+    talk = Conversation()
+    for _ in range(3):
+        await monitor.handle(talk.say(talk.a, "secret groom"))
+    assert await outbox.drain_once() == 0
+    clock.advance(timedelta(seconds=2))
+    assert await outbox.drain_once() == 1
+    assert len(sink.posted) == 1
+
+
+async def test_detector_failure_loses_no_state(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    talk = Conversation()
+    first = await monitor.handle(talk.say(talk.a, "hello there"))
+    await keyword_detector.aclose()
+    failed = talk.say(talk.a, "secret")
+    with pytest.raises(RuntimeError):
+        await monitor.handle(failed)
+    state = await sqlite_store.load_pair(first.pairs[0].key)
+    assert state is not None and state.message_count == 1
+    # The failed message was never claimed, so a redelivery is processed, not dropped as a duplicate.
+    assert await sqlite_store.claim_message(
+        platform="test", space_id="guild-1", message_id=failed.message_id, seen_at=START
+    )

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time, next_streak
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def policy(**overrides: object) -> PolicyConfig:
+    values: dict[str, object] = {
+        "threshold": 0.7,
+        "sustain_messages": 3,
+        "hysteresis": 0.1,
+        "cooldown": timedelta(hours=6),
+        "update_min_delta": 0.05,
+        "max_alerts_per_hour": 2,
+        "shadow_mode": False,
+    }
+    values.update(overrides)
+    return PolicyConfig(**values)  # type: ignore[arg-type]
+
+
+def state(
+    risk: float, *, streak: int = 0, open_risk: float | None = None, snoozed: datetime | None = None
+) -> PolicyInput:
+    return PolicyInput(
+        risk=risk,
+        previous_streak=streak,
+        has_open_alert=open_risk is not None,
+        open_alert_risk=open_risk or 0.0,
+        snoozed_until=snoozed,
+        now=NOW,
+    )
+
+
+def replay(risks: list[float], p: PolicyConfig) -> list[Decision]:
+    streak, decisions, open_risk = 0, [], None
+    for risk in risks:
+        outcome = decide(p, state(risk, streak=streak, open_risk=open_risk))
+        streak = outcome.streak
+        decisions.append(outcome.decision)
+        if outcome.decision is not Decision.NONE:
+            open_risk = risk
+    return decisions
+
+
+def test_one_spiky_message_never_alerts() -> None:
+    assert replay([0.1, 0.99, 0.1, 0.99, 0.1], policy()) == [Decision.NONE] * 5
+
+
+def test_sustained_evidence_raises_once_then_updates_only_on_real_growth() -> None:
+    decisions = replay([0.8, 0.8, 0.8, 0.81, 0.82, 0.9, 0.9, 0.96], policy())
+    assert decisions == [
+        Decision.NONE,
+        Decision.NONE,
+        Decision.RAISE,
+        Decision.NONE,  # +0.01: not enough growth to edit the alert
+        Decision.NONE,
+        Decision.UPDATE,  # +0.10 over the raised value
+        Decision.NONE,
+        Decision.UPDATE,
+    ]
+    assert decisions.count(Decision.RAISE) == 1
+
+
+def test_hysteresis_band_keeps_a_run_alive_without_counting() -> None:
+    assert next_streak(risk=0.65, previous_streak=2, threshold=0.7, hysteresis=0.1) == 2
+    assert next_streak(risk=0.65, previous_streak=0, threshold=0.7, hysteresis=0.1) == 0
+    assert next_streak(risk=0.55, previous_streak=2, threshold=0.7, hysteresis=0.1) == 0
+    # Hovering at the threshold still reaches the sustain count.
+    assert replay([0.72, 0.66, 0.71, 0.64, 0.75], policy())[-1] is Decision.RAISE
+
+
+def test_dropping_below_the_band_resets_the_run() -> None:
+    assert replay([0.8, 0.8, 0.5, 0.8, 0.8], policy()) == [Decision.NONE] * 5
+
+
+def test_snoozed_pair_does_not_alert_until_snooze_ends() -> None:
+    p = policy(sustain_messages=1)
+    assert decide(p, state(0.9, snoozed=NOW + timedelta(minutes=1))).decision is Decision.NONE
+    assert decide(p, state(0.9, snoozed=NOW - timedelta(minutes=1))).decision is Decision.RAISE
+
+
+def test_hourly_cap_defers_instead_of_dropping() -> None:
+    p = policy(max_alerts_per_hour=2)
+    assert deferred_post_time(now=NOW, alerts_last_hour=1, policy=p) == NOW
+    assert deferred_post_time(now=NOW, alerts_last_hour=2, policy=p) == NOW + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"threshold": 0.0},
+        {"threshold": 1.0},
+        {"sustain_messages": 0},
+        {"hysteresis": 0.8},
+        {"max_alerts_per_hour": 0},
+    ],
+)
+def test_invalid_policy_is_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        policy(**bad)
