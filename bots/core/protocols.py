@@ -1,10 +1,13 @@
-"""Capability interfaces the core needs from the outside world (adapters implement them)."""
+"""Capability interfaces the core needs from the outside world, and offers to adapters."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bots.core.models import Alert, DeliveryResult
+from bots.core.models import Alert, ChatMessage, DeliveryResult
+
+if TYPE_CHECKING:
+    from bots.core.monitor import HandleResult
 
 
 class AlertSink(Protocol):
@@ -17,3 +20,9 @@ class AlertSink(Protocol):
     async def post(self, alert: Alert) -> DeliveryResult: ...
 
     async def update(self, alert: Alert, *, ref: str) -> DeliveryResult: ...
+
+
+class MessageHandler(Protocol):
+    """What adapters feed translated messages into: the ``Monitor``, or a load-shedding queue before it."""
+
+    async def handle(self, message: ChatMessage) -> HandleResult: ...

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Literal, TextIO
 
 from bots.core.models import Alert, DeliveryResult
+from bots.core.protocols import AlertSink
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +102,30 @@ class ConsoleSink:
         except (OSError, ValueError) as exc:
             return DeliveryResult(ok=False, error=f"console write failed: {exc}")
         return DeliveryResult(ok=True, ref=f"console:{alert.alert_id}")
+
+
+class RoutingSink:
+    """One outbox, several platforms: hands each alert to the sink of the platform it came from."""
+
+    def __init__(self, sinks: Mapping[str, AlertSink], *, fallback: AlertSink | None = None) -> None:
+        self._sinks = dict(sinks)
+        self._fallback = fallback
+
+    def _sink_for(self, alert: Alert) -> AlertSink | None:
+        return self._sinks.get(alert.key.platform, self._fallback)
+
+    async def post(self, alert: Alert) -> DeliveryResult:
+        sink = self._sink_for(alert)
+        if sink is None:
+            return DeliveryResult(
+                ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
+            )
+        return await sink.post(alert)
+
+    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+        sink = self._sink_for(alert)
+        if sink is None:
+            return DeliveryResult(
+                ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
+            )
+        return await sink.update(alert, ref=ref)
