@@ -255,6 +255,44 @@ class SlackSettings:
     signing_secret_env: str = _setting("VIGIL_SLACK_SIGNING_SECRET", env_var_name=True)
     http_host: str = _setting("127.0.0.1", non_empty=True)
     http_port: int = _setting(3000, at_least=1, at_most=65535)
+    # Multi-workspace distribution with the OAuth install flow (HTTP mode); off: one workspace, one token.
+    oauth: bool = False
+    client_id_env: str = _setting("VIGIL_SLACK_CLIENT_ID", env_var_name=True)
+    client_secret_env: str = _setting("VIGIL_SLACK_CLIENT_SECRET", env_var_name=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSettings:
+    """The HTTP ingest API for self-hosted platforms."""
+
+    enabled: bool = False
+    host: str = _setting("127.0.0.1", non_empty=True)
+    port: int = _setting(8787, at_least=1, at_most=65535)
+    secret_env: str = _setting("VIGIL_HTTP_SECRET", env_var_name=True)
+    timestamp_tolerance_s: int = _setting(300, at_least=1, at_most=3600)
+    max_batch_messages: int = _setting(500, at_least=1, at_most=100_000)
+    max_body_bytes: int = _setting(1_000_000, at_least=1024, at_most=100_000_000)
+    # Empty: no webhook; alerts are still readable through GET /v1/cases.
+    webhook_url: str = ""
+    webhook_secret_env: str = _setting("VIGIL_WEBHOOK_SECRET", env_var_name=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    """A Prometheus text endpoint; bound to localhost unless you say otherwise."""
+
+    enabled: bool = False
+    host: str = _setting("127.0.0.1", non_empty=True)
+    port: int = _setting(9464, at_least=1, at_most=65535)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptionSettings:
+    """Encryption at rest of message text and evidence: on when the key variable is set."""
+
+    key_env: str = _setting("VIGIL_ENCRYPTION_KEY", env_var_name=True)
+    # Previous keys (comma-separated in this variable) still decrypt during a rotation.
+    old_keys_env: str = _setting("VIGIL_ENCRYPTION_OLD_KEYS", env_var_name=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +312,9 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     def resolved_database_path(self, config_dir: Path | None) -> str:

@@ -136,6 +136,10 @@ class Monitor:
     def config(self) -> MonitorConfig:
         return self._config
 
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
     def register_bot_user(self, *, platform: str, user_id: str) -> None:
         """Record the adapter's own user id: its messages never form pairs, even without a bot flag."""
         self._bot_user_ids[platform] = self._bot_user_ids.get(platform, frozenset()) | {user_id}
