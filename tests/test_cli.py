@@ -1,0 +1,168 @@
+"""The ``vigil`` command line, run in-process through ``main`` with real files and a real ONNX model."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from pathlib import Path
+
+import pytest
+
+from bots.cli import main
+from detector.metrics import CONVERSATION_METRIC_KEYS
+
+
+def write_config(tmp_path: Path, model_dir: Path, extra: str = "") -> Path:
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "vigil.sqlite3"\n'
+        f'[detector]\nmodel_dir = "{model_dir}"\nintra_op_threads = 1\n{extra}',
+        encoding="utf-8",
+    )
+    return config
+
+
+def conversation(
+    record_id: str, *, label: int, lines: list[tuple[str, str]], source: str = "test"
+) -> dict[str, object]:
+    authors = [author for author, _ in lines]
+    return {
+        "id": record_id,
+        "source": source,
+        "label": label,
+        "setting": "dm",
+        "interleaved": True,
+        "suspects": [authors[0]] if label else [],
+        "messages": [{"author": a, "text": t, "reply_to": None, "ts": None} for a, t in lines],
+    }
+
+
+def grooming(record_id: str, *, adult: str = "u-adult", kid: str = "u-kid") -> dict[str, object]:
+    lines = [(adult, "secret groom") if i % 2 == 0 else (kid, "ok lol") for i in range(12)]
+    return conversation(record_id, label=1, lines=lines)
+
+
+def ordinary(record_id: str) -> dict[str, object]:
+    lines = [
+        ("u-a", "hello there game tonight") if i % 2 == 0 else ("u-b", "nice see you later")
+        for i in range(12)
+    ]
+    return conversation(record_id, label=0, lines=lines)
+
+
+def write_jsonl(path: Path, records: list[dict[str, object]], *, extra_lines: tuple[str, ...] = ()) -> Path:
+    text = "".join(json.dumps(r) + "\n" for r in records) + "".join(line + "\n" for line in extra_lines)
+    if path.suffix == ".xz":
+        with lzma.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_check_config_reports_unknown_keys_with_their_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[policy]\ntreshold = 0.5\n", encoding="utf-8")
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "policy.treshold" in err and "threshold" in err
+
+
+def test_check_config_names_what_an_enabled_platform_needs(
+    tmp_path: Path,
+    keyword_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VIGIL_DISCORD_TOKEN", raising=False)
+    config = write_config(tmp_path, keyword_model_dir, "[discord]\nenabled = true\n")
+    assert main(["check-config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "VIGIL_DISCORD_TOKEN" in out and "keyword-test-model" in out
+
+
+def test_check_config_with_a_missing_model_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, tmp_path / "no-such-model")
+    assert main(["check-config", str(config)]) == 1
+    assert "no-such-model" in capsys.readouterr().out
+
+
+def test_scan_prints_alerts_and_a_summary_and_resumes_without_duplicates(
+    tmp_path: Path, keyword_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(
+        tmp_path / "chats.jsonl.xz",
+        [grooming("c-1"), ordinary("c-2"), grooming("c-3", adult="u-adult-2", kid="u-kid-2")],
+        extra_lines=("{not json", '{"id": "broken"}'),
+    )
+    config = write_config(tmp_path, keyword_model_dir)
+    db = tmp_path / "scan.sqlite3"
+    summary = tmp_path / "summary.json"
+    args = [
+        "--config",
+        str(config),
+        "scan",
+        str(data),
+        "--db",
+        str(db),
+        "--json",
+        "--summary-json",
+        str(summary),
+    ]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    alerts = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    new_alerts = [a for a in alerts if not a["updated"]]
+    assert sorted(a["suspect_id"] for a in new_alerts) == ["u-adult", "u-adult-2"]
+    assert "2 bad records skipped" in captured.err and ":4:" in captured.err
+    first = json.loads(summary.read_text())
+    assert first["messages"] == 36 and first["alerts"] == 2 and first["bad_records"] == 2
+
+    # A second run over the same file changes nothing: every message id was already seen.
+    assert main(args) == 0
+    again = json.loads(summary.read_text())
+    assert again["alerts"] == 0 and again["pairs"] == first["pairs"]
+
+
+def test_scan_of_a_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_eval_writes_exactly_the_documented_metrics(
+    tmp_path: Path, keyword_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(
+        tmp_path / "val.jsonl", [grooming("g-1"), grooming("g-2"), ordinary("o-1"), ordinary("o-2")]
+    )
+    segments = write_jsonl(
+        tmp_path / "segments.jsonl",
+        [
+            {"id": "s-1", "source": "seg", "label": 1, "text": "secret groom secret"},
+            {"id": "s-2", "source": "seg", "label": 0, "text": "hello there"},
+        ],
+    )
+    config = write_config(tmp_path, keyword_model_dir)
+    out = tmp_path / "eval.json"
+    assert (
+        main(["--config", str(config), "eval", "--data", str(data), str(segments), "--json", str(out)]) == 0
+    )
+    report = json.loads(out.read_text())
+    assert set(CONVERSATION_METRIC_KEYS) <= set(report)
+    assert set(report["by_source"]["test"]) == set(CONVERSATION_METRIC_KEYS)
+    assert report["conversations_pos"] == 2 and report["conversations_neg"] == 2
+    assert report["precision"] == 1.0 and report["recall"] == 1.0
+    assert report["suspect_accuracy"] == 1.0 and report["victim_flag_rate"] == 0.0
+    assert report["false_alerts_per_10k_messages"] == 0.0
+    assert report["segments"]["pr_auc"] == 1.0
+    table = capsys.readouterr().out
+    assert "ALL" in table and "F0.5" in table
+
+
+def test_run_without_any_platform_says_what_to_enable(tmp_path: Path, keyword_model_dir: Path) -> None:
+    config = write_config(tmp_path, keyword_model_dir)
+    assert main(["--config", str(config), "run"]) == 2
