@@ -165,7 +165,7 @@ class OnnxDetector:
         *,
         intra_op_threads: int = 2,
         inter_op_threads: int = 1,
-        max_batch: int = 64,
+        max_batch: int = 128,
         max_wait_s: float = 0.002,
         queue_size: int = 4096,
     ) -> OnnxDetector:
