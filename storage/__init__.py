@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from storage.protocol import SchemaTooNewError, Store, StoreError
+from storage.crypto import TextCipher
+from storage.protocol import CaseRecord, SchemaTooNewError, Store, StoreError, UserErasure
 from storage.sqlite import SqliteStore
 
-__all__ = ["SchemaTooNewError", "SqliteStore", "Store", "StoreError"]
+__all__ = [
+    "CaseRecord",
+    "SchemaTooNewError",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TextCipher",
+    "UserErasure",
+]

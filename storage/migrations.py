@@ -148,7 +148,91 @@ CREATE TABLE space_settings (
 ) STRICT, WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+_SCHEMA_V2 = """
+-- Cases: every alert is a case; these columns are its moderation state (bots/core/cases.py).
+ALTER TABLE alerts ADD COLUMN case_state TEXT NOT NULL DEFAULT 'open'
+    CHECK (case_state IN ('open', 'claimed', 'dismissed', 'confirmed', 'escalated'));
+ALTER TABLE alerts ADD COLUMN case_source TEXT NOT NULL DEFAULT 'alert'
+    CHECK (case_source IN ('alert', 'member_report'));
+ALTER TABLE alerts ADD COLUMN claimed_by TEXT;
+ALTER TABLE alerts ADD COLUMN dismiss_reason TEXT;
+-- A preservation hold: nothing of the case is purged before this instant.
+ALTER TABLE alerts ADD COLUMN hold_until TEXT;
+-- When the case was dismissed (retention counts from here).
+ALTER TABLE alerts ADD COLUMN closed_at TEXT;
+-- When retention removed the case's message text; the case and its audit trail stay.
+ALTER TABLE alerts ADD COLUMN text_purged_at TEXT;
+
+CREATE INDEX alerts_by_case_state ON alerts (case_state, closed_at);
+CREATE INDEX alerts_by_suspect ON alerts (platform, space_id, suspect_id);
+-- Retention asks, per pair, whether any of its cases (open or closed) protects it.
+CREATE INDEX alerts_by_pair ON alerts (platform, space_id, user_a, user_b);
+
+-- The audit trail: append-only. case_number is NULL for entries about no case (privacy requests).
+CREATE TABLE case_audit (
+    event_id    INTEGER PRIMARY KEY,
+    platform    TEXT NOT NULL,
+    space_id    TEXT NOT NULL,
+    case_number INTEGER,
+    at          TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    before      TEXT,
+    after       TEXT,
+    detail      TEXT
+) STRICT;
+
+CREATE INDEX case_audit_by_case ON case_audit (platform, space_id, case_number, event_id);
+
+CREATE TRIGGER case_audit_no_update BEFORE UPDATE ON case_audit
+BEGIN
+    SELECT RAISE(ABORT, 'case_audit is append-only: audit events cannot be changed');
+END;
+
+CREATE TRIGGER case_audit_no_delete BEFORE DELETE ON case_audit
+BEGIN
+    SELECT RAISE(ABORT, 'case_audit is append-only: audit events cannot be deleted');
+END;
+
+-- Messages preserved for a case (at escalation, or from a member's report), apart from the rolling window:
+-- window trimming and window retention never touch them.
+CREATE TABLE case_evidence (
+    evidence_id INTEGER PRIMARY KEY,
+    alert_id    INTEGER NOT NULL REFERENCES alerts (alert_id) ON DELETE CASCADE,
+    message_id  TEXT NOT NULL,
+    channel_id  TEXT NOT NULL,
+    thread_id   TEXT,
+    author_id   TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    timestamp   TEXT NOT NULL,
+    risk        REAL NOT NULL,
+    signals     TEXT NOT NULL,  -- JSON array
+    UNIQUE (alert_id, message_id)
+) STRICT;
+
+CREATE INDEX case_evidence_by_author ON case_evidence (author_id);
+
+-- Small namespaced values for components that need a few durable strings (e.g. Slack OAuth installations).
+CREATE TABLE records (
+    namespace TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) STRICT, WITHOUT ROWID;
+
+-- Facts about the database itself (the encryption marker and key check value).
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX seen_messages_by_time ON seen_messages (seen_at);
+CREATE INDEX risk_history_by_time ON risk_history (timestamp);
+CREATE INDEX window_messages_by_time ON window_messages (timestamp);
+CREATE INDEX pairs_by_last_seen ON pairs (last_seen);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

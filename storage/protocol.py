@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from bots.core.cases import AuditEvent, CaseSource, CaseState
 from bots.core.models import (
     Alert,
     OutboxItem,
@@ -25,6 +27,36 @@ class StoreError(Exception):
 
 class SchemaTooNewError(StoreError):
     """The database was written by a newer Vigil; refusing to touch it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseRecord:
+    """An alert with its case columns, as stored. ``bots.core.case_service`` owns every rule about them."""
+
+    alert: Alert
+    state: CaseState = CaseState.OPEN
+    source: CaseSource = CaseSource.ALERT
+    claimed_by: str | None = None
+    dismiss_reason: str | None = None
+    # A preservation hold: retention keeps everything of the case until then.
+    hold_until: datetime | None = None
+    # When the case was dismissed.
+    closed_at: datetime | None = None
+    # When retention removed the case's message text (its record and audit trail stay).
+    text_purged_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserErasure:
+    """What ``Store.erase_user`` removed, and what it kept because a preservation hold covers it."""
+
+    pairs: int = 0
+    window_messages: int = 0
+    risk_points: int = 0
+    evidence_messages: int = 0
+    case_evidence_texts: int = 0
+    held_pairs: int = 0
+    held_cases: int = 0
 
 
 class Store(Protocol):
@@ -98,3 +130,99 @@ class Store(Protocol):
     async def put_space_settings(self, settings: SpaceSettings) -> None: ...
 
     def iter_pairs(self, *, batch: int) -> AsyncIterator[Sequence[PairState]]: ...
+
+    # ------------------------------------------------------------------ added with schema version 2
+
+    # Namespaced key-value records (e.g. Slack OAuth installations and states). ``put_record`` inserts or
+    # replaces; ``delete_record`` returns whether a record was there; ``list_records`` is ordered by key.
+    async def put_record(self, namespace: str, key: str, value: str) -> None: ...
+
+    async def get_record(self, namespace: str, key: str) -> str | None: ...
+
+    async def delete_record(self, namespace: str, key: str) -> bool: ...
+
+    async def list_records(self, namespace: str) -> dict[str, str]: ...
+
+    # Cases: the case columns of alerts. ``update_case`` writes the alert (as ``update_alert``) and its case
+    # columns together.
+    async def get_case(self, *, platform: str, space_id: str, case_number: int) -> CaseRecord | None: ...
+
+    async def case_for_alert(self, alert_id: int) -> CaseRecord | None: ...
+
+    async def update_case(self, case: CaseRecord) -> None: ...
+
+    # Newest first. ``user_id`` matches the suspect or either member of the pair; ``before_case_number``
+    # keeps only lower case numbers.
+    async def list_cases(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        limit: int,
+        user_id: str | None = None,
+        before_case_number: int | None = None,
+    ) -> list[CaseRecord]: ...
+
+    # Every case (of one platform, or all), oldest first, ``batch`` at a time.
+    def iter_cases(self, *, platform: str | None, batch: int) -> AsyncIterator[Sequence[CaseRecord]]: ...
+
+    # The append-only audit trail. ``case_number`` None: an entry about no case (e.g. an erasure request).
+    async def append_audit(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        case_number: int | None,
+        at: datetime,
+        actor_id: str,
+        action: str,
+        before: str | None = None,
+        after: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent: ...
+
+    # Oldest first. ``case_number`` None: the entries about no case.
+    async def audit_events(
+        self, *, platform: str, space_id: str, case_number: int | None
+    ) -> list[AuditEvent]: ...
+
+    # Preserved messages of a case, apart from the window. Messages already preserved (by message id) are
+    # skipped; returns how many were added.
+    async def preserve_evidence(self, *, alert_id: int, messages: Sequence[WindowMessage]) -> int: ...
+
+    async def load_evidence(self, alert_id: int) -> list[WindowMessage]: ...
+
+    # Retention, in short batches of at most ``limit`` rows; with ``dry_run`` nothing changes and the result
+    # counts everything that would go. A case *protects* its pair while it is open and not escalated, or while
+    # a hold covers it (``hold_until`` after ``now``).
+    #
+    # Window messages older than ``older_than`` of pairs no case protects.
+    async def purge_window_messages(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Pairs last seen before ``idle_since``, not snoozed at ``now``, that no case protects (with their window
+    # and risk history).
+    async def purge_idle_pairs(
+        self, *, idle_since: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Case text (alert evidence texts blanked, preserved messages deleted) of cases no hold covers at
+    # ``now`` that were dismissed before ``dismissed_before``, or escalated with their hold over (expired or
+    # released).
+    async def purge_case_texts(
+        self, *, dismissed_before: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    async def purge_seen_messages(
+        self, *, older_than: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Risk points older than ``older_than``, except those of pairs a case protects at ``now``.
+    async def purge_risk_history(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Erasure: every pair of ``user_id`` in every space of ``platform`` (with window and risk history), the
+    # user's preserved messages, and the texts of their messages in alert evidence, except what a hold covers.
+    async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure: ...

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any, Self
 
 import aiosqlite
 
+from bots.core.cases import AuditEvent, CaseSource, CaseState
 from bots.core.models import (
     Alert,
     AlertStatus,
@@ -33,8 +34,9 @@ from bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
+from storage.crypto import CipherError, TextCipher
 from storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
-from storage.protocol import StoreError
+from storage.protocol import CaseRecord, StoreError, UserErasure
 
 __all__ = ["SqliteStore"]
 
@@ -54,6 +56,39 @@ _ALERT_COLUMNS = (
     "delivery_ref"
 )
 _OUTBOX_COLUMNS = "item_id, alert_id, kind, revision, attempts, next_attempt_at, last_error"
+_CASE_COLUMNS = (
+    f"{_ALERT_COLUMNS}, case_state, case_source, claimed_by, dismiss_reason, hold_until, closed_at, "
+    "text_purged_at"
+)
+_WINDOW_COLUMNS = "message_id, channel_id, thread_id, author_id, text, timestamp, risk, signals"
+_AUDIT_COLUMNS = "event_id, case_number, at, actor_id, action, before, after, detail"
+
+# Encrypted columns; each name is the associated data of its values, so a value moved elsewhere won't open.
+_WINDOW_TEXT = "window_messages.text"
+_EVIDENCE_TEXT = "alerts.evidence.text"
+_DISMISS_REASON = "alerts.dismiss_reason"
+_CASE_EVIDENCE_TEXT = "case_evidence.text"
+_AUDIT_DETAIL = "case_audit.detail"
+_RECORD_VALUE = "records.value"
+_KEY_CHECK = "meta.key_check"
+_KEY_CHECK_PLAINTEXT = "vigil key check v1"
+_ENCRYPTION_MARKER = "encryption"
+_ENCRYPTION_NONE = "none"
+_ENCRYPTION_AES_GCM = "aes-256-gcm"
+
+# A case protects its pair's messages while it is open and not escalated, or while a hold covers it.
+# Parameters: the pair's alias is p, then one parameter: now.
+_PAIR_PROTECTED = (
+    "EXISTS (SELECT 1 FROM alerts AS a WHERE a.platform = p.platform AND a.space_id = p.space_id "
+    "AND a.user_a = p.user_a AND a.user_b = p.user_b AND ((a.status = 'open' AND a.case_state IN "
+    "('open', 'claimed', 'confirmed')) OR a.hold_until > ?))"
+)
+_PAIR_HELD = (
+    "EXISTS (SELECT 1 FROM alerts AS a WHERE a.platform = p.platform AND a.space_id = p.space_id "
+    "AND a.user_a = p.user_a AND a.user_b = p.user_b AND a.hold_until > ?)"
+)
+
+Seal = Callable[[str], str]
 
 
 class SqliteStore:
@@ -61,13 +96,21 @@ class SqliteStore:
 
     ``path`` is a database file (created if missing) or ``":memory:"`` for tests. ``busy_timeout_s`` is how
     long an operation waits for a lock held by another process before failing with ``StoreError``.
+
+    With a ``cipher``, message texts (window, alert evidence, preserved evidence), audit details, dismiss
+    reasons and record values are encrypted on write and decrypted on read. A database remembers at first use
+    whether it is encrypted: opening it with the wrong key, without a key when it is encrypted, or with a key
+    when it is not, fails with ``StoreError`` before any data is read or written.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 5.0, cipher: TextCipher | None = None
+    ) -> None:
         if busy_timeout_s < 0:
             raise ValueError("busy_timeout_s must not be negative")
         self._database = str(path)
         self._busy_timeout_s = busy_timeout_s
+        self._cipher = cipher
         self._connection: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._lock_holder: asyncio.Task[Any] | None = None
@@ -139,7 +182,93 @@ class SqliteStore:
             if await _fetch_value(connection, "PRAGMA foreign_keys", ()) != 1:
                 raise StoreError("This SQLite build cannot enforce foreign keys; Vigil needs them.")
             await _execute(connection, "PRAGMA synchronous = NORMAL")
-            return await apply_migrations(connection, database=self._database)
+            version = await apply_migrations(connection, database=self._database)
+            await self._check_encryption(connection)
+            return version
+
+    async def _check_encryption(self, connection: aiosqlite.Connection) -> None:
+        """Compare the cipher with what the database recorded at first use (and record it then)."""
+        await _execute(connection, "BEGIN IMMEDIATE")
+        try:
+            marker = await _fetch_value(
+                connection, "SELECT value FROM meta WHERE key = ?", (_ENCRYPTION_MARKER,)
+            )
+            if marker is None:
+                await self._record_encryption(connection)
+            elif marker == _ENCRYPTION_NONE:
+                if self._cipher is not None:
+                    raise StoreError(
+                        f"The database {self._database} was created without encryption, but an "
+                        "encryption key is set (VIGIL_ENCRYPTION_KEY by default). Unset the key to use this "
+                        "database, or start a new database to have its text encrypted."
+                    )
+            else:
+                await self._verify_key(connection)
+            await connection.commit()
+        except BaseException:
+            await self._rollback_quietly(connection)
+            raise
+
+    async def _record_encryption(self, connection: aiosqlite.Connection) -> None:
+        if self._cipher is None:
+            await _execute(
+                connection,
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                (_ENCRYPTION_MARKER, _ENCRYPTION_NONE),
+            )
+            return
+        holds_text = await _fetch_value(
+            connection,
+            "SELECT EXISTS (SELECT 1 FROM window_messages) OR EXISTS (SELECT 1 FROM alerts) "
+            "OR EXISTS (SELECT 1 FROM case_evidence) OR EXISTS (SELECT 1 FROM case_audit) "
+            "OR EXISTS (SELECT 1 FROM records)",
+            (),
+        )
+        if holds_text:
+            raise StoreError(
+                f"The database {self._database} already holds unencrypted text, but an encryption key is set "
+                "(VIGIL_ENCRYPTION_KEY by default). Unset the key to use this database, or start a new "
+                "database to have its text encrypted."
+            )
+        await _execute(
+            connection,
+            "INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)",
+            (
+                _ENCRYPTION_MARKER,
+                _ENCRYPTION_AES_GCM,
+                _KEY_CHECK,
+                self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK),
+            ),
+        )
+        logger.info(
+            "Database %s: text will be encrypted at rest (key id %s)", self._database, self._cipher.key_id
+        )
+
+    async def _verify_key(self, connection: aiosqlite.Connection) -> None:
+        check = str(await _fetch_value(connection, "SELECT value FROM meta WHERE key = ?", (_KEY_CHECK,)))
+        if self._cipher is None:
+            raise StoreError(
+                f"The database {self._database} is encrypted, but no encryption key is set. Set the key it "
+                "was created with in the environment (VIGIL_ENCRYPTION_KEY by default)."
+            )
+        try:
+            opened = self._cipher.decrypt(check, column=_KEY_CHECK)
+        except CipherError:
+            opened = None
+        if opened != _KEY_CHECK_PLAINTEXT:
+            raise StoreError(
+                f"Wrong encryption key for {self._database}: it was encrypted with key id "
+                f"{TextCipher.key_id_of(check)}, and the configured keys have ids "
+                f"{', '.join(sorted(self._cipher.key_ids))}. Set the right key (or add it to the old keys "
+                "during a rotation). Nothing was read or written."
+            )
+        if TextCipher.key_id_of(check) != self._cipher.key_id:
+            # After a rotation the check follows the current key, so the old key can be retired later.
+            await _execute(
+                connection,
+                "UPDATE meta SET value = ? WHERE key = ?",
+                (self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK), _KEY_CHECK),
+            )
 
     # ------------------------------------------------------------------ locking and transactions
 
@@ -276,6 +405,42 @@ class SqliteStore:
         # SQLite's messages name tables and columns, never the bound values, so no message text leaks here.
         return StoreError(f"SQLite error while {action} in {database}: {error}")
 
+    def _seal(self, text: str, *, column: str) -> str:
+        # "" stays "": it is what retention leaves behind, and there is nothing in it to hide.
+        if self._cipher is None or text == "":
+            return text
+        return self._cipher.encrypt(text, column=column)
+
+    def _unseal(self, value: str, *, column: str) -> str:
+        if self._cipher is None or value == "":
+            return value
+        try:
+            return self._cipher.decrypt(value, column=column)
+        except CipherError as error:
+            raise StoreError(f"Cannot decrypt data in {self._database}: {error}.") from None
+
+    def _sealer(self, column: str) -> Seal:
+        return lambda text: self._seal(text, column=column)
+
+    def _unsealer(self, column: str) -> Seal:
+        return lambda value: self._unseal(value, column=column)
+
+    def _alert_from_row(self, row: sqlite3.Row) -> Alert:
+        return _alert_from_row(row, unseal=self._unsealer(_EVIDENCE_TEXT))
+
+    def _case_from_row(self, row: sqlite3.Row) -> CaseRecord:
+        reason = _optional_text(row["dismiss_reason"])
+        return CaseRecord(
+            alert=self._alert_from_row(row),
+            state=CaseState(row["case_state"]),
+            source=CaseSource(row["case_source"]),
+            claimed_by=_optional_text(row["claimed_by"]),
+            dismiss_reason=None if reason is None else self._unseal(reason, column=_DISMISS_REASON),
+            hold_until=_optional_timestamp(row["hold_until"]),
+            closed_at=_optional_timestamp(row["closed_at"]),
+            text_purged_at=_optional_timestamp(row["text_purged_at"]),
+        )
+
     def _require_connection(self) -> aiosqlite.Connection:
         if self._connection is None:
             raise StoreError(
@@ -389,7 +554,7 @@ class SqliteStore:
                     message.channel_id,
                     message.thread_id,
                     message.author_id,
-                    message.text,
+                    self._seal(message.text, column=_WINDOW_TEXT),
                     timestamp,
                     message.risk,
                     _json_strings(message.signals),
@@ -412,7 +577,8 @@ class SqliteStore:
                 "WHERE p.platform = ? AND p.space_id = ? AND p.user_a = ? AND p.user_b = ? ORDER BY w.seq",
                 _key_parameters(key),
             )
-        return [_window_message_from_row(row) for row in rows]
+        unseal = self._unsealer(_WINDOW_TEXT)
+        return [_window_message_from_row(row, unseal=unseal) for row in rows]
 
     async def append_risk(self, point: RiskPoint) -> None:
         timestamp = _timestamp_text(point.timestamp)
@@ -464,7 +630,7 @@ class SqliteStore:
     async def create_alert(self, alert: Alert) -> Alert:
         """Store ``alert`` with a new ``alert_id`` and its space's next case number (inputs ignored)."""
         platform, space_id = alert.key.platform, alert.key.space_id
-        columns = _alert_parameters(alert)
+        columns = _alert_parameters(alert, seal=self._sealer(_EVIDENCE_TEXT))
         async with self._writing("creating an alert") as connection:
             await _execute(
                 connection,
@@ -505,7 +671,7 @@ class SqliteStore:
             alert.other_id,
             _json_strings(alert.channel_ids),
             _json_strings(alert.signals),
-            _evidence_json(alert.evidence),
+            _evidence_json(alert.evidence, seal=self._sealer(_EVIDENCE_TEXT)),
             _timestamp_text(alert.updated_at),
             alert.revision,
             int(alert.shadow),
@@ -529,7 +695,7 @@ class SqliteStore:
             rows = await _fetch_rows(
                 connection, f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)
             )
-        return _alert_from_row(rows[0]) if rows else None
+        return self._alert_from_row(rows[0]) if rows else None
 
     async def open_alert_for_pair(self, key: PairKey) -> Alert | None:
         async with self._reading("loading a pair's open alert") as connection:
@@ -539,7 +705,7 @@ class SqliteStore:
                 f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {_PAIR_KEY_MATCH} AND status = 'open'",
                 _key_parameters(key),
             )
-        return _alert_from_row(rows[0]) if rows else None
+        return self._alert_from_row(rows[0]) if rows else None
 
     async def alerts_for_space(self, *, platform: str, space_id: str, limit: int) -> list[Alert]:
         """Newest first, by case number (the order the alerts were created in)."""
@@ -552,7 +718,7 @@ class SqliteStore:
                 "ORDER BY case_number DESC LIMIT ?",
                 (platform, space_id, limit),
             )
-        return [_alert_from_row(row) for row in rows]
+        return [self._alert_from_row(row) for row in rows]
 
     async def count_alerts_since(self, *, platform: str, space_id: str, since: datetime) -> int:
         parameters = (platform, space_id, _timestamp_text(since))
@@ -670,6 +836,431 @@ class SqliteStore:
                 parameters,
             )
 
+    # ------------------------------------------------------------------ records (namespaced key-value)
+
+    async def put_record(self, namespace: str, key: str, value: str) -> None:
+        parameters = (namespace, key, self._seal(value, column=_RECORD_VALUE))
+        async with self._writing("saving a record") as connection:
+            await _execute(
+                connection,
+                "INSERT INTO records (namespace, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                parameters,
+            )
+
+    async def get_record(self, namespace: str, key: str) -> str | None:
+        async with self._reading("loading a record") as connection:
+            value = await _fetch_value(
+                connection, "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+            )
+        return None if value is None else self._unseal(str(value), column=_RECORD_VALUE)
+
+    async def delete_record(self, namespace: str, key: str) -> bool:
+        async with self._writing("deleting a record") as connection:
+            deleted = await _execute(
+                connection, "DELETE FROM records WHERE namespace = ? AND key = ?", (namespace, key)
+            )
+        return deleted > 0
+
+    async def list_records(self, namespace: str) -> dict[str, str]:
+        async with self._reading("listing records") as connection:
+            rows = await _fetch_rows(
+                connection, "SELECT key, value FROM records WHERE namespace = ? ORDER BY key", (namespace,)
+            )
+        return {str(row["key"]): self._unseal(str(row["value"]), column=_RECORD_VALUE) for row in rows}
+
+    # ------------------------------------------------------------------ cases
+
+    async def get_case(self, *, platform: str, space_id: str, case_number: int) -> CaseRecord | None:
+        async with self._reading("loading a case") as connection:
+            rows = await _fetch_rows(
+                connection,
+                f"SELECT {_CASE_COLUMNS} FROM alerts WHERE platform = ? AND space_id = ? AND case_number = ?",
+                (platform, space_id, case_number),
+            )
+        return self._case_from_row(rows[0]) if rows else None
+
+    async def case_for_alert(self, alert_id: int) -> CaseRecord | None:
+        async with self._reading("loading a case") as connection:
+            rows = await _fetch_rows(
+                connection, f"SELECT {_CASE_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)
+            )
+        return self._case_from_row(rows[0]) if rows else None
+
+    async def update_case(self, case: CaseRecord) -> None:
+        alert = case.alert
+        parameters = (
+            alert.status.value,
+            alert.risk,
+            alert.peak_risk,
+            alert.suspect_id,
+            alert.other_id,
+            _json_strings(alert.channel_ids),
+            _json_strings(alert.signals),
+            _evidence_json(alert.evidence, seal=self._sealer(_EVIDENCE_TEXT)),
+            _timestamp_text(alert.updated_at),
+            alert.revision,
+            int(alert.shadow),
+            alert.model_name,
+            alert.delivery_ref,
+            case.state.value,
+            case.source.value,
+            case.claimed_by,
+            None if case.dismiss_reason is None else self._seal(case.dismiss_reason, column=_DISMISS_REASON),
+            _optional_timestamp_text(case.hold_until),
+            _optional_timestamp_text(case.closed_at),
+            _optional_timestamp_text(case.text_purged_at),
+            alert.alert_id,
+        )
+        async with self._writing("updating a case") as connection:
+            updated = await _execute(
+                connection,
+                "UPDATE alerts SET status = ?, risk = ?, peak_risk = ?, suspect_id = ?, other_id = ?, "
+                "channel_ids = ?, signals = ?, evidence = ?, updated_at = ?, revision = ?, shadow = ?, "
+                "model_name = ?, delivery_ref = coalesce(?, delivery_ref), case_state = ?, case_source = ?, "
+                "claimed_by = ?, dismiss_reason = ?, hold_until = ?, closed_at = ?, text_purged_at = ? "
+                "WHERE alert_id = ?",
+                parameters,
+            )
+            if updated == 0:
+                raise StoreError(f"No case (alert {alert.alert_id}) in {self._database} to update.")
+
+    async def list_cases(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        limit: int,
+        user_id: str | None = None,
+        before_case_number: int | None = None,
+    ) -> list[CaseRecord]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        conditions = ["platform = ?", "space_id = ?"]
+        parameters: list[Any] = [platform, space_id]
+        if user_id is not None:
+            conditions.append("(suspect_id = ? OR user_a = ? OR user_b = ?)")
+            parameters.extend((user_id, user_id, user_id))
+        if before_case_number is not None:
+            conditions.append("case_number < ?")
+            parameters.append(before_case_number)
+        parameters.append(limit)
+        async with self._reading("listing cases") as connection:
+            rows = await _fetch_rows(
+                connection,
+                f"SELECT {_CASE_COLUMNS} FROM alerts WHERE {' AND '.join(conditions)} "
+                "ORDER BY case_number DESC LIMIT ?",
+                parameters,
+            )
+        return [self._case_from_row(row) for row in rows]
+
+    async def iter_cases(self, *, platform: str | None, batch: int) -> AsyncIterator[list[CaseRecord]]:
+        """Every case (of ``platform``, or all), oldest first; the lock is not held between batches."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        after_alert_id = 0
+        platform_match = "" if platform is None else " AND platform = ?"
+        while True:
+            parameters: tuple[Any, ...] = (
+                (after_alert_id, batch) if platform is None else (after_alert_id, platform, batch)
+            )
+            async with self._reading("listing cases") as connection:
+                rows = await _fetch_rows(
+                    connection,
+                    f"SELECT {_CASE_COLUMNS} FROM alerts WHERE alert_id > ?{platform_match} "
+                    "ORDER BY alert_id LIMIT ?",
+                    parameters,
+                )
+            if not rows:
+                return
+            yield [self._case_from_row(row) for row in rows]
+            if len(rows) < batch:
+                return
+            after_alert_id = int(rows[-1]["alert_id"])
+
+    # ------------------------------------------------------------------ audit trail
+
+    async def append_audit(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        case_number: int | None,
+        at: datetime,
+        actor_id: str,
+        action: str,
+        before: str | None = None,
+        after: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent:
+        parameters = (
+            platform,
+            space_id,
+            case_number,
+            _timestamp_text(at),
+            actor_id,
+            action,
+            before,
+            after,
+            None if detail is None else self._seal(detail, column=_AUDIT_DETAIL),
+        )
+        async with (
+            self._writing("appending to the audit trail") as connection,
+            connection.execute(
+                "INSERT INTO case_audit (platform, space_id, case_number, at, actor_id, action, before, "
+                "after, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                parameters,
+            ) as cursor,
+        ):
+            event_id = cursor.lastrowid
+        if event_id is None:
+            raise StoreError(f"SQLite did not report the new audit event's id in {self._database}.")
+        return AuditEvent(
+            event_id=event_id,
+            case_number=0 if case_number is None else case_number,
+            at=_timestamp_from_text(_timestamp_text(at)),
+            actor_id=actor_id,
+            action=action,
+            before=before,
+            after=after,
+            detail=detail,
+        )
+
+    async def audit_events(
+        self, *, platform: str, space_id: str, case_number: int | None
+    ) -> list[AuditEvent]:
+        async with self._reading("loading the audit trail") as connection:
+            rows = await _fetch_rows(
+                connection,
+                f"SELECT {_AUDIT_COLUMNS} FROM case_audit WHERE platform = ? AND space_id = ? "
+                "AND case_number IS ? ORDER BY event_id",
+                (platform, space_id, case_number),
+            )
+        return [
+            AuditEvent(
+                event_id=int(row["event_id"]),
+                case_number=0 if row["case_number"] is None else int(row["case_number"]),
+                at=_timestamp_from_text(row["at"]),
+                actor_id=str(row["actor_id"]),
+                action=str(row["action"]),
+                before=_optional_text(row["before"]),
+                after=_optional_text(row["after"]),
+                detail=(
+                    None if row["detail"] is None else self._unseal(str(row["detail"]), column=_AUDIT_DETAIL)
+                ),
+            )
+            for row in rows
+        ]
+
+    # ------------------------------------------------------------------ preserved evidence
+
+    async def preserve_evidence(self, *, alert_id: int, messages: Sequence[WindowMessage]) -> int:
+        added = 0
+        async with self._writing("preserving case evidence") as connection:
+            for message in messages:
+                added += await _execute(
+                    connection,
+                    f"INSERT INTO case_evidence (alert_id, {_WINDOW_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, message_id) DO NOTHING",
+                    (
+                        alert_id,
+                        message.message_id,
+                        message.channel_id,
+                        message.thread_id,
+                        message.author_id,
+                        self._seal(message.text, column=_CASE_EVIDENCE_TEXT),
+                        _timestamp_text(message.timestamp),
+                        message.risk,
+                        _json_strings(message.signals),
+                    ),
+                )
+        return added
+
+    async def load_evidence(self, alert_id: int) -> list[WindowMessage]:
+        async with self._reading("loading case evidence") as connection:
+            rows = await _fetch_rows(
+                connection,
+                f"SELECT {_WINDOW_COLUMNS} FROM case_evidence WHERE alert_id = ? "
+                "ORDER BY timestamp, evidence_id",
+                (alert_id,),
+            )
+        unseal = self._unsealer(_CASE_EVIDENCE_TEXT)
+        return [_window_message_from_row(row, unseal=unseal) for row in rows]
+
+    # ------------------------------------------------------------------ retention
+
+    async def _purge(
+        self,
+        *,
+        action: str,
+        table: str,
+        key: str,
+        candidates: str,
+        parameters: Sequence[Any],
+        limit: int,
+        dry_run: bool,
+    ) -> int:
+        """Delete (or, dry, count) the rows of ``table`` whose ``key`` the ``candidates`` query selects."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if dry_run:
+            async with self._reading(action) as connection:
+                return int(await _fetch_value(connection, f"SELECT count(*) FROM ({candidates})", parameters))
+        async with self._writing(action) as connection:
+            return await _execute(
+                connection, f"DELETE FROM {table} WHERE {key} IN ({candidates} LIMIT ?)", (*parameters, limit)
+            )
+
+    async def purge_window_messages(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        return await self._purge(
+            action="purging old window messages",
+            table="window_messages",
+            key="seq",
+            candidates=(
+                "SELECT w.seq FROM window_messages AS w JOIN pairs AS p ON p.pair_id = w.pair_id "
+                f"WHERE w.timestamp < ? AND NOT {_PAIR_PROTECTED}"
+            ),
+            parameters=(_timestamp_text(older_than), _timestamp_text(now)),
+            limit=limit,
+            dry_run=dry_run,
+        )
+
+    async def purge_idle_pairs(
+        self, *, idle_since: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        now_text = _timestamp_text(now)
+        return await self._purge(
+            action="purging idle pairs",
+            table="pairs",
+            key="pair_id",
+            candidates=(
+                "SELECT p.pair_id FROM pairs AS p WHERE p.last_seen < ? "
+                f"AND (p.snoozed_until IS NULL OR p.snoozed_until <= ?) AND NOT {_PAIR_PROTECTED}"
+            ),
+            parameters=(_timestamp_text(idle_since), now_text, now_text),
+            limit=limit,
+            dry_run=dry_run,
+        )
+
+    async def purge_case_texts(
+        self, *, dismissed_before: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        candidates = (
+            "FROM alerts WHERE text_purged_at IS NULL AND (hold_until IS NULL OR hold_until <= ?) "
+            "AND ((case_state = 'dismissed' AND closed_at < ?) OR case_state = 'escalated')"
+        )
+        parameters = (_timestamp_text(now), _timestamp_text(dismissed_before))
+        if dry_run:
+            async with self._reading("counting case texts to purge") as connection:
+                return int(await _fetch_value(connection, f"SELECT count(*) {candidates}", parameters))
+        async with self._writing("purging case texts") as connection:
+            rows = await _fetch_rows(
+                connection, f"SELECT alert_id, evidence {candidates} LIMIT ?", (*parameters, limit)
+            )
+            for row in rows:
+                # Texts are blanked without decrypting them; ids, times and scores stay for the record.
+                blank = [{**item, "text": ""} for item in json.loads(str(row["evidence"]))]
+                await _execute(
+                    connection,
+                    "UPDATE alerts SET evidence = ?, text_purged_at = ? WHERE alert_id = ?",
+                    (json.dumps(blank, ensure_ascii=False), _timestamp_text(now), row["alert_id"]),
+                )
+                await _execute(connection, "DELETE FROM case_evidence WHERE alert_id = ?", (row["alert_id"],))
+        return len(rows)
+
+    async def purge_seen_messages(self, *, older_than: datetime, limit: int, dry_run: bool = False) -> int:
+        return await self._purge(
+            action="purging old message ids",
+            table="seen_messages",
+            key="(platform, space_id, message_id)",
+            candidates="SELECT platform, space_id, message_id FROM seen_messages WHERE seen_at < ?",
+            parameters=(_timestamp_text(older_than),),
+            limit=limit,
+            dry_run=dry_run,
+        )
+
+    async def purge_risk_history(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int:
+        return await self._purge(
+            action="purging old risk history",
+            table="risk_history",
+            key="point_id",
+            candidates=(
+                "SELECT r.point_id FROM risk_history AS r JOIN pairs AS p ON p.pair_id = r.pair_id "
+                f"WHERE r.timestamp < ? AND NOT {_PAIR_PROTECTED}"
+            ),
+            parameters=(_timestamp_text(older_than), _timestamp_text(now)),
+            limit=limit,
+            dry_run=dry_run,
+        )
+
+    # ------------------------------------------------------------------ erasure
+
+    async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure:
+        now_text = _timestamp_text(now)
+        pairs = window_messages = risk_points = evidence_messages = evidence_texts = 0
+        held_pairs = held_cases = 0
+        async with self._writing("erasing a user's data") as connection:
+            pair_rows = await _fetch_rows(
+                connection,
+                f"SELECT p.pair_id, {_PAIR_HELD} AS held FROM pairs AS p "
+                "WHERE p.platform = ? AND (p.user_a = ? OR p.user_b = ?)",
+                (now_text, platform, user_id, user_id),
+            )
+            for row in pair_rows:
+                if row["held"]:
+                    held_pairs += 1
+                    continue
+                pair_id = int(row["pair_id"])
+                window_messages += await _execute(
+                    connection, "DELETE FROM window_messages WHERE pair_id = ?", (pair_id,)
+                )
+                risk_points += await _execute(
+                    connection, "DELETE FROM risk_history WHERE pair_id = ?", (pair_id,)
+                )
+                pairs += await _execute(connection, "DELETE FROM pairs WHERE pair_id = ?", (pair_id,))
+            case_rows = await _fetch_rows(
+                connection,
+                "SELECT alert_id, evidence, hold_until > ? AS held FROM alerts "
+                "WHERE platform = ? AND (user_a = ? OR user_b = ?)",
+                (now_text, platform, user_id, user_id),
+            )
+            for row in case_rows:
+                if row["held"]:
+                    held_cases += 1
+                    continue
+                evidence_messages += await _execute(
+                    connection,
+                    "DELETE FROM case_evidence WHERE alert_id = ? AND author_id = ?",
+                    (row["alert_id"], user_id),
+                )
+                items = json.loads(str(row["evidence"]))
+                theirs = [item for item in items if item["author_id"] == user_id and item["text"] != ""]
+                if theirs:
+                    evidence_texts += len(theirs)
+                    blanked = [
+                        {**item, "text": ""} if item["author_id"] == user_id else item for item in items
+                    ]
+                    await _execute(
+                        connection,
+                        "UPDATE alerts SET evidence = ? WHERE alert_id = ?",
+                        (json.dumps(blanked, ensure_ascii=False), row["alert_id"]),
+                    )
+        return UserErasure(
+            pairs=pairs,
+            window_messages=window_messages,
+            risk_points=risk_points,
+            evidence_messages=evidence_messages,
+            case_evidence_texts=evidence_texts,
+            held_pairs=held_pairs,
+            held_cases=held_cases,
+        )
+
 
 # ---------------------------------------------------------------------- statement helpers
 
@@ -735,6 +1326,10 @@ def _optional_timestamp(text: Any) -> datetime | None:
     return None if text is None else _timestamp_from_text(text)
 
 
+def _optional_timestamp_text(moment: datetime | None) -> str | None:
+    return None if moment is None else _timestamp_text(moment)
+
+
 def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -747,7 +1342,11 @@ def _strings_from_json(text: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in json.loads(str(text)))
 
 
-def _evidence_json(evidence: Iterable[WindowMessage]) -> str:
+def _same(text: str) -> str:
+    return text
+
+
+def _evidence_json(evidence: Iterable[WindowMessage], *, seal: Seal = _same) -> str:
     return json.dumps(
         [
             {
@@ -755,7 +1354,7 @@ def _evidence_json(evidence: Iterable[WindowMessage]) -> str:
                 "channel_id": message.channel_id,
                 "thread_id": message.thread_id,
                 "author_id": message.author_id,
-                "text": message.text,
+                "text": seal(message.text),
                 "timestamp": _timestamp_text(message.timestamp),
                 "risk": message.risk,
                 "signals": list(message.signals),
@@ -766,14 +1365,14 @@ def _evidence_json(evidence: Iterable[WindowMessage]) -> str:
     )
 
 
-def _evidence_from_json(text: Any) -> tuple[WindowMessage, ...]:
+def _evidence_from_json(text: Any, *, unseal: Seal = _same) -> tuple[WindowMessage, ...]:
     return tuple(
         WindowMessage(
             message_id=str(item["message_id"]),
             channel_id=str(item["channel_id"]),
             thread_id=_optional_text(item["thread_id"]),
             author_id=str(item["author_id"]),
-            text=str(item["text"]),
+            text=unseal(str(item["text"])),
             timestamp=_timestamp_from_text(item["timestamp"]),
             risk=float(item["risk"]),
             signals=tuple(str(signal) for signal in item["signals"]),
@@ -802,20 +1401,20 @@ def _pair_from_row(row: sqlite3.Row) -> PairState:
     )
 
 
-def _window_message_from_row(row: sqlite3.Row) -> WindowMessage:
+def _window_message_from_row(row: sqlite3.Row, *, unseal: Seal = _same) -> WindowMessage:
     return WindowMessage(
         message_id=str(row["message_id"]),
         channel_id=str(row["channel_id"]),
         thread_id=_optional_text(row["thread_id"]),
         author_id=str(row["author_id"]),
-        text=str(row["text"]),
+        text=unseal(str(row["text"])),
         timestamp=_timestamp_from_text(row["timestamp"]),
         risk=float(row["risk"]),
         signals=_strings_from_json(row["signals"]),
     )
 
 
-def _alert_parameters(alert: Alert) -> tuple[Any, ...]:
+def _alert_parameters(alert: Alert, *, seal: Seal = _same) -> tuple[Any, ...]:
     """The columns after ``case_number``, in ``INSERT INTO alerts`` order."""
     return (
         alert.status.value,
@@ -825,7 +1424,7 @@ def _alert_parameters(alert: Alert) -> tuple[Any, ...]:
         alert.other_id,
         _json_strings(alert.channel_ids),
         _json_strings(alert.signals),
-        _evidence_json(alert.evidence),
+        _evidence_json(alert.evidence, seal=seal),
         _timestamp_text(alert.created_at),
         _timestamp_text(alert.updated_at),
         alert.revision,
@@ -835,7 +1434,7 @@ def _alert_parameters(alert: Alert) -> tuple[Any, ...]:
     )
 
 
-def _alert_from_row(row: sqlite3.Row) -> Alert:
+def _alert_from_row(row: sqlite3.Row, *, unseal: Seal = _same) -> Alert:
     return Alert(
         alert_id=int(row["alert_id"]),
         key=PairKey(
@@ -852,7 +1451,7 @@ def _alert_from_row(row: sqlite3.Row) -> Alert:
         other_id=str(row["other_id"]),
         channel_ids=_strings_from_json(row["channel_ids"]),
         signals=_strings_from_json(row["signals"]),
-        evidence=_evidence_from_json(row["evidence"]),
+        evidence=_evidence_from_json(row["evidence"], unseal=unseal),
         created_at=_timestamp_from_text(row["created_at"]),
         updated_at=_timestamp_from_text(row["updated_at"]),
         revision=int(row["revision"]),

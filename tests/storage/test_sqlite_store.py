@@ -28,7 +28,11 @@ from tests.storage.builders import (
 
 EXPECTED_TABLES = {
     "alerts",
+    "case_audit",
     "case_counters",
+    "case_evidence",
+    "meta",
+    "records",
     "outbox",
     "pairs",
     "risk_history",

@@ -1,0 +1,271 @@
+"""``vigil`` subcommands for cases, evidence, retention and erasure, run by the operator at a terminal.
+
+The operator acts as ``cli:<os user>`` with every role: whoever can read the database file and the key can
+read everything anyway. Every change is still audited under that name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+from bots.core.case_service import CaseService
+from bots.core.cases import Actor, CaseSummary, CaseView, Role
+from bots.core.clock import utc_now
+from bots.core.evidence import export_case
+from bots.core.labels import export_labels
+from bots.core.models import WindowMessage
+from bots.core.retention import RetentionSchedule, forget, purge
+from config.settings import Settings, load_settings
+from storage.crypto import TextCipher
+from storage.protocol import CaseRecord
+from storage.sqlite import SqliteStore
+
+__all__ = ["CaseCommandError", "discord_message_link", "register_case_commands"]
+
+logger = logging.getLogger(__name__)
+
+
+class CaseCommandError(ValueError):
+    """A problem with a case command's arguments or target, printed for the person at the terminal."""
+
+
+def register_case_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``cases``, ``case``, ``export-case``, ``purge``, ``forget`` and ``export-labels``."""
+    cases = subparsers.add_parser("cases", help="list cases (newest first)")
+    cases.add_argument("--platform", help="only this platform (with --space: one community)")
+    cases.add_argument("--space", help="only this community (guild, workspace, tenant); needs --platform")
+    cases.add_argument("--user", help="only cases naming this user id")
+    cases.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    cases.set_defaults(handler=_cases)
+
+    case = subparsers.add_parser("case", help="show one case: state, evidence and audit trail")
+    _add_case_target(case)
+    case.set_defaults(handler=_case)
+
+    export = subparsers.add_parser("export-case", help="write a case's evidence pack (for NCMEC, police)")
+    _add_case_target(export)
+    export.add_argument("--out", required=True, help="folder to write case-<space>-<n>/ into")
+    export.set_defaults(handler=_export_case)
+
+    purge_parser = subparsers.add_parser("purge", help="apply the [retention] schedule now")
+    purge_parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    purge_parser.set_defaults(handler=_purge)
+
+    forget_parser = subparsers.add_parser(
+        "forget", help="erase what Vigil keeps about a member (except what a hold preserves)"
+    )
+    forget_parser.add_argument("--platform", required=True)
+    forget_parser.add_argument("--user", required=True, help="the member's platform user id")
+    forget_parser.set_defaults(handler=_forget)
+
+    labels = subparsers.add_parser(
+        "export-labels", help="write moderators' verdicts as pseudonymised conversations (JSON Lines)"
+    )
+    labels.add_argument("--out", required=True, help="file to write")
+    labels.add_argument("--platform", help="only this platform")
+    labels.set_defaults(handler=_export_labels)
+
+
+def _add_case_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("number", type=int, help="the case number")
+    parser.add_argument("--platform", required=True)
+    parser.add_argument("--space", required=True, help="the community (guild, workspace, tenant) id")
+
+
+def discord_message_link(message: WindowMessage, *, guild_id: str) -> str:
+    channel = message.thread_id or message.channel_id
+    return f"https://discord.com/channels/{guild_id}/{channel}/{message.message_id}"
+
+
+def _operator(*, platform: str, space_id: str) -> Actor:
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):
+        name = "unknown"
+    return Actor(platform=platform, space_id=space_id, user_id=f"cli:{name}", roles=frozenset(Role))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = getattr(args, "config", None)
+    return load_settings(Path(config) if config else None)
+
+
+@contextlib.asynccontextmanager
+async def _open_store(args: argparse.Namespace) -> AsyncIterator[tuple[Settings, SqliteStore]]:
+    settings = _settings(args)
+    database = settings.resolved_database_path(None)
+    if database != ":memory:" and not await asyncio.to_thread(Path(database).exists):
+        raise CaseCommandError(f"no database at {database}: check [storage] database in the config")
+    cipher = TextCipher.from_environment(settings.encryption, os.environ)
+    store = SqliteStore(database, cipher=cipher)
+    await store.open()
+    try:
+        yield settings, store
+    finally:
+        await store.close()
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _summary_line(summary: CaseSummary) -> str:
+    return (
+        f"#{summary.case_number:<5} {summary.state.value:<10} risk {summary.risk:.2f}  "
+        f"suspect {summary.suspect_id}  with {summary.other_id}  opened {_time(summary.created_at)}"
+    )
+
+
+def _record_line(record: CaseRecord) -> str:
+    alert = record.alert
+    return (
+        f"{alert.key.platform}/{alert.key.space_id} #{alert.case_number:<5} {record.state.value:<10} "
+        f"risk {alert.risk:.2f}  suspect {alert.suspect_id}  with {alert.other_id}  "
+        f"opened {_time(alert.created_at)}"
+    )
+
+
+async def _cases(args: argparse.Namespace) -> int:
+    if args.space and not args.platform:
+        raise CaseCommandError("--space needs --platform")
+    if not 1 <= args.limit <= 10_000:
+        raise CaseCommandError("--limit must be between 1 and 10000")
+    async with _open_store(args) as (_, store):
+        if args.platform and args.space:
+            service = CaseService(store=store)
+            result, summaries = await service.list_cases(
+                actor=_operator(platform=args.platform, space_id=args.space),
+                user_id=args.user,
+                limit=min(args.limit, 100),
+            )
+            if not result.ok:
+                raise CaseCommandError(result.message)
+            lines = [_summary_line(summary) for summary in summaries]
+        else:
+            records: list[CaseRecord] = []
+            async for batch in store.iter_cases(platform=args.platform, batch=500):
+                records.extend(
+                    record
+                    for record in batch
+                    if args.user is None or args.user in (record.alert.suspect_id, *_members(record))
+                )
+            records.sort(key=lambda record: record.alert.created_at, reverse=True)
+            lines = [_record_line(record) for record in records[: args.limit]]
+    print("\n".join(lines) if lines else "no cases")
+    return 0
+
+
+def _members(record: CaseRecord) -> tuple[str, str]:
+    return record.alert.key.user_a, record.alert.key.user_b
+
+
+async def _case(args: argparse.Namespace) -> int:
+    async with _open_store(args) as (settings, store):
+        service = CaseService(
+            store=store, hold_period=RetentionSchedule.from_settings(settings.retention).hold_period
+        )
+        actor = _operator(platform=args.platform, space_id=args.space)
+        result = await service.get(actor=actor, case_number=args.number)
+        if result.case is None:
+            raise CaseCommandError(result.message)
+        record = await store.get_case(platform=args.platform, space_id=args.space, case_number=args.number)
+        messages = await service.case_messages(record) if record is not None else []
+    print(_render_case(result.case, messages=messages))
+    return 0
+
+
+def _render_case(view: CaseView, *, messages: list[WindowMessage]) -> str:
+    alert = view.alert
+    lines = [
+        f"Case #{alert.case_number} · {alert.key.platform}/{alert.key.space_id} · {view.state.value} "
+        f"({view.source.value})",
+        f"suspect {alert.suspect_id} · with {alert.other_id} · "
+        f"risk {alert.risk:.2f} (peak {alert.peak_risk:.2f})",
+        f"signals: {', '.join(alert.signals) or 'none'} · model {alert.model_name}",
+        f"opened {_time(alert.created_at)} · updated {_time(alert.updated_at)} · revision {alert.revision}",
+    ]
+    if view.claimed_by:
+        lines.append(f"claimed by {view.claimed_by}")
+    if view.dismiss_reason:
+        lines.append(f"dismissed: {view.dismiss_reason}")
+    if view.hold_until:
+        lines.append(f"preservation hold until {_time(view.hold_until)}")
+    lines.append(f"\nMessages ({len(messages)}):")
+    lines.extend(
+        f"  {_time(m.timestamp)}  {m.author_id}{' *' if m.author_id == alert.suspect_id else ''}: {m.text}"
+        for m in messages
+    )
+    lines.append("\nAudit trail:")
+    lines.extend(
+        f"  {_time(event.at)}  {event.actor_id}  {event.action}"
+        + (f"  {event.before} -> {event.after}" if event.before != event.after else "")
+        + (f"  ({event.detail})" if event.detail else "")
+        for event in view.audit
+    )
+    if view.earlier_cases:
+        lines.append("\nEarlier cases naming the suspect:")
+        lines.extend(f"  {_summary_line(summary)}" for summary in view.earlier_cases)
+    return "\n".join(lines)
+
+
+async def _export_case(args: argparse.Namespace) -> int:
+    guild = args.space
+
+    def link(message: WindowMessage) -> str | None:
+        return discord_message_link(message, guild_id=guild) if args.platform == "discord" else None
+
+    async with _open_store(args) as (_, store):
+        folder = await export_case(
+            store,
+            platform=args.platform,
+            space_id=args.space,
+            case_number=args.number,
+            out_dir=Path(args.out),
+            actor=_operator(platform=args.platform, space_id=args.space),
+            message_link=link,
+        )
+    print(f"evidence pack written: {folder}")
+    print(f"check it with: (cd {folder} && sha256sum -c manifest.sha256)")
+    return 0
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    async with _open_store(args) as (settings, store):
+        report = await purge(
+            store,
+            schedule=RetentionSchedule.from_settings(settings.retention),
+            now=utc_now(),
+            dry_run=bool(args.dry_run),
+        )
+    print(("Dry run: nothing was changed.\n" if report.dry_run else "") + "\n".join(report.lines()))
+    return 0
+
+
+async def _forget(args: argparse.Namespace) -> int:
+    if not args.user.strip():
+        raise CaseCommandError("--user must not be empty")
+    async with _open_store(args) as (_, store):
+        report = await forget(
+            store,
+            platform=args.platform,
+            user_id=args.user,
+            actor=_operator(platform=args.platform, space_id="*"),
+            now=utc_now(),
+        )
+    print("\n".join(report.lines()))
+    return 0
+
+
+async def _export_labels(args: argparse.Namespace) -> int:
+    async with _open_store(args) as (_, store):
+        count = await export_labels(store, out=Path(args.out), platform=args.platform)
+    print(f"{count} labelled conversations written to {args.out}")
+    return 0

@@ -1,0 +1,391 @@
+"""Evidence packs: one folder per case, for the child-safety role to hand to NCMEC, the police or a platform.
+
+``export_case`` writes ``case-<space>-<n>/`` with ``case.json`` (the case, its audit trail, the pair, the
+messages with platform ids, UTC times and links, the model and its scores, and a ``report`` section laid
+out for an NCMEC CyberTipline report), ``transcript.html`` (readable and printable offline: no scripts, no
+external resources, every text escaped) and ``manifest.sha256`` (``sha256sum -c`` checks it). The folder is
+written under a temporary name next to the target, flushed to disk and renamed at the end, so a crash never
+leaves a half-written pack. Media is never downloaded: a pack holds ids and links only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bots.core.cases import Actor, AuditEvent, CaseError, Role
+from bots.core.clock import utc_now
+from bots.core.models import WindowMessage
+from storage.protocol import CaseRecord, Store
+
+__all__ = [
+    "CYBERTIPLINE_INCIDENT_TYPE",
+    "EvidencePackError",
+    "export_case",
+    "pack_folder_name",
+    "platform_report_path",
+]
+
+logger = logging.getLogger(__name__)
+
+CYBERTIPLINE_INCIDENT_TYPE = "Online Enticement of Children for Sexual Acts"
+CYBERTIPLINE_URL = "https://report.cybertip.org/"
+PACK_FORMAT = "vigil-evidence-pack/1"
+CASE_FILE = "case.json"
+TRANSCRIPT_FILE = "transcript.html"
+MANIFEST_FILE = "manifest.sha256"
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_PLATFORM_REPORT_PATHS = {
+    "discord": (
+        "Discord Trust & Safety: report each message in the app (message menu > Report) and file a report "
+        "through Discord's Trust & Safety request form; include the message links from this pack."
+    ),
+    "slack": (
+        "Slack: tell the workspace owners and admins (they control retention and exports of the messages) "
+        "and report the account to Slack's Trust & Safety through Slack's help centre."
+    ),
+}
+_GENERIC_REPORT_PATH = (
+    "Report the account to the platform's Trust & Safety team, with the message ids and links from this pack."
+)
+
+
+class EvidencePackError(ValueError):
+    """An evidence pack could not be written; ``error`` says why in case terms (NOT_FOUND, FORBIDDEN, ...)."""
+
+    def __init__(self, message: str, *, error: CaseError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def pack_folder_name(space_id: str, case_number: int) -> str:
+    return f"case-{_SAFE_NAME.sub('_', space_id)}-{case_number}"
+
+
+def platform_report_path(platform: str) -> str:
+    return _PLATFORM_REPORT_PATHS.get(platform, _GENERIC_REPORT_PATH)
+
+
+async def export_case(
+    store: Store,
+    *,
+    platform: str,
+    space_id: str,
+    case_number: int,
+    out_dir: Path,
+    actor: Actor,
+    message_link: Callable[[WindowMessage], str | None] | None = None,
+) -> Path:
+    """Write the evidence pack of a case into ``out_dir`` and return its folder. Child-safety role only.
+
+    Raises ``EvidencePackError`` (FORBIDDEN, NOT_FOUND, INVALID_INPUT) with a message for the person asking.
+    The export is audited. Escalation is not required (it is what places the preservation hold).
+    """
+    if Role.CHILD_SAFETY not in actor.roles:
+        raise EvidencePackError("Only the child-safety role can export evidence.", error=CaseError.FORBIDDEN)
+    if (actor.platform, actor.space_id) != (platform, space_id):
+        # As for every case call: another space's case numbers do not exist for this actor.
+        raise EvidencePackError(f"No case #{case_number} here.", error=CaseError.NOT_FOUND)
+    async with store.transaction():
+        case = await store.get_case(platform=platform, space_id=space_id, case_number=case_number)
+        if case is None:
+            raise EvidencePackError(f"No case #{case_number} here.", error=CaseError.NOT_FOUND)
+        preserved = await store.load_evidence(case.alert.alert_id)
+        window = [] if preserved else await store.load_window(case.alert.key)
+        audit = await store.audit_events(platform=platform, space_id=space_id, case_number=case_number)
+        risk_history = await store.risk_history(case.alert.key, limit=1000)
+    messages, source = _pack_messages(case, preserved=preserved, window=window)
+    generated_at = utc_now()
+    links = {m.message_id: message_link(m) if message_link is not None else None for m in messages}
+    document = _case_document(
+        case,
+        messages=messages,
+        messages_source=source,
+        links=links,
+        audit=audit,
+        risk_history=[(p.timestamp, p.risk, p.suspect_id) for p in risk_history],
+        actor=actor,
+        generated_at=generated_at,
+    )
+    case_json = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
+    transcript = _transcript_html(
+        case, messages=messages, links=links, audit=audit, generated_at=generated_at
+    )
+    target = out_dir / pack_folder_name(space_id, case_number)
+    manifest = await asyncio.to_thread(
+        _write_pack,
+        target,
+        {CASE_FILE: case_json.encode("utf-8"), TRANSCRIPT_FILE: transcript.encode("utf-8")},
+    )
+    await store.append_audit(
+        platform=platform,
+        space_id=space_id,
+        case_number=case_number,
+        at=generated_at,
+        actor_id=actor.user_id,
+        action="evidence_exported",
+        detail=f"{len(messages)} messages; manifest sha256 {hashlib.sha256(manifest).hexdigest()}",
+    )
+    logger.info("case %d: evidence pack written to %s (%d messages)", case_number, target, len(messages))
+    return target
+
+
+def _pack_messages(
+    case: CaseRecord, *, preserved: Sequence[WindowMessage], window: Sequence[WindowMessage]
+) -> tuple[list[WindowMessage], str]:
+    if preserved:
+        return list(preserved), "preserved"
+    if window:
+        return list(window), "window"
+    # The window may be gone (retention); the alert's own excerpts are what is left.
+    return list(case.alert.evidence), "alert_evidence"
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _model(model_name: str) -> dict[str, str | None]:
+    name, _, version = model_name.rpartition(" ")
+    return {"name": name, "version": version} if name else {"name": model_name, "version": None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Participants:
+    suspect_id: str
+    other_id: str
+
+    def role(self, author_id: str) -> str:
+        if author_id == self.suspect_id:
+            return "reported user"
+        return "other participant" if author_id == self.other_id else "third party"
+
+
+def _case_document(
+    case: CaseRecord,
+    *,
+    messages: Sequence[WindowMessage],
+    messages_source: str,
+    links: dict[str, str | None],
+    audit: Sequence[AuditEvent],
+    risk_history: Sequence[tuple[datetime, float, str | None]],
+    actor: Actor,
+    generated_at: datetime,
+) -> dict[str, object]:
+    alert = case.alert
+    people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
+    first = messages[0].timestamp if messages else None
+    last = messages[-1].timestamp if messages else None
+    return {
+        "format": PACK_FORMAT,
+        "generated_at": _time(generated_at),
+        "generated_by": actor.user_id,
+        "case": {
+            "platform": alert.key.platform,
+            "space_id": alert.key.space_id,
+            "case_number": alert.case_number,
+            "state": case.state.value,
+            "source": case.source.value,
+            "created_at": _time(alert.created_at),
+            "updated_at": _time(alert.updated_at),
+            "claimed_by": case.claimed_by,
+            "dismiss_reason": case.dismiss_reason,
+            "hold_until": _time(case.hold_until),
+            "text_purged_at": _time(case.text_purged_at),
+            "channel_ids": list(alert.channel_ids),
+            "shadow": alert.shadow,
+            "revision": alert.revision,
+        },
+        "pair": {
+            "user_a": alert.key.user_a,
+            "user_b": alert.key.user_b,
+            "suspect_id": alert.suspect_id,
+            "other_id": alert.other_id,
+        },
+        "model": _model(alert.model_name),
+        "scores": {
+            "risk": alert.risk,
+            "peak_risk": alert.peak_risk,
+            "signals": list(alert.signals),
+            "risk_history": [
+                {"at": _time(at), "risk": risk, "suspect_id": suspect} for at, risk, suspect in risk_history
+            ],
+        },
+        "audit": [
+            {
+                "event_id": event.event_id,
+                "at": _time(event.at),
+                "actor_id": event.actor_id,
+                "action": event.action,
+                "before": event.before,
+                "after": event.after,
+                "detail": event.detail,
+            }
+            for event in audit
+        ],
+        "messages_source": messages_source,
+        "messages": [
+            {
+                "message_id": m.message_id,
+                "channel_id": m.channel_id,
+                "thread_id": m.thread_id,
+                "author_id": m.author_id,
+                "author_role": people.role(m.author_id),
+                "timestamp_utc": _time(m.timestamp),
+                "link": links.get(m.message_id),
+                "text": m.text,
+                "risk": m.risk,
+                "signals": list(m.signals),
+            }
+            for m in messages
+        ],
+        "report": {
+            "cybertipline": {
+                "where": CYBERTIPLINE_URL,
+                "incident_type": CYBERTIPLINE_INCIDENT_TYPE,
+                "medium": "chat/IM",
+                "platform": alert.key.platform,
+                "reported_user": {
+                    "platform": alert.key.platform,
+                    "platform_user_id": alert.suspect_id,
+                    # Vigil stores no names; look the screen name up on the platform.
+                    "screen_name": None,
+                },
+                "incident_time_utc": {"first_message": _time(first), "last_message": _time(last)},
+            },
+            "platform_report_path": platform_report_path(alert.key.platform),
+            "notes": [
+                "Vigil never downloads media or attachments: only message ids and links are included. "
+                "Do not download or forward images yourself; the platform and the authorities can "
+                "obtain them.",
+                "Scores are a model's estimate, not proof. The messages are the evidence.",
+            ],
+        },
+    }
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #111; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
+table { border-collapse: collapse; width: 100%; }
+td, th { border: 1px solid #999; padding: 4px 6px; vertical-align: top; text-align: left; font-size: 0.9em; }
+.reported { background: #fdecea; } .text { white-space: pre-wrap; word-break: break-word; }
+.meta { color: #444; font-size: 0.85em; }
+@media print { body { margin: 0; } tr { page-break-inside: avoid; } }
+"""
+
+
+def _transcript_html(
+    case: CaseRecord,
+    *,
+    messages: Sequence[WindowMessage],
+    links: dict[str, str | None],
+    audit: Sequence[AuditEvent],
+    generated_at: datetime,
+) -> str:
+    alert = case.alert
+    people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
+    e = html.escape
+
+    def cell(value: object) -> str:
+        return f"<td>{e('' if value is None else str(value))}</td>"
+
+    rows = "\n".join(
+        f'<tr class="{"reported" if m.author_id == alert.suspect_id else ""}">'
+        f"{cell(_time(m.timestamp))}{cell(m.author_id)}{cell(people.role(m.author_id))}"
+        f'<td class="text">{e(m.text)}</td>{cell(f"{m.risk:.2f}")}'
+        f"{cell(m.channel_id)}{cell(m.message_id)}{cell(links.get(m.message_id))}</tr>"
+        for m in messages
+    )
+    audit_rows = "\n".join(
+        f"<tr>{cell(_time(event.at))}{cell(event.actor_id)}{cell(event.action)}"
+        f"{cell(event.before)}{cell(event.after)}{cell(event.detail)}</tr>"
+        for event in audit
+    )
+    title = f"Vigil case #{alert.case_number} ({alert.key.platform} {alert.key.space_id})"
+    # The policy forbids every load (scripts, images, fonts, styles from elsewhere): it is self-contained.
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>{e(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>{e(title)}</h1>
+<p class="meta">State: {e(case.state.value)} · source: {e(case.source.value)} · reported user:
+{e(alert.suspect_id)} · other participant: {e(alert.other_id)} · risk {alert.risk:.2f}
+(peak {alert.peak_risk:.2f}) · model: {e(alert.model_name)} · signals: {e(", ".join(alert.signals) or "none")}
+· generated {e(_time(generated_at) or "")}</p>
+<p class="meta">Times are UTC. Media and attachments are never downloaded: only ids and links are listed.
+Scores are a model's estimate, not proof.</p>
+<h2>Messages ({len(messages)})</h2>
+<table>
+<tr><th>time (UTC)</th><th>author id</th><th>role</th><th>text</th><th>risk</th><th>channel</th>
+<th>message id</th><th>link</th></tr>
+{rows}
+</table>
+<h2>Audit trail</h2>
+<table>
+<tr><th>time (UTC)</th><th>actor</th><th>action</th><th>before</th><th>after</th><th>detail</th></tr>
+{audit_rows}
+</table>
+</body>
+</html>
+"""
+
+
+def _write_pack(target: Path, files: dict[str, bytes]) -> bytes:
+    """Write ``files`` and their manifest into ``target`` atomically; returns the manifest's bytes."""
+    if target.exists():
+        raise EvidencePackError(
+            f"{target} already exists; move it away or choose another output folder.",
+            error=CaseError.INVALID_INPUT,
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        for name, content in files.items():
+            _write_synced(temporary / name, content)
+        manifest = "".join(
+            f"{hashlib.sha256(content).hexdigest()}  {name}\n" for name, content in sorted(files.items())
+        ).encode("utf-8")
+        _write_synced(temporary / MANIFEST_FILE, manifest)
+        _sync_directory(temporary)
+        temporary.rename(target)
+        _sync_directory(target.parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_synced(path: Path, content: bytes) -> None:
+    with path.open("wb") as file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    # Makes the rename durable; some platforms cannot open directories, and then there is nothing to do.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

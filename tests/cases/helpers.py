@@ -1,0 +1,124 @@
+"""Shared set-up for the case tests: a real SQLite file, the real monitor and the keyword model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bots.core.case_service import CaseService
+from bots.core.cases import Actor, Role
+from bots.core.models import Alert, ChatMessage
+from bots.core.monitor import Monitor, MonitorConfig
+from bots.core.outbox import OutboxConfig, OutboxWorker
+from bots.core.policy import PolicyConfig
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+from tests.support.fakes import FakeClock, RecordingSink
+
+START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+PLATFORM = "test"
+SPACE = "guild-1"
+
+
+def actor(*roles: Role, user_id: str = "mod-1", space_id: str = SPACE, platform: str = PLATFORM) -> Actor:
+    return Actor(platform=platform, space_id=space_id, user_id=user_id, roles=frozenset(roles))
+
+
+MODERATOR = actor(Role.MODERATOR)
+CHILD_SAFETY = actor(Role.MODERATOR, Role.CHILD_SAFETY, user_id="cs-1")
+MEMBER = actor(user_id="member-1")
+
+
+def policy() -> PolicyConfig:
+    return PolicyConfig(
+        threshold=0.7,
+        sustain_messages=2,
+        hysteresis=0.1,
+        cooldown=timedelta(hours=6),
+        update_min_delta=0.5,
+        max_alerts_per_hour=100,
+        shadow_mode=False,
+    )
+
+
+@dataclass(slots=True)
+class Harness:
+    store: SqliteStore
+    monitor: Monitor
+    service: CaseService
+    clock: FakeClock
+    sink: RecordingSink
+    outbox: OutboxWorker
+    notified: list[int] = field(default_factory=list)
+    sent: int = 0
+
+    def message(
+        self,
+        author: str,
+        text: str,
+        *,
+        to: str,
+        space_id: str = SPACE,
+        channel_id: str | None = None,
+        at: datetime | None = None,
+    ) -> ChatMessage:
+        self.sent += 1
+        return ChatMessage(
+            platform=PLATFORM,
+            space_id=space_id,
+            channel_id=channel_id or f"dm-{min(author, to)}-{max(author, to)}",
+            message_id=f"m-{self.sent}",
+            author_id=author,
+            text=text,
+            timestamp=at or self.clock.now,
+            is_dm=True,
+            recipient_ids=(to,),
+        )
+
+    async def talk(
+        self, adult: str, kid: str, *, risky: bool, turns: int = 3, space_id: str = SPACE
+    ) -> list[Alert]:
+        """A DM: ``adult`` says something risky (or not) and ``kid`` answers, ``turns`` times."""
+        alerts: list[Alert] = []
+        for _ in range(turns):
+            for author, to, text in (
+                (adult, kid, "secret groom" if risky else "hello there"),
+                (kid, adult, "hello there"),
+            ):
+                result = await self.monitor.handle(self.message(author, text, to=to, space_id=space_id))
+                alerts.extend(event.alert for event in result.alerts)
+                self.clock.advance(timedelta(seconds=30))
+        return alerts
+
+    async def raise_alert(self, adult: str = "adult", kid: str = "kid", *, space_id: str = SPACE) -> Alert:
+        alerts = await self.talk(adult, kid, risky=True, space_id=space_id)
+        assert alerts, "the keyword model should have raised an alert"
+        alert = await self.store.get_alert(alerts[0].alert_id)
+        assert alert is not None
+        return alert
+
+    async def deliver(self) -> int:
+        return await self.outbox.drain_once()
+
+
+def make_harness(store: SqliteStore, detector: OnnxDetector, *, clock: FakeClock | None = None) -> Harness:
+    clock = clock or FakeClock(START)
+    notified: list[int] = []
+    sink = RecordingSink()
+    outbox = OutboxWorker(store=store, sink=sink, config=OutboxConfig(), clock=clock)
+    monitor = Monitor(
+        store=store,
+        detector=detector,
+        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
+        clock=clock,
+    )
+    service = CaseService(store=store, clock=clock, on_delivery_enqueued=lambda: notified.append(1))
+    return Harness(
+        store=store,
+        monitor=monitor,
+        service=service,
+        clock=clock,
+        sink=sink,
+        outbox=outbox,
+        notified=notified,
+    )

@@ -1,0 +1,138 @@
+"""The case subcommands, run as the operator would: a config file, a database, the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bots.case_commands import CaseCommandError, register_case_commands
+from bots.core.cases import CaseAction
+from config.settings import ConfigError
+from detector.onnx_detector import OnnxDetector
+from storage.protocol import StoreError
+from storage.sqlite import SqliteStore
+from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="vigil")
+    root.add_argument("--config")
+    register_case_commands(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+async def vigil(config: Path, *argv: str) -> int:
+    args = parser().parse_args(["--config", str(config), *argv])
+    result: int = await args.handler(args)
+    return result
+
+
+@pytest.fixture
+async def config(tmp_path: Path, keyword_detector: OnnxDetector) -> Path:
+    """A config whose database holds two cases in guild-1: #1 claimed, #2 open."""
+    path = tmp_path / "vigil.toml"
+    path.write_text('[storage]\ndatabase = "data/vigil.sqlite3"\n', encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    async with SqliteStore(tmp_path / "data" / "vigil.sqlite3") as store:
+        harness = make_harness(store, keyword_detector)
+        first = await harness.raise_alert("adult", "kid")
+        await harness.raise_alert("someone", "other")
+        await harness.service.act(actor=MODERATOR, case_number=first.case_number, action=CaseAction.CLAIM)
+    return path
+
+
+async def test_cases_and_case(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await vigil(config, "cases") == 0
+    everything = capsys.readouterr().out
+    assert await vigil(config, "cases", "--platform", PLATFORM, "--space", SPACE, "--user", "kid") == 0
+    of_kid = capsys.readouterr().out
+    assert await vigil(config, "case", "1", "--platform", PLATFORM, "--space", SPACE) == 0
+    shown = capsys.readouterr().out
+
+    assert "#1" in everything and "#2" in everything and "claimed" in everything
+    assert "#1" in of_kid and "#2" not in of_kid
+    assert "Case #1" in shown and "claimed by mod-1" in shown and "secret groom" in shown
+    assert "mod-1  claim" in shown
+
+
+async def test_a_missing_case_is_a_clear_error(config: Path) -> None:
+    with pytest.raises(CaseCommandError, match="No such case"):
+        await vigil(config, "case", "7", "--platform", PLATFORM, "--space", SPACE)
+    with pytest.raises(CaseCommandError, match="--space needs --platform"):
+        await vigil(config, "cases", "--space", SPACE)
+
+
+async def test_export_case(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "packs"
+
+    assert (
+        await vigil(config, "export-case", "1", "--platform", PLATFORM, "--space", SPACE, "--out", str(out))
+        == 0
+    )
+
+    folder = out / f"case-{SPACE}-1"
+    assert str(folder) in capsys.readouterr().out
+    document = json.loads((folder / "case.json").read_text(encoding="utf-8"))
+    assert document["generated_by"].startswith("cli:")
+    assert [e["action"] for e in document["audit"]] == ["claim"]
+
+
+async def test_export_case_for_discord_links_messages(tmp_path: Path, keyword_detector: OnnxDetector) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text('[storage]\ndatabase = "vigil.sqlite3"\n', encoding="utf-8")
+    async with SqliteStore(tmp_path / "vigil.sqlite3") as store:
+        await make_harness(store, keyword_detector).raise_alert()
+    # Move the case to a Discord guild, as the Discord adapter would have stored it.
+    with sqlite3.connect(tmp_path / "vigil.sqlite3") as connection:
+        connection.execute("UPDATE alerts SET platform = 'discord', space_id = '42'")
+        connection.execute("UPDATE pairs SET platform = 'discord', space_id = '42'")
+
+    await vigil(
+        config, "export-case", "1", "--platform", "discord", "--space", "42", "--out", str(tmp_path / "o")
+    )
+
+    document = json.loads((tmp_path / "o" / "case-42-1" / "case.json").read_text(encoding="utf-8"))
+    link = document["messages"][0]["link"]
+    assert link.startswith("https://discord.com/channels/42/")
+
+
+async def test_purge_forget_and_export_labels(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await vigil(config, "purge", "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "ghost") == 0
+    ghost = capsys.readouterr().out
+    assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "other") == 0
+    other = capsys.readouterr().out
+    out = tmp_path / "labels.jsonl"
+    assert await vigil(config, "export-labels", "--out", str(out)) == 0
+    labels = capsys.readouterr().out
+
+    assert dry.startswith("Dry run") and "would remove" in dry
+    assert "nothing found" in ghost
+    assert "pairs removed: 1" in other
+    assert "0 labelled conversations" in labels and out.exists()
+
+
+async def test_a_missing_database_or_bad_config_or_key_is_a_clear_error(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "other.toml"
+    elsewhere.write_text('[storage]\ndatabase = "missing.sqlite3"\n', encoding="utf-8")
+    with pytest.raises(CaseCommandError, match="no database at"):
+        await vigil(elsewhere, "cases")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[storage]\ndatabse = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="databse"):
+        await vigil(broken, "cases")
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    monkeypatch.setenv("VIGIL_ENCRYPTION_KEY", key)
+    with pytest.raises(StoreError, match="created without encryption"):
+        await vigil(config, "cases")

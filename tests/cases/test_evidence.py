@@ -1,0 +1,202 @@
+"""Evidence packs: complete, verifiable, escaped, self-contained, and never half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bots.core.cases import Actor, CaseAction, CaseError, Role
+from bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackError, export_case
+from bots.core.models import Alert, WindowMessage
+from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness, actor
+
+HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png"> & \'quotes\''
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def link(message: WindowMessage) -> str:
+    return f"https://chat.example/{message.channel_id}/{message.message_id}"
+
+
+async def hostile_case(harness: Harness) -> Alert:
+    alert = await harness.raise_alert()
+    await harness.monitor.handle(harness.message("adult", HOSTILE, to="kid"))
+    return alert
+
+
+async def test_the_pack_is_complete_and_verifiable(harness: Harness, tmp_path: Path) -> None:
+    alert = await hostile_case(harness)
+    number = alert.case_number
+    await harness.service.act(actor=MODERATOR, case_number=number, action=CaseAction.CLAIM)
+
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+        message_link=link,
+    )
+
+    assert folder == tmp_path / "packs" / f"case-{SPACE}-{number}"
+    assert sorted(p.name for p in folder.iterdir()) == ["case.json", "manifest.sha256", "transcript.html"]
+    manifest = (folder / "manifest.sha256").read_text(encoding="utf-8").splitlines()
+    assert len(manifest) == 2
+    for line in manifest:
+        digest, name = line.split("  ")
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    document = json.loads((folder / "case.json").read_text(encoding="utf-8"))
+    assert document["case"]["case_number"] == number and document["case"]["state"] == "claimed"
+    assert document["pair"]["suspect_id"] == "adult" and document["pair"]["other_id"] == "kid"
+    assert document["model"] == {"name": "keyword-test-model", "version": "test"}
+    assert document["scores"]["risk"] > 0.7 and "secrecy" in document["scores"]["signals"]
+    assert [event["action"] for event in document["audit"]] == ["claim"]
+    window = await harness.store.load_window(alert.key)
+    assert [m["message_id"] for m in document["messages"]] == [m.message_id for m in window]
+    first = document["messages"][0]
+    assert first["timestamp_utc"].endswith("+00:00") and first["link"] == link(window[0])
+    assert HOSTILE in [m["text"] for m in document["messages"]]
+    report = document["report"]["cybertipline"]
+    assert (
+        report["incident_type"]
+        == CYBERTIPLINE_INCIDENT_TYPE
+        == "Online Enticement of Children for Sexual Acts"
+    )
+    assert report["medium"] == "chat/IM"
+    assert report["reported_user"]["platform_user_id"] == "adult"
+    assert report["incident_time_utc"]["first_message"] == first["timestamp_utc"]
+    assert document["report"]["platform_report_path"]
+    # The export itself is on the record.
+    audit = await harness.store.audit_events(platform=PLATFORM, space_id=SPACE, case_number=number)
+    assert [(e.action, e.actor_id) for e in audit][-1] == ("evidence_exported", "cs-1")
+
+
+async def test_the_transcript_is_escaped_and_loads_nothing(harness: Harness, tmp_path: Path) -> None:
+    number = (await hostile_case(harness)).case_number
+
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+    )
+
+    page = (folder / "transcript.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&amp; &#x27;quotes&#x27;" in page
+    # No element pulls anything in: no src/href attributes, no @import or url() in the style.
+    assert not re.search(r"<[^>]*\s(src|href)\s*=", page, re.IGNORECASE)
+    assert "@import" not in page and "url(" not in page
+    assert "default-src 'none'" in page
+
+
+async def test_escalated_case_exports_its_preserved_evidence(harness: Harness, tmp_path: Path) -> None:
+    alert = await harness.raise_alert()
+    await harness.service.act(actor=MODERATOR, case_number=alert.case_number, action=CaseAction.ESCALATE)
+    await harness.talk("adult", "kid", risky=False, turns=15)
+
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=alert.case_number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+    )
+
+    document = json.loads((folder / "case.json").read_text(encoding="utf-8"))
+    preserved = await harness.store.load_evidence(alert.alert_id)
+    assert document["messages_source"] == "preserved"
+    assert [m["message_id"] for m in document["messages"]] == [m.message_id for m in preserved]
+    assert document["case"]["hold_until"] is not None
+
+
+@pytest.mark.parametrize(
+    ("who", "case_number", "error"),
+    [
+        (CHILD_SAFETY, 99, CaseError.NOT_FOUND),
+        (actor(Role.MODERATOR, Role.CHILD_SAFETY, space_id="guild-2"), 1, CaseError.NOT_FOUND),
+        (MODERATOR, 1, CaseError.FORBIDDEN),
+    ],
+)
+async def test_refused_exports_write_nothing(
+    harness: Harness, tmp_path: Path, who: Actor, case_number: int, error: CaseError
+) -> None:
+    await harness.raise_alert()
+
+    with pytest.raises(EvidencePackError) as raised:
+        await export_case(
+            harness.store,
+            platform=PLATFORM,
+            space_id=who.space_id,
+            case_number=case_number,
+            out_dir=tmp_path / "packs",
+            actor=who,
+        )
+
+    assert raised.value.error is error
+    assert names(tmp_path / "packs") == []
+
+
+async def test_a_crash_while_writing_leaves_no_partial_pack(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alert = await harness.raise_alert()
+
+    def fail_rename(self: Path, target: Path) -> Path:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(Path, "rename", fail_rename)
+    with pytest.raises(OSError, match="disk went away"):
+        await export_case(
+            harness.store,
+            platform=PLATFORM,
+            space_id=SPACE,
+            case_number=alert.case_number,
+            out_dir=tmp_path / "packs",
+            actor=CHILD_SAFETY,
+        )
+
+    assert names(tmp_path / "packs") == []
+    audit = await harness.store.audit_events(platform=PLATFORM, space_id=SPACE, case_number=alert.case_number)
+    assert audit == []
+    monkeypatch.undo()
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=alert.case_number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+    )
+    assert names(tmp_path / "packs") == [folder.name]
+
+
+async def test_an_existing_pack_is_never_overwritten(harness: Harness, tmp_path: Path) -> None:
+    alert = await harness.raise_alert()
+    arguments = {
+        "platform": PLATFORM,
+        "space_id": SPACE,
+        "case_number": alert.case_number,
+        "out_dir": tmp_path / "packs",
+        "actor": CHILD_SAFETY,
+    }
+    folder = await export_case(harness.store, **arguments)  # type: ignore[arg-type]
+    before = (folder / "manifest.sha256").read_bytes()
+
+    with pytest.raises(EvidencePackError, match="already exists"):
+        await export_case(harness.store, **arguments)  # type: ignore[arg-type]
+
+    assert (folder / "manifest.sha256").read_bytes() == before
+    assert names(tmp_path / "packs") == [folder.name]
