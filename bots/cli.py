@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TextIO
 
+from bots.case_commands import register_case_commands
 from bots.core.models import ChatMessage
 from bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from bots.core.outbox import OutboxConfig, OutboxWorker
@@ -29,6 +30,7 @@ from bots.core.sinks import ConsoleSink
 from config.settings import ConfigError, Settings, check_settings, load_settings
 from detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
 from detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
+from storage.crypto import TextCipher
 from storage.protocol import StoreError
 from storage.sqlite import SqliteStore
 
@@ -91,7 +93,7 @@ async def open_pipeline(
         queue_size=settings.detector.queue_size,
     )
     try:
-        store = SqliteStore(database)
+        store = SqliteStore(database, cipher=TextCipher.from_environment(settings.encryption, os.environ))
         await store.open()
         try:
             policy = _policy(settings, detector, replay=replay, threshold=threshold)
@@ -559,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the adapters enabled in the config")
     run.set_defaults(handler=_run)
+
+    register_case_commands(sub)
     return parser
 
 
@@ -576,7 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level or "WARNING")
     try:
         return int(asyncio.run(args.handler(args)))
-    except (CliError, ConfigError, ModelLoadError, StoreError) as exc:
+    # ValueError: the case commands' clear refusals (missing case, no such space, unsafe output folder).
+    except (CliError, ConfigError, ModelLoadError, StoreError, ValueError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
