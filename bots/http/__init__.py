@@ -1,0 +1,34 @@
+"""The HTTP ingest API for self-hosted platforms, its alert webhook sink and a small Python client."""
+
+from __future__ import annotations
+
+from bots.http.client import VigilApiError, VigilClient, message_to_dict, verify_webhook
+from bots.http.server import Backpressure, BackpressureError, HttpApi, retry_after_of
+from bots.http.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Verdict,
+    check_signature,
+    compute_signature,
+    signed_headers,
+)
+from bots.http.webhook import PollingSink, WebhookSink
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Backpressure",
+    "BackpressureError",
+    "HttpApi",
+    "PollingSink",
+    "Verdict",
+    "VigilApiError",
+    "VigilClient",
+    "WebhookSink",
+    "check_signature",
+    "compute_signature",
+    "message_to_dict",
+    "retry_after_of",
+    "signed_headers",
+    "verify_webhook",
+]

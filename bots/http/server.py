@@ -1,0 +1,516 @@
+"""The HTTP ingest API: self-hosted platforms send messages and act on cases over signed HTTP requests.
+
+Every request under ``/v1`` (except the OpenAPI document) is authenticated by an HMAC-SHA256 signature over
+the timestamp and the raw body (``bots.http.signing``). The holder of the shared secret is trusted as a
+moderator of every space it names: case endpoints act with the ``MODERATOR`` role. Child-safety operations
+(transcripts, releasing evidence holds) are not offered over HTTP.
+
+Bodies are bounded twice: by ``Content-Length`` before reading and while reading (chunked bodies), so a large
+or endless body costs at most ``max_body_bytes`` of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol, cast, runtime_checkable
+
+from aiohttp import web
+
+from bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
+from bots.core.clock import Clock, utc_now
+from bots.core.models import ChatMessage
+from bots.core.monitor import HandleResult, SkipReason
+from bots.core.protocols import MessageHandler
+from bots.http.schema import (
+    DEFAULT_PLATFORM,
+    DEFAULT_VIEWER,
+    MAX_CASE_LIST,
+    MAX_CASE_NUMBER,
+    BatchTooLargeError,
+    MessageError,
+    MessageStatus,
+    RequestError,
+    case_to_dict,
+    decode_json,
+    openapi_json,
+    parse_action,
+    parse_batch,
+    parse_message,
+    parse_query_id,
+    parse_query_int,
+    summary_to_dict,
+)
+from bots.http.signing import MIN_SECRET_CHARS, SIGNATURE_HEADER, TIMESTAMP_HEADER, Verdict, check_signature
+from config.settings import HttpSettings, Secret
+from storage.protocol import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+_READ_CHUNK = 64 * 1024
+# ``HandleResult.skipped`` of a message a queue shed (``bots.core.ingest.SHED_SKIP_VALUE``).
+_SHED = "shed"
+# Retry-After sent with a 503 when a message could not be processed (the detector failed, say).
+_UNAVAILABLE_RETRY_S = 5
+_CASE_ERROR_STATUS: Mapping[CaseError, int] = MappingProxyType(
+    {
+        CaseError.NOT_FOUND: 404,
+        CaseError.FORBIDDEN: 403,
+        CaseError.INVALID_TRANSITION: 409,
+        CaseError.INVALID_INPUT: 400,
+    }
+)
+
+
+@runtime_checkable
+class Backpressure(Protocol):
+    """What the API recognises as "overloaded, retry later": any exception with a numeric ``retry_after``.
+
+    The load-shedding queue in front of the monitor (``bots.core.ingest``) raises one when it is full; the API
+    answers 429 with ``Retry-After``. Matching by attribute keeps this package free of that module.
+    """
+
+    retry_after: float
+
+
+class _BatchHandler(Protocol):
+    async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]: ...
+
+
+class _PinnableHandler(Protocol):
+    """A queue (``bots.core.ingest.IngestQueue``) that can be told not to shed: it raises ``Overloaded``."""
+
+    async def handle(self, message: ChatMessage, *, may_shed: bool) -> HandleResult: ...
+
+
+class BackpressureError(Exception):
+    """A ready-made ``Backpressure`` exception for handlers that have none of their own."""
+
+    def __init__(self, retry_after: float, message: str = "overloaded") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_of(error: BaseException) -> float | None:
+    """Seconds to wait if ``error`` signals backpressure (has a finite numeric ``retry_after``), else None."""
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return max(0.0, float(value))
+
+
+class _ApiError(Exception):
+    """Raised inside a request handler; the middleware turns it into a JSON error response."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        body: dict[str, object] = {"error": self.code, "detail": self.detail}
+        if self.field is not None:
+            body["field"] = self.field
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Outcome:
+    """One message's processing outcome inside a batch."""
+
+    result: dict[str, object] | None = None
+    retry_after: float | None = None
+    failed: bool = False
+
+
+def _message_result(index: int, result: HandleResult) -> dict[str, object]:
+    entry: dict[str, object] = {"index": index, "message_id": result.message_id}
+    if result.skipped is SkipReason.DUPLICATE:
+        entry["status"] = str(MessageStatus.DUPLICATE)
+    elif result.skipped is not None:
+        entry["status"] = str(MessageStatus.SKIPPED)
+        entry["reason"] = str(result.skipped)
+    else:
+        entry["status"] = str(MessageStatus.ACCEPTED)
+    # Shadow alerts are recorded, not announced: they stay out of the platform's view too.
+    cases = list(dict.fromkeys(e.alert.case_number for e in result.alerts if not e.alert.shadow))
+    if cases:
+        entry["alerts"] = cases
+    return entry
+
+
+def _error_result(error: MessageError) -> dict[str, object]:
+    return {
+        "index": error.index,
+        "message_id": error.message_id,
+        "status": str(MessageStatus.ERROR),
+        "reason": error.reason,
+    }
+
+
+class HttpApi:
+    """The aiohttp application and its lifecycle: ``start`` (returns the bound port), ``run``, ``aclose``."""
+
+    def __init__(
+        self,
+        *,
+        settings: HttpSettings,
+        secret: Secret,
+        handler: MessageHandler,
+        cases: Cases,
+        store: Store,
+        clock: Clock = utc_now,
+        signal_labels: Mapping[str, str] | None = None,
+    ) -> None:
+        if len(secret.reveal()) < MIN_SECRET_CHARS:
+            raise ValueError(f"the HTTP API secret must be at least {MIN_SECRET_CHARS} characters long")
+        self._settings = settings
+        self._secret = secret
+        self._handler = handler
+        self._pinnable = "may_shed" in inspect.signature(handler.handle).parameters
+        self._cases = cases
+        self._store = store
+        self._clock = clock
+        self._signal_labels = dict(signal_labels or {})
+        self._openapi = openapi_json().encode("utf-8")
+        self._runner: web.AppRunner | None = None
+        self._app = web.Application(middlewares=[self._middleware], client_max_size=settings.max_body_bytes)
+        self._app.router.add_post("/v1/messages", self._post_messages)
+        self._app.router.add_get("/v1/cases", self._list_cases)
+        self._app.router.add_get("/v1/cases/{case_number}", self._get_case)
+        self._app.router.add_post("/v1/cases/{case_number}/actions", self._act)
+        self._app.router.add_get("/healthz", self._health)
+        self._app.router.add_get("/v1/openapi.json", self._openapi_document)
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> int:
+        """Listen on ``settings.host``/``settings.port`` (0: any free port); returns the bound port."""
+        if self._runner is not None:
+            raise RuntimeError("the HTTP API is already started")
+        runner = web.AppRunner(self._app, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._settings.host, self._settings.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        port = int(address[1])
+        logger.info("HTTP API listening on %s:%d", self._settings.host, port)
+        return port
+
+    async def run(self) -> None:
+        """Serve until cancelled, then close."""
+        if self._runner is None:
+            await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            logger.info("HTTP API stopped")
+
+    # ------------------------------------------------------------------ plumbing
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except _ApiError as error:
+            response = error.response()
+        except web.HTTPException as error:
+            # Router answers (404, 405) and aiohttp's own limits, as JSON like every other error.
+            response = web.json_response(
+                {"error": error.reason.lower().replace(" ", "_"), "detail": error.reason},
+                status=error.status,
+                headers={k: v for k, v in error.headers.items() if k.lower() == "allow"},
+            )
+        except StoreError as error:
+            logger.error(
+                "HTTP API: storage failed during %s %s: %s", request.method, request.rel_url.raw_path, error
+            )
+            response = web.json_response(
+                {"error": "unavailable", "detail": "storage is unavailable; retry later"},
+                status=503,
+                headers={"Retry-After": str(_UNAVAILABLE_RETRY_S)},
+            )
+        except Exception:
+            logger.exception("HTTP API request failed: %s %s", request.method, request.rel_url.raw_path)
+            response = web.json_response({"error": "internal", "detail": "internal error"}, status=500)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Server"] = "vigil"
+        return response
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        too_large = _ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _authenticated_body(self, request: web.Request) -> bytes:
+        body = await self._read_body(request)
+        verdict = check_signature(
+            body,
+            timestamp=request.headers.get(TIMESTAMP_HEADER),
+            signature=request.headers.get(SIGNATURE_HEADER),
+            secret=self._secret.reveal(),
+            now=self._clock(),
+            tolerance_s=self._settings.timestamp_tolerance_s,
+        )
+        if verdict is not Verdict.OK:
+            # The raw (still percent-encoded) path: nothing a caller sends can forge a log line.
+            logger.warning(
+                "HTTP API refused %s %s: %s", request.method, request.rel_url.raw_path, verdict.value
+            )
+            raise _ApiError(401, "unauthorized", verdict.value)
+        return body
+
+    @staticmethod
+    def _bad_request(error: RequestError) -> _ApiError:
+        return _ApiError(400, "bad_request", error.problem, field=error.field)
+
+    def _actor(self, request: web.Request, *, actor_id: str, display_name: str | None = None) -> Actor:
+        query = request.query
+        try:
+            platform = parse_query_id(query, "platform", default=DEFAULT_PLATFORM)
+            space_id = parse_query_id(query, "space_id")
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        return Actor(
+            platform=platform,
+            space_id=space_id,
+            user_id=actor_id,
+            roles=frozenset({Role.MODERATOR}),
+            display_name=display_name,
+        )
+
+    def _viewer(self, request: web.Request) -> Actor:
+        try:
+            actor_id = parse_query_id(request.query, "actor_id", default=DEFAULT_VIEWER)
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        return self._actor(request, actor_id=actor_id)
+
+    @staticmethod
+    def _case_number(request: web.Request) -> int:
+        raw = request.match_info["case_number"]
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 1 <= int(raw) <= MAX_CASE_NUMBER:
+            raise _ApiError(
+                400, "bad_request", f"must be an integer from 1 to {MAX_CASE_NUMBER}", field="case_number"
+            )
+        return int(raw)
+
+    def _case_response(self, result: CaseResult) -> web.Response:
+        if result.error is not None or result.case is None:
+            status = _CASE_ERROR_STATUS.get(result.error, 400) if result.error is not None else 404
+            code = str(result.error) if result.error is not None else "not_found"
+            raise _ApiError(status, code, result.message or code.replace("_", " "))
+        return web.json_response(case_to_dict(result.case, signal_labels=self._signal_labels))
+
+    # ------------------------------------------------------------------ messages
+
+    async def _post_messages(self, request: web.Request) -> web.Response:
+        body = await self._authenticated_body(request)
+        try:
+            entries = parse_batch(decode_json(body), max_messages=self._settings.max_batch_messages)
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        except BatchTooLargeError as error:
+            raise _ApiError(413, "batch_too_large", str(error), field="messages") from None
+
+        outcomes: list[_Outcome | None] = [None] * len(entries)
+        valid: list[tuple[int, ChatMessage]] = []
+        for index, entry in enumerate(entries):
+            parsed = parse_message(entry, index=index)
+            if isinstance(parsed, MessageError):
+                outcomes[index] = _Outcome(result=_error_result(parsed))
+            else:
+                valid.append((index, parsed))
+        if valid:
+            await self._handle(valid, outcomes)
+        return self._batch_response(outcomes)
+
+    async def _handle(
+        self, items: Sequence[tuple[int, ChatMessage]], outcomes: list[_Outcome | None]
+    ) -> None:
+        handle_batch = getattr(self._handler, "handle_batch", None)
+        if callable(handle_batch):
+            # The monitor itself: one call keeps the batch's order, scores it together, commits it at once.
+            batch = cast(_BatchHandler, self._handler)
+            try:
+                results = await batch.handle_batch([message for _, message in items])
+                if len(results) != len(items):
+                    raise RuntimeError(
+                        f"the handler returned {len(results)} results for {len(items)} messages"
+                    )
+            except Exception as error:
+                outcome = self._failure(error)
+                for index, _ in items:
+                    outcomes[index] = outcome
+                return
+            for (index, _), result in zip(items, results, strict=True):
+                outcomes[index] = self._success(index, result)
+            return
+        # A queue in front of the monitor: each channel's messages in order, channels side by side.
+        groups: dict[tuple[str, str, str], list[tuple[int, ChatMessage]]] = {}
+        for index, message in items:
+            groups.setdefault((message.platform, message.space_id, message.channel_id), []).append(
+                (index, message)
+            )
+        async with asyncio.TaskGroup() as group:
+            for members in groups.values():
+                group.create_task(self._handle_in_order(members, outcomes))
+
+    async def _handle_in_order(
+        self, items: Sequence[tuple[int, ChatMessage]], outcomes: list[_Outcome | None]
+    ) -> None:
+        for index, message in items:
+            try:
+                if self._pinnable:
+                    result = await cast(_PinnableHandler, self._handler).handle(message, may_shed=False)
+                else:
+                    result = await self._handler.handle(message)
+            except Exception as error:
+                outcomes[index] = self._failure(error)
+                # The rest of this channel waits for the resend, so its order is kept.
+                return
+            outcome = self._success(index, result)
+            outcomes[index] = outcome
+            if outcome.retry_after is not None:
+                return
+
+    @staticmethod
+    def _failure(error: Exception) -> _Outcome:
+        retry_after = retry_after_of(error)
+        if retry_after is not None:
+            return _Outcome(retry_after=retry_after)
+        logger.error("HTTP API: messages could not be processed (%s)", type(error).__name__, exc_info=error)
+        return _Outcome(failed=True)
+
+    @staticmethod
+    def _success(index: int, result: HandleResult) -> _Outcome:
+        if result.skipped is not None and str(result.skipped) == _SHED:
+            # A queue that shed the message anyway: for an HTTP client that is "retry later".
+            return _Outcome(retry_after=1.0)
+        return _Outcome(result=_message_result(index, result))
+
+    @staticmethod
+    def _batch_response(outcomes: Sequence[_Outcome | None]) -> web.Response:
+        results = [o.result for o in outcomes if o is not None and o.result is not None]
+        waits = [o.retry_after for o in outcomes if o is not None and o.retry_after is not None]
+        failed = any(o is not None and o.failed for o in outcomes)
+        if waits or failed:
+            retry_after = max(waits) if waits else float(_UNAVAILABLE_RETRY_S)
+            seconds = max(1, math.ceil(retry_after))
+            if waits:
+                status, code, detail = 429, "overloaded", "Vigil is overloaded; resend the batch later"
+            else:
+                status, code = 503, "unavailable"
+                detail = "some messages could not be processed; resend the batch later"
+            return web.json_response(
+                {"error": code, "detail": detail, "retry_after": seconds, "results": results},
+                status=status,
+                headers={"Retry-After": str(seconds)},
+            )
+        counts = Counter(str(r["status"]) for r in results)
+        return web.json_response(
+            {"results": results, "counts": {str(s): counts[str(s)] for s in MessageStatus}}
+        )
+
+    # ------------------------------------------------------------------ cases
+
+    async def _list_cases(self, request: web.Request) -> web.Response:
+        await self._authenticated_body(request)
+        actor = self._viewer(request)
+        try:
+            limit = parse_query_int(request.query, "limit", default=20, low=1, high=MAX_CASE_LIST)
+            user_id = parse_query_id(request.query, "user_id") if "user_id" in request.query else None
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        result, summaries = await self._cases.list_cases(actor=actor, user_id=user_id, limit=limit)
+        if not result.ok:
+            self._case_response(result)
+        return web.json_response(
+            {
+                "platform": actor.platform,
+                "space_id": actor.space_id,
+                "cases": [summary_to_dict(s) for s in summaries],
+            }
+        )
+
+    async def _get_case(self, request: web.Request) -> web.Response:
+        await self._authenticated_body(request)
+        case_number = self._case_number(request)
+        actor = self._viewer(request)
+        return self._case_response(await self._cases.get(actor=actor, case_number=case_number))
+
+    async def _act(self, request: web.Request) -> web.Response:
+        body = await self._authenticated_body(request)
+        case_number = self._case_number(request)
+        try:
+            action = parse_action(decode_json(body))
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        actor = self._actor(request, actor_id=action.actor_id, display_name=action.actor_display_name)
+        result = await self._cases.act(
+            actor=actor,
+            case_number=case_number,
+            action=action.action,
+            reason=action.reason,
+            snooze_for=action.snooze_for,
+        )
+        if result.ok:
+            logger.info("case %d: %s through the HTTP API", case_number, action.action)
+        return self._case_response(result)
+
+    # ------------------------------------------------------------------ unauthenticated
+
+    async def _health(self, request: web.Request) -> web.Response:
+        try:
+            await self._store.pending_delivery_count()
+        except Exception:
+            logger.exception("health check: the store is unavailable")
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def _openapi_document(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")

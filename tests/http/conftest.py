@@ -1,0 +1,137 @@
+"""The HTTP API under test: the real server on 127.0.0.1 (port 0) in front of the real pipeline.
+
+Real SQLite file, real ONNX runtime on the keyword model (so "secret groom" raises an alert), real Monitor and
+real CaseService; requests go through a real aiohttp client over TCP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from bots.core.case_service import CaseService
+from bots.core.monitor import Monitor, MonitorConfig
+from bots.core.policy import PolicyConfig
+from bots.core.protocols import MessageHandler
+from bots.http.server import HttpApi
+from bots.http.signing import signed_headers
+from config.settings import HttpSettings, Secret
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+
+SECRET = "test-secret-0123456789abcdef"
+START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+
+
+def policy() -> PolicyConfig:
+    return PolicyConfig(
+        threshold=0.7,
+        sustain_messages=2,
+        hysteresis=0.1,
+        cooldown=timedelta(hours=6),
+        update_min_delta=0.01,
+        max_alerts_per_hour=100,
+        shadow_mode=False,
+    )
+
+
+def make_monitor(store: SqliteStore, detector: OnnxDetector) -> Monitor:
+    return Monitor(
+        store=store,
+        detector=detector,
+        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
+    )
+
+
+def wire_message(index: int, *, text: str = "hello there", **overrides: object) -> dict[str, object]:
+    """A DM from "adult" to "kid" in the HTTP API's wire format."""
+    message: dict[str, object] = {
+        "space_id": "tenant-1",
+        "channel_id": "dm-1",
+        "message_id": f"m-{index}",
+        "author_id": "adult",
+        "text": text,
+        "timestamp": (START + timedelta(seconds=index)).isoformat().replace("+00:00", "Z"),
+        "is_dm": True,
+        "recipient_ids": ["kid"],
+    }
+    message.update(overrides)
+    return message
+
+
+@dataclass(slots=True)
+class Api:
+    """A running server and a client session pointed at it."""
+
+    http: HttpApi
+    base_url: str
+    session: aiohttp.ClientSession
+    store: SqliteStore
+    cases: CaseService
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        params: Mapping[str, str] | None = None,
+        sign: bool = True,
+        now: float | None = None,
+        secret: str = SECRET,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, object], Mapping[str, str]]:
+        sent = dict(headers or {})
+        if sign:
+            sent.update(signed_headers(body, secret=secret, now=now))
+        async with self.session.request(
+            method, self.base_url + path, data=body, params=params, headers=sent
+        ) as response:
+            payload = await response.json(content_type=None)
+            return response.status, payload, response.headers
+
+    async def send(
+        self, messages: Sequence[object], **kwargs: object
+    ) -> tuple[int, dict[str, object], Mapping[str, str]]:
+        body = json.dumps({"messages": list(messages)}).encode()
+        return await self.request("POST", "/v1/messages", body=body, **kwargs)  # type: ignore[arg-type]
+
+
+async def start_api(
+    *,
+    store: SqliteStore,
+    handler: MessageHandler,
+    settings: HttpSettings | None = None,
+) -> AsyncIterator[Api]:
+    cases = CaseService(store=store)
+    http = HttpApi(
+        settings=settings or HttpSettings(host="127.0.0.1", port=0),
+        secret=Secret(SECRET),
+        handler=handler,
+        cases=cases,
+        store=store,
+    )
+    port = await http.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(
+                http=http, base_url=f"http://127.0.0.1:{port}", session=session, store=store, cases=cases
+            )
+    finally:
+        await http.aclose()
+
+
+@pytest.fixture
+async def monitor(sqlite_store: SqliteStore, keyword_detector: OnnxDetector) -> Monitor:
+    return make_monitor(sqlite_store, keyword_detector)
+
+
+@pytest.fixture
+async def api(sqlite_store: SqliteStore, monitor: Monitor) -> AsyncIterator[Api]:
+    async for running in start_api(store=sqlite_store, handler=monitor):
+        yield running

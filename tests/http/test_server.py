@@ -1,0 +1,420 @@
+"""POST /v1/messages, the case endpoints and the unauthenticated ones, over real TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bots.core.cases import CaseState
+from bots.core.models import ChatMessage
+from bots.core.monitor import HandleResult, Monitor
+from bots.http.schema import openapi_document, openapi_json
+from bots.http.server import BackpressureError
+from bots.http.signing import signed_headers
+from config.settings import HttpSettings
+from storage.sqlite import SqliteStore
+from tests.http.conftest import SECRET, START, Api, start_api, wire_message
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def grooming_batch(start: int = 0, count: int = 3) -> list[dict[str, object]]:
+    return [wire_message(start + i, text="secret groom secret groom") for i in range(count)]
+
+
+# ------------------------------------------------------------------ authentication
+
+
+async def test_a_signed_batch_is_accepted(api: Api) -> None:
+    status, body, headers = await api.send(
+        [wire_message(1), wire_message(2, author_id="kid", recipient_ids=["adult"])]
+    )
+    assert status == 200, body
+    assert [r["status"] for r in body["results"]] == ["accepted", "accepted"]  # type: ignore[index]
+    assert body["counts"] == {"accepted": 2, "duplicate": 0, "skipped": 0, "error": 0}
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_unsigned_requests_are_refused(api: Api) -> None:
+    body = json.dumps({"messages": [wire_message(1)]}).encode()
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body, sign=False)
+    assert status == 401 and payload["error"] == "unauthorized"
+    assert "missing" in str(payload["detail"])
+    status, _, _ = await api.request("GET", "/v1/cases", params={"space_id": "tenant-1"}, sign=False)
+    assert status == 401
+    # Nothing was processed.
+    assert await api.store.claim_message(
+        platform="http", space_id="tenant-1", message_id="m-1", seen_at=START
+    )
+
+
+async def test_a_wrong_secret_or_tampered_body_is_refused(api: Api) -> None:
+    body = json.dumps({"messages": [wire_message(1)]}).encode()
+    status, payload, _ = await api.request(
+        "POST", "/v1/messages", body=body, secret="another-secret-0123456789"
+    )
+    assert status == 401 and "does not match" in str(payload["detail"])
+    headers = signed_headers(body, secret=SECRET)
+    tampered = body.replace(b"hello", b"HELLO")
+    status, _, _ = await api.request("POST", "/v1/messages", body=tampered, sign=False, headers=headers)
+    assert status == 401
+
+
+@pytest.mark.parametrize(("offset", "word"), [(-301.0, "old"), (+301.0, "future")])
+async def test_stale_and_future_timestamps_are_refused(api: Api, offset: float, word: str) -> None:
+    body = json.dumps({"messages": [wire_message(1)]}).encode()
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body, now=time.time() + offset)
+    assert status == 401 and word in str(payload["detail"])
+    # Inside the tolerance it is fine.
+    status, _, _ = await api.request("POST", "/v1/messages", body=body, now=time.time() - 250)
+    assert status == 200
+
+
+async def test_a_malformed_signature_header_is_refused(api: Api) -> None:
+    body = json.dumps({"messages": []}).encode()
+    headers = {"X-Vigil-Timestamp": str(int(time.time())), "X-Vigil-Signature": "sha256=abc"}
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body, sign=False, headers=headers)
+    assert status == 401 and "v1=" in str(payload["detail"])
+    headers = {"X-Vigil-Timestamp": "yesterday", "X-Vigil-Signature": "v1=" + "0" * 64}
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body, sign=False, headers=headers)
+    assert status == 401 and "Unix time" in str(payload["detail"])
+
+
+# ------------------------------------------------------------------ request shape
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", None),
+        (b"", None),
+        (b"\xff\xfe", None),
+        (b"[1, 2]", None),
+        (b'{"messages": {}}', "messages"),
+        (b'{"message": []}', "message"),
+        (b"{}", "messages"),
+        (b'{"messages": [], "NaN": NaN}', None),
+    ],
+)
+async def test_malformed_bodies_are_400_naming_the_field(api: Api, body: bytes, field: str | None) -> None:
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body)
+    assert status == 400, payload
+    assert payload["error"] == "bad_request"
+    assert payload.get("field") == field
+
+
+async def test_a_batch_mixing_good_and_bad_messages_processes_the_good_ones(api: Api) -> None:
+    missing_author = wire_message(2)
+    del missing_author["author_id"]
+    batch = [
+        wire_message(1),
+        missing_author,
+        wire_message(3, timestamp="yesterday"),
+        wire_message(4, is_dm="yes"),
+        wire_message(5, colour="red"),
+        "not an object",
+        wire_message(6, mentioned_user_ids=["ok", 7]),
+        wire_message(7, author_id="kid", recipient_ids=["adult"]),
+    ]
+    status, body, _ = await api.send(batch)
+    assert status == 200, body
+    results = body["results"]
+    assert isinstance(results, list)
+    assert [r["index"] for r in results] == list(range(8))
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "error",
+        "error",
+        "error",
+        "error",
+        "error",
+        "error",
+        "accepted",
+    ]
+    reasons = [r.get("reason", "") for r in results]
+    assert "messages[1].author_id" in reasons[1] and "required" in reasons[1]
+    assert "messages[2].timestamp" in reasons[2]
+    assert "messages[3].is_dm" in reasons[3]
+    assert "messages[4].colour" in reasons[4]
+    assert results[5]["message_id"] is None and "messages[5]" in reasons[5]
+    assert "messages[6].mentioned_user_ids[1]" in reasons[6]
+    assert results[2]["message_id"] == "m-3"
+    # Reasons name fields, never echo message text.
+    assert all("hello" not in r for r in reasons)
+
+
+async def test_a_duplicate_message_id_is_reported_as_duplicate(api: Api) -> None:
+    status, body, _ = await api.send([wire_message(1), wire_message(1)])
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == ["accepted", "duplicate"]  # type: ignore[index]
+    status, body, _ = await api.send([wire_message(1)])
+    assert [r["status"] for r in body["results"]] == ["duplicate"]  # type: ignore[index]
+
+
+async def test_skipped_messages_say_why(api: Api) -> None:
+    status, body, _ = await api.send(
+        [
+            wire_message(1, author_is_bot=True),
+            wire_message(2, text="   "),
+            wire_message(3, is_dm=False, recipient_ids=[]),
+        ]
+    )
+    assert status == 200
+    assert [(r["status"], r.get("reason")) for r in body["results"]] == [  # type: ignore[union-attr]
+        ("skipped", "bot"),
+        ("skipped", "no_text"),
+        ("skipped", "no_pair"),
+    ]
+
+
+async def test_an_alert_is_reported_with_its_case_number(api: Api) -> None:
+    status, body, _ = await api.send(grooming_batch())
+    assert status == 200
+    alerts = [r.get("alerts") for r in body["results"]]  # type: ignore[union-attr]
+    assert [1] in alerts
+    stored = await api.store.alerts_for_space(platform="http", space_id="tenant-1", limit=5)
+    assert len(stored) == 1 and stored[0].suspect_id == "adult"
+
+
+async def test_timestamps_with_an_offset_are_converted_to_utc(api: Api) -> None:
+    status, _, _ = await api.send(
+        [wire_message(1, timestamp="2026-03-01T19:00:00+01:00", text="secret groom")]
+        + [wire_message(i, text="secret groom") for i in range(2, 4)]
+    )
+    assert status == 200
+    stored = await api.store.alerts_for_space(platform="http", space_id="tenant-1", limit=5)
+    assert stored and all(m.timestamp.utcoffset() is not None for m in stored[0].evidence)
+    first = min(m.timestamp for m in stored[0].evidence)
+    assert first.isoformat() == "2026-03-01T18:00:00+00:00"
+
+
+# ------------------------------------------------------------------ limits
+
+
+async def test_a_10_mb_body_is_413_without_being_read(api: Api) -> None:
+    body = b'{"messages": ["' + b"x" * (10 * 1024 * 1024) + b'"]}'
+    status, payload, _ = await api.request("POST", "/v1/messages", body=body)
+    assert status == 413 and payload["error"] == "payload_too_large"
+
+
+async def test_a_chunked_body_over_the_limit_is_413(api: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    async with api.session.post(
+        api.base_url + "/v1/messages",
+        data=chunks(),
+        headers={"X-Vigil-Timestamp": "1", "X-Vigil-Signature": "v1="},
+    ) as response:
+        assert response.status == 413
+
+
+async def test_a_batch_over_the_limit_is_413(sqlite_store: SqliteStore, monitor: Monitor) -> None:
+    settings = HttpSettings(host="127.0.0.1", port=0, max_batch_messages=3)
+    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+        status, body, _ = await api.send([wire_message(i) for i in range(4)])
+        assert status == 413 and body["field"] == "messages"
+        status, _, _ = await api.send([wire_message(i) for i in range(3)])
+        assert status == 200
+
+
+# ------------------------------------------------------------------ backpressure and failures
+
+
+class _Overloaded(Exception):
+    """Shaped like bots.core.ingest.Overloaded: the API only looks at ``retry_after``."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("overloaded")
+        self.retry_after = retry_after
+
+
+class _QueueLike:
+    """A handler without handle_batch that refuses after ``capacity`` messages, like a full queue."""
+
+    def __init__(self, monitor: Monitor, *, capacity: int, error: Exception) -> None:
+        self._monitor = monitor
+        self._capacity = capacity
+        self._error = error
+        self.calls: list[tuple[str, bool]] = []
+
+    async def handle(self, message: ChatMessage, *, may_shed: bool = True) -> HandleResult:
+        self.calls.append((message.message_id, may_shed))
+        if len(self.calls) > self._capacity:
+            raise self._error
+        return await self._monitor.handle(message)
+
+
+@pytest.mark.parametrize("error", [_Overloaded(2.2), BackpressureError(2.2)])
+async def test_backpressure_is_429_with_retry_after(
+    sqlite_store: SqliteStore, monitor: Monitor, error: Exception
+) -> None:
+    handler = _QueueLike(monitor, capacity=1, error=error)
+    async for api in start_api(store=sqlite_store, handler=handler):
+        status, body, headers = await api.send([wire_message(1), wire_message(2), wire_message(3)])
+        assert status == 429, body
+        assert headers["Retry-After"] == "3"
+        assert body["error"] == "overloaded" and body["retry_after"] == 3
+        # What was handled before the refusal is reported; the channel stopped at the refusal, in order.
+        assert [r["message_id"] for r in body["results"]] == ["m-1"]  # type: ignore[index]
+        assert [call[0] for call in handler.calls] == ["m-1", "m-2"]
+        # The API asks a queue never to shed its messages: its client can retry.
+        assert all(may_shed is False for _, may_shed in handler.calls)
+
+
+async def test_resending_after_429_processes_each_message_once(
+    sqlite_store: SqliteStore, monitor: Monitor
+) -> None:
+    handler = _QueueLike(monitor, capacity=1, error=_Overloaded(1))
+    async for api in start_api(store=sqlite_store, handler=handler):
+        batch = [wire_message(1), wire_message(2)]
+        status, _, _ = await api.send(batch)
+        assert status == 429
+        handler._capacity = 100
+        status, body, _ = await api.send(batch)
+        assert status == 200
+        assert [r["status"] for r in body["results"]] == ["duplicate", "accepted"]  # type: ignore[index]
+
+
+class _Broken:
+    async def handle(self, message: ChatMessage) -> HandleResult:
+        raise RuntimeError("detector is gone")
+
+
+async def test_a_processing_failure_is_503_not_a_per_message_error(sqlite_store: SqliteStore) -> None:
+    async for api in start_api(store=sqlite_store, handler=_Broken()):
+        status, body, headers = await api.send([wire_message(1)])
+        assert status == 503 and body["error"] == "unavailable"
+        assert int(headers["Retry-After"]) >= 1
+        assert "detector" not in json.dumps(body)
+
+
+# ------------------------------------------------------------------ cases
+
+
+async def test_case_actions_through_the_api_are_reflected_in_the_store(api: Api) -> None:
+    await api.send(grooming_batch())
+    space = {"space_id": "tenant-1"}
+    status, listing, _ = await api.request("GET", "/v1/cases", params=space)
+    assert status == 200, listing
+    cases = listing["cases"]
+    assert isinstance(cases, list) and [c["case_number"] for c in cases] == [1]
+    assert cases[0]["state"] == "open" and cases[0]["suspect_id"] == "adult"
+
+    status, case, _ = await api.request("GET", "/v1/cases/1", params=space)
+    assert status == 200, case
+    alert = case["alert"]
+    assert isinstance(alert, dict) and alert["suspect_id"] == "adult" and alert["evidence"]
+
+    claim = json.dumps({"action": "claim", "actor_id": "mod-7"}).encode()
+    status, case, _ = await api.request("POST", "/v1/cases/1/actions", body=claim, params=space)
+    assert status == 200, case
+    assert case["state"] == "claimed" and case["claimed_by"] == "mod-7"
+
+    again = await api.request("POST", "/v1/cases/1/actions", body=claim, params=space)
+    assert again[0] == 409 and again[1]["error"] == "invalid_transition"
+
+    dismiss = json.dumps({"action": "dismiss", "actor_id": "mod-7", "reason": "siblings"}).encode()
+    status, case, _ = await api.request("POST", "/v1/cases/1/actions", body=dismiss, params=space)
+    assert status == 200 and case["state"] == "dismissed" and case["dismiss_reason"] == "siblings"
+
+    record = await api.store.get_case(platform="http", space_id="tenant-1", case_number=1)
+    assert record is not None and record.state is CaseState.DISMISSED and record.claimed_by == "mod-7"
+    audit = case["audit"]
+    assert isinstance(audit, list)
+    assert [(e["action"], e["actor_id"]) for e in audit][-2:] == [("claim", "mod-7"), ("dismiss", "mod-7")]
+
+
+async def test_case_errors_map_to_statuses(api: Api) -> None:
+    await api.send(grooming_batch())
+    status, body, _ = await api.request("GET", "/v1/cases/99", params={"space_id": "tenant-1"})
+    assert status == 404 and body["error"] == "not_found"
+    # Another space (or platform) never sees this space's case.
+    status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-2"})
+    assert status == 404
+    status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-1", "platform": "x"})
+    assert status == 404
+    status, body, _ = await api.request("GET", "/v1/cases/abc", params={"space_id": "tenant-1"})
+    assert status == 400 and body["field"] == "case_number"
+    status, body, _ = await api.request("GET", "/v1/cases/1")
+    assert status == 400 and body["field"] == "space_id"
+    note = json.dumps({"action": "note", "actor_id": "mod-1"}).encode()
+    status, body, _ = await api.request(
+        "POST", "/v1/cases/1/actions", body=note, params={"space_id": "tenant-1"}
+    )
+    assert status == 400 and body["error"] == "invalid_input"
+    bad = json.dumps({"action": "release_hold", "actor_id": "mod-1"}).encode()
+    status, body, _ = await api.request(
+        "POST", "/v1/cases/1/actions", body=bad, params={"space_id": "tenant-1"}
+    )
+    assert status == 400 and body["field"] == "action"
+    status, body, _ = await api.request("GET", "/v1/cases", params={"space_id": "tenant-1", "limit": "1000"})
+    assert status == 400 and body["field"] == "limit"
+
+
+async def test_a_case_action_enqueues_a_re_render_of_the_alert(api: Api) -> None:
+    await api.send(grooming_batch())
+    pending = await api.store.pending_delivery_count()
+    confirm = json.dumps({"action": "confirm", "actor_id": "mod-1"}).encode()
+    status, _, _ = await api.request(
+        "POST", "/v1/cases/1/actions", body=confirm, params={"space_id": "tenant-1"}
+    )
+    assert status == 200
+    assert await api.store.pending_delivery_count() >= pending
+
+
+# ------------------------------------------------------------------ unauthenticated endpoints
+
+
+async def test_healthz_needs_no_signature(api: Api) -> None:
+    status, body, _ = await api.request("GET", "/healthz", sign=False)
+    assert status == 200 and body == {"status": "ok"}
+
+
+async def test_openapi_is_served_and_identical_to_the_committed_document(api: Api) -> None:
+    async with api.session.get(api.base_url + "/v1/openapi.json") as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        served = await response.text()
+    assert json.loads(served) == openapi_document()
+    committed = (REPO / "docs" / "openapi.json").read_text(encoding="utf-8")
+    regenerate = (
+        "python -c \"import bots.http.schema as s; print(s.openapi_json(), end='')\" > docs/openapi.json"
+    )
+    assert committed == openapi_json(), f"docs/openapi.json is stale; regenerate it: {regenerate}"
+
+
+async def test_unknown_paths_and_methods_answer_json(api: Api) -> None:
+    status, body, _ = await api.request("GET", "/nope", sign=False)
+    assert status == 404 and body["error"] == "not_found"
+    status, body, headers = await api.request("DELETE", "/v1/messages", sign=False)
+    assert status == 405 and "POST" in headers.get("Allow", "")
+
+
+async def test_concurrent_batches_are_all_answered(api: Api) -> None:
+    batches = [
+        [
+            wire_message(i * 10 + j, channel_id=f"dm-{i}", author_id=f"a{i}", recipient_ids=[f"b{i}"])
+            for j in range(5)
+        ]
+        for i in range(6)
+    ]
+    answers = await asyncio.gather(*(api.send(batch) for batch in batches))
+    assert all(status == 200 for status, _, _ in answers)
+    assert sum(len(body["results"]) for _, body, _ in answers) == 30  # type: ignore[arg-type]
+
+
+async def test_a_closed_store_is_503_not_500(api: Api) -> None:
+    await api.store.close()
+    status, body, _ = await api.request("GET", "/healthz", sign=False)
+    assert status == 503 and body == {"status": "unavailable"}
+    status, body, headers = await api.request("GET", "/v1/cases", params={"space_id": "tenant-1"})
+    assert status == 503 and body["error"] == "unavailable" and "Retry-After" in headers
+    status, body, _ = await api.send([wire_message(1)])
+    assert status == 503 and body["error"] == "unavailable"

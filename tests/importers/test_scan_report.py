@@ -1,0 +1,101 @@
+"""An export scanned through the real monitor, and the report written from its alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from bots.core.models import Alert
+from bots.core.monitor import Monitor, MonitorConfig
+from bots.core.policy import PolicyConfig
+from bots.importers import conversation_to_messages, display_names_of, iter_conversations
+from bots.importers.records import ImportedConversation
+from bots.scan_report import latest_alerts, render_scan_report_html, write_scan_report
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+from tests.importers.exports import discord_author, discord_export, discord_message, write_json
+
+ADULT = discord_author("1", "adult", nickname="<script>alert(1)</script>")
+KID = discord_author("2", "kid")
+
+
+def grooming_dm(tmp_path: Path) -> Path:
+    lines = []
+    for second in range(12):
+        if second % 2 == 0:
+            lines.append(
+                discord_message(f"m{second}", ADULT, "secret groom <b>secret</b> & more", second=second)
+            )
+        else:
+            lines.append(discord_message(f"m{second}", KID, "ok lol", second=second))
+    export = discord_export(
+        lines, channel_type="DirectTextChat", guild={"id": "0", "name": "DMs", "iconUrl": ""}
+    )
+    return write_json(tmp_path / "dm.json", export)
+
+
+def policy() -> PolicyConfig:
+    return PolicyConfig(
+        threshold=0.7,
+        sustain_messages=2,
+        hysteresis=0.1,
+        cooldown=timedelta(hours=6),
+        update_min_delta=0.01,
+        max_alerts_per_hour=100,
+        shadow_mode=False,
+    )
+
+
+async def scan(path: Path, store: SqliteStore, detector: OnnxDetector) -> tuple[list[Alert], dict[str, str]]:
+    monitor = Monitor(
+        store=store, detector=detector, config=MonitorConfig(policy=policy(), evidence_messages=3)
+    )
+    alerts: list[Alert] = []
+    names: dict[str, str] = {}
+    for record in iter_conversations(path):
+        assert isinstance(record, ImportedConversation)
+        names.update(display_names_of(record))
+        results = await monitor.handle_batch(conversation_to_messages(record, platform="scan"))
+        alerts.extend(event.alert for result in results for event in result.alerts)
+    return alerts, names
+
+
+async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
+    tmp_path: Path, sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    alerts, names = await scan(grooming_dm(tmp_path), sqlite_store, keyword_detector)
+    assert alerts, "the grooming pattern should raise an alert"
+    newest = latest_alerts(alerts)
+    assert len(newest) == 1 and newest[0].revision == max(a.revision for a in alerts)
+
+    out_html, out_json = tmp_path / "report.html", tmp_path / "report.json"
+    report = await write_scan_report(
+        alerts,
+        out_html=out_html,
+        out_json=out_json,
+        signal_labels={"secrecy": "asks to keep the conversation secret"},
+        display_names=names,
+        summary={"files": 1, "conversations": 1},
+    )
+    document = json.loads(out_json.read_text(encoding="utf-8"))
+    assert document == json.loads(json.dumps(report))
+    pair = document["flagged_pairs"][0]
+    assert pair["suspect"] == {"id": "1", "display_name": "<script>alert(1)</script>"}
+    assert pair["other"] == {"id": "2", "display_name": "kid"}
+    assert pair["channel_ids"] == ["100"] and pair["platform"] == "scan" and pair["space_id"] == "0"
+    assert "asks to keep the conversation secret" in pair["signals"]
+    assert pair["evidence"] and all(e["author_id"] == "1" for e in pair["evidence"])
+
+    page = out_html.read_text(encoding="utf-8")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>secret</b>" not in page and "&lt;b&gt;secret&lt;/b&gt; &amp; more" in page
+    # Self-contained: nothing is loaded from anywhere.
+    assert "default-src 'none'" in page
+    for marker in ("http://", "https://", "src=", "@import", "url("):
+        assert marker not in page, marker
+
+
+def test_an_empty_report_says_so() -> None:
+    page = render_scan_report_html({"flagged_pairs": [], "summary": {}})
+    assert "0 flagged pairs" in page and "Nothing was flagged" in page
