@@ -1,0 +1,761 @@
+"""``SlackAdapter``: Vigil on Slack with slack-bolt's ``AsyncApp``, over Socket Mode or HTTP.
+
+What it wires:
+
+* ``message`` events (channels, private channels, DMs, group DMs the app is in) → ``to_chat_message`` → the
+  ``MessageHandler`` (the monitor, or the ingest queue in front of it); edits are re-scored, deletions
+  forgotten (see ``_forget``);
+* ``/vigil`` → ``VigilCommands``; alert buttons, the dismiss modal and the "Report conversation to
+  moderators" message shortcut → ``Cases``; every answer is ephemeral;
+* ``sink``: the ``AlertSink`` for platform ``"slack"`` (``SlackSink``).
+
+Connection modes: Socket Mode (the default: an outbound WebSocket, no public URL; the SDK reconnects) or HTTP
+(bolt's request handling on an aiohttp server at ``http_host:http_port``, path ``/slack/events``; bolt rejects
+bad signatures and timestamps older than five minutes). With ``oauth`` the app can be installed in many
+workspaces: the install pages (``/slack/install``, ``/slack/oauth_redirect``) are served on the same aiohttp
+server, and installations are kept in Vigil's store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.kwargs_injection.async_args import AsyncArgs
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.core.cases import Actor, CaseAction, Cases
+from bots.core.clock import Clock, utc_now
+from bots.core.models import ChatMessage
+from bots.core.monitor import Monitor
+from bots.core.protocols import AlertSink, MessageHandler
+from bots.slack.access import Access, RoleResolver
+from bots.slack.blocks import (
+    ACTION_CLAIM,
+    ACTION_CONFIRM,
+    ACTION_DISMISS,
+    ACTION_ESCALATE,
+    ACTION_SNOOZE,
+    ACTION_TRANSCRIPT,
+    DISMISS_CALLBACK,
+    DISMISS_REASON_ACTION,
+    DISMISS_REASON_BLOCK,
+    REPORT_CALLBACK,
+    Block,
+    DismissMetadata,
+    dismiss_modal,
+    escalation_guidance,
+    parse_dismiss_metadata,
+    transcript_blocks,
+)
+from bots.slack.commands import COMMAND, Reply, VigilCommands
+from bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
+from bots.slack.sink import SlackSink
+from bots.slack.translate import (
+    PLATFORM,
+    DeletedMessage,
+    to_chat_message,
+    to_deleted_message,
+    to_edited_message,
+)
+from bots.slack.web import (
+    WEB_API_ERRORS,
+    DeliveryHealth,
+    InstallationClients,
+    SlackClients,
+    TokenClients,
+    classify_failure,
+    quiet_sdk_logger,
+)
+from config.settings import Secret, Secrets, SlackSettings
+from storage.protocol import Store
+
+__all__ = [
+    "BOT_SCOPES",
+    "EVENTS_PATH",
+    "INSTALL_PATH",
+    "REDIRECT_PATH",
+    "MessageForgetter",
+    "SlackAdapter",
+    "SlackAdapterError",
+    "SlackOAuthCredentials",
+    "read_oauth_credentials",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+# Keep in step with manifest.yaml (a test checks).
+BOT_SCOPES: tuple[str, ...] = (
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "channels:read",
+    "groups:read",
+    "chat:write",
+    "commands",
+    "users:read",
+    "usergroups:read",
+)
+# Messages fetched around a reported message.
+_REPORT_BEFORE = 25
+_REPORT_AFTER = 10
+_SOCKET_RETRY_MAX_S = 60.0
+_FORGET_NOTE = (
+    "the store cannot forget deleted messages (forget_message); deleted Slack messages leave pair windows "
+    "only as they age out"
+)
+
+
+class SlackAdapterError(Exception):
+    """Slack cannot start: a missing secret or a token Slack refuses. The message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlackOAuthCredentials:
+    """The app's OAuth client credentials, for multi-workspace distribution."""
+
+    client_id: str
+    client_secret: Secret
+    # Only needed when the app has several redirect URLs; otherwise Slack uses the one configured.
+    redirect_uri: str | None = None
+
+
+def read_oauth_credentials(
+    settings: SlackSettings, environ: Mapping[str, str]
+) -> SlackOAuthCredentials | None:
+    """The OAuth client id and secret from the environment variables the settings name (None if unset)."""
+    client_id = environ.get(settings.client_id_env, "").strip()
+    client_secret = environ.get(settings.client_secret_env, "").strip()
+    if not client_id or not client_secret:
+        return None
+    return SlackOAuthCredentials(client_id=client_id, client_secret=Secret(client_secret))
+
+
+@runtime_checkable
+class MessageForgetter(Protocol):
+    """Optional store capability (shared with the Discord adapter): forget a message deleted on the platform.
+
+    Removes ``message_id`` and its edits (``<message_id>:edit:...``) from every pair window in the space,
+    except the windows of pairs with an open case; returns how many window rows went. Evidence already copied
+    into an alert is never touched.
+    """
+
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int: ...
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+class SlackAdapter:
+    """Vigil on Slack. ``await run()`` until cancelled (or ``aclose()``); ``sink`` goes to the outbox."""
+
+    def __init__(
+        self,
+        *,
+        settings: SlackSettings,
+        secrets: Secrets,
+        handler: MessageHandler,
+        monitor: Monitor,
+        cases: Cases,
+        store: Store,
+        clock: Clock = utc_now,
+        client_base_url: str | None = None,
+        oauth: SlackOAuthCredentials | None = None,
+        signal_labels: Mapping[str, str] | None = None,
+        role_cache_s: float = 30.0,
+        max_concurrent_events: int = 64,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._monitor = monitor
+        self._cases = cases
+        self._store = store
+        self._clock = clock
+        self._base_url = client_base_url or DEFAULT_BASE_URL
+        self._sdk_logger = quiet_sdk_logger()
+        self._app_token = secrets.slack_app_token
+        self._forget_warned = False
+        # bolt starts a task per event; at most this many are inside the handler at once, the rest wait.
+        self._event_slots = asyncio.Semaphore(max_concurrent_events)
+        self._bot_users: set[str] = set()
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = False
+        self._http_port: int | None = None
+        self._started = asyncio.Event()
+        self._problems(settings, secrets, oauth)
+
+        self._health = DeliveryHealth()
+        self._roles = RoleResolver(cache_s=role_cache_s)
+        signing_secret = secrets.slack_signing_secret.reveal() if secrets.slack_signing_secret else None
+        clients: SlackClients
+        if settings.oauth:
+            assert oauth is not None
+            installations = VigilInstallationStore(records=store)
+            self._client = AsyncWebClient(base_url=self._base_url, logger=self._sdk_logger)
+            oauth_settings = AsyncOAuthSettings(
+                client_id=oauth.client_id,
+                client_secret=oauth.client_secret.reveal(),
+                scopes=list(BOT_SCOPES),
+                user_scopes=[],
+                redirect_uri=oauth.redirect_uri,
+                install_path=INSTALL_PATH,
+                redirect_uri_path=REDIRECT_PATH,
+                installation_store=installations,
+                installation_store_bot_only=True,
+                state_store=VigilOAuthStateStore(records=store, clock=clock),
+                logger=self._sdk_logger,
+            )
+            self._app = AsyncApp(
+                name="vigil",
+                client=self._client,
+                signing_secret=signing_secret or "",
+                installation_store=installations,
+                installation_store_bot_only=True,
+                oauth_settings=oauth_settings,
+                logger=self._sdk_logger,
+                request_verification_enabled=settings.mode == "http",
+            )
+            self._app.enable_token_revocation_listeners()
+            clients = InstallationClients(
+                installation_store=installations, base_url=self._base_url, sdk_logger=self._sdk_logger
+            )
+        else:
+            assert secrets.slack_bot_token is not None
+            self._client = AsyncWebClient(
+                token=secrets.slack_bot_token.reveal(), base_url=self._base_url, logger=self._sdk_logger
+            )
+            self._app = AsyncApp(
+                name="vigil",
+                client=self._client,
+                signing_secret=signing_secret or "",
+                logger=self._sdk_logger,
+                request_verification_enabled=settings.mode == "http",
+            )
+            clients = TokenClients(self._client)
+        labels = dict(signal_labels or {})
+        self._sink = SlackSink(
+            clients=clients, store=store, cases=cases, signal_labels=labels, health=self._health
+        )
+        self._commands = VigilCommands(
+            store=store,
+            cases=cases,
+            roles=self._roles,
+            health=self._health,
+            default_threshold=monitor.config.policy.threshold,
+            default_shadow_mode=monitor.config.policy.shadow_mode,
+            model_name=monitor.model_name,
+            signal_labels=labels,
+            connection="Socket Mode" if settings.mode == "socket" else "HTTP",
+            show_pending=not settings.oauth,
+        )
+        self._register()
+
+    @staticmethod
+    def _problems(settings: SlackSettings, secrets: Secrets, oauth: SlackOAuthCredentials | None) -> None:
+        problems: list[str] = []
+        if settings.oauth:
+            if oauth is None:
+                problems.append(
+                    f"slack.oauth is on but {settings.client_id_env} / {settings.client_secret_env} "
+                    "are not set"
+                )
+        elif secrets.slack_bot_token is None:
+            problems.append(f"the bot token is missing (environment variable {settings.bot_token_env})")
+        if settings.mode == "socket" and secrets.slack_app_token is None:
+            problems.append(
+                f"Socket Mode needs the app-level token (environment variable {settings.app_token_env})"
+            )
+        if settings.mode == "http" and secrets.slack_signing_secret is None:
+            problems.append(
+                f"HTTP mode needs the signing secret (environment variable {settings.signing_secret_env})"
+            )
+        if problems:
+            raise SlackAdapterError("Slack cannot start: " + "; ".join(problems))
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def sink(self) -> AlertSink:
+        return self._sink
+
+    @property
+    def app(self) -> AsyncApp:
+        return self._app
+
+    @property
+    def health(self) -> DeliveryHealth:
+        """Delivery problems per workspace (what ``/vigil status`` reports)."""
+        return self._health
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP server listens on once started (useful with ``http_port = 0`` in tests)."""
+        return self._http_port
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def run(self) -> None:
+        """Connect (Socket Mode) and/or serve HTTP until cancelled or ``aclose()``."""
+        if self._running:
+            raise RuntimeError("SlackAdapter.run() is already running")
+        self._running = True
+        self._stopped.clear()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if not self._settings.oauth:
+                    await self._check_bot_token()
+                if self._settings.mode == "http" or self._settings.oauth:
+                    await self._serve_http(stack)
+                if self._settings.mode == "socket":
+                    await self._connect_socket(stack)
+                self._started.set()
+                await self._stop.wait()
+        finally:
+            self._running = False
+            self._started.clear()
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Stop ``run()`` (if running) and release its connections."""
+        self._stop.set()
+        if self._running:
+            await self._stopped.wait()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _check_bot_token(self) -> None:
+        try:
+            response = await self._client.auth_test()
+        except WEB_API_ERRORS as error:
+            failure = classify_failure(error)
+            if failure.permanent:
+                raise SlackAdapterError(f"Slack refused the bot token: {failure.description}") from None
+            logger.warning("could not check the Slack bot token yet (%s); going on", failure.description)
+            return
+        self._note_bot_user(_str(response.get("user_id")))
+        logger.info(
+            "Slack: connected as bot user %s in workspace %s",
+            response.get("user_id"),
+            response.get("team_id"),
+        )
+
+    async def _serve_http(self, stack: contextlib.AsyncExitStack) -> None:
+        web_app = web.Application()
+        if self._settings.mode == "http":
+            web_app.router.add_post(EVENTS_PATH, self._on_http_post)
+        flow = self._app.oauth_flow
+        if flow is not None:
+            web_app.router.add_get(flow.install_path, self._on_http_install)
+            web_app.router.add_get(flow.redirect_uri_path, self._on_http_redirect)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, host=self._settings.http_host, port=self._settings.http_port)
+        await site.start()
+        bound = runner.addresses
+        # With port 0 the system picks one: report the real one.
+        self._http_port = (
+            int(bound[0][1]) if bound and isinstance(bound[0], tuple) else self._settings.http_port
+        )
+        logger.info("Slack: HTTP endpoint on %s:%d", self._settings.http_host, self._http_port)
+
+    async def _on_http_post(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        bolt_response: BoltResponse = await self._app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def _on_http_install(self, request: web.Request) -> web.Response:
+        flow = self._app.oauth_flow
+        if flow is None:
+            raise web.HTTPNotFound()
+        return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
+
+    async def _on_http_redirect(self, request: web.Request) -> web.Response:
+        flow = self._app.oauth_flow
+        if flow is None:
+            raise web.HTTPNotFound()
+        return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
+
+    async def _connect_socket(self, stack: contextlib.AsyncExitStack) -> None:
+        assert self._app_token is not None
+        app_token = self._app_token.reveal()
+        delay = 1.0
+        while True:
+            try:
+                opened = await self._client.apps_connections_open(app_token=app_token)
+                break
+            except WEB_API_ERRORS as error:
+                failure = classify_failure(error)
+                if failure.permanent:
+                    raise SlackAdapterError(
+                        f"Socket Mode: Slack refused the app-level token: {failure.description} "
+                        "(it must be an xapp-... token with the connections:write scope)"
+                    ) from None
+                logger.warning(
+                    "Socket Mode: cannot connect yet (%s); retrying in %.0fs", failure.description, delay
+                )
+                await asyncio.sleep(failure.retry_after or delay)
+                delay = min(_SOCKET_RETRY_MAX_S, delay * 2)
+        handler = AsyncSocketModeHandler(
+            self._app, app_token=app_token, logger=self._sdk_logger, web_client=self._client
+        )
+        # Use the URL just issued; the SDK issues fresh ones itself when it reconnects.
+        handler.client.wss_uri = opened["url"]
+        stack.push_async_callback(handler.close_async)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        logger.info("Slack: connected by Socket Mode")
+
+    # ------------------------------------------------------------------ listeners
+
+    def _register(self) -> None:
+        app = self._app
+        app.event("message")(self._on_message)
+        app.command(COMMAND)(self._on_command)
+        for action_id in (ACTION_CLAIM, ACTION_CONFIRM, ACTION_ESCALATE, ACTION_SNOOZE, ACTION_TRANSCRIPT):
+            app.action(action_id)(self._on_case_action)
+        app.action(ACTION_DISMISS)(self._on_dismiss_button)
+        app.view(DISMISS_CALLBACK)(self._on_dismiss_submit)
+        app.shortcut(REPORT_CALLBACK)(self._on_report)
+        app.error(self._on_error)
+
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        # Never the body: it holds message text.
+        logger.error(
+            "a Slack %s listener failed: %s",
+            _str(body.get("type")) or "request",
+            type(error).__name__,
+            exc_info=error,
+        )
+
+    def _team_id(self, args: AsyncArgs) -> str | None:
+        body = args.body
+        return (
+            _str(args.context.team_id)
+            or _str(body.get("team_id"))
+            or _str(_dict(body.get("team")).get("id"))
+            or _str(_dict(body.get("user")).get("team_id"))
+        )
+
+    def _note_bot_user(self, user_id: str | None) -> None:
+        if user_id and user_id not in self._bot_users:
+            self._bot_users.add(user_id)
+            self._monitor.register_bot_user(platform=PLATFORM, user_id=user_id)
+
+    async def _access(self, client: AsyncWebClient, *, team_id: str, user_id: str) -> Access:
+        settings = await self._store.get_space_settings(platform=PLATFORM, space_id=team_id)
+        return await self._roles.access(client, team_id=team_id, user_id=user_id, settings=settings)
+
+    async def _on_message(self, args: AsyncArgs) -> None:
+        self._note_bot_user(_str(args.context.bot_user_id))
+        event = args.event or {}
+        team_id = self._team_id(args)
+        if team_id is None:
+            return
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            message = to_edited_message(event, team_id=team_id)
+        elif subtype == "message_deleted":
+            deleted = to_deleted_message(event, team_id=team_id)
+            if deleted is not None:
+                await self._forget(deleted)
+            return
+        else:
+            message = to_chat_message(event, team_id=team_id)
+        if message is not None:
+            await self._ingest(message)
+
+    async def _ingest(self, message: ChatMessage) -> None:
+        try:
+            async with self._event_slots:
+                await self._handler.handle(message)
+        except Exception as error:
+            # Logged by type only: an exception's text could quote the message.
+            logger.error(
+                "a Slack message (%s) could not be handled: %s", message.message_id, type(error).__name__
+            )
+            logger.debug("handling failure", exc_info=error)
+
+    async def _forget(self, deleted: DeletedMessage) -> None:
+        """A member deleted a message: it leaves the pairs' windows, unless a case is open on the pair.
+
+        The rule (as on Discord, applied by the store's ``forget_message``): while a pair has an open case
+        (open, claimed, confirmed or escalated) its conversation is evidence and a deleted message stays for
+        moderators; otherwise the message and its edited versions leave the window. Excerpts already in an
+        alert stay there.
+        """
+        store = self._store
+        if not isinstance(store, MessageForgetter):
+            if not self._forget_warned:
+                self._forget_warned = True
+                logger.warning(_FORGET_NOTE)
+            return
+        try:
+            async with self._event_slots:
+                removed = await store.forget_message(
+                    platform=PLATFORM, space_id=deleted.team_id, message_id=deleted.message_id
+                )
+        except Exception as error:
+            logger.error("forgetting a deleted Slack message failed: %s", type(error).__name__)
+            logger.debug("forgetting failure", exc_info=error)
+            return
+        logger.debug("deleted Slack message %s: %d window rows removed", deleted.message_id, removed)
+
+    async def _respond(self, args: AsyncArgs, reply: Reply) -> None:
+        """An ephemeral answer through the interaction's response_url."""
+        try:
+            await args.respond(
+                text=reply.text,
+                blocks=list(reply.blocks) or None,
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except WEB_API_ERRORS as error:
+            logger.warning("could not answer a Slack interaction (%s)", classify_failure(error).code)
+
+    async def _on_command(self, args: AsyncArgs) -> None:
+        await args.ack()
+        command = args.command or {}
+        team_id = _str(command.get("team_id")) or self._team_id(args)
+        user_id = _str(command.get("user_id"))
+        if team_id is None or user_id is None:
+            return
+        reply = await self._commands.handle(
+            client=args.client, team_id=team_id, user_id=user_id, text=str(command.get("text") or "")
+        )
+        await self._respond(args, reply)
+
+    async def _on_dismiss_button(self, args: AsyncArgs) -> None:
+        await args.ack()
+        body = args.body
+        action = args.action or {}
+        team_id = self._team_id(args)
+        case_number = _case_number(action.get("value"))
+        trigger_id = _str(body.get("trigger_id"))
+        if team_id is None or case_number is None or trigger_id is None:
+            return
+        channel_id = _str(_dict(body.get("channel")).get("id"))
+        meta = DismissMetadata(team_id=team_id, case_number=case_number, channel_id=channel_id)
+        try:
+            # The trigger expires three seconds after the click: open the modal before anything else.
+            await args.client.views_open(trigger_id=trigger_id, view=dismiss_modal(meta))
+        except WEB_API_ERRORS as error:
+            failure = classify_failure(error)
+            logger.warning("could not open the dismiss dialog (%s)", failure.code)
+            await self._respond(
+                args, Reply(text=f"Could not open the dismiss dialog ({failure.code}); try again.")
+            )
+
+    async def _on_dismiss_submit(self, args: AsyncArgs) -> None:
+        view = args.view or {}
+        meta = parse_dismiss_metadata(str(view.get("private_metadata") or ""))
+        user_id = _str(_dict(args.body.get("user")).get("id"))
+        values = _dict(_dict(view.get("state")).get("values"))
+        reason = str(
+            _dict(_dict(values.get(DISMISS_REASON_BLOCK)).get(DISMISS_REASON_ACTION)).get("value") or ""
+        )
+        if meta is None or user_id is None:
+            await args.ack()
+            return
+        if not reason.strip():
+            await args.ack(response_action="errors", errors={DISMISS_REASON_BLOCK: "Please say why."})
+            return
+        access = await self._access(args.client, team_id=meta.team_id, user_id=user_id)
+        result = await self._cases.act(
+            actor=access.actor, case_number=meta.case_number, action=CaseAction.DISMISS, reason=reason.strip()
+        )
+        if not result.ok:
+            await args.ack(
+                response_action="errors",
+                errors={DISMISS_REASON_BLOCK: (result.message or "This case cannot be dismissed.")[:150]},
+            )
+            return
+        await args.ack()
+        if meta.channel_id is not None:
+            with contextlib.suppress(*WEB_API_ERRORS):
+                await args.client.chat_postEphemeral(
+                    channel=meta.channel_id,
+                    user=user_id,
+                    text=result.message or f"Case #{meta.case_number} dismissed.",
+                )
+
+    async def _on_case_action(self, args: AsyncArgs) -> None:
+        await args.ack()
+        action = args.action or {}
+        action_id = _str(action.get("action_id"))
+        team_id = self._team_id(args)
+        user_id = _str(_dict(args.body.get("user")).get("id"))
+        if action_id == ACTION_SNOOZE:
+            raw = str(_dict(action.get("selected_option")).get("value") or "")
+            case_text, _, hours_text = raw.partition(":")
+            case_number = _case_number(case_text)
+            hours = int(hours_text) if hours_text.isdigit() else None
+        else:
+            case_number = _case_number(action.get("value"))
+            hours = None
+        if team_id is None or user_id is None or case_number is None or action_id is None:
+            return
+        access = await self._access(args.client, team_id=team_id, user_id=user_id)
+        await self._respond(args, await self._case_action(access.actor, action_id, case_number, hours))
+
+    async def _case_action(self, actor: Actor, action_id: str, case_number: int, hours: int | None) -> Reply:
+        if action_id == ACTION_TRANSCRIPT:
+            transcript = await self._cases.transcript(actor=actor, case_number=case_number)
+            if not transcript.ok:
+                return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
+            return Reply(
+                text=f"Transcript of case #{case_number}",
+                blocks=tuple(transcript_blocks(case_number=case_number, messages=transcript.messages)),
+            )
+        if action_id == ACTION_SNOOZE:
+            if hours is None:
+                return Reply(text="Choose how long to snooze the pair.")
+            result = await self._cases.act(
+                actor=actor,
+                case_number=case_number,
+                action=CaseAction.SNOOZE,
+                snooze_for=timedelta(hours=hours),
+            )
+            return Reply(
+                text=result.message or (f"Pair snoozed for {hours} hours." if result.ok else "Not snoozed.")
+            )
+        action = {
+            ACTION_CLAIM: CaseAction.CLAIM,
+            ACTION_CONFIRM: CaseAction.CONFIRM,
+            ACTION_ESCALATE: CaseAction.ESCALATE,
+        }[action_id]
+        result = await self._cases.act(actor=actor, case_number=case_number, action=action)
+        text = result.message or (
+            f"Case #{case_number}: {action.value} done." if result.ok else "That did not work."
+        )
+        if result.ok and action is CaseAction.ESCALATE:
+            hold = result.case.hold_until if result.case is not None else None
+            blocks: tuple[Block, ...] = (
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": escalation_guidance(case_number=case_number, hold_until=hold),
+                    },
+                },
+            )
+            return Reply(text=text, blocks=blocks)
+        return Reply(text=text)
+
+    async def _on_report(self, args: AsyncArgs) -> None:
+        await args.ack()
+        body = args.body
+        team_id = self._team_id(args)
+        reporter_id = _str(_dict(body.get("user")).get("id"))
+        channel_id = _str(_dict(body.get("channel")).get("id"))
+        reported = _dict(body.get("message"))
+        if team_id is None or reporter_id is None or channel_id is None:
+            return
+        author_id = _str(reported.get("user"))
+        if author_id is None or reported.get("bot_id") or author_id in self._bot_users:
+            await self._respond(args, Reply(text="Only messages written by members can be reported."))
+            return
+        if author_id == reporter_id:
+            await self._respond(
+                args, Reply(text="Use this on a message written by the person you are worried about.")
+            )
+            return
+        messages = await self._conversation_around(
+            args.client, team_id=team_id, channel_id=channel_id, reported=reported, reporter_id=reporter_id
+        )
+        # Any member may report: no role is needed, so none is looked up.
+        reporter = Actor(platform=PLATFORM, space_id=team_id, user_id=reporter_id, roles=frozenset())
+        result = await self._cases.report(reporter=reporter, reported_user_id=author_id, messages=messages)
+        if result.ok:
+            text = (
+                "Thank you. Your report went to the moderators, who will look at the conversation. "
+                "Only they can see it; the person you reported is not told.\n"
+                "If a child is in danger right now, call the local emergency number (999, 911, 112)."
+            )
+        else:
+            text = result.message or "Your report could not be sent. Please tell a moderator directly."
+        await self._respond(args, Reply(text=text))
+
+    async def _conversation_around(
+        self,
+        client: AsyncWebClient,
+        *,
+        team_id: str,
+        channel_id: str,
+        reported: Mapping[str, Any],
+        reporter_id: str,
+    ) -> list[ChatMessage]:
+        """The reported message and the conversation around it that Vigil may read (DMs: the message)."""
+        ts = _str(reported.get("ts")) or ""
+        thread_ts = _str(reported.get("thread_ts"))
+        raw: list[Mapping[str, Any]] = []
+        try:
+            if thread_ts is not None:
+                replies = await client.conversations_replies(channel=channel_id, ts=thread_ts, limit=200)
+                raw = [m for m in replies.get("messages") or [] if isinstance(m, Mapping)]
+                position = next((i for i, m in enumerate(raw) if m.get("ts") == ts), len(raw) - 1)
+                raw = raw[max(0, position - _REPORT_BEFORE) : position + _REPORT_AFTER + 1]
+            else:
+                before = await client.conversations_history(
+                    channel=channel_id, latest=ts, inclusive=True, limit=_REPORT_BEFORE
+                )
+                after = await client.conversations_history(channel=channel_id, oldest=ts, limit=_REPORT_AFTER)
+                newest_first = [m for m in (before.get("messages") or []) if isinstance(m, Mapping)]
+                later = [m for m in (after.get("messages") or []) if isinstance(m, Mapping)]
+                raw = [*reversed(newest_first), *sorted(later, key=lambda m: str(m.get("ts")))]
+        except WEB_API_ERRORS as error:
+            # DMs and private channels Vigil is not in: the reported message itself is all there is.
+            logger.info(
+                "reported conversation not readable (%s); reporting the message alone",
+                classify_failure(error).code,
+            )
+            raw = []
+        by_ts: dict[str, Mapping[str, Any]] = {str(m.get("ts")): m for m in raw}
+        by_ts.setdefault(ts, reported)
+        messages = [
+            translated
+            for m in sorted(by_ts.values(), key=lambda m: float(str(m.get("ts") or 0)))
+            if (translated := to_chat_message({**m, "channel": channel_id}, team_id=team_id)) is not None
+        ]
+        if channel_id.startswith("D"):
+            # A one-to-one DM: its two people are the reporter and the author.
+            author_id = _str(reported.get("user"))
+            messages = [_with_dm_partner(m, reporter_id=reporter_id, author_id=author_id) for m in messages]
+        return messages
+
+
+def _with_dm_partner(message: ChatMessage, *, reporter_id: str, author_id: str | None) -> ChatMessage:
+    if author_id is None:
+        return message
+    partner = reporter_id if message.author_id == author_id else author_id
+    if partner == message.author_id:
+        return message
+    return dataclasses.replace(message, is_dm=True, recipient_ids=(partner,))
+
+
+def _case_number(value: object) -> int | None:
+    text = str(value or "").strip().lstrip("#")
+    return int(text) if text.isdigit() else None

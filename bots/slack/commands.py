@@ -1,0 +1,392 @@
+"""The ``/vigil`` slash command: parsing and answering, always privately (ephemeral) to whoever asked.
+
+Subcommands::
+
+    /vigil setup [#alert-channel] [@moderators] [@child-safety]   workspace admins; no arguments: show setup
+    /vigil setup child-safety @group                             one part by name (alerts, moderators too)
+    /vigil setup moderators #private-channel                      free plans (no user groups): its members
+    /vigil threshold [0.xx | default]                            workspace admins
+    /vigil ignore #channel... | /vigil unignore #channel...        workspace admins; no arguments: list
+    /vigil status                                                admins and moderators
+    /vigil pair @a @b                                            moderators
+    /vigil case N [note TEXT | transcript | release-hold]        moderators (transcript: child-safety group)
+    /vigil cases [@user]                                         moderators
+
+Channel, user and user-group arguments arrive escaped (the manifest sets ``should_escape``):
+``<#C123|name>``, ``<@U123|name>``, ``<!subteam^S123|@group>``; bare ids are accepted too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.core.cases import CaseAction, Cases, Role
+from bots.core.models import PairKey, SpaceSettings
+from bots.slack.access import Access, RoleResolver
+from bots.slack.blocks import (
+    Block,
+    case_detail_blocks,
+    case_list_text,
+    mrkdwn_escape,
+    transcript_blocks,
+)
+from bots.slack.translate import PLATFORM
+from bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
+from storage.protocol import Store
+
+__all__ = ["COMMAND", "Reply", "VigilCommands", "parse_channel", "parse_user", "parse_usergroup"]
+
+logger = logging.getLogger(__name__)
+
+COMMAND = "/vigil"
+
+_CHANNEL = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$|^([CG][A-Z0-9]{5,})$")
+_USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]{5,})$")
+_USERGROUP = re.compile(r"^<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>$|^(S[A-Z0-9]{5,})$")
+_SETUP_KEYWORDS: Mapping[str, Literal["alerts", "moderators", "child_safety"]] = {
+    "alerts": "alerts",
+    "alert": "alerts",
+    "channel": "alerts",
+    "moderators": "moderators",
+    "mods": "moderators",
+    "child-safety": "child_safety",
+    "child_safety": "child_safety",
+    "childsafety": "child_safety",
+    "safety": "child_safety",
+}
+_FORBIDDEN_ADMIN = "Only workspace admins and owners can change Vigil's settings."
+_FORBIDDEN_MOD = (
+    "Only members of the moderator user group can do that. A workspace admin chooses the group with "
+    "`/vigil setup`."
+)
+
+HELP = """*Vigil* flags conversations that look like grooming and explains why; people decide.
+*Admins* · `/vigil setup #alert-channel @moderators @child-safety` · `/vigil threshold 0.8` \
+· `/vigil ignore #channel` · `/vigil unignore #channel`
+*Moderators* · `/vigil status` · `/vigil cases [@user]` · `/vigil case 12` · `/vigil case 12 note text` \
+· `/vigil pair @a @b`
+*Child-safety group* · `/vigil case 12 transcript` · `/vigil case 12 release-hold`
+Members can report a conversation with the message shortcut *Report conversation to moderators*."""
+
+
+def _first_group(pattern: re.Pattern[str], token: str) -> str | None:
+    match = pattern.match(token)
+    if match is None:
+        return None
+    return match.group(1) or match.group(2)
+
+
+def parse_channel(token: str) -> str | None:
+    return _first_group(_CHANNEL, token)
+
+
+def parse_user(token: str) -> str | None:
+    return _first_group(_USER, token)
+
+
+def parse_usergroup(token: str) -> str | None:
+    return _first_group(_USERGROUP, token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """An ephemeral answer: mrkdwn ``text`` (also the fallback) and optional blocks."""
+
+    text: str
+    blocks: tuple[Block, ...] = ()
+
+
+class VigilCommands:
+    """Answers ``/vigil``. Settings live in the store's ``SpaceSettings``; cases go through ``Cases``."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cases: Cases,
+        roles: RoleResolver,
+        health: DeliveryHealth,
+        default_threshold: float,
+        default_shadow_mode: bool,
+        model_name: str,
+        signal_labels: Mapping[str, str],
+        connection: str,
+        show_pending: bool = True,
+    ) -> None:
+        self._store = store
+        self._cases = cases
+        self._roles = roles
+        self._health = health
+        self._default_threshold = default_threshold
+        self._default_shadow_mode = default_shadow_mode
+        self._model_name = model_name
+        self._signal_labels = dict(signal_labels)
+        self._connection = connection
+        # One outbox serves all workspaces: with OAuth distribution its size is no tenant's business.
+        self._show_pending = show_pending
+
+    async def handle(self, *, client: AsyncWebClient, team_id: str, user_id: str, text: str) -> Reply:
+        words = text.strip().split()
+        name = words[0].lower() if words else "help"
+        args = words[1:]
+        settings = await self._store.get_space_settings(platform=PLATFORM, space_id=team_id)
+        access = await self._roles.access(client, team_id=team_id, user_id=user_id, settings=settings)
+        logger.info("/vigil %s in workspace %s", name if name.isalnum() else "?", team_id)
+        if name in ("setup", "threshold", "ignore", "unignore"):
+            if not access.has(Role.ADMIN):
+                return self._refused(team_id, access, _FORBIDDEN_ADMIN)
+            current = settings or SpaceSettings(platform=PLATFORM, space_id=team_id)
+            if name == "setup":
+                return await self._setup(client, current, args)
+            if name == "threshold":
+                return await self._threshold(current, args)
+            return await self._ignore(current, args, ignore=name == "ignore")
+        if name == "status":
+            if not (access.has(Role.ADMIN) or access.has(Role.MODERATOR)):
+                return self._refused(team_id, access, _FORBIDDEN_MOD)
+            return await self._status(team_id, settings)
+        if name == "pair":
+            if not access.has(Role.MODERATOR):
+                return self._refused(team_id, access, _FORBIDDEN_MOD)
+            return await self._pair(team_id, args)
+        if name == "case":
+            return await self._case(access, args, raw=text)
+        if name == "cases":
+            return await self._case_list(access, args)
+        return Reply(text=HELP)
+
+    def _refused(self, team_id: str, access: Access, message: str) -> Reply:
+        # If Slack itself failed (a revoked token), say so: it is the one thing anyone can act on.
+        if access.failure is not None and access.failure.permanent:
+            return Reply(text=f"Vigil cannot check your permissions: {access.failure.description}.")
+        problem = self._health.problem(team_id)
+        if problem is not None and problem.is_token_problem:
+            return Reply(text=f"Vigil cannot work in this workspace: {problem.description}.")
+        return Reply(text=message)
+
+    # ------------------------------------------------------------------ admin commands
+
+    async def _save(self, settings: SpaceSettings) -> None:
+        await self._store.put_space_settings(settings)
+        self._roles.forget()
+
+    async def _setup(self, client: AsyncWebClient, current: SpaceSettings, args: Sequence[str]) -> Reply:
+        if not args:
+            return Reply(text=self._describe_setup(current))
+        target: Literal["alerts", "moderators", "child_safety"] | None = None
+        groups_seen = 0
+        updated = current
+        unknown: list[str] = []
+        for token in args:
+            keyword = _SETUP_KEYWORDS.get(token.lower())
+            if keyword is not None:
+                target = keyword
+                continue
+            channel = parse_channel(token)
+            group = parse_usergroup(token)
+            if channel is not None and target in (None, "alerts"):
+                updated = dataclasses.replace(updated, alert_channel_id=channel)
+            elif group is not None or (channel is not None and target is not None):
+                # A channel named after "moderators" / "child-safety" stands for its members (free plans
+                # have no user groups).
+                chosen = group or channel
+                if target in ("moderators", "child_safety"):
+                    slot = target
+                else:
+                    slot = "moderators" if groups_seen == 0 else "child_safety"
+                    groups_seen += 1
+                if slot == "moderators":
+                    updated = dataclasses.replace(updated, moderator_role_id=chosen)
+                else:
+                    updated = dataclasses.replace(updated, child_safety_role_id=chosen)
+            else:
+                unknown.append(token)
+            target = None
+        if unknown:
+            return Reply(
+                text="I did not understand "
+                + ", ".join(f"`{mrkdwn_escape(t)}`" for t in unknown[:5])
+                + ". Use `/vigil setup #alert-channel @moderators @child-safety` (pick the channel and user "
+                "groups from Slack's suggestions so they become links)."
+            )
+        await self._save(updated)
+        notes: list[str] = []
+        if updated.alert_channel_id and updated.alert_channel_id != current.alert_channel_id:
+            notes.extend(await self._check_alert_channel(client, updated.alert_channel_id))
+        return Reply(text="\n".join(["Saved.", self._describe_setup(updated), *notes]))
+
+    async def _check_alert_channel(self, client: AsyncWebClient, channel_id: str) -> list[str]:
+        try:
+            response = await client.conversations_info(channel=channel_id)
+        except WEB_API_ERRORS as error:
+            failure = classify_failure(error)
+            if failure.code == "channel_not_found":
+                return [
+                    ":warning: Vigil cannot see that channel. If it is private, invite Vigil: "
+                    "`/invite @Vigil` in the channel."
+                ]
+            return [f":warning: Could not check the channel ({failure.code})."]
+        channel = response.get("channel")
+        if not isinstance(channel, dict):
+            return []
+        notes: list[str] = []
+        if not channel.get("is_private"):
+            notes.append(
+                ":warning: This channel is *public*. Alerts name people and quote their messages: "
+                "use a private channel that only moderators can join."
+            )
+        if not channel.get("is_member"):
+            notes.append(":warning: Vigil is not in that channel yet: `/invite @Vigil` there.")
+        return notes
+
+    def _describe_setup(self, settings: SpaceSettings) -> str:
+        def channel(value: str | None) -> str:
+            return f"<#{value}>" if value else "_not set_"
+
+        def group(value: str | None) -> str:
+            if not value:
+                return "_not set_"
+            return f"members of <#{value}>" if value.startswith(("C", "G")) else f"<!subteam^{value}>"
+
+        return (
+            f"• Alert channel: {channel(settings.alert_channel_id)}\n"
+            f"• Moderators: {group(settings.moderator_role_id)}\n"
+            f"• Child-safety group (transcripts, evidence): {group(settings.child_safety_role_id)}"
+        )
+
+    async def _threshold(self, current: SpaceSettings, args: Sequence[str]) -> Reply:
+        if not args:
+            shown = current.threshold if current.threshold is not None else self._default_threshold
+            origin = "set for this workspace" if current.threshold is not None else "the default"
+            return Reply(text=f"The alert threshold is {shown:.2f} ({origin}).")
+        if args[0].lower() in ("default", "reset"):
+            await self._save(dataclasses.replace(current, threshold=None))
+            return Reply(text=f"The alert threshold is back to the default ({self._default_threshold:.2f}).")
+        try:
+            value = float(args[0])
+        except ValueError:
+            value = -1.0
+        if not 0.0 < value < 1.0:
+            return Reply(text="The threshold is a number between 0 and 1, like `0.8` (or `default`).")
+        await self._save(dataclasses.replace(current, threshold=value))
+        hint = (
+            " Lower values mean more alerts and more false alarms." if value < self._default_threshold else ""
+        )
+        return Reply(text=f"The alert threshold is now {value:.2f}.{hint}")
+
+    async def _ignore(self, current: SpaceSettings, args: Sequence[str], *, ignore: bool) -> Reply:
+        if not args:
+            listed = ", ".join(f"<#{c}>" for c in sorted(current.ignored_channel_ids)) or "none"
+            return Reply(text=f"Ignored channels: {listed}.")
+        channels = [parse_channel(token) for token in args]
+        if any(c is None for c in channels):
+            return Reply(
+                text="Name channels as links: `/vigil ignore #channel` (pick it from the suggestions)."
+            )
+        chosen = frozenset(c for c in channels if c is not None)
+        ignored = current.ignored_channel_ids | chosen if ignore else current.ignored_channel_ids - chosen
+        await self._save(dataclasses.replace(current, ignored_channel_ids=ignored))
+        listed = ", ".join(f"<#{c}>" for c in sorted(chosen))
+        if ignore:
+            return Reply(text=f"Vigil now ignores {listed}: messages there are not read or kept.")
+        return Reply(text=f"Vigil watches {listed} again.")
+
+    # ------------------------------------------------------------------ moderator commands
+
+    async def _status(self, team_id: str, settings: SpaceSettings | None) -> Reply:
+        current = settings or SpaceSettings(platform=PLATFORM, space_id=team_id)
+        threshold = current.threshold if current.threshold is not None else self._default_threshold
+        shadow = current.shadow_mode if current.shadow_mode is not None else self._default_shadow_mode
+        problem = self._health.problem(team_id)
+        pending = await self._store.pending_delivery_count()
+        lines = [
+            f"*Vigil status* · {mrkdwn_escape(self._model_name)} · connected by {self._connection}",
+            self._describe_setup(current),
+            f"• Threshold: {threshold:.2f}"
+            + (" · *shadow mode* (alerts recorded, not posted)" if shadow else ""),
+            "• Ignored channels: "
+            + (", ".join(f"<#{c}>" for c in sorted(current.ignored_channel_ids)) or "none"),
+            *([f"• Alerts waiting to be delivered: {pending}"] if self._show_pending else []),
+            (
+                f"• :warning: *Alerts are not being delivered:* {mrkdwn_escape(problem.description)}"
+                if problem is not None
+                else "• Alert delivery: OK"
+            ),
+        ]
+        return Reply(text="\n".join(lines))
+
+    async def _pair(self, team_id: str, args: Sequence[str]) -> Reply:
+        users = [parse_user(token) for token in args]
+        if len(users) != 2 or users[0] is None or users[1] is None or users[0] == users[1]:
+            return Reply(text="Usage: `/vigil pair @someone @someone-else`.")
+        key = PairKey.of(platform=PLATFORM, space_id=team_id, first=users[0], second=users[1])
+        state = await self._store.load_pair(key)
+        if state is None:
+            return Reply(text=f"Vigil has not seen <@{users[0]}> and <@{users[1]}> talking to each other.")
+        alert = await self._store.open_alert_for_pair(key)
+        lines = [
+            f"*<@{key.user_a}> and <@{key.user_b}>*",
+            f"• Risk {state.risk:.2f}"
+            + (f", mostly from <@{state.suspect_id}>'s messages" if state.suspect_id else ""),
+            f"• {state.message_count} messages seen, first {state.first_seen:%Y-%m-%d %H:%M}, "
+            f"last {state.last_seen:%Y-%m-%d %H:%M} UTC",
+            "• Where: "
+            + ", ".join(
+                f"<#{c}>" if not c.startswith("D") else "a direct message" for c in state.channel_ids
+            ),
+        ]
+        if state.snoozed_until is not None:
+            lines.append(f"• Snoozed until {state.snoozed_until:%Y-%m-%d %H:%M} UTC")
+        lines.append(f"• Open case: #{alert.case_number}" if alert is not None else "• No open case")
+        return Reply(text="\n".join(lines))
+
+    async def _case(self, access: Access, args: Sequence[str], *, raw: str) -> Reply:
+        if not args or not args[0].lstrip("#").isdigit():
+            return Reply(
+                text="Usage: `/vigil case 12`, `/vigil case 12 note TEXT`, `/vigil case 12 transcript`."
+            )
+        number = int(args[0].lstrip("#"))
+        verb = args[1].lower() if len(args) > 1 else ""
+        actor = access.actor
+        if verb == "transcript":
+            transcript = await self._cases.transcript(actor=actor, case_number=number)
+            if not transcript.ok:
+                return Reply(text=transcript.message or "You cannot see this case's transcript.")
+            blocks = transcript_blocks(case_number=number, messages=transcript.messages)
+            return Reply(text=f"Transcript of case #{number}", blocks=tuple(blocks))
+        if verb == "note":
+            note = raw.strip().split(None, 3)[3] if len(raw.strip().split(None, 3)) > 3 else ""
+            if not note.strip():
+                return Reply(text="Usage: `/vigil case 12 note what you found`.")
+            result = await self._cases.act(
+                actor=actor, case_number=number, action=CaseAction.NOTE, reason=note
+            )
+            return Reply(text=result.message or ("Note added." if result.ok else "Could not add the note."))
+        if verb in ("release-hold", "release_hold"):
+            result = await self._cases.act(actor=actor, case_number=number, action=CaseAction.RELEASE_HOLD)
+            return Reply(text=result.message or ("Hold released." if result.ok else "Could not release it."))
+        if verb:
+            return Reply(
+                text=f"Unknown case command `{mrkdwn_escape(verb)}`: use note, transcript or release-hold."
+            )
+        result = await self._cases.get(actor=actor, case_number=number)
+        if not result.ok or result.case is None:
+            return Reply(text=result.message or f"Case #{number} was not found.")
+        blocks = case_detail_blocks(result.case, signal_labels=self._signal_labels)
+        return Reply(text=f"Case #{number}", blocks=tuple(blocks))
+
+    async def _case_list(self, access: Access, args: Sequence[str]) -> Reply:
+        about = parse_user(args[0]) if args else None
+        if args and about is None:
+            return Reply(text="Usage: `/vigil cases` or `/vigil cases @someone`.")
+        result, summaries = await self._cases.list_cases(actor=access.actor, user_id=about, limit=20)
+        if not result.ok:
+            return Reply(text=result.message or _FORBIDDEN_MOD)
+        return Reply(text=case_list_text(summaries, about=about))

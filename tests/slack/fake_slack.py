@@ -1,0 +1,333 @@
+"""A local fake of Slack's Web API (and of Socket Mode's WebSocket) that records every call.
+
+The real ``AsyncWebClient`` talks to it through ``base_url`` (``http://127.0.0.1:PORT/api/``, trailing slash
+needed). It answers the methods Vigil uses from small in-memory tables the tests fill in (users, user groups,
+channels, history, OAuth codes), keeps the alert messages it was asked to post so tests can read their current
+blocks, and can be told to fail a method (rate limited with Retry-After, server error, or a Slack error code).
+Interaction ``response_url``s point at it too (``/respond/<id>``), as does the Socket Mode URL that
+``apps.connections.open`` hands out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    status: int = 200
+    error: str = "internal_error"
+    retry_after: float | None = None
+
+
+@dataclass(slots=True)
+class TokenInfo:
+    team_id: str
+    user_id: str
+    bot_id: str
+
+
+@dataclass(slots=True)
+class FakeSlack:
+    """Start with ``await fake.start()``; ``base_url`` is what the web client needs."""
+
+    team_id: str = "T1"
+    bot_token: str = "xoxb-test-token"
+    app_token: str = "xapp-test-token"
+    calls: list[Call] = field(default_factory=list)
+    responses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Channel id -> messages, oldest first (as Slack stores them).
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Messages the app posted: (channel, ts) -> the last text/blocks sent.
+    posted: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, TokenInfo] = field(default_factory=dict)
+    revoked_tokens: set[str] = field(default_factory=set)
+    oauth_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+    socket_connections: int = 0
+    _failures: dict[str, deque[Failure]] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    _port: int = 0
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.tokens.setdefault(self.bot_token, TokenInfo(team_id=self.team_id, user_id="UBOT", bot_id="BBOT"))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/respond/{name}", self._respond)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        address = self._runner.addresses[0]
+        self._port = int(address[1])
+
+    async def close(self) -> None:
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/api/"
+
+    def response_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self._port}/respond/{name}"
+
+    # ------------------------------------------------------------------ test controls
+
+    def fail(self, method: str, failure: Failure, *, times: int = 1) -> None:
+        self._failures.setdefault(method, deque()).extend([failure] * times)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def responses_to(self, name: str) -> list[dict[str, Any]]:
+        return [payload for n, payload in self.responses if n == name]
+
+    async def wait_for(
+        self,
+        check: Callable[[], Any],
+        *,
+        within: float = 5.0,
+        what: str = "the expected Slack calls",
+    ) -> Any:
+        """Poll ``check`` until it returns something truthy (listeners run after the ack)."""
+        deadline = time.monotonic() + within
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out waiting for {what}; calls so far: {[c.method for c in self.calls]}"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=0.05)
+
+    async def wait_for_calls(self, method: str, *, count: int = 1, within: float = 5.0) -> list[Call]:
+        result: list[Call] = await self.wait_for(
+            lambda: len(self.calls_to(method)) >= count and self.calls_to(method),
+            within=within,
+            what=f"{count} call(s) to {method}",
+        )
+        return result
+
+    async def wait_for_response(self, name: str, *, within: float = 5.0) -> dict[str, Any]:
+        found: list[dict[str, Any]] = await self.wait_for(
+            lambda: self.responses_to(name), within=within, what=f"a response on {name}"
+        )
+        return found[-1]
+
+    async def socket_send(self, envelope: Mapping[str, Any]) -> None:
+        await self.wait_for(lambda: self._sockets, what="a Socket Mode connection")
+        await self._sockets[-1].send_str(json.dumps(envelope))
+
+    # ------------------------------------------------------------------ HTTP handlers
+
+    def _record(self) -> None:
+        self._changed.set()
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        self.responses.append((request.match_info["name"], await request.json()))
+        self._record()
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.socket_connections += 1
+        await ws.send_str(
+            json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}})
+        )
+        self._record()
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(message.data))
+                self._record()
+        self._sockets.remove(ws)
+        return ws
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                args.update(body)
+        elif request.can_read_body:
+            args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else args.get("token")
+        self.calls.append(Call(method=method, args=args, token=token))
+        self._record()
+        queued = self._failures.get(method)
+        if queued:
+            failure = queued.popleft()
+            headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
+            return web.json_response(
+                {"ok": False, "error": failure.error}, status=failure.status, headers=headers
+            )
+        if token in self.revoked_tokens:
+            return web.json_response({"ok": False, "error": "token_revoked"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        result: dict[str, Any] = handler(args, token)
+        return web.json_response(result)
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    # ------------------------------------------------------------------ Web API methods
+
+    def _m_auth_test(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        info = self.tokens.get(token or "")
+        if info is None:
+            return {"ok": False, "error": "invalid_auth"}
+        return {
+            "ok": True,
+            "url": "https://fake.slack.test/",
+            "team": "Fake",
+            "user": "vigil",
+            "team_id": info.team_id,
+            "user_id": info.user_id,
+            "bot_id": info.bot_id,
+        }
+
+    def _m_apps_connections_open(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": f"ws://127.0.0.1:{self._port}/socket"}
+
+    def _m_chat_postMessage(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = str(args.get("channel"))
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if not self.channels[channel].get("is_member", True):
+            return {"ok": False, "error": "not_in_channel"}
+        ts = self._next_ts()
+        self.posted[(channel, ts)] = {"text": args.get("text"), "blocks": _blocks(args), "token": token}
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts, "text": args.get("text")}}
+
+    def _m_chat_update(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        if key not in self.posted:
+            return {"ok": False, "error": "message_not_found"}
+        self.posted[key] = {"text": args.get("text"), "blocks": _blocks(args), "token": token}
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _m_chat_getPermalink(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("message_ts"))
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _m_chat_postEphemeral(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _m_views_open(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        return {"ok": True, "view": {"id": "V1"}}
+
+    def _m_users_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": args.get("user"), **user}}
+
+    def _m_usergroups_users_list(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        members = self.usergroups.get(str(args.get("usergroup")))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
+
+    def _m_conversations_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = self.channels.get(str(args.get("channel")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": {"id": args.get("channel"), **channel}}
+
+    def _m_conversations_members(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = self.channels.get(str(args.get("channel")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        members = list(channel.get("members", []))
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = members[start : start + limit]
+        following = str(start + limit) if start + limit < len(members) else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": following}}
+
+    def _m_conversations_history(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        messages = self.history.get(str(args.get("channel")))
+        if messages is None:
+            return {"ok": False, "error": "channel_not_found"}
+        latest = float(args.get("latest") or "inf")
+        oldest = float(args.get("oldest") or 0)
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        limit = int(args.get("limit") or 100)
+
+        def inside(ts: float) -> bool:
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        top_level = [m for m in messages if m.get("thread_ts") in (None, m.get("ts"))]
+        chosen = [m for m in top_level if inside(float(m["ts"]))]
+        chosen = chosen[-limit:] if "latest" in args or "oldest" not in args else chosen[:limit]
+        return {"ok": True, "messages": list(reversed(chosen)), "has_more": False}
+
+    def _m_conversations_replies(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        messages = self.history.get(str(args.get("channel")))
+        if messages is None:
+            return {"ok": False, "error": "channel_not_found"}
+        thread = str(args.get("ts"))
+        chosen = [m for m in messages if m.get("ts") == thread or m.get("thread_ts") == thread]
+        return {"ok": True, "messages": chosen, "has_more": False}
+
+    def _m_oauth_v2_access(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        response = self.oauth_codes.pop(str(args.get("code")), None)
+        if response is None:
+            return {"ok": False, "error": "invalid_code"}
+        return {"ok": True, **response}
+
+
+def _blocks(args: Mapping[str, Any]) -> list[dict[str, Any]]:
+    blocks = args.get("blocks")
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return list(blocks or [])

@@ -1,0 +1,467 @@
+"""Drives the real slack-bolt ``AsyncApp`` inside ``SlackAdapter`` with signed HTTP requests, against the fake
+Web API, with the real monitor, SQLite store, ONNX keyword model, case service and outbox worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+
+from bots.core.case_service import CaseService
+from bots.core.models import ChatMessage, SpaceSettings
+from bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from bots.core.outbox import OutboxConfig, OutboxWorker
+from bots.core.policy import PolicyConfig
+from bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
+from bots.slack.blocks import DISMISS_CALLBACK, DISMISS_REASON_ACTION, DISMISS_REASON_BLOCK, REPORT_CALLBACK
+from config.settings import Secret, Secrets, SlackMode, SlackSettings
+from detector.onnx_detector import OnnxDetector
+from storage.sqlite import SqliteStore
+from tests.slack.fake_slack import FakeSlack
+
+SIGNING_SECRET = "test-signing-secret"
+TEAM = "T1"
+ALERTS = "CALERTS01"
+GENERAL = "CGENERAL1"
+PUBLIC_ALERTS = "CPUBLIC01"
+QUIET = "CQUIET001"
+ADMIN = "UADMIN01"
+MOD = "UMOD0001"
+SAFETY = "USAFE001"
+ADULT = "UADULT01"
+KID = "UKID0001"
+MEMBER = "UMEMBER1"
+MODS_GROUP = "SMODS001"
+SAFETY_GROUP = "SSAFE001"
+
+GROOMING_SCRIPT = ("age age", "age age", "age age", "secret", "secret groom", "groom groom")
+
+
+def sign(body: str, *, timestamp: int, secret: str = SIGNING_SECRET) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def policy() -> PolicyConfig:
+    return PolicyConfig(
+        threshold=0.7,
+        sustain_messages=2,
+        hysteresis=0.1,
+        cooldown=timedelta(hours=6),
+        update_min_delta=0.05,
+        max_alerts_per_hour=10,
+        shadow_mode=False,
+    )
+
+
+def populate(fake: FakeSlack) -> None:
+    fake.users.update(
+        {
+            ADMIN: {"is_admin": True},
+            MOD: {},
+            SAFETY: {},
+            ADULT: {},
+            KID: {},
+            MEMBER: {},
+        }
+    )
+    fake.usergroups.update({MODS_GROUP: [MOD, SAFETY], SAFETY_GROUP: [SAFETY]})
+    fake.channels.update(
+        {
+            ALERTS: {"is_private": True, "is_member": True},
+            GENERAL: {"is_private": False, "is_member": True},
+            PUBLIC_ALERTS: {"is_private": False, "is_member": True},
+            QUIET: {"is_private": False, "is_member": True},
+        }
+    )
+
+
+class ErasingSqliteStore(SqliteStore):
+    """SqliteStore plus the ``forget_message`` capability the adapter uses when a store offers it.
+
+    A stand-in for the real store method (``bots.slack.app.MessageForgetter`` describes it): the message and
+    its edits leave every window of the space, except the windows of pairs with an open case.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.forgotten: list[tuple[str, str, str]] = []
+
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int:
+        edits = f"{message_id}:edit:"
+        async with self._writing("forgetting a deleted message") as connection:
+            cursor = await connection.execute(
+                "DELETE FROM window_messages WHERE (message_id = ? OR substr(message_id, 1, ?) = ?) "
+                "AND pair_id IN (SELECT p.pair_id FROM pairs AS p WHERE p.platform = ? AND p.space_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM alerts AS a WHERE a.status = 'open' "
+                "AND a.platform = p.platform AND a.space_id = p.space_id "
+                "AND a.user_a = p.user_a AND a.user_b = p.user_b))",
+                (message_id, len(edits), edits, platform, space_id),
+            )
+            removed = int(cursor.rowcount)
+        self.forgotten.append((platform, space_id, message_id))
+        return removed
+
+
+class RecordingHandler:
+    """The monitor, remembering what each message id came to (so tests know a listener finished)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+        self.results: dict[str, HandleResult] = {}
+        self.messages: list[ChatMessage] = []
+
+    async def handle(self, message: ChatMessage) -> HandleResult:
+        result = await self._monitor.handle(message)
+        self.messages.append(message)
+        self.results[message.message_id] = result
+        return result
+
+
+@dataclass(slots=True)
+class SlackHarness:
+    fake: FakeSlack
+    adapter: SlackAdapter
+    store: SqliteStore
+    monitor: Monitor
+    cases: CaseService
+    handler: RecordingHandler
+    outbox: OutboxWorker
+    session: aiohttp.ClientSession
+    _ts: itertools.count[int] = field(default_factory=itertools.count)
+    _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _start: int = field(default_factory=lambda: int(time.time()) - 3600)
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}{EVENTS_PATH}"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.adapter.http_port}"
+
+    def next_ts(self) -> str:
+        return f"{self._start + next(self._ts)}.000100"
+
+    def response_name(self) -> str:
+        return f"r{next(self._names)}"
+
+    async def eventually(self, check: Callable[[], Awaitable[Any]], *, what: str, within: float = 5.0) -> Any:
+        """Poll an async ``check`` until it returns something truthy."""
+        deadline = time.monotonic() + within
+        while True:
+            result = await check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def configure(self, *, team: str = TEAM, **overrides: Any) -> None:
+        values: dict[str, Any] = {
+            "platform": "slack",
+            "space_id": team,
+            "alert_channel_id": ALERTS,
+            "moderator_role_id": MODS_GROUP,
+            "child_safety_role_id": SAFETY_GROUP,
+        }
+        values.update(overrides)
+        await self.store.put_space_settings(SpaceSettings(**values))
+
+    # ------------------------------------------------------------------ raw requests
+
+    async def post(
+        self,
+        body: str,
+        *,
+        content_type: str,
+        timestamp: int | None = None,
+        signature: str | None = None,
+    ) -> tuple[int, str]:
+        stamp = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": str(stamp),
+            "X-Slack-Signature": signature or sign(body, timestamp=stamp),
+        }
+        async with self.session.post(self.url, data=body.encode(), headers=headers) as response:
+            return response.status, await response.text()
+
+    async def post_json(self, payload: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
+        return await self.post(json.dumps(payload), content_type="application/json", **kwargs)
+
+    async def post_form(self, fields: dict[str, str], **kwargs: Any) -> tuple[int, str]:
+        return await self.post(
+            urllib.parse.urlencode(fields), content_type="application/x-www-form-urlencoded", **kwargs
+        )
+
+    async def post_interaction(self, payload: dict[str, Any]) -> tuple[int, str]:
+        return await self.post_form({"payload": json.dumps(payload)})
+
+    # ------------------------------------------------------------------ events
+
+    def event_body(self, event: dict[str, Any], *, team: str = TEAM) -> dict[str, Any]:
+        return {
+            "token": "legacy",
+            "team_id": team,
+            "api_app_id": "A1",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._names)}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team, "user_id": "UBOT", "is_bot": True}],
+        }
+
+    def message_event(
+        self,
+        *,
+        user: str,
+        text: str,
+        channel: str = GENERAL,
+        channel_type: str = "channel",
+        ts: str | None = None,
+        team: str = TEAM,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts or self.next_ts(),
+            "channel_type": channel_type,
+            "team": team,
+            **extra,
+        }
+
+    async def send_event(self, event: dict[str, Any], *, team: str = TEAM) -> None:
+        status, _ = await self.post_json(self.event_body(event, team=team))
+        assert status == 200
+
+    async def say(
+        self, *, user: str, text: str, channel: str = GENERAL, team: str = TEAM, **extra: Any
+    ) -> HandleResult:
+        """Send a message event and wait until the monitor has handled it."""
+        event = self.message_event(user=user, text=text, channel=channel, team=team, **extra)
+        await self.send_event(event, team=team)
+        message_id = f"{channel}/{event['ts']}"
+        result: HandleResult = await self.fake.wait_for(
+            lambda: self.handler.results.get(message_id), what=f"message {message_id} handled"
+        )
+        return result
+
+    async def grooming_conversation(self, *, channel: str = GENERAL, team: str = TEAM) -> None:
+        for line in GROOMING_SCRIPT:
+            await self.say(user=ADULT, text=f"<@{KID}> {line}", channel=channel, team=team)
+            await self.say(user=KID, text=f"<@{ADULT}> ok", channel=channel, team=team)
+
+    async def alert_posted(self) -> tuple[str, str]:
+        """Wait for the alert message in the alert channel; its (channel, ts)."""
+        calls = await self.fake.wait_for_calls("chat.postMessage")
+        channel = str(calls[0].args["channel"])
+        ts = next(ts for (c, ts) in self.fake.posted if c == channel)
+        return channel, ts
+
+    # ------------------------------------------------------------------ interactions
+
+    async def command(
+        self, text: str, *, user: str, channel: str = GENERAL, team: str = TEAM
+    ) -> dict[str, Any]:
+        name = self.response_name()
+        status, _ = await self.post_form(
+            {
+                "token": "legacy",
+                "team_id": team,
+                "team_domain": "fake",
+                "channel_id": channel,
+                "channel_name": "general",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/vigil",
+                "text": text,
+                "api_app_id": "A1",
+                "response_url": self.fake.response_url(name),
+                "trigger_id": "trigger-" + name,
+            }
+        )
+        assert status == 200
+        return await self.fake.wait_for_response(name)
+
+    def action_payload(
+        self,
+        action: dict[str, Any],
+        *,
+        user: str,
+        name: str,
+        channel: str = ALERTS,
+        message_ts: str = "1.0",
+    ) -> dict[str, Any]:
+        return {
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A1",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+            "trigger_id": "trigger-" + name,
+            "channel": {"id": channel, "name": "alerts"},
+            "message": {"ts": message_ts, "text": "alert"},
+            "response_url": self.fake.response_url(name),
+            "actions": [{**action, "block_id": "b", "action_ts": str(time.time())}],
+        }
+
+    async def click(
+        self, action_id: str, *, case: int, user: str, wait: bool = True, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        name = self.response_name()
+        action = {"action_id": action_id, "type": "button", "value": str(case)}
+        status, _ = await self.post_interaction(self.action_payload(action, user=user, name=name, **kwargs))
+        assert status == 200
+        return await self.fake.wait_for_response(name) if wait else None
+
+    async def choose_snooze(self, *, case: int, hours: int, user: str) -> dict[str, Any]:
+        name = self.response_name()
+        action = {
+            "action_id": "vigil_snooze",
+            "type": "static_select",
+            "selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": f"{case}:{hours}"},
+        }
+        status, _ = await self.post_interaction(self.action_payload(action, user=user, name=name))
+        assert status == 200
+        return await self.fake.wait_for_response(name)
+
+    async def submit_dismiss(self, *, private_metadata: str, user: str, reason: str) -> tuple[int, str]:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A1",
+            "trigger_id": "trigger-view",
+            "view": {
+                "id": "V1",
+                "type": "modal",
+                "callback_id": DISMISS_CALLBACK,
+                "private_metadata": private_metadata,
+                "state": {
+                    "values": {
+                        DISMISS_REASON_BLOCK: {
+                            DISMISS_REASON_ACTION: {"type": "plain_text_input", "value": reason}
+                        }
+                    }
+                },
+            },
+        }
+        return await self.post_interaction(payload)
+
+    async def report(self, *, user: str, channel: str, message: dict[str, Any]) -> dict[str, Any]:
+        name = self.response_name()
+        payload = {
+            "type": "message_action",
+            "callback_id": REPORT_CALLBACK,
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "team_id": TEAM},
+            "channel": {"id": channel, "name": "somewhere"},
+            "message": message,
+            "message_ts": message["ts"],
+            "response_url": self.fake.response_url(name),
+            "trigger_id": "trigger-" + name,
+            "action_ts": str(time.time()),
+        }
+        status, _ = await self.post_interaction(payload)
+        assert status == 200
+        return await self.fake.wait_for_response(name)
+
+
+@contextlib.asynccontextmanager
+async def running_slack(
+    *,
+    store: SqliteStore,
+    detector: OnnxDetector,
+    mode: SlackMode = "http",
+    oauth: bool = False,
+    customise: Callable[[FakeSlack], None] | None = None,
+) -> AsyncIterator[SlackHarness]:
+    fake = FakeSlack()
+    populate(fake)
+    if customise is not None:
+        customise(fake)
+    await fake.start()
+    workers: list[OutboxWorker] = []
+
+    def notify() -> None:
+        for worker in workers:
+            worker.notify()
+
+    monitor = Monitor(
+        store=store,
+        detector=detector,
+        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
+        on_delivery_enqueued=notify,
+    )
+    cases = CaseService(store=store, on_delivery_enqueued=notify)
+    handler = RecordingHandler(monitor)
+    settings = SlackSettings(enabled=True, mode=mode, http_host="127.0.0.1", http_port=0, oauth=oauth)
+    secrets = Secrets(
+        slack_bot_token=None if oauth else Secret(fake.bot_token),
+        slack_app_token=Secret(fake.app_token),
+        slack_signing_secret=Secret(SIGNING_SECRET),
+    )
+    labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
+    adapter = SlackAdapter(
+        settings=settings,
+        secrets=secrets,
+        handler=handler,
+        monitor=monitor,
+        cases=cases,
+        store=store,
+        client_base_url=fake.base_url,
+        oauth=SlackOAuthCredentials(client_id="111.222", client_secret=Secret("client-secret"))
+        if oauth
+        else None,
+        signal_labels=labels,
+        role_cache_s=0.0,
+    )
+    outbox = OutboxWorker(
+        store=store,
+        sink=adapter.sink,
+        config=OutboxConfig(retry_initial_s=0.05, retry_max_s=30.0, poll_interval_s=0.05),
+    )
+    workers.append(outbox)
+    session = aiohttp.ClientSession()
+    run = asyncio.create_task(adapter.run())
+    worker = asyncio.create_task(outbox.run())
+    try:
+        started = asyncio.create_task(adapter.wait_started())
+        done, _ = await asyncio.wait({started, run}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if run in done:
+            run.result()
+        assert started in done, "the Slack adapter did not start"
+        yield SlackHarness(
+            fake=fake,
+            adapter=adapter,
+            store=store,
+            monitor=monitor,
+            cases=cases,
+            handler=handler,
+            outbox=outbox,
+            session=session,
+        )
+    finally:
+        worker.cancel()
+        await adapter.aclose()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await session.close()
+        await fake.close()
