@@ -1,0 +1,22 @@
+"""Vigil on Discord: the adapter (ingest, moderator interactions), its alert sink and the translator.
+
+Import as ``bots.discord``; never run a file in this folder directly: it would shadow the ``discord``
+library.
+"""
+
+from __future__ import annotations
+
+from bots.discord.adapter import DiscordAdapter, DiscordFatalError, DiscordOptions, MessageForgetter
+from bots.discord.commands import InteractionOptions
+from bots.discord.sink import DiscordSink
+from bots.discord.translate import to_chat_message
+
+__all__ = [
+    "DiscordAdapter",
+    "DiscordFatalError",
+    "DiscordOptions",
+    "DiscordSink",
+    "InteractionOptions",
+    "MessageForgetter",
+    "to_chat_message",
+]

@@ -1,0 +1,461 @@
+"""``DiscordAdapter``: connects Vigil to Discord with discord.py, in both directions.
+
+In: guild, thread and DM messages the bot can see → ``to_chat_message`` → the ``MessageHandler`` (the monitor,
+or a queue before it). Edits are scored as new messages (``<id>:edit:<ms>``); deletions are forgotten from the
+pairs' windows when the store can (``MessageForgetter``), while evidence already copied into a case stays.
+Out: ``sink`` posts and edits alerts; moderators' clicks and commands go to ``Cases``.
+
+discord.py owns the connection: it reconnects and RESUMEs by itself, and redelivered messages are dropped by
+the monitor's idempotency (by message id). Each event handler awaits its own work under a bounded semaphore,
+so a flood of events waits instead of piling up unbounded work, and a failure in one handler is logged and
+isolated. ``run()`` raises ``DiscordFatalError`` for what reconnecting cannot fix (a bad token, the Message
+Content intent not enabled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bots.core.cases import Cases
+from bots.core.clock import Clock, utc_now
+from bots.core.models import ChatMessage
+from bots.core.monitor import Monitor
+from bots.core.protocols import AlertSink, MessageHandler
+from bots.discord.commands import (
+    InteractionOptions,
+    Interactions,
+    SettingsCache,
+    build_report_menu,
+    build_vigil_group,
+)
+from bots.discord.render import ButtonAction, CaseButton
+from bots.discord.sink import DiscordSink, missing_permissions
+from bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
+from config.settings import DiscordSettings, Secret
+from storage.protocol import Store
+
+__all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "MessageForgetter", "discord_intents"]
+
+logger = logging.getLogger(__name__)
+
+
+_LOGIN_RETRY_MAX_S = 60.0
+_CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
+    {
+        4004: "authentication failed; check the bot token",
+        4010: "invalid shard; check [discord] sharded",
+        4011: "this bot is in too many servers for one connection: set [discord] sharded = true",
+        4012: "invalid gateway API version; upgrade discord.py",
+        4013: "invalid intents",
+        4014: "a privileged intent is not enabled in the developer portal (Message Content)",
+    }
+)
+
+
+class DiscordFatalError(Exception):
+    """Discord refused to let Vigil run, and retrying will not help: a person must fix the setup."""
+
+
+@runtime_checkable
+class MessageForgetter(Protocol):
+    """Optional store capability: drop a deleted message from the windows of a space.
+
+    Removes the message ``message_id`` and its edits (ids ``<message_id>:edit:<ms>``) from every pair window
+    in the space, except the windows of pairs with an open case; returns how many window rows went. Evidence
+    already copied into an alert is never touched.
+    """
+
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscordOptions:
+    """Tuning with production defaults; tests shorten the waits."""
+
+    # Events handled at once; more wait their turn (backpressure). Matches the ingest queue's batch size.
+    max_concurrent_events: int = 64
+    sync_commands: bool = True
+    # discord.py waits this long after the last GUILD_CREATE before "ready"; ingest does not wait for it.
+    guild_ready_timeout_s: float = 2.0
+    # A 429 asking for a longer wait than this becomes a DeliveryResult with retry_after (min 30, discord.py).
+    max_ratelimit_timeout_s: float = 30.0
+    shutdown_grace_s: float = 10.0
+    login_retry_initial_s: float = 1.0
+    interactions: InteractionOptions = field(default_factory=InteractionOptions)
+
+
+def discord_intents() -> discord.Intents:
+    """What Vigil asks Discord for: servers, their messages and DMs, and message text (privileged)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True
+    return intents
+
+
+def _quiet_discord_debug_logs() -> None:
+    """discord.py logs request bodies and gateway events (message text) at DEBUG: never let them through."""
+    library = logging.getLogger("discord")
+    if library.getEffectiveLevel() < logging.INFO:
+        library.setLevel(logging.INFO)
+
+
+class _VigilEvents:
+    """The events Vigil listens to, as methods of the bot; each hands over to the adapter."""
+
+    _vigil: DiscordAdapter
+
+    async def setup_hook(self) -> None:
+        await self._vigil._setup()
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        await self._vigil._on_message(message)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent, /) -> None:
+        await self._vigil._on_edit(payload)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent, /) -> None:
+        await self._vigil._on_delete(payload.guild_id, [payload.message_id])
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent, /) -> None:
+        await self._vigil._on_delete(payload.guild_id, sorted(payload.message_ids))
+
+    async def on_guild_available(self, guild: discord.Guild, /) -> None:
+        await self._vigil._check_guild(guild)
+
+    async def on_guild_join(self, guild: discord.Guild, /) -> None:
+        logger.info("Vigil was added to a Discord server (%s); run /vigil setup there", guild.id)
+
+    async def on_connect(self) -> None:
+        self._vigil._gateway_up = True
+
+    async def on_resumed(self) -> None:
+        self._vigil._gateway_up = True
+        logger.info("Discord session resumed")
+
+    async def on_disconnect(self) -> None:
+        if self._vigil._gateway_up:
+            logger.info("disconnected from the Discord gateway; discord.py reconnects by itself")
+        self._vigil._gateway_up = False
+
+    async def handle_case_button(
+        self, interaction: discord.Interaction[Any], *, action: ButtonAction, case_number: int
+    ) -> None:
+        await self._vigil._interactions.on_case_button(interaction, action=action, case_number=case_number)
+
+
+class _VigilBot(_VigilEvents, commands.Bot):
+    def __init__(self, *, vigil: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self._vigil = vigil
+
+
+class _ShardedVigilBot(_VigilEvents, commands.AutoShardedBot):
+    def __init__(self, *, vigil: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self._vigil = vigil
+
+
+class DiscordAdapter:
+    """Put ``sink`` into the ``RoutingSink`` under ``"discord"``; run ``run()`` as a task."""
+
+    def __init__(
+        self,
+        *,
+        settings: DiscordSettings,
+        token: Secret,
+        handler: MessageHandler,
+        monitor: Monitor,
+        cases: Cases,
+        store: Store,
+        clock: Clock = utc_now,
+        signal_labels: Mapping[str, str] | None = None,
+        options: DiscordOptions | None = None,
+    ) -> None:
+        self._settings = settings
+        self._token = token
+        self._handler = handler
+        self._monitor = monitor
+        self._store = store
+        self._options = options or DiscordOptions()
+        self._events = asyncio.Semaphore(max(1, self._options.max_concurrent_events))
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._logged_in = False
+        self._closing = False
+        self._gateway_up = False
+        self._warned: set[tuple[str, str]] = set()
+        self._space_settings = SettingsCache(store=store)
+        bot_options: dict[str, Any] = {
+            "vigil": self,
+            "command_prefix": commands.when_mentioned,
+            "help_command": None,
+            "intents": discord_intents(),
+            # Vigil never pings anyone unless a message says so explicitly (the alert's role ping).
+            "allowed_mentions": discord.AllowedMentions.none(),
+            "max_ratelimit_timeout": max(30.0, self._options.max_ratelimit_timeout_s),
+            "guild_ready_timeout": self._options.guild_ready_timeout_s,
+            "chunk_guilds_at_startup": False,
+        }
+        self._bot: _VigilBot | _ShardedVigilBot = (
+            _ShardedVigilBot(**bot_options) if settings.sharded else _VigilBot(**bot_options)
+        )
+        self._sink = DiscordSink(
+            client=self._bot,
+            store=store,
+            cases=cases,
+            signal_labels=signal_labels or {},
+            is_connected=self._rest_ready,
+        )
+        policy = monitor.config.policy
+        self._interactions = Interactions(
+            store=store,
+            signal_labels=signal_labels or {},
+            cases=cases,
+            settings=self._space_settings,
+            sink=self._sink,
+            model_name=monitor.model_name,
+            default_threshold=policy.threshold,
+            default_shadow_mode=policy.shadow_mode,
+            is_connected=lambda: self._gateway_up,
+            latency_s=self._latency_s,
+            clock=clock,
+            options=self._options.interactions,
+        )
+
+    @property
+    def sink(self) -> AlertSink:
+        return self._sink
+
+    @property
+    def client(self) -> commands.Bot | commands.AutoShardedBot:
+        """The discord.py client (for diagnostics and tests)."""
+        return self._bot
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Log in, connect and serve until cancelled or closed; discord.py reconnects and resumes itself."""
+        _quiet_discord_debug_logs()
+        try:
+            await self._login()
+            logger.info("logged in to Discord as bot user %s", self._bot.user.id if self._bot.user else "?")
+            try:
+                await self._bot.connect(reconnect=True)
+            except discord.PrivilegedIntentsRequired:
+                raise DiscordFatalError(
+                    "Discord refused the connection because the Message Content intent is not enabled: "
+                    "turn on 'Message Content Intent' under Bot → Privileged Gateway Intents in the "
+                    "developer portal"
+                ) from None
+            except discord.ConnectionClosed as closed:
+                # discord.py reconnects by itself except after close codes that retrying cannot fix.
+                hint = _CLOSE_CODE_HINTS.get(closed.code, "see Discord's gateway close codes")
+                raise DiscordFatalError(
+                    f"Discord closed the gateway connection with code {closed.code}: {hint}"
+                ) from None
+        finally:
+            await self.aclose()
+
+    async def _login(self) -> None:
+        """Log in, retrying network and Discord server errors with backoff; a bad token is fatal at once."""
+        delay = self._options.login_retry_initial_s
+        while True:
+            try:
+                await self._bot.login(self._token.reveal())
+                return
+            except discord.LoginFailure:
+                raise DiscordFatalError(
+                    "Discord rejected the bot token (401 Unauthorized): check the environment variable "
+                    f"{self._settings.token_env}; reset the token in the developer portal if it leaked"
+                ) from None
+            except (discord.DiscordServerError, aiohttp.ClientError, OSError, TimeoutError) as error:
+                logger.warning(
+                    "could not reach Discord to log in (%s); retrying in %.0fs", type(error).__name__, delay
+                )
+            # Each login opens a new HTTP session on the client's connector: close both, so the next attempt
+            # starts clean instead of reusing a closed connector.
+            await self._bot.http.close()
+            self._bot.http.connector = discord.utils.MISSING
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LOGIN_RETRY_MAX_S)
+
+    async def aclose(self) -> None:
+        """Stop taking events, let in-flight ones finish (briefly), and close the connection."""
+        self._closing = True
+        pending = {task for task in self._in_flight if not task.done() and task is not asyncio.current_task()}
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._options.shutdown_grace_s)
+            if late:
+                logger.warning("%d Discord event(s) were still being handled at shutdown", len(late))
+        if not self._bot.is_closed():
+            await self._bot.close()
+        self._logged_in = False
+        self._gateway_up = False
+
+    async def _setup(self) -> None:
+        """Runs once per login, before connecting: buttons, commands, and the command sync."""
+        self._bot.add_dynamic_items(CaseButton)
+        tree = self._bot.tree
+        tree.add_command(build_vigil_group(self._interactions), override=True)
+        tree.add_command(build_report_menu(self._interactions), override=True)
+        tree.error(self._on_command_error)
+        if self._bot.user is not None:
+            self._monitor.register_bot_user(platform=PLATFORM, user_id=str(self._bot.user.id))
+        if self._options.sync_commands:
+            try:
+                await tree.sync()
+            except discord.HTTPException as error:
+                logger.warning("could not register Vigil's slash commands with Discord (%s)", error.status)
+        self._logged_in = True
+
+    def _rest_ready(self) -> bool:
+        return self._logged_in and not self._bot.is_closed()
+
+    def _latency_s(self) -> float | None:
+        latency = self._bot.latency
+        return latency if math.isfinite(latency) else None
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction[Any], error: discord.app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, discord.app_commands.TransformerError):
+            text = "Discord sent a value Vigil could not use (a channel or member it cannot see?)."
+        elif isinstance(error, discord.app_commands.CheckFailure):
+            text = "You cannot use that command here."
+        else:
+            logger.error("a Vigil command failed", exc_info=error)
+            text = "Something went wrong on Vigil's side; the details are in its log."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            logger.warning("could not tell the user that a command failed")
+
+    # ---------------------------------------------------------------------------------------- ingest
+
+    def _own_id(self) -> int | None:
+        return self._bot.user.id if self._bot.user is not None else None
+
+    async def _on_message(self, message: discord.Message) -> None:
+        if self._closing or not is_ingestible(message, own_user_id=self._own_id()):
+            return
+        await self._ingest(to_chat_message(message))
+
+    async def _on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        message = payload.message
+        edited_at = message.edited_at
+        if self._closing or edited_at is None or "content" not in payload.data:
+            return  # not a text edit (an embed unfurled, a pin, ...)
+        before = payload.cached_message
+        if before is not None and before.content == message.content:
+            return
+        if not is_ingestible(message, own_user_id=self._own_id()):
+            return
+        await self._ingest(
+            to_chat_message(message, message_id=edit_message_id(message.id, edited_at), timestamp=edited_at)
+        )
+
+    async def _ingest(self, message: ChatMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            async with self._events:
+                if await self._ignored(message):
+                    return
+                await self._handler.handle(message)
+        except Exception:
+            # Never the text; the id is enough to find the message on Discord.
+            logger.exception("handling Discord message %s failed", message.message_id)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _ignored(self, message: ChatMessage) -> bool:
+        if message.space_id == DM_SPACE:
+            return False
+        settings = await self._space_settings.get(message.space_id)
+        if settings is None:
+            return False
+        ignored = settings.ignored_channel_ids
+        return message.channel_id in ignored or (
+            message.thread_id is not None and message.thread_id in ignored
+        )
+
+    async def _on_delete(self, guild_id: int | None, message_ids: list[int]) -> None:
+        if self._closing:
+            return
+        space_id = str(guild_id) if guild_id is not None else DM_SPACE
+        store = self._store
+        if not isinstance(store, MessageForgetter):
+            self._warn_once(
+                "store", "forget", "the store cannot forget deleted messages; they leave windows as they age"
+            )
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            async with self._events:
+                for message_id in message_ids:
+                    await store.forget_message(
+                        platform=PLATFORM, space_id=space_id, message_id=str(message_id)
+                    )
+        except Exception:
+            logger.exception("forgetting deleted Discord message(s) in server %s failed", space_id)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    # ---------------------------------------------------------------------------------------- health
+
+    async def _check_guild(self, guild: discord.Guild) -> None:
+        """Say once, in the log, when a server's alert channel is unusable (also shown by /vigil status)."""
+        try:
+            settings = await self._space_settings.get(str(guild.id))
+        except Exception:
+            logger.exception("reading the settings of Discord server %s failed", guild.id)
+            return
+        if settings is None or settings.alert_channel_id is None:
+            self._warn_once(
+                str(guild.id), "setup", f"Discord server {guild.id} has no alert channel: run /vigil setup"
+            )
+            return
+        channel_id = settings.alert_channel_id
+        channel = guild.get_channel(int(channel_id)) if channel_id.isdigit() else None
+        if channel is None:
+            self._warn_once(
+                str(guild.id),
+                f"gone:{channel_id}",
+                f"Discord server {guild.id}: the alert channel {channel_id} is gone; run /vigil setup",
+            )
+            return
+        if guild.me is None:
+            return
+        missing = missing_permissions(channel.permissions_for(guild.me))
+        if missing:
+            self._warn_once(
+                str(guild.id),
+                f"perms:{channel_id}:{','.join(missing)}",
+                f"Discord server {guild.id}: Vigil lacks {', '.join(missing)} "
+                f"in the alert channel {channel_id}",
+            )
+
+    def _warn_once(self, scope: str, kind: str, text: str) -> None:
+        if (scope, kind) in self._warned:
+            return
+        self._warned.add((scope, kind))
+        logger.warning("%s", text)
