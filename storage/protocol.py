@@ -90,6 +90,13 @@ class Store(Protocol):
 
     async def load_window(self, key: PairKey) -> list[WindowMessage]: ...
 
+    # A message the platform says was deleted leaves every window of its space, with its edits
+    # ("<id>:edit:..."), except where a case is open or a hold protects the pair (then it stays as evidence).
+    # Returns how many window rows were removed.
+    async def forget_message(
+        self, *, platform: str, space_id: str, message_id: str, now: datetime
+    ) -> int: ...
+
     async def append_risk(self, point: RiskPoint) -> None: ...
 
     async def risk_history(self, key: PairKey, *, limit: int) -> list[RiskPoint]: ...

@@ -91,6 +91,11 @@ _PAIR_HELD = (
 Seal = Callable[[str], str]
 
 
+def _like_prefix(value: str) -> str:
+    # Platform ids may contain LIKE wildcards; match them literally.
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class SqliteStore:
     """The SQLite ``Store``: WAL, ``STRICT`` tables, foreign keys on, migrations by ``user_version``.
 
@@ -567,6 +572,16 @@ class SqliteStore:
                 "SELECT seq FROM window_messages WHERE pair_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (pair_id, pair_id, keep),
             )
+
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
+        async with self._writing("forgetting a deleted message") as connection:
+            cursor = await connection.execute(
+                "DELETE FROM window_messages WHERE (message_id = ? OR message_id LIKE ? ESCAPE '\\') "
+                "AND pair_id IN (SELECT p.pair_id FROM pairs AS p WHERE p.platform = ? AND p.space_id = ? "
+                f"AND NOT {_PAIR_PROTECTED})",
+                (message_id, _like_prefix(message_id) + ":edit:%", platform, space_id, _timestamp_text(now)),
+            )
+            return int(cursor.rowcount)
 
     async def load_window(self, key: PairKey) -> list[WindowMessage]:
         async with self._reading("loading a pair's window") as connection:

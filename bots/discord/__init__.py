@@ -6,7 +6,7 @@ library.
 
 from __future__ import annotations
 
-from bots.discord.adapter import DiscordAdapter, DiscordFatalError, DiscordOptions, MessageForgetter
+from bots.discord.adapter import DiscordAdapter, DiscordFatalError, DiscordOptions
 from bots.discord.commands import InteractionOptions
 from bots.discord.sink import DiscordSink
 from bots.discord.translate import to_chat_message
@@ -17,6 +17,5 @@ __all__ = [
     "DiscordOptions",
     "DiscordSink",
     "InteractionOptions",
-    "MessageForgetter",
     "to_chat_message",
 ]

@@ -2,7 +2,7 @@
 
 In: guild, thread and DM messages the bot can see → ``to_chat_message`` → the ``MessageHandler`` (the monitor,
 or a queue before it). Edits are scored as new messages (``<id>:edit:<ms>``); deletions are forgotten from the
-pairs' windows when the store can (``MessageForgetter``), while evidence already copied into a case stays.
+pairs' windows (``Store.forget_message``), while evidence already copied into a case stays.
 Out: ``sink`` posts and edits alerts; moderators' clicks and commands go to ``Cases``.
 
 discord.py owns the connection: it reconnects and RESUMEs by itself, and redelivered messages are dropped by
@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import aiohttp
 import discord
@@ -44,7 +44,7 @@ from bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_inges
 from config.settings import DiscordSettings, Secret
 from storage.protocol import Store
 
-__all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "MessageForgetter", "discord_intents"]
+__all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "discord_intents"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +64,6 @@ _CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
 
 class DiscordFatalError(Exception):
     """Discord refused to let Vigil run, and retrying will not help: a person must fix the setup."""
-
-
-@runtime_checkable
-class MessageForgetter(Protocol):
-    """Optional store capability: drop a deleted message from the windows of a space.
-
-    Removes the message ``message_id`` and its edits (ids ``<message_id>:edit:<ms>``) from every pair window
-    in the space, except the windows of pairs with an open case; returns how many window rows went. Evidence
-    already copied into an alert is never touched.
-    """
-
-    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +175,7 @@ class DiscordAdapter:
         self._token = token
         self._handler = handler
         self._monitor = monitor
+        self._clock = clock
         self._store = store
         self._options = options or DiscordOptions()
         self._events = asyncio.Semaphore(max(1, self._options.max_concurrent_events))
@@ -399,20 +388,14 @@ class DiscordAdapter:
         if self._closing:
             return
         space_id = str(guild_id) if guild_id is not None else DM_SPACE
-        store = self._store
-        if not isinstance(store, MessageForgetter):
-            self._warn_once(
-                "store", "forget", "the store cannot forget deleted messages; they leave windows as they age"
-            )
-            return
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
             async with self._events:
                 for message_id in message_ids:
-                    await store.forget_message(
-                        platform=PLATFORM, space_id=space_id, message_id=str(message_id)
+                    await self._store.forget_message(
+                        platform=PLATFORM, space_id=space_id, message_id=str(message_id), now=self._clock()
                     )
         except Exception:
             logger.exception("forgetting deleted Discord message(s) in server %s failed", space_id)

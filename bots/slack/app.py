@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -87,7 +87,6 @@ __all__ = [
     "EVENTS_PATH",
     "INSTALL_PATH",
     "REDIRECT_PATH",
-    "MessageForgetter",
     "SlackAdapter",
     "SlackAdapterError",
     "SlackOAuthCredentials",
@@ -117,10 +116,6 @@ BOT_SCOPES: tuple[str, ...] = (
 _REPORT_BEFORE = 25
 _REPORT_AFTER = 10
 _SOCKET_RETRY_MAX_S = 60.0
-_FORGET_NOTE = (
-    "the store cannot forget deleted messages (forget_message); deleted Slack messages leave pair windows "
-    "only as they age out"
-)
 
 
 class SlackAdapterError(Exception):
@@ -146,18 +141,6 @@ def read_oauth_credentials(
     if not client_id or not client_secret:
         return None
     return SlackOAuthCredentials(client_id=client_id, client_secret=Secret(client_secret))
-
-
-@runtime_checkable
-class MessageForgetter(Protocol):
-    """Optional store capability (shared with the Discord adapter): forget a message deleted on the platform.
-
-    Removes ``message_id`` and its edits (``<message_id>:edit:...``) from every pair window in the space,
-    except the windows of pairs with an open case; returns how many window rows went. Evidence already copied
-    into an alert is never touched.
-    """
-
-    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int: ...
 
 
 def _str(value: object) -> str | None:
@@ -196,7 +179,6 @@ class SlackAdapter:
         self._base_url = client_base_url or DEFAULT_BASE_URL
         self._sdk_logger = quiet_sdk_logger()
         self._app_token = secrets.slack_app_token
-        self._forget_warned = False
         # bolt starts a task per event; at most this many are inside the handler at once, the rest wait.
         self._event_slots = asyncio.Semaphore(max_concurrent_events)
         self._bot_users: set[str] = set()
@@ -507,16 +489,13 @@ class SlackAdapter:
         moderators; otherwise the message and its edited versions leave the window. Excerpts already in an
         alert stay there.
         """
-        store = self._store
-        if not isinstance(store, MessageForgetter):
-            if not self._forget_warned:
-                self._forget_warned = True
-                logger.warning(_FORGET_NOTE)
-            return
         try:
             async with self._event_slots:
-                removed = await store.forget_message(
-                    platform=PLATFORM, space_id=deleted.team_id, message_id=deleted.message_id
+                removed = await self._store.forget_message(
+                    platform=PLATFORM,
+                    space_id=deleted.team_id,
+                    message_id=deleted.message_id,
+                    now=self._clock(),
                 )
         except Exception as error:
             logger.error("forgetting a deleted Slack message failed: %s", type(error).__name__)

@@ -13,34 +13,21 @@ from bots.core.models import PairKey
 from bots.core.monitor import SkipReason
 from bots.discord import DiscordOptions
 from bots.discord.translate import DM_SPACE
-from storage.sqlite import _PAIR_PROTECTED, SqliteStore, _timestamp_text
+from storage.sqlite import SqliteStore
 from tests.discord.conftest import Vigil, running_vigil
 from tests.discord.fake_discord import FakeDiscord, Json
 
 
 class ForgetfulStore(SqliteStore):
-    """SqliteStore plus ``forget_message``, which the adapter uses when a store has it (``MessageForgetter``).
-    This is the method proposed for ``storage/sqlite.py``: the deleted message and its edits leave every
-    window of the space, except the windows of pairs whose case is open or under a hold."""
+    """The real SqliteStore, remembering which deletions the adapter passed on."""
 
     forgotten: list[str]
 
-    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int:
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
         self.forgotten = [*getattr(self, "forgotten", []), message_id]
-        async with self._writing("forgetting a deleted message") as connection:
-            cursor = await connection.execute(
-                "DELETE FROM window_messages WHERE (message_id = ? OR message_id LIKE ?) AND pair_id IN ("
-                "SELECT p.pair_id FROM pairs AS p WHERE p.platform = ? AND p.space_id = ? "
-                f"AND NOT {_PAIR_PROTECTED})",
-                (
-                    message_id,
-                    f"{message_id}:edit:%",
-                    platform,
-                    space_id,
-                    _timestamp_text(datetime.now().astimezone()),
-                ),
-            )
-            return int(cursor.rowcount)
+        return await super().forget_message(
+            platform=platform, space_id=space_id, message_id=message_id, now=now
+        )
 
 
 def _key(fake: FakeDiscord) -> PairKey:
@@ -183,18 +170,6 @@ async def test_deleted_messages_leave_the_window_but_evidence_of_an_open_case_st
         )
         [alert] = await store.alerts_for_space(platform="discord", space_id=fake.guild_id, limit=5)
         assert evidence_id in [m.message_id for m in alert.evidence]
-
-
-async def test_deletions_are_harmless_when_the_store_cannot_forget(
-    vigil: Vigil, caplog: pytest.LogCaptureFixture
-) -> None:
-    fake = vigil.fake
-    hello = await vigil.say(fake.kid, "hello there")
-    await fake.delete_message(hello["id"])
-    await fake.delete_message((await vigil.say(fake.kid, "see you later"))["id"])
-    await _sentinel(vigil)
-    notes = [r for r in caplog.records if "cannot forget deleted messages" in r.getMessage()]
-    assert len(notes) == 1, "said once"
 
 
 async def test_a_failing_handler_is_logged_and_does_not_stop_ingest(

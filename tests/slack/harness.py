@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -88,28 +88,16 @@ def populate(fake: FakeSlack) -> None:
 
 
 class ErasingSqliteStore(SqliteStore):
-    """SqliteStore plus the ``forget_message`` capability the adapter uses when a store offers it.
-
-    A stand-in for the real store method (``bots.slack.app.MessageForgetter`` describes it): the message and
-    its edits leave every window of the space, except the windows of pairs with an open case.
-    """
+    """The real SqliteStore, remembering which deletions the adapter passed on."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.forgotten: list[tuple[str, str, str]] = []
 
-    async def forget_message(self, *, platform: str, space_id: str, message_id: str) -> int:
-        edits = f"{message_id}:edit:"
-        async with self._writing("forgetting a deleted message") as connection:
-            cursor = await connection.execute(
-                "DELETE FROM window_messages WHERE (message_id = ? OR substr(message_id, 1, ?) = ?) "
-                "AND pair_id IN (SELECT p.pair_id FROM pairs AS p WHERE p.platform = ? AND p.space_id = ? "
-                "AND NOT EXISTS (SELECT 1 FROM alerts AS a WHERE a.status = 'open' "
-                "AND a.platform = p.platform AND a.space_id = p.space_id "
-                "AND a.user_a = p.user_a AND a.user_b = p.user_b))",
-                (message_id, len(edits), edits, platform, space_id),
-            )
-            removed = int(cursor.rowcount)
+    async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
+        removed = await super().forget_message(
+            platform=platform, space_id=space_id, message_id=message_id, now=now
+        )
         self.forgotten.append((platform, space_id, message_id))
         return removed
 

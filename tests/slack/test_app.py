@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
-
-import pytest
 
 from bots.core.cases import CaseState, Role
 from bots.core.models import PairKey
@@ -388,26 +385,6 @@ async def test_deleted_messages_and_their_edits_are_forgotten_by_the_store(
     await slack.send_event(deletion(GENERAL, last.message_id.split("/")[1], author=ADULT))
     await slack.fake.wait_for(lambda: len(forgotten) == 2, what="the second deletion")
     assert last.message_id in [m.message_id for m in await slack.store.load_window(key)]
-
-
-async def test_deletions_without_the_store_capability_are_harmless(
-    slack: SlackHarness, caplog: pytest.LogCaptureFixture
-) -> None:
-    await slack.configure()
-    await slack.say(user=KID, text=f"<@{ADULT}> hello there")
-    said = await slack.say(user=ADULT, text=f"<@{KID}> see you later")
-
-    def warnings() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if "forget_message" in r.getMessage()]
-
-    await slack.send_event(deletion(GENERAL, said.message_id.split("/")[1], author=ADULT))
-    await slack.fake.wait_for(warnings, what="the warning about the store")
-    await slack.send_event(deletion(GENERAL, said.message_id.split("/")[1], author=ADULT))
-    await slack.say(user=KID, text="marker")
-    assert len(warnings()) == 1
-    # The message is still there (nothing could remove it) and Vigil keeps working.
-    key = PairKey.of(platform="slack", space_id=TEAM, first=ADULT, second=KID)
-    assert said.message_id in [m.message_id for m in await slack.store.load_window(key)]
 
 
 # ------------------------------------------------------------------------------ request verification

@@ -674,3 +674,22 @@ async def test_completing_a_delivery_keeps_a_newer_revision_enqueued_meanwhile(s
     assert pending.kind is OutboxKind.UPDATE and pending.revision == 4
     await store.complete_delivery(pending.item_id, alert_id=alert_id, revision=4, ref=None)
     assert await store.pending_delivery_count() == 0
+
+
+async def test_forget_message_removes_a_deleted_message_and_its_edits_unless_a_case_protects_the_pair(
+    store: Store,
+) -> None:
+    key = make_pair_key(platform="p", space_id="s")
+    await store.save_pair(make_pair_state(key))
+    for index, message_id in enumerate(("m_1", "m_1:edit:5", "m%1", "m_2")):
+        message = dataclasses.replace(make_window_message(index), message_id=message_id)
+        await store.append_window(key, message, keep=10)
+    removed = await store.forget_message(platform="p", space_id="s", message_id="m_1", now=BASE_TIME)
+    assert removed == 2
+    # LIKE wildcards in ids are matched literally: "m%1" is not an edit of "m_1".
+    assert [m.message_id for m in await store.load_window(key)] == ["m%1", "m_2"]
+    assert await store.forget_message(platform="p", space_id="other", message_id="m_2", now=BASE_TIME) == 0
+
+    await store.create_alert(make_alert(key))
+    assert await store.forget_message(platform="p", space_id="s", message_id="m_2", now=BASE_TIME) == 0
+    assert [m.message_id for m in await store.load_window(key)] == ["m%1", "m_2"]
