@@ -13,21 +13,34 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from bots.case_commands import register_case_commands
+from bots.core.case_service import CaseService
 from bots.core.models import ChatMessage
 from bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from bots.core.outbox import OutboxConfig, OutboxWorker
 from bots.core.policy import Decision, PolicyConfig
 from bots.core.protocols import AlertSink
 from bots.core.replay import BadRecord, ConversationRecord, SegmentRecord, iter_records, record_to_messages
-from bots.core.sinks import ConsoleSink
-from config.settings import ConfigError, Settings, check_settings, load_settings
+from bots.core.retention import RetentionSchedule, RetentionTask
+from bots.core.sinks import ConsoleSink, RoutingSink
+from bots.discord import DiscordAdapter, DiscordFatalError
+from bots.http import HttpApi, PollingSink, WebhookSink
+from bots.slack import SlackAdapter, SlackAdapterError, read_oauth_credentials
+from config.settings import (
+    ConfigError,
+    Secret,
+    Secrets,
+    Settings,
+    check_settings,
+    load_settings,
+    resolve_secrets,
+)
 from detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
 from detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
 from storage.crypto import TextCipher
@@ -47,18 +60,55 @@ class CliError(Exception):
     """A problem the person at the terminal can fix; printed without a traceback."""
 
 
-@dataclass(slots=True)
 class Pipeline:
-    settings: Settings
-    store: SqliteStore
-    detector: OnnxDetector
-    monitor: Monitor
-    outbox: OutboxWorker | None
+    """Store, detector, monitor and case service, opened together; the outbox is attached once sinks exist.
 
-    def require_outbox(self) -> OutboxWorker:
-        if self.outbox is None:
-            raise RuntimeError("this pipeline was opened without an alert sink")
-        return self.outbox
+    The monitor and the case service are built before the adapters (which need them), and the outbox after
+    (it needs the adapters' sinks), so both notify the outbox through the pipeline.
+    """
+
+    def __init__(
+        self, *, settings: Settings, store: SqliteStore, detector: OnnxDetector, policy: PolicyConfig
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.detector = detector
+        self.signal_labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
+        self.monitor = Monitor(
+            store=store,
+            detector=detector,
+            config=MonitorConfig(
+                policy=policy,
+                window_messages=settings.policy.window_messages,
+                evidence_messages=settings.policy.evidence_messages,
+            ),
+            on_delivery_enqueued=self.notify_outbox,
+        )
+        self.cases = CaseService(
+            store=store,
+            dismiss_snooze=timedelta(minutes=settings.policy.cooldown_minutes),
+            hold_period=RetentionSchedule.from_settings(settings.retention).hold_period,
+            on_delivery_enqueued=self.notify_outbox,
+        )
+        self._outbox: OutboxWorker | None = None
+
+    def attach_sink(self, sink: AlertSink) -> OutboxWorker:
+        if self._outbox is not None:
+            raise RuntimeError("an alert sink is already attached")
+        self._outbox = OutboxWorker(
+            store=self.store,
+            sink=sink,
+            config=OutboxConfig(
+                retry_initial_s=self.settings.outbox.retry_initial_s,
+                retry_max_s=self.settings.outbox.retry_max_s,
+                poll_interval_s=self.settings.outbox.poll_interval_s,
+            ),
+        )
+        return self._outbox
+
+    def notify_outbox(self) -> None:
+        if self._outbox is not None:
+            self._outbox.notify()
 
 
 def _settings(path: str | None) -> tuple[Settings, Path]:
@@ -70,16 +120,9 @@ def _settings(path: str | None) -> tuple[Settings, Path]:
 
 @contextlib.asynccontextmanager
 async def open_pipeline(
-    settings: Settings,
-    *,
-    database: str,
-    make_sink: Callable[[Mapping[str, str]], AlertSink] | None,
-    replay: bool,
-    threshold: float | None = None,
+    settings: Settings, *, database: str, replay: bool, threshold: float | None = None
 ) -> AsyncIterator[Pipeline]:
-    """Open store and detector and build the monitor (and the outbox, when there is a sink).
-
-    ``make_sink`` receives the model's signal labels (name -> human phrase) and returns the alert sink.
+    """Open the detector and the store (with the configured cipher) and build the pipeline on them.
 
     ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
     timestamps and wall time mean nothing for moderators' workload.
@@ -97,31 +140,7 @@ async def open_pipeline(
         await store.open()
         try:
             policy = _policy(settings, detector, replay=replay, threshold=threshold)
-            labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
-            outbox = (
-                OutboxWorker(
-                    store=store,
-                    sink=make_sink(labels),
-                    config=OutboxConfig(
-                        retry_initial_s=settings.outbox.retry_initial_s,
-                        retry_max_s=settings.outbox.retry_max_s,
-                        poll_interval_s=settings.outbox.poll_interval_s,
-                    ),
-                )
-                if make_sink is not None
-                else None
-            )
-            monitor = Monitor(
-                store=store,
-                detector=detector,
-                config=MonitorConfig(
-                    policy=policy,
-                    window_messages=settings.policy.window_messages,
-                    evidence_messages=settings.policy.evidence_messages,
-                ),
-                on_delivery_enqueued=outbox.notify if outbox is not None else None,
-            )
-            yield Pipeline(settings=settings, store=store, detector=detector, monitor=monitor, outbox=outbox)
+            yield Pipeline(settings=settings, store=store, detector=detector, policy=policy)
         finally:
             await store.close()
     finally:
@@ -195,13 +214,8 @@ async def _demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     with tempfile.TemporaryDirectory(prefix="vigil-demo-") as tmp:
         database = str(Path(tmp) / "vigil-demo.sqlite3")
-        async with open_pipeline(
-            settings,
-            database=database,
-            make_sink=lambda labels: ConsoleSink(out, signal_labels=labels),
-            replay=True,
-        ) as pipeline:
-            outbox = pipeline.require_outbox()
+        async with open_pipeline(settings, database=database, replay=True) as pipeline:
+            outbox = pipeline.attach_sink(ConsoleSink(out, signal_labels=pipeline.signal_labels))
             out.write(
                 f"Vigil demo · model {pipeline.detector.info.name} {pipeline.detector.info.version} · "
                 f"threshold {pipeline.monitor.config.policy.threshold:.2f} · database {database}\n\n"
@@ -240,13 +254,10 @@ async def _scan(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CliError(f"no such file: {path}")
     style: Literal["text", "json"] = "json" if args.json else "text"
-    async with open_pipeline(
-        settings,
-        database=args.db,
-        make_sink=lambda labels: ConsoleSink(sys.stdout, signal_labels=labels, style=style),
-        replay=True,
-    ) as pipeline:
-        outbox = pipeline.require_outbox()
+    async with open_pipeline(settings, database=args.db, replay=True) as pipeline:
+        outbox = pipeline.attach_sink(
+            ConsoleSink(sys.stdout, signal_labels=pipeline.signal_labels, style=style)
+        )
         progress = _Progress("scan")
         alerts = bad = skipped = 0
         for path in paths:
@@ -369,7 +380,7 @@ async def _eval(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
         database = str(Path(tmp) / "eval.sqlite3")
         async with open_pipeline(
-            settings, database=database, make_sink=None, replay=True, threshold=args.threshold
+            settings, database=database, replay=True, threshold=args.threshold
         ) as pipeline:
             progress = _Progress("eval")
             pending: set[asyncio.Task[ConversationOutcome]] = set()
@@ -492,35 +503,125 @@ async def _check_config(args: argparse.Namespace) -> int:
     return 0 if not fatal else 1
 
 
+@dataclass(slots=True)
+class _Services:
+    """What ``vigil run`` starts besides the outbox: long-running coroutines and how to close them."""
+
+    runs: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    closers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    sinks: dict[str, AlertSink] = field(default_factory=dict)
+    fallback: AlertSink | None = None
+    names: list[str] = field(default_factory=list)
+
+
+def _required(secret: Secret | None, *, what: str) -> Secret:
+    if secret is None:  # check_settings reported it already; this guards a changed environment
+        raise CliError(f"{what} is not set in the environment")
+    return secret
+
+
+def _build_services(pipeline: Pipeline, *, secrets: Secrets) -> _Services:
+    settings = pipeline.settings
+    handler = pipeline.monitor
+    labels = pipeline.signal_labels
+    services = _Services()
+    if settings.discord.enabled:
+        discord_adapter = DiscordAdapter(
+            settings=settings.discord,
+            token=_required(secrets.discord_token, what=settings.discord.token_env),
+            handler=handler,
+            monitor=pipeline.monitor,
+            cases=pipeline.cases,
+            store=pipeline.store,
+            signal_labels=labels,
+        )
+        services.sinks["discord"] = discord_adapter.sink
+        services.runs.append(discord_adapter.run)
+        services.closers.append(discord_adapter.aclose)
+        services.names.append("discord")
+    if settings.slack.enabled:
+        slack_adapter = SlackAdapter(
+            settings=settings.slack,
+            secrets=secrets,
+            handler=handler,
+            monitor=pipeline.monitor,
+            cases=pipeline.cases,
+            store=pipeline.store,
+            oauth=read_oauth_credentials(settings.slack, os.environ) if settings.slack.oauth else None,
+            signal_labels=labels,
+        )
+        services.sinks["slack"] = slack_adapter.sink
+        services.runs.append(slack_adapter.run)
+        services.closers.append(slack_adapter.aclose)
+        services.names.append(f"slack ({settings.slack.mode} mode)")
+    if settings.http.enabled:
+        api = HttpApi(
+            settings=settings.http,
+            secret=_required(secrets.http_secret, what=settings.http.secret_env),
+            handler=handler,
+            cases=pipeline.cases,
+            store=pipeline.store,
+            signal_labels=labels,
+        )
+        services.runs.append(api.run)
+        services.closers.append(api.aclose)
+        services.names.append(f"http api on {settings.http.host}:{settings.http.port}")
+        # Self-hosted platforms name themselves, so their alerts take the fallback route.
+        if settings.http.webhook_url:
+            webhook = WebhookSink(
+                settings.http.webhook_url,
+                _required(secrets.webhook_secret, what=settings.http.webhook_secret_env),
+                signal_labels=labels,
+                cases=pipeline.cases,
+            )
+            services.closers.append(webhook.aclose)
+            services.fallback = webhook
+    if settings.console.enabled:
+        services.names.append("console")
+        services.fallback = services.fallback or ConsoleSink(sys.stdout, signal_labels=labels, style="json")
+    if settings.http.enabled and services.fallback is None:
+        # No webhook: platforms read alerts through GET /v1/cases, so posting is a no-op that always succeeds.
+        services.fallback = PollingSink()
+    return services
+
+
 async def _run(args: argparse.Namespace) -> int:
     settings, config_dir = _settings(args.config)
     problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
     if problems:
         raise CliError("cannot start:\n" + "\n".join(f"- {p}" for p in problems))
-    if settings.discord.enabled or settings.slack.enabled:
-        raise CliError(
-            "the Discord and Slack adapters are not part of this build yet; "
-            "run with only [console] enabled, or use `vigil scan` on exported chat"
+    if not any(
+        (settings.discord.enabled, settings.slack.enabled, settings.http.enabled, settings.console.enabled)
+    ):
+        raise CliError("nothing to run: enable [discord], [slack], [http] or [console] in the config")
+    secrets = resolve_secrets(settings, os.environ)
+    database = settings.resolved_database_path(config_dir)
+    async with open_pipeline(settings, database=database, replay=False) as pipeline:
+        services = _build_services(pipeline, secrets=secrets)
+        outbox = pipeline.attach_sink(RoutingSink(services.sinks, fallback=services.fallback))
+        retention = RetentionTask(
+            store=pipeline.store, schedule=RetentionSchedule.from_settings(settings.retention)
         )
-    if not settings.console.enabled:
-        raise CliError("no platform is enabled: enable [console] (or a platform) in the config")
-    database = str(settings.resolved_database_path(config_dir))
-    async with open_pipeline(
-        settings,
-        database=database,
-        make_sink=lambda labels: ConsoleSink(sys.stdout, signal_labels=labels, style="json"),
-        replay=False,
-    ) as pipeline:
-        outbox = pipeline.require_outbox()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        logger.info("vigil running: console sink, database %s", database)
-        async with asyncio.TaskGroup() as group:
-            worker = group.create_task(outbox.run())
-            await stop.wait()
-            worker.cancel()
+        logger.info("vigil running: %s; database %s", ", ".join(services.names), database)
+        try:
+            async with asyncio.TaskGroup() as group:
+                running = [group.create_task(run()) for run in (outbox.run, retention.run, *services.runs)]
+                await stop.wait()
+                logger.info("stopping: finishing work in flight")
+                for task in reversed(running):  # adapters first, the outbox last
+                    task.cancel()
+        except* (DiscordFatalError, SlackAdapterError) as fatal:
+            raise CliError("; ".join(str(error) for error in fatal.exceptions)) from None
+        finally:
+            for close in services.closers:
+                with contextlib.suppress(Exception):
+                    await close()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
         logger.info("vigil stopped")
     return 0
 

@@ -362,6 +362,8 @@ class Secrets:
     slack_bot_token: Secret | None = None
     slack_app_token: Secret | None = None
     slack_signing_secret: Secret | None = None
+    http_secret: Secret | None = None
+    webhook_secret: Secret | None = None
 
 
 def _read_secret(environ: Mapping[str, str], name: str) -> Secret | None:
@@ -378,6 +380,8 @@ def resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Secrets:
         slack_bot_token=_read_secret(environ, settings.slack.bot_token_env),
         slack_app_token=_read_secret(environ, settings.slack.app_token_env),
         slack_signing_secret=_read_secret(environ, settings.slack.signing_secret_env),
+        http_secret=_read_secret(environ, settings.http.secret_env),
+        webhook_secret=_read_secret(environ, settings.http.webhook_secret_env),
     )
 
 
@@ -398,17 +402,29 @@ def check_settings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
         needed.append(("discord is enabled", settings.discord.token_env, "the Discord bot token"))
     if settings.slack.enabled:
         slack = f"slack is enabled in {settings.slack.mode} mode"
-        needed.append((slack, settings.slack.bot_token_env, "the Slack bot token, xoxb-..."))
+        if settings.slack.oauth:
+            # Distributed apps get each workspace's bot token from the OAuth install flow instead.
+            slack += " with OAuth"
+            needed.append((slack, settings.slack.client_id_env, "the Slack app's OAuth client id"))
+            needed.append((slack, settings.slack.client_secret_env, "the Slack app's OAuth client secret"))
+        else:
+            needed.append((slack, settings.slack.bot_token_env, "the Slack bot token, xoxb-..."))
         if settings.slack.mode == "socket":
             needed.append((slack, settings.slack.app_token_env, "the Slack app-level token, xapp-..."))
         else:
             needed.append((slack, settings.slack.signing_secret_env, "the Slack app's signing secret"))
+    if settings.http.enabled:
+        needed.append(("http is enabled", settings.http.secret_env, "the shared HMAC secret for requests"))
+        if settings.http.webhook_url:
+            needed.append(
+                ("http.webhook_url is set", settings.http.webhook_secret_env, "the webhook signing secret")
+            )
     problems = [
         problem
         for enabled, name, holds in needed
         if (problem := _missing_env_problem(environ, enabled=enabled, name=name, holds=holds)) is not None
     ]
-    if not (settings.discord.enabled or settings.slack.enabled):
+    if not (settings.discord.enabled or settings.slack.enabled or settings.http.enabled):
         problems.append("note: no platform is enabled; `vigil run` would only start the console sink")
     return problems
 

@@ -626,3 +626,26 @@ def test_secrets_dataclass_defaults_to_nothing() -> None:
     assert Secrets() == Secrets(
         discord_token=None, slack_bot_token=None, slack_app_token=None, slack_signing_secret=None
     )
+
+
+def test_check_settings_for_http_and_slack_oauth() -> None:
+    settings = settings_from_mapping(
+        {
+            "http": {"enabled": True, "webhook_url": "https://example.invalid/hook"},
+            "slack": {"enabled": True, "mode": "http", "oauth": True},
+        }
+    )
+    problems = check_settings(settings, {"VIGIL_SLACK_SIGNING_SECRET": "s"})
+    named = " ".join(problems)
+    for variable in (
+        "VIGIL_HTTP_SECRET",
+        "VIGIL_WEBHOOK_SECRET",
+        "VIGIL_SLACK_CLIENT_ID",
+        "VIGIL_SLACK_CLIENT_SECRET",
+    ):
+        assert variable in named
+    # With OAuth, each workspace's bot token comes from its installation, not the environment.
+    assert "VIGIL_SLACK_BOT_TOKEN" not in named
+    secrets = resolve_secrets(settings, {"VIGIL_HTTP_SECRET": " h-secret ", "VIGIL_WEBHOOK_SECRET": "w"})
+    assert secrets.http_secret is not None and secrets.http_secret.reveal() == "h-secret"
+    assert "h-secret" not in repr(secrets)

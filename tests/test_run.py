@@ -1,0 +1,118 @@
+"""``vigil run`` as a real process: HTTP ingest in, console alerts out, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bots.core.models import ChatMessage
+from bots.http.client import VigilClient
+
+SECRET = "a-test-secret-of-some-length"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def grooming_batch(start: datetime) -> list[ChatMessage]:
+    return [
+        ChatMessage(
+            platform="chatapp",
+            space_id="tenant-1",
+            channel_id="dm-7",
+            message_id=f"msg-{i}",
+            author_id="u-adult" if i % 2 == 0 else "u-kid",
+            text="secret groom" if i % 2 == 0 else "ok lol",
+            timestamp=start + timedelta(seconds=i),
+            is_dm=True,
+            recipient_ids=("u-kid",) if i % 2 == 0 else ("u-adult",),
+        )
+        for i in range(10)
+    ]
+
+
+async def start_vigil(config: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bots",
+        "--config",
+        str(config),
+        "run",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -> None:
+    for _ in range(300):
+        if process.returncode is not None:
+            raise AssertionError(f"vigil run exited early with {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise AssertionError("vigil run never started listening")
+
+
+async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "run.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir}"\n'
+        f"intra_op_threads = 1\n[http]\nenabled = true\nport = {port}\n[console]\nenabled = true\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "VIGIL_HTTP_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+    process = await start_vigil(config, env)
+    try:
+        await wait_until_listening(port, process)
+        async with VigilClient(f"http://127.0.0.1:{port}", SECRET) as client:
+            results = await client.send_messages(grooming_batch(datetime.now(UTC)))
+        assert [r["status"] for r in results] == ["accepted"] * 10
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        alert = json.loads(line)
+        assert (
+            alert["suspect_id"] == "u-adult" and alert["case_number"] == 1 and alert["platform"] == "chatapp"
+        )
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    assert SECRET not in stderr.decode()
+    # The state outlives the process: the alert is in the database for the next start.
+    assert (tmp_path / "run.sqlite3").exists()
+
+
+async def test_run_refuses_to_start_without_the_secrets_it_needs(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[detector]\nmodel_dir = "{keyword_model_dir}"\n[discord]\nenabled = true\n', encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "VIGIL_DISCORD_TOKEN"} | {"PYTHONPATH": str(REPO)}
+    process = await start_vigil(config, env)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert "VIGIL_DISCORD_TOKEN" in stderr.decode()
