@@ -90,6 +90,14 @@ _PAIR_HELD = (
 
 Seal = Callable[[str], str]
 
+# The mutable alert columns (``SqliteStore._alert_update_values`` gives their values). A None delivery_ref
+# keeps the stored one, so a copy read before the delivery landed cannot erase the handle the outbox recorded.
+_ALERT_UPDATE_SET = (
+    "status = ?, risk = ?, peak_risk = ?, suspect_id = ?, other_id = ?, channel_ids = ?, signals = ?, "
+    "evidence = ?, updated_at = ?, revision = ?, shadow = ?, model_name = ?, "
+    "delivery_ref = coalesce(?, delivery_ref)"
+)
+
 
 def _like_prefix(value: str) -> str:
     # Platform ids may contain LIKE wildcards; match them literally.
@@ -672,13 +680,9 @@ class SqliteStore:
             raise StoreError(f"SQLite did not report the new alert's id in {self._database}.")
         return dataclasses.replace(alert, alert_id=alert_id, case_number=case_number)
 
-    async def update_alert(self, alert: Alert) -> None:
-        """Overwrite the alert's mutable fields; its pair, case number and ``created_at`` never change.
-
-        A ``delivery_ref`` of None keeps the stored one, so a copy read before the delivery landed cannot
-        erase the handle the outbox worker recorded.
-        """
-        parameters = (
+    def _alert_update_values(self, alert: Alert) -> tuple[object, ...]:
+        """The values for ``_ALERT_UPDATE_SET``, in its order."""
+        return (
             alert.status.value,
             alert.risk,
             alert.peak_risk,
@@ -692,14 +696,19 @@ class SqliteStore:
             int(alert.shadow),
             alert.model_name,
             alert.delivery_ref,
-            alert.alert_id,
         )
+
+    async def update_alert(self, alert: Alert) -> None:
+        """Overwrite the alert's mutable fields; its pair, case number and ``created_at`` never change.
+
+        A ``delivery_ref`` of None keeps the stored one, so a copy read before the delivery landed cannot
+        erase the handle the outbox worker recorded.
+        """
+        parameters = (*self._alert_update_values(alert), alert.alert_id)
         async with self._writing("updating an alert") as connection:
             updated = await _execute(
                 connection,
-                "UPDATE alerts SET status = ?, risk = ?, peak_risk = ?, suspect_id = ?, other_id = ?, "
-                "channel_ids = ?, signals = ?, evidence = ?, updated_at = ?, revision = ?, shadow = ?, "
-                "model_name = ?, delivery_ref = coalesce(?, delivery_ref) WHERE alert_id = ?",
+                f"UPDATE alerts SET {_ALERT_UPDATE_SET} WHERE alert_id = ?",
                 parameters,
             )
             if updated == 0:
@@ -905,19 +914,7 @@ class SqliteStore:
     async def update_case(self, case: CaseRecord) -> None:
         alert = case.alert
         parameters = (
-            alert.status.value,
-            alert.risk,
-            alert.peak_risk,
-            alert.suspect_id,
-            alert.other_id,
-            _json_strings(alert.channel_ids),
-            _json_strings(alert.signals),
-            _evidence_json(alert.evidence, seal=self._sealer(_EVIDENCE_TEXT)),
-            _timestamp_text(alert.updated_at),
-            alert.revision,
-            int(alert.shadow),
-            alert.model_name,
-            alert.delivery_ref,
+            *self._alert_update_values(alert),
             case.state.value,
             case.source.value,
             case.claimed_by,
@@ -930,11 +927,8 @@ class SqliteStore:
         async with self._writing("updating a case") as connection:
             updated = await _execute(
                 connection,
-                "UPDATE alerts SET status = ?, risk = ?, peak_risk = ?, suspect_id = ?, other_id = ?, "
-                "channel_ids = ?, signals = ?, evidence = ?, updated_at = ?, revision = ?, shadow = ?, "
-                "model_name = ?, delivery_ref = coalesce(?, delivery_ref), case_state = ?, case_source = ?, "
-                "claimed_by = ?, dismiss_reason = ?, hold_until = ?, closed_at = ?, text_purged_at = ? "
-                "WHERE alert_id = ?",
+                f"UPDATE alerts SET {_ALERT_UPDATE_SET}, case_state = ?, case_source = ?, claimed_by = ?, "
+                "dismiss_reason = ?, hold_until = ?, closed_at = ?, text_purged_at = ? WHERE alert_id = ?",
                 parameters,
             )
             if updated == 0:

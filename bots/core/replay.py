@@ -137,7 +137,7 @@ def _parse_line(line: bytes, *, path: Path, line_number: int) -> Record:
         return BadRecord(path=path, line_number=line_number, reason=f"invalid JSON: {error}")
     if not isinstance(data, dict):
         return BadRecord(
-            path=path, line_number=line_number, reason=f"expected a JSON object, got {_json_type(data)}"
+            path=path, line_number=line_number, reason=f"expected a JSON object, got {json_type(data)}"
         )
     try:
         if "messages" in data:
@@ -162,7 +162,7 @@ def _conversation_from(data: Mapping[str, object], *, path: Path, line_number: i
         raise _InvalidRecord(f'\'setting\' must be "dm" or "channel", got {setting!r}')
     interleaved = data.get("interleaved")
     if not isinstance(interleaved, bool):
-        raise _InvalidRecord(f"'interleaved' must be true or false, got {_json_type(interleaved)}")
+        raise _InvalidRecord(f"'interleaved' must be true or false, got {json_type(interleaved)}")
     suspects = _required_str_list(data, "suspects")
     if label == 1 and not suspects:
         raise _InvalidRecord("a label-1 conversation needs at least one id in 'suspects'")
@@ -200,14 +200,14 @@ def _segment_from(data: Mapping[str, object], *, path: Path, line_number: int) -
 def _required_messages(data: Mapping[str, object]) -> tuple[RecordMessage, ...]:
     raw_messages = data["messages"]
     if not isinstance(raw_messages, list):
-        raise _InvalidRecord(f"'messages' must be a list, got {_json_type(raw_messages)}")
+        raise _InvalidRecord(f"'messages' must be a list, got {json_type(raw_messages)}")
     if not raw_messages:
         raise _InvalidRecord("'messages' is empty")
     messages: list[RecordMessage] = []
     for index, raw_message in enumerate(raw_messages):
         where = f"messages[{index}]"
         if not isinstance(raw_message, dict):
-            raise _InvalidRecord(f"{where} must be an object, got {_json_type(raw_message)}")
+            raise _InvalidRecord(f"{where} must be an object, got {json_type(raw_message)}")
         author = _required_str(raw_message, "author", where=where)
         text = _required_str(raw_message, "text", where=where)
         reply_to = raw_message.get("reply_to")
@@ -215,7 +215,7 @@ def _required_messages(data: Mapping[str, object]) -> tuple[RecordMessage, ...]:
             # bool is an int in Python but never a message index.
             if not isinstance(reply_to, int) or isinstance(reply_to, bool):
                 raise _InvalidRecord(
-                    f"{where}.reply_to must be an integer or null, got {_json_type(reply_to)}"
+                    f"{where}.reply_to must be an integer or null, got {json_type(reply_to)}"
                 )
             if not 0 <= reply_to < index:
                 raise _InvalidRecord(f"{where}.reply_to is {reply_to}, not the index of an earlier message")
@@ -229,7 +229,7 @@ def _required_str(data: Mapping[str, object], key: str, *, where: str = "") -> s
         raise _InvalidRecord(f"{name} is missing")
     value = data[key]
     if not isinstance(value, str):
-        raise _InvalidRecord(f"{name} must be a string, got {_json_type(value)}")
+        raise _InvalidRecord(f"{name} must be a string, got {json_type(value)}")
     if not value.strip():
         raise _InvalidRecord(f"{name} is empty")
     return value
@@ -249,16 +249,17 @@ def _required_str_list(data: Mapping[str, object], key: str) -> list[str]:
         raise _InvalidRecord(f"'{key}' is missing")
     value = data[key]
     if not isinstance(value, list):
-        raise _InvalidRecord(f"'{key}' must be a list of strings, got {_json_type(value)}")
+        raise _InvalidRecord(f"'{key}' must be a list of strings, got {json_type(value)}")
     items: list[str] = []
     for item in value:
         if not isinstance(item, str) or not item:
-            raise _InvalidRecord(f"'{key}' must hold non-empty strings only, got {_json_type(item)}")
+            raise _InvalidRecord(f"'{key}' must hold non-empty strings only, got {json_type(item)}")
         items.append(item)
     return items
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a JSON value's type reads in an error message ("a string", "an object", "null")."""
     if value is None:
         return "null"
     if isinstance(value, bool):

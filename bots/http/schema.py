@@ -20,6 +20,7 @@ from typing import Literal
 from bots.core.case_service import MAX_SNOOZE, MIN_SNOOZE
 from bots.core.cases import CaseAction, CaseSummary, CaseView
 from bots.core.models import ChatMessage
+from bots.core.replay import json_type
 from bots.core.sinks import alert_to_dict
 
 DEFAULT_PLATFORM = "http"
@@ -162,22 +163,6 @@ class _FieldProblem(ValueError):
         super().__init__(problem)
         self.field = field
         self.problem = problem
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _reject_constant(name: str) -> object:
