@@ -19,8 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+import aiohttp
+
 from bots.case_commands import register_case_commands
 from bots.core.case_service import CaseService
+from bots.core.ingest import IngestQueue
 from bots.core.models import ChatMessage
 from bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from bots.core.outbox import OutboxConfig, OutboxWorker
@@ -31,6 +34,7 @@ from bots.core.retention import RetentionSchedule, RetentionTask
 from bots.core.sinks import ConsoleSink, RoutingSink
 from bots.discord import DiscordAdapter, DiscordFatalError
 from bots.http import HttpApi, PollingSink, WebhookSink
+from bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
 from bots.slack import SlackAdapter, SlackAdapterError, read_oauth_credentials
 from config.settings import (
     ConfigError,
@@ -68,7 +72,13 @@ class Pipeline:
     """
 
     def __init__(
-        self, *, settings: Settings, store: SqliteStore, detector: OnnxDetector, policy: PolicyConfig
+        self,
+        *,
+        settings: Settings,
+        store: SqliteStore,
+        detector: OnnxDetector,
+        policy: PolicyConfig,
+        metrics: VigilMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -76,7 +86,7 @@ class Pipeline:
         self.signal_labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
         self.monitor = Monitor(
             store=store,
-            detector=detector,
+            detector=metrics.instrument(detector) if metrics is not None else detector,
             config=MonitorConfig(
                 policy=policy,
                 window_messages=settings.policy.window_messages,
@@ -120,7 +130,12 @@ def _settings(path: str | None) -> tuple[Settings, Path]:
 
 @contextlib.asynccontextmanager
 async def open_pipeline(
-    settings: Settings, *, database: str, replay: bool, threshold: float | None = None
+    settings: Settings,
+    *,
+    database: str,
+    replay: bool,
+    threshold: float | None = None,
+    metrics: VigilMetrics | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Open the detector and the store (with the configured cipher) and build the pipeline on them.
 
@@ -140,7 +155,7 @@ async def open_pipeline(
         await store.open()
         try:
             policy = _policy(settings, detector, replay=replay, threshold=threshold)
-            yield Pipeline(settings=settings, store=store, detector=detector, policy=policy)
+            yield Pipeline(settings=settings, store=store, detector=detector, policy=policy, metrics=metrics)
         finally:
             await store.close()
     finally:
@@ -520,9 +535,8 @@ def _required(secret: Secret | None, *, what: str) -> Secret:
     return secret
 
 
-def _build_services(pipeline: Pipeline, *, secrets: Secrets) -> _Services:
+def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueue) -> _Services:
     settings = pipeline.settings
-    handler = pipeline.monitor
     labels = pipeline.signal_labels
     services = _Services()
     if settings.discord.enabled:
@@ -587,6 +601,7 @@ def _build_services(pipeline: Pipeline, *, secrets: Secrets) -> _Services:
 
 async def _run(args: argparse.Namespace) -> int:
     settings, config_dir = _settings(args.config)
+    configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
     problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
     if problems:
         raise CliError("cannot start:\n" + "\n".join(f"- {p}" for p in problems))
@@ -596,12 +611,30 @@ async def _run(args: argparse.Namespace) -> int:
         raise CliError("nothing to run: enable [discord], [slack], [http] or [console] in the config")
     secrets = resolve_secrets(settings, os.environ)
     database = settings.resolved_database_path(config_dir)
-    async with open_pipeline(settings, database=database, replay=False) as pipeline:
-        services = _build_services(pipeline, secrets=secrets)
+    metrics = VigilMetrics()
+    async with open_pipeline(settings, database=database, replay=False, metrics=metrics) as pipeline:
+        # Every platform feeds one bounded queue: backpressure, documented shedding (docs/operations.md).
+        queue = IngestQueue(
+            monitor=pipeline.monitor,
+            capacity=settings.ingest.capacity,
+            max_batch=settings.detector.max_batch,
+            observer=metrics,
+        )
+        services = _build_services(pipeline, secrets=secrets, handler=queue)
         outbox = pipeline.attach_sink(RoutingSink(services.sinks, fallback=services.fallback))
         retention = RetentionTask(
             store=pipeline.store, schedule=RetentionSchedule.from_settings(settings.retention)
         )
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            outbox.run,
+            retention.run,
+            lambda: metrics.refresh_forever(pipeline.store),
+        ]
+        if settings.metrics.enabled:
+            background.append(
+                MetricsServer(metrics, host=settings.metrics.host, port=settings.metrics.port).serve
+            )
+            services.names.append(f"metrics on {settings.metrics.host}:{settings.metrics.port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -609,10 +642,17 @@ async def _run(args: argparse.Namespace) -> int:
         logger.info("vigil running: %s; database %s", ", ".join(services.names), database)
         try:
             async with asyncio.TaskGroup() as group:
-                running = [group.create_task(run()) for run in (outbox.run, retention.run, *services.runs)]
+                workers = [group.create_task(run()) for run in background]
+                draining = group.create_task(queue.run())
+                adapters = [group.create_task(run()) for run in services.runs]
                 await stop.wait()
                 logger.info("stopping: finishing work in flight")
-                for task in reversed(running):  # adapters first, the outbox last
+                for task in adapters:
+                    task.cancel()
+                queue.close()  # accepted messages are still scored and stored; then run() returns
+                await draining
+                await outbox.drain_once()
+                for task in workers:
                     task.cancel()
         except* (DiscordFatalError, SlackAdapterError) as fatal:
             raise CliError("; ".join(str(error) for error in fatal.exceptions)) from None
@@ -623,6 +663,18 @@ async def _run(args: argparse.Namespace) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         logger.info("vigil stopped")
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args.config)
+    host, port = settings.metrics.host, settings.metrics.port
+    try:
+        snapshot = await fetch_metrics(host=host, port=port)
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        print(f"no running Vigil answered on {host}:{port} (is `vigil run` up, with [metrics] enabled?)")
+        return 1
+    print(format_status(snapshot))
     return 0
 
 
@@ -662,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the adapters enabled in the config")
     run.set_defaults(handler=_run)
+
+    status = sub.add_parser(
+        "status", help="traffic, backlog, alerts and shedding of a running Vigil ([metrics])"
+    )
+    status.set_defaults(handler=_status)
 
     register_case_commands(sub)
     return parser

@@ -296,6 +296,14 @@ class EncryptionSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSettings:
+    """The bounded queue between the platforms and the monitor (backpressure and load shedding)."""
+
+    # Messages waiting to be scored; beyond it, channel chatter is shed first (docs/operations.md).
+    capacity: int = _setting(2048, at_least=16, at_most=1_000_000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleSettings:
     enabled: bool = False
 
@@ -313,6 +321,7 @@ class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)

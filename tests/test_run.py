@@ -74,11 +74,12 @@ async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -
 async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(
     tmp_path: Path, keyword_model_dir: Path
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     config = tmp_path / "vigil.toml"
     config.write_text(
         f'[storage]\ndatabase = "run.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir}"\n'
-        f"intra_op_threads = 1\n[http]\nenabled = true\nport = {port}\n[console]\nenabled = true\n",
+        f"intra_op_threads = 1\n[http]\nenabled = true\nport = {port}\n[console]\nenabled = true\n"
+        f"[metrics]\nenabled = true\nport = {metrics_port}\n",
         encoding="utf-8",
     )
     env = {**os.environ, "VIGIL_HTTP_SECRET": SECRET, "PYTHONPATH": str(REPO)}

@@ -35,7 +35,7 @@ import logging
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, NoReturn, Protocol, TypeVar, cast
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 from bots.core.models import AlertStatus, ChatMessage, PairKey
 from bots.core.monitor import HandleResult, Monitor, SkipReason
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # ``HandleResult.skipped`` of a shed message compares equal to this string.
-SHED_SKIP_VALUE = "shed"
+SHED_SKIP_VALUE = SkipReason.SHED.value
 
 
 class Priority(enum.IntEnum):
@@ -79,19 +79,6 @@ class ShedReason(enum.StrEnum):
     PRIORITY_FULL = "priority_full"
     # Still queued when the queue was stopped.
     STOPPED = "stopped"
-
-
-class _IngestSkip(enum.StrEnum):
-    SHED = SHED_SKIP_VALUE
-
-
-def _shed_skip() -> SkipReason:
-    """``SkipReason.SHED`` once the monitor defines it; until then a stand-in with the same string value."""
-    member = SkipReason.__members__.get("SHED")
-    if member is not None:
-        return member
-    # A StrEnum: it equals "shed" and SkipReason("shed") will, so callers comparing values see no difference.
-    return cast(SkipReason, _IngestSkip.SHED)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -460,7 +447,7 @@ class IngestQueue:
         if entry.future is not None and not entry.future.done():
             message = entry.message
             entry.future.set_result(
-                ShedResult(message_id=message.message_id, skipped=_shed_skip(), reason=reason)
+                ShedResult(message_id=message.message_id, skipped=SkipReason.SHED, reason=reason)
             )
         self._log_shedding()
 

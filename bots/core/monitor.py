@@ -62,6 +62,8 @@ class SkipReason(enum.StrEnum):
     NO_TEXT = "no_text"
     DUPLICATE = "duplicate"
     NO_PAIR = "no_pair"
+    # Dropped under load by the ingest queue's documented shedding policy (bots/core/ingest.py).
+    SHED = "shed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
