@@ -323,8 +323,14 @@ class SqliteStore:
                 yield connection
 
     @asynccontextmanager
-    async def _writing(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
-        """One write operation: its own transaction, or a savepoint inside the caller's transaction."""
+    async def _writing(
+        self, action: str, *, single_statement: bool = False
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """One write operation: its own transaction, or a savepoint inside the caller's transaction.
+
+        ``single_statement``: the operation is one SQL statement, which SQLite already undoes on error, so the
+        savepoint (two more round trips to aiosqlite's thread, on the per-message hot path) is skipped.
+        """
         async with self._exclusive() as joined:
             connection = self._require_connection()
             if not joined:
@@ -336,6 +342,10 @@ class SqliteStore:
                     f"The transaction on {self._database} was already rolled back by SQLite after an "
                     f"earlier error; refusing to continue with {action} outside it."
                 )
+            if single_statement:
+                async with self._mapped_errors(action):
+                    yield connection
+                return
             async with self._mapped_errors(action):
                 # Keeps a multi-statement operation all-or-nothing even if the caller catches its error.
                 await _execute(connection, "SAVEPOINT store_operation")
@@ -467,7 +477,7 @@ class SqliteStore:
         self, *, platform: str, space_id: str, message_id: str, seen_at: datetime
     ) -> bool:
         parameters = (platform, space_id, message_id, _timestamp_text(seen_at))
-        async with self._writing("recording a seen message") as connection:
+        async with self._writing("recording a seen message", single_statement=True) as connection:
             inserted = await _execute(
                 connection,
                 "INSERT INTO seen_messages (platform, space_id, message_id, seen_at) VALUES (?, ?, ?, ?) "
@@ -496,7 +506,7 @@ class SqliteStore:
             state.above_threshold_streak,
             None if state.snoozed_until is None else _timestamp_text(state.snoozed_until),
         )
-        async with self._writing("saving a pair") as connection:
+        async with self._writing("saving a pair", single_statement=True) as connection:
             # An upsert, never INSERT OR REPLACE: replacing would delete the row and cascade to its window.
             await _execute(
                 connection,
@@ -605,7 +615,7 @@ class SqliteStore:
 
     async def append_risk(self, point: RiskPoint) -> None:
         timestamp = _timestamp_text(point.timestamp)
-        async with self._writing("appending to a pair's risk history") as connection:
+        async with self._writing("appending to a pair's risk history", single_statement=True) as connection:
             pair_id = await self._require_pair_id(connection, point.key, action="append_risk")
             await _execute(
                 connection,
