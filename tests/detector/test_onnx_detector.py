@@ -288,20 +288,27 @@ async def test_signal_count_mismatch(build_model_dir: ModelDirFactory, *, symbol
     assert f"lists {len(TINY_SIGNALS)} signals" in message
 
 
+# Golden values of the shipped model (vigil-minilm-grooming 2026.11.0, model.onnx sha256 64de5359...):
+# text -> (risk, {signal: probability}) for the signals that matter for that text. Re-train -> update these.
+SHIPPED_GOLDEN: tuple[tuple[str, float, dict[str, float]], ...] = (
+    ("hey how was school today", 0.6729, {"asks_age": 0.027, "secrecy": 0.011}),
+    ("how old are you? dont tell your mom about me ok", 0.7530, {"asks_age": 0.911, "secrecy": 0.890}),
+    ("gg that was a great match", 0.1704, {"asks_age": 0.0, "meeting": 0.022}),
+    ("can you send me a pic, we can meet this weekend", 0.8248, {"personal_info": 0.896, "meeting": 0.690}),
+    ("The meeting is moved to 3pm, see the agenda.", 0.1272, {"meeting": 0.105, "secrecy": 0.003}),
+)
+
+
 async def test_shipped_model_golden() -> None:
-    model_dir = load_default_model_dir()
-    if not (model_dir / "model.onnx").exists():
-        pytest.skip(f"the shipped model is not in {model_dir} yet")
-    detector = await OnnxDetector.load(model_dir)
+    detector = await OnnxDetector.load(load_default_model_dir(), intra_op_threads=1)
     try:
-        scores = await detector.score(list(CHAT_LINES))
+        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.11.0")
+        scores = await detector.score([text for text, _, _ in SHIPPED_GOLDEN])
+        signal_index = {name: i for i, name in enumerate(detector.info.signals)}
     finally:
         await detector.aclose()
-    assert len(scores) == len(CHAT_LINES)
-    signal_count = len(detector.info.signals)
-    assert signal_count > 0
-    for score in scores:
-        assert math.isfinite(score.risk)
-        assert 0.0 <= score.risk <= 1.0
-        assert len(score.signals) == signal_count
-        assert all(math.isfinite(signal) and 0.0 <= signal <= 1.0 for signal in score.signals)
+    for (text, risk, signals), score in zip(SHIPPED_GOLDEN, scores, strict=True):
+        # int8 kernels may differ slightly across CPUs: a tolerance, not exact equality.
+        assert score.risk == pytest.approx(risk, abs=0.02), text
+        for name, probability in signals.items():
+            assert score.signals[signal_index[name]] == pytest.approx(probability, abs=0.03), (text, name)
