@@ -34,7 +34,9 @@ from bots.core.retention import RetentionSchedule, RetentionTask
 from bots.core.sinks import ConsoleSink, RoutingSink
 from bots.discord import DiscordAdapter, DiscordFatalError
 from bots.http import HttpApi, PollingSink, WebhookSink
+from bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
+from bots.scan_report import write_scan_report
 from bots.slack import SlackAdapter, SlackAdapterError, read_oauth_credentials
 from config.settings import (
     ConfigError,
@@ -275,8 +277,10 @@ async def _scan(args: argparse.Namespace) -> int:
         )
         progress = _Progress("scan")
         alerts = bad = skipped = 0
+        names: dict[str, str] = {}
+        spaces: set[tuple[str, str]] = set()
         for path in paths:
-            for record in iter_records(path):
+            for record in iter_conversations(path):
                 if isinstance(record, BadRecord):
                     bad += 1
                     print(f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr)
@@ -284,7 +288,9 @@ async def _scan(args: argparse.Namespace) -> int:
                 if isinstance(record, SegmentRecord):
                     skipped += 1
                     continue
-                messages = record_to_messages(record, platform="scan")
+                messages = conversation_to_messages(record, platform="scan")
+                names.update(display_names_of(record))
+                spaces.update((m.platform, m.space_id) for m in messages[:1])
                 for chunk in _chunks(messages, REPLAY_CHUNK):
                     results = await pipeline.monitor.handle_batch(chunk)
                     alerts += sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
@@ -293,6 +299,14 @@ async def _scan(args: argparse.Namespace) -> int:
                 progress.tick(messages=0, conversations=1)
         await outbox.drain_once()
         pairs = await pipeline.store.count_pairs()
+        # Read alerts back from the store, so a resumed scan's report includes the earlier run's alerts.
+        flagged = [
+            alert
+            for platform, space in sorted(spaces)
+            for alert in await pipeline.store.alerts_for_space(
+                platform=platform, space_id=space, limit=100_000
+            )
+        ]
         elapsed = progress.elapsed
         summary = {
             "files": len(paths),
@@ -305,6 +319,16 @@ async def _scan(args: argparse.Namespace) -> int:
             "seconds": round(elapsed, 2),
             "messages_per_second": round(progress.messages / max(elapsed, 1e-9), 1),
         }
+        if args.report:
+            await write_scan_report(
+                flagged,
+                out_html=Path(f"{args.report}.html"),
+                out_json=Path(f"{args.report}.json"),
+                signal_labels=pipeline.signal_labels,
+                display_names=names,
+                summary=summary,
+            )
+            print(f"report: {args.report}.html and {args.report}.json", file=sys.stderr)
     print(
         f"Scan summary: {summary['conversations']:,} conversations, {summary['messages']:,} messages, "
         f"{pairs:,} pairs, {alerts:,} new alerts, {bad} bad records skipped, "
@@ -693,8 +717,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", help="a conversations file to replay instead of the bundled one")
     demo.set_defaults(handler=_demo)
 
-    scan = sub.add_parser("scan", help="replay conversation files (JSON Lines, .xz) and print alerts")
+    scan = sub.add_parser(
+        "scan",
+        help="replay chat exports and print alerts: DiscordChatExporter JSON, Slack export zip or folder, "
+        "JSON Lines (.jsonl, .jsonl.xz)",
+    )
     scan.add_argument("files", nargs="+")
+    scan.add_argument(
+        "--report", metavar="PREFIX", help="also write PREFIX.html and PREFIX.json (flagged pairs)"
+    )
     scan.add_argument(
         "--db", default="vigil-scan.sqlite3", help="SQLite file; a re-run resumes where it stopped"
     )

@@ -10,6 +10,14 @@ import pytest
 
 from bots.cli import main
 from detector.metrics import CONVERSATION_METRIC_KEYS
+from tests.importers.exports import (
+    discord_author,
+    discord_export,
+    discord_message,
+    slack_workspace,
+    write_json,
+    write_slack_zip,
+)
 
 
 def write_config(tmp_path: Path, model_dir: Path, extra: str = "") -> Path:
@@ -166,3 +174,28 @@ def test_eval_writes_exactly_the_documented_metrics(
 def test_run_without_any_platform_says_what_to_enable(tmp_path: Path, keyword_model_dir: Path) -> None:
     config = write_config(tmp_path, keyword_model_dir)
     assert main(["--config", str(config), "run"]) == 2
+
+
+def test_scan_reads_chat_exports_and_writes_a_report(
+    tmp_path: Path, keyword_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adult = discord_author("201", "adult_gamer")
+    kid = discord_author("202", "kid_player")
+    messages = [
+        discord_message(
+            f"9{i:02d}", adult if i % 2 == 0 else kid, "secret groom" if i % 2 == 0 else "ok lol", second=i
+        )
+        for i in range(12)
+    ]
+    export = write_json(tmp_path / "discord.json", discord_export(messages, channel_type="DirectTextChat"))
+    slack = write_slack_zip(tmp_path / "slack.zip", slack_workspace())
+    config = write_config(tmp_path, keyword_model_dir)
+    prefix = tmp_path / "report"
+    args = ["--config", str(config), "scan", str(export), str(slack), "--db", str(tmp_path / "s.sqlite3")]
+    assert main([*args, "--report", str(prefix)]) == 0
+    assert "Scan summary" in capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    html = (tmp_path / "report.html").read_text()
+    assert "adult_gamer" in html and "<script" not in html
+    [pair] = report["flagged_pairs"]
+    assert pair["suspect"]["id"] == "201"
