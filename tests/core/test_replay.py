@@ -313,7 +313,7 @@ def test_demo_file_has_five_conversations_and_one_positive() -> None:
     assert grooming.setting == "dm"
     assert grooming.suspects == ("u-demo-adult",)
     assert {message.author for message in grooming.messages} == {"u-demo-adult", "u-demo-kid"}
-    assert 40 <= len(grooming.messages) <= 60
+    assert 60 <= len(grooming.messages) <= 90  # two sessions: enough of the adult's messages to alert on
     for record in conversations:
         assert all(message.author.startswith("u-demo-") for message in record.messages)
         if record.label == 0:
