@@ -279,6 +279,14 @@ async def _scan(args: argparse.Namespace) -> int:
         alerts = bad = skipped = 0
         names: dict[str, str] = {}
         spaces: set[tuple[str, str]] = set()
+        pending: list[ChatMessage] = []
+
+        async def feed(chunk: Sequence[ChatMessage]) -> int:
+            results = await pipeline.monitor.handle_batch(chunk)
+            progress.tick(messages=len(chunk))
+            await outbox.drain_once()
+            return sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
+
         for path in paths:
             for record in iter_conversations(path):
                 if isinstance(record, BadRecord):
@@ -291,12 +299,14 @@ async def _scan(args: argparse.Namespace) -> int:
                 messages = conversation_to_messages(record, platform="scan")
                 names.update(display_names_of(record))
                 spaces.update((m.platform, m.space_id) for m in messages[:1])
-                for chunk in _chunks(messages, REPLAY_CHUNK):
-                    results = await pipeline.monitor.handle_batch(chunk)
-                    alerts += sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
-                    progress.tick(messages=len(chunk))
-                    await outbox.drain_once()
+                # Chunks may span records (order is kept), so files of many tiny conversations batch too.
+                pending.extend(messages)
+                while len(pending) >= REPLAY_CHUNK:
+                    alerts += await feed(pending[:REPLAY_CHUNK])
+                    del pending[:REPLAY_CHUNK]
                 progress.tick(messages=0, conversations=1)
+        if pending:
+            alerts += await feed(pending)
         await outbox.drain_once()
         pairs = await pipeline.store.count_pairs()
         # Read alerts back from the store, so a resumed scan's report includes the earlier run's alerts.
