@@ -32,12 +32,9 @@ from bots.core.protocols import AlertSink
 from bots.core.replay import BadRecord, ConversationRecord, SegmentRecord, iter_records, record_to_messages
 from bots.core.retention import RetentionSchedule, RetentionTask
 from bots.core.sinks import ConsoleSink, RoutingSink
-from bots.discord import DiscordAdapter, DiscordFatalError
-from bots.http import HttpApi, PollingSink, WebhookSink
 from bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
 from bots.scan_report import write_scan_report
-from bots.slack import SlackAdapter, SlackAdapterError, read_oauth_credentials
 from config.settings import (
     ConfigError,
     Secret,
@@ -570,6 +567,11 @@ def _required(secret: Secret | None, *, what: str) -> Secret:
 
 
 def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueue) -> _Services:
+    # Imported here: only `vigil run` needs the platform libraries, and they cost every other command ~0.5 s.
+    from bots.discord import DiscordAdapter  # noqa: PLC0415
+    from bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
+    from bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415
+
     settings = pipeline.settings
     labels = pipeline.signal_labels
     services = _Services()
@@ -634,6 +636,10 @@ def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueu
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # Platform libraries load only for `vigil run` (see _build_services).
+    from bots.discord import DiscordFatalError  # noqa: PLC0415
+    from bots.slack import SlackAdapterError  # noqa: PLC0415
+
     settings, config_dir = _settings(args.config)
     configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
     problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
