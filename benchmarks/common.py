@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bots.core.models import ChatMessage
-from bots.core.replay import ConversationRecord, iter_records, record_to_messages
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.replay import ConversationRecord, iter_records, record_to_messages
 
 BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 # Share of the replay's length that one conversation spans.

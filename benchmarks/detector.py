@@ -36,7 +36,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from detector.onnx_detector import FEEDABLE_INPUTS, OnnxDetector, load_default_model_dir
+from vigil.detector.onnx_detector import FEEDABLE_INPUTS, OnnxDetector, load_default_model_dir
 
 logger = logging.getLogger(__name__)
 

@@ -47,14 +47,14 @@ from benchmarks.common import (
     percentile,
     write_json,
 )
-from bots.cli import open_pipeline
-from bots.core.ingest import IngestQueue, ShedResult
-from bots.core.models import Alert, ChatMessage, DeliveryResult
-from bots.core.monitor import HandleResult, Monitor
-from bots.core.outbox import OutboxWorker
-from bots.metrics import VigilMetrics
-from config.settings import Settings
-from detector.onnx_detector import OnnxDetector, load_default_model_dir
+from vigil.bots.cli import open_pipeline
+from vigil.bots.core.ingest import IngestQueue, ShedResult
+from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult
+from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.core.outbox import OutboxWorker
+from vigil.bots.metrics import VigilMetrics
+from vigil.config.settings import Settings
+from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir
 
 logger = logging.getLogger(__name__)
 

@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine, model_fingerprint, peak_rss_mb, write_json
-from bots.core.models import ChatMessage, PairKey
-from bots.core.monitor import Monitor, MonitorConfig
-from bots.core.policy import PolicyConfig
-from detector.onnx_detector import OnnxDetector, load_default_model_dir
-from detector.pair import EmaPairModel
-from detector.types import MessageScore
-from storage.sqlite import SqliteStore
+from vigil.bots.core.models import ChatMessage, PairKey
+from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.policy import PolicyConfig
+from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir
+from vigil.detector.pair import EmaPairModel
+from vigil.detector.types import MessageScore
+from vigil.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
 

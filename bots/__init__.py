@@ -1,4 +1,4 @@
-"""Vigil: flags likely child-grooming conversations for human moderators. Run as ``python -m bots``."""
+"""The platform-neutral core, the Discord, Slack and HTTP adapters and the CLI (installed as vigil.bots)."""
 
 from __future__ import annotations
 

@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
-from bots.core.case_service import CaseService
-from bots.core.cases import Actor, CaseSummary, CaseView, Role
-from bots.core.clock import utc_now
-from bots.core.evidence import export_case
-from bots.core.labels import export_labels
-from bots.core.models import WindowMessage
-from bots.core.retention import RetentionSchedule, forget, purge
-from config.settings import Settings, load_settings
-from storage.crypto import TextCipher
-from storage.protocol import CaseRecord
-from storage.sqlite import SqliteStore
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.cases import Actor, CaseSummary, CaseView, Role
+from vigil.bots.core.clock import utc_now
+from vigil.bots.core.evidence import export_case
+from vigil.bots.core.labels import export_labels
+from vigil.bots.core.models import WindowMessage
+from vigil.bots.core.retention import RetentionSchedule, forget, purge
+from vigil.config.settings import Settings, load_settings
+from vigil.storage.crypto import TextCipher
+from vigil.storage.protocol import CaseRecord
+from vigil.storage.sqlite import SqliteStore
 
 __all__ = ["CaseCommandError", "discord_message_link", "register_case_commands"]
 

@@ -21,21 +21,28 @@ from typing import Any, Literal, TextIO
 
 import aiohttp
 
-from bots.case_commands import register_case_commands
-from bots.core.case_service import CaseService
-from bots.core.ingest import IngestQueue
-from bots.core.models import ChatMessage
-from bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import Decision, PolicyConfig
-from bots.core.protocols import AlertSink
-from bots.core.replay import BadRecord, ConversationRecord, SegmentRecord, iter_records, record_to_messages
-from bots.core.retention import RetentionSchedule, RetentionTask
-from bots.core.sinks import ConsoleSink, RoutingSink
-from bots.importers import conversation_to_messages, display_names_of, iter_conversations
-from bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
-from bots.scan_report import write_scan_report
-from config.settings import (
+from vigil.bots.case_commands import register_case_commands
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.ingest import IngestQueue
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import Decision, PolicyConfig
+from vigil.bots.core.protocols import AlertSink
+from vigil.bots.core.replay import (
+    BadRecord,
+    ConversationRecord,
+    SegmentRecord,
+    iter_records,
+    record_to_messages,
+)
+from vigil.bots.core.retention import RetentionSchedule, RetentionTask
+from vigil.bots.core.sinks import ConsoleSink, RoutingSink
+from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
+from vigil.bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
+from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
+from vigil.bots.scan_report import write_scan_report
+from vigil.config.settings import (
     ConfigError,
     Secret,
     Secrets,
@@ -44,16 +51,14 @@ from config.settings import (
     load_settings,
     resolve_secrets,
 )
-from detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
-from detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
-from storage.crypto import TextCipher
-from storage.protocol import StoreError
-from storage.sqlite import SqliteStore
+from vigil.detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
+from vigil.detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
+from vigil.storage.crypto import TextCipher
+from vigil.storage.protocol import StoreError
+from vigil.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DATA = REPO_ROOT / "examples" / "demo_conversations.jsonl"
 # Replays feed the monitor in chunks; records are replayed concurrently so the detector can batch them.
 REPLAY_CHUNK = 64
 REPLAY_CONCURRENCY = 8
@@ -222,7 +227,7 @@ class _Progress:
 
 async def _demo(args: argparse.Namespace) -> int:
     settings, _ = _settings(args.config)
-    data = Path(args.data) if args.data else DEMO_DATA
+    data = Path(args.data) if args.data else demo_conversations_path()
     if not data.exists():
         raise CliError(f"demo data not found: {data}")
     out = sys.stdout
@@ -568,9 +573,9 @@ def _required(secret: Secret | None, *, what: str) -> Secret:
 
 def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueue) -> _Services:
     # Imported here: only `vigil run` needs the platform libraries, and they cost every other command ~0.5 s.
-    from bots.discord import DiscordAdapter  # noqa: PLC0415
-    from bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
-    from bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415
+    from vigil.bots.discord import DiscordAdapter  # noqa: PLC0415
+    from vigil.bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
+    from vigil.bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415
 
     settings = pipeline.settings
     labels = pipeline.signal_labels
@@ -637,8 +642,8 @@ def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueu
 
 async def _run(args: argparse.Namespace) -> int:
     # Platform libraries load only for `vigil run` (see _build_services).
-    from bots.discord import DiscordFatalError  # noqa: PLC0415
-    from bots.slack import SlackAdapterError  # noqa: PLC0415
+    from vigil.bots.discord import DiscordFatalError  # noqa: PLC0415
+    from vigil.bots.slack import SlackAdapterError  # noqa: PLC0415
 
     settings, config_dir = _settings(args.config)
     configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
@@ -718,6 +723,11 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _show(args: argparse.Namespace) -> int:
+    sys.stdout.write(shipped_text(args.name))
+    return 0
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -766,6 +776,12 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="traffic, backlog, alerts and shedding of a running Vigil ([metrics])"
     )
     status.set_defaults(handler=_status)
+
+    show = sub.add_parser(
+        "show", help="print a file shipped with Vigil: example config, Slack app manifest, model card"
+    )
+    show.add_argument("name", choices=sorted(SHOWABLE))
+    show.set_defaults(handler=_show)
 
     register_case_commands(sub)
     return parser

@@ -43,12 +43,12 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
-from bots.core.ingest import ShedReason
-from bots.core.monitor import HandleResult
+from vigil.bots.core.ingest import ShedReason
+from vigil.bots.core.monitor import HandleResult
 
 if TYPE_CHECKING:
-    from detector.types import Detector, MessageScore, ModelInfo, PairModel
-    from storage.protocol import Store
+    from vigil.detector.types import Detector, MessageScore, ModelInfo, PairModel
+    from vigil.storage.protocol import Store
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",

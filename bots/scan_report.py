@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from bots.core.clock import utc_now
-from bots.core.models import Alert
-from bots.core.sinks import alert_to_dict, excerpt
+from vigil.bots.core.clock import utc_now
+from vigil.bots.core.models import Alert
+from vigil.bots.core.sinks import alert_to_dict, excerpt
 
 REPORT_FORMAT = 1
 CAUTION = (

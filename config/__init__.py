@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.settings import (
+from vigil.config.settings import (
     EXAMPLE_CONFIG_PATH,
     ConfigError,
     ConsoleSettings,

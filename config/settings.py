@@ -18,6 +18,7 @@ import tomllib
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import (
     Any,
@@ -57,7 +58,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Shipped as package data; documents every key and loads cleanly.
-EXAMPLE_CONFIG_PATH = Path(__file__).with_name("vigil.example.toml")
+EXAMPLE_CONFIG_PATH = Path(str(files("vigil.config").joinpath("vigil.example.toml")))
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 SlackMode = Literal["socket", "http"]

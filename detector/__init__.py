@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
-from detector.onnx_detector import ModelLoadError, ModelOutputError, OnnxDetector, load_default_model_dir
-from detector.pair import EmaPairModel, PairModelConfigError
-from detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
+from vigil.detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
+from vigil.detector.onnx_detector import (
+    ModelLoadError,
+    ModelOutputError,
+    OnnxDetector,
+    load_default_model_dir,
+)
+from vigil.detector.pair import EmaPairModel, PairModelConfigError
+from vigil.detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 
 __all__ = [
     "AuthorRisk",

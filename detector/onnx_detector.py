@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,9 +22,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from detector.batching import Batcher
-from detector.pair import EmaPairModel, PairModelConfigError
-from detector.types import MessageScore, ModelInfo
+from vigil.detector.batching import Batcher
+from vigil.detector.pair import EmaPairModel, PairModelConfigError
+from vigil.detector.types import MessageScore, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ class ModelOutputError(RuntimeError):
 
 
 def load_default_model_dir() -> Path:
-    """The model directory shipped inside the installed ``detector`` package."""
-    return Path(__file__).parent / "model"
+    """The model directory shipped inside the installed ``vigil.detector`` package."""
+    return Path(str(files("vigil.detector").joinpath("model")))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

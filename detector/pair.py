@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from detector.types import AuthorRisk, MessageScore
+from vigil.detector.types import AuthorRisk, MessageScore
 
 
 class PairModelConfigError(ValueError):

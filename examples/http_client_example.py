@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from bots.http.client import VigilClient, verify_webhook
+from vigil.bots.http.client import VigilClient, verify_webhook
 
 logger = logging.getLogger(__name__)
 

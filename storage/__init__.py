@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from storage.crypto import TextCipher
-from storage.protocol import CaseRecord, SchemaTooNewError, Store, StoreError, UserErasure
-from storage.sqlite import SqliteStore
+from vigil.storage.crypto import TextCipher
+from vigil.storage.protocol import CaseRecord, SchemaTooNewError, Store, StoreError, UserErasure
+from vigil.storage.sqlite import SqliteStore
 
 __all__ = [
     "CaseRecord",

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from config.settings import ConfigError
+from vigil.config.settings import ConfigError
 
 if TYPE_CHECKING:
-    from config.settings import EncryptionSettings
+    from vigil.config.settings import EncryptionSettings
 
 __all__ = ["CipherError", "TextCipher", "parse_key"]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bots.core.cases import AuditEvent, CaseSource, CaseState
-from bots.core.models import (
+from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
+from vigil.bots.core.models import (
     Alert,
     OutboxItem,
     OutboxKind,

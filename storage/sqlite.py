@@ -22,8 +22,8 @@ from typing import Any, Self
 
 import aiosqlite
 
-from bots.core.cases import AuditEvent, CaseSource, CaseState
-from bots.core.models import (
+from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
+from vigil.bots.core.models import (
     Alert,
     AlertStatus,
     OutboxItem,
@@ -34,9 +34,9 @@ from bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
-from storage.crypto import CipherError, TextCipher
-from storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
-from storage.protocol import CaseRecord, StoreError, UserErasure
+from vigil.storage.crypto import CipherError, TextCipher
+from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
+from vigil.storage.protocol import CaseRecord, StoreError, UserErasure
 
 __all__ = ["SqliteStore"]
 

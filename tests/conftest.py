@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.support.keyword_model import build_keyword_model
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.cli import main
-from detector.metrics import CONVERSATION_METRIC_KEYS
 from tests.importers.exports import (
     discord_author,
     discord_export,
@@ -18,6 +16,8 @@ from tests.importers.exports import (
     write_json,
     write_slack_zip,
 )
+from vigil.bots.cli import main
+from vigil.detector.metrics import CONVERSATION_METRIC_KEYS
 
 
 def write_config(tmp_path: Path, model_dir: Path, extra: str = "") -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots.cli import main
+from vigil.bots.cli import main
 
 
 def test_demo_flags_the_grooming_conversation_and_none_of_the_ordinary_ones(

@@ -11,8 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bots.core.models import ChatMessage
-from bots.http.client import VigilClient
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.http.client import VigilClient
 
 SECRET = "a-test-secret-of-some-length"
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ async def start_vigil(config: Path, env: dict[str, str]) -> asyncio.subprocess.P
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bots",
+        "vigil",
         "--config",
         str(config),
         "run",

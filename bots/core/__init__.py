@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bots.core.models import (
+from vigil.bots.core.models import (
     Alert,
     AlertStatus,
     ChatMessage,
@@ -15,7 +15,7 @@ from bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
-from bots.core.protocols import AlertSink
+from vigil.bots.core.protocols import AlertSink
 
 __all__ = [
     "Alert",

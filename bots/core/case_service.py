@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bots.core.cases import (
+from vigil.bots.core.cases import (
     Actor,
     AuditEvent,
     CaseAction,
@@ -28,9 +28,17 @@ from bots.core.cases import (
     Role,
     TranscriptResult,
 )
-from bots.core.clock import Clock, utc_now
-from bots.core.models import Alert, AlertStatus, ChatMessage, OutboxKind, PairKey, PairState, WindowMessage
-from storage.protocol import CaseRecord, Store
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import (
+    Alert,
+    AlertStatus,
+    ChatMessage,
+    OutboxKind,
+    PairKey,
+    PairState,
+    WindowMessage,
+)
+from vigil.storage.protocol import CaseRecord, Store
 
 __all__ = [
     "DEFAULT_SNOOZE",

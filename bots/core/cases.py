@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bots.core.models import Alert, ChatMessage, WindowMessage
+from vigil.bots.core.models import Alert, ChatMessage, WindowMessage
 
 
 class CaseState(enum.StrEnum):

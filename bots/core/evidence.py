@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bots.core.cases import Actor, AuditEvent, CaseError, Role
-from bots.core.clock import utc_now
-from bots.core.models import WindowMessage
-from storage.protocol import CaseRecord, Store
+from vigil.bots.core.cases import Actor, AuditEvent, CaseError, Role
+from vigil.bots.core.clock import utc_now
+from vigil.bots.core.models import WindowMessage
+from vigil.storage.protocol import CaseRecord, Store
 
 __all__ = [
     "CYBERTIPLINE_INCIDENT_TYPE",

@@ -37,10 +37,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NoReturn, Protocol, TypeVar
 
-from bots.core.models import AlertStatus, ChatMessage, PairKey
-from bots.core.monitor import HandleResult, Monitor, SkipReason
-from bots.core.pairing import MENTION_SCAN_LIMIT
-from storage.protocol import StoreError
+from vigil.bots.core.models import AlertStatus, ChatMessage, PairKey
+from vigil.bots.core.monitor import HandleResult, Monitor, SkipReason
+from vigil.bots.core.pairing import MENTION_SCAN_LIMIT
+from vigil.storage.protocol import StoreError
 
 __all__ = [
     "SHED_SKIP_VALUE",

@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bots.core.cases import CaseState
-from bots.core.models import WindowMessage
-from storage.protocol import CaseRecord, Store
+from vigil.bots.core.cases import CaseState
+from vigil.bots.core.models import WindowMessage
+from vigil.storage.protocol import CaseRecord, Store
 
 __all__ = ["LABELS_SOURCE", "export_labels", "pseudonymiser"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bots.core.clock import Clock, utc_now
-from bots.core.models import (
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import (
     Alert,
     AlertStatus,
     ChatMessage,
@@ -30,13 +30,13 @@ from bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
-from bots.core.normalise import is_meaningful, normalise_text
-from bots.core.pairing import PairResolver
-from bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
+from vigil.bots.core.normalise import is_meaningful, normalise_text
+from vigil.bots.core.pairing import PairResolver
+from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
 
 if TYPE_CHECKING:
-    from detector.types import Detector, MessageScore
-    from storage.protocol import Store
+    from vigil.detector.types import Detector, MessageScore
+    from vigil.storage.protocol import Store
 
 logger = logging.getLogger(__name__)
 

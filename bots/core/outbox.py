@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from bots.core.clock import Clock, utc_now
-from bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
-from bots.core.protocols import AlertSink
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
+from vigil.bots.core.protocols import AlertSink
 
 if TYPE_CHECKING:
-    from storage.protocol import Store
+    from vigil.storage.protocol import Store
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias
 
-from bots.core.models import ChatMessage, PairKey
+from vigil.bots.core.models import ChatMessage, PairKey
 
 __all__ = ["MENTION_SCAN_LIMIT", "PairResolver"]
 

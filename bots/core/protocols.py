@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from bots.core.models import Alert, ChatMessage, DeliveryResult
+from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult
 
 if TYPE_CHECKING:
-    from bots.core.monitor import HandleResult
+    from vigil.bots.core.monitor import HandleResult
 
 
 class AlertSink(Protocol):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 
-from bots.core.models import ChatMessage
+from vigil.bots.core.models import ChatMessage
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bots.core.cases import Actor
-from bots.core.clock import Clock, utc_now
-from bots.core.labels import pseudonymiser
-from config.settings import RetentionSettings
-from storage.protocol import Store
+from vigil.bots.core.cases import Actor
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.labels import pseudonymiser
+from vigil.config.settings import RetentionSettings
+from vigil.storage.protocol import Store
 
 __all__ = [
     "ForgetReport",

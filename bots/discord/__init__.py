@@ -6,10 +6,10 @@ library.
 
 from __future__ import annotations
 
-from bots.discord.adapter import DiscordAdapter, DiscordFatalError, DiscordOptions
-from bots.discord.commands import InteractionOptions
-from bots.discord.sink import DiscordSink
-from bots.discord.translate import to_chat_message
+from vigil.bots.discord.adapter import DiscordAdapter, DiscordFatalError, DiscordOptions
+from vigil.bots.discord.commands import InteractionOptions
+from vigil.bots.discord.sink import DiscordSink
+from vigil.bots.discord.translate import to_chat_message
 
 __all__ = [
     "DiscordAdapter",

@@ -26,23 +26,23 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bots.core.cases import Cases
-from bots.core.clock import Clock, utc_now
-from bots.core.models import ChatMessage
-from bots.core.monitor import Monitor
-from bots.core.protocols import AlertSink, MessageHandler
-from bots.discord.commands import (
+from vigil.bots.core.cases import Cases
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import Monitor
+from vigil.bots.core.protocols import AlertSink, MessageHandler
+from vigil.bots.discord.commands import (
     InteractionOptions,
     Interactions,
     SettingsCache,
     build_report_menu,
     build_vigil_group,
 )
-from bots.discord.render import ButtonAction, CaseButton
-from bots.discord.sink import DiscordSink, missing_permissions
-from bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
-from config.settings import DiscordSettings, Secret
-from storage.protocol import Store
+from vigil.bots.discord.render import ButtonAction, CaseButton
+from vigil.bots.discord.sink import DiscordSink, missing_permissions
+from vigil.bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
+from vigil.config.settings import DiscordSettings, Secret
+from vigil.storage.protocol import Store
 
 __all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "discord_intents"]
 

@@ -22,10 +22,10 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bots.core.cases import Actor, CaseAction, Cases, Role
-from bots.core.clock import Clock
-from bots.core.models import ChatMessage, PairKey, SpaceSettings
-from bots.discord.render import (
+from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
+from vigil.bots.core.clock import Clock
+from vigil.bots.core.models import ChatMessage, PairKey, SpaceSettings
+from vigil.bots.discord.render import (
     ButtonAction,
     DismissModal,
     StatusReport,
@@ -36,9 +36,9 @@ from bots.discord.render import (
     status_text,
     transcript_pages,
 )
-from bots.discord.sink import DiscordSink, missing_permissions
-from bots.discord.translate import PLATFORM, is_ingestible, to_chat_message
-from storage.protocol import Store
+from vigil.bots.discord.sink import DiscordSink, missing_permissions
+from vigil.bots.discord.translate import PLATFORM, is_ingestible, to_chat_message
+from vigil.storage.protocol import Store
 
 __all__ = [
     "REPORT_COMMAND_NAME",

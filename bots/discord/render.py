@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import discord
 
-from bots.core.cases import (
+from vigil.bots.core.cases import (
     AuditEvent,
     CaseSource,
     CaseState,
@@ -30,9 +30,9 @@ from bots.core.cases import (
     CaseView,
     TranscriptResult,
 )
-from bots.core.models import Alert, RiskPoint, WindowMessage
-from bots.core.sinks import excerpt
-from bots.discord.translate import jump_url
+from vigil.bots.core.models import Alert, RiskPoint, WindowMessage
+from vigil.bots.core.sinks import excerpt
+from vigil.bots.discord.translate import jump_url
 
 __all__ = [
     "CUSTOM_ID_TEMPLATE",

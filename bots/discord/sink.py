@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from bots.core.cases import Cases, CaseView
-from bots.core.models import Alert, DeliveryResult
-from bots.discord.render import alert_embed, case_buttons
-from bots.discord.translate import PLATFORM
-from storage.protocol import Store
+from vigil.bots.core.cases import Cases, CaseView
+from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.discord.render import alert_embed, case_buttons
+from vigil.bots.discord.translate import PLATFORM
+from vigil.storage.protocol import Store
 
 __all__ = ["ALERT_CHANNEL_PERMISSIONS", "DiscordSink", "delivery_failure", "missing_permissions"]
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import discord
 
-from bots.core.models import ChatMessage
+from vigil.bots.core.models import ChatMessage
 
 __all__ = [
     "DM_SPACE",

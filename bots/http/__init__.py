@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bots.http.client import VigilApiError, VigilClient, message_to_dict, verify_webhook
-from bots.http.server import Backpressure, BackpressureError, HttpApi, retry_after_of
-from bots.http.signing import (
+from vigil.bots.http.client import VigilApiError, VigilClient, message_to_dict, verify_webhook
+from vigil.bots.http.server import Backpressure, BackpressureError, HttpApi, retry_after_of
+from vigil.bots.http.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Verdict,
@@ -12,7 +12,7 @@ from bots.http.signing import (
     compute_signature,
     signed_headers,
 )
-from bots.http.webhook import PollingSink, WebhookSink
+from vigil.bots.http.webhook import PollingSink, WebhookSink
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -20,9 +20,9 @@ from typing import Self
 
 import aiohttp
 
-from bots.core.models import ChatMessage
-from bots.http.signing import DEFAULT_TOLERANCE_S, Verdict, check_signature, signed_headers
-from config.settings import Secret
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.http.signing import DEFAULT_TOLERANCE_S, Verdict, check_signature, signed_headers
+from vigil.config.settings import Secret
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 
-from bots.core.case_service import MAX_SNOOZE, MIN_SNOOZE
-from bots.core.cases import CaseAction, CaseSummary, CaseView
-from bots.core.models import ChatMessage
-from bots.core.replay import json_type
-from bots.core.sinks import alert_to_dict
+from vigil.bots.core.case_service import MAX_SNOOZE, MIN_SNOOZE
+from vigil.bots.core.cases import CaseAction, CaseSummary, CaseView
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.replay import json_type
+from vigil.bots.core.sinks import alert_to_dict
 
 DEFAULT_PLATFORM = "http"
 # The actor of GET requests that name none.

@@ -23,12 +23,12 @@ from typing import Protocol, cast, runtime_checkable
 
 from aiohttp import web
 
-from bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
-from bots.core.clock import Clock, utc_now
-from bots.core.models import ChatMessage
-from bots.core.monitor import HandleResult, SkipReason
-from bots.core.protocols import MessageHandler
-from bots.http.schema import (
+from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import HandleResult, SkipReason
+from vigil.bots.core.protocols import MessageHandler
+from vigil.bots.http.schema import (
     DEFAULT_PLATFORM,
     DEFAULT_VIEWER,
     MAX_CASE_LIST,
@@ -47,9 +47,15 @@ from bots.http.schema import (
     parse_query_int,
     summary_to_dict,
 )
-from bots.http.signing import MIN_SECRET_CHARS, SIGNATURE_HEADER, TIMESTAMP_HEADER, Verdict, check_signature
-from config.settings import HttpSettings, Secret
-from storage.protocol import Store, StoreError
+from vigil.bots.http.signing import (
+    MIN_SECRET_CHARS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Verdict,
+    check_signature,
+)
+from vigil.config.settings import HttpSettings, Secret
+from vigil.storage.protocol import Store, StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from ipaddress import ip_address
 import aiohttp
 from yarl import URL
 
-from bots.core.cases import Cases
-from bots.core.clock import Clock, utc_now
-from bots.core.models import Alert, DeliveryResult
-from bots.core.sinks import alert_to_dict
-from bots.http.signing import MIN_SECRET_CHARS, signed_headers
-from config.settings import Secret
+from vigil.bots.core.cases import Cases
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.sinks import alert_to_dict
+from vigil.bots.http.signing import MIN_SECRET_CHARS, signed_headers
+from vigil.config.settings import Secret
 
 logger = logging.getLogger(__name__)
 

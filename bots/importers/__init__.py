@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from bots.importers.detect import iter_conversations
-from bots.importers.discord_export import iter_discord_export
-from bots.importers.records import (
+from vigil.bots.importers.detect import iter_conversations
+from vigil.bots.importers.discord_export import iter_discord_export
+from vigil.bots.importers.records import (
     ImportedConversation,
     ImportedMessage,
     conversation_to_messages,
     display_names_of,
 )
-from bots.importers.slack_export import iter_slack_export
+from vigil.bots.importers.slack_export import iter_slack_export
 
 __all__ = [
     "ImportedConversation",

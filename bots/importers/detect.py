@@ -19,9 +19,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from bots.core.replay import BadRecord, Record, iter_records
-from bots.importers.discord_export import discord_export_records, looks_like_discord_export
-from bots.importers.slack_export import is_slack_export_folder, iter_slack_export
+from vigil.bots.core.replay import BadRecord, Record, iter_records
+from vigil.bots.importers.discord_export import discord_export_records, looks_like_discord_export
+from vigil.bots.importers.slack_export import is_slack_export_folder, iter_slack_export
 
 logger = logging.getLogger(__name__)
 

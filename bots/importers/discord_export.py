@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bots.core.replay import BadRecord
-from bots.importers.records import ImportedConversation, ImportedMessage
+from vigil.bots.core.replay import BadRecord
+from vigil.bots.importers.records import ImportedConversation, ImportedMessage
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bots.core.models import ChatMessage
-from bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
 
 # The platform of replayed JSON Lines records (what ``vigil scan`` has always used).
 SCAN_PLATFORM = "scan"

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from bots.core.replay import BadRecord
-from bots.importers.records import ImportedConversation, ImportedMessage
+from vigil.bots.core.replay import BadRecord
+from vigil.bots.importers.records import ImportedConversation, ImportedMessage
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Import this package, never run a file inside it. See ``docs/slack.md`` for insta
 
 from __future__ import annotations
 
-from bots.slack.app import (
+from vigil.bots.slack.app import (
     BOT_SCOPES,
     EVENTS_PATH,
     SlackAdapter,
@@ -13,9 +13,9 @@ from bots.slack.app import (
     SlackOAuthCredentials,
     read_oauth_credentials,
 )
-from bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
-from bots.slack.sink import SlackSink
-from bots.slack.translate import to_chat_message, to_deleted_message, to_edited_message
+from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
+from vigil.bots.slack.sink import SlackSink
+from vigil.bots.slack.translate import to_chat_message, to_deleted_message, to_edited_message
 
 __all__ = [
     "BOT_SCOPES",

@@ -17,10 +17,10 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.core.cases import Actor, Role
-from bots.core.models import SpaceSettings
-from bots.slack.translate import PLATFORM
-from bots.slack.web import WEB_API_ERRORS, ApiFailure, classify_failure
+from vigil.bots.core.cases import Actor, Role
+from vigil.bots.core.models import SpaceSettings
+from vigil.bots.slack.translate import PLATFORM
+from vigil.bots.slack.web import WEB_API_ERRORS, ApiFailure, classify_failure
 
 __all__ = ["Access", "RoleResolver"]
 

@@ -36,13 +36,13 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.core.cases import Actor, CaseAction, Cases
-from bots.core.clock import Clock, utc_now
-from bots.core.models import ChatMessage
-from bots.core.monitor import Monitor
-from bots.core.protocols import AlertSink, MessageHandler
-from bots.slack.access import Access, RoleResolver
-from bots.slack.blocks import (
+from vigil.bots.core.cases import Actor, CaseAction, Cases
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import Monitor
+from vigil.bots.core.protocols import AlertSink, MessageHandler
+from vigil.bots.slack.access import Access, RoleResolver
+from vigil.bots.slack.blocks import (
     ACTION_CLAIM,
     ACTION_CONFIRM,
     ACTION_DISMISS,
@@ -60,17 +60,17 @@ from bots.slack.blocks import (
     parse_dismiss_metadata,
     transcript_blocks,
 )
-from bots.slack.commands import COMMAND, Reply, VigilCommands
-from bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
-from bots.slack.sink import SlackSink
-from bots.slack.translate import (
+from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands
+from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
+from vigil.bots.slack.sink import SlackSink
+from vigil.bots.slack.translate import (
     PLATFORM,
     DeletedMessage,
     to_chat_message,
     to_deleted_message,
     to_edited_message,
 )
-from bots.slack.web import (
+from vigil.bots.slack.web import (
     WEB_API_ERRORS,
     DeliveryHealth,
     InstallationClients,
@@ -79,8 +79,8 @@ from bots.slack.web import (
     classify_failure,
     quiet_sdk_logger,
 )
-from config.settings import Secret, Secrets, SlackSettings
-from storage.protocol import Store
+from vigil.config.settings import Secret, Secrets, SlackSettings
+from vigil.storage.protocol import Store
 
 __all__ = [
     "BOT_SCOPES",
@@ -99,6 +99,10 @@ DEFAULT_BASE_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
+# Bolt configures a logger named after the app (level and handlers copied from ours): name it below ours,
+# never the package root `vigil`, whose level it would otherwise overwrite.
+BOLT_APP_NAME = "vigil.bots.slack.bolt"
+
 # Keep in step with manifest.yaml (a test checks).
 BOT_SCOPES: tuple[str, ...] = (
     "channels:history",
@@ -211,7 +215,7 @@ class SlackAdapter:
                 logger=self._sdk_logger,
             )
             self._app = AsyncApp(
-                name="vigil",
+                name=BOLT_APP_NAME,
                 client=self._client,
                 signing_secret=signing_secret or "",
                 installation_store=installations,
@@ -230,7 +234,7 @@ class SlackAdapter:
                 token=secrets.slack_bot_token.reveal(), base_url=self._base_url, logger=self._sdk_logger
             )
             self._app = AsyncApp(
-                name="vigil",
+                name=BOLT_APP_NAME,
                 client=self._client,
                 signing_secret=signing_secret or "",
                 logger=self._sdk_logger,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bots.core.cases import CaseState, CaseSummary, CaseView
-from bots.core.models import WindowMessage
-from bots.core.sinks import excerpt
+from vigil.bots.core.cases import CaseState, CaseSummary, CaseView
+from vigil.bots.core.models import WindowMessage
+from vigil.bots.core.sinks import excerpt
 
 __all__ = [
     "ACTION_CLAIM",

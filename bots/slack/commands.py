@@ -27,19 +27,19 @@ from typing import Literal
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.core.cases import CaseAction, Cases, Role
-from bots.core.models import PairKey, SpaceSettings
-from bots.slack.access import Access, RoleResolver
-from bots.slack.blocks import (
+from vigil.bots.core.cases import CaseAction, Cases, Role
+from vigil.bots.core.models import PairKey, SpaceSettings
+from vigil.bots.slack.access import Access, RoleResolver
+from vigil.bots.slack.blocks import (
     Block,
     case_detail_blocks,
     case_list_text,
     mrkdwn_escape,
     transcript_blocks,
 )
-from bots.slack.translate import PLATFORM
-from bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
-from storage.protocol import Store
+from vigil.bots.slack.translate import PLATFORM
+from vigil.bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
+from vigil.storage.protocol import Store
 
 __all__ = ["COMMAND", "Reply", "VigilCommands", "parse_channel", "parse_user", "parse_usergroup"]
 

@@ -23,7 +23,7 @@ from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
-from bots.core.clock import Clock, utc_now
+from vigil.bots.core.clock import Clock, utc_now
 
 __all__ = [
     "BOT_NAMESPACE",

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.core.cases import Cases, CaseView
-from bots.core.models import Alert, DeliveryResult
-from bots.slack.blocks import Block, alert_blocks, alert_text
-from bots.slack.translate import PLATFORM, message_ref
-from bots.slack.web import (
+from vigil.bots.core.cases import Cases, CaseView
+from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.slack.blocks import Block, alert_blocks, alert_text
+from vigil.bots.slack.translate import PLATFORM, message_ref
+from vigil.bots.slack.web import (
     WEB_API_ERRORS,
     ApiFailure,
     DeliveryHealth,
@@ -26,7 +26,7 @@ from bots.slack.web import (
     classify_failure,
     permanent_failure,
 )
-from storage.protocol import Store
+from vigil.storage.protocol import Store
 
 __all__ = ["SlackSink", "parse_ref"]
 

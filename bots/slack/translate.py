@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bots.core.models import ChatMessage
+from vigil.bots.core.models import ChatMessage
 
 __all__ = [
     "PLATFORM",

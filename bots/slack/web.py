@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SDK_LOGGER_NAME = "bots.slack.sdk"
+SDK_LOGGER_NAME = "vigil.bots.slack.sdk"
 
 # Errors that retrying will not fix until a person changes something, with what they should change.
 _TOKEN_ADVICE = (
@@ -57,7 +57,8 @@ _PERMANENT_ADVICE: Mapping[str, str] = {
     "account_inactive": _TOKEN_ADVICE,
     "no_installation": "Vigil is not installed in this workspace (or was uninstalled): install it again",
     "missing_scope": (
-        "the app lacks a permission it needs ({code}): update it from bots/slack/manifest.yaml and reinstall"
+        "the app lacks a permission it needs ({code}): update it from the manifest "
+        "(vigil show slack-manifest) and reinstall"
     ),
     "not_allowed_token_type": "the token is of the wrong type: Vigil needs a bot token (xoxb-...)",
     "team_access_not_granted": "the workspace has not granted Vigil access: reinstall the app",

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.cases.helpers import Harness, make_harness
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 
 @pytest.fixture

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bots.core.case_service import CaseService
-from bots.core.cases import Actor, Role
-from bots.core.models import Alert, ChatMessage
-from bots.core.monitor import Monitor, MonitorConfig
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import PolicyConfig
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.support.fakes import FakeClock, RecordingSink
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.cases import Actor, Role
+from vigil.bots.core.models import Alert, ChatMessage
+from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import PolicyConfig
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
 PLATFORM = "test"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bots.case_commands import CaseCommandError, register_case_commands
-from bots.core.cases import CaseAction
-from config.settings import ConfigError
-from detector.onnx_detector import OnnxDetector
-from storage.protocol import StoreError
-from storage.sqlite import SqliteStore
 from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
+from vigil.bots.case_commands import CaseCommandError, register_case_commands
+from vigil.bots.core.cases import CaseAction
+from vigil.config.settings import ConfigError
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.protocol import StoreError
+from vigil.storage.sqlite import SqliteStore
 
 
 def parser() -> argparse.ArgumentParser:

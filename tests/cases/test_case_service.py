@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from bots.core.case_service import MEMBER_REPORT_MODEL, CaseService
-from bots.core.cases import (
+from tests.cases.helpers import CHILD_SAFETY, MEMBER, MODERATOR, PLATFORM, SPACE, Harness, actor
+from vigil.bots.core.case_service import MEMBER_REPORT_MODEL, CaseService
+from vigil.bots.core.cases import (
     CaseAction,
     CaseError,
     Cases,
@@ -17,9 +18,8 @@ from bots.core.cases import (
     CaseState,
     Role,
 )
-from bots.core.models import AlertStatus, ChatMessage, OutboxKind
-from storage.sqlite import SqliteStore
-from tests.cases.helpers import CHILD_SAFETY, MEMBER, MODERATOR, PLATFORM, SPACE, Harness, actor
+from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind
+from vigil.storage.sqlite import SqliteStore
 
 
 def test_case_service_is_a_cases(sqlite_store: SqliteStore) -> None:

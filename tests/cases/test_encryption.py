@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.cases import CaseAction
-from config.settings import ConfigError, EncryptionSettings
-from detector.onnx_detector import OnnxDetector
-from storage.crypto import CipherError, TextCipher, parse_key
-from storage.protocol import StoreError
-from storage.sqlite import SqliteStore
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, Harness, make_harness
 from tests.storage.builders import make_pair_key, make_pair_state, make_window_message
+from vigil.bots.core.cases import CaseAction
+from vigil.config.settings import ConfigError, EncryptionSettings
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.crypto import CipherError, TextCipher, parse_key
+from vigil.storage.protocol import StoreError
+from vigil.storage.sqlite import SqliteStore
 
 KEY_1 = secrets.token_bytes(32)
 KEY_2 = secrets.token_bytes(32)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.cases import Actor, CaseAction, CaseError, Role
-from bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackError, export_case
-from bots.core.models import Alert, WindowMessage
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness, actor
+from vigil.bots.core.cases import Actor, CaseAction, CaseError, Role
+from vigil.bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackError, export_case
+from vigil.bots.core.models import Alert, WindowMessage
 
 HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png"> & \'quotes\''
 

@@ -7,11 +7,11 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from bots.core.cases import CaseAction
-from bots.core.labels import LABELS_SOURCE, export_labels, scrub_text
-from bots.core.replay import ConversationRecord, iter_records
-from bots.core.retention import ALL_SPACES, RetentionSchedule, forget, purge
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness, actor
+from vigil.bots.core.cases import CaseAction
+from vigil.bots.core.labels import LABELS_SOURCE, export_labels, scrub_text
+from vigil.bots.core.replay import ConversationRecord, iter_records
+from vigil.bots.core.retention import ALL_SPACES, RetentionSchedule, forget, purge
 
 OPERATOR = actor(user_id="cli:admin")
 

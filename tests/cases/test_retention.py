@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from bots.core.cases import CaseAction, CaseState
-from bots.core.retention import PurgeReport, RetentionSchedule, RetentionTask, purge
-from config.settings import RetentionSettings
-from storage.sqlite import SqliteStore
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness
+from vigil.bots.core.cases import CaseAction, CaseState
+from vigil.bots.core.retention import PurgeReport, RetentionSchedule, RetentionTask, purge
+from vigil.config.settings import RetentionSettings
+from vigil.storage.sqlite import SqliteStore
 
 SCHEDULE = RetentionSchedule.from_settings(RetentionSettings())
 
@@ -205,7 +205,7 @@ async def test_retention_task_runs_every_interval_and_survives_failures(
         schedule=SCHEDULE,
         interval=timedelta(milliseconds=10),
     )
-    with caplog.at_level(logging.ERROR, logger="bots.core.retention"):
+    with caplog.at_level(logging.ERROR, logger="vigil.bots.core.retention"):
         failing = asyncio.create_task(broken.run())
         await asyncio.sleep(0.1)
     assert not failing.done() and "retention run failed" in caplog.text

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bots.core.cases import CaseSource, CaseState
-from storage.migrations import LATEST_SCHEMA_VERSION, MIGRATIONS, split_sql_script
-from storage.sqlite import SqliteStore
+from vigil.bots.core.cases import CaseSource, CaseState
+from vigil.storage.migrations import LATEST_SCHEMA_VERSION, MIGRATIONS, split_sql_script
+from vigil.storage.sqlite import SqliteStore
 
 
 def write_version_1_database(path: Path) -> None:

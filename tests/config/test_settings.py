@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config import (
+from vigil.config import (
     EXAMPLE_CONFIG_PATH,
     ConfigError,
     Secret,

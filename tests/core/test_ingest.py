@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.core.ingest import (
+from tests.reliability.helpers import ControlledDetector, MessageFactory, make_monitor
+from vigil.bots.core.ingest import (
     SHED_SKIP_VALUE,
     AdmissionQueue,
     IngestQueue,
@@ -21,12 +22,11 @@ from bots.core.ingest import (
     ShedReason,
     ShedResult,
 )
-from bots.core.models import PairKey
-from bots.core.monitor import HandleResult
-from bots.core.policy import Decision
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
-from tests.reliability.helpers import ControlledDetector, MessageFactory, make_monitor
+from vigil.bots.core.models import PairKey
+from vigil.bots.core.monitor import HandleResult
+from vigil.bots.core.policy import Decision
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 # ---------------------------------------------------------------------------------------------- the policy
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.models import ChatMessage, DeliveryResult, PairKey, SpaceSettings
-from bots.core.monitor import Monitor, MonitorConfig, SkipReason
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import Decision, PolicyConfig
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.support.fakes import FakeClock, RecordingSink
+from vigil.bots.core.models import ChatMessage, DeliveryResult, PairKey, SpaceSettings
+from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import Decision, PolicyConfig
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bots.core.normalise import is_meaningful, normalise_text
+from vigil.bots.core.normalise import is_meaningful, normalise_text
 
 # (typed, what the detector should see)
 EVASIONS: tuple[tuple[str, str], ...] = (

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.core.models import ChatMessage, PairKey
-from bots.core.pairing import MENTION_SCAN_LIMIT, PairResolver
+from vigil.bots.core.models import ChatMessage, PairKey
+from vigil.bots.core.pairing import MENTION_SCAN_LIMIT, PairResolver
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -4,7 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time, next_streak
+from vigil.bots.core.policy import (
+    Decision,
+    PolicyConfig,
+    PolicyInput,
+    decide,
+    deferred_post_time,
+    next_streak,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

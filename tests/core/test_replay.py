@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.replay import (
+from vigil.bots.core.replay import (
     BadRecord,
     ConversationRecord,
     RecordMessage,

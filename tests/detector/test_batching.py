@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
+from vigil.detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
 
 
 class BadItemError(ValueError):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from detector.metrics import (
+from vigil.detector.metrics import (
     CONVERSATION_METRIC_KEYS,
     SEGMENT_METRIC_KEYS,
     ConversationOutcome,

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector import (
+from tests.detector.conftest import TINY_MAX_LENGTH, TINY_SIGNALS, WORDS, ModelDirFactory
+from vigil.detector import (
     BatcherClosedError,
     Detector,
     EmaPairModel,
@@ -22,7 +23,6 @@ from detector import (
     OnnxDetector,
     load_default_model_dir,
 )
-from tests.detector.conftest import TINY_MAX_LENGTH, TINY_SIGNALS, WORDS, ModelDirFactory
 
 CHAT_LINES = (
     "hi how are you",

@@ -16,18 +16,18 @@ import discord
 import pytest
 import yarl
 
-from bots.core.case_service import CaseService
-from bots.core.models import ChatMessage
-from bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import PolicyConfig
-from bots.core.sinks import RoutingSink
-from bots.discord import DiscordAdapter, DiscordOptions, InteractionOptions
-from config.settings import DiscordSettings, Secret
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.discord.fake_discord import FakeDiscord, Json, User
 from tests.support.fakes import FakeClock
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.sinks import RoutingSink
+from vigil.bots.discord import DiscordAdapter, DiscordOptions, InteractionOptions
+from vigil.config.settings import DiscordSettings, Secret
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 # With the keyword model: "age age" sits just above the 0.7 threshold (an alert after the third), then
 # "secret" and "groom" push the pair's risk up, so the open alert is updated three times.
@@ -37,16 +37,18 @@ GROOMING_SCRIPT = ("age age", "age age", "age age", "secret", "secret groom", "g
 @pytest.fixture(autouse=True)
 def no_discord_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Any ERROR from discord.py fails the test; no log line may carry the token or a message's text."""
-    caplog.set_level(logging.DEBUG, logger="bots")
+    caplog.set_level(logging.DEBUG, logger="vigil")
     yield
     records = caplog.get_records("setup") + caplog.get_records("call")
     errors = [r for r in records if r.levelno >= logging.ERROR and r.name.startswith("discord")]
     assert not errors, "discord.py logged errors: " + "; ".join(r.getMessage() for r in errors)
-    ours = [r for r in records if r.name.startswith("bots")]
+    ours = [r for r in records if r.name.startswith("vigil")]
     for record in ours:
         text = record.getMessage()
         assert "test-token" not in text, f"a log line carries the token: {record.name}"
-        assert "groom" not in text, f"a log line carries message text: {record.name}: {text}"
+        # Whole script lines: a bare "groom" also occurs in test names, hence in temporary paths.
+        leaked = [line for line in GROOMING_SCRIPT if line in text and line != "age age"]
+        assert not leaked, f"a log line carries message text: {record.name}: {text}"
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bots.core.monitor import SkipReason
-from bots.core.policy import Decision
 from tests.discord.conftest import Vigil, running_vigil
 from tests.discord.fake_discord import FakeDiscord
+from vigil.bots.core.monitor import SkipReason
+from vigil.bots.core.policy import Decision
 
 
 def _embed(call_json: Any) -> dict[str, Any]:

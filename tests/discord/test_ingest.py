@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from bots.core.models import PairKey
-from bots.core.monitor import SkipReason
-from bots.discord import DiscordOptions
-from bots.discord.translate import DM_SPACE
-from storage.sqlite import SqliteStore
 from tests.discord.conftest import Vigil, running_vigil
 from tests.discord.fake_discord import FakeDiscord, Json
+from vigil.bots.core.models import PairKey
+from vigil.bots.core.monitor import SkipReason
+from vigil.bots.discord import DiscordOptions
+from vigil.bots.discord.translate import DM_SPACE
+from vigil.storage.sqlite import SqliteStore
 
 
 class ForgetfulStore(SqliteStore):
@@ -181,7 +181,8 @@ async def test_a_failing_handler_is_logged_and_does_not_stop_ingest(
     await fake.send_message(broken)
     sentinel = await _sentinel(vigil)
     assert sentinel["id"] in vigil.handler.results and broken["id"] not in vigil.handler.results
-    [failure] = [r for r in caplog.records if r.name == "bots.discord.adapter" and r.levelname == "ERROR"]
+    adapter_logger = "vigil.bots.discord.adapter"
+    [failure] = [r for r in caplog.records if r.name == adapter_logger and r.levelname == "ERROR"]
     assert broken["id"] in failure.getMessage() and "secret" not in failure.getMessage()
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bots.core.cases import CaseSource, CaseState
-from bots.discord.commands import REPORT_COMMAND_NAME
 from tests.discord.conftest import Vigil
 from tests.discord.fake_discord import FakeDiscord, Json, RestCall, User
+from vigil.bots.core.cases import CaseSource, CaseState
+from vigil.bots.discord.commands import REPORT_COMMAND_NAME
 
 
 def _content(calls: list[RestCall]) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bots.discord import DiscordFatalError, DiscordOptions
 from tests.discord.conftest import running_vigil
 from tests.discord.fake_discord import FakeDiscord
+from vigil.bots.discord import DiscordFatalError, DiscordOptions
 
 
 async def test_a_bad_token_is_a_clear_fatal_error_that_does_not_show_the_token(

@@ -10,9 +10,9 @@ import aiohttp
 import discord
 import pytest
 
-from bots.core.cases import TranscriptResult
-from bots.core.models import WindowMessage
-from bots.discord.render import (
+from vigil.bots.core.cases import TranscriptResult
+from vigil.bots.core.models import WindowMessage
+from vigil.bots.discord.render import (
     CUSTOM_ID_TEMPLATE,
     MAX_MESSAGE_CHARS,
     ButtonAction,
@@ -21,8 +21,8 @@ from bots.discord.render import (
     transcript_pages,
     trend_text,
 )
-from bots.discord.sink import delivery_failure
-from bots.discord.translate import base_message_id, edit_message_id, jump_url
+from vigil.bots.discord.sink import delivery_failure
+from vigil.bots.discord.translate import base_message_id, edit_message_id, jump_url
 
 AT = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
 

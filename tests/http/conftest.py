@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from bots.core.case_service import CaseService
-from bots.core.monitor import Monitor, MonitorConfig
-from bots.core.policy import PolicyConfig
-from bots.core.protocols import MessageHandler
-from bots.http.server import HttpApi
-from bots.http.signing import signed_headers
-from config.settings import HttpSettings, Secret
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.protocols import MessageHandler
+from vigil.bots.http.server import HttpApi
+from vigil.bots.http.signing import signed_headers
+from vigil.config.settings import HttpSettings, Secret
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 SECRET = "test-secret-0123456789abcdef"
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bots.core.models import ChatMessage
-from bots.http.client import VigilApiError, VigilClient, message_to_dict, verify_webhook
-from bots.http.schema import parse_message
-from bots.http.signing import Verdict, check_signature, compute_signature, signed_headers
 from tests.http.conftest import SECRET, START, Api
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.http.client import VigilApiError, VigilClient, message_to_dict, verify_webhook
+from vigil.bots.http.schema import parse_message
+from vigil.bots.http.signing import Verdict, check_signature, compute_signature, signed_headers
 
 
 def dm(index: int, *, author: str = "adult", other: str = "kid", text: str = "hello there") -> ChatMessage:

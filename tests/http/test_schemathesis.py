@@ -28,15 +28,15 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from bots.core.case_service import CaseService
-from bots.core.models import ChatMessage
-from bots.http.schema import openapi_document, parse_message
-from bots.http.server import HttpApi
-from bots.http.signing import signed_headers
-from config.settings import HttpSettings, Secret
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.http.conftest import SECRET, make_monitor, wire_message
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.http.schema import openapi_document, parse_message
+from vigil.bots.http.server import HttpApi
+from vigil.bots.http.signing import signed_headers
+from vigil.config.settings import HttpSettings, Secret
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())
 OPERATIONS = [

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.cases import CaseState
-from bots.core.models import ChatMessage
-from bots.core.monitor import HandleResult, Monitor
-from bots.http.schema import openapi_document, openapi_json
-from bots.http.server import BackpressureError
-from bots.http.signing import signed_headers
-from config.settings import HttpSettings
-from storage.sqlite import SqliteStore
 from tests.http.conftest import SECRET, START, Api, start_api, wire_message
+from vigil.bots.core.cases import CaseState
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.http.schema import openapi_document, openapi_json
+from vigil.bots.http.server import BackpressureError
+from vigil.bots.http.signing import signed_headers
+from vigil.config.settings import HttpSettings
+from vigil.storage.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 

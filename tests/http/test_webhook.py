@@ -13,17 +13,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bots.core.case_service import CaseService
-from bots.core.cases import Actor, CaseAction, Role
-from bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
-from bots.core.monitor import Monitor
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.http.client import verify_webhook
-from bots.http.webhook import PollingSink, WebhookSink, parse_retry_after
-from config.settings import Secret
-from storage.sqlite import SqliteStore
 from tests.http.conftest import START, Api, wire_message
 from tests.support.fakes import FakeClock
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.cases import Actor, CaseAction, Role
+from vigil.bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
+from vigil.bots.core.monitor import Monitor
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.http.client import verify_webhook
+from vigil.bots.http.webhook import PollingSink, WebhookSink, parse_retry_after
+from vigil.config.settings import Secret
+from vigil.storage.sqlite import SqliteStore
 
 WEBHOOK_SECRET = "webhook-secret-abcdef0123456789"
 

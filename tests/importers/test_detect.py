@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.replay import BadRecord, ConversationRecord, SegmentRecord
-from bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
 from tests.importers.exports import (
     discord_author,
     discord_export,
@@ -17,6 +15,8 @@ from tests.importers.exports import (
     slack_workspace,
     write_slack_zip,
 )
+from vigil.bots.core.replay import BadRecord, ConversationRecord, SegmentRecord
+from vigil.bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
 
 JSONL_RECORD = {
     "id": "conv-1",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bots.core.replay import BadRecord
-from bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
-from bots.importers.discord_export import iter_discord_export
 from tests.importers.exports import discord_author, discord_export, discord_message, write_json
+from vigil.bots.core.replay import BadRecord
+from vigil.bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
+from vigil.bots.importers.discord_export import iter_discord_export
 
 ADULT = discord_author("1", "adult_user", nickname="Ad")
 KID = discord_author("2", "kid_user")

@@ -6,15 +6,15 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from bots.core.models import Alert
-from bots.core.monitor import Monitor, MonitorConfig
-from bots.core.policy import PolicyConfig
-from bots.importers import conversation_to_messages, display_names_of, iter_conversations
-from bots.importers.records import ImportedConversation
-from bots.scan_report import latest_alerts, render_scan_report_html, write_scan_report
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.importers.exports import discord_author, discord_export, discord_message, write_json
+from vigil.bots.core.models import Alert
+from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
+from vigil.bots.importers.records import ImportedConversation
+from vigil.bots.scan_report import latest_alerts, render_scan_report_html, write_scan_report
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 ADULT = discord_author("1", "adult", nickname="<script>alert(1)</script>")
 KID = discord_author("2", "kid")

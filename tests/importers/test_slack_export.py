@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.replay import BadRecord
-from bots.importers import ImportedConversation, conversation_to_messages, iter_conversations, slack_export
-from bots.importers.slack_export import clean_text
 from tests.importers.exports import slack_message, slack_workspace, write_slack_zip
+from vigil.bots.core.replay import BadRecord
+from vigil.bots.importers import (
+    ImportedConversation,
+    conversation_to_messages,
+    iter_conversations,
+    slack_export,
+)
+from vigil.bots.importers.slack_export import clean_text
 
 
 def conversations(records: list[object]) -> dict[str, ImportedConversation]:

@@ -7,13 +7,13 @@ import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from bots.core.models import ChatMessage
-from bots.core.monitor import Monitor, MonitorConfig
-from bots.core.policy import PolicyConfig
-from detector.onnx_detector import OnnxDetector
-from detector.pair import EmaPairModel
-from detector.types import MessageScore, ModelInfo
-from storage.protocol import Store
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.policy import PolicyConfig
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.detector.pair import EmaPairModel
+from vigil.detector.types import MessageScore, ModelInfo
+from vigil.storage.protocol import Store
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
 

@@ -10,13 +10,13 @@ import random
 
 import pytest
 
-from bots.core.ingest import IngestQueue, ShedReason, ShedResult
-from bots.core.models import ChatMessage, PairKey
-from bots.core.monitor import HandleResult
-from bots.metrics import MetricsSnapshot, VigilMetrics
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.reliability.helpers import MessageFactory, make_monitor
+from vigil.bots.core.ingest import IngestQueue, ShedReason, ShedResult
+from vigil.bots.core.models import ChatMessage, PairKey
+from vigil.bots.core.monitor import HandleResult
+from vigil.bots.metrics import MetricsSnapshot, VigilMetrics
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 CAPACITY = 50
 

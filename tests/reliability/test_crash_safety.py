@@ -108,7 +108,7 @@ def seen_count(database: Path) -> int:
 
 
 def scan_command(data: Path, database: Path, config: Path) -> list[str]:
-    return [sys.executable, "-m", "bots", "--config", str(config), "scan", str(data), "--db", str(database)]
+    return [sys.executable, "-m", "vigil", "--config", str(config), "scan", str(data), "--db", str(database)]
 
 
 def run_to_completion(command: list[str]) -> None:

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.ingest import IngestQueue
-from bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey
-from bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import Decision
-from detector.onnx_detector import OnnxDetector
-from storage.protocol import StoreError
-from storage.sqlite import SqliteStore
 from tests.reliability.helpers import START, ControlledDetector, MessageFactory, make_monitor, policy
 from tests.support.fakes import FakeClock
+from vigil.bots.core.ingest import IngestQueue
+from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey
+from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import Decision
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.protocol import StoreError
+from vigil.storage.sqlite import SqliteStore
 
 # ---------------------------------------------------------------------------------------------- detector
 

@@ -6,12 +6,12 @@ import asyncio
 import dataclasses
 import time
 
-from bots.core.ingest import IngestQueue
-from bots.core.models import PairKey
-from bots.core.pairing import MENTION_SCAN_LIMIT
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.reliability.helpers import MessageFactory, make_monitor
+from vigil.bots.core.ingest import IngestQueue
+from vigil.bots.core.models import PairKey
+from vigil.bots.core.pairing import MENTION_SCAN_LIMIT
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 # Generous for a loaded 2-core machine; each case below takes well under a tenth of it when idle.
 BOUND_S = 3.0

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from bots.core.ingest import IngestQueue
-from bots.core.models import DeliveryResult
-from bots.core.monitor import HandleResult
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.replay import ConversationRecord, iter_records, record_to_messages
-from bots.metrics import (
+from tests.reliability.helpers import ControlledDetector, MessageFactory, make_monitor
+from tests.support.fakes import RecordingSink
+from vigil.bots.core.ingest import IngestQueue
+from vigil.bots.core.models import DeliveryResult
+from vigil.bots.core.monitor import HandleResult
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.replay import ConversationRecord, iter_records, record_to_messages
+from vigil.bots.metrics import (
     MetricsServer,
     MetricsSnapshot,
     VigilMetrics,
@@ -25,10 +27,8 @@ from bots.metrics import (
     fetch_metrics,
     format_status,
 )
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
-from tests.reliability.helpers import ControlledDetector, MessageFactory, make_monitor
-from tests.support.fakes import RecordingSink
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo_conversations.jsonl"
 METRIC_NAMES = (

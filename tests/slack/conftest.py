@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.slack.harness import ErasingSqliteStore, SlackHarness, running_slack
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 
 @pytest.fixture

@@ -18,17 +18,22 @@ from typing import Any
 
 import aiohttp
 
-from bots.core.case_service import CaseService
-from bots.core.models import ChatMessage, SpaceSettings
-from bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from bots.core.outbox import OutboxConfig, OutboxWorker
-from bots.core.policy import PolicyConfig
-from bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
-from bots.slack.blocks import DISMISS_CALLBACK, DISMISS_REASON_ACTION, DISMISS_REASON_BLOCK, REPORT_CALLBACK
-from config.settings import Secret, Secrets, SlackMode, SlackSettings
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.slack.fake_slack import FakeSlack
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.models import ChatMessage, SpaceSettings
+from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
+from vigil.bots.slack.blocks import (
+    DISMISS_CALLBACK,
+    DISMISS_REASON_ACTION,
+    DISMISS_REASON_BLOCK,
+    REPORT_CALLBACK,
+)
+from vigil.config.settings import Secret, Secrets, SlackMode, SlackSettings
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 SIGNING_SECRET = "test-signing-secret"
 TEAM = "T1"

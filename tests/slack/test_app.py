@@ -6,10 +6,6 @@ import json
 import time
 from typing import Any
 
-from bots.core.cases import CaseState, Role
-from bots.core.models import PairKey
-from bots.core.monitor import SkipReason
-from bots.slack.blocks import ACTION_CLAIM, ACTION_CONFIRM, ACTION_DISMISS, ACTION_ESCALATE, ACTION_TRANSCRIPT
 from tests.slack.harness import (
     ADMIN,
     ADULT,
@@ -25,6 +21,16 @@ from tests.slack.harness import (
     SAFETY_GROUP,
     TEAM,
     SlackHarness,
+)
+from vigil.bots.core.cases import CaseState, Role
+from vigil.bots.core.models import PairKey
+from vigil.bots.core.monitor import SkipReason
+from vigil.bots.slack.blocks import (
+    ACTION_CLAIM,
+    ACTION_CONFIRM,
+    ACTION_DISMISS,
+    ACTION_ESCALATE,
+    ACTION_TRANSCRIPT,
 )
 
 

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from bots.slack.blocks import ACTION_CLAIM
 from tests.slack.fake_slack import Failure
 from tests.slack.harness import ALERTS, KID, MOD, TEAM, SlackHarness
+from vigil.bots.slack.blocks import ACTION_CLAIM
 
 
 async def test_a_rate_limited_post_is_retried_after_retry_after(slack: SlackHarness) -> None:
@@ -52,7 +52,8 @@ async def test_a_missing_channel_membership_is_permanent_and_shown_in_status(
     for _ in range(3):
         result = await slack.adapter.sink.post(alert)
         assert not result.ok and result.permanent
-    reports = [r for r in caplog.records if r.name == "bots.slack.web" and "not a member" in r.getMessage()]
+    web_logger = "vigil.bots.slack.web"
+    reports = [r for r in caplog.records if r.name == web_logger and "not a member" in r.getMessage()]
     assert len(reports) == 1 and reports[0].levelno == logging.ERROR
     # Fixed by the admin: the next delivery works and the problem clears.
     slack.fake.channels[ALERTS]["is_member"] = True
@@ -70,7 +71,7 @@ async def test_a_revoked_token_is_a_permanent_failure_reported_to_moderators(
     await slack.fake.wait_for(lambda: slack.adapter.health.problem(TEAM), what="the failure recorded")
     problem = slack.adapter.health.problem(TEAM)
     assert problem is not None and problem.permanent and problem.is_token_problem
-    reports = [r for r in caplog.records if r.name == "bots.slack.web"]
+    reports = [r for r in caplog.records if r.name == "vigil.bots.slack.web"]
     assert len(reports) == 1 and "token_revoked" in reports[0].getMessage()
     assert slack.fake.bot_token not in caplog.text
     # Even though Vigil cannot look up anyone's role now, /vigil status says what is wrong.

@@ -7,13 +7,13 @@ library.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from bots.slack.app import BOT_SCOPES
-from bots.slack.blocks import REPORT_CALLBACK
-from bots.slack.commands import COMMAND
+from vigil.bots.resources import packaged_path
+from vigil.bots.slack.app import BOT_SCOPES
+from vigil.bots.slack.blocks import REPORT_CALLBACK
+from vigil.bots.slack.commands import COMMAND
 
-MANIFEST = Path(__file__).resolve().parents[2] / "bots" / "slack" / "manifest.yaml"
+MANIFEST = packaged_path("vigil.bots.slack", "manifest.yaml")
 
 
 def active_lines() -> list[str]:

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from bots.slack.app import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
-from bots.slack.installation_store import BOT_NAMESPACE, VigilInstallationStore, VigilOAuthStateStore
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.slack.fake_slack import FakeSlack, TokenInfo
 from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
 from tests.support.fakes import FakeClock
+from vigil.bots.slack.app import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
+from vigil.bots.slack.installation_store import BOT_NAMESPACE, VigilInstallationStore, VigilOAuthStateStore
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 TEAM_2 = "T2"
 TOKEN_2 = "xoxb-second-workspace"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bots.slack.blocks import ACTION_CLAIM
-from detector.onnx_detector import OnnxDetector
-from storage.sqlite import SqliteStore
 from tests.slack.harness import ADMIN, ADULT, KID, MOD, TEAM, SlackHarness, running_slack
+from vigil.bots.slack.blocks import ACTION_CLAIM
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bots.core.cases import CaseSource, CaseState, CaseView
-from bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
-from bots.slack.blocks import ACTION_CLAIM, ACTION_TRANSCRIPT, alert_blocks, alert_text, mrkdwn_escape
-from bots.slack.commands import parse_channel, parse_user, parse_usergroup
-from bots.slack.translate import (
+from vigil.bots.core.cases import CaseSource, CaseState, CaseView
+from vigil.bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
+from vigil.bots.slack.blocks import ACTION_CLAIM, ACTION_TRANSCRIPT, alert_blocks, alert_text, mrkdwn_escape
+from vigil.bots.slack.commands import parse_channel, parse_user, parse_usergroup
+from vigil.bots.slack.translate import (
     edited_message_id,
     message_ref,
     plain_text,
@@ -20,7 +20,7 @@ from bots.slack.translate import (
     to_deleted_message,
     to_edited_message,
 )
-from bots.slack.web import classify_failure
+from vigil.bots.slack.web import classify_failure
 
 TS = "1767225600.000100"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from bots.core.models import Alert, AlertStatus, PairKey, PairState, RiskPoint, WindowMessage
+from vigil.bots.core.models import Alert, AlertStatus, PairKey, PairState, RiskPoint, WindowMessage
 
 __all__ = [
     "BASE_TIME",

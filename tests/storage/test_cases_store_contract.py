@@ -14,11 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.cases import CaseSource, CaseState
-from bots.core.models import AlertStatus, PairKey, WindowMessage
-from storage import SqliteStore, Store
-from storage.crypto import TextCipher
-from storage.protocol import CaseRecord
 from tests.storage.builders import (
     BASE_TIME,
     make_alert,
@@ -28,6 +23,11 @@ from tests.storage.builders import (
     make_window_message,
 )
 from tests.storage.test_store_contract import STORE_FACTORIES, StoreFactory
+from vigil.bots.core.cases import CaseSource, CaseState
+from vigil.bots.core.models import AlertStatus, PairKey, WindowMessage
+from vigil.storage import SqliteStore, Store
+from vigil.storage.crypto import TextCipher
+from vigil.storage.protocol import CaseRecord
 
 
 async def _open_sqlite_encrypted(tmp_path: Path) -> Store:

@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.models import AlertStatus, OutboxKind
-from storage import SchemaTooNewError, SqliteStore, StoreError, migrations
-from storage.migrations import LATEST_SCHEMA_VERSION, split_sql_script
 from tests.storage.builders import (
     BASE_TIME,
     deadline,
@@ -25,6 +22,9 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
+from vigil.bots.core.models import AlertStatus, OutboxKind
+from vigil.storage import SchemaTooNewError, SqliteStore, StoreError, migrations
+from vigil.storage.migrations import LATEST_SCHEMA_VERSION, split_sql_script
 
 EXPECTED_TABLES = {
     "alerts",

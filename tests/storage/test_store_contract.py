@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.core.models import AlertStatus, OutboxKind, SpaceSettings
-from storage import SqliteStore, Store, StoreError
 from tests.storage.builders import (
     BASE_TIME,
     deadline,
@@ -21,6 +19,8 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
+from vigil.bots.core.models import AlertStatus, OutboxKind, SpaceSettings
+from vigil.storage import SqliteStore, Store, StoreError
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
 

@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.models import Alert, DeliveryResult
 
 
 class FakeClock:

@@ -1,11 +1,11 @@
 """Train, calibrate, validate and export Vigil's message model (``detector/model/``).
 
-    python -m detector.train --data /work/shared/data --out detector/model [--seed 13]
+    python -m training.train --data /work/shared/data --out detector/model [--seed 13]
 
 Stages (everything cached under ``--work``, default ``.artifacts/train``, so a re-run of the heads takes
 seconds):
 
-1. split the data author-disjointly (``detector.data``) and write the calib / val replay sets;
+1. split the data author-disjointly (``training.data``) and write the calib / val replay sets;
 2. export all-MiniLM-L6-v2 (mean pooling + L2 normalisation) to ONNX and quantise it to int8 per channel;
 3. build the message-level training set from the TRAIN split only, and encode it (and the calib / val replay
    sets) with the int8 encoder, the numerics the runtime will have;
@@ -56,7 +56,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import BertModel
 
-from detector.data import (
+from training.data import (
     HARD_NEGATIVE_SOURCES,
     PAN12,
     Conversation,
@@ -71,15 +71,15 @@ from detector.data import (
     select_replay_set,
     write_split,
 )
-from detector.pair import EmaPairModel
-from detector.types import MessageScore
-from detector.weak_labels import (
+from training.weak_labels import (
     CHATCODER_STAGE_SIGNALS,
     LINE_STAGE_SIGNALS,
     SIGNAL_NAMES,
     SIGNALS,
     WeakLabeler,
 )
+from vigil.detector.pair import EmaPairModel
+from vigil.detector.types import MessageScore
 
 logger = logging.getLogger(__name__)
 
@@ -1606,7 +1606,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detector.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=Path("detector/model"), help="model directory to write")
     parser.add_argument("--seed", type=int, default=13)

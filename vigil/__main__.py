@@ -1,10 +1,10 @@
-"""``python -m bots``: the same as the ``vigil`` command."""
+"""``python -m vigil``: the same as the ``vigil`` command."""
 
 from __future__ import annotations
 
 import sys
 
-from bots.cli import main
+from vigil.bots.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

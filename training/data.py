@@ -15,7 +15,7 @@ Split rules (deterministic for a given seed and data):
   (ChatCoder-1, PJ24, PAN12) apart from offenders seen only in ``pj_koutli``; label-0 records per source, with
   the NPS teens room apart from the other NPS rooms (so that the teens room is in both train and val).
 
-Run ``python -m detector.data split --data /work/shared/data --out .artifacts/split`` to write the calib and
+Run ``python -m training.data split --data /work/shared/data --out .artifacts/split`` to write the calib and
 val replay sets; see :class:`ReplayBudget` for what is kept.
 """
 
@@ -542,7 +542,7 @@ def model_text(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detector.data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     split_cmd = commands.add_parser("split", help="write the calib and val replay sets as JSONL per source")
     split_cmd.add_argument("--data", type=Path, nargs="+", required=True, help="data folder(s) or files")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from detector.data import (
+from training.data import (
     Conversation,
     DataFormatError,
     ReplayBudget,
@@ -130,7 +130,7 @@ def test_non_strict_reading_skips_and_logs_bad_lines(
     path = tmp_path / "mixed.jsonl"
     lines = [json.dumps(_record("x-0001", "src")), "[1, 2]", json.dumps(_record("x-0003", "src"))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="detector.data"):
+    with caplog.at_level(logging.WARNING, logger="training.data"):
         conversations = read_conversations(path, strict=False)
     assert [c.id for c in conversations] == ["x-0001", "x-0003"]
     assert any("mixed.jsonl:2: not a JSON object" in r.getMessage() for r in caplog.records)
