@@ -51,8 +51,15 @@ from vigil.config.settings import (
     load_settings,
     resolve_secrets,
 )
+from vigil.detector.golden import GoldenCheck, RuntimeVersions
 from vigil.detector.metrics import ConversationOutcome, SegmentOutcome, summarise, summarise_segments
-from vigil.detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
+from vigil.detector.onnx_detector import (
+    ModelLoadError,
+    OnnxDetector,
+    RuntimeCheck,
+    RuntimeDriftError,
+    load_default_model_dir,
+)
 from vigil.storage.crypto import TextCipher
 from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
@@ -153,6 +160,7 @@ async def open_pipeline(
         inter_op_threads=settings.detector.inter_op_threads,
         max_batch=settings.detector.max_batch,
         queue_size=settings.detector.queue_size,
+        accept_runtime_drift=settings.detector.accept_runtime_drift,
     )
     try:
         store = SqliteStore(database, cipher=TextCipher.from_environment(settings.encryption, os.environ))
@@ -540,11 +548,29 @@ async def _check_config(args: argparse.Namespace) -> int:
     problems = list(check_settings(settings, os.environ))
     model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
     try:
-        detector = await OnnxDetector.load(model_dir, intra_op_threads=1, max_batch=1)
+        detector = await OnnxDetector.load(
+            model_dir,
+            intra_op_threads=1,
+            max_batch=1,
+            accept_runtime_drift=settings.detector.accept_runtime_drift,
+        )
+    except RuntimeDriftError as exc:
+        golden = exc.check.golden
+        print(f"model: {golden.model_name} {golden.model_version} from {model_dir}")
+        print(_runtime_line(exc.check))
+        print(
+            f"golden check: FAILED (max diff {exc.check.max_diff:.4f} over {len(golden.cases)} inputs, "
+            f"tolerance {golden.tolerance:g}; {exc.check.largest.describe()})"
+        )
+        problems.append(f"model: {exc}")
     except ModelLoadError as exc:
         problems.append(f"model: {exc}")
     else:
+        check = detector.runtime_check
         print(f"model: {detector.info.name} {detector.info.version} from {model_dir}")
+        print(_runtime_line(check.check))
+        print(check.describe())
+        problems.extend(_runtime_notes(check, model_dir=model_dir))
         await detector.aclose()
     print(f"config: {args.config or '(defaults)'}")
     for problem in problems:
@@ -552,6 +578,31 @@ async def _check_config(args: argparse.Namespace) -> int:
     fatal = [p for p in problems if not p.startswith("note:")]
     print("OK" if not fatal else f"{len(fatal)} problem(s) found")
     return 0 if not fatal else 1
+
+
+def _runtime_line(check: GoldenCheck | None) -> str:
+    line = f"runtime: {RuntimeVersions.current().describe()}"
+    if check is not None:
+        made = check.golden.produced_with
+        line += f"; goldens made with onnxruntime {made.onnxruntime}, tokenizers {made.tokenizers}"
+    return line
+
+
+def _runtime_notes(check: RuntimeCheck, *, model_dir: Path) -> list[str]:
+    if check.status == "drift_accepted" and check.check is not None:
+        made = check.check.golden.produced_with
+        return [
+            "note: this runtime scores the model beyond the golden tolerance, so its scores and alert "
+            "decisions moved from what was calibrated; running anyway because [detector] "
+            f"accept_runtime_drift = true (onnxruntime=={made.onnxruntime} and tokenizers=={made.tokenizers} "
+            "remove the drift)"
+        ]
+    if check.status == "unchecked":
+        return [
+            f"note: {model_dir} has no golden.json, so this runtime cannot be checked against the one the "
+            f"model was calibrated on (write one: python -m training.golden --model-dir {model_dir})"
+        ]
+    return []
 
 
 @dataclass(slots=True)

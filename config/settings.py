@@ -186,6 +186,8 @@ class DetectorSettings:
     inter_op_threads: int = _setting(1, at_least=1, at_most=1024)
     max_batch: int = _setting(128, at_least=1, at_most=4096)
     queue_size: int = _setting(4096, at_least=1, at_most=1_000_000)
+    # true: start even when this onnxruntime scores the model's golden inputs beyond their tolerance.
+    accept_runtime_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from vigil.detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
+from vigil.detector.golden import GoldenCheck, GoldenFileError, RuntimeVersions
 from vigil.detector.onnx_detector import (
     ModelLoadError,
     ModelOutputError,
     OnnxDetector,
+    RuntimeCheck,
+    RuntimeDriftError,
     load_default_model_dir,
+    write_golden,
 )
 from vigil.detector.pair import EmaPairModel, PairModelConfigError
 from vigil.detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
@@ -19,6 +23,8 @@ __all__ = [
     "BatcherClosedError",
     "Detector",
     "EmaPairModel",
+    "GoldenCheck",
+    "GoldenFileError",
     "MessageScore",
     "ModelInfo",
     "ModelLoadError",
@@ -26,5 +32,9 @@ __all__ = [
     "OnnxDetector",
     "PairModel",
     "PairModelConfigError",
+    "RuntimeCheck",
+    "RuntimeDriftError",
+    "RuntimeVersions",
     "load_default_model_dir",
+    "write_golden",
 ]

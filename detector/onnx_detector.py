@@ -1,8 +1,10 @@
 """The ONNX Runtime detector: a model directory in, batched message scores out.
 
 A model directory holds ``model.onnx``, ``tokenizer.json`` (Hugging Face ``tokenizers``) and
-``metadata.json``. Everything about the directory is checked at load time, including one trial run, so a bad
-model fails at startup with a message naming the file and the key rather than on the first chat message.
+``metadata.json``, and should hold ``golden.json`` (see ``golden``). Everything about the directory is checked
+at load time, including one trial run and the golden scores, so a bad model, or a runtime that no longer
+computes the scores the model was calibrated on, fails at startup with a message naming the file and the key
+rather than moving alert decisions silently.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +25,18 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from vigil.detector.batching import Batcher
+from vigil.detector.golden import (
+    DEFAULT_TOLERANCE,
+    GOLDEN_FILE,
+    GoldenCheck,
+    GoldenFileError,
+    GoldenSet,
+    compare_golden,
+    file_sha256,
+    make_golden,
+    read_golden,
+    write_golden_file,
+)
 from vigil.detector.pair import EmaPairModel, PairModelConfigError
 from vigil.detector.types import MessageScore, ModelInfo
 
@@ -54,6 +68,47 @@ class ModelOutputError(RuntimeError):
     """The ONNX graph returned outputs of a shape the metadata does not describe."""
 
 
+class RuntimeDriftError(ModelLoadError):
+    """This onnxruntime (or tokenizers, or CPU) scores the golden inputs unlike the one that made them.
+
+    ``check`` holds the figures: the versions on both sides and the largest difference.
+    """
+
+    def __init__(self, message: str, *, check: GoldenCheck) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeCheck:
+    """What the load-time golden check found.
+
+    ``status``: ``ok`` (within tolerance), ``drift_accepted`` (beyond it, loaded because
+    ``accept_runtime_drift`` was set), ``unchecked`` (the directory has no ``golden.json``), ``skipped``
+    (the caller asked for no check, e.g. to write a new ``golden.json``).
+    """
+
+    status: Literal["ok", "drift_accepted", "unchecked", "skipped"]
+    check: GoldenCheck | None = None
+
+    def describe(self) -> str:
+        if self.check is None:
+            if self.status == "skipped":
+                return "golden check: skipped"
+            return f"golden check: not possible, the model directory has no {GOLDEN_FILE}"
+        check = self.check
+        figures = (
+            f"max diff {check.max_diff:.4f} over {len(check.golden.cases)} inputs, "
+            f"tolerance {check.golden.tolerance:g}"
+        )
+        if self.status == "ok":
+            return f"golden check: ok ({figures})"
+        return (
+            "golden check: DRIFT beyond the tolerance, accepted by [detector] accept_runtime_drift "
+            f"({figures}; {check.largest.describe()})"
+        )
+
+
 def load_default_model_dir() -> Path:
     """The model directory shipped inside the installed ``vigil.detector`` package."""
     return Path(str(files("vigil.detector").joinpath("model")))
@@ -82,6 +137,10 @@ class _OnnxScorer:
     max_chars: int
     pad_id: int
     pad_type_id: int
+
+    def score_alone(self, text: str) -> MessageScore:
+        """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
+        return self.score_batch([text])[0]
 
     def score_batch(self, texts: Sequence[str]) -> list[MessageScore]:
         encodings = self.tokenizer.encode_batch([text[: self.max_chars] for text in texts])
@@ -138,6 +197,7 @@ class _LoadedModel:
     scorer: _OnnxScorer
     spec: _ModelSpec
     metadata: Mapping[str, Any]
+    runtime_check: RuntimeCheck
 
 
 class OnnxDetector:
@@ -169,25 +229,32 @@ class OnnxDetector:
         max_batch: int = 128,
         max_wait_s: float = 0.002,
         queue_size: int = 4096,
+        accept_runtime_drift: bool = False,
     ) -> OnnxDetector:
-        """Load and check a model directory (off the event loop), then start the batching worker."""
+        """Load and check a model directory (off the event loop), then start the batching worker.
+
+        Raises ``ModelLoadError``; ``RuntimeDriftError`` when this runtime scores the golden inputs beyond
+        their tolerance, unless ``accept_runtime_drift`` (then a WARNING is logged and loading goes on).
+        """
         model = await asyncio.to_thread(
             _load_model,
             Path(model_dir),
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
+            accept_runtime_drift=accept_runtime_drift,
         )
         detector = cls(model=model, max_batch=max_batch, max_wait_s=max_wait_s, queue_size=queue_size)
         detector._batcher.start()
         info = model.spec.info
         logger.info(
-            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d)",
+            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d; %s)",
             info.name,
             info.version,
             model_dir,
             sorted(model.scorer.input_names),
             len(info.signals),
             info.max_length,
+            model.runtime_check.describe(),
         )
         return detector
 
@@ -198,6 +265,11 @@ class OnnxDetector:
     @property
     def pair_model(self) -> EmaPairModel:
         return self._model.spec.pair_model
+
+    @property
+    def runtime_check(self) -> RuntimeCheck:
+        """What the golden check at load time found (``vigil check-config`` prints it)."""
+        return self._model.runtime_check
 
     @property
     def metadata(self) -> Mapping[str, Any]:
@@ -222,7 +294,34 @@ class OnnxDetector:
         return await asyncio.to_thread(self._model.scorer.score_batch, texts)
 
 
-def _load_model(model_dir: Path, *, intra_op_threads: int, inter_op_threads: int) -> _LoadedModel:
+def write_golden(model_dir: Path, *, tolerance: float = DEFAULT_TOLERANCE) -> GoldenSet:
+    """Score the golden inputs with the model in ``model_dir`` on this runtime and write its ``golden.json``.
+
+    Training calls it for every model it writes; ``python -m training.golden`` for an existing directory.
+    Run it on the runtime the model is calibrated and shipped with: the file records it as the reference.
+    """
+    model_dir = Path(model_dir)
+    model = _load_model(
+        model_dir, intra_op_threads=1, inter_op_threads=1, accept_runtime_drift=False, check_runtime=False
+    )
+    golden = make_golden(
+        model.scorer.score_alone,
+        info=model.spec.info,
+        model_sha256=file_sha256(model_dir / MODEL_FILE),
+        tolerance=tolerance,
+    )
+    write_golden_file(golden, model_dir / GOLDEN_FILE)
+    return golden
+
+
+def _load_model(
+    model_dir: Path,
+    *,
+    intra_op_threads: int,
+    inter_op_threads: int,
+    accept_runtime_drift: bool,
+    check_runtime: bool = True,
+) -> _LoadedModel:
     if not model_dir.exists():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     if not model_dir.is_dir():
@@ -259,7 +358,58 @@ def _load_model(model_dir: Path, *, intra_op_threads: int, inter_op_threads: int
         raise ModelLoadError(f"{model_path}: {error}") from error
     except Exception as error:
         raise ModelLoadError(f"{model_path} failed a trial run on an empty message: {error}") from error
-    return _LoadedModel(scorer=scorer, spec=spec, metadata=_read_only(raw_metadata))
+    runtime_check = (
+        _check_runtime(model_dir, scorer=scorer, spec=spec, accept_drift=accept_runtime_drift)
+        if check_runtime
+        else RuntimeCheck(status="skipped")
+    )
+    return _LoadedModel(
+        scorer=scorer, spec=spec, metadata=_read_only(raw_metadata), runtime_check=runtime_check
+    )
+
+
+def _check_runtime(
+    model_dir: Path, *, scorer: _OnnxScorer, spec: _ModelSpec, accept_drift: bool
+) -> RuntimeCheck:
+    """Score golden.json's inputs alone and compare: refuse (or, if accepted, warn about) a moved runtime."""
+    path = model_dir / GOLDEN_FILE
+    if not path.is_file():
+        # Warn rather than refuse: admins plug in their own models, which come without one. The shipped
+        # model always carries one (a test asserts it).
+        logger.warning(
+            "%s has no %s, so Vigil cannot check that this onnxruntime computes the scores the model was "
+            "calibrated on; write one on the runtime you calibrated with: python -m training.golden "
+            "--model-dir %s",
+            model_dir,
+            GOLDEN_FILE,
+            model_dir,
+        )
+        return RuntimeCheck(status="unchecked")
+    try:
+        golden = read_golden(path)
+    except GoldenFileError as error:
+        raise ModelLoadError(str(error)) from error
+    if golden.signals != spec.info.signals:
+        raise ModelLoadError(
+            f"{path}: key 'signals' is {list(golden.signals)}, but metadata.json lists "
+            f"{list(spec.info.signals)}; regenerate it (python -m training.golden --model-dir {model_dir})"
+        )
+    model_sha256 = file_sha256(model_dir / MODEL_FILE)
+    if golden.model_sha256 != model_sha256:
+        # Not a runtime change, so accept_runtime_drift does not cover it: the file describes another model.
+        raise ModelLoadError(
+            f"{path} was made for another {MODEL_FILE} (sha256 {golden.model_sha256[:12]}..., this one "
+            f"{model_sha256[:12]}...); regenerate it on the runtime the model was calibrated with "
+            f"(python -m training.golden --model-dir {model_dir}) or delete it"
+        )
+    check = compare_golden(golden, scorer.score_alone)
+    if check.passed:
+        return RuntimeCheck(status="ok", check=check)
+    message = check.drift_message(model_dir=model_dir)
+    if not accept_drift:
+        raise RuntimeDriftError(message, check=check)
+    logger.warning("%s. Loading anyway: [detector] accept_runtime_drift = true", message)
+    return RuntimeCheck(status="drift_accepted", check=check)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

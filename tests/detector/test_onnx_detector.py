@@ -290,6 +290,8 @@ async def test_signal_count_mismatch(build_model_dir: ModelDirFactory, *, symbol
 
 # Golden values of the shipped model (vigil-minilm-grooming 2026.11.0, model.onnx sha256 64de5359...):
 # text -> (risk, {signal: probability}) for the signals that matter for that text. Re-train -> update these.
+# Scored together in one batch of five, so they differ from golden.json's (each input alone): int8 activation
+# quantisation is per batch (MODEL_CARD.md, "Batch composition"). test_golden.py checks the alone scores.
 SHIPPED_GOLDEN: tuple[tuple[str, float, dict[str, float]], ...] = (
     ("hey how was school today", 0.6729, {"asks_age": 0.027, "secrecy": 0.011}),
     ("how old are you? dont tell your mom about me ok", 0.7530, {"asks_age": 0.911, "secrecy": 0.890}),
