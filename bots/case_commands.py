@@ -25,6 +25,7 @@ from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.retention import RetentionSchedule, forget, purge
 from vigil.config.settings import Settings, load_settings
 from vigil.storage.crypto import TextCipher
+from vigil.storage.files import make_private_dirs
 from vigil.storage.protocol import CaseRecord
 from vigil.storage.sqlite import SqliteStore
 
@@ -266,6 +267,8 @@ async def _forget(args: argparse.Namespace) -> int:
 
 async def _export_labels(args: argparse.Namespace) -> int:
     async with _open_store(args) as (_, store):
+        # The file quotes messages (export_labels writes it 0600); folders created for it are owner-only too.
+        await asyncio.to_thread(make_private_dirs, Path(args.out).parent)
         count = await export_labels(store, out=Path(args.out), platform=args.platform)
     print(f"{count} labelled conversations written to {args.out}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.models import Alert
 from vigil.bots.core.sinks import alert_to_dict, excerpt
+from vigil.storage.files import replace_private_file
 
 REPORT_FORMAT = 1
 CAUTION = (
@@ -191,7 +192,7 @@ async def write_scan_report(
     summary: Mapping[str, object] | None = None,
     generated_at: datetime | None = None,
 ) -> dict[str, object]:
-    """Write both files (UTF-8) and return the report's content."""
+    """Write both files (UTF-8, mode 0600) and return the report's content."""
     report = scan_report_dict(
         alerts,
         signal_labels=signal_labels,
@@ -201,6 +202,7 @@ async def write_scan_report(
     )
     page = render_scan_report_html(report)
     document = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    await asyncio.to_thread(out_html.write_text, page, encoding="utf-8")
-    await asyncio.to_thread(out_json.write_text, document, encoding="utf-8")
+    # Both quote the flagged messages: owner-only (0600), replaced atomically.
+    await asyncio.to_thread(replace_private_file, out_html, page.encode("utf-8"))
+    await asyncio.to_thread(replace_private_file, out_json, document.encode("utf-8"))
     return report

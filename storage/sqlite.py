@@ -35,6 +35,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.storage.crypto import CipherError, TextCipher
+from vigil.storage.files import create_private_file, tighten_private_file
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
 from vigil.storage.protocol import CaseRecord, StoreError, UserErasure
 
@@ -153,6 +154,7 @@ class SqliteStore:
             _keep_aiosqlite_from_logging_parameters()
             async with self._mapped_errors("opening the database"):
                 if self._database != _IN_MEMORY:
+                    await self._make_files_private()
                     # A failed aiosqlite.connect leaves its worker thread posting to the event loop after
                     # the caller moved on; a plain probe connection finds those failures first.
                     await asyncio.to_thread(_probe_connect, self._database)
@@ -166,6 +168,40 @@ class SqliteStore:
                 raise
             self._connection = connection
         logger.info("Opened store %s at schema version %d", self._database, version)
+
+    async def _make_files_private(self) -> None:
+        """Create the database file 0600 before SQLite does, and tighten an existing one and its WAL files.
+
+        SQLite creates a new database with 0644 less the umask, and its ``-wal``/``-shm`` files with the
+        database file's mode (whatever the umask), so a database created here 0600 keeps all three private.
+        Files left readable by others (by an older Vigil or a copy) are made owner-only, with one warning.
+        """
+        if self._database in ("", _IN_MEMORY) or self._database.startswith("file:"):
+            return  # SQLite names, not paths: nothing on disk that Vigil creates
+        path = Path(self._database)
+        try:
+            await asyncio.to_thread(create_private_file, path)
+        except OSError:
+            raise StoreError(_cannot_open(self._database)) from None
+        tightened: list[str] = []
+        for candidate in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+            try:
+                old_mode = await asyncio.to_thread(tighten_private_file, candidate)
+            except OSError as error:
+                logger.warning(
+                    "%s is open to other accounts and could not be made owner-only (%s); "
+                    "chmod 600 it: it holds message text",
+                    candidate,
+                    error.strerror or type(error).__name__,
+                )
+                continue
+            if old_mode is not None:
+                tightened.append(f"{candidate} (was {old_mode:04o})")
+        if tightened:
+            logger.warning(
+                "Made %s owner-only: other accounts had access to them, and they hold message text",
+                ", ".join(tightened),
+            )
 
     async def close(self) -> None:
         async with self._exclusive():
@@ -417,10 +453,7 @@ class SqliteStore:
         if primary_code == sqlite3.SQLITE_CORRUPT:
             return StoreError(f"The database {database} is corrupt ({error}); restore it from a backup.")
         if primary_code == sqlite3.SQLITE_CANTOPEN:
-            return StoreError(
-                f"Cannot open the database file {database}: check that its folder exists and that Vigil "
-                "may write there."
-            )
+            return StoreError(_cannot_open(database))
         if primary_code == sqlite3.SQLITE_READONLY:
             return StoreError(f"The database {database} is read-only; Vigil needs to write to it.")
         if primary_code == sqlite3.SQLITE_FULL:
@@ -1301,6 +1334,13 @@ async def _fetch_value(connection: aiosqlite.Connection, sql: str, parameters: S
     async with connection.execute(sql, parameters) as cursor:
         row = await cursor.fetchone()
     return None if row is None else row[0]
+
+
+def _cannot_open(database: str) -> str:
+    return (
+        f"Cannot open the database file {database}: check that its folder exists and that Vigil may write "
+        "there."
+    )
 
 
 def _probe_connect(database: str) -> None:

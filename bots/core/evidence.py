@@ -5,7 +5,8 @@ messages with platform ids, UTC times and links, the model and its scores, and a
 out for an NCMEC CyberTipline report), ``transcript.html`` (readable and printable offline: no scripts, no
 external resources, every text escaped) and ``manifest.sha256`` (``sha256sum -c`` checks it). The folder is
 written under a temporary name next to the target, flushed to disk and renamed at the end, so a crash never
-leaves a half-written pack. Media is never downloaded: a pack holds ids and links only.
+leaves a half-written pack. Media is never downloaded: a pack holds ids and links only. The pack quotes the
+messages, so its files are created 0600 and the folders Vigil creates 0700, whatever the umask.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from vigil.bots.core.cases import Actor, AuditEvent, CaseError, Role
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.models import WindowMessage
+from vigil.storage.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
 from vigil.storage.protocol import CaseRecord, Store
 
 __all__ = [
@@ -356,15 +358,17 @@ def _write_pack(target: Path, files: dict[str, bytes]) -> bytes:
             f"{target} already exists; move it away or choose another output folder.",
             error=CaseError.INVALID_INPUT,
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(target.parent)
     temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
     try:
+        # It becomes the pack by the rename below: 0700 exactly, whatever the umask took from mkdtemp's mode.
+        os.chmod(temporary, PRIVATE_DIR_MODE)
         for name, content in files.items():
-            _write_synced(temporary / name, content)
+            write_private_file(temporary / name, content, durable=True)
         manifest = "".join(
             f"{hashlib.sha256(content).hexdigest()}  {name}\n" for name, content in sorted(files.items())
         ).encode("utf-8")
-        _write_synced(temporary / MANIFEST_FILE, manifest)
+        write_private_file(temporary / MANIFEST_FILE, manifest, durable=True)
         _sync_directory(temporary)
         temporary.rename(target)
         _sync_directory(target.parent)
@@ -372,13 +376,6 @@ def _write_pack(target: Path, files: dict[str, bytes]) -> bytes:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return manifest
-
-
-def _write_synced(path: Path, content: bytes) -> None:
-    with path.open("wb") as file:
-        file.write(content)
-        file.flush()
-        os.fsync(file.fileno())
 
 
 def _sync_directory(path: Path) -> None:
