@@ -28,13 +28,14 @@ import json
 import logging
 import lzma
 import math
-import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from vigil.bots.core.normalise import model_text as serving_model_text
 
 logger = logging.getLogger(__name__)
 
@@ -521,21 +522,19 @@ def write_split(dataset: Dataset, out: Path, *, config: SplitConfig, budget: Rep
 
 # ------------------------------------------------------------------------------------- model text
 
-_USER = re.compile(r"<user>")
-_LEADING_PUNCT = re.compile(r"^[\s,:;>]+")
-_SPACES = re.compile(r"\s{2,}")
-
 
 def model_text(text: str) -> str:
-    """The text the model sees: participant placeholders removed.
+    """The text the model sees: production's rule, ``vigil.bots.core.normalise.model_text``, itself.
 
     ``<user>`` (an addressee or a name) is ~400 per 1,000 IRC/NPS messages and ~1 per 1,000 PJ messages; left
-    in, it teaches the model the source, not grooming. ``<phone>``, ``<url>`` and ``<email>`` are kept: they
-    stand for content (a phone number offered) that a live message shows as the real thing.
+    in, it teaches the model the source, not grooming, so it is removed, and a live message's mentions
+    (``<@123>``, ``@U0123ABCD``) become ``<user>`` and are removed the same way. ``<phone>``, ``<url>`` and
+    ``<email>`` are kept: they stand for content (a phone number offered) that a live message shows as the
+    real thing. The text is normalised as live messages are (leetspeak, lookalike letters, invisible
+    characters; ``normalise_text``) and cut to the Monitor's default 2,000 characters. The data's records
+    list no mentioned ids: every participant mention in them is already ``<user>``.
     """
-    cleaned = _USER.sub(" ", text)
-    cleaned = _LEADING_PUNCT.sub("", cleaned)
-    return _SPACES.sub(" ", cleaned).strip()
+    return serving_model_text(text)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -30,7 +30,7 @@ from vigil.bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
-from vigil.bots.core.normalise import is_meaningful, normalise_text
+from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
 
@@ -158,7 +158,12 @@ class Monitor:
             if skip is not None:
                 results[index] = HandleResult(message_id=message.message_id, skipped=skip)
                 continue
-            text = normalise_text(message.text, max_chars=self._config.scored_text_chars)
+            # The model's text: training's rule (mentions of people removed); the window keeps message.text.
+            text = model_text(
+                message.text,
+                mentioned_user_ids=message.mentioned_user_ids,
+                max_chars=self._config.scored_text_chars,
+            )
             if not is_meaningful(text):
                 results[index] = HandleResult(message_id=message.message_id, skipped=SkipReason.NO_TEXT)
                 continue

@@ -3,6 +3,14 @@
 Moderators always see the original message; only the detector sees the normalised text. The goal is to undo
 the cheap tricks people use to slip past keyword lists and classifiers (lookalike letters, invisible
 characters, "zalgo" accents, leetspeak, s p a c e d letters) without damaging real text in other scripts.
+
+``model_text`` is the one rule for what the model sees, in production (the Monitor) and in training
+(``training.data.model_text`` calls it): ``normalise_text``, with every mention of a person replaced
+by the placeholder ``<user>`` and placeholders then removed. The training data has every participant mention
+replaced by ``<user>``, so a mention written the platform's way (``<@123>``, ``@U0123ABCD``) would otherwise
+be a token the model never saw in training ("@U0123ABCD" in front of a grooming line moved its score from
+0.79 to 0.42). The stored window and the transcripts keep the message as the platform rendered it; only the
+model's input changes.
 """
 
 from __future__ import annotations
@@ -11,9 +19,10 @@ import itertools
 import logging
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
-__all__ = ["is_meaningful", "normalise_text"]
+__all__ = ["USER_PLACEHOLDER", "is_meaningful", "model_text", "normalise_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +111,39 @@ _MIN_SPACED_RUN = 3
 _MAX_REPEAT = 3
 _REPEATED_LETTER_RE = re.compile(r"([^\W\d_])\1{3,}", re.IGNORECASE)
 
+# What the training data writes for a participant (an addressee, a screen name, a mention).
+USER_PLACEHOLDER = "<user>"
+# Mentions in the platforms' own markup: Discord <@123> <@!123> <@&123> <#123> </command:123>, Slack
+# <@U0123ABCD> <@U0123ABCD|name> <#C0123ABCD|name> <!here> <!channel> <!everyone> <!subteam^S0123|@team>.
+# Nobody types "<@...>" as words, so any id-like text between the brackets counts.
+_MARKUP_MENTION_RE = re.compile(
+    r"<(?:@[!&]?|#)[\w.-]+(?:\|[^<>]*)?>"
+    r"|</[\w -]+:\d+>"
+    r"|<!(?:here|channel|everyone|subteam\^[\w-]+)(?:\|[^<>]*)?>"
+)
+# Mentions as the Slack adapter renders them for people (``plain_text``): @everyone/@here/@channel, and
+# the ids of users (U, W), user groups (S) and channels (C, G, D) when Slack sent no name: upper-case
+# letters and digits, nine or more, at least one digit. "@home", "@ the park" and "@Anna" stay: content.
+_RENDERED_MENTIONS = (
+    r"@(?:everyone|here|channel)|@(?=[UWS][A-Z]*\d)[UWS][A-Z0-9]{8,}|#(?=[CGD][A-Z]*\d)[CGD][A-Z0-9]{8,}"
+)
+# Written back to back ("@U0123ABCD@U0456EFGH") mentions are read as one run.
+_RENDERED_MENTION_RE = re.compile(rf"(?<![\w@#])(?:{_RENDERED_MENTIONS})+(?!\w)")
+# Ids the message itself lists in ``mentioned_user_ids`` also count as mentions written "@<id>" (any
+# platform, the HTTP API included); they join the rendered forms above in one pattern, so that a run mixing
+# both is one mention. Bounded like the HTTP API's own lists.
+_MAX_LISTED_MENTIONS = 100
+_MAX_MENTION_ID_CHARS = 256
+_PLACEHOLDER_RE = re.compile(re.escape(USER_PLACEHOLDER))
+# Training's clean-up after removing a placeholder: "<user>, how are you" reads "how are you".
+_LEADING_PUNCTUATION_RE = re.compile(r"^[\s,:;>]+")
+_SPACES_RE = re.compile(r"\s{2,}")
+
 
 def normalise_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """Return the text the detector scores. Never raises; the result is at most ``max_chars`` long.
+    """Return the text with evasion tricks undone. Never raises; the result is at most ``max_chars`` long.
+
+    The detector scores ``model_text``: this, with mentions removed as training removes them.
 
     Steps, in order:
 
@@ -151,13 +190,48 @@ def normalise_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """
     if max_chars < 1:
         return ""
-    prepared = _prepare(text, max_chars=max_chars)
-    folded = _fold_words(prepared)
-    if len(folded) <= max_chars:
-        return folded
-    logger.debug("normalised text cut from %d to %d characters", len(folded), max_chars)
-    # Folding again makes a word cut in half look exactly as it would if it had been typed that way.
-    return _fold_words(_cut_at_word_boundary(folded, max_chars=max_chars))
+    return _normalise(text, max_chars=max_chars, clean=None)
+
+
+def model_text(
+    text: str, *, mentioned_user_ids: Sequence[str] = (), max_chars: int = DEFAULT_MAX_CHARS
+) -> str:
+    """Return the text the model sees, in production and in training: one rule for both.
+
+    ``normalise_text``, and right after its character-level step 2-3 (before any word is folded, so that
+    leetspeak never turns a mention's id into letters), mentions of people become ``<user>``, the placeholder
+    the training data uses for every participant mention, and then placeholders are removed as training
+    always did: each ``<user>`` becomes a space, leading spaces and ``, : ; >`` are stripped, spaces
+    collapsed ("<@123>, how old are you" -> "how old are you"). The same clean-up runs again after folding
+    (lookalike letters can spell an id) and after cutting to ``max_chars``.
+
+    Mentions, on every platform:
+
+    * platform markup: Discord ``<@123>``, ``<@!123>``, role ``<@&123>``, channel ``<#123>`` and command
+      ``</name:123>`` mentions; Slack ``<@U0123ABCD>``, ``<@U0123ABCD|name>``, ``<#C0123ABCD|name>``,
+      ``<!here>``, ``<!channel>``, ``<!everyone>``, ``<!subteam^S0123|@team>``;
+    * as the Slack adapter renders them for people: ``@everyone``, ``@here``, ``@channel``, and Slack ids
+      ``@U0123ABCD``, ``@W0123ABCD``, ``@S0123ABCD``, ``#C0123ABCD`` (an upper-case letter, then eight or
+      more upper-case letters and digits, at least one a digit);
+    * ``@<id>`` and ``<@<id>>`` for each id in ``mentioned_user_ids`` (the first 100), whatever the id
+      looks like: this is how an HTTP API client's mentions are recognised.
+
+    Any other ``@word`` stays: it may be content ("@ the park", "see you @home"), and a display name
+    ("@Anna") cannot be told from one. An HTTP client that writes mentions as display names should list
+    what follows the ``@`` in ``mentioned_user_ids`` only if that is the user's id (pairing uses those ids);
+    otherwise it should write ``@<id>`` in the text.
+
+    The result is at most ``max_chars`` long, never raises, and may be empty (a message that is only a
+    mention): ``is_meaningful`` says whether there is anything to score.
+    """
+    if max_chars < 1:
+        return ""
+    mentions = _mention_re(mentioned_user_ids)
+
+    def neutral(chunk: str) -> str:
+        return _drop_placeholders(_neutralise_mentions(chunk, mentions=mentions))
+
+    return _normalise(text, max_chars=max_chars, clean=neutral)
 
 
 def is_meaningful(normalised: str) -> bool:
@@ -166,6 +240,50 @@ def is_meaningful(normalised: str) -> bool:
     False for empty text and text made only of whitespace, punctuation, symbols or emoji.
     """
     return any(character.isalnum() for character in normalised)
+
+
+def _normalise(text: str, *, max_chars: int, clean: Callable[[str], str] | None) -> str:
+    prepared = _prepare(text, max_chars=max_chars)
+    if clean is not None:
+        prepared = clean(prepared)
+    folded = _fold_words(prepared)
+    if clean is not None:
+        folded = clean(folded)
+    if len(folded) <= max_chars:
+        return folded
+    logger.debug("normalised text cut from %d to %d characters", len(folded), max_chars)
+    # Folding again makes a word cut in half look exactly as it would if it had been typed that way.
+    refolded = _fold_words(_cut_at_word_boundary(folded, max_chars=max_chars))
+    return refolded if clean is None else clean(refolded)
+
+
+def _mention_re(mentioned_user_ids: Sequence[str]) -> re.Pattern[str]:
+    """The rendered mentions, and ``@<id>``, ``<@<id>>``, ``<@!<id>>``, ``<@<id>|name>`` for listed ids."""
+    ids = {
+        unicodedata.normalize("NFKC", user_id)  # as _prepare leaves the text
+        for user_id in mentioned_user_ids[:_MAX_LISTED_MENTIONS]
+        if 0 < len(user_id) <= _MAX_MENTION_ID_CHARS
+    }
+    if not ids:
+        return _RENDERED_MENTION_RE
+    # Longest first, so that "@U12" is not read as "@U1" followed by "2".
+    listed = "|".join(re.escape(user_id) for user_id in sorted(ids, key=lambda i: (-len(i), i)))
+    return re.compile(
+        rf"<@!?(?:{listed})(?:\|[^<>]*)?>|(?<![\w@#])(?:@(?:{listed})|{_RENDERED_MENTIONS})+(?!\w)"
+    )
+
+
+def _neutralise_mentions(text: str, *, mentions: re.Pattern[str]) -> str:
+    if "@" not in text and "<" not in text and "#" not in text:
+        return text
+    return mentions.sub(USER_PLACEHOLDER, _MARKUP_MENTION_RE.sub(USER_PLACEHOLDER, text))
+
+
+def _drop_placeholders(text: str) -> str:
+    """Training's placeholder rule: "<user>, hi <user> there" -> "hi there"."""
+    cleaned = _PLACEHOLDER_RE.sub(" ", text)
+    cleaned = _LEADING_PUNCTUATION_RE.sub("", cleaned)
+    return _SPACES_RE.sub(" ", cleaned).strip()
 
 
 def _prepare(text: str, *, max_chars: int) -> str:
