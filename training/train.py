@@ -73,6 +73,7 @@ from training.data import (
     select_replay_set,
     write_split,
 )
+from training.portable_quant import portable_int8
 from training.weak_labels import (
     CHATCODER_STAGE_SIGNALS,
     LINE_STAGE_SIGNALS,
@@ -1178,6 +1179,8 @@ def export_final(encoder_dir: Path, heads: Any, work: Path) -> tuple[Path, Path]
     # quantize_dynamic first rewrites Gemm as "<name>_MatMul" + Add: exclude both spellings.
     exclude = heads_nodes + [f"{name}_MatMul" for name in heads_nodes]
     _quantize(fp32, int8, exclude=exclude)
+    # Same scores on every CPU and in every batch: uint8 weights, per-message activation ranges.
+    onnx.save_model(portable_int8(onnx.load_model(str(int8))), str(int8))
     return fp32, int8
 
 

@@ -288,29 +288,28 @@ async def test_signal_count_mismatch(build_model_dir: ModelDirFactory, *, symbol
     assert f"lists {len(TINY_SIGNALS)} signals" in message
 
 
-# Golden values of the shipped model (vigil-minilm-grooming 2026.11.0, model.onnx sha256 64de5359...):
-# text -> (risk, {signal: probability}) for the signals that matter for that text. Re-train -> update these.
-# Scored together in one batch of five, so they differ from golden.json's (each input alone): int8 activation
-# quantisation is per batch (MODEL_CARD.md, "Batch composition"). test_golden.py checks the alone scores.
+# Golden values of the shipped model (vigil-minilm-grooming 2026.11.1): text -> (risk, {signal: probability})
+# for the signals that matter for that text. Re-train -> update these. Scored together in one batch of five;
+# the portable export scores each message as it would alone, so these equal golden.json's values.
 SHIPPED_GOLDEN: tuple[tuple[str, float, dict[str, float]], ...] = (
-    ("hey how was school today", 0.6729, {"asks_age": 0.027, "secrecy": 0.011}),
-    ("how old are you? dont tell your mom about me ok", 0.7530, {"asks_age": 0.911, "secrecy": 0.890}),
-    ("gg that was a great match", 0.1704, {"asks_age": 0.0, "meeting": 0.022}),
-    ("can you send me a pic, we can meet this weekend", 0.8248, {"personal_info": 0.896, "meeting": 0.690}),
-    ("The meeting is moved to 3pm, see the agenda.", 0.1272, {"meeting": 0.105, "secrecy": 0.003}),
+    ("hey how was school today", 0.7040, {"asks_age": 0.020, "secrecy": 0.010}),
+    ("how old are you? dont tell your mom about me ok", 0.7250, {"asks_age": 0.901, "secrecy": 0.905}),
+    ("gg that was a great match", 0.1918, {"asks_age": 0.000, "meeting": 0.020}),
+    ("can you send me a pic, we can meet this weekend", 0.8127, {"personal_info": 0.851, "meeting": 0.659}),
+    ("The meeting is moved to 3pm, see the agenda.", 0.1285, {"meeting": 0.106, "secrecy": 0.004}),
 )
 
 
 async def test_shipped_model_golden() -> None:
     detector = await OnnxDetector.load(load_default_model_dir(), intra_op_threads=1)
     try:
-        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.11.0")
+        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.11.1")
         scores = await detector.score([text for text, _, _ in SHIPPED_GOLDEN])
         signal_index = {name: i for i, name in enumerate(detector.info.signals)}
     finally:
         await detector.aclose()
     for (text, risk, signals), score in zip(SHIPPED_GOLDEN, scores, strict=True):
-        # int8 kernels may differ slightly across CPUs: a tolerance, not exact equality.
-        assert score.risk == pytest.approx(risk, abs=0.02), text
+        # The golden check's tolerance: float paths may differ in the last bits across CPUs.
+        assert score.risk == pytest.approx(risk, abs=0.005), text
         for name, probability in signals.items():
-            assert score.signals[signal_index[name]] == pytest.approx(probability, abs=0.03), (text, name)
+            assert score.signals[signal_index[name]] == pytest.approx(probability, abs=0.005), (text, name)
