@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.files import umask
 from tests.support.keyword_model import build_keyword_model
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
@@ -32,3 +33,10 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    # The usual default umask: without Vigil's own modes, new files would be world-readable.
+    with umask(0o022):
+        yield

@@ -7,30 +7,15 @@ Vigil creates for them 0700; folders that already existed keep their mode.
 from __future__ import annotations
 
 import json
-import os
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cases.helpers import CHILD_SAFETY, PLATFORM, SPACE, Harness
+from tests.support.files import mode
 from tests.test_cli import grooming, write_jsonl
 from vigil.bots.cli import main
 from vigil.bots.core.evidence import export_case
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def files_under(folder: Path) -> list[Path]:

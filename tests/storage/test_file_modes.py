@@ -6,13 +6,12 @@ import asyncio
 import logging
 import os
 import sqlite3
-import stat
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from tests.support.files import mode
 from vigil.storage import SqliteStore, StoreError
 from vigil.storage.files import (
     create_private_file,
@@ -23,20 +22,6 @@ from vigil.storage.files import (
 )
 
 SECRET_TEXT = "meet me after school, don't tell anyone"
-
-
-@pytest.fixture
-def permissive_umask() -> Iterator[None]:
-    # The usual default umask: without Vigil's own modes, new files would be world-readable.
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def wal_and_shm(database: Path) -> tuple[Path, Path]:
