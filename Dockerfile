@@ -25,8 +25,8 @@ COPY bots/ bots/
 COPY detector/ detector/
 COPY storage/ storage/
 COPY config/ config/
-# The demo conversations: bots/data links to this file, which the wheel carries.
-COPY examples/demo_conversations.jsonl examples/demo_conversations.jsonl
+# The example conversations: vigil/data links to examples/, and the wheel carries them.
+COPY examples/demo_conversations.jsonl examples/realistic_conversations.jsonl examples/
 
 # Built with the setuptools and wheel pinned in the lock (no build environment fetched from the index), then
 # installed without dependencies: all of them came from the lock.

@@ -27,7 +27,7 @@ def packaged_path(package: str, name: str) -> Path:
 
 def demo_conversations_path() -> Path:
     """The fictional conversations that ``vigil demo`` replays."""
-    return packaged_path("vigil.bots", "data/demo_conversations.jsonl")
+    return packaged_path("vigil", "data/demo_conversations.jsonl")
 
 
 def shipped_text(name: str) -> str:
