@@ -37,6 +37,7 @@ from vigil.bots.core.replay import (
     record_to_messages,
 )
 from vigil.bots.core.retention import RetentionSchedule, RetentionTask
+from vigil.bots.core.segments import score_segment
 from vigil.bots.core.sinks import ConsoleSink, RoutingSink
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from vigil.bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
@@ -454,11 +455,12 @@ async def _eval(args: argparse.Namespace) -> int:
                         )
                         continue
                     if isinstance(record, SegmentRecord):
-                        score = (await pipeline.detector.score([record.text]))[0]
+                        # The whole text, cut into message-sized chunks run through the pair model.
+                        scored = await score_segment(pipeline.detector, record.text)
                         segments.append(
-                            SegmentOutcome(source=record.source, label=record.label, score=score.risk)
+                            SegmentOutcome(source=record.source, label=record.label, score=scored.risk)
                         )
-                        progress.tick(messages=1, conversations=1)
+                        progress.tick(messages=scored.chunks, conversations=1)
                         continue
                     if len(pending) >= REPLAY_CONCURRENCY:
                         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

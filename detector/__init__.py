@@ -13,7 +13,7 @@ from vigil.detector.onnx_detector import (
     load_default_model_dir,
     write_golden,
 )
-from vigil.detector.pair import EmaPairModel, PairModelConfigError
+from vigil.detector.pair import EmaPairModel, GruPairModel, PairModelConfigError, PairModelOutputError
 from vigil.detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "EmaPairModel",
     "GoldenCheck",
     "GoldenFileError",
+    "GruPairModel",
     "MessageScore",
     "ModelInfo",
     "ModelLoadError",
@@ -32,6 +33,7 @@ __all__ = [
     "OnnxDetector",
     "PairModel",
     "PairModelConfigError",
+    "PairModelOutputError",
     "RuntimeCheck",
     "RuntimeDriftError",
     "RuntimeVersions",

@@ -1,7 +1,8 @@
 """The ONNX Runtime detector: a model directory in, batched message scores out.
 
 A model directory holds ``model.onnx``, ``tokenizer.json`` (Hugging Face ``tokenizers``) and
-``metadata.json``, and should hold ``golden.json`` (see ``golden``). Everything about the directory is checked
+``metadata.json``, and should hold ``golden.json`` (see ``golden``). A learned (``gru``) pair model adds its
+own graph, named by ``metadata.json`` ``pair_model.file``. Everything about the directory is checked
 at load time, including one trial run and the golden scores, so a bad model, or a runtime that no longer
 computes the scores the model was calibrated on, fails at startup with a message naming the file and the key
 rather than moving alert decisions silently.
@@ -37,8 +38,8 @@ from vigil.detector.golden import (
     read_golden,
     write_golden_file,
 )
-from vigil.detector.pair import EmaPairModel, PairModelConfigError
-from vigil.detector.types import MessageScore, ModelInfo
+from vigil.detector.pair import EmaPairModel, GruPairModel, PairModelConfigError
+from vigil.detector.types import MessageScore, ModelInfo, PairModel
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +116,29 @@ def load_default_model_dir() -> Path:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _GruPairSpec:
+    """``pair_model`` of type ``gru`` as metadata.json states it; ``_load_pair_model`` opens the graph."""
+
+    file: str
+    state_size: int
+    feature_size: int
+    embedding_output: str
+    # feature_size less the signal logits and the risk logit: the width of model.onnx's embedding output.
+    embedding_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _ModelSpec:
     """What the detector needs from ``metadata.json``, validated."""
 
     info: ModelInfo
     risk_output: str
     signals_output: str
-    pair_model: EmaPairModel
+    pair_model: EmaPairModel | _GruPairSpec
+
+    @property
+    def gru(self) -> _GruPairSpec | None:
+        return self.pair_model if isinstance(self.pair_model, _GruPairSpec) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +154,9 @@ class _OnnxScorer:
     max_chars: int
     pad_id: int
     pad_type_id: int
+    # Set when the pair model reads MessageScore.features: fetched in the same session.run.
+    embedding_output: str | None = None
+    embedding_size: int = 0
 
     def score_alone(self, text: str) -> MessageScore:
         """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
@@ -149,12 +169,11 @@ class _OnnxScorer:
         scores: dict[int, MessageScore] = {}
         for group in _length_groups([len(encodings[i].ids) for i in order]):
             rows = [order[position] for position in group]
-            risks, signals = self._run([encodings[i] for i in rows])
-            for row, (risk, row_signals) in zip(rows, zip(risks, signals, strict=True), strict=True):
-                scores[row] = MessageScore(risk=risk, signals=tuple(row_signals))
+            for row, score in zip(rows, self._run([encodings[i] for i in rows]), strict=True):
+                scores[row] = score
         return [scores[i] for i in range(len(texts))]
 
-    def _run(self, encodings: Sequence[Encoding]) -> tuple[list[float], list[list[float]]]:
+    def _run(self, encodings: Sequence[Encoding]) -> list[MessageScore]:
         batch_size = len(encodings)
         # At least one column: a batch of empty texts from a tokenizer without special tokens has none.
         width = max(1, *(len(encoding.ids) for encoding in encodings))
@@ -172,9 +191,12 @@ class _OnnxScorer:
             "token_type_ids": token_type_ids,
         }
         feed = {name: array for name, array in candidates.items() if name in self.input_names}
-        risk_logits, signal_logits = self.session.run([self.risk_output, self.signals_output], feed)
-        risk_logits = np.asarray(risk_logits)
-        signal_logits = np.asarray(signal_logits)
+        fetch = [self.risk_output, self.signals_output]
+        if self.embedding_output is not None:
+            fetch.append(self.embedding_output)
+        outputs = self.session.run(fetch, feed)
+        risk_logits = np.asarray(outputs[0])
+        signal_logits = np.asarray(outputs[1])
         if risk_logits.shape == (batch_size, 1):
             risk_logits = risk_logits.reshape(batch_size)
         if risk_logits.shape != (batch_size,):
@@ -189,13 +211,40 @@ class _OnnxScorer:
             )
         risks: list[float] = _sigmoid(risk_logits).tolist()
         signals: list[list[float]] = _sigmoid(signal_logits).tolist()
-        return risks, signals
+        if self.embedding_output is None:
+            return [
+                MessageScore(risk=risk, signals=tuple(row)) for risk, row in zip(risks, signals, strict=True)
+            ]
+        features = self._features(np.asarray(outputs[2]), signal_logits, risk_logits)
+        return [
+            MessageScore(risk=risk, signals=tuple(row), features=features[index])
+            for index, (risk, row) in enumerate(zip(risks, signals, strict=True))
+        ]
+
+    def _features(
+        self, embedding: FloatArray, signal_logits: FloatArray, risk_logits: FloatArray
+    ) -> npt.NDArray[np.float32]:
+        """The pair model's input per row: embedding, raw signal logits, raw risk logit (float32)."""
+        batch_size = risk_logits.shape[0]
+        if embedding.shape != (batch_size, self.embedding_size):
+            raise ModelOutputError(
+                f"output {self.embedding_output!r} has shape {list(embedding.shape)}; expected "
+                f"[{batch_size}, {self.embedding_size}] (metadata.json pair_model.feature_size less "
+                f"{self.signal_count} signals and 1 risk logit)"
+            )
+        features = np.concatenate(
+            [embedding, signal_logits, risk_logits.reshape(batch_size, 1)], axis=1, dtype=np.float32
+        )
+        # Rows are views of one array: read-only, so no holder of one score can change another's.
+        features.setflags(write=False)
+        return features
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _LoadedModel:
     scorer: _OnnxScorer
     spec: _ModelSpec
+    pair_model: PairModel
     metadata: Mapping[str, Any]
     runtime_check: RuntimeCheck
 
@@ -247,13 +296,14 @@ class OnnxDetector:
         detector._batcher.start()
         info = model.spec.info
         logger.info(
-            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d; %s)",
+            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d, %s; %s)",
             info.name,
             info.version,
             model_dir,
             sorted(model.scorer.input_names),
             len(info.signals),
             info.max_length,
+            type(model.pair_model).__name__,
             model.runtime_check.describe(),
         )
         return detector
@@ -263,8 +313,8 @@ class OnnxDetector:
         return self._model.spec.info
 
     @property
-    def pair_model(self) -> EmaPairModel:
-        return self._model.spec.pair_model
+    def pair_model(self) -> PairModel:
+        return self._model.pair_model
 
     @property
     def runtime_check(self) -> RuntimeCheck:
@@ -333,6 +383,7 @@ def _load_model(
     metadata_path = model_dir / METADATA_FILE
     raw_metadata = _read_json_object(metadata_path)
     spec = _parse_metadata(raw_metadata, path=metadata_path)
+    pair_model = _load_pair_model(model_dir, spec=spec, metadata_path=metadata_path)
     tokenizer, pad_id, pad_type_id = _load_tokenizer(
         model_dir / TOKENIZER_FILE, max_length=spec.info.max_length
     )
@@ -350,22 +401,51 @@ def _load_model(
         max_chars=spec.info.max_length * _MAX_CHARS_PER_TOKEN,
         pad_id=pad_id,
         pad_type_id=pad_type_id,
+        embedding_output=spec.gru.embedding_output if spec.gru else None,
+        embedding_size=spec.gru.embedding_size if spec.gru else 0,
     )
     # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
     try:
-        scorer.score_batch([""])
+        trial = scorer.score_batch([""])[0]
     except ModelOutputError as error:
         raise ModelLoadError(f"{model_path}: {error}") from error
     except Exception as error:
         raise ModelLoadError(f"{model_path} failed a trial run on an empty message: {error}") from error
+    if spec.gru is not None:
+        # The pair graph's declared shapes are checked; a step on the trial message catches the rest.
+        try:
+            pair_model.update(state=pair_model.initial_state(), author_id="a", other_id="b", score=trial)
+        except Exception as error:
+            raise ModelLoadError(
+                f"{model_dir / spec.gru.file} failed a trial run on an empty message: {error}"
+            ) from error
     runtime_check = (
         _check_runtime(model_dir, scorer=scorer, spec=spec, accept_drift=accept_runtime_drift)
         if check_runtime
         else RuntimeCheck(status="skipped")
     )
     return _LoadedModel(
-        scorer=scorer, spec=spec, metadata=_read_only(raw_metadata), runtime_check=runtime_check
+        scorer=scorer,
+        spec=spec,
+        pair_model=pair_model,
+        metadata=_read_only(raw_metadata),
+        runtime_check=runtime_check,
     )
+
+
+def _load_pair_model(model_dir: Path, *, spec: _ModelSpec, metadata_path: Path) -> PairModel:
+    if isinstance(spec.pair_model, EmaPairModel):
+        return spec.pair_model
+    gru = spec.pair_model
+    path = model_dir / gru.file
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{metadata_path}: key 'pair_model.file' names {gru.file!r}, but {model_dir} has no such file"
+        )
+    try:
+        return GruPairModel.load(path, state_size=gru.state_size, feature_size=gru.feature_size)
+    except PairModelConfigError as error:
+        raise ModelLoadError(str(error)) from error
 
 
 def _check_runtime(
@@ -448,10 +528,14 @@ def _parse_metadata(metadata: Mapping[str, Any], *, path: Path) -> _ModelSpec:
     if duplicates:
         raise ModelLoadError(f"{path}: key 'signals' repeats the names {duplicates}")
     pair_section = reader.mapping(metadata, "pair_model")
-    try:
-        pair_model = EmaPairModel.from_metadata(pair_section)
-    except (PairModelConfigError, TypeError, ValueError) as error:
-        raise ModelLoadError(f"{path}: key 'pair_model' is invalid: {error}") from error
+    pair_model: EmaPairModel | _GruPairSpec
+    if pair_section.get("type") == "gru":
+        pair_model = _parse_gru_section(pair_section, reader=reader, signal_count=len(names))
+    else:
+        try:
+            pair_model = EmaPairModel.from_metadata(pair_section)
+        except (PairModelConfigError, TypeError, ValueError) as error:
+            raise ModelLoadError(f"{path}: key 'pair_model' is invalid: {error}") from error
     info = ModelInfo(
         name=reader.string(metadata, "name"),
         version=reader.string(metadata, "version"),
@@ -466,6 +550,35 @@ def _parse_metadata(metadata: Mapping[str, Any], *, path: Path) -> _ModelSpec:
         risk_output=reader.string(outputs, "risk", within="outputs"),
         signals_output=reader.string(outputs, "signals", within="outputs"),
         pair_model=pair_model,
+    )
+
+
+def _parse_gru_section(
+    section: Mapping[str, Any], *, reader: _MetadataReader, signal_count: int
+) -> _GruPairSpec:
+    within = "pair_model"
+    file = reader.string(section, "file", within=within)
+    if Path(file).name != file or file in {".", ".."}:
+        raise ModelLoadError(
+            f"{reader.path}: key 'pair_model.file' must name a file inside the model directory, got {file!r}"
+        )
+    state_size = reader.integer(section, "state_size", within=within)
+    feature_size = reader.integer(section, "feature_size", within=within)
+    embedding_output = reader.string(section, "embedding_output", within=within)
+    if state_size < 1:
+        raise ModelLoadError(f"{reader.path}: key 'pair_model.state_size' must be >= 1, got {state_size}")
+    embedding_size = feature_size - signal_count - 1
+    if embedding_size < 1:
+        raise ModelLoadError(
+            f"{reader.path}: key 'pair_model.feature_size' is {feature_size}, but the features are the "
+            f"embedding, {signal_count} signal logits and 1 risk logit, so it must be > {signal_count + 1}"
+        )
+    return _GruPairSpec(
+        file=file,
+        state_size=state_size,
+        feature_size=feature_size,
+        embedding_output=embedding_output,
+        embedding_size=embedding_size,
     )
 
 
@@ -583,7 +696,30 @@ def _check_graph(session: ort.InferenceSession, *, spec: _ModelSpec, path: Path)
             f"{path}: output {spec.signals_output!r} gives {declared_signals} signals per message, "
             f"but metadata.json lists {signal_count} signals"
         )
+    if spec.gru is not None:
+        _check_embedding_output(outputs, gru=spec.gru, signal_count=signal_count, path=path)
     return frozenset(input_names)
+
+
+def _check_embedding_output(
+    outputs: Mapping[str, Any], *, gru: _GruPairSpec, signal_count: int, path: Path
+) -> None:
+    name = gru.embedding_output
+    if name not in outputs:
+        raise ModelLoadError(
+            f"metadata.json key 'pair_model.embedding_output' names output {name!r}, but {path} has outputs "
+            f"{sorted(outputs)}"
+        )
+    shape = list(outputs[name].shape)
+    if len(shape) != 2:
+        raise ModelLoadError(f"{path}: output {name!r} has shape {shape}; expected [batch, embedding size]")
+    # A symbolic width is checked by the trial run after loading.
+    if isinstance(shape[1], int) and shape[1] != gru.embedding_size:
+        raise ModelLoadError(
+            f"{path}: output {name!r} is {shape[1]} wide, but metadata.json key 'pair_model.feature_size' "
+            f"{gru.feature_size} = embedding + {signal_count} signal logits + 1 risk logit needs "
+            f"{gru.embedding_size}"
+        )
 
 
 def _sigmoid(logits: FloatArray) -> FloatArray:

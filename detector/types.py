@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -13,10 +16,13 @@ class MessageScore:
 
     ``risk`` is the probability that the message is written by an adult grooming a minor.
     ``signals`` are probabilities aligned with ``ModelInfo.signals`` (e.g. ``asks_age``).
+    ``features`` is what a learned pair model reads (read-only float32: the message embedding, the signal
+    logits, the risk logit); set only when the model directory's pair model needs it, else None.
     """
 
     risk: float
     signals: tuple[float, ...]
+    features: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -147,11 +147,16 @@ def test_eval_writes_exactly_the_documented_metrics(
     data = write_jsonl(
         tmp_path / "val.jsonl", [grooming("g-1"), grooming("g-2"), ordinary("o-1"), ordinary("o-2")]
     )
+    # Segments are scored whole, as chunks through the pair model: grooming lines after 200 ordinary words
+    # count (scored as one input, as eval once did, the text would be cut long before them).
+    chatter = " ".join(["hello there nice game tonight"] * 40)
     segments = write_jsonl(
         tmp_path / "segments.jsonl",
         [
             {"id": "s-1", "source": "seg", "label": 1, "text": "secret groom secret"},
             {"id": "s-2", "source": "seg", "label": 0, "text": "hello there"},
+            {"id": "s-3", "source": "seg", "label": 1, "text": f"{chatter}\nsecret groom\nour secret groom"},
+            {"id": "s-4", "source": "seg", "label": 0, "text": f"{chatter}\nsee you later"},
         ],
     )
     config = write_config(tmp_path, keyword_model_dir)
@@ -166,6 +171,7 @@ def test_eval_writes_exactly_the_documented_metrics(
     assert report["precision"] == 1.0 and report["recall"] == 1.0
     assert report["suspect_accuracy"] == 1.0 and report["victim_flag_rate"] == 0.0
     assert report["false_alerts_per_10k_messages"] == 0.0
+    assert report["segments"]["segments_pos"] == 2 and report["segments"]["segments_neg"] == 2
     assert report["segments"]["pr_auc"] == 1.0
     table = capsys.readouterr().out
     assert "ALL" in table and "F0.5" in table

@@ -2,7 +2,8 @@
 
 The graph is a bag-of-words classifier: embedding lookup of ``input_ids`` (plus token-type embeddings when
 the graph declares ``token_type_ids``), mean over ``attention_mask``, then two linear heads giving
-``risk_logit`` [B] and ``signal_logits`` [B, S]. Masked mean pooling makes every score independent of how
+``risk_logit`` [B] and ``signal_logits`` [B, S] (and, when asked, the pooled vector as ``embedding``
+[B, 8], for a learned pair model). Masked mean pooling makes every score independent of how
 much padding its batch needed, so batched and one-by-one results must agree.
 """
 
@@ -99,6 +100,7 @@ class ModelDirFactory(Protocol):
         graph_signals: int | None = ...,
         symbolic_signal_dim: bool = ...,
         special_tokens: bool = ...,
+        embedding_output: bool = ...,
     ) -> Path: ...
 
 
@@ -145,10 +147,13 @@ def build_graph(
     token_type_ids: bool,
     extra_input: str | None,
     symbolic_signal_dim: bool,
+    embedding_output: bool = False,
 ) -> onnx.ModelProto:
     rng = np.random.default_rng(20261101)
     initializers = [
-        numpy_helper.from_array(rng.normal(size=(vocab_size, EMBEDDING_DIM)).astype(np.float32), "embedding"),
+        numpy_helper.from_array(
+            rng.normal(size=(vocab_size, EMBEDDING_DIM)).astype(np.float32), "token_embedding"
+        ),
         numpy_helper.from_array(rng.normal(size=(2, EMBEDDING_DIM)).astype(np.float32), "type_embedding"),
         numpy_helper.from_array(rng.normal(size=(EMBEDDING_DIM, 1)).astype(np.float32), "risk_weight"),
         numpy_helper.from_array(np.array([-0.5], dtype=np.float32), "risk_bias"),
@@ -165,7 +170,7 @@ def build_graph(
         token_matrix("input_ids", TensorProto.INT64, ["batch", "sequence"]),
         token_matrix("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
     ]
-    nodes = [helper.make_node("Gather", ["embedding", "input_ids"], ["token_vectors"])]
+    nodes = [helper.make_node("Gather", ["token_embedding", "input_ids"], ["token_vectors"])]
     if token_type_ids:
         inputs.append(token_matrix("token_type_ids", TensorProto.INT64, ["batch", "sequence"]))
         nodes += [
@@ -195,6 +200,11 @@ def build_graph(
         helper.make_tensor_value_info("risk_logit", TensorProto.FLOAT, ["batch"]),
         helper.make_tensor_value_info("signal_logits", TensorProto.FLOAT, ["batch", signal_dim]),
     ]
+    if embedding_output:
+        nodes.append(helper.make_node("Identity", ["pooled"], ["embedding"]))
+        outputs.append(
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", EMBEDDING_DIM])
+        )
     graph = helper.make_graph(nodes, "vigil_tiny", inputs, outputs, initializer=initializers)
     # IR 9 / opset 17: well inside what every supported onnxruntime (>= 1.17) reads.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
@@ -212,6 +222,7 @@ def build_model_dir(tmp_path: Path) -> ModelDirFactory:
         graph_signals: int | None = None,
         symbolic_signal_dim: bool = True,
         special_tokens: bool = True,
+        embedding_output: bool = False,
     ) -> Path:
         model_dir = tmp_path / name
         model_dir.mkdir()
@@ -223,6 +234,7 @@ def build_model_dir(tmp_path: Path) -> ModelDirFactory:
             token_type_ids=token_type_ids,
             extra_input=extra_input,
             symbolic_signal_dim=symbolic_signal_dim,
+            embedding_output=embedding_output,
         )
         onnx.save_model(graph, str(model_dir / "model.onnx"))
         (model_dir / "metadata.json").write_text(json.dumps(tiny_metadata(), indent=2), encoding="utf-8")

@@ -2,6 +2,8 @@
 
 risk_logit = bias + sum of the message's word weights; signal_logits = -4 + 8 * (signal keyword present).
 It follows the production model-directory contract exactly (model.onnx, tokenizer.json, metadata.json).
+With ``embedding_size``, model.onnx also gives an ``embedding`` output [batch, embedding_size] (the sum of
+seeded random token vectors), what a learned pair model reads (``tests.support.gru_model``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def build_keyword_model(
     min_messages: int = 2,
     sustain_messages: int = 2,
     name: str = "keyword-test-model",
+    embedding_size: int = 0,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     vocab_words = ["[PAD]", "[UNK]", *sorted(set(weights) | set(SIGNAL_WORDS) | set(FILLER))]
@@ -82,6 +85,19 @@ def build_keyword_model(
             numpy_helper.from_array(np.array(-4.0, dtype=np.float32), "minus_four"),
         ],
     )
+    if embedding_size:
+        token_vectors = np.random.default_rng(3).normal(size=(len(vocab_words), embedding_size))
+        graph.initializer.append(numpy_helper.from_array(token_vectors.astype(np.float32), "token_vectors"))
+        graph.node.extend(
+            [
+                helper.make_node("Gather", ["token_vectors", "input_ids"], ["v"]),
+                helper.make_node("Mul", ["v", "mask3"], ["vm"]),
+                helper.make_node("ReduceSum", ["vm", "axis1"], ["embedding"], keepdims=0),
+            ]
+        )
+        graph.output.append(
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", embedding_size])
+        )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
