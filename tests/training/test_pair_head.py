@@ -1,0 +1,152 @@
+"""The pair model's training rules that must match serving: pairing, attribution, alert replay, calibration.
+
+Torch-free parts only (torch is in the train extra, not the test lock); the trained model's own behaviour is
+tested through the shipped ``pair_model.onnx`` in tests/detector.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import onnx
+import pytest
+
+from training.data import Conversation, Message
+from training.pair_head import (
+    EMBEDDING_OUTPUT,
+    Sequence_,
+    fit_calibration,
+    production_pairs,
+    replay_pairs,
+    sequences_of,
+    to_record,
+    with_embedding_output,
+)
+from vigil.bots.core.pairing import PairResolver
+from vigil.bots.core.replay import record_to_messages
+
+OFF, DEC, BYSTANDER = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb", "u-cccccccccccc"
+
+
+def _conversation(
+    *, setting: str = "dm", interleaved: bool = True, authors: list[str] | None = None
+) -> Conversation:
+    order = authors or [OFF, DEC, OFF, DEC, OFF, DEC]
+    return Conversation(
+        id="c-1",
+        source="pj_chatcoder1",
+        label=1,
+        setting=setting,
+        interleaved=interleaved,
+        suspects=(OFF,),
+        messages=tuple(Message(author=a, text=f"message {i} from {a[:3]}") for i, a in enumerate(order)),
+    )
+
+
+def _texts() -> tuple[dict[str, int], object]:
+    index: dict[str, int] = {}
+
+    def id_of(text: str) -> int:
+        return index.setdefault(text, len(index))
+
+    return index, id_of
+
+
+def test_pairs_are_the_production_resolvers() -> None:
+    conversation = _conversation(setting="channel", authors=[OFF, DEC, BYSTANDER, OFF, DEC, OFF])
+    resolver = PairResolver()
+    expected: dict[tuple[str, str], list[int]] = {}
+    for i, message in enumerate(record_to_messages(to_record(conversation), platform="train")):
+        for key in resolver.resolve(message, bot_user_ids=frozenset()):
+            expected.setdefault((key.user_a, key.user_b), []).append(i)
+    assert production_pairs(conversation) == expected
+    assert (DEC, OFF) in expected  # A, B, A turn-taking in a channel forms the pair
+
+
+def test_each_member_of_a_pair_is_a_candidate_with_own_flags_and_label() -> None:
+    _, id_of = _texts()
+    sequences = sequences_of(_conversation(), texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
+    by_candidate = {s.candidate: s for s in sequences}
+    assert set(by_candidate) == {OFF, DEC}
+    assert by_candidate[OFF].label == 1 and by_candidate[DEC].label == 0
+    assert by_candidate[OFF].own.tolist() == [1, 0, 1, 0, 1, 0]
+    assert by_candidate[DEC].own.tolist() == [0, 1, 0, 1, 0, 1]
+    # The same messages, in order: the state sees both sides.
+    assert by_candidate[OFF].text_ids.tolist() == by_candidate[DEC].text_ids.tolist()
+    assert by_candidate[DEC].weight > 1.0  # decoys are style-matched hard negatives
+
+
+def test_non_interleaved_sides_are_own_message_sequences() -> None:
+    _, id_of = _texts()
+    conversation = _conversation(interleaved=False, authors=[OFF] * 4 + [DEC] * 3)
+    sequences = sequences_of(conversation, texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
+    assert {s.candidate: len(s.text_ids) for s in sequences} == {OFF: 4, DEC: 3}
+    assert all(s.own.min() == 1.0 for s in sequences)
+
+
+def _sequence(candidate: str, label: int, own: list[int]) -> Sequence_:
+    return Sequence_(
+        conversation_id="c-1",
+        source="pj_pj24",
+        label=label,
+        text_ids=np.arange(len(own)),
+        own=np.array(own, dtype=np.float32),
+        weight=1.0,
+        pair_id="c-1:p",
+        candidate=candidate,
+        interleaved=True,
+    )
+
+
+def test_replay_reads_a_members_risk_at_their_own_messages_only() -> None:
+    suspect = _sequence(OFF, 1, [1, 0, 1, 0, 1, 0])
+    decoy = _sequence(DEC, 0, [0, 1, 0, 1, 0, 1])
+    # The decoy's logits are high at the suspect's messages: never read, so the decoy is never named.
+    decoy_logits = np.array([9.0, -9.0, 9.0, -9.0, 9.0, -9.0])
+    suspect_logits = np.array([-9.0, 9.0, 9.0, 9.0, 9.0, 9.0])
+    (outcome,) = replay_pairs([suspect, decoy], [suspect_logits, decoy_logits], threshold=0.7, sustain=2)
+    # Message 2 is the suspect's first high own message; message 3 (the decoy's) sustains the pair risk.
+    assert outcome.first_alert == 3
+    assert outcome.named == OFF
+    assert outcome.named_own_messages == 2
+
+
+def test_replay_honours_sustain_and_limit() -> None:
+    suspect = _sequence(OFF, 1, [1, 0, 1, 0, 1, 0])
+    decoy = _sequence(DEC, 0, [0, 1, 0, 1, 0, 1])
+    logits = [np.full(6, 9.0), np.full(6, -9.0)]
+    (late,) = replay_pairs([suspect, decoy], logits, threshold=0.7, sustain=4)
+    assert late.first_alert == 3
+    (cut,) = replay_pairs([suspect, decoy], logits, threshold=0.7, sustain=4, limit=3)
+    assert cut.first_alert is None
+
+
+def test_platt_calibration_recovers_a_known_scale() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.normal(0.0, 2.0, size=4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-(0.5 * true - 1.0)))).astype(int)
+    sequences = [_sequence("x", int(y), [1]) for y in labels]
+    a, b = fit_calibration(sequences, [np.array([t]) for t in true])
+    assert a == pytest.approx(0.5, abs=0.1)
+    assert b == pytest.approx(-1.0, abs=0.15)
+
+
+def test_embedding_output_is_added_once() -> None:
+    node = onnx.helper.make_node("Identity", ["x"], ["/encoder/Div_1_output_0"])
+    graph = onnx.helper.make_graph(
+        [node],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 384])],
+        [
+            onnx.helper.make_tensor_value_info(
+                "/encoder/Div_1_output_0", onnx.TensorProto.FLOAT, ["batch", 384]
+            )
+        ],
+    )
+    model = onnx.helper.make_model(graph)
+    once = with_embedding_output(model)
+    twice = with_embedding_output(once)
+    names = [o.name for o in twice.graph.output]
+    assert names.count(EMBEDDING_OUTPUT) == 1
+    assert [o.name for o in model.graph.output] == ["/encoder/Div_1_output_0"]  # the input is not modified

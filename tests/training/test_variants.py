@@ -1,0 +1,66 @@
+"""Early cuts and the standard-English rewrite used to measure the detector (training/variants.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.data import Conversation, Message, read_conversations, write_conversations
+from training.variants import main, variants
+
+OFF, DEC = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb"
+
+
+def _conversation(
+    conversation_id: str, *, label: int, interleaved: bool = True, size: int = 120
+) -> Conversation:
+    authors = [OFF, DEC] if label else ["u-aaaaaaaaaaaa", "u-bbbbbbbbbbbb"]
+    return Conversation(
+        id=conversation_id,
+        source="pj_chatcoder1" if label else "dailydialog",
+        label=label,
+        setting="dm",
+        interleaved=interleaved,
+        suspects=(OFF,) if label else (),
+        messages=tuple(Message(author=authors[i % 2], text=f"wat r u doin {i}") for i in range(size)),
+    )
+
+
+def test_only_interleaved_grooming_is_cut_and_rewritten() -> None:
+    out = variants(
+        [
+            _conversation("a", label=1),
+            _conversation("b", label=0),
+            _conversation("c", label=1, interleaved=False),
+        ]
+    )
+    assert {name: [c.id for c in items] for name, items in out.items()} == {
+        "standard": ["a"],
+        "first50": ["a"],
+        "standard_first50": ["a"],
+        "first100": ["a"],
+        "standard_first100": ["a"],
+    }
+    assert len(out["first50"][0].messages) == 50
+    assert out["first100"][0].suspects == (OFF,)
+    rewritten = out["standard"][0].messages[0].text
+    assert "what" in rewritten.lower() and " r " not in f" {rewritten.lower()} "
+
+
+def test_a_cut_keeps_the_suspects_even_before_they_write() -> None:
+    conversation = Conversation(
+        id="d",
+        source="pj_pj24",
+        label=1,
+        setting="dm",
+        interleaved=True,
+        suspects=(OFF,),
+        messages=tuple(Message(author=DEC if i < 60 else OFF, text="hi") for i in range(80)),
+    )
+    assert variants([conversation])["first50"][0].suspects == (OFF,)
+
+
+def test_cli_writes_readable_files(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    write_conversations(source, [_conversation("a", label=1)])
+    assert main(["--out", str(tmp_path / "out"), str(source)]) == 0
+    assert [len(c.messages) for c in read_conversations(tmp_path / "out" / "first50.jsonl")] == [50]

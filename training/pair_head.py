@@ -1,0 +1,801 @@
+"""Train the recurrent pair model (issue 12): conversation-level risk, message by message, with speaker roles.
+
+The message model (encoder + risk and signal heads, ``model.onnx``) stays as shipped; this trains what runs on
+top of it in production, ``pair_model.onnx`` (see ``vigil.detector.pair.GruPairModel``): a GRU that reads one
+pair's messages in order, each as the message model's features plus a flag saying whether the member it scores
+wrote it, and gives that member's probability of grooming the other after each of their own messages.
+
+One set of rules with serving:
+
+- Text: ``vigil.bots.core.normalise.model_text`` (through ``training.data.model_text``).
+- Pairing: recorded conversations become ``ChatMessage`` streams (``bots.core.replay.record_to_messages``)
+  and are split into pairs by the production ``PairResolver``, exactly as ``vigil eval`` and the bots do.
+- Alert policy: the replay that calibrates threshold and sustain runs ``vigil.bots.core.policy.next_streak``
+  on the pair's top member risk after every pair message, as the monitor does.
+
+Only ``pj_koutli`` is not interleaved (each side's lines in order, one after the other): its sides train as
+own-message-only sequences, which is also how a member looks before the other answers.
+
+Usage::
+
+    python -m training.pair_head --data ../shared/data --work .artifacts/pair --out detector/model \\
+        [--extra modern.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from training.data import (
+    Conversation,
+    Split,
+    SplitConfig,
+    assign_splits,
+    load_dataset,
+    model_text,
+    read_conversations,
+)
+from training.style import chatify, modernise, standardise
+from vigil.bots.core.pairing import PairResolver
+from vigil.bots.core.policy import next_streak
+from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_NODE = "/encoder/Div_1_output_0"
+EMBEDDING_OUTPUT = "embedding"
+PAIR_FILE = "pair_model.onnx"
+STATE_SIZE = 64
+HIDDEN_IN = 96
+OPSET = 17
+# A pair's first messages matter most for an early alert; later ones add little but cost time.
+MAX_PAIR_MESSAGES = 300
+MAX_OWN_ONLY = 150
+# Channel logs hold hundreds of pairs; a sample of each log's pairs is enough for negatives.
+MAX_PAIRS_PER_CONVERSATION = 24
+# A suspect's first messages ("hi", "asl") are not yet evidence: their loss weight ramps in over this many.
+POSITIVE_RAMP = 8
+HYSTERESIS = 0.15
+DROPOUT = 0.1
+# Sources whose every sequence trains every epoch; the many easy negatives are sampled afresh each epoch.
+HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", "vigil_modern_train")
+EASY_PER_EPOCH = 6000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sequence_:
+    """One member ("candidate") of one pair: the pair's messages in order, which are the candidate's own."""
+
+    conversation_id: str
+    source: str
+    label: int
+    text_ids: np.ndarray  # int64 indices into the feature table
+    own: np.ndarray  # float32, 1 where the candidate wrote the message
+    weight: float
+    pair_id: str
+    candidate: str
+    interleaved: bool
+
+
+# ================================================================================ records and pairs
+
+
+def to_record(conversation: Conversation) -> ConversationRecord:
+    return ConversationRecord(
+        id=conversation.id,
+        source=conversation.source,
+        label=conversation.label,
+        setting="dm" if conversation.setting == "dm" else "channel",
+        interleaved=conversation.interleaved,
+        suspects=tuple(conversation.suspects),
+        messages=tuple(
+            RecordMessage(author=m.author, text=m.text, reply_to=m.reply_to) for m in conversation.messages
+        ),
+        line_number=0,
+        path=Path("."),
+    )
+
+
+def production_pairs(conversation: Conversation) -> dict[tuple[str, str], list[int]]:
+    """Message indices of each pair, as the production resolver forms them."""
+    resolver = PairResolver()
+    pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, message in enumerate(record_to_messages(to_record(conversation), platform="train")):
+        for key in resolver.resolve(message, bot_user_ids=frozenset()):
+            pairs[(key.user_a, key.user_b)].append(index)
+    return pairs
+
+
+def source_weight(source: str, label: int) -> float:
+    if label == 1:
+        return 1.0
+    if source.startswith("pj") or source == "pan12_sample":
+        return 2.0  # decoys: the negatives in exactly the positives' style
+    if source == "sexting_adult":
+        return 8.0  # sexual chat between adults: the hardest negatives, and few of them
+    if source in ("nps_chat", "formspring", "vigil_modern_train"):
+        return 2.0
+    return 1.0
+
+
+def sequences_of(
+    conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random
+) -> list[Sequence_]:
+    suspects = set(conversation.suspects)
+    out: list[Sequence_] = []
+
+    def add(pair_id: str, candidate: str, indices: Sequence[int], own: Sequence[int]) -> None:
+        label = int(conversation.label == 1 and candidate in suspects)
+        out.append(
+            Sequence_(
+                conversation_id=conversation.id,
+                source=conversation.source,
+                label=label,
+                text_ids=np.array([texts(conversation.messages[i].text) for i in indices], dtype=np.int64),
+                own=np.array(own, dtype=np.float32),
+                weight=source_weight(conversation.source, label),
+                pair_id=pair_id,
+                candidate=candidate,
+                interleaved=conversation.interleaved,
+            )
+        )
+
+    if not conversation.interleaved:
+        by_author: dict[str, list[int]] = defaultdict(list)
+        for i, m in enumerate(conversation.messages):
+            by_author[m.author].append(i)
+        for author, indices in by_author.items():
+            kept = indices[:MAX_OWN_ONLY]
+            if len(kept) >= 3:
+                add(f"{conversation.id}:{author}", author, kept, [1] * len(kept))
+        return out
+    pairs = production_pairs(conversation)
+    keys = sorted(pairs)
+    if conversation.label == 1:
+        # Every pair with a suspect, plus a sample of bystander pairs.
+        chosen = [k for k in keys if suspects & set(k)]
+        rest = [k for k in keys if not suspects & set(k)]
+        chosen += rng.sample(rest, min(len(rest), MAX_PAIRS_PER_CONVERSATION // 2))
+    else:
+        chosen = rng.sample(keys, min(len(keys), MAX_PAIRS_PER_CONVERSATION))
+    for a, b in chosen:
+        indices = pairs[(a, b)][:MAX_PAIR_MESSAGES]
+        if len(indices) < 2:
+            continue
+        for candidate in (a, b):
+            own = [int(conversation.messages[i].author == candidate) for i in indices]
+            if sum(own):
+                add(f"{conversation.id}:{a}|{b}", candidate, indices, own)
+    return out
+
+
+# ====================================================================================== augmentation
+
+# Share of training conversations that get a restyled copy: grooming in standard English and with modern app
+# names (so style and dated platforms stop being evidence), negatives in chat-speak (so style stops being
+# innocence).
+STANDARDISED_SHARE = 0.5
+MODERNISED_SHARE = 0.5
+CHATIFIED_SHARE = 0.15
+
+
+def _restyled(
+    conversation: Conversation,
+    suffix: str,
+    transform: Callable[[str, random.Random], str],
+    rng: random.Random,
+) -> Conversation:
+    messages = tuple(dataclasses.replace(m, text=transform(m.text, rng)) for m in conversation.messages)
+    return dataclasses.replace(conversation, id=f"{conversation.id}~{suffix}", messages=messages)
+
+
+def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Conversation]:
+    """Restyled copies of training conversations (the originals are not included)."""
+    rng = random.Random(seed)
+    out: list[Conversation] = []
+    for conversation in conversations:
+        if conversation.label == 1 or conversation.source.startswith("pj_"):
+            if rng.random() < STANDARDISED_SHARE:
+                out.append(_restyled(conversation, "std", standardise, rng))
+            if rng.random() < MODERNISED_SHARE:
+                out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
+        elif conversation.source != "vigil_modern_train" and rng.random() < CHATIFIED_SHARE:
+            out.append(_restyled(conversation, "chat", chatify, rng))
+    return out
+
+
+# ========================================================================================== features
+
+
+class FeatureTable:
+    """Message-model features for every distinct model text, computed once and cached in ``work``."""
+
+    def __init__(self, *, model_dir: Path, work: Path) -> None:
+        self._model_dir = model_dir
+        self._matrix_path = work / "features.npy"
+        self._texts_path = work / "features.texts.json"
+        self._index: dict[str, int] = {}
+        self._rows: list[np.ndarray] = []
+        self._pending: list[str] = []
+        if self._matrix_path.exists() and self._texts_path.exists():
+            texts = json.loads(self._texts_path.read_text(encoding="utf-8"))
+            self._index = {t: i for i, t in enumerate(texts)}
+            self._rows = [np.load(self._matrix_path, allow_pickle=False)]
+        self._size = len(self._index)
+
+    def id_of(self, text: str) -> int:
+        key = model_text(text)
+        index = self._index.get(key)
+        if index is None:
+            index = self._size
+            self._index[key] = index
+            self._pending.append(key)
+            self._size += 1
+        return index
+
+    def compute_pending(self, *, threads: int = 2) -> None:
+        if not self._pending:
+            return
+        logger.info("computing features for %d new texts", len(self._pending))
+        session, tokenizer = message_session(self._model_dir, threads=threads)
+        pending = self._pending
+        order = sorted(range(len(pending)), key=lambda i: len(pending[i]))
+        out = np.zeros((len(pending), self.width(session)), dtype=np.float16)
+        started = time.monotonic()
+        for start in range(0, len(order), 128):
+            rows = order[start : start + 128]
+            out[rows] = message_features(session, tokenizer, [pending[i] for i in rows])
+            if start % (128 * 100) == 0:
+                logger.info(
+                    "features: %d/%d, %.0f/s", start, len(order), start / (time.monotonic() - started + 1e-9)
+                )
+        self._rows.append(out)
+        self._pending = []
+        self.save()
+
+    @staticmethod
+    def width(session: ort.InferenceSession) -> int:
+        shapes = {o.name: o.shape for o in session.get_outputs()}
+        return int(shapes[EMBEDDING_OUTPUT][1]) + int(shapes["signal_logits"][1]) + 1
+
+    def matrix(self) -> np.ndarray:
+        if self._pending:
+            raise RuntimeError("features pending: call compute_pending() first")
+        return np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
+
+    def save(self) -> None:
+        texts = sorted(self._index, key=self._index.__getitem__)
+        np.save(self._matrix_path, self.matrix(), allow_pickle=False)
+        self._texts_path.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+
+
+def with_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model.onnx`` with the pooled, normalised sentence embedding as an extra output, ``embedding``."""
+    if any(o.name == EMBEDDING_OUTPUT for o in model.graph.output):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.graph.node.append(
+        onnx.helper.make_node("Identity", [EMBEDDING_NODE], [EMBEDDING_OUTPUT], name="embedding_output")
+    )
+    width = 384
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, ["batch", width])
+    )
+    return model
+
+
+def message_session(model_dir: Path, *, threads: int) -> tuple[ort.InferenceSession, Tokenizer]:
+    model = with_embedding_output(onnx.load(str(model_dir / "model.onnx")))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(int(metadata["max_length"]))
+    tokenizer.enable_padding()
+    return session, tokenizer
+
+
+def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
+    encodings = tokenizer.encode_batch(list(texts))
+    feed = {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+    risk, signals, embedding = session.run(["risk_logit", "signal_logits", EMBEDDING_OUTPUT], feed)
+    return np.concatenate([embedding, signals, np.asarray(risk).reshape(-1, 1)], axis=1)
+
+
+# ============================================================================================= model
+
+
+def build_model(feature_size: int) -> Any:
+    # torch is in the train extra only: everything else in this module runs (and is tested) without it.
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    class PairGru(nn.Module):
+        """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = nn.Sequential(nn.Linear(feature_size + 1, HIDDEN_IN), nn.GELU(), nn.Dropout(DROPOUT))
+            self.gru = nn.GRU(HIDDEN_IN, STATE_SIZE, batch_first=True)
+            self.out = nn.Linear(STATE_SIZE + HIDDEN_IN, 1)
+
+        def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
+            z = self.inp(torch.cat([features, own], -1))
+            _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
+            state = hidden.squeeze(0)
+            return self.out(torch.cat([state, z], -1)).squeeze(-1), state
+
+        def forward_sequence(self, x: Any, own: Any) -> Any:
+            """Logits for every step of padded sequences [B, T, F]: the same GRU as ``forward``, all steps."""
+            z = self.inp(torch.cat([x, own.unsqueeze(-1)], -1))
+            states, _ = self.gru(z)
+            return self.out(torch.cat([states, z], -1)).squeeze(-1)
+
+    return PairGru()
+
+
+def _pad(group: Sequence[Sequence_], table: np.ndarray) -> tuple[Any, Any, Any]:
+    import torch  # noqa: PLC0415
+
+    length = max(len(s.text_ids) for s in group)
+    x = np.zeros((len(group), length, table.shape[1]), dtype=np.float32)
+    own = np.zeros((len(group), length), dtype=np.float32)
+    mask = np.zeros((len(group), length), dtype=np.float32)
+    for i, s in enumerate(group):
+        n = len(s.text_ids)
+        x[i, :n] = table[s.text_ids]
+        own[i, :n] = s.own
+        mask[i, :n] = 1.0
+    return torch.from_numpy(x), torch.from_numpy(own), torch.from_numpy(mask)
+
+
+def _is_hard(sequence: Sequence_) -> bool:
+    return sequence.label == 1 or sequence.source.startswith(HARD_SOURCES)
+
+
+def train(
+    sequences: Sequence[Sequence_], table: np.ndarray, *, epochs: int, seed: int, batch_size: int = 32
+) -> Any:
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = build_model(table.shape[1])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    hard = [s for s in sequences if _is_hard(s)]
+    easy = [s for s in sequences if not _is_hard(s)]
+    per_epoch = len(hard) + min(len(easy), EASY_PER_EPOCH)
+    steps = epochs * math.ceil(per_epoch / batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps)
+    started = time.monotonic()
+    for epoch in range(epochs):
+        chosen = hard + rng.sample(easy, min(len(easy), EASY_PER_EPOCH))
+        # Similar lengths in a batch: little padding.
+        ordered = sorted(chosen, key=lambda s: len(s.text_ids))
+        batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        rng.shuffle(batches)
+        model.train()
+        total = 0.0
+        for group in batches:
+            x, own, mask = _pad(group, table)
+            logits = model.forward_sequence(x, own)
+            y = torch.tensor([float(s.label) for s in group]).unsqueeze(1).expand_as(logits)
+            w = torch.tensor([s.weight for s in group]).unsqueeze(1).expand_as(logits)
+            ramp = torch.clamp(torch.cumsum(own, 1) / POSITIVE_RAMP, max=1.0)
+            w = w * torch.where(y > 0, ramp, torch.ones_like(ramp))
+            step_mask = mask * own  # a member's risk is read at their own messages only
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none") * w * step_mask
+            ).sum()
+            loss = loss / step_mask.sum().clamp(min=1.0)
+            optimiser.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach())
+        logger.info("epoch %d: loss %.4f (%.0f s)", epoch, total / len(batches), time.monotonic() - started)
+    return model.eval()
+
+
+def step_logits(model: Any, sequences: Sequence[Sequence_], table: np.ndarray) -> list[np.ndarray]:
+    import torch  # noqa: PLC0415
+
+    out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].text_ids))
+    with torch.no_grad():
+        for start in range(0, len(order), 128):
+            rows = order[start : start + 128]
+            x, own, _ = _pad([sequences[i] for i in rows], table)
+            logits = model.forward_sequence(x, own).numpy()
+            for j, i in enumerate(rows):
+                out[i] = logits[j, : len(sequences[i].text_ids)].astype(np.float64)
+    return out
+
+
+def fit_calibration(sequences: Sequence[Sequence_], logits: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Platt scaling (a * logit + b) on own-message steps, so the output reads as a probability."""
+    x = np.concatenate([lg[s.own > 0] for s, lg in zip(sequences, logits, strict=True)])
+    y = np.concatenate([np.full(int(s.own.sum()), s.label, dtype=np.float64) for s in sequences])
+    a, b = 1.0, 0.0
+    for _ in range(200):  # Newton steps on the logistic loss
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        w = p * (1 - p)
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
+        delta = np.linalg.solve(h, g)
+        a, b = a - float(delta[0]), b - float(delta[1])
+        if np.abs(delta).max() < 1e-8:
+            break
+    return a, b
+
+
+def apply_calibration(model: Any, a: float, b: float) -> None:
+    import torch  # noqa: PLC0415
+
+    with torch.no_grad():
+        model.out.weight.mul_(a)
+        model.out.bias.mul_(a).add_(b)
+
+
+# ============================================================================================ replay
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairOutcome:
+    conversation_id: str
+    source: str
+    suspect_pair: bool
+    interleaved: bool
+    # Index (within the pair's messages) of the first alert, the member it named, and how many messages that
+    # member had written by then.
+    first_alert: int | None
+    named: str | None
+    named_own_messages: int
+    suspects: frozenset[str]
+    messages: int
+
+
+def replay_pairs(
+    sequences: Sequence[Sequence_],
+    logits: Sequence[np.ndarray],
+    *,
+    threshold: float,
+    sustain: int,
+    limit: int | None = None,
+) -> list[PairOutcome]:
+    """The monitor's rule over each pair: risk per member read at their own messages, top member, streak."""
+    by_pair: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(sequences):
+        by_pair[s.pair_id].append(i)
+    outcomes = []
+    for members in by_pair.values():
+        first = sequences[members[0]]
+        n = len(first.text_ids) if limit is None else min(limit, len(first.text_ids))
+        risks = np.zeros((len(members), n))
+        counts = np.zeros((len(members), n), dtype=np.int64)
+        for row, i in enumerate(members):
+            own = sequences[i].own[:n] > 0
+            p = 1.0 / (1.0 + np.exp(-logits[i][:n]))
+            last = np.maximum.accumulate(np.where(own, np.arange(n), -1))
+            risks[row] = np.where(last >= 0, p[np.maximum(last, 0)], 0.0)
+            counts[row] = np.cumsum(own)
+        streak = 0
+        alert: int | None = None
+        named: str | None = None
+        named_count = 0
+        for t in range(n):
+            top_row = int(np.argmax(risks[:, t]))
+            streak = next_streak(
+                risk=float(risks[top_row, t]),
+                previous_streak=streak,
+                threshold=threshold,
+                hysteresis=HYSTERESIS,
+            )
+            if streak >= sustain:
+                alert, named = t, sequences[members[top_row]].candidate
+                named_count = int(counts[top_row, t])
+                break
+        suspects = frozenset(sequences[i].candidate for i in members if sequences[i].label == 1)
+        outcomes.append(
+            PairOutcome(
+                conversation_id=first.conversation_id,
+                source=first.source,
+                suspect_pair=bool(suspects),
+                interleaved=first.interleaved,
+                first_alert=alert,
+                named=named,
+                named_own_messages=named_count,
+                suspects=suspects,
+                messages=n,
+            )
+        )
+    return outcomes
+
+
+def figures(
+    sequences: Sequence[Sequence_], logits: Sequence[np.ndarray], *, threshold: float, sustain: int
+) -> dict[str, Any]:
+    """Early recall on interleaved grooming pairs, victims named, and false alerts per 10,000 messages."""
+    out: dict[str, Any] = {}
+    for limit in (50, 100, None):
+        outcomes = replay_pairs(sequences, logits, threshold=threshold, sustain=sustain, limit=limit)
+        # A conversation's messages: the pair limit is per pair, which for two-person chats is the same.
+        grooming = defaultdict(list)
+        for o in outcomes:
+            if o.suspect_pair and o.interleaved:
+                grooming[o.conversation_id].append(o)
+        hit = [c for c, os in grooming.items() if any(o.named in o.suspects for o in os)]
+        victim = [
+            c
+            for c, os in grooming.items()
+            if any(o.named is not None and o.named not in o.suspects for o in os)
+        ]
+        lat = [
+            min(o.named_own_messages for o in os if o.named in o.suspects)
+            for c, os in grooming.items()
+            if c in hit
+        ]
+        key = "all" if limit is None else str(limit)
+        out[f"recall@{key}"] = f"{len(hit)}/{len(grooming)}"
+        out[f"victim_named@{key}"] = len(victim)
+        if lat:
+            out[f"median_suspect_msgs@{key}"] = float(np.median(lat))
+        if limit is None:
+            fa: Counter[str] = Counter()
+            msgs: Counter[str] = Counter()
+            for o in outcomes:
+                if o.suspect_pair:
+                    continue
+                msgs[o.source] += o.messages
+                fa[o.source] += int(o.first_alert is not None)
+            out["false_alerts_per_10k"] = {s: round(1e4 * fa[s] / msgs[s], 1) for s in sorted(msgs)}
+            out["negative_pairs_alerted"] = {s: fa[s] for s in sorted(fa) if fa[s]}
+    return out
+
+
+def choose_policy(
+    sequences: Sequence[Sequence_], logits: Sequence[np.ndarray]
+) -> tuple[float, int, dict[str, Any]]:
+    """The lowest threshold (and sustain) with no false alert on the calibration negatives, earliest first."""
+    best: tuple[float, int, dict[str, Any]] | None = None
+    best_key: tuple[float, float] | None = None
+    for sustain in (1, 2, 3):
+        for threshold in np.round(np.arange(0.5, 0.97, 0.02), 2):
+            fig = figures(sequences, logits, threshold=float(threshold), sustain=sustain)
+            if fig["negative_pairs_alerted"] or fig["victim_named@all"]:
+                continue
+            hit, total = (int(v) for v in fig["recall@50"].split("/"))
+            key = (hit / max(total, 1), -fig.get("median_suspect_msgs@all", 1e9))
+            if best_key is None or key > best_key:
+                best, best_key = (float(threshold), sustain, fig), key
+            break  # higher thresholds at this sustain are only later
+    if best is None:
+        raise RuntimeError("no threshold keeps the calibration negatives silent")
+    return best
+
+
+# ============================================================================================ export
+
+
+def export_onnx(model: Any, path: Path, feature_size: int) -> None:
+    import torch  # noqa: PLC0415
+
+    features = torch.zeros(2, feature_size)
+    own = torch.ones(2, 1)
+    state = torch.zeros(2, STATE_SIZE)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (features, own, state),
+            str(path),
+            input_names=["features", "own", "state"],
+            output_names=["risk_logit", "next_state"],
+            dynamic_axes={n: {0: "n"} for n in ("features", "own", "state", "risk_logit", "next_state")},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def check_export(model: Any, path: Path, sequences: Sequence[Sequence_], table: np.ndarray) -> float:
+    """Largest probability difference between the ONNX step model, run step by step, and training's path."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = step_logits(model, sequences, table)
+    worst = 0.0
+    for s, ref in zip(sequences, reference, strict=True):
+        state = np.zeros((1, STATE_SIZE), dtype=np.float32)
+        for t, text_id in enumerate(s.text_ids):
+            logit, state = session.run(
+                None,
+                {
+                    "features": table[text_id : text_id + 1].astype(np.float32),
+                    "own": np.array([[s.own[t]]], dtype=np.float32),
+                    "state": state,
+                },
+            )
+            p = 1 / (1 + math.exp(-float(logit[0])))
+            worst = max(worst, abs(p - 1 / (1 + math.exp(-ref[t]))))
+    return worst
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ============================================================================================== main
+
+
+def load_extra(paths: Iterable[Path]) -> list[Conversation]:
+    out: list[Conversation] = []
+    for path in paths:
+        out.extend(read_conversations(path))
+    return out
+
+
+def build_sequences(
+    *,
+    data: Path,
+    model_dir: Path,
+    work: Path,
+    extra: Sequence[Path],
+    realistic: Path,
+    seed: int,
+    threads: int,
+) -> tuple[dict[str, list[Sequence_]], np.ndarray]:
+    """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only)."""
+    work.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset([data])
+    splits = assign_splits(dataset.conversations, config=SplitConfig())
+    table = FeatureTable(model_dir=model_dir, work=work)
+    rng = random.Random(seed)
+    by_split: dict[str, list[Sequence_]] = defaultdict(list)
+    for conversation in dataset.conversations:
+        by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    added = load_extra(extra)
+    training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
+    for conversation in added + augment(training, seed=seed):
+        by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    for conversation in read_conversations(realistic):
+        by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    for split, items in sorted(by_split.items()):
+        logger.info(
+            "%s: %d sequences (%d positive), %d steps",
+            split,
+            len(items),
+            sum(s.label for s in items),
+            sum(len(s.text_ids) for s in items),
+        )
+    table.compute_pending(threads=threads)
+    return dict(by_split), table.matrix().astype(np.float32)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    work: Path = args.work
+    by_split, matrix = build_sequences(
+        data=args.data,
+        model_dir=args.model,
+        work=work,
+        extra=args.extra,
+        realistic=args.realistic,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    model = train(by_split["train"], matrix, epochs=args.epochs, seed=args.seed)
+    calib_logits = step_logits(model, by_split[str(Split.CALIB)], matrix)
+    a, b = fit_calibration(by_split[str(Split.CALIB)], calib_logits)
+    logger.info("calibration: a=%.3f b=%.3f", a, b)
+    apply_calibration(model, a, b)
+    calib_logits = step_logits(model, by_split[str(Split.CALIB)], matrix)
+    threshold, sustain, _ = choose_policy(by_split[str(Split.CALIB)], calib_logits)
+    logger.info("policy: threshold %.2f, sustain %d", threshold, sustain)
+    report: dict[str, Any] = {"threshold": threshold, "sustain": sustain, "calibration": [a, b]}
+    for split in (str(Split.CALIB), str(Split.VAL), "realistic"):
+        logits = step_logits(model, by_split[split], matrix)
+        report[split] = figures(by_split[split], logits, threshold=threshold, sustain=sustain)
+        logger.info("%s: %s", split, json.dumps(report[split]))
+    onnx_path = work / PAIR_FILE
+    export_onnx(model, onnx_path, matrix.shape[1])
+    report["export_max_diff"] = check_export(model, onnx_path, by_split["realistic"][:20], matrix)
+    logger.info("ONNX vs training path: max probability difference %.2e", report["export_max_diff"])
+    torch.save(model.state_dict(), work / "pair_model.pt")
+    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.out is not None:
+        write_model_dir(
+            args.model,
+            args.out,
+            onnx_path=onnx_path,
+            threshold=threshold,
+            sustain=sustain,
+            feature_size=int(matrix.shape[1]),
+            version=args.version,
+        )
+    return report
+
+
+def write_model_dir(
+    source: Path,
+    out: Path,
+    *,
+    onnx_path: Path,
+    threshold: float,
+    sustain: int,
+    feature_size: int,
+    version: str,
+) -> None:
+    """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
+    from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    if source.resolve() != out.resolve():
+        for name in ("tokenizer.json", "metadata.json"):
+            shutil.copyfile(source / name, out / name)
+    model = with_embedding_output(onnx.load(str(source / "model.onnx")))
+    onnx.save_model(model, str(out / "model.onnx"))
+    shutil.copyfile(onnx_path, out / PAIR_FILE)
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    metadata["version"] = version
+    metadata["default_threshold"] = threshold
+    metadata["policy_defaults"] = {"sustain_messages": sustain}
+    metadata["pair_model"] = {
+        "type": "gru",
+        "file": PAIR_FILE,
+        "state_size": STATE_SIZE,
+        "feature_size": feature_size,
+        "embedding_output": EMBEDDING_OUTPUT,
+    }
+    (out / "metadata.json").write_text(
+        json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    write_golden(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.pair_head", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--model", type=Path, default=Path("detector/model"), help="message model dir")
+    parser.add_argument("--work", type=Path, default=Path(".artifacts/pair"))
+    parser.add_argument("--out", type=Path, default=None, help="write the finished model dir here")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more training conversations")
+    parser.add_argument(
+        "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
+    )
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--version", default="2026.12.0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    report = run(args)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

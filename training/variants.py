@@ -1,0 +1,67 @@
+"""Evaluation variants of recorded conversations: early cuts and a standard-English rewrite.
+
+They measure what the corpus figures hide (issue 12): whether a model alerts within a conversation's first
+messages, and whether it still alerts when the chat-speak of the Perverted-Justice era is rewritten into
+standard English. The outputs are ordinary conversation files for ``vigil eval``: the production path.
+
+Usage::
+
+    python -m training.variants --out .artifacts/variants .artifacts/split/val/pj_chatcoder1.jsonl ...
+
+writes ``first50.jsonl``, ``first100.jsonl``, ``standard.jsonl``, ``standard_first50.jsonl`` and
+``standard_first100.jsonl`` holding the interleaved grooming conversations of the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from training.data import Conversation, read_conversations, write_conversations
+from training.style import standardise
+
+CUTS = (50, 100)
+
+
+def first_messages(conversation: Conversation, count: int) -> Conversation:
+    # Replies point backwards, so the cut is a valid record. The suspects stay even if they have not written
+    # yet: such a cut counts as a miss, as it would for a moderator.
+    return dataclasses.replace(conversation, messages=conversation.messages[:count])
+
+
+def standard_english(conversation: Conversation, *, seed: int) -> Conversation:
+    rng = random.Random(f"{seed}:{conversation.id}")
+    messages = tuple(dataclasses.replace(m, text=standardise(m.text, rng)) for m in conversation.messages)
+    return dataclasses.replace(conversation, messages=messages)
+
+
+def variants(conversations: Sequence[Conversation], *, seed: int = 0) -> dict[str, list[Conversation]]:
+    grooming = [c for c in conversations if c.label == 1 and c.interleaved]
+    standard = [standard_english(c, seed=seed) for c in grooming]
+    out: dict[str, list[Conversation]] = {"standard": standard}
+    for count in CUTS:
+        out[f"first{count}"] = [first_messages(c, count) for c in grooming]
+        out[f"standard_first{count}"] = [first_messages(c, count) for c in standard]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.variants", description=__doc__.split("\n")[0])
+    parser.add_argument("inputs", type=Path, nargs="+", help="conversation files (.jsonl or .jsonl.xz)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the variant files")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    conversations = [c for path in args.inputs for c in read_conversations(path)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, items in variants(conversations, seed=args.seed).items():
+        count = write_conversations(args.out / f"{name}.jsonl", items)
+        print(f"{args.out / f'{name}.jsonl'}: {count} conversations", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
