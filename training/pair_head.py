@@ -58,6 +58,7 @@ from training.style import chatify, modernise, standardise
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
+from vigil.bots.core.segments import split_segment
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,11 @@ MAX_PAIRS_PER_CONVERSATION = 24
 # A suspect's first messages ("hi", "asl") are not yet evidence: their loss weight ramps in over this many.
 POSITIVE_RAMP = 8
 HYSTERESIS = 0.15
+SIGNAL_AND_RISK = 10  # the last features: 9 signal logits and the risk logit
 DROPOUT = 0.1
 # Sources whose every sequence trains every epoch; the many easy negatives are sampled afresh each epoch.
 HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", "vigil_modern_train")
-EASY_PER_EPOCH = 6000
+EASY_PER_EPOCH = 20000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +195,10 @@ def sequences_of(
 # Share of training conversations that get a restyled copy: grooming in standard English and with modern app
 # names (so style and dated platforms stop being evidence), negatives in chat-speak (so style stops being
 # innocence).
+# Segment-style sequences (flattened windows of both speakers) from this share of training conversations.
+SEGMENT_SHARE = 0.3
+SEGMENT_MESSAGES = 30
+SEGMENTS_PER_CONVERSATION = 2
 STANDARDISED_SHARE = 0.5
 MODERNISED_SHARE = 0.5
 CHATIFIED_SHARE = 0.15
@@ -220,6 +226,37 @@ def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Convers
                 out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
         elif conversation.source != "vigil_modern_train" and rng.random() < CHATIFIED_SHARE:
             out.append(_restyled(conversation, "chat", chatify, rng))
+    return out
+
+
+def segment_sequences(
+    conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random, max_length: int
+) -> list[Sequence_]:
+    """Flattened windows of a conversation, cut into chunks as ``vigil eval`` cuts a segment (production's
+    ``split_segment``), read as one member's own messages: how the pair model sees a segment."""
+    if conversation.label == 1 and not conversation.interleaved:
+        return []
+    size = len(conversation.messages)
+    out: list[Sequence_] = []
+    starts = range(0, size, SEGMENT_MESSAGES)
+    for k, start in enumerate(sorted(rng.sample(starts, min(SEGMENTS_PER_CONVERSATION, len(starts))))):
+        window = conversation.messages[start : start + SEGMENT_MESSAGES]
+        chunks = split_segment(" ".join(m.text for m in window), max_length=max_length)
+        if len(window) < 3 or not chunks:
+            continue
+        out.append(
+            Sequence_(
+                conversation_id=f"{conversation.id}~seg{k}",
+                source=conversation.source,
+                label=conversation.label,
+                text_ids=np.array([texts(c) for c in chunks], dtype=np.int64),
+                own=np.ones(len(chunks), dtype=np.float32),
+                weight=source_weight(conversation.source, conversation.label),
+                pair_id=f"{conversation.id}~seg{k}",
+                candidate="segment",
+                interleaved=False,
+            )
+        )
     return out
 
 
@@ -328,7 +365,7 @@ def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts:
 # ============================================================================================= model
 
 
-def build_model(feature_size: int) -> Any:
+def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -341,16 +378,22 @@ def build_model(feature_size: int) -> Any:
             self.inp = nn.Sequential(nn.Linear(feature_size + 1, HIDDEN_IN), nn.GELU(), nn.Dropout(DROPOUT))
             self.gru = nn.GRU(HIDDEN_IN, STATE_SIZE, batch_first=True)
             self.out = nn.Linear(STATE_SIZE + HIDDEN_IN, 1)
+            # The message heads' logits learned the training corpus's style; masking them makes the pair model
+            # read the sentence embedding alone.
+            mask = torch.ones(feature_size)
+            if embedding_only:
+                mask[-SIGNAL_AND_RISK:] = 0.0
+            self.register_buffer("feature_mask", mask)
 
         def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            z = self.inp(torch.cat([features, own], -1))
+            z = self.inp(torch.cat([features * self.feature_mask, own], -1))
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
             state = hidden.squeeze(0)
             return self.out(torch.cat([state, z], -1)).squeeze(-1), state
 
         def forward_sequence(self, x: Any, own: Any) -> Any:
             """Logits for every step of padded sequences [B, T, F]: the same GRU as ``forward``, all steps."""
-            z = self.inp(torch.cat([x, own.unsqueeze(-1)], -1))
+            z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
             states, _ = self.gru(z)
             return self.out(torch.cat([states, z], -1)).squeeze(-1)
 
@@ -377,14 +420,20 @@ def _is_hard(sequence: Sequence_) -> bool:
 
 
 def train(
-    sequences: Sequence[Sequence_], table: np.ndarray, *, epochs: int, seed: int, batch_size: int = 32
+    sequences: Sequence[Sequence_],
+    table: np.ndarray,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int = 32,
+    embedding_only: bool = False,
 ) -> Any:
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = build_model(table.shape[1])
+    model = build_model(table.shape[1], embedding_only=embedding_only)
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
     easy = [s for s in sequences if not _is_hard(s)]
@@ -566,10 +615,13 @@ def figures(
         if lat:
             out[f"median_suspect_msgs@{key}"] = float(np.median(lat))
         if limit is None:
+            # False alerts: pairs in conversations without grooming (a decoy named alone in a non-interleaved
+            # grooming record is counted as victim_named's concern, not here).
+            grooming_conversations = {o.conversation_id for o in outcomes if o.suspect_pair}
             fa: Counter[str] = Counter()
             msgs: Counter[str] = Counter()
             for o in outcomes:
-                if o.suspect_pair:
+                if o.conversation_id in grooming_conversations:
                     continue
                 msgs[o.source] += o.messages
                 fa[o.source] += int(o.first_alert is not None)
@@ -581,22 +633,33 @@ def figures(
 def choose_policy(
     sequences: Sequence[Sequence_], logits: Sequence[np.ndarray]
 ) -> tuple[float, int, dict[str, Any]]:
-    """The lowest threshold (and sustain) with no false alert on the calibration negatives, earliest first."""
+    """Threshold and sustain on the calibration split: fewest false alerts and victims named, then the most
+    grooming pairs alerted within 50 messages and in all, then the fewest suspect messages before the alert;
+    among equals the higher threshold and longer sustain (the same catches with more margin)."""
     best: tuple[float, int, dict[str, Any]] | None = None
-    best_key: tuple[float, float] | None = None
-    for sustain in (1, 2, 3):
-        for threshold in np.round(np.arange(0.5, 0.97, 0.02), 2):
+    best_key: tuple[float, ...] | None = None
+    # Never 1: the policy promises that one message alone never alerts (bots/core/policy.py).
+    for sustain in (2, 3):
+        for threshold in np.round(np.arange(0.5, 0.96, 0.05), 2):
             fig = figures(sequences, logits, threshold=float(threshold), sustain=sustain)
-            if fig["negative_pairs_alerted"] or fig["victim_named@all"]:
-                continue
-            hit, total = (int(v) for v in fig["recall@50"].split("/"))
-            key = (hit / max(total, 1), -fig.get("median_suspect_msgs@all", 1e9))
+            wrong = sum(fig["negative_pairs_alerted"].values()) + fig["victim_named@all"]
+            key = (
+                -float(wrong),
+                _hits(fig["recall@50"]),
+                _hits(fig["recall@all"]),
+                -float(fig.get("median_suspect_msgs@all", 1e9)),
+                float(threshold),
+                float(sustain),
+            )
             if best_key is None or key > best_key:
                 best, best_key = (float(threshold), sustain, fig), key
-            break  # higher thresholds at this sustain are only later
-    if best is None:
-        raise RuntimeError("no threshold keeps the calibration negatives silent")
+    assert best is not None
     return best
+
+
+def _hits(fraction: str) -> float:
+    hit, total = (int(v) for v in fraction.split("/"))
+    return hit / total if total else 0.0
 
 
 # ============================================================================================ export
@@ -679,6 +742,12 @@ def build_sequences(
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
     for conversation in added + augment(training, seed=seed):
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
+    for conversation in training:
+        if conversation.label == 1 or rng.random() < SEGMENT_SHARE:
+            by_split[str(Split.TRAIN)].extend(
+                segment_sequences(conversation, texts=table.id_of, rng=rng, max_length=max_length)
+            )
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for split, items in sorted(by_split.items()):
@@ -786,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
     )
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--version", default="2026.12.0")

@@ -9,13 +9,16 @@ Usage::
     python -m training.variants --out .artifacts/variants .artifacts/split/val/pj_chatcoder1.jsonl ...
 
 writes ``first50.jsonl``, ``first100.jsonl``, ``standard.jsonl``, ``standard_first50.jsonl`` and
-``standard_first100.jsonl`` holding the interleaved grooming conversations of the inputs.
+``standard_first100.jsonl`` holding the interleaved grooming conversations of the inputs, and
+``segments.jsonl``: flattened windows of consecutive messages (both speakers, no boundaries, as in the VTPAN
+segments of the held-out set), label 1 from grooming conversations and 0 from the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 import sys
 from collections.abc import Sequence
@@ -25,6 +28,8 @@ from training.data import Conversation, read_conversations, write_conversations
 from training.style import standardise
 
 CUTS = (50, 100)
+SEGMENT_MESSAGES = 30
+SEGMENTS_PER_CONVERSATION = 3
 
 
 def first_messages(conversation: Conversation, count: int) -> Conversation:
@@ -49,6 +54,34 @@ def variants(conversations: Sequence[Conversation], *, seed: int = 0) -> dict[st
     return out
 
 
+def segments(conversations: Sequence[Conversation], *, seed: int = 0) -> list[dict[str, object]]:
+    """Up to three flattened windows per conversation, at random places (seeded per conversation)."""
+    out: list[dict[str, object]] = []
+    for conversation in conversations:
+        if conversation.label == 1 and not conversation.interleaved:
+            continue  # one side's lines after the other's: not a chat window
+        rng = random.Random(f"{seed}:segments:{conversation.id}")
+        size = len(conversation.messages)
+        starts = sorted(
+            rng.sample(
+                range(0, size, SEGMENT_MESSAGES), min(SEGMENTS_PER_CONVERSATION, -(-size // SEGMENT_MESSAGES))
+            )
+        )
+        for k, start in enumerate(starts):
+            window = conversation.messages[start : start + SEGMENT_MESSAGES]
+            if len(window) < 3:
+                continue
+            out.append(
+                {
+                    "id": f"{conversation.id}~seg{k}",
+                    "source": conversation.source,
+                    "label": conversation.label,
+                    "text": " ".join(m.text for m in window),
+                }
+            )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.variants", description=__doc__.split("\n")[0])
     parser.add_argument("inputs", type=Path, nargs="+", help="conversation files (.jsonl or .jsonl.xz)")
@@ -60,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, items in variants(conversations, seed=args.seed).items():
         count = write_conversations(args.out / f"{name}.jsonl", items)
         print(f"{args.out / f'{name}.jsonl'}: {count} conversations", file=sys.stderr)
+    flattened = segments(conversations, seed=args.seed)
+    with (args.out / "segments.jsonl").open("w", encoding="utf-8") as handle:
+        for record in flattened:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    print(f"{args.out / 'segments.jsonl'}: {len(flattened)} segments", file=sys.stderr)
     return 0
 
 

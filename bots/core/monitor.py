@@ -302,6 +302,9 @@ class Monitor:
                 open_alert_risk=open_alert.risk if open_alert is not None else 0.0,
                 snoozed_until=previous.snoozed_until,
                 now=now,
+                new_evidence=open_alert is not None
+                and message.author_id == open_alert.suspect_id
+                and not set(window_message.signals) <= set(open_alert.signals),
             ),
         )
         channels = previous.channel_ids

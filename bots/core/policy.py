@@ -7,7 +7,9 @@ Pure functions over plain values, so every rule is testable without a store or a
 - **Hysteresis.** Once a run above the threshold has started, it continues while risk stays above
   ``threshold - hysteresis``, so risk hovering at the threshold neither resets nor restarts the count.
 - **One alert per pair.** While a pair has an open alert, rising risk *updates* that alert (when it rose by at
-  least ``update_min_delta`` since the last revision) instead of raising a new one.
+  least ``update_min_delta`` since the last revision) instead of raising a new one; so does new evidence (the
+  suspect shows a signal the alert does not list yet, e.g. asks to meet), because an early alert should grow
+  its explanation as the conversation goes on.
 - **Cooldown / snooze.** A pair whose alert was closed is snoozed for ``cooldown`` (and moderators can snooze
   a pair explicitly); no new alert while snoozed.
 - **Hourly cap.** Beyond ``max_alerts_per_hour`` in a space, a new alert is still recorded but its posting is
@@ -57,6 +59,8 @@ class PolicyInput:
     open_alert_risk: float
     snoozed_until: datetime | None
     now: datetime
+    # The message shows a signal of the open alert's suspect that the alert does not list yet.
+    new_evidence: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +86,7 @@ def decide(policy: PolicyConfig, state: PolicyInput) -> PolicyOutcome:
         hysteresis=policy.hysteresis,
     )
     if state.has_open_alert:
-        if state.risk >= state.open_alert_risk + policy.update_min_delta:
+        if state.risk >= state.open_alert_risk + policy.update_min_delta or state.new_evidence:
             return PolicyOutcome(decision=Decision.UPDATE, streak=streak)
         return PolicyOutcome(decision=Decision.NONE, streak=streak)
     snoozed = state.snoozed_until is not None and state.now < state.snoozed_until

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -110,3 +111,13 @@ def test_hourly_cap_defers_instead_of_dropping() -> None:
 def test_invalid_policy_is_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         policy(**bad)
+
+
+def test_new_evidence_updates_an_open_alert_without_a_risk_rise() -> None:
+    p = policy()
+    quiet = decide(p, state(0.91, streak=3, open_risk=0.95))
+    assert quiet.decision is Decision.NONE
+    with_evidence = decide(p, dataclasses.replace(state(0.91, streak=3, open_risk=0.95), new_evidence=True))
+    assert with_evidence.decision is Decision.UPDATE
+    # Without an open alert, evidence alone raises nothing: raising is the streak's job.
+    assert decide(p, dataclasses.replace(state(0.1), new_evidence=True)).decision is Decision.NONE

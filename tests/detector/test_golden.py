@@ -114,7 +114,7 @@ def test_golden_inputs_are_varied() -> None:
     tokenizer.no_truncation()
     assert max(len(tokenizer.encode(text).ids) for text in texts) > 64  # one input is truncated
     risks = [case.risk for case in golden.cases]
-    # Inputs on both sides of the shipped threshold (0.67), so a drift either way is visible.
+    # Message risks on both sides of 0.67 (the old EMA threshold), so a drift either way is visible.
     assert sum(risk >= 0.67 for risk in risks) >= 4 and sum(risk < 0.5 for risk in risks) >= 6
 
 
@@ -306,7 +306,7 @@ def test_training_golden_command_rewrites_the_file_identically(tmp_path: Path) -
 def test_check_config_reports_a_passing_golden_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config"]) == 0
     out = capsys.readouterr().out
-    assert "model: vigil-minilm-grooming 2026.11.1 from" in out
+    assert "model: vigil-minilm-grooming 2026.12.0 from" in out
     assert f"runtime: onnxruntime {ort.__version__}, tokenizers {tokenizers.__version__}" in out
     assert f"goldens made with onnxruntime {ort.__version__}" in out
     assert re.search(r"golden check: ok \(max diff 0\.0000 over \d+ inputs, tolerance 0\.005\)", out)
@@ -320,7 +320,7 @@ def test_check_config_fails_on_drift_and_names_both_versions(
     edit_golden(model_dir, shift=0.035, onnxruntime="1.30.0")
     assert main(["check-config", str(write_config(tmp_path, model_dir))]) == 1
     out = capsys.readouterr().out
-    assert "model: vigil-minilm-grooming 2026.11.1 from" in out
+    assert "model: vigil-minilm-grooming 2026.12.0 from" in out
     assert f"runtime: onnxruntime {ort.__version__}" in out and "goldens made with onnxruntime 1.30.0" in out
     assert "golden check: FAILED (max diff 0.0350 over" in out
     assert "accept_runtime_drift = true" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.data import Conversation, Message, read_conversations, write_conversations
-from training.variants import main, variants
+from training.variants import SEGMENT_MESSAGES, main, segments, variants
 
 OFF, DEC = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb"
 
@@ -64,3 +64,15 @@ def test_cli_writes_readable_files(tmp_path: Path) -> None:
     write_conversations(source, [_conversation("a", label=1)])
     assert main(["--out", str(tmp_path / "out"), str(source)]) == 0
     assert [len(c.messages) for c in read_conversations(tmp_path / "out" / "first50.jsonl")] == [50]
+
+
+def test_segments_are_flattened_windows_of_both_speakers_with_the_conversation_label() -> None:
+    flattened = segments([_conversation("a", label=1), _conversation("b", label=0, size=40)])
+    by_source: dict[str, list[dict[str, object]]] = {}
+    for record in flattened:
+        by_source.setdefault(str(record["source"]), []).append(record)
+    assert {k: len(v) for k, v in by_source.items()} == {"pj_chatcoder1": 3, "dailydialog": 2}
+    assert all(r["label"] == 1 for r in by_source["pj_chatcoder1"])
+    text = str(by_source["pj_chatcoder1"][0]["text"])
+    assert len(text.split(" ")) == 5 * SEGMENT_MESSAGES  # every message of the window, in one line
+    assert segments([_conversation("c", label=1, interleaved=False)]) == []
