@@ -58,7 +58,6 @@ from training.style import chatify, modernise, standardise
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
-from vigil.bots.core.segments import split_segment
 
 logger = logging.getLogger(__name__)
 
@@ -195,10 +194,6 @@ def sequences_of(
 # Share of training conversations that get a restyled copy: grooming in standard English and with modern app
 # names (so style and dated platforms stop being evidence), negatives in chat-speak (so style stops being
 # innocence).
-# Segment-style sequences (flattened windows of both speakers) from this share of training conversations.
-SEGMENT_SHARE = 0.3
-SEGMENT_MESSAGES = 30
-SEGMENTS_PER_CONVERSATION = 2
 STANDARDISED_SHARE = 0.5
 MODERNISED_SHARE = 0.5
 CHATIFIED_SHARE = 0.15
@@ -226,37 +221,6 @@ def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Convers
                 out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
         elif conversation.source != "vigil_modern_train" and rng.random() < CHATIFIED_SHARE:
             out.append(_restyled(conversation, "chat", chatify, rng))
-    return out
-
-
-def segment_sequences(
-    conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random, max_length: int
-) -> list[Sequence_]:
-    """Flattened windows of a conversation, cut into chunks as ``vigil eval`` cuts a segment (production's
-    ``split_segment``), read as one member's own messages: how the pair model sees a segment."""
-    if conversation.label == 1 and not conversation.interleaved:
-        return []
-    size = len(conversation.messages)
-    out: list[Sequence_] = []
-    starts = range(0, size, SEGMENT_MESSAGES)
-    for k, start in enumerate(sorted(rng.sample(starts, min(SEGMENTS_PER_CONVERSATION, len(starts))))):
-        window = conversation.messages[start : start + SEGMENT_MESSAGES]
-        chunks = split_segment(" ".join(m.text for m in window), max_length=max_length)
-        if len(window) < 3 or not chunks:
-            continue
-        out.append(
-            Sequence_(
-                conversation_id=f"{conversation.id}~seg{k}",
-                source=conversation.source,
-                label=conversation.label,
-                text_ids=np.array([texts(c) for c in chunks], dtype=np.int64),
-                own=np.ones(len(chunks), dtype=np.float32),
-                weight=source_weight(conversation.source, conversation.label),
-                pair_id=f"{conversation.id}~seg{k}",
-                candidate="segment",
-                interleaved=False,
-            )
-        )
     return out
 
 
@@ -742,12 +706,6 @@ def build_sequences(
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
     for conversation in added + augment(training, seed=seed):
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
-    max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
-    for conversation in training:
-        if conversation.label == 1 or rng.random() < SEGMENT_SHARE:
-            by_split[str(Split.TRAIN)].extend(
-                segment_sequences(conversation, texts=table.id_of, rng=rng, max_length=max_length)
-            )
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for split, items in sorted(by_split.items()):
