@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -762,8 +762,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sustain=sustain,
             feature_size=int(matrix.shape[1]),
             version=args.version,
+            report=report,
         )
     return report
+
+
+PAIR_MODEL_BIASES = (
+    "The pair model (2026.12.0) also learned from template-written modern conversations"
+    " (training.modern_lines): it can alert within a handful of messages on an adult befriending and praising"
+    " a younger-sounding player, before anything a moderator would call grooming; read the alert's evidence.",
+    "Sexual chat between adults no longer alerts on its own in the validation data, but adult flirting with a"
+    " playful age remark, and adults role-playing school ages, can.",
+)
+MODERN_SOURCE = {
+    "source": "vigil_modern_train",
+    "licence": "Written for Vigil from templates (training/modern_lines.py), same licence as Vigil",
+    "role": "pair model: modern-style grooming and look-alike conversations (train only)",
+}
 
 
 def write_model_dir(
@@ -775,6 +790,7 @@ def write_model_dir(
     sustain: int,
     feature_size: int,
     version: str,
+    report: Mapping[str, Any] | None = None,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -790,6 +806,12 @@ def write_model_dir(
     metadata["version"] = version
     metadata["default_threshold"] = threshold
     metadata["policy_defaults"] = {"sustain_messages": sustain}
+    if MODERN_SOURCE not in metadata.setdefault("training_data", []):
+        metadata["training_data"].append(MODERN_SOURCE)
+    biases = [b for b in metadata.get("known_biases", []) if "minimum message count" not in b]
+    metadata["known_biases"] = biases + [b for b in PAIR_MODEL_BIASES if b not in biases]
+    if report is not None:
+        metadata.setdefault("metrics", {})["pair_model_replay"] = dict(report)
     metadata["pair_model"] = {
         "type": "gru",
         "file": PAIR_FILE,

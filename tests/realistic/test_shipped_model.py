@@ -1,0 +1,42 @@
+"""The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
+
+A floor, not a target: the model card reports the figures (17 of 20 grooming conversations alert, a median of
+6 suspect messages in, 1 of 21 look-alikes). A retrained model that falls below these fails here before it
+ships.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vigil.bots.cli import main as vigil_main
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "examples" / "realistic_conversations.jsonl"
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("shipped-eval") / "eval.json"
+    assert vigil_main(["eval", "--data", str(DATA), "--json", str(out)]) == 0
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evaluation: dict[str, Any]) -> None:
+    assert evaluation["conversations_pos"] == 20
+    assert evaluation["recall"] >= 0.8
+    assert evaluation["suspect_accuracy"] == 1.0
+    assert evaluation["victim_flag_rate"] == 0.0
+    # Conversation messages (both sides) before the first alert.
+    assert evaluation["median_messages_to_alert"] <= 20
+
+
+def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
+    assert evaluation["conversations_neg"] == 21
+    assert evaluation["precision"] >= 0.9  # at most one or two of 21 look-alikes
+    assert evaluation["pr_auc"] >= 0.95
