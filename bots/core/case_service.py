@@ -67,7 +67,7 @@ _MAX_REPORT_MESSAGES = 500
 # As the monitor: the least text needed is kept.
 _STORED_TEXT_CHARS = 1000
 _REPORT_EVIDENCE_MESSAGES = 5
-# A pair the case service creates starts with an empty pair-model state (the EMA model's initial state).
+# A pair the case service creates starts with an empty pair-model state ("{}" reads as fresh in every model).
 _EMPTY_MODEL_STATE = "{}"
 
 _NOT_FOUND = "No such case here."
