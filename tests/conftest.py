@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.files import umask
+from tests.support.gru_model import build_gru_keyword_model
 from tests.support.keyword_model import build_keyword_model
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
@@ -19,6 +20,21 @@ def keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def keyword_detector(keyword_model_dir: Path) -> AsyncIterator[OnnxDetector]:
     detector = await OnnxDetector.load(keyword_model_dir, intra_op_threads=1, max_batch=32)
+    try:
+        yield detector
+    finally:
+        await detector.aclose()
+
+
+@pytest.fixture(scope="session")
+def gru_keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The keyword model with a GRU pair model (tests/support/gru_model.py)."""
+    return build_gru_keyword_model(tmp_path_factory.mktemp("gru-keyword-model"))
+
+
+@pytest.fixture
+async def gru_keyword_detector(gru_keyword_model_dir: Path) -> AsyncIterator[OnnxDetector]:
+    detector = await OnnxDetector.load(gru_keyword_model_dir, intra_op_threads=1, max_batch=32)
     try:
         yield detector
     finally:

@@ -9,8 +9,6 @@ production path is checked: message in, features, GRU step in the store transact
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +18,6 @@ from tests.support.fakes import FakeClock
 from tests.support.gru_model import (
     KEYWORD_GRU_WEIGHTS,
     GruWeights,
-    build_gru_keyword_model,
     reference_step,
 )
 from vigil.bots.core.policy import Decision
@@ -29,20 +26,6 @@ from vigil.storage.sqlite import SqliteStore
 
 WEIGHTS = KEYWORD_GRU_WEIGHTS
 THRESHOLD = 0.7  # make_monitor's policy: threshold 0.7, sustain 2 messages
-
-
-@pytest.fixture(scope="module")
-def gru_keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_gru_keyword_model(tmp_path_factory.mktemp("gru-keyword-model"))
-
-
-@pytest.fixture
-async def gru_detector(gru_keyword_model_dir: Path) -> AsyncIterator[OnnxDetector]:
-    detector = await OnnxDetector.load(gru_keyword_model_dir, intra_op_threads=1, max_batch=32)
-    try:
-        yield detector
-    finally:
-        await detector.aclose()
 
 
 async def expected_risks(
@@ -69,10 +52,10 @@ async def expected_risks(
 
 
 async def test_grooming_pattern_alerts_on_the_grus_risk_naming_the_adult(
-    sqlite_store: SqliteStore, gru_detector: OnnxDetector
+    sqlite_store: SqliteStore, gru_keyword_detector: OnnxDetector
 ) -> None:
-    assert isinstance(gru_detector.pair_model, GruPairModel)
-    monitor = make_monitor(sqlite_store, gru_detector, FakeClock(START))
+    assert isinstance(gru_keyword_detector.pair_model, GruPairModel)
+    monitor = make_monitor(sqlite_store, gru_keyword_detector, FakeClock(START))
     talk = Conversation()
     script = [
         (talk.a, "hello there"),
@@ -86,7 +69,7 @@ async def test_grooming_pattern_alerts_on_the_grus_risk_naming_the_adult(
         (talk.a, "groom secret tonight"),
         (talk.b, "ok lol"),
     ]
-    expected = await expected_risks(gru_detector, WEIGHTS, script, (talk.a, talk.b))
+    expected = await expected_risks(gru_keyword_detector, WEIGHTS, script, (talk.a, talk.b))
     results = [await monitor.handle(talk.say(author, text)) for author, text in script]
 
     # The pair's risk is the GRU's, step by step (the larger member risk), and the adult is the suspect.
@@ -112,12 +95,16 @@ async def test_grooming_pattern_alerts_on_the_grus_risk_naming_the_adult(
     # The stored state is the GRU's (versioned JSON) and reads back to the same risks.
     state = await sqlite_store.load_pair(results[-1].pairs[0].key)
     assert state is not None and state.model_state.startswith('{"v":1,')
-    stored = {r.author_id: r.risk for r in gru_detector.pair_model.author_risks(state=state.model_state)}
+    stored = {
+        r.author_id: r.risk for r in gru_keyword_detector.pair_model.author_risks(state=state.model_state)
+    }
     assert stored == pytest.approx(expected[-1], abs=1e-5)
 
 
-async def test_ordinary_chat_stays_quiet(sqlite_store: SqliteStore, gru_detector: OnnxDetector) -> None:
-    monitor = make_monitor(sqlite_store, gru_detector, FakeClock(START))
+async def test_ordinary_chat_stays_quiet(
+    sqlite_store: SqliteStore, gru_keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, gru_keyword_detector, FakeClock(START))
     talk = Conversation()
     for i in range(20):
         author = talk.a if i % 2 else talk.b
@@ -126,16 +113,18 @@ async def test_ordinary_chat_stays_quiet(sqlite_store: SqliteStore, gru_detector
 
 
 async def test_pairs_saved_by_an_older_ema_model_continue_with_the_gru(
-    sqlite_store: SqliteStore, keyword_detector: OnnxDetector, gru_detector: OnnxDetector
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector, gru_keyword_detector: OnnxDetector
 ) -> None:
     # A model upgrade: pairs in the database hold the EMA's state; the GRU starts them afresh, no errors.
     talk = Conversation()
     old = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
     for _ in range(2):
         await old.handle(talk.say(talk.a, "hello there"))
-    new = make_monitor(sqlite_store, gru_detector, FakeClock(START))
+    new = make_monitor(sqlite_store, gru_keyword_detector, FakeClock(START))
     result = await new.handle(talk.say(talk.a, "secret groom"))
-    expected = await expected_risks(gru_detector, WEIGHTS, [(talk.a, "secret groom")], (talk.a, talk.b))
+    expected = await expected_risks(
+        gru_keyword_detector, WEIGHTS, [(talk.a, "secret groom")], (talk.a, talk.b)
+    )
     assert result.pairs[0].risk == pytest.approx(expected[0][talk.a], abs=1e-5)
     state = await sqlite_store.load_pair(result.pairs[0].key)
     assert state is not None and state.message_count == 3
