@@ -334,7 +334,7 @@ def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
-    class PairGru(nn.Module):
+    class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
         """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training."""
 
         def __init__(self) -> None:
