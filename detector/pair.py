@@ -142,7 +142,7 @@ class GruPairModel:
     outputs ``risk_logit`` float32 [N] and ``next_state`` float32 [N, state_size]. Create it with ``load``.
 
     The stored state is ``{"v": 1, "k": <model fingerprint>, "m": {member: [own messages, risk,
-    base64 of the float32 little-endian hidden state]}}``: about 350 bytes per member at state size 64.
+    base64 of the float32 little-endian hidden state]}}``: about 400 bytes per member at state size 64.
     """
 
     session: ort.InferenceSession

@@ -281,9 +281,9 @@ class Monitor:
             risk=0.0,
             suspect_id=None,
         )
-        # Synchronous CPU work inside the store transaction, on purpose: the EMA is arithmetic, the GRU pair
-        # model one tiny single-threaded session.run (~0.1 ms with its state's JSON), cheaper than a hop to a
-        # worker thread and short enough not to hold the event loop.
+        # Synchronous CPU work inside the store transaction, on purpose: the EMA is arithmetic, the GRU
+        # pair model one small single-threaded session.run (0.15-0.45 ms with the state JSON), cheaper than a
+        # hop to a worker thread and short enough not to hold the event loop.
         model_state = pair_model.update(
             state=previous.model_state,
             author_id=message.author_id,
