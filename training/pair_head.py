@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -83,7 +82,7 @@ EASY_PER_EPOCH = 20000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Sequence_:
+class CandidateSequence:
     """One member ("candidate") of one pair: the pair's messages in order, which are the candidate's own."""
 
     conversation_id: str
@@ -140,14 +139,14 @@ def source_weight(source: str, label: int) -> float:
 
 def sequences_of(
     conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random
-) -> list[Sequence_]:
+) -> list[CandidateSequence]:
     suspects = set(conversation.suspects)
-    out: list[Sequence_] = []
+    out: list[CandidateSequence] = []
 
     def add(pair_id: str, candidate: str, indices: Sequence[int], own: Sequence[int]) -> None:
         label = int(conversation.label == 1 and candidate in suspects)
         out.append(
-            Sequence_(
+            CandidateSequence(
                 conversation_id=conversation.id,
                 source=conversation.source,
                 label=label,
@@ -364,7 +363,7 @@ def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
     return PairGru()
 
 
-def _pad(group: Sequence[Sequence_], table: np.ndarray) -> tuple[Any, Any, Any]:
+def _pad(group: Sequence[CandidateSequence], table: np.ndarray) -> tuple[Any, Any, Any]:
     import torch  # noqa: PLC0415
 
     length = max(len(s.text_ids) for s in group)
@@ -379,12 +378,12 @@ def _pad(group: Sequence[Sequence_], table: np.ndarray) -> tuple[Any, Any, Any]:
     return torch.from_numpy(x), torch.from_numpy(own), torch.from_numpy(mask)
 
 
-def _is_hard(sequence: Sequence_) -> bool:
+def _is_hard(sequence: CandidateSequence) -> bool:
     return sequence.label == 1 or sequence.source.startswith(HARD_SOURCES)
 
 
 def train(
-    sequences: Sequence[Sequence_],
+    sequences: Sequence[CandidateSequence],
     table: np.ndarray,
     *,
     epochs: int,
@@ -435,7 +434,7 @@ def train(
     return model.eval()
 
 
-def step_logits(model: Any, sequences: Sequence[Sequence_], table: np.ndarray) -> list[np.ndarray]:
+def step_logits(model: Any, sequences: Sequence[CandidateSequence], table: np.ndarray) -> list[np.ndarray]:
     import torch  # noqa: PLC0415
 
     out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
@@ -450,7 +449,9 @@ def step_logits(model: Any, sequences: Sequence[Sequence_], table: np.ndarray) -
     return out
 
 
-def fit_calibration(sequences: Sequence[Sequence_], logits: Sequence[np.ndarray]) -> tuple[float, float]:
+def fit_calibration(
+    sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray]
+) -> tuple[float, float]:
     """Platt scaling (a * logit + b) on own-message steps, so the output reads as a probability."""
     x = np.concatenate([lg[s.own > 0] for s, lg in zip(sequences, logits, strict=True)])
     y = np.concatenate([np.full(int(s.own.sum()), s.label, dtype=np.float64) for s in sequences])
@@ -494,7 +495,7 @@ class PairOutcome:
 
 
 def replay_pairs(
-    sequences: Sequence[Sequence_],
+    sequences: Sequence[CandidateSequence],
     logits: Sequence[np.ndarray],
     *,
     threshold: float,
@@ -551,7 +552,7 @@ def replay_pairs(
 
 
 def figures(
-    sequences: Sequence[Sequence_], logits: Sequence[np.ndarray], *, threshold: float, sustain: int
+    sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray], *, threshold: float, sustain: int
 ) -> dict[str, Any]:
     """Early recall on interleaved grooming pairs, victims named, and false alerts per 10,000 messages."""
     out: dict[str, Any] = {}
@@ -595,7 +596,7 @@ def figures(
 
 
 def choose_policy(
-    sequences: Sequence[Sequence_], logits: Sequence[np.ndarray]
+    sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray]
 ) -> tuple[float, int, dict[str, Any]]:
     """Threshold and sustain on the calibration split: fewest false alerts and victims named, then the most
     grooming pairs alerted within 50 messages and in all, then the fewest suspect messages before the alert;
@@ -648,7 +649,7 @@ def export_onnx(model: Any, path: Path, feature_size: int) -> None:
         )
 
 
-def check_export(model: Any, path: Path, sequences: Sequence[Sequence_], table: np.ndarray) -> float:
+def check_export(model: Any, path: Path, sequences: Sequence[CandidateSequence], table: np.ndarray) -> float:
     """Largest probability difference between the ONNX step model, run step by step, and training's path."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     reference = step_logits(model, sequences, table)
@@ -667,10 +668,6 @@ def check_export(model: Any, path: Path, sequences: Sequence[Sequence_], table: 
             p = 1 / (1 + math.exp(-float(logit[0])))
             worst = max(worst, abs(p - 1 / (1 + math.exp(-ref[t]))))
     return worst
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ============================================================================================== main
@@ -692,14 +689,14 @@ def build_sequences(
     realistic: Path,
     seed: int,
     threads: int,
-) -> tuple[dict[str, list[Sequence_]], np.ndarray]:
+) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only)."""
     work.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset([data])
     splits = assign_splits(dataset.conversations, config=SplitConfig())
     table = FeatureTable(model_dir=model_dir, work=work)
     rng = random.Random(seed)
-    by_split: dict[str, list[Sequence_]] = defaultdict(list)
+    by_split: dict[str, list[CandidateSequence]] = defaultdict(list)
     for conversation in dataset.conversations:
         by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     added = load_extra(extra)

@@ -15,7 +15,7 @@ import pytest
 from training.data import Conversation, Message
 from training.pair_head import (
     EMBEDDING_OUTPUT,
-    Sequence_,
+    CandidateSequence,
     fit_calibration,
     production_pairs,
     replay_pairs,
@@ -85,8 +85,8 @@ def test_non_interleaved_sides_are_own_message_sequences() -> None:
     assert all(s.own.min() == 1.0 for s in sequences)
 
 
-def _sequence(candidate: str, label: int, own: list[int]) -> Sequence_:
-    return Sequence_(
+def _sequence(candidate: str, label: int, own: list[int]) -> CandidateSequence:
+    return CandidateSequence(
         conversation_id="c-1",
         source="pj_pj24",
         label=label,
