@@ -13,10 +13,17 @@ from vigil.detector.onnx_detector import (
     load_default_model_dir,
     write_golden,
 )
-from vigil.detector.pair import EmaPairModel, GruPairModel, PairModelConfigError, PairModelOutputError
+from vigil.detector.pair import (
+    FLATTENED_OWN,
+    EmaPairModel,
+    GruPairModel,
+    PairModelConfigError,
+    PairModelOutputError,
+)
 from vigil.detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 
 __all__ = [
+    "FLATTENED_OWN",
     "AuthorRisk",
     "BatchResultMismatchError",
     "Batcher",

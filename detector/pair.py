@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 GRU_STATE_VERSION = 1
 GRU_OUTPUTS = ("risk_logit", "next_state")
 _FLOAT_TENSOR = "tensor(float)"
+# ``own`` for a chunk of flattened text (a segment): words of either member, credited to one. The pair model
+# is trained on such chunks with this value (training.pair_head), so it reads them apart from chat messages.
+FLATTENED_OWN = 0.5
 # Enough of the file's sha256 to tell two pair models apart in a stored state.
 _FINGERPRINT_CHARS = 12
 
@@ -78,7 +81,10 @@ class EmaPairModel:
     def initial_state(self) -> str:
         return "{}"
 
-    def update(self, *, state: str, author_id: str, other_id: str, score: MessageScore) -> str:
+    def update(
+        self, *, state: str, author_id: str, other_id: str, score: MessageScore, speaker_known: bool = True
+    ) -> str:
+        del speaker_known  # a running mean of risks has no notion of who wrote what
         authors = _load(state)
         count, mean = authors.get(author_id, (0, 0.0))
         count += 1
@@ -138,7 +144,8 @@ class GruPairModel:
 
     ``session`` runs one GRU step for a batch of rows: inputs ``features`` float32 [N, feature_size] (the
     message's embedding, signal logits and risk logit, ``MessageScore.features``), ``own`` float32 [N, 1]
-    (1 for the member who wrote the message, 0 for the other) and ``state`` float32 [N, state_size];
+    (1 for the member who wrote the message, 0 for the other, ``FLATTENED_OWN`` for a chunk of flattened text
+    credited to the member) and ``state`` float32 [N, state_size];
     outputs ``risk_logit`` float32 [N] and ``next_state`` float32 [N, state_size]. Create it with ``load``.
 
     The stored state is ``{"v": 1, "k": <model fingerprint>, "m": {member: [own messages, risk,
@@ -181,7 +188,9 @@ class GruPairModel:
     def initial_state(self) -> str:
         return "{}"
 
-    def update(self, *, state: str, author_id: str, other_id: str, score: MessageScore) -> str:
+    def update(
+        self, *, state: str, author_id: str, other_id: str, score: MessageScore, speaker_known: bool = True
+    ) -> str:
         if author_id == other_id:
             raise ValueError("author_id and other_id must be two different members")
         features = self._features_of(score)
@@ -189,10 +198,12 @@ class GruPairModel:
         empty = _Member(hidden=np.zeros(self.state_size, dtype=np.float32), count=0, risk=0.0)
         author = members.get(author_id, empty)
         other = members.get(other_id, empty)
-        # One step for both members: the author's row sees own=1, the other member's own=0.
+        # One step for both members: the author's row sees own=1 (FLATTENED_OWN for flattened text), the other
+        # member's own=0.
+        own = 1.0 if speaker_known else FLATTENED_OWN
         feed = {
             "features": np.stack([features, features]),
-            "own": np.array([[1.0], [0.0]], dtype=np.float32),
+            "own": np.array([[own], [0.0]], dtype=np.float32),
             "state": np.stack([author.hidden, other.hidden]),
         }
         risk_logit, next_state = self.session.run(list(GRU_OUTPUTS), feed)

@@ -51,11 +51,15 @@ class PairModel(Protocol):
     """Turns per-message scores into a pair's risk, at O(1) cost per message.
 
     ``state`` is an opaque JSON string the caller stores with the pair and hands back next time.
+    ``speaker_known=False`` marks a chunk of flattened text (a segment without speaker boundaries): it is
+    credited to ``author_id``, but may hold the other member's words too.
     """
 
     def initial_state(self) -> str: ...
 
-    def update(self, *, state: str, author_id: str, other_id: str, score: MessageScore) -> str: ...
+    def update(
+        self, *, state: str, author_id: str, other_id: str, score: MessageScore, speaker_known: bool = True
+    ) -> str: ...
 
     def author_risks(self, *, state: str) -> tuple[AuthorRisk, ...]: ...
 

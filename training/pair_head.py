@@ -13,6 +13,12 @@ One set of rules with serving:
 - Alert policy: the replay that calibrates threshold and sustain runs ``vigil.bots.core.policy.next_streak``
   on the pair's top member risk after every pair message, as the monitor does.
 
+Flattened text (segments: chat without speaker boundaries, ``vigil eval``'s segments mode) is read by the
+same graph through a branch of its own, selected by ``own == FLATTENED_OWN``: its chunks are unlike messages
+and its labels unlike a member's, and training one set of weights on both cost the conversations early alerts
+and let adult sexting alert. The conversation branch is trained first, on conversations only; the flattened
+branch then on segments only, so it cannot change a conversation's risk.
+
 Only ``pj_koutli`` is not interleaved (each side's lines in order, one after the other): its sides train as
 own-message-only sequences, which is also how a member looks before the other answers.
 
@@ -54,9 +60,14 @@ from training.data import (
     read_conversations,
 )
 from training.style import chatify, modernise, standardise
+from training.variants import TRAINING_SEGMENTS_RESTYLED, training_segments
+from training.variants import segments as evaluation_segments
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
+from vigil.bots.core.segments import segment_texts
+from vigil.detector.metrics import average_precision
+from vigil.detector.pair import FLATTENED_OWN
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +88,13 @@ HYSTERESIS = 0.15
 SIGNAL_AND_RISK = 10  # the last features: 9 signal logits and the risk logit
 DROPOUT = 0.1
 # Sources whose every sequence trains every epoch; the many easy negatives are sampled afresh each epoch.
+# The two branches of the pair model: chat messages and chunks of flattened text.
+CHAT = "chat"
+FLAT = "flat"
+FLAT_INIT_SEED = 1
+# Hard-negative mining (--mine-weight): an ordinary sequence counts as hard where the uncalibrated first
+# model's risk reached this at one of its own messages.
+MINING_THRESHOLD = 0.5
 HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", "vigil_modern_train")
 EASY_PER_EPOCH = 20000
 
@@ -94,6 +112,8 @@ class CandidateSequence:
     pair_id: str
     candidate: str
     interleaved: bool
+    # Set by hard-negative mining: an ordinary sequence the first model alerted on, trained every epoch.
+    mined: bool = False
 
 
 # ================================================================================ records and pairs
@@ -334,7 +354,11 @@ def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
     from torch import nn  # noqa: PLC0415
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
-        """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training."""
+        """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
+
+        Two branches of the same shape: ``inp``/``gru``/``out`` for chat messages (own 0 or 1) and
+        ``flat_inp``/``flat_gru``/``flat_out`` for chunks of flattened text (own == FLATTENED_OWN).
+        """
 
         def __init__(self) -> None:
             super().__init__()
@@ -347,18 +371,56 @@ def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
             if embedding_only:
                 mask[-SIGNAL_AND_RISK:] = 0.0
             self.register_buffer("feature_mask", mask)
+            # Drawn from a forked generator: the conversation branch trains exactly as it would alone.
+            with torch.random.fork_rng():
+                torch.manual_seed(FLAT_INIT_SEED)
+                self.flat_inp = nn.Sequential(
+                    nn.Linear(feature_size, HIDDEN_IN), nn.GELU(), nn.Dropout(DROPOUT)
+                )
+                self.flat_gru = nn.GRU(HIDDEN_IN, STATE_SIZE, batch_first=True)
+                self.flat_out = nn.Linear(STATE_SIZE + HIDDEN_IN, 1)
+
+        @staticmethod
+        def flatness(own: Any) -> Any:
+            """1 where own == FLATTENED_OWN, 0 where own is 0 or 1: which branch a row takes."""
+            return 1.0 - torch.abs(own - FLATTENED_OWN) / FLATTENED_OWN
 
         def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            z = self.inp(torch.cat([features * self.feature_mask, own], -1))
+            features = features * self.feature_mask
+            z = self.inp(torch.cat([features, own], -1))
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
-            state = hidden.squeeze(0)
-            return self.out(torch.cat([state, z], -1)).squeeze(-1), state
+            chat_state = hidden.squeeze(0)
+            chat_logit = self.out(torch.cat([chat_state, z], -1))
+            flat_z = self.flat_inp(features)
+            _, flat_hidden = self.flat_gru(flat_z.unsqueeze(1), state.unsqueeze(0))
+            flat_state = flat_hidden.squeeze(0)
+            flat_logit = self.flat_out(torch.cat([flat_state, flat_z], -1))
+            w = self.flatness(own)
+            logit = chat_logit * (1.0 - w) + flat_logit * w
+            return logit.squeeze(-1), chat_state * (1.0 - w) + flat_state * w
 
         def forward_sequence(self, x: Any, own: Any) -> Any:
-            """Logits for every step of padded sequences [B, T, F]: the same GRU as ``forward``, all steps."""
-            z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
-            states, _ = self.gru(z)
-            return self.out(torch.cat([states, z], -1)).squeeze(-1)
+            """Logits for every step of padded sequences [B, T, F] (each sequence in one branch): the same
+            GRUs as ``forward``, all steps. A branch no sequence takes is not run."""
+            x = x * self.feature_mask
+            w = self.flatness(own)
+            logits = torch.zeros_like(own)
+            if bool((w < 1.0).any()):
+                z = self.inp(torch.cat([x, own.unsqueeze(-1)], -1))
+                states, _ = self.gru(z)
+                logits = logits + self.out(torch.cat([states, z], -1)).squeeze(-1) * (1.0 - w)
+            if bool((w > 0.0).any()):
+                flat_z = self.flat_inp(x)
+                flat_states, _ = self.flat_gru(flat_z)
+                logits = logits + self.flat_out(torch.cat([flat_states, flat_z], -1)).squeeze(-1) * w
+            return logits
+
+        def branch_parameters(self, branch: str) -> list[Any]:
+            if branch == CHAT:
+                modules = (self.inp, self.gru, self.out)
+            else:
+                modules = (self.flat_inp, self.flat_gru, self.flat_out)
+            return [p for m in modules for p in m.parameters()]
 
     return PairGru()
 
@@ -379,7 +441,28 @@ def _pad(group: Sequence[CandidateSequence], table: np.ndarray) -> tuple[Any, An
 
 
 def _is_hard(sequence: CandidateSequence) -> bool:
-    return sequence.label == 1 or sequence.source.startswith(HARD_SOURCES)
+    return sequence.label == 1 or sequence.mined or sequence.source.startswith(HARD_SOURCES)
+
+
+def mine_hard_negatives(
+    sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray], *, threshold: float, weight: float
+) -> tuple[list[CandidateSequence], int]:
+    """Negative sequences whose risk reached ``threshold`` at one of their own messages get ``weight`` times
+    their weight and are trained every epoch; the others are returned as they were."""
+    out: list[CandidateSequence] = []
+    mined = 0
+    for sequence, lg in zip(sequences, logits, strict=True):
+        own = sequence.own > 0
+        if sequence.label == 0 and own.any() and float(lg[own].max()) >= _logit(threshold):
+            out.append(dataclasses.replace(sequence, weight=sequence.weight * weight, mined=True))
+            mined += 1
+        else:
+            out.append(sequence)
+    return out, mined
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
 
 
 def train(
@@ -390,14 +473,18 @@ def train(
     seed: int,
     batch_size: int = 32,
     embedding_only: bool = False,
+    model: Any = None,
+    branch: str = CHAT,
 ) -> Any:
+    """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one if None); the other stays as it is."""
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = build_model(table.shape[1], embedding_only=embedding_only)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    if model is None:
+        model = build_model(table.shape[1], embedding_only=embedding_only)
+    optimiser = torch.optim.AdamW(model.branch_parameters(branch), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
     easy = [s for s in sequences if not _is_hard(s)]
     per_epoch = len(hard) + min(len(easy), EASY_PER_EPOCH)
@@ -417,9 +504,11 @@ def train(
             logits = model.forward_sequence(x, own)
             y = torch.tensor([float(s.label) for s in group]).unsqueeze(1).expand_as(logits)
             w = torch.tensor([s.weight for s in group]).unsqueeze(1).expand_as(logits)
-            ramp = torch.clamp(torch.cumsum(own, 1) / POSITIVE_RAMP, max=1.0)
+            # A member's risk is read at their own messages only (own 1, or FLATTENED_OWN for a segment).
+            own_step = (own > 0).float()
+            ramp = torch.clamp(torch.cumsum(own_step, 1) / POSITIVE_RAMP, max=1.0)
             w = w * torch.where(y > 0, ramp, torch.ones_like(ramp))
-            step_mask = mask * own  # a member's risk is read at their own messages only
+            step_mask = mask * own_step
             loss = (
                 nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none") * w * step_mask
             ).sum()
@@ -454,7 +543,7 @@ def fit_calibration(
 ) -> tuple[float, float]:
     """Platt scaling (a * logit + b) on own-message steps, so the output reads as a probability."""
     x = np.concatenate([lg[s.own > 0] for s, lg in zip(sequences, logits, strict=True)])
-    y = np.concatenate([np.full(int(s.own.sum()), s.label, dtype=np.float64) for s in sequences])
+    y = np.concatenate([np.full(int((s.own > 0).sum()), s.label, dtype=np.float64) for s in sequences])
     a, b = 1.0, 0.0
     for _ in range(200):  # Newton steps on the logistic loss
         p = 1.0 / (1.0 + np.exp(-(a * x + b)))
@@ -468,12 +557,25 @@ def fit_calibration(
     return a, b
 
 
-def apply_calibration(model: Any, a: float, b: float) -> None:
+def apply_calibration(model: Any, a: float, b: float, *, branch: str = CHAT) -> None:
     import torch  # noqa: PLC0415
 
+    layer = model.out if branch == CHAT else model.flat_out
     with torch.no_grad():
-        model.out.weight.mul_(a)
-        model.out.bias.mul_(a).add_(b)
+        layer.weight.mul_(a)
+        layer.bias.mul_(a).add_(b)
+
+
+def segment_figures(sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """A segment's score is its highest chunk risk (``bots.core.segments.score_segment``); PR-AUC as
+    ``vigil eval`` computes it."""
+    scores = [float(lg.max()) for lg in logits]
+    labels = [s.label for s in sequences]
+    return {
+        "segments": len(sequences),
+        "positive": int(sum(labels)),
+        "pr_auc": round(average_precision(scores, labels=labels) or 0.0, 4),
+    }
 
 
 # ============================================================================================ replay
@@ -673,6 +775,28 @@ def check_export(model: Any, path: Path, sequences: Sequence[CandidateSequence],
 # ============================================================================================== main
 
 
+def segment_sequence(
+    segment: Mapping[str, Any], *, texts: Callable[[str], int], max_length: int
+) -> CandidateSequence | None:
+    """A flattened segment as the pair model reads it in ``vigil eval``: its chunks, own == FLATTENED_OWN."""
+    chunks = segment_texts(str(segment["text"]), max_length=max_length)
+    if not chunks:
+        return None
+    label = int(segment["label"])
+    source = str(segment["source"])
+    return CandidateSequence(
+        conversation_id=str(segment["id"]),
+        source=source,
+        label=label,
+        text_ids=np.array([texts(chunk) for chunk in chunks], dtype=np.int64),
+        own=np.full(len(chunks), FLATTENED_OWN, dtype=np.float32),
+        weight=source_weight(source, label),
+        pair_id=str(segment["id"]),
+        candidate="segment",
+        interleaved=True,
+    )
+
+
 def load_extra(paths: Iterable[Path]) -> list[Conversation]:
     out: list[Conversation] = []
     for path in paths:
@@ -690,7 +814,9 @@ def build_sequences(
     seed: int,
     threads: int,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
-    """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only)."""
+    """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only), and
+    flattened segments per split under ``segments:<split>`` (train: ``training_segments``; the others: the
+    evaluation windows of ``training.variants``)."""
     work.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset([data])
     splits = assign_splits(dataset.conversations, config=SplitConfig())
@@ -701,14 +827,31 @@ def build_sequences(
         by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     added = load_extra(extra)
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
-    for conversation in added + augment(training, seed=seed):
+    restyled = added + augment(training, seed=seed)
+    for conversation in restyled:
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
-    for split, items in sorted(by_split.items()):
+    max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
+    for split in (Split.TRAIN, Split.CALIB, Split.VAL):
+        chosen = [c for c in dataset.conversations if splits[c.id] is split]
+        if split is Split.TRAIN:
+            # Like the conversations: restyled and template-written chats too, so that chat-speak is no
+            # more evidence in a segment than in a conversation.
+            windows = training_segments(chosen, seed=seed) + training_segments(
+                restyled, seed=seed, per_grooming=TRAINING_SEGMENTS_RESTYLED
+            )
+        else:
+            windows = evaluation_segments(chosen, seed=seed)
+        by_split[f"segments:{split}"] = [
+            sequence
+            for window in windows
+            if (sequence := segment_sequence(window, texts=table.id_of, max_length=max_length)) is not None
+        ]
+    for name, items in sorted(by_split.items()):
         logger.info(
             "%s: %d sequences (%d positive), %d steps",
-            split,
+            name,
             len(items),
             sum(s.label for s in items),
             sum(len(s.text_ids) for s in items),
@@ -732,6 +875,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
     )
     model = train(by_split["train"], matrix, epochs=args.epochs, seed=args.seed)
+    if args.mine_weight > 1.0:
+        # Hard-negative mining: the ordinary chats the first model alerted on weigh more in a second model.
+        mined, count = mine_hard_negatives(
+            by_split["train"],
+            step_logits(model, by_split["train"], matrix),
+            threshold=MINING_THRESHOLD,
+            weight=args.mine_weight,
+        )
+        logger.info("mined %d hard negative sequences; training again", count)
+        by_split["train"] = mined
+        model = train(mined, matrix, epochs=args.epochs, seed=args.seed)
     calib_logits = step_logits(model, by_split[str(Split.CALIB)], matrix)
     a, b = fit_calibration(by_split[str(Split.CALIB)], calib_logits)
     logger.info("calibration: a=%.3f b=%.3f", a, b)
@@ -744,9 +898,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         logits = step_logits(model, by_split[split], matrix)
         report[split] = figures(by_split[split], logits, threshold=threshold, sustain=sustain)
         logger.info("%s: %s", split, json.dumps(report[split]))
+    # Then the flattened-text branch, on segments only: the conversation branch's outputs stay as they are.
+    calib_segments = by_split[f"segments:{Split.CALIB}"]
+    model = train(
+        by_split[f"segments:{Split.TRAIN}"],
+        matrix,
+        epochs=args.epochs,
+        seed=args.seed,
+        model=model,
+        branch=FLAT,
+    )
+    a, b = fit_calibration(calib_segments, step_logits(model, calib_segments, matrix))
+    logger.info("flattened-text calibration: a=%.3f b=%.3f", a, b)
+    apply_calibration(model, a, b, branch=FLAT)
+    report["flattened_calibration"] = [a, b]
+    for split in (str(Split.CALIB), str(Split.VAL)):
+        segments = by_split[f"segments:{split}"]
+        report[f"segments:{split}"] = segment_figures(segments, step_logits(model, segments, matrix))
+        logger.info("segments:%s: %s", split, json.dumps(report[f"segments:{split}"]))
     onnx_path = work / PAIR_FILE
     export_onnx(model, onnx_path, matrix.shape[1])
-    report["export_max_diff"] = check_export(model, onnx_path, by_split["realistic"][:20], matrix)
+    checked = by_split["realistic"][:20] + by_split[f"segments:{Split.VAL}"][:20]
+    report["export_max_diff"] = check_export(model, onnx_path, checked, matrix)
     logger.info("ONNX vs training path: max probability difference %.2e", report["export_max_diff"])
     torch.save(model.state_dict(), work / "pair_model.pt")
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -833,6 +1006,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
     )
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--version", default="2026.12.0")

@@ -30,6 +30,15 @@ from training.style import standardise
 CUTS = (50, 100)
 SEGMENT_MESSAGES = 30
 SEGMENTS_PER_CONVERSATION = 3
+TRAINING_SEGMENT_LENGTHS = (10, 20, 30, 50, 100)
+TRAINING_SEGMENTS_GROOMING = 40
+# Restyled copies and template-written conversations: fewer windows each, as there are many of them.
+TRAINING_SEGMENTS_RESTYLED = 3
+TRAINING_SEGMENTS_HARD = 6
+TRAINING_SEGMENTS_OTHER = 2
+# Ordinary chats most like the held-out segments' negatives (PAN12: Omegle and IRC, some sexual between
+# adults), and the decoys' chats.
+SEGMENT_HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "irc_disentanglement")
 
 
 def first_messages(conversation: Conversation, count: int) -> Conversation:
@@ -51,6 +60,46 @@ def variants(conversations: Sequence[Conversation], *, seed: int = 0) -> dict[st
     for count in CUTS:
         out[f"first{count}"] = [first_messages(c, count) for c in grooming]
         out[f"standard_first{count}"] = [first_messages(c, count) for c in standard]
+    return out
+
+
+def training_segments(
+    conversations: Sequence[Conversation], *, seed: int = 0, per_grooming: int = TRAINING_SEGMENTS_GROOMING
+) -> list[dict[str, object]]:
+    """Flattened windows to train on: many per grooming chat, of varied length and joined by spaces or by
+    line breaks (the held-out segments' length and layout are unknown).
+
+    Grooming chats (interleaved only) give ``per_grooming`` windows each; ordinary chats from
+    the sources that look most like the held-out negatives (``SEGMENT_HARD_SOURCES``) give
+    ``TRAINING_SEGMENTS_HARD`` and the rest ``TRAINING_SEGMENTS_OTHER``.
+    """
+    out: list[dict[str, object]] = []
+    for conversation in conversations:
+        if conversation.label == 1 and not conversation.interleaved:
+            continue
+        if conversation.label == 1:
+            count = per_grooming
+        elif conversation.source.startswith(SEGMENT_HARD_SOURCES):
+            count = TRAINING_SEGMENTS_HARD
+        else:
+            count = TRAINING_SEGMENTS_OTHER
+        rng = random.Random(f"{seed}:training-segments:{conversation.id}")
+        size = len(conversation.messages)
+        for k in range(count):
+            length = rng.choice(TRAINING_SEGMENT_LENGTHS)
+            start = rng.randrange(0, max(1, size - length + 1))
+            window = conversation.messages[start : start + length]
+            if len(window) < 3:
+                continue
+            joiner = rng.choice((" ", "\n"))
+            out.append(
+                {
+                    "id": f"{conversation.id}~train{k}",
+                    "source": conversation.source,
+                    "label": conversation.label,
+                    "text": joiner.join(m.text for m in window),
+                }
+            )
     return out
 
 

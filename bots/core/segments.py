@@ -5,7 +5,9 @@ it on its start. So it is cut into message-sized chunks, each chunk is scored li
 ``model_text``), and the chunks go through the pair model in order as one member's messages. The segment's
 score is the highest risk that member reaches, so grooming anywhere in the text counts.
 
-``split_segment`` is the one rule for the cut; ``vigil eval`` and training both use it.
+``split_segment`` is the one rule for the cut and ``segment_texts`` for what the model reads of it; ``vigil
+eval`` and training both use them. The pair model is told that the chunks' speaker is unknown
+(``speaker_known=False``): a GRU pair model is trained on flattened chunks marked so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "SegmentScore",
     "chunk_limits",
     "score_segment",
+    "segment_texts",
     "split_segment",
 ]
 
@@ -82,17 +85,26 @@ def split_segment(text: str, *, max_length: int) -> tuple[str, ...]:
     return tuple(chunks)
 
 
+def segment_texts(text: str, *, max_length: int) -> tuple[str, ...]:
+    """What the model reads of a segment: its chunks as ``model_text``, without chunks with nothing to score.
+
+    Chunks with nothing left after normalisation (punctuation, emoji) are skipped, as the Monitor skips such
+    messages. Training builds its segment sequences with this function too.
+    """
+    return tuple(
+        normalised
+        for chunk in split_segment(text, max_length=max_length)
+        if is_meaningful(normalised := model_text(chunk))
+    )
+
+
 async def score_segment(detector: Detector, text: str) -> SegmentScore:
     """Score a segment as one member's messages: all chunks in one detector call, then the pair model.
 
-    Chunks with nothing to score after normalisation (punctuation, emoji) are skipped, as the Monitor skips
-    such messages; a segment with none scores 0.
+    The chunks go to the pair model with ``speaker_known=False``: each may hold both members' words. A
+    segment with nothing to score scores 0.
     """
-    texts = [
-        normalised
-        for chunk in split_segment(text, max_length=detector.info.max_length)
-        if is_meaningful(normalised := model_text(chunk))
-    ]
+    texts = segment_texts(text, max_length=detector.info.max_length)
     if not texts:
         return SegmentScore(risk=0.0, chunks=0)
     scores = await detector.score(texts)
@@ -100,7 +112,9 @@ async def score_segment(detector: Detector, text: str) -> SegmentScore:
     state = pair_model.initial_state()
     best = 0.0
     for score in scores:
-        state = pair_model.update(state=state, author_id=SEGMENT_AUTHOR, other_id=SEGMENT_OTHER, score=score)
+        state = pair_model.update(
+            state=state, author_id=SEGMENT_AUTHOR, other_id=SEGMENT_OTHER, score=score, speaker_known=False
+        )
         risk = next(r.risk for r in pair_model.author_risks(state=state) if r.author_id == SEGMENT_AUTHOR)
         best = max(best, risk)
     return SegmentScore(risk=best, chunks=len(texts))

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from tests.support.gru_model import KEYWORD_GRU_WEIGHTS, build_gru_keyword_model, reference_step
+from tests.support.gru_model import FLATTENED_KEYWORD_GRU_WEIGHTS, build_gru_keyword_model, reference_step
 from tests.support.keyword_model import FILLER
 from vigil.bots.core.normalise import model_text
 from vigil.bots.core.segments import SegmentScore, chunk_limits, score_segment, split_segment
-from vigil.detector import OnnxDetector, load_default_model_dir
+from vigil.detector import FLATTENED_OWN, OnnxDetector, load_default_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 KEYWORD_MAX_LENGTH = 32  # tests.support.keyword_model's max_length
@@ -140,7 +140,8 @@ async def test_a_segment_with_nothing_to_score(keyword_detector: OnnxDetector) -
 
 @pytest.fixture
 async def gru_keyword_detector(tmp_path: Path) -> AsyncIterator[OnnxDetector]:
-    detector = await OnnxDetector.load(build_gru_keyword_model(tmp_path / "gru-model"), intra_op_threads=1)
+    model_dir = build_gru_keyword_model(tmp_path / "gru-model", weights=FLATTENED_KEYWORD_GRU_WEIGHTS)
+    detector = await OnnxDetector.load(model_dir, intra_op_threads=1)
     try:
         yield detector
     finally:
@@ -152,14 +153,14 @@ async def test_with_a_gru_the_chunks_are_one_members_messages(gru_keyword_detect
     result = await score_segment(gru_keyword_detector, text)
     chunks = split_segment(text, max_length=KEYWORD_MAX_LENGTH)
     scores = await gru_keyword_detector.score(list(chunks))
-    hidden = np.zeros((2, KEYWORD_GRU_WEIGHTS.state_size), np.float32)
+    hidden = np.zeros((2, FLATTENED_KEYWORD_GRU_WEIGHTS.state_size), np.float32)
     risks = []
     for score in scores:
         assert score.features is not None
         logits, hidden = reference_step(
-            KEYWORD_GRU_WEIGHTS,
+            FLATTENED_KEYWORD_GRU_WEIGHTS,
             np.stack([score.features, score.features]),
-            np.array([[1.0], [0.0]], np.float32),
+            np.array([[FLATTENED_OWN], [0.0]], np.float32),  # the chunk's speaker is unknown
             hidden,
         )
         risks.append(1.0 / (1.0 + math.exp(-float(logits[0]))))

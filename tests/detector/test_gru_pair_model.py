@@ -26,6 +26,7 @@ from tests.support.gru_model import (
     reference_step,
 )
 from vigil.detector import (
+    FLATTENED_OWN,
     EmaPairModel,
     GruPairModel,
     MessageScore,
@@ -199,6 +200,12 @@ async def test_one_step_is_one_session_run_with_two_rows(gru_detector: Any) -> N
     assert len(calls) == 1
     assert calls[0]["features"].shape == (2, FEATURE_SIZE)
     assert calls[0]["own"].tolist() == [[1.0], [0.0]]
+    # A chunk of flattened text: the row of the member it is credited to carries FLATTENED_OWN.
+    counting.update(
+        state=model.initial_state(), author_id="a", other_id="b", score=score, speaker_known=False
+    )
+    assert calls[1]["own"].tolist() == [[FLATTENED_OWN], [0.0]]
+    assert 0.0 < FLATTENED_OWN < 1.0
 
 
 # --- the stored state ---------------------------------------------------------------------------------------

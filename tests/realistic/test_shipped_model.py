@@ -17,6 +17,8 @@ from vigil.bots.cli import main as vigil_main
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "realistic_conversations.jsonl"
+# Measured 0.88 (both layouts) for 2026.12.1: the floor leaves room for a retrained model's noise.
+SEGMENTS_PR_AUC_FLOOR = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +42,36 @@ def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_neg"] == 21
     assert evaluation["precision"] >= 0.9  # at most one or two of 21 look-alikes
     assert evaluation["pr_auc"] >= 0.95
+
+
+@pytest.fixture(scope="module")
+def segment_evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The realistic conversations flattened whole (no speaker boundaries), joined by line breaks and by
+    spaces: segments in a modern style, unlike the Perverted-Justice segments the held-out set holds."""
+    folder = tmp_path_factory.mktemp("shipped-segments")
+    records = []
+    for line in DATA.read_text(encoding="utf-8").splitlines():
+        conversation = json.loads(line)
+        texts = [message["text"] for message in conversation["messages"]]
+        for layout, joiner in (("lines", "\n"), ("space", " ")):
+            records.append(
+                {
+                    "id": f"{conversation['id']}~{layout}",
+                    "source": f"realistic-{layout}",
+                    "label": conversation["label"],
+                    "text": joiner.join(texts),
+                }
+            )
+    data = folder / "segments.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = folder / "eval.json"
+    assert vigil_main(["eval", "--data", str(data), "--json", str(out)]) == 0
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))["segments"]
+    return result
+
+
+def test_flattened_realistic_conversations_rank_grooming_first(segment_evaluation: dict[str, Any]) -> None:
+    assert (segment_evaluation["segments_pos"], segment_evaluation["segments_neg"]) == (40, 42)
+    assert segment_evaluation["pr_auc"] >= SEGMENTS_PR_AUC_FLOOR
+    for layout in ("lines", "space"):
+        assert segment_evaluation["by_source"][f"realistic-{layout}"]["pr_auc"] >= SEGMENTS_PR_AUC_FLOOR

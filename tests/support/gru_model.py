@@ -28,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.support.keyword_model import SIGNALS, build_keyword_model
+from vigil.detector.pair import FLATTENED_OWN
 
 Array = npt.NDArray[np.float32]
 GATES = ("r", "z", "n")
@@ -229,7 +230,19 @@ KEYWORD_GRU_WEIGHTS = accumulating_weights(
 )
 
 
-def build_gru_keyword_model(directory: Path) -> Path:
+def flattened_reader(weights: GruWeights) -> GruWeights:
+    """``accumulating_weights`` whose unit 0 moves half-way on a flattened chunk (own = FLATTENED_OWN), as it
+    does on an own message; own messages then move it nearly all the way."""
+    own_row = weights.feature_size
+    w = {g: weights.w[g].copy() for g in GATES}
+    w["z"][own_row, 0] = -float(weights.b["z"][0]) / FLATTENED_OWN
+    return replace(weights, w=w)
+
+
+FLATTENED_KEYWORD_GRU_WEIGHTS = flattened_reader(KEYWORD_GRU_WEIGHTS)
+
+
+def build_gru_keyword_model(directory: Path, *, weights: GruWeights = KEYWORD_GRU_WEIGHTS) -> Path:
     """The keyword model (scores known from the words) with an embedding output and the accumulating GRU."""
     build_keyword_model(directory, embedding_size=KEYWORD_EMBEDDING_SIZE, name="keyword-gru-test-model")
-    return add_gru_pair_model(directory, KEYWORD_GRU_WEIGHTS)
+    return add_gru_pair_model(directory, weights)

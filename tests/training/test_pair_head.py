@@ -6,6 +6,7 @@ tested through the shipped ``pair_model.onnx`` in tests/detector.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -17,14 +18,19 @@ from training.pair_head import (
     EMBEDDING_OUTPUT,
     CandidateSequence,
     fit_calibration,
+    mine_hard_negatives,
     production_pairs,
     replay_pairs,
+    segment_figures,
+    segment_sequence,
     sequences_of,
     to_record,
     with_embedding_output,
 )
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.replay import record_to_messages
+from vigil.bots.core.segments import segment_texts
+from vigil.detector.pair import FLATTENED_OWN
 
 OFF, DEC, BYSTANDER = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb", "u-cccccccccccc"
 
@@ -130,6 +136,12 @@ def test_platt_calibration_recovers_a_known_scale() -> None:
     a, b = fit_calibration(sequences, [np.array([t]) for t in true])
     assert a == pytest.approx(0.5, abs=0.1)
     assert b == pytest.approx(-1.0, abs=0.15)
+    # Segments: every chunk is a step of the member, at own == FLATTENED_OWN; other-member steps are not.
+    flattened = [
+        dataclasses.replace(s, own=np.array([FLATTENED_OWN, 0.0], dtype=np.float32), text_ids=np.arange(2))
+        for s in sequences
+    ]
+    assert fit_calibration(flattened, [np.array([t, 50.0]) for t in true]) == pytest.approx((a, b))
 
 
 def test_embedding_output_is_added_once() -> None:
@@ -150,3 +162,40 @@ def test_embedding_output_is_added_once() -> None:
     names = [o.name for o in twice.graph.output]
     assert names.count(EMBEDDING_OUTPUT) == 1
     assert [o.name for o in model.graph.output] == ["/encoder/Div_1_output_0"]  # the input is not modified
+
+
+def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
+    index, id_of = _texts()
+    text = "hey how r u?? im 13 lol\ndont tell ur mom ok. " + "word " * 80
+    segment = {"id": "s-1", "source": "sexting_adult", "label": 0, "text": text}
+    sequence = segment_sequence(segment, texts=id_of, max_length=64)  # type: ignore[arg-type]
+    assert sequence is not None
+    chunks = segment_texts(text, max_length=64)
+    assert set(index) == set(chunks)
+    assert sequence.text_ids.tolist() == [index[c] for c in chunks]
+    assert sequence.own.tolist() == [FLATTENED_OWN] * len(chunks)
+    assert (sequence.label, sequence.weight) == (0, 8.0)  # adult sexting weighs as in conversations
+    empty = {"id": "s-2", "source": "pj_chatcoder1", "label": 1, "text": "!!! ... :)"}
+    assert segment_sequence(empty, texts=id_of, max_length=64) is None  # type: ignore[arg-type]
+
+
+def test_a_segment_scores_its_highest_chunk() -> None:
+    # The groomer's segment peaks late; the ordinary one is high on average but lower at its peak.
+    groomer = dataclasses.replace(_sequence("segment", 1, [1, 1, 1]), own=np.full(3, FLATTENED_OWN))
+    ordinary = dataclasses.replace(_sequence("segment", 0, [1, 1, 1]), own=np.full(3, FLATTENED_OWN))
+    logits = [np.array([-3.0, -2.0, 4.0]), np.array([2.0, 2.5, 2.0])]
+    assert segment_figures([groomer, ordinary], logits) == {"segments": 2, "positive": 1, "pr_auc": 1.0}
+    assert segment_figures([groomer, ordinary], logits[::-1])["pr_auc"] == 0.5
+
+
+def test_mining_marks_ordinary_sequences_that_reached_the_threshold_at_their_own_messages() -> None:
+    grooming = _sequence(OFF, 1, [1, 0, 1])
+    alerted = _sequence(DEC, 0, [1, 0, 1])
+    only_the_other_high = _sequence(BYSTANDER, 0, [1, 0, 1])
+    logits = [np.array([3.0, 0.0, 3.0]), np.array([-2.0, 0.0, 0.5]), np.array([-2.0, 5.0, -1.0])]
+    mined, count = mine_hard_negatives(
+        [grooming, alerted, only_the_other_high], logits, threshold=0.6, weight=4.0
+    )
+    assert count == 1
+    assert (mined[1].mined, mined[1].weight) == (True, 4.0)
+    assert mined[0] == grooming and mined[2] == only_the_other_high  # positives are never mined

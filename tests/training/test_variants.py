@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.data import Conversation, Message, read_conversations, write_conversations
-from training.variants import SEGMENT_MESSAGES, main, segments, variants
+from training.variants import (
+    SEGMENT_MESSAGES,
+    TRAINING_SEGMENT_LENGTHS,
+    TRAINING_SEGMENTS_GROOMING,
+    TRAINING_SEGMENTS_OTHER,
+    main,
+    segments,
+    training_segments,
+    variants,
+)
 
 OFF, DEC = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb"
 
@@ -76,3 +85,22 @@ def test_segments_are_flattened_windows_of_both_speakers_with_the_conversation_l
     text = str(by_source["pj_chatcoder1"][0]["text"])
     assert len(text.split(" ")) == 5 * SEGMENT_MESSAGES  # every message of the window, in one line
     assert segments([_conversation("c", label=1, interleaved=False)]) == []
+
+
+def test_training_segments_vary_in_length_and_layout_and_keep_the_label() -> None:
+    grooming, ordinary = _conversation("a", label=1, size=300), _conversation("b", label=0, size=300)
+    flattened = training_segments([grooming, ordinary, _conversation("c", label=1, interleaved=False)])
+    by_label = {label: [r for r in flattened if r["label"] == label] for label in (0, 1)}
+    assert len(by_label[1]) == TRAINING_SEGMENTS_GROOMING  # none from the non-interleaved chat
+    assert len(by_label[0]) == TRAINING_SEGMENTS_OTHER
+    assert {r["source"] for r in by_label[1]} == {"pj_chatcoder1"}
+    words_per_message = 5
+    lengths = {len(str(r["text"]).split()) // words_per_message for r in flattened}
+    assert lengths <= set(TRAINING_SEGMENT_LENGTHS) and len(lengths) > 2
+    layouts = {"\n" in str(r["text"]) for r in by_label[1]}
+    assert layouts == {True, False}  # joined by line breaks and by spaces
+    for record in flattened:  # consecutive messages, in order
+        numbers = [int(word) for word in str(record["text"]).split() if word.isdigit()]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert training_segments([grooming], seed=1) != training_segments([grooming], seed=0)
+    assert training_segments([grooming], seed=0) == training_segments([grooming], seed=0)
