@@ -199,3 +199,10 @@ def test_mining_marks_ordinary_sequences_that_reached_the_threshold_at_their_own
     assert count == 1
     assert (mined[1].mined, mined[1].weight) == (True, 4.0)
     assert mined[0] == grooming and mined[2] == only_the_other_high  # positives are never mined
+
+
+def test_probabilities_of_extreme_logits_do_not_overflow() -> None:
+    from training.pair_head import _probability  # noqa: PLC0415  # private: the export check's sigmoid
+
+    assert _probability(0.0) == 0.5
+    assert _probability(-1000.0) == 0.0 and _probability(1000.0) == 1.0
