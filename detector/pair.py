@@ -218,7 +218,7 @@ class GruPairModel:
             raise PairModelOutputError("pair model returned a non-finite risk logit or state")
         # Only the author's risk moves: the other member's messages inform their state, never their risk.
         members[author_id] = _Member(
-            hidden=next_state[0], count=author.count + 1, risk=_sigmoid(float(risk_logit[0]))
+            hidden=next_state[0], count=author.count + 1, risk=sigmoid(float(risk_logit[0]))
         )
         members[other_id] = _Member(hidden=next_state[1], count=other.count, risk=other.risk)
         return self._dump(members)
@@ -343,6 +343,7 @@ def _check_gru_graph(
                 )
 
 
-def _sigmoid(logit: float) -> float:
+def sigmoid(logit: float) -> float:
+    """The probability of a logit, without overflow for logits far from zero (confident outputs)."""
     # exp(-log(1 + e^-x)) never overflows, unlike 1 / (1 + e^-x) for large negative x.
     return math.exp(-float(np.logaddexp(0.0, -logit)))

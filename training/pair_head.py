@@ -67,7 +67,7 @@ from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
 from vigil.bots.core.segments import segment_texts
 from vigil.detector.metrics import average_precision
-from vigil.detector.pair import FLATTENED_OWN
+from vigil.detector.pair import FLATTENED_OWN, sigmoid
 
 logger = logging.getLogger(__name__)
 
@@ -767,13 +767,8 @@ def check_export(model: Any, path: Path, sequences: Sequence[CandidateSequence],
                     "state": state,
                 },
             )
-            worst = max(worst, abs(_probability(float(logit[0])) - _probability(float(ref[t]))))
+            worst = max(worst, abs(sigmoid(float(logit[0])) - sigmoid(float(ref[t]))))
     return worst
-
-
-def _probability(logit: float) -> float:
-    # exp(-log(1 + e^-x)): no overflow for logits far below zero, which confident negatives reach.
-    return math.exp(-float(np.logaddexp(0.0, -logit)))
 
 
 # ============================================================================================== main

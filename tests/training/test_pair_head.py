@@ -30,7 +30,7 @@ from training.pair_head import (
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.replay import record_to_messages
 from vigil.bots.core.segments import segment_texts
-from vigil.detector.pair import FLATTENED_OWN
+from vigil.detector.pair import FLATTENED_OWN, sigmoid
 
 OFF, DEC, BYSTANDER = "off-aaaaaaaaaaaa", "dec-bbbbbbbbbbbb", "u-cccccccccccc"
 
@@ -202,7 +202,6 @@ def test_mining_marks_ordinary_sequences_that_reached_the_threshold_at_their_own
 
 
 def test_probabilities_of_extreme_logits_do_not_overflow() -> None:
-    from training.pair_head import _probability  # noqa: PLC0415  # private: the export check's sigmoid
-
-    assert _probability(0.0) == 0.5
-    assert _probability(-1000.0) == 0.0 and _probability(1000.0) == 1.0
+    # The export check compares probabilities with the serving sigmoid; confident negatives reach -700.
+    assert sigmoid(0.0) == 0.5
+    assert sigmoid(-1000.0) == 0.0 and sigmoid(1000.0) == 1.0
