@@ -544,15 +544,39 @@ def fit_calibration(
     """Platt scaling (a * logit + b) on own-message steps, so the output reads as a probability."""
     x = np.concatenate([lg[s.own > 0] for s, lg in zip(sequences, logits, strict=True)])
     y = np.concatenate([np.full(int((s.own > 0).sum()), s.label, dtype=np.float64) for s in sequences])
+    return platt_fit(x, y)
+
+
+def platt_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Minimise the logistic loss of ``sigmoid(a * x + b)`` against ``y`` (Newton with step halving).
+
+    Plain Newton steps from (1, 0) overshoot when a well-fitted model's logits reach the tens: the loss is
+    flat in the saturated tail, the first step lands far out and the fit ran away (a = -2.6e9 in one run).
+    Halving each step until the loss goes down keeps every step an improvement on a convex loss."""
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.sum(np.logaddexp(0.0, z) - y * z))
+
     a, b = 1.0, 0.0
-    for _ in range(200):  # Newton steps on the logistic loss
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+    current = loss(a, b)
+    for _ in range(200):
+        p = np.exp(-np.logaddexp(0.0, -(a * x + b)))  # the sigmoid, without overflow
         g = np.array([np.sum((p - y) * x), np.sum(p - y)])
         w = p * (1 - p)
         h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-6 * np.eye(2)
         delta = np.linalg.solve(h, g)
-        a, b = a - float(delta[0]), b - float(delta[1])
-        if np.abs(delta).max() < 1e-8:
+        step = 1.0
+        while step > 1e-6:
+            trial_a, trial_b = a - step * float(delta[0]), b - step * float(delta[1])
+            trial = loss(trial_a, trial_b)
+            if trial <= current:
+                break
+            step /= 2
+        else:
+            break  # no step improves the loss: at the optimum up to rounding
+        a, b, current = trial_a, trial_b, trial
+        if np.abs(step * delta).max() < 1e-8:
             break
     return a, b
 

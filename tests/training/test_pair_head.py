@@ -19,6 +19,7 @@ from training.pair_head import (
     CandidateSequence,
     fit_calibration,
     mine_hard_negatives,
+    platt_fit,
     production_pairs,
     replay_pairs,
     segment_figures,
@@ -142,6 +143,22 @@ def test_platt_calibration_recovers_a_known_scale() -> None:
         for s in sequences
     ]
     assert fit_calibration(flattened, [np.array([t, 50.0]) for t in true]) == pytest.approx((a, b))
+
+
+def test_platt_calibration_does_not_run_away_on_saturated_logits() -> None:
+    # A model trained to a tiny loss: logits in the tens, nearly separable. Plain Newton steps from (1, 0)
+    # overshot here and returned a = -2.6e9 in a real run.
+    rng = np.random.default_rng(1)
+    labels = (rng.random(20000) < 0.05).astype(float)
+    logits = np.where(labels > 0, rng.normal(18.0, 9.0, labels.size), rng.normal(-25.0, 9.0, labels.size))
+    a, b = platt_fit(logits, labels)
+    assert 0.0 < a < 5.0
+    z = a * logits + b
+    loss = float(np.sum(np.logaddexp(0.0, z) - labels * z))
+    # No worse than the identity (a=1, b=0) and than any nearby (a, b): it is the optimum.
+    for other_a, other_b in ((1.0, 0.0), (a + 0.01, b), (a - 0.01, b), (a, b + 0.1), (a, b - 0.1)):
+        z_other = other_a * logits + other_b
+        assert loss <= float(np.sum(np.logaddexp(0.0, z_other) - labels * z_other)) + 1e-6
 
 
 def test_embedding_output_is_added_once() -> None:
