@@ -131,6 +131,19 @@ class StageLine:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Example:
+    """One training example of the message model (``training.train``, ``training.message_heads``)."""
+
+    text: str
+    risk: int  # 1 = offender text
+    weight: float  # risk-loss weight (0 = signals only)
+    source: str
+    role: str  # offender / decoy / other / stage_line
+    kind: str  # message / window / line
+    signals: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Dataset:
     conversations: tuple[Conversation, ...]
     stage_lines: tuple[StageLine, ...] = ()

@@ -2239,6 +2239,19 @@ def _stage_block(stage: str, rng: random.Random) -> list[Line]:
     return block
 
 
+# The grooming move each of the adult's templates makes, written to ``messages[].stage`` so that the message
+# model's heads can learn the move from the line (``training.weak_labels.MODERN_STAGE_SIGNALS``). Small talk,
+# the adult's answers about their own age and the child's lines carry no stage.
+_TEMPLATE_STAGE: Mapping[str, str] = MappingProxyType(
+    {
+        **{template: "age" for template in _AGE_ASK_S},
+        **{template: "age_cue" for template in _AGE_CUE_S},
+        **{template: "reassure" for template in _REASSURE_S},
+        **{template: stage for stage, pool in _STAGES_S.items() for template in pool},
+    }
+)
+
+
 def _with_bystanders(
     lines: list[Line], speakers: dict[str, _Speaker], rng: random.Random, taken: set[str], *, role: str
 ) -> list[Line]:
@@ -2338,7 +2351,11 @@ def _record(draft: _Draft, *, label: int, rng: random.Random, index: int) -> dic
         text = _render(speaker, context.fill(template), rng)
         if not text.strip():
             continue
-        messages.append({"author": speaker.id, "reply_to": None, "text": text, "ts": None})
+        message: dict[str, Any] = {"author": speaker.id, "reply_to": None, "text": text, "ts": None}
+        stage = _TEMPLATE_STAGE.get(template) if label == 1 and key == "s" else None
+        if stage is not None:
+            message["stage"] = stage
+        messages.append(message)
     authors = {message["author"] for message in messages}
     meta = {key: value for key, value in draft.meta.items() if key != "fixed"}
     if label == 1:

@@ -302,6 +302,13 @@ class FeatureTable:
             raise RuntimeError("features pending: call compute_pending() first")
         return np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
 
+    def replace_matrix(self, matrix: np.ndarray) -> None:
+        """New features for the same texts (``training.message_heads``: new head logits), saved."""
+        if self._pending or matrix.shape != self.matrix().shape:
+            raise ValueError("replace_matrix needs one row per cached text and nothing pending")
+        self._rows = [matrix.astype(np.float16)]
+        self.save()
+
     def save(self) -> None:
         texts = sorted(self._index, key=self._index.__getitem__)
         np.save(self._matrix_path, self.matrix(), allow_pickle=False)

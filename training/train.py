@@ -63,6 +63,7 @@ from training.data import (
     PAN12,
     Conversation,
     Dataset,
+    Example,
     ReplayBudget,
     Role,
     Split,
@@ -392,17 +393,6 @@ class EmbeddingCache:
 
 
 # ==================================================================================== training set
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Example:
-    text: str
-    risk: int  # 1 = offender text
-    weight: float  # risk-loss weight (0 = signals only)
-    source: str
-    role: str  # offender / decoy / other / stage_line
-    kind: str  # message / window / line
-    signals: tuple[int, ...]
 
 
 def _windows(

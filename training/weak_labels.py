@@ -206,6 +206,21 @@ LINE_STAGE_SIGNALS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# training.modern_lines stages (messages[].stage on the adult's grooming lines) -> signals. "romance",
+# "age_cue" and "reassure" lines get only what the regexes find: no one signal names them.
+MODERN_STAGE_SIGNALS: Mapping[str, tuple[str, ...]] = {
+    "age": ("asks_age",),
+    "flattery": ("compliments",),
+    "special": ("isolation",),
+    "isolation": ("isolation",),
+    "secrecy": ("secrecy",),
+    "platform": ("private_channel",),
+    "gifts": ("gifts_money",),
+    "photos": ("personal_info",),
+    "meeting": ("meeting",),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class WeakLabeler:
     """Compiled patterns; ``labels(text)`` returns one 0/1 per signal in ``SIGNALS`` order."""

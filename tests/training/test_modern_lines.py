@@ -16,6 +16,7 @@ import pytest
 
 from training.data import read_conversations
 from training.modern_lines import GROOMING_STAGES, MAX_MESSAGES, MIN_MESSAGES, SOURCE, modern_conversations
+from training.weak_labels import MODERN_STAGE_SIGNALS
 from vigil.bots.core.replay import BadRecord, ConversationRecord, iter_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,13 +97,33 @@ def test_counts_ids_and_format(corpus: list[dict[str, Any]]) -> None:
         assert MIN_MESSAGES <= len(record["messages"]) <= MAX_MESSAGES
         assert isinstance(record["meta"]["kind"], str)
         for message in record["messages"]:
-            assert set(message) == {"author", "text", "reply_to", "ts"}
+            assert set(message) - {"stage"} == {"author", "text", "reply_to", "ts"}
             assert AUTHOR_RE.match(message["author"])
             assert message["reply_to"] is None
             assert message["ts"] is None
             assert message["text"].strip() == message["text"]
             assert message["text"]
             assert not re.search(r"[{}\[\]|]", message["text"]), message["text"]  # every slot filled
+
+
+def test_only_the_adults_grooming_moves_carry_a_stage(corpus: list[dict[str, Any]]) -> None:
+    regex_only = {"romance", "age_cue", "reassure"}
+    staged: Counter[str] = Counter()
+    for record in corpus:
+        for message in record["messages"]:
+            if "stage" not in message:
+                continue
+            assert record["label"] == 1, record["id"]
+            assert message["author"] in record["suspects"], (record["id"], message)
+            staged[message["stage"]] += 1
+    assert set(staged) == set(MODERN_STAGE_SIGNALS) | regex_only
+    assert set(MODERN_STAGE_SIGNALS) | {"romance"} == set(GROOMING_STAGES)
+    # Every platform move is labelled as one, whatever style it was rendered in.
+    platform = [m["text"] for r in corpus for m in r["messages"] if m.get("stage") == "platform"]
+    assert all(STAGE_CUE_RE["platform"].search(text) for text in platform)
+    # Most of the adult's lines are still small talk, with no stage.
+    adult = [m for r in corpus if r["label"] == 1 for m in r["messages"] if m["author"] in r["suspects"]]
+    assert 0.3 < sum("stage" in m for m in adult) / len(adult) < 0.8
 
 
 def test_labels_do_not_follow_ids(corpus: list[dict[str, Any]]) -> None:

@@ -1,0 +1,151 @@
+"""Retraining the message model's heads: how template lines are labelled, and that new head weights go into
+the shipped int8 graph without touching the encoder (checked by loading and scoring with ``OnnxDetector``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from training.data import Conversation, model_text, read_conversations
+from training.message_heads import (
+    HEAD_PARAMETERS,
+    WEIGHT_CHILD,
+    WEIGHT_LOOKALIKE,
+    head_state,
+    modern_examples,
+    replace_heads,
+)
+from training.modern_lines import modern_conversations
+from training.pair_head import FeatureTable
+from training.weak_labels import SIGNAL_NAMES, WeakLabeler
+from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir, write_golden
+
+
+@pytest.fixture(scope="module")
+def conversations(tmp_path_factory: pytest.TempPathFactory) -> list[Conversation]:
+    path = tmp_path_factory.mktemp("modern") / "modern.jsonl"
+    records = modern_conversations(seed=5, count_grooming=30, count_benign=30)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return read_conversations(path)
+
+
+def test_template_lines_are_labelled_by_the_move_they_make(conversations: list[Conversation]) -> None:
+    examples = modern_examples(conversations, labeler=WeakLabeler.default(), extra_weight=1.0)
+    staged_by_suspect = {
+        model_text(m.text)
+        for c in conversations
+        if c.label == 1
+        for m in c.messages
+        if m.stage and m.author in c.suspects
+    }
+    positives = [e for e in examples if e.risk == 1]
+    assert positives
+    assert all(e.role == "offender" and e.text in staged_by_suspect for e in positives)
+    roles = {e.role for e in examples}
+    assert roles == {"offender", "offender_talk", "child", "lookalike"}
+    # The adult's small talk teaches the signals nothing wrong, and the risk head nothing at all.
+    assert all(e.weight == 0 and e.risk == 0 for e in examples if e.role == "offender_talk")
+    child = {e.weight for e in examples if e.role == "child"}
+    lookalike = {e.weight for e in examples if e.role == "lookalike"}
+    assert child == {WEIGHT_CHILD} and lookalike == {WEIGHT_LOOKALIKE}
+    # The block is balanced: a template line weighs as much on either side.
+    positive = sum(e.weight for e in examples if e.risk == 1)
+    negative = sum(e.weight for e in examples if e.risk == 0)
+    assert positive == pytest.approx(negative)
+    halved = modern_examples(conversations, labeler=WeakLabeler.default(), extra_weight=0.5)
+    assert sum(e.weight for e in halved) == pytest.approx((positive + negative) / 2)
+
+
+def test_a_staged_line_gets_its_stage_signal_even_where_no_regex_fires(
+    conversations: list[Conversation],
+) -> None:
+    labeler = WeakLabeler.default()
+    examples = {e.text: e for e in modern_examples(conversations, labeler=labeler, extra_weight=1.0)}
+    gifts = SIGNAL_NAMES.index("gifts_money")
+    staged = [
+        m.text
+        for c in conversations
+        for m in c.messages
+        if m.stage == "gifts" and not labeler.labels(m.text)[gifts]
+    ]
+    assert staged, "every gift line matched a regex: the stage adds nothing to test"
+    assert all(examples[text].signals[gifts] == 1 for text in staged)
+    # A look-alike's line with the same words gets the regex's labels only, and risk 0.
+    lookalike = [e for e in examples.values() if e.role == "lookalike"]
+    assert all(e.signals == labeler.labels(e.text) for e in lookalike)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> onnx.ModelProto:
+    return onnx.load(str(load_default_model_dir() / "model.onnx"))
+
+
+def test_reading_and_writing_the_same_heads_changes_nothing(shipped: onnx.ModelProto) -> None:
+    state = head_state(shipped)
+    assert set(state) == set(HEAD_PARAMETERS)
+    assert state["risk.0.weight"].shape == (512, 384)  # torch layout [out, in]
+    rewritten = replace_heads(shipped, state)
+    before = {i.name: numpy_helper.to_array(i) for i in shipped.graph.initializer}
+    after = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    assert before.keys() == after.keys()
+    for name, value in before.items():
+        assert after[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert [n.SerializeToString() for n in rewritten.graph.node] == [
+        n.SerializeToString() for n in shipped.graph.node
+    ]
+
+
+def test_heads_of_the_wrong_shape_are_refused(shipped: onnx.ModelProto) -> None:
+    state = head_state(shipped)
+    state["signals.3.weight"] = np.zeros((8, 128), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"heads\.signals\.3\.weight"):
+        replace_heads(shipped, state)
+
+
+async def test_new_heads_load_and_score_through_the_detector(
+    shipped: onnx.ModelProto, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(load_default_model_dir(), model_dir)
+    state = head_state(shipped)
+    # A risk head that ignores the text: logit 3 for every message; the signal heads stay as shipped.
+    state["risk.3.weight"] = np.zeros_like(state["risk.3.weight"])
+    state["risk.3.bias"] = np.array([3.0], dtype=np.float32)
+    onnx.save_model(replace_heads(shipped, state), str(model_dir / "model.onnx"))
+    write_golden(model_dir)
+    texts = ["how old r u", "gg everyone", "ok"]
+    new = await OnnxDetector.load(model_dir)
+    old = await OnnxDetector.load(load_default_model_dir())
+    try:
+        new_scores, old_scores = await new.score(texts), await old.score(texts)
+    finally:
+        await new.aclose()
+        await old.aclose()
+    expected = 1 / (1 + np.exp(-3.0))
+    assert [s.risk for s in new_scores] == pytest.approx([expected] * 3, abs=1e-6)
+    assert [s.risk for s in old_scores] != pytest.approx([expected] * 3, abs=1e-3)
+    for new_score, old_score in zip(new_scores, old_scores, strict=True):
+        assert new_score.signals == pytest.approx(old_score.signals, abs=1e-6)
+        assert new_score.features is not None and old_score.features is not None
+        # The embedding (the encoder's output) is untouched; the risk logit column carries the new head.
+        np.testing.assert_allclose(new_score.features[:384], old_score.features[:384], atol=1e-6)
+        assert float(new_score.features[-1]) == pytest.approx(3.0, abs=1e-5)
+
+
+def test_feature_table_takes_new_logits_for_the_same_texts_only(tmp_path: Path) -> None:
+    matrix = np.arange(12, dtype=np.float16).reshape(3, 4)
+    np.save(tmp_path / "features.npy", matrix)
+    (tmp_path / "features.texts.json").write_text(json.dumps(["a", "b", "c"]), encoding="utf-8")
+    table = FeatureTable(model_dir=tmp_path, work=tmp_path)
+    table.replace_matrix(matrix + 1)
+    reloaded = FeatureTable(model_dir=tmp_path, work=tmp_path)
+    np.testing.assert_array_equal(reloaded.matrix(), matrix + 1)
+    with pytest.raises(ValueError, match="one row per cached text"):
+        table.replace_matrix(matrix[:2])
