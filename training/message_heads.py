@@ -16,8 +16,9 @@ conversations (``training.modern_lines``, TRAIN side only) to ``training.train``
 The encoder is untouched: the new head weights replace the old fp32 initialisers in ``model.onnx``, so the
 embedding output, and every feature cache keyed by text, stays valid. ``work/features.npy`` (the pair
 model's cache, ``training.pair_head.FeatureTable``; copy an existing one in to save encoding) is rewritten
-with the new heads' logits, ready for ``python -m training.pair_head --work WORK --out OUT``, which trains the
-pair model on the new features and writes its ``pair_model.onnx`` and metadata into the same ``OUT``.
+with the new heads' logits, ready for ``python -m training.pair_head --work WORK --model OUT --out OUT``
+(``--model OUT``: texts new to the cache must be scored by the new heads too), which trains the pair model on
+the new features and writes its ``pair_model.onnx`` and metadata into the same ``OUT``.
 
 Reports (``work/message_heads.json``), old heads against new: per-message risk ROC-AUC on the VAL split's PJ
 lines (offender against decoy) and on held-out template conversations (a grooming move against the child's
@@ -244,7 +245,7 @@ def _numpy_state(heads: Any) -> dict[str, np.ndarray]:
     return {name: value.detach().numpy().copy() for name, value in heads.state_dict().items()}
 
 
-def rewrite_feature_logits(table: FeatureTable, heads: Any) -> None:
+def rewrite_feature_logits(table: FeatureTable, heads: Any, *, model_dir: Path) -> None:
     """Replace the cached signal and risk logits of every text with the new heads' (embeddings stay)."""
     from training.train import apply_heads  # noqa: PLC0415
 
@@ -252,7 +253,7 @@ def rewrite_feature_logits(table: FeatureTable, heads: Any) -> None:
     risk, signals = apply_heads(heads, matrix[:, :EMBED_DIM].astype(np.float32))
     matrix[:, EMBED_DIM : EMBED_DIM + len(SIGNAL_NAMES)] = signals
     matrix[:, EMBED_DIM + len(SIGNAL_NAMES)] = risk
-    table.replace_matrix(matrix)
+    table.replace_matrix(matrix, model_dir=model_dir)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -298,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         metadata["version"] = args.version
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     write_golden(out)
-    rewrite_feature_logits(table, new)
+    rewrite_feature_logits(table, new, model_dir=out)
     logger.info("wrote %s; pair-model features in %s carry the new heads' logits", out, work)
     return figures
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -246,21 +247,62 @@ def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Convers
 # ========================================================================================== features
 
 
+class FeatureCacheMismatchError(ValueError):
+    """The cached features were computed by another message model than the one given."""
+
+
+def model_digest(model_dir: Path) -> str:
+    """SHA-256 of ``model.onnx``'s weights (names and values): new heads change it, re-saving the graph
+    with an extra output does not."""
+    digest = hashlib.sha256()
+    model = onnx.load(str(model_dir / "model.onnx"))
+    for initializer in sorted(model.graph.initializer, key=lambda i: i.name):
+        digest.update(initializer.name.encode())
+        digest.update(onnx.numpy_helper.to_array(initializer).tobytes())
+    return digest.hexdigest()
+
+
 class FeatureTable:
-    """Message-model features for every distinct model text, computed once and cached in ``work``."""
+    """Message-model features for every distinct model text, computed once and cached in ``work``.
+
+    ``features.model.txt`` records which model's weights computed them: a cache of another model (other
+    heads, ``training.message_heads``) is refused, since mixing its rows with new ones would train the pair
+    model on features that serving never produces.
+    """
 
     def __init__(self, *, model_dir: Path, work: Path) -> None:
         self._model_dir = model_dir
         self._matrix_path = work / "features.npy"
         self._texts_path = work / "features.texts.json"
+        self._model_path = work / "features.model.txt"
         self._index: dict[str, int] = {}
         self._rows: list[np.ndarray] = []
         self._pending: list[str] = []
         if self._matrix_path.exists() and self._texts_path.exists():
+            self._check_model()
             texts = json.loads(self._texts_path.read_text(encoding="utf-8"))
             self._index = {t: i for i, t in enumerate(texts)}
             self._rows = [np.load(self._matrix_path, allow_pickle=False)]
         self._size = len(self._index)
+
+    def _check_model(self) -> None:
+        digest = model_digest(self._model_dir)
+        if not self._model_path.exists():
+            # A cache from before the record was kept: the model given is the only witness.
+            logger.warning(
+                "%s does not say which model computed it; taking it as %s's",
+                self._matrix_path,
+                self._model_dir,
+            )
+            self._model_path.write_text(digest + "\n", encoding="utf-8")
+            return
+        recorded = self._model_path.read_text(encoding="utf-8").strip()
+        if recorded != digest:
+            raise FeatureCacheMismatchError(
+                f"{self._matrix_path} was computed by another message model than "
+                f"{self._model_dir / 'model.onnx'} (weights {recorded[:12]}, this model {digest[:12]}): pass "
+                "the model that computed it (--model), or start from an empty work folder"
+            )
 
     def id_of(self, text: str) -> int:
         key = model_text(text)
@@ -302,16 +344,19 @@ class FeatureTable:
             raise RuntimeError("features pending: call compute_pending() first")
         return np.concatenate(self._rows) if len(self._rows) > 1 else self._rows[0]
 
-    def replace_matrix(self, matrix: np.ndarray) -> None:
-        """New features for the same texts (``training.message_heads``: new head logits), saved."""
+    def replace_matrix(self, matrix: np.ndarray, *, model_dir: Path) -> None:
+        """New features for the same texts, computed by ``model_dir``'s model (``training.message_heads``:
+        its new head logits); saved, and later texts are scored by that model too."""
         if self._pending or matrix.shape != self.matrix().shape:
             raise ValueError("replace_matrix needs one row per cached text and nothing pending")
         self._rows = [matrix.astype(np.float16)]
+        self._model_dir = model_dir
         self.save()
 
     def save(self) -> None:
         texts = sorted(self._index, key=self._index.__getitem__)
         np.save(self._matrix_path, self.matrix(), allow_pickle=False)
+        self._model_path.write_text(model_digest(self._model_dir) + "\n", encoding="utf-8")
         self._texts_path.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
 
 

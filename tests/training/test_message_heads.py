@@ -22,7 +22,7 @@ from training.message_heads import (
     replace_heads,
 )
 from training.modern_lines import modern_conversations
-from training.pair_head import FeatureTable
+from training.pair_head import FeatureCacheMismatchError, FeatureTable, model_digest
 from training.weak_labels import SIGNAL_NAMES, WeakLabeler
 from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir, write_golden
 
@@ -139,13 +139,32 @@ async def test_new_heads_load_and_score_through_the_detector(
         assert float(new_score.features[-1]) == pytest.approx(3.0, abs=1e-5)
 
 
-def test_feature_table_takes_new_logits_for_the_same_texts_only(tmp_path: Path) -> None:
-    matrix = np.arange(12, dtype=np.float16).reshape(3, 4)
-    np.save(tmp_path / "features.npy", matrix)
-    (tmp_path / "features.texts.json").write_text(json.dumps(["a", "b", "c"]), encoding="utf-8")
-    table = FeatureTable(model_dir=tmp_path, work=tmp_path)
-    table.replace_matrix(matrix + 1)
-    reloaded = FeatureTable(model_dir=tmp_path, work=tmp_path)
-    np.testing.assert_array_equal(reloaded.matrix(), matrix + 1)
+def test_feature_table_refuses_a_cache_of_other_heads(shipped: onnx.ModelProto, tmp_path: Path) -> None:
+    old_dir, new_dir, work = tmp_path / "old", tmp_path / "new", tmp_path / "work"
+    shutil.copytree(load_default_model_dir(), old_dir)
+    shutil.copytree(load_default_model_dir(), new_dir)
+    state = head_state(shipped)
+    state["signals.3.bias"] = state["signals.3.bias"] + 1
+    onnx.save_model(replace_heads(shipped, state), str(new_dir / "model.onnx"))
+    assert model_digest(old_dir) != model_digest(new_dir)
+
+    table = FeatureTable(model_dir=old_dir, work=work)
+    work.mkdir()
+    ids = [table.id_of(text) for text in ("how old r u", "gg")]
+    table.compute_pending()
+    first = table.matrix().copy()
+    assert first.shape == (2, 384 + 9 + 1) and ids == [0, 1]
+    # Reopened with the model that computed it: the same rows, nothing recomputed.
+    np.testing.assert_array_equal(FeatureTable(model_dir=old_dir, work=work).matrix(), first)
+    # Opened with other heads: refused, naming both.
+    with pytest.raises(FeatureCacheMismatchError, match="another message model"):
+        FeatureTable(model_dir=new_dir, work=work)
+    # message_heads hands the cache over with the new heads' logits; from then on it belongs to them.
+    replaced = first.copy()
+    replaced[:, 384:] += 1
+    table.replace_matrix(replaced, model_dir=new_dir)
+    np.testing.assert_array_equal(FeatureTable(model_dir=new_dir, work=work).matrix(), replaced)
+    with pytest.raises(FeatureCacheMismatchError):
+        FeatureTable(model_dir=old_dir, work=work)
     with pytest.raises(ValueError, match="one row per cached text"):
-        table.replace_matrix(matrix[:2])
+        table.replace_matrix(replaced[:1], model_dir=new_dir)
