@@ -125,6 +125,9 @@ class _GruPairSpec:
     embedding_output: str
     # feature_size less the signal logits and the risk logit: the width of model.onnx's embedding output.
     embedding_size: int
+    # The signal logits the pair model was trained on, where they are not the explanations' (metadata
+    # pair_model.signals_output): explanation heads can then improve without retraining the pair model.
+    signals_output: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +160,8 @@ class _OnnxScorer:
     # Set when the pair model reads MessageScore.features: fetched in the same session.run.
     embedding_output: str | None = None
     embedding_size: int = 0
+    # The pair model's own signal logits, when they are not signals_output's.
+    pair_signals_output: str | None = None
 
     def score_alone(self, text: str) -> MessageScore:
         """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
@@ -194,6 +199,8 @@ class _OnnxScorer:
         fetch = [self.risk_output, self.signals_output]
         if self.embedding_output is not None:
             fetch.append(self.embedding_output)
+        if self.pair_signals_output is not None:
+            fetch.append(self.pair_signals_output)
         outputs = self.session.run(fetch, feed)
         risk_logits = np.asarray(outputs[0])
         signal_logits = np.asarray(outputs[1])
@@ -215,7 +222,15 @@ class _OnnxScorer:
             return [
                 MessageScore(risk=risk, signals=tuple(row)) for risk, row in zip(risks, signals, strict=True)
             ]
-        features = self._features(np.asarray(outputs[2]), signal_logits, risk_logits)
+        pair_signal_logits = signal_logits
+        if self.pair_signals_output is not None:
+            pair_signal_logits = np.asarray(outputs[3])
+            if pair_signal_logits.shape != (batch_size, self.signal_count):
+                raise ModelOutputError(
+                    f"output {self.pair_signals_output!r} has shape {list(pair_signal_logits.shape)}; "
+                    f"expected [{batch_size}, {self.signal_count}] (metadata.json pair_model.signals_output)"
+                )
+        features = self._features(np.asarray(outputs[2]), pair_signal_logits, risk_logits)
         return [
             MessageScore(risk=risk, signals=tuple(row), features=features[index])
             for index, (risk, row) in enumerate(zip(risks, signals, strict=True))
@@ -403,6 +418,7 @@ def _load_model(
         pad_type_id=pad_type_id,
         embedding_output=spec.gru.embedding_output if spec.gru else None,
         embedding_size=spec.gru.embedding_size if spec.gru else 0,
+        pair_signals_output=spec.gru.signals_output if spec.gru else None,
     )
     # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
     try:
@@ -565,6 +581,9 @@ def _parse_gru_section(
     state_size = reader.integer(section, "state_size", within=within)
     feature_size = reader.integer(section, "feature_size", within=within)
     embedding_output = reader.string(section, "embedding_output", within=within)
+    signals_output = (
+        reader.string(section, "signals_output", within=within) if "signals_output" in section else None
+    )
     if state_size < 1:
         raise ModelLoadError(f"{reader.path}: key 'pair_model.state_size' must be >= 1, got {state_size}")
     embedding_size = feature_size - signal_count - 1
@@ -579,6 +598,7 @@ def _parse_gru_section(
         feature_size=feature_size,
         embedding_output=embedding_output,
         embedding_size=embedding_size,
+        signals_output=signals_output,
     )
 
 
@@ -704,6 +724,18 @@ def _check_graph(session: ort.InferenceSession, *, spec: _ModelSpec, path: Path)
 def _check_embedding_output(
     outputs: Mapping[str, Any], *, gru: _GruPairSpec, signal_count: int, path: Path
 ) -> None:
+    if gru.signals_output is not None:
+        if gru.signals_output not in outputs:
+            raise ModelLoadError(
+                f"metadata.json key 'pair_model.signals_output' names output {gru.signals_output!r}, but "
+                f"{path} has outputs {sorted(outputs)}"
+            )
+        pair_shape = list(outputs[gru.signals_output].shape)
+        if len(pair_shape) != 2 or (isinstance(pair_shape[1], int) and pair_shape[1] != signal_count):
+            raise ModelLoadError(
+                f"{path}: output {gru.signals_output!r} has shape {pair_shape}; metadata.json lists "
+                f"{signal_count} signals, so it must be [batch, {signal_count}]"
+            )
     name = gru.embedding_output
     if name not in outputs:
         raise ModelLoadError(

@@ -365,6 +365,11 @@ async def refusal(model_dir: Path) -> str:
         ({"state_size": 0}, "'pair_model.state_size' must be >= 1"),
         ({"feature_size": 4}, "'pair_model.feature_size' is 4"),
         ({"embedding_output": None}, "'pair_model.embedding_output' is missing"),
+        ({"signals_output": 3}, "'pair_model.signals_output' must be a non-empty string"),
+        (
+            {"signals_output": "pair_signal_logits"},
+            "'pair_model.signals_output' names output 'pair_signal_logits'",
+        ),
     ],
 )
 async def test_bad_gru_metadata_names_the_key(gru_dir: Path, changes: dict[str, Any], expected: str) -> None:
