@@ -51,7 +51,7 @@ from training.data import (
     load_dataset,
     model_text,
 )
-from training.pair_head import FeatureTable, load_extra
+from training.pair_head import PAIR_SIGNALS_OUTPUT, FeatureTable, load_extra
 from training.weak_labels import MODERN_STAGE_SIGNALS, SIGNAL_NAMES, WeakLabeler
 from vigil.detector.onnx_detector import write_golden
 
@@ -230,6 +230,56 @@ def replace_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> on
     return out
 
 
+def with_explanation_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose ``signal_logits`` (what alerts explain with) come from ``state``'s signal
+    heads, and whose old signal heads live on as ``pair_signal_logits``, the features the pair model was
+    trained on. The risk head and the encoder stay as they are. A model that has ``pair_signal_logits``
+    already keeps them and only gets new explanation heads."""
+    out: onnx.ModelProto = onnx.ModelProto.FromString(model.SerializeToString())
+    if not any(o.name == PAIR_SIGNALS_OUTPUT for o in out.graph.output):
+        _copy_signal_heads(out)
+    # New explanation weights where the old ones were; the risk head keeps its own.
+    current = head_state(out)
+    merged = {
+        name: (state[name] if name.startswith("signals.") else current[name]) for name in HEAD_PARAMETERS
+    }
+    out = replace_heads(out, merged)
+    onnx.checker.check_model(out)
+    return out
+
+
+def _copy_signal_heads(out: onnx.ModelProto) -> None:
+    """Add a copy of ``out``'s signal heads, with their weights, that writes ``pair_signal_logits``."""
+    signal_nodes = [n for n in out.graph.node if n.name.startswith("/heads/signals/")]
+    produced = {name for n in signal_nodes for name in n.output}
+    if "signal_logits" not in produced:
+        raise ValueError("model.onnx has no /heads/signals/ nodes producing signal_logits")
+
+    def renamed(name: str) -> str:
+        if name in {"signal_logits", "signal_logits_MatMul"} or name.startswith("heads.signals."):
+            return "pair_" + name
+        if name in produced:
+            return name.replace("/heads/signals/", "/pair_heads/signals/", 1)
+        return name  # the encoder's output, read by both copies
+
+    for node in signal_nodes:
+        node_copy = onnx.NodeProto()
+        node_copy.CopyFrom(node)
+        node_copy.name = node.name.replace("/heads/signals/", "/pair_heads/signals/", 1)
+        node_copy.input[:] = [renamed(name) for name in node.input]
+        node_copy.output[:] = [renamed(name) for name in node.output]
+        out.graph.node.append(node_copy)
+    for initializer in [i for i in out.graph.initializer if i.name.startswith("heads.signals.")]:
+        tensor_copy = onnx.TensorProto()
+        tensor_copy.CopyFrom(initializer)
+        tensor_copy.name = "pair_" + initializer.name
+        out.graph.initializer.append(tensor_copy)
+    pair_output = onnx.ValueInfoProto()
+    pair_output.CopyFrom(next(o for o in out.graph.output if o.name == "signal_logits"))
+    pair_output.name = PAIR_SIGNALS_OUTPUT
+    out.graph.output.append(pair_output)
+
+
 def _torch_heads(state: Mapping[str, np.ndarray], config: Any) -> Any:
     import torch  # noqa: PLC0415
 
@@ -293,12 +343,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: Path = args.out
     if out.resolve() != args.model_dir.resolve():
         shutil.copytree(args.model_dir, out, dirs_exist_ok=True)
-    onnx.save_model(replace_heads(model, _numpy_state(new)), str(out / "model.onnx"))
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     if args.version:
         metadata["version"] = args.version
+    if args.explanations_only:
+        # The pair model keeps its features (and needs no retraining); alerts explain with the new signals.
+        onnx.save_model(with_explanation_heads(model, _numpy_state(new)), str(out / "model.onnx"))
+        metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
+    else:
+        onnx.save_model(replace_heads(model, _numpy_state(new)), str(out / "model.onnx"))
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     write_golden(out)
+    if args.explanations_only:
+        logger.info("wrote %s: new signal heads for explanations, the pair model's features unchanged", out)
+        return figures
     rewrite_feature_logits(table, new, model_dir=out)
     logger.info("wrote %s; pair-model features in %s carry the new heads' logits", out, work)
     return figures
@@ -323,6 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--extra-weight", type=float, default=1.0, help="template lines' weight, data = 1")
     parser.add_argument("--version", default=None, help="metadata version of the written model")
+    parser.add_argument(
+        "--explanations-only",
+        action="store_true",
+        help="serve the new signal heads as explanations only; the pair model keeps the old features",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     figures = run(args)

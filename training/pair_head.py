@@ -375,6 +375,11 @@ def with_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+# model.onnx's output of the signal logits the pair model reads, where explanations use other heads
+# (training.message_heads --explanations-only; metadata pair_model.signals_output).
+PAIR_SIGNALS_OUTPUT = "pair_signal_logits"
+
+
 def message_session(model_dir: Path, *, threads: int) -> tuple[ort.InferenceSession, Tokenizer]:
     model = with_embedding_output(onnx.load(str(model_dir / "model.onnx")))
     options = ort.SessionOptions()
@@ -393,7 +398,10 @@ def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts:
         "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
     }
-    risk, signals, embedding = session.run(["risk_logit", "signal_logits", EMBEDDING_OUTPUT], feed)
+    # A model whose explanation heads were retrained keeps the pair model's own signals apart.
+    outputs = {o.name for o in session.get_outputs()}
+    signals_output = PAIR_SIGNALS_OUTPUT if PAIR_SIGNALS_OUTPUT in outputs else "signal_logits"
+    risk, signals, embedding = session.run(["risk_logit", signals_output, EMBEDDING_OUTPUT], feed)
     return np.concatenate([embedding, signals, np.asarray(risk).reshape(-1, 1)], axis=1)
 
 

@@ -20,9 +20,10 @@ from training.message_heads import (
     head_state,
     modern_examples,
     replace_heads,
+    with_explanation_heads,
 )
 from training.modern_lines import modern_conversations
-from training.pair_head import FeatureCacheMismatchError, FeatureTable, model_digest
+from training.pair_head import PAIR_SIGNALS_OUTPUT, FeatureCacheMismatchError, FeatureTable, model_digest
 from training.weak_labels import SIGNAL_NAMES, WeakLabeler
 from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir, write_golden
 
@@ -168,3 +169,76 @@ def test_feature_table_refuses_a_cache_of_other_heads(shipped: onnx.ModelProto, 
         FeatureTable(model_dir=old_dir, work=work)
     with pytest.raises(ValueError, match="one row per cached text"):
         table.replace_matrix(replaced[:1], model_dir=new_dir)
+
+
+async def test_explanation_heads_change_the_signals_and_nothing_the_pair_model_reads(
+    shipped: onnx.ModelProto, tmp_path: Path
+) -> None:
+    # The shipped model (2026.12.2) has explanation heads already: new ones replace them and nothing else.
+    assert PAIR_SIGNALS_OUTPUT in {o.name for o in shipped.graph.output}
+    state = head_state(shipped)
+    # Explanation heads that fire every signal; the risk weights given here must be ignored.
+    state["signals.3.bias"] = state["signals.3.bias"] + 30.0
+    state["risk.3.bias"] = state["risk.3.bias"] + 30.0
+    explained = with_explanation_heads(shipped, state)
+    assert [o.name for o in explained.graph.output] == [o.name for o in shipped.graph.output]
+    await _same_pair_model_new_explanations(explained, tmp_path / "model")
+
+
+async def test_explanation_heads_added_to_a_model_without_them(
+    shipped: onnx.ModelProto, tmp_path: Path
+) -> None:
+    # A model as training.train exports it: one set of signal heads, the ones the pair model reads.
+    plain = onnx.ModelProto()
+    plain.CopyFrom(shipped)
+    pair_heads = {
+        i.name: numpy_helper.to_array(i) for i in shipped.graph.initializer if i.name.startswith("pair_")
+    }
+    for field, keep in (
+        (plain.graph.node, [n for n in plain.graph.node if not n.name.startswith("/pair_heads/")]),
+        (plain.graph.initializer, [i for i in plain.graph.initializer if not i.name.startswith("pair_")]),
+        (plain.graph.output, [o for o in plain.graph.output if o.name != PAIR_SIGNALS_OUTPUT]),
+    ):
+        kept = [type(item).FromString(item.SerializeToString()) for item in keep]
+        del field[:]
+        field.extend(kept)
+    state = head_state(plain)
+    for name, value in pair_heads.items():
+        state[name.removeprefix("pair_heads.")] = value.T if name.endswith("weight") else value
+    plain = replace_heads(plain, state)
+    assert len(pair_heads) == 4 and PAIR_SIGNALS_OUTPUT not in {o.name for o in plain.graph.output}
+
+    state["signals.3.bias"] = state["signals.3.bias"] + 30.0
+    explained = with_explanation_heads(plain, state)
+    assert PAIR_SIGNALS_OUTPUT in {o.name for o in explained.graph.output}
+    await _same_pair_model_new_explanations(explained, tmp_path / "model")
+
+
+async def _same_pair_model_new_explanations(model: onnx.ModelProto, model_dir: Path) -> None:
+    """``model`` in a copy of the shipped model dir: the same risks, features and pair risks as the shipped
+    model, and every explanation signal firing."""
+    shutil.copytree(load_default_model_dir(), model_dir)
+    onnx.save_model(model, str(model_dir / "model.onnx"))
+    write_golden(model_dir)
+    texts = ["how old r u", "gg everyone", "add me on snap lol", ""]
+    new = await OnnxDetector.load(model_dir)
+    old = await OnnxDetector.load(load_default_model_dir())
+    try:
+        new_scores, old_scores = await new.score(texts), await old.score(texts)
+        pair = new.pair_model
+        new_state = old_state = pair.initial_state()
+        for index, (new_score, old_score) in enumerate(zip(new_scores, old_scores, strict=True)):
+            author, other = ("a", "b") if index % 2 == 0 else ("b", "a")
+            new_state = pair.update(state=new_state, author_id=author, other_id=other, score=new_score)
+            old_state = old.pair_model.update(
+                state=old_state, author_id=author, other_id=other, score=old_score
+            )
+        assert pair.author_risks(state=new_state) == old.pair_model.author_risks(state=old_state)
+    finally:
+        await new.aclose()
+        await old.aclose()
+    for new_score, old_score in zip(new_scores, old_scores, strict=True):
+        assert all(p > 0.99 for p in new_score.signals)  # explanations: the new heads
+        assert new_score.risk == old_score.risk  # the risk head is the shipped one
+        assert new_score.features is not None and old_score.features is not None
+        np.testing.assert_array_equal(new_score.features, old_score.features)  # the pair model's input
