@@ -24,7 +24,8 @@ own-message-only sequences, which is also how a member looks before the other an
 
 Usage::
 
-    python -m training.pair_head --data ../shared/data --work .artifacts/pair --out detector/model \\
+    python -m training.pair_head --data ../shared/data --model detector/model --work .artifacts/pair \\
+        --out detector/model \\
         [--extra modern.jsonl]
 """
 
@@ -1082,6 +1083,9 @@ def write_model_dir(
         "feature_size": feature_size,
         "embedding_output": EMBEDDING_OUTPUT,
     }
+    if any(o.name == PAIR_SIGNALS_OUTPUT for o in model.graph.output):
+        # message_features read these for training: serving must feed the same ones.
+        metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

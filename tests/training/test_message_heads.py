@@ -23,7 +23,15 @@ from training.message_heads import (
     with_explanation_heads,
 )
 from training.modern_lines import modern_conversations
-from training.pair_head import PAIR_SIGNALS_OUTPUT, FeatureCacheMismatchError, FeatureTable, model_digest
+from training.pair_head import (
+    PAIR_SIGNALS_OUTPUT,
+    FeatureCacheMismatchError,
+    FeatureTable,
+    message_features,
+    message_session,
+    model_digest,
+    write_model_dir,
+)
 from training.weak_labels import SIGNAL_NAMES, WeakLabeler
 from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir, write_golden
 
@@ -242,3 +250,33 @@ async def _same_pair_model_new_explanations(model: onnx.ModelProto, model_dir: P
         assert new_score.risk == old_score.risk  # the risk head is the shipped one
         assert new_score.features is not None and old_score.features is not None
         np.testing.assert_array_equal(new_score.features, old_score.features)  # the pair model's input
+
+
+async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_the_pair_signals(
+    tmp_path: Path,
+) -> None:
+    # training.pair_head trains on pair_signal_logits where model.onnx has them (message_features), so the
+    # model dir it writes must tell serving to feed the same ones.
+    shipped_dir = load_default_model_dir()
+    out = tmp_path / "out"
+    write_model_dir(
+        shipped_dir,
+        out,
+        onnx_path=shipped_dir / "pair_model.onnx",
+        threshold=0.9,
+        sustain=2,
+        feature_size=394,
+        version="test",
+    )
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["pair_model"]["signals_output"] == PAIR_SIGNALS_OUTPUT
+    session, tokenizer = message_session(out, threads=1)
+    written = await OnnxDetector.load(out)
+    try:
+        (score,) = await written.score(["2800 if u add my snap"])
+    finally:
+        await written.aclose()
+    assert score.features is not None
+    np.testing.assert_allclose(
+        score.features, message_features(session, tokenizer, ["2800 if u add my snap"])[0], atol=1e-5
+    )
