@@ -165,9 +165,9 @@ def report(
     pj_labels: list[int] = []
     for conversation in val_conversations:
         for message in conversation.messages:
-            role = conversation.role(message.author)
-            if role in (Role.OFFENDER, Role.DECOY) and model_text(message.text):
-                pj_texts.append(model_text(message.text))
+            role, text = conversation.role(message.author), model_text(message.text)
+            if role in (Role.OFFENDER, Role.DECOY) and text:
+                pj_texts.append(text)
                 pj_labels.append(int(role is Role.OFFENDER))
     if pj_texts:
         x = _embeddings(table, pj_texts)
@@ -207,13 +207,20 @@ def head_state(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     }
 
 
-def replace_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """A copy of ``model`` with ``state`` (torch layout) in place of its head initialisers, shapes checked."""
+def replace_heads(
+    model: onnx.ModelProto,
+    state: Mapping[str, np.ndarray],
+    *,
+    prefix: str = "heads.",
+    names: Sequence[str] = HEAD_PARAMETERS,
+) -> onnx.ModelProto:
+    """A copy of ``model`` with ``state`` (torch layout) in place of its head initialisers ``prefix`` +
+    ``names``, shapes checked."""
     out: onnx.ModelProto = onnx.ModelProto.FromString(model.SerializeToString())
     replaced = set()
     for initializer in out.graph.initializer:
-        name = initializer.name.removeprefix("heads.")
-        if name not in HEAD_PARAMETERS or not initializer.name.startswith("heads."):
+        name = initializer.name.removeprefix(prefix)
+        if name not in names or not initializer.name.startswith(prefix):
             continue
         value = np.asarray(state[name], dtype=np.float32)
         if name.endswith("weight"):
@@ -225,8 +232,18 @@ def replace_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> on
             )
         initializer.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), initializer.name))
         replaced.add(name)
-    if replaced != set(HEAD_PARAMETERS):
-        raise ValueError(f"model.onnx lacks head initialisers {sorted(set(HEAD_PARAMETERS) - replaced)}")
+    if replaced != set(names):
+        raise ValueError(f"model.onnx lacks head initialisers {sorted(set(names) - replaced)}")
+    return out
+
+
+def with_new_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """``model`` with new risk and signal heads everywhere: a model with explanation heads gets the new
+    signals in its pair model's copy too, so that it serves the features the cache is rewritten with."""
+    out = replace_heads(model, state)
+    if any(o.name == PAIR_SIGNALS_OUTPUT for o in out.graph.output):
+        signals = [name for name in HEAD_PARAMETERS if name.startswith("signals.")]
+        out = replace_heads(out, state, prefix="pair_heads.", names=signals)
     return out
 
 
@@ -351,7 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         onnx.save_model(with_explanation_heads(model, _numpy_state(new)), str(out / "model.onnx"))
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
     else:
-        onnx.save_model(replace_heads(model, _numpy_state(new)), str(out / "model.onnx"))
+        onnx.save_model(with_new_heads(model, _numpy_state(new)), str(out / "model.onnx"))
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     write_golden(out)
     if args.explanations_only:

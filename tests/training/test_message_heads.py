@@ -21,6 +21,7 @@ from training.message_heads import (
     modern_examples,
     replace_heads,
     with_explanation_heads,
+    with_new_heads,
 )
 from training.modern_lines import modern_conversations
 from training.pair_head import (
@@ -280,3 +281,29 @@ async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_the
     np.testing.assert_allclose(
         score.features, message_features(session, tokenizer, ["2800 if u add my snap"])[0], atol=1e-5
     )
+
+
+async def test_new_heads_reach_the_pair_models_signals_of_a_model_with_explanation_heads(
+    shipped: onnx.ModelProto, tmp_path: Path
+) -> None:
+    # Retraining both heads of 2026.12.2 rewrites the feature cache with the new signal logits, so the pair
+    # model's copy (pair_signal_logits, what serving feeds it) must carry the same new signals.
+    state = head_state(shipped)
+    state["signals.3.bias"] = state["signals.3.bias"] + 30.0
+    model_dir = tmp_path / "model"
+    shutil.copytree(load_default_model_dir(), model_dir)
+    onnx.save_model(with_new_heads(shipped, state), str(model_dir / "model.onnx"))
+    write_golden(model_dir)
+    detector = await OnnxDetector.load(model_dir)
+    shipped_detector = await OnnxDetector.load(load_default_model_dir())
+    try:
+        (score,) = await detector.score(["gg everyone"])
+        (before,) = await shipped_detector.score(["gg everyone"])
+    finally:
+        await detector.aclose()
+        await shipped_detector.aclose()
+    assert score.features is not None
+    assert all(p > 0.99 for p in score.signals)
+    # The pair model's signal logits are the new explanation heads' too: the shipped explanation logits + 30.
+    explanation_logits = np.log(np.array(before.signals) / (1 - np.array(before.signals)))
+    np.testing.assert_allclose(score.features[384:393], explanation_logits + 30.0, atol=1e-3)
