@@ -128,6 +128,9 @@ class _GruPairSpec:
     # The signal logits the pair model was trained on, where they are not the explanations' (metadata
     # pair_model.signals_output): explanation heads can then improve without retraining the pair model.
     signals_output: str | None = None
+    # metadata pair_model.explanation_signals: the explanations' signal logits (outputs.signals) follow the
+    # risk logit in the features, so pair model members can read both generations of signal heads.
+    explanation_signals: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +165,8 @@ class _OnnxScorer:
     embedding_size: int = 0
     # The pair model's own signal logits, when they are not signals_output's.
     pair_signals_output: str | None = None
+    # The explanations' signal logits appended to the features (after the risk logit).
+    explanation_signals: bool = False
 
     def score_alone(self, text: str) -> MessageScore:
         """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
@@ -230,26 +235,38 @@ class _OnnxScorer:
                     f"output {self.pair_signals_output!r} has shape {list(pair_signal_logits.shape)}; "
                     f"expected [{batch_size}, {self.signal_count}] (metadata.json pair_model.signals_output)"
                 )
-        features = self._features(np.asarray(outputs[2]), pair_signal_logits, risk_logits)
+        features = self._features(
+            np.asarray(outputs[2]),
+            pair_signal_logits,
+            risk_logits,
+            explanation_signal_logits=signal_logits if self.explanation_signals else None,
+        )
         return [
             MessageScore(risk=risk, signals=tuple(row), features=features[index])
             for index, (risk, row) in enumerate(zip(risks, signals, strict=True))
         ]
 
     def _features(
-        self, embedding: FloatArray, signal_logits: FloatArray, risk_logits: FloatArray
+        self,
+        embedding: FloatArray,
+        signal_logits: FloatArray,
+        risk_logits: FloatArray,
+        *,
+        explanation_signal_logits: FloatArray | None,
     ) -> npt.NDArray[np.float32]:
-        """The pair model's input per row: embedding, raw signal logits, raw risk logit (float32)."""
+        """The pair model's input per row: embedding, raw signal logits, raw risk logit, then the
+        explanations' raw signal logits where the pair model reads them (float32)."""
         batch_size = risk_logits.shape[0]
         if embedding.shape != (batch_size, self.embedding_size):
             raise ModelOutputError(
                 f"output {self.embedding_output!r} has shape {list(embedding.shape)}; expected "
                 f"[{batch_size}, {self.embedding_size}] (metadata.json pair_model.feature_size less "
-                f"{self.signal_count} signals and 1 risk logit)"
+                f"the signal and risk logits)"
             )
-        features = np.concatenate(
-            [embedding, signal_logits, risk_logits.reshape(batch_size, 1)], axis=1, dtype=np.float32
-        )
+        parts = [embedding, signal_logits, risk_logits.reshape(batch_size, 1)]
+        if explanation_signal_logits is not None:
+            parts.append(explanation_signal_logits)
+        features = np.concatenate(parts, axis=1, dtype=np.float32)
         # Rows are views of one array: read-only, so no holder of one score can change another's.
         features.setflags(write=False)
         return features
@@ -419,6 +436,7 @@ def _load_model(
         embedding_output=spec.gru.embedding_output if spec.gru else None,
         embedding_size=spec.gru.embedding_size if spec.gru else 0,
         pair_signals_output=spec.gru.signals_output if spec.gru else None,
+        explanation_signals=spec.gru.explanation_signals if spec.gru else False,
     )
     # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
     try:
@@ -584,13 +602,24 @@ def _parse_gru_section(
     signals_output = (
         reader.string(section, "signals_output", within=within) if "signals_output" in section else None
     )
+    explanation_signals = (
+        reader.boolean(section, "explanation_signals", within=within)
+        if "explanation_signals" in section
+        else False
+    )
     if state_size < 1:
         raise ModelLoadError(f"{reader.path}: key 'pair_model.state_size' must be >= 1, got {state_size}")
-    embedding_size = feature_size - signal_count - 1
+    logits = signal_count * (2 if explanation_signals else 1) + 1
+    embedding_size = feature_size - logits
     if embedding_size < 1:
+        described = (
+            f"{signal_count} signal logits, 1 risk logit and {signal_count} explanation signal logits"
+            if explanation_signals
+            else f"{signal_count} signal logits and 1 risk logit"
+        )
         raise ModelLoadError(
             f"{reader.path}: key 'pair_model.feature_size' is {feature_size}, but the features are the "
-            f"embedding, {signal_count} signal logits and 1 risk logit, so it must be > {signal_count + 1}"
+            f"embedding, {described}, so it must be > {logits}"
         )
     return _GruPairSpec(
         file=file,
@@ -599,6 +628,7 @@ def _parse_gru_section(
         embedding_output=embedding_output,
         embedding_size=embedding_size,
         signals_output=signals_output,
+        explanation_signals=explanation_signals,
     )
 
 
@@ -627,6 +657,12 @@ class _MetadataReader:
         full_key, value = self._get(section, key, within=within)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._wrong(full_key, "an integer", value)
+        return value
+
+    def boolean(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> bool:
+        full_key, value = self._get(section, key, within=within)
+        if not isinstance(value, bool):
+            raise self._wrong(full_key, "true or false", value)
         return value
 
     def probability(self, section: Mapping[str, Any], key: str, *, within: str | None = None) -> float:
@@ -749,8 +785,8 @@ def _check_embedding_output(
     if isinstance(shape[1], int) and shape[1] != gru.embedding_size:
         raise ModelLoadError(
             f"{path}: output {name!r} is {shape[1]} wide, but metadata.json key 'pair_model.feature_size' "
-            f"{gru.feature_size} = embedding + {signal_count} signal logits + 1 risk logit needs "
-            f"{gru.embedding_size}"
+            f"{gru.feature_size} = embedding + {gru.feature_size - gru.embedding_size} signal and risk "
+            f"logits needs {gru.embedding_size}"
         )
 
 

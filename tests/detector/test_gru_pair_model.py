@@ -370,6 +370,9 @@ async def refusal(model_dir: Path) -> str:
             {"signals_output": "pair_signal_logits"},
             "'pair_model.signals_output' names output 'pair_signal_logits'",
         ),
+        ({"explanation_signals": "yes"}, "'pair_model.explanation_signals' must be true or false"),
+        # Explanation signals after the risk logit: 3 more logits, so a smaller embedding than the model's.
+        ({"explanation_signals": True}, "= embedding + 7 signal and risk logits needs 5"),
     ],
 )
 async def test_bad_gru_metadata_names_the_key(gru_dir: Path, changes: dict[str, Any], expected: str) -> None:
