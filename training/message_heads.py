@@ -320,6 +320,9 @@ def rewrite_feature_logits(table: FeatureTable, heads: Any, *, model_dir: Path) 
     risk, signals = apply_heads(heads, matrix[:, :EMBED_DIM].astype(np.float32))
     matrix[:, EMBED_DIM : EMBED_DIM + len(SIGNAL_NAMES)] = signals
     matrix[:, EMBED_DIM + len(SIGNAL_NAMES)] = risk
+    if matrix.shape[1] > EMBED_DIM + len(SIGNAL_NAMES) + 1:
+        # The explanation heads' columns (pair_head.message_features): with_new_heads gave them these heads.
+        matrix[:, -len(SIGNAL_NAMES) :] = signals
     table.replace_matrix(matrix, model_dir=model_dir)
 
 

@@ -19,6 +19,11 @@ and its labels unlike a member's, and training one set of weights on both cost t
 and let adult sexting alert. The conversation branch is trained first, on conversations only; the flattened
 branch then on segments only, so it cannot change a conversation's risk.
 
+``--members`` makes the pair model an ensemble: several GRUs trained alone (seeds ``--seed``, ``--seed`` + 1,
+...), whose mean logit is the risk and whose states sit side by side in the pair state. A ``behaviour`` member
+reads only signal and risk logits (the explanation heads' signals where ``model.onnx`` has them, which
+``message_features`` then appends to the features); ``full`` members read the embedding as well.
+
 Only ``pj_koutli`` is not interleaved (each side's lines in order, one after the other): its sides train as
 own-message-only sequences, which is also how a member looks before the other answers.
 
@@ -26,7 +31,7 @@ Usage::
 
     python -m training.pair_head --data ../shared/data --model detector/model --work .artifacts/pair \\
         --out detector/model \\
-        [--extra modern.jsonl]
+        [--extra modern.jsonl] [--members full full behaviour behaviour]
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ DROPOUT = 0.1
 CHAT = "chat"
 FLAT = "flat"
 FLAT_INIT_SEED = 1
+MEMBER_INIT_SEED = 100
 # Hard-negative mining (--mine-weight): an ordinary sequence counts as hard where the uncalibrated first
 # model's risk reached this at one of its own messages.
 MINING_THRESHOLD = 0.5
@@ -320,6 +326,12 @@ class FeatureTable:
             return
         logger.info("computing features for %d new texts", len(self._pending))
         session, tokenizer = message_session(self._model_dir, threads=threads)
+        if self._rows and self._rows[0].shape[1] != self.width(session):
+            raise FeatureCacheMismatchError(
+                f"{self._matrix_path} holds {self._rows[0].shape[1]} features per text, but "
+                f"{self._model_dir / 'model.onnx'} gives {self.width(session)}: start from an empty work "
+                "folder"
+            )
         pending = self._pending
         order = sorted(range(len(pending)), key=lambda i: len(pending[i]))
         out = np.zeros((len(pending), self.width(session)), dtype=np.float16)
@@ -338,7 +350,8 @@ class FeatureTable:
     @staticmethod
     def width(session: ort.InferenceSession) -> int:
         shapes = {o.name: o.shape for o in session.get_outputs()}
-        return int(shapes[EMBEDDING_OUTPUT][1]) + int(shapes["signal_logits"][1]) + 1
+        signals = int(shapes["signal_logits"][1])
+        return int(shapes[EMBEDDING_OUTPUT][1]) + signals * (2 if has_explanation_heads(session) else 1) + 1
 
     def matrix(self) -> np.ndarray:
         if self._pending:
@@ -399,39 +412,109 @@ def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts:
         "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
     }
-    # A model whose explanation heads were retrained keeps the pair model's own signals apart.
-    outputs = {o.name for o in session.get_outputs()}
-    signals_output = PAIR_SIGNALS_OUTPUT if PAIR_SIGNALS_OUTPUT in outputs else "signal_logits"
-    risk, signals, embedding = session.run(["risk_logit", signals_output, EMBEDDING_OUTPUT], feed)
+    # A model whose explanation heads were retrained keeps the pair model's own signals apart, and its
+    # explanation signals follow the risk logit (metadata pair_model.explanation_signals).
+    if has_explanation_heads(session):
+        risk, signals, embedding, explanation = session.run(
+            ["risk_logit", PAIR_SIGNALS_OUTPUT, EMBEDDING_OUTPUT, "signal_logits"], feed
+        )
+        return np.concatenate([embedding, signals, np.asarray(risk).reshape(-1, 1), explanation], axis=1)
+    risk, signals, embedding = session.run(["risk_logit", "signal_logits", EMBEDDING_OUTPUT], feed)
     return np.concatenate([embedding, signals, np.asarray(risk).reshape(-1, 1)], axis=1)
+
+
+def has_explanation_heads(session: ort.InferenceSession) -> bool:
+    return any(o.name == PAIR_SIGNALS_OUTPUT for o in session.get_outputs())
+
+
+def model_has_explanation_heads(model_dir: Path) -> bool:
+    """Whether ``model_dir``'s message model serves explanation heads apart from the pair model's signals."""
+    graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
+    return any(o.name == PAIR_SIGNALS_OUTPUT for o in graph.output)
 
 
 # ============================================================================================= model
 
 
-def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
+# What a member of the pair model reads: "full" the message model's sentence embedding, its (pair) signal
+# logits and its risk logit; "behaviour" only signal logits and the risk logit, the explanation heads' signals
+# where the model has them (what was asked and offered, not how it was written: the embedding carries the
+# training corpus's style, which let short modern chats pass unseen); "embedding" the embedding alone.
+MEMBER_KINDS = ("full", "behaviour", "embedding")
+
+
+def member_mask(kind: str, *, feature_size: int, explanation_signals: bool) -> np.ndarray:
+    """1 for the feature columns a member of ``kind`` reads. The columns: embedding, signal logits, risk
+    logit, then (``explanation_signals``) the explanation heads' signal logits."""
+    signals = SIGNAL_AND_RISK - 1
+    tail = SIGNAL_AND_RISK + (signals if explanation_signals else 0)
+    embedding, risk = slice(0, feature_size - tail), feature_size - tail + signals
+    mask = np.zeros(feature_size, dtype=np.float32)
+    if kind in ("full", "embedding"):
+        mask[embedding] = 1.0
+    if kind == "full":
+        mask[embedding.stop : risk + 1] = 1.0
+    if kind == "behaviour":
+        mask[risk] = 1.0
+        if explanation_signals:
+            mask[feature_size - signals :] = 1.0
+        else:
+            mask[embedding.stop : risk] = 1.0
+    return mask
+
+
+def build_model(
+    feature_size: int, *, members: Sequence[str] = ("full",), explanation_signals: bool = False
+) -> Any:
+    """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
+    conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each)."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
-    class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
-        """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
+    unknown = sorted(set(members) - set(MEMBER_KINDS))
+    if unknown or not members:
+        raise ValueError(f"pair model members must be some of {MEMBER_KINDS}, got {list(members)}")
 
-        Two branches of the same shape: ``inp``/``gru``/``out`` for chat messages (own 0 or 1) and
-        ``flat_inp``/``flat_gru``/``flat_out`` for chunks of flattened text (own == FLATTENED_OWN).
-        """
-
-        def __init__(self) -> None:
+    class ChatMember(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
+        def __init__(self, kind: str) -> None:
             super().__init__()
             self.inp = nn.Sequential(nn.Linear(feature_size + 1, HIDDEN_IN), nn.GELU(), nn.Dropout(DROPOUT))
             self.gru = nn.GRU(HIDDEN_IN, STATE_SIZE, batch_first=True)
             self.out = nn.Linear(STATE_SIZE + HIDDEN_IN, 1)
-            # The message heads' logits learned the training corpus's style; masking them makes the pair model
-            # read the sentence embedding alone.
-            mask = torch.ones(feature_size)
-            if embedding_only:
-                mask[-SIGNAL_AND_RISK:] = 0.0
-            self.register_buffer("feature_mask", mask)
+            mask = member_mask(kind, feature_size=feature_size, explanation_signals=explanation_signals)
+            self.register_buffer("feature_mask", torch.from_numpy(mask))
+
+        def step(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
+            z = self.inp(torch.cat([features * self.feature_mask, own], -1))
+            _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
+            next_state = hidden.squeeze(0)
+            return self.out(torch.cat([next_state, z], -1)).squeeze(-1), next_state
+
+        def sequence(self, x: Any, own: Any) -> Any:
+            z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
+            states, _ = self.gru(z)
+            return self.out(torch.cat([states, z], -1)).squeeze(-1)
+
+    class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
+        """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
+
+        Two branches: the ``chat`` members for chat messages (own 0 or 1) and ``flat_inp``/``flat_gru``/
+        ``flat_out`` for chunks of flattened text (own == FLATTENED_OWN), whose state is the first member's
+        slot of the state.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kinds = tuple(members)
+            self.state_size = STATE_SIZE * len(members)
+            self.chat = nn.ModuleList()
+            self.chat.append(ChatMember(members[0]))
+            for index, kind in enumerate(members[1:], start=1):
+                # The others from forked generators: the first trains exactly as a one-member model would.
+                with torch.random.fork_rng():
+                    torch.manual_seed(MEMBER_INIT_SEED + index)
+                    self.chat.append(ChatMember(kind))
             # Drawn from a forked generator: the conversation branch trains exactly as it would alone.
             with torch.random.fork_rng():
                 torch.manual_seed(FLAT_INIT_SEED)
@@ -447,40 +530,41 @@ def build_model(feature_size: int, *, embedding_only: bool = False) -> Any:
             return 1.0 - torch.abs(own - FLATTENED_OWN) / FLATTENED_OWN
 
         def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            features = features * self.feature_mask
-            z = self.inp(torch.cat([features, own], -1))
-            _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
-            chat_state = hidden.squeeze(0)
-            chat_logit = self.out(torch.cat([chat_state, z], -1))
+            slots = torch.split(state, STATE_SIZE, dim=-1)
+            stepped = [
+                member.step(features, own, slot) for member, slot in zip(self.chat, slots, strict=True)
+            ]
+            chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
+            chat_state = torch.cat([next_state for _, next_state in stepped], -1)
             flat_z = self.flat_inp(features)
-            _, flat_hidden = self.flat_gru(flat_z.unsqueeze(1), state.unsqueeze(0))
+            _, flat_hidden = self.flat_gru(flat_z.unsqueeze(1), slots[0].unsqueeze(0))
             flat_state = flat_hidden.squeeze(0)
-            flat_logit = self.flat_out(torch.cat([flat_state, flat_z], -1))
+            flat_logit = self.flat_out(torch.cat([flat_state, flat_z], -1)).squeeze(-1)
+            flat_state = torch.cat([flat_state] + [torch.zeros_like(s) for s in slots[1:]], -1)
             w = self.flatness(own)
-            logit = chat_logit * (1.0 - w) + flat_logit * w
-            return logit.squeeze(-1), chat_state * (1.0 - w) + flat_state * w
+            logit = chat_logit * (1.0 - w.squeeze(-1)) + flat_logit * w.squeeze(-1)
+            return logit, chat_state * (1.0 - w) + flat_state * w
 
-        def forward_sequence(self, x: Any, own: Any) -> Any:
+        def forward_sequence(self, x: Any, own: Any, *, member: int | None = None) -> Any:
             """Logits for every step of padded sequences [B, T, F] (each sequence in one branch): the same
-            GRUs as ``forward``, all steps. A branch no sequence takes is not run."""
-            x = x * self.feature_mask
+            GRUs as ``forward``, all steps; ``member``: that chat member's alone. A branch no sequence takes
+            is not run."""
             w = self.flatness(own)
             logits = torch.zeros_like(own)
             if bool((w < 1.0).any()):
-                z = self.inp(torch.cat([x, own.unsqueeze(-1)], -1))
-                states, _ = self.gru(z)
-                logits = logits + self.out(torch.cat([states, z], -1)).squeeze(-1) * (1.0 - w)
+                chosen = list(self.chat) if member is None else [self.chat[member]]
+                chat = torch.stack([m.sequence(x, own) for m in chosen], -1).mean(-1)
+                logits = logits + chat * (1.0 - w)
             if bool((w > 0.0).any()):
                 flat_z = self.flat_inp(x)
                 flat_states, _ = self.flat_gru(flat_z)
                 logits = logits + self.flat_out(torch.cat([flat_states, flat_z], -1)).squeeze(-1) * w
             return logits
 
-        def branch_parameters(self, branch: str) -> list[Any]:
+        def branch_parameters(self, branch: str, *, member: int = 0) -> list[Any]:
             if branch == CHAT:
-                modules = (self.inp, self.gru, self.out)
-            else:
-                modules = (self.flat_inp, self.flat_gru, self.flat_out)
+                return list(self.chat[member].parameters())
+            modules = (self.flat_inp, self.flat_gru, self.flat_out)
             return [p for m in modules for p in m.parameters()]
 
     return PairGru()
@@ -533,19 +617,22 @@ def train(
     epochs: int,
     seed: int,
     batch_size: int = 32,
-    embedding_only: bool = False,
     model: Any = None,
+    members: Sequence[str] = ("full",),
+    explanation_signals: bool = False,
     branch: str = CHAT,
+    member: int = 0,
 ) -> Any:
-    """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one if None); the other stays as it is."""
+    """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
+    only its chat ``member``; everything else stays as it is."""
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     if model is None:
-        model = build_model(table.shape[1], embedding_only=embedding_only)
-    optimiser = torch.optim.AdamW(model.branch_parameters(branch), lr=2e-3, weight_decay=1e-4)
+        model = build_model(table.shape[1], members=members, explanation_signals=explanation_signals)
+    optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
     easy = [s for s in sequences if not _is_hard(s)]
     per_epoch = len(hard) + min(len(easy), EASY_PER_EPOCH)
@@ -562,7 +649,7 @@ def train(
         total = 0.0
         for group in batches:
             x, own, mask = _pad(group, table)
-            logits = model.forward_sequence(x, own)
+            logits = model.forward_sequence(x, own, member=member if branch == CHAT else None)
             y = torch.tensor([float(s.label) for s in group]).unsqueeze(1).expand_as(logits)
             w = torch.tensor([s.weight for s in group]).unsqueeze(1).expand_as(logits)
             # A member's risk is read at their own messages only (own 1, or FLATTENED_OWN for a segment).
@@ -582,6 +669,32 @@ def train(
             total += float(loss.detach())
         logger.info("epoch %d: loss %.4f (%.0f s)", epoch, total / len(batches), time.monotonic() - started)
     return model.eval()
+
+
+def train_chat_members(
+    sequences: Sequence[CandidateSequence],
+    table: np.ndarray,
+    *,
+    members: Sequence[str],
+    epochs: int,
+    seed: int,
+    explanation_signals: bool = False,
+) -> Any:
+    """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
+    differ in seed and in what they read disagree where the data says little, and their mean is steadier than
+    any one of them (the thresholds single models chose on the calibration split ranged 0.8-0.95)."""
+    model = train(
+        sequences,
+        table,
+        epochs=epochs,
+        seed=seed,
+        members=members,
+        explanation_signals=explanation_signals,
+    )
+    for index in range(1, len(members)):
+        logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
+        model = train(sequences, table, epochs=epochs, seed=seed + index, model=model, member=index)
+    return model
 
 
 def step_logits(model: Any, sequences: Sequence[CandidateSequence], table: np.ndarray) -> list[np.ndarray]:
@@ -645,10 +758,12 @@ def platt_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def apply_calibration(model: Any, a: float, b: float, *, branch: str = CHAT) -> None:
     import torch  # noqa: PLC0415
 
-    layer = model.out if branch == CHAT else model.flat_out
+    # The chat logit is the members' mean: scaling each member's by a and adding b scales the mean alike.
+    layers = [member.out for member in model.chat] if branch == CHAT else [model.flat_out]
     with torch.no_grad():
-        layer.weight.mul_(a)
-        layer.bias.mul_(a).add_(b)
+        for layer in layers:
+            layer.weight.mul_(a)
+            layer.bias.mul_(a).add_(b)
 
 
 def segment_figures(sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -822,7 +937,7 @@ def export_onnx(model: Any, path: Path, feature_size: int) -> None:
 
     features = torch.zeros(2, feature_size)
     own = torch.ones(2, 1)
-    state = torch.zeros(2, STATE_SIZE)
+    state = torch.zeros(2, model.state_size)
     with torch.no_grad():
         torch.onnx.export(
             model,
@@ -842,7 +957,7 @@ def check_export(model: Any, path: Path, sequences: Sequence[CandidateSequence],
     reference = step_logits(model, sequences, table)
     worst = 0.0
     for s, ref in zip(sequences, reference, strict=True):
-        state = np.zeros((1, STATE_SIZE), dtype=np.float32)
+        state = np.zeros((1, model.state_size), dtype=np.float32)
         for t, text_id in enumerate(s.text_ids):
             logit, state = session.run(
                 None,
@@ -897,6 +1012,7 @@ def build_sequences(
     realistic: Path,
     seed: int,
     threads: int,
+    calib_extra: Sequence[Path] = (),
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only), and
     flattened segments per split under ``segments:<split>`` (train: ``training_segments``; the others: the
@@ -914,6 +1030,10 @@ def build_sequences(
     restyled = added + augment(training, seed=seed)
     for conversation in restyled:
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    for conversation in load_extra(calib_extra):
+        # Written apart from the training templates and the realistic set: Platt and the policy grid see
+        # modern chats, not only CALIB's Perverted-Justice ones.
+        by_split[str(Split.CALIB)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
@@ -955,15 +1075,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work=work,
         extra=args.extra,
         realistic=args.realistic,
+        calib_extra=args.calib_extra,
         seed=args.seed,
         threads=args.threads,
     )
-    model = train(
-        by_split["train"],
-        matrix,
-        epochs=args.epochs,
-        seed=args.train_seed if args.train_seed is not None else args.seed,
-    )
+    train_seed = args.train_seed if args.train_seed is not None else args.seed
+    explanation_signals = model_has_explanation_heads(args.model)
+
+    def new_model(sequences: Sequence[CandidateSequence]) -> Any:
+        return train_chat_members(
+            sequences,
+            matrix,
+            members=args.members,
+            epochs=args.epochs,
+            seed=train_seed,
+            explanation_signals=explanation_signals,
+        )
+
+    model = new_model(by_split["train"])
     if args.mine_weight > 1.0:
         # Hard-negative mining: the ordinary chats the first model alerted on weigh more in a second model.
         mined, count = mine_hard_negatives(
@@ -974,12 +1103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         logger.info("mined %d hard negative sequences; training again", count)
         by_split["train"] = mined
-        model = train(
-            mined,
-            matrix,
-            epochs=args.epochs,
-            seed=args.train_seed if args.train_seed is not None else args.seed,
-        )
+        model = new_model(mined)
     calib_logits = step_logits(model, by_split[str(Split.CALIB)], matrix)
     a, b = fit_calibration(by_split[str(Split.CALIB)], calib_logits)
     logger.info("calibration: a=%.3f b=%.3f", a, b)
@@ -1027,6 +1151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             feature_size=int(matrix.shape[1]),
             version=args.version,
             report=report,
+            state_size=int(model.state_size),
+            members=args.members,
         )
     return report
 
@@ -1055,6 +1181,8 @@ def write_model_dir(
     feature_size: int,
     version: str,
     report: Mapping[str, Any] | None = None,
+    state_size: int = STATE_SIZE,
+    members: Sequence[str] = ("full",),
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1079,13 +1207,15 @@ def write_model_dir(
     metadata["pair_model"] = {
         "type": "gru",
         "file": PAIR_FILE,
-        "state_size": STATE_SIZE,
+        "state_size": state_size,
         "feature_size": feature_size,
         "embedding_output": EMBEDDING_OUTPUT,
+        "members": list(members),
     }
     if any(o.name == PAIR_SIGNALS_OUTPUT for o in model.graph.output):
-        # message_features read these for training: serving must feed the same ones.
+        # message_features read these for training: serving must feed the same ones, in the same order.
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
+        metadata["pair_model"]["explanation_signals"] = True
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -1102,6 +1232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
     )
+    parser.add_argument(
+        "--calib-extra",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more calibration conversations (Platt scaling and the policy grid), e.g."
+        " training/calibration_conversations.jsonl",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"
@@ -1113,6 +1251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="seed of the conversation branch's weights and batch order only (default: --seed); the data,"
         " its restyled copies and the feature cache stay those of --seed, so seeds compare in minutes",
+    )
+    parser.add_argument(
+        "--members",
+        nargs="+",
+        choices=MEMBER_KINDS,
+        default=["full"],
+        help="the pair model's members, in order (e.g. full full behaviour): their mean risk is the pair's",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--version", default="2026.12.0")

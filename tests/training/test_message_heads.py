@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from tests.support.gru_model import build_gru_graph, random_weights
 from training.data import Conversation, model_text, read_conversations
 from training.message_heads import (
     HEAD_PARAMETERS,
@@ -163,7 +164,8 @@ def test_feature_table_refuses_a_cache_of_other_heads(shipped: onnx.ModelProto, 
     ids = [table.id_of(text) for text in ("how old r u", "gg")]
     table.compute_pending()
     first = table.matrix().copy()
-    assert first.shape == (2, 384 + 9 + 1) and ids == [0, 1]
+    # The shipped model has explanation heads: their signal logits follow the pair model's and the risk logit.
+    assert first.shape == (2, 384 + 9 + 1 + 9) and ids == [0, 1]
     # Reopened with the model that computed it: the same rows, nothing recomputed.
     np.testing.assert_array_equal(FeatureTable(model_dir=old_dir, work=work).matrix(), first)
     # Opened with other heads: refused, naming both.
@@ -253,34 +255,47 @@ async def _same_pair_model_new_explanations(model: onnx.ModelProto, model_dir: P
         np.testing.assert_array_equal(new_score.features, old_score.features)  # the pair model's input
 
 
-async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_the_pair_signals(
+async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_both_signal_heads(
     tmp_path: Path,
 ) -> None:
-    # training.pair_head trains on pair_signal_logits where model.onnx has them (message_features), so the
-    # model dir it writes must tell serving to feed the same ones.
+    # training.pair_head trains on pair_signal_logits and, after the risk logit, the explanation heads'
+    # signal_logits where model.onnx has both (message_features), so the model dir it writes must tell
+    # serving to feed the same columns in the same order.
     shipped_dir = load_default_model_dir()
     out = tmp_path / "out"
+    feature_size = 384 + 9 + 1 + 9
+    weights = random_weights(feature_size=feature_size, state_size=8)
+    pair_path = tmp_path / "pair_model.onnx"
+    onnx.save_model(build_gru_graph(weights), str(pair_path))
     write_model_dir(
         shipped_dir,
         out,
-        onnx_path=shipped_dir / "pair_model.onnx",
+        onnx_path=pair_path,
         threshold=0.9,
         sustain=2,
-        feature_size=394,
+        feature_size=feature_size,
         version="test",
+        state_size=8,
+        members=("full", "behaviour"),
     )
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["pair_model"]["signals_output"] == PAIR_SIGNALS_OUTPUT
+    assert metadata["pair_model"]["explanation_signals"] is True
+    assert metadata["pair_model"]["members"] == ["full", "behaviour"]
     session, tokenizer = message_session(out, threads=1)
     written = await OnnxDetector.load(out)
     try:
         (score,) = await written.score(["2800 if u add my snap"])
     finally:
         await written.aclose()
-    assert score.features is not None
-    np.testing.assert_allclose(
-        score.features, message_features(session, tokenizer, ["2800 if u add my snap"])[0], atol=1e-5
-    )
+    assert score.features is not None and score.features.shape == (feature_size,)
+    expected = message_features(session, tokenizer, ["2800 if u add my snap"])[0]
+    np.testing.assert_allclose(score.features, expected, atol=1e-5)
+    # The last columns are the explanations' signals (what the alert shows), the first signal columns the
+    # pair model's own heads (2026.11's): both reach the pair model.
+    explanation = 1.0 / (1.0 + np.exp(-score.features[-9:].astype(np.float64)))
+    np.testing.assert_allclose(explanation, score.signals, atol=1e-5)
+    assert not np.allclose(score.features[384:393], score.features[-9:], atol=0.1)
 
 
 async def test_new_heads_reach_the_pair_models_signals_of_a_model_with_explanation_heads(

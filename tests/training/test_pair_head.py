@@ -18,6 +18,7 @@ from training.pair_head import (
     EMBEDDING_OUTPUT,
     CandidateSequence,
     fit_calibration,
+    member_mask,
     mine_hard_negatives,
     platt_fit,
     production_pairs,
@@ -179,6 +180,25 @@ def test_embedding_output_is_added_once() -> None:
     names = [o.name for o in twice.graph.output]
     assert names.count(EMBEDDING_OUTPUT) == 1
     assert [o.name for o in model.graph.output] == ["/encoder/Div_1_output_0"]  # the input is not modified
+
+
+@pytest.mark.parametrize("explanation_signals", [False, True])
+def test_each_member_kind_reads_its_own_feature_columns(explanation_signals: bool) -> None:
+    embedding, signals = 6, 9
+    size = embedding + signals + 1 + (signals if explanation_signals else 0)
+    risk = embedding + signals
+
+    def columns(kind: str) -> list[int]:
+        mask = member_mask(kind, feature_size=size, explanation_signals=explanation_signals)
+        return [int(i) for i in np.flatnonzero(mask)]
+
+    # full: what the pair model has always read; never the explanation heads' columns.
+    assert columns("full") == list(range(risk + 1))
+    assert columns("embedding") == list(range(embedding))
+    # behaviour: signal and risk logits; the explanation heads' signals where the features hold them.
+    pair_signals = list(range(embedding, risk))
+    behaviour = [risk, *range(size - signals, size)] if explanation_signals else [*pair_signals, risk]
+    assert columns("behaviour") == behaviour
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
