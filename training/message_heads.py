@@ -326,9 +326,23 @@ def rewrite_feature_logits(table: FeatureTable, heads: Any, *, model_dir: Path) 
     table.replace_matrix(matrix, model_dir=model_dir)
 
 
+def check_explanations_only(metadata: Mapping[str, Any]) -> None:
+    """``--explanations-only`` promises alerts decided as before; a pair model that reads the explanation
+    heads' signals (metadata ``pair_model.explanation_signals``) would be fed new inputs it was not trained
+    on, so that promise cannot hold."""
+    if metadata.get("pair_model", {}).get("explanation_signals"):
+        raise ValueError(
+            "--explanations-only: this model's pair model reads the explanation signals too "
+            "(metadata.json pair_model.explanation_signals), so new explanation heads would change its "
+            "alerts; retrain both heads (drop --explanations-only), then the pair model (training.pair_head)"
+        )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from training.train import TrainConfig, build_training_set, train_heads  # noqa: PLC0415
 
+    if args.explanations_only:
+        check_explanations_only(json.loads((args.model_dir / "metadata.json").read_text(encoding="utf-8")))
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(seed=args.seed)

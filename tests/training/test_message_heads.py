@@ -18,6 +18,7 @@ from training.message_heads import (
     HEAD_PARAMETERS,
     WEIGHT_CHILD,
     WEIGHT_LOOKALIKE,
+    check_explanations_only,
     head_state,
     modern_examples,
     replace_heads,
@@ -147,7 +148,7 @@ async def test_new_heads_load_and_score_through_the_detector(
         assert new_score.features is not None and old_score.features is not None
         # The embedding (the encoder's output) is untouched; the risk logit column carries the new head.
         np.testing.assert_allclose(new_score.features[:384], old_score.features[:384], atol=1e-6)
-        assert float(new_score.features[-1]) == pytest.approx(3.0, abs=1e-5)
+        assert float(new_score.features[384 + 9]) == pytest.approx(3.0, abs=1e-5)
 
 
 def test_feature_table_refuses_a_cache_of_other_heads(shipped: onnx.ModelProto, tmp_path: Path) -> None:
@@ -225,15 +226,30 @@ async def test_explanation_heads_added_to_a_model_without_them(
     await _same_pair_model_new_explanations(explained, tmp_path / "model")
 
 
+def _with_plain_pair_model(model_dir: Path) -> None:
+    """A pair model that reads only the pair signals (no ``explanation_signals``, as 2026.12.2's did) in
+    place of ``model_dir``'s: the kind whose input ``--explanations-only`` must leave as it is."""
+    weights = random_weights(feature_size=384 + 9 + 1, state_size=8)
+    onnx.save_model(build_gru_graph(weights), str(model_dir / "pair_model.onnx"))
+    path = model_dir / "metadata.json"
+    metadata = json.loads(path.read_text(encoding="utf-8"))
+    metadata["pair_model"].update(feature_size=384 + 9 + 1, state_size=8, explanation_signals=False)
+    path.write_text(json.dumps(metadata), encoding="utf-8")
+    write_golden(model_dir)
+
+
 async def _same_pair_model_new_explanations(model: onnx.ModelProto, model_dir: Path) -> None:
-    """``model`` in a copy of the shipped model dir: the same risks, features and pair risks as the shipped
-    model, and every explanation signal firing."""
-    shutil.copytree(load_default_model_dir(), model_dir)
+    """``model`` in a copy of the shipped model dir, with a pair model that reads the pair signals only: the
+    same risks, features and pair risks as the shipped model, and every explanation signal firing."""
+    shipped_dir = model_dir.parent / "shipped"
+    shutil.copytree(load_default_model_dir(), shipped_dir)
+    _with_plain_pair_model(shipped_dir)
+    shutil.copytree(shipped_dir, model_dir)
     onnx.save_model(model, str(model_dir / "model.onnx"))
     write_golden(model_dir)
     texts = ["how old r u", "gg everyone", "add me on snap lol", ""]
     new = await OnnxDetector.load(model_dir)
-    old = await OnnxDetector.load(load_default_model_dir())
+    old = await OnnxDetector.load(shipped_dir)
     try:
         new_scores, old_scores = await new.score(texts), await old.score(texts)
         pair = new.pair_model
@@ -322,3 +338,13 @@ async def test_new_heads_reach_the_pair_models_signals_of_a_model_with_explanati
     # The pair model's signal logits are the new explanation heads' too: the shipped explanation logits + 30.
     explanation_logits = np.log(np.array(before.signals) / (1 - np.array(before.signals)))
     np.testing.assert_allclose(score.features[384:393], explanation_logits + 30.0, atol=1e-3)
+
+
+def test_explanations_only_refuses_a_pair_model_that_reads_the_explanation_signals() -> None:
+    shipped = json.loads((load_default_model_dir() / "metadata.json").read_text(encoding="utf-8"))
+    # 2026.12.3's behaviour members read the explanation heads: new ones would move its alerts.
+    assert shipped["pair_model"]["explanation_signals"] is True
+    with pytest.raises(ValueError, match="pair model reads the explanation signals"):
+        check_explanations_only(shipped)
+    shipped["pair_model"]["explanation_signals"] = False
+    check_explanations_only(shipped)  # 2026.12.2's kind: explanations alone may change
