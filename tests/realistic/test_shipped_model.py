@@ -25,12 +25,17 @@ HELD_OUT = ROOT / "examples" / "realistic_heldout.jsonl"
 SEGMENTS_PR_AUC_FLOOR = 0.8
 
 
-@pytest.fixture(scope="module")
-def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("shipped-eval") / "eval.json"
-    assert vigil_main(["eval", "--data", str(DATA), "--json", str(out)]) == 0
+def vigil_eval(data: Path, out_dir: Path) -> dict[str, Any]:
+    """``vigil eval`` of ``data`` with the shipped model, its JSON report."""
+    out = out_dir / "eval.json"
+    assert vigil_main(["eval", "--data", str(data), "--json", str(out)]) == 0
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return result
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return vigil_eval(DATA, tmp_path_factory.mktemp("shipped-eval"))
 
 
 def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evaluation: dict[str, Any]) -> None:
@@ -50,10 +55,7 @@ def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("held-out-eval") / "eval.json"
-    assert vigil_main(["eval", "--data", str(HELD_OUT), "--json", str(out)]) == 0
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+    return vigil_eval(HELD_OUT, tmp_path_factory.mktemp("held-out-eval"))
 
 
 def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
@@ -85,9 +87,7 @@ def segment_evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
             )
     data = folder / "segments.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    out = folder / "eval.json"
-    assert vigil_main(["eval", "--data", str(data), "--json", str(out)]) == 0
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))["segments"]
+    result: dict[str, Any] = vigil_eval(data, folder)["segments"]
     return result
 
 
