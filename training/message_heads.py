@@ -51,7 +51,7 @@ from training.data import (
     load_dataset,
     model_text,
 )
-from training.pair_head import PAIR_SIGNALS_OUTPUT, FeatureTable, load_extra
+from training.pair_head import PAIR_SIGNALS_OUTPUT, FeatureTable, has_explanation_heads, load_extra
 from training.weak_labels import MODERN_STAGE_SIGNALS, SIGNAL_NAMES, WeakLabeler
 from vigil.detector.onnx_detector import write_golden
 
@@ -241,7 +241,7 @@ def with_new_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> o
     """``model`` with new risk and signal heads everywhere: a model with explanation heads gets the new
     signals in its pair model's copy too, so that it serves the features the cache is rewritten with."""
     out = replace_heads(model, state)
-    if any(o.name == PAIR_SIGNALS_OUTPUT for o in out.graph.output):
+    if has_explanation_heads(o.name for o in out.graph.output):
         signals = [name for name in HEAD_PARAMETERS if name.startswith("signals.")]
         out = replace_heads(out, state, prefix="pair_heads.", names=signals)
     return out
@@ -253,7 +253,7 @@ def with_explanation_heads(model: onnx.ModelProto, state: Mapping[str, np.ndarra
     trained on. The risk head and the encoder stay as they are. A model that has ``pair_signal_logits``
     already keeps them and only gets new explanation heads."""
     out: onnx.ModelProto = onnx.ModelProto.FromString(model.SerializeToString())
-    if not any(o.name == PAIR_SIGNALS_OUTPUT for o in out.graph.output):
+    if not has_explanation_heads(o.name for o in out.graph.output):
         _copy_signal_heads(out)
     # New explanation weights where the old ones were; the risk head keeps its own.
     current = head_state(out)

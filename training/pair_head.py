@@ -351,7 +351,8 @@ class FeatureTable:
     def width(session: ort.InferenceSession) -> int:
         shapes = {o.name: o.shape for o in session.get_outputs()}
         signals = int(shapes["signal_logits"][1])
-        return int(shapes[EMBEDDING_OUTPUT][1]) + signals * (2 if has_explanation_heads(session) else 1) + 1
+        explanation = has_explanation_heads(shapes)
+        return int(shapes[EMBEDDING_OUTPUT][1]) + signals * (2 if explanation else 1) + 1
 
     def matrix(self) -> np.ndarray:
         if self._pending:
@@ -414,7 +415,7 @@ def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts:
     }
     # A model whose explanation heads were retrained keeps the pair model's own signals apart, and its
     # explanation signals follow the risk logit (metadata pair_model.explanation_signals).
-    if has_explanation_heads(session):
+    if has_explanation_heads(o.name for o in session.get_outputs()):
         risk, signals, embedding, explanation = session.run(
             ["risk_logit", PAIR_SIGNALS_OUTPUT, EMBEDDING_OUTPUT, "signal_logits"], feed
         )
@@ -423,14 +424,15 @@ def message_features(session: ort.InferenceSession, tokenizer: Tokenizer, texts:
     return np.concatenate([embedding, signals, np.asarray(risk).reshape(-1, 1)], axis=1)
 
 
-def has_explanation_heads(session: ort.InferenceSession) -> bool:
-    return any(o.name == PAIR_SIGNALS_OUTPUT for o in session.get_outputs())
+def has_explanation_heads(output_names: Iterable[str]) -> bool:
+    """Whether a message model with these outputs serves explanation heads apart from the pair model's
+    signals (``pair_signal_logits``, training.message_heads)."""
+    return PAIR_SIGNALS_OUTPUT in set(output_names)
 
 
 def model_has_explanation_heads(model_dir: Path) -> bool:
-    """Whether ``model_dir``'s message model serves explanation heads apart from the pair model's signals."""
     graph = onnx.load(str(model_dir / "model.onnx"), load_external_data=False).graph
-    return any(o.name == PAIR_SIGNALS_OUTPUT for o in graph.output)
+    return has_explanation_heads(o.name for o in graph.output)
 
 
 # ============================================================================================= model
@@ -1012,7 +1014,6 @@ def build_sequences(
     realistic: Path,
     seed: int,
     threads: int,
-    calib_extra: Sequence[Path] = (),
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only), and
     flattened segments per split under ``segments:<split>`` (train: ``training_segments``; the others: the
@@ -1030,10 +1031,6 @@ def build_sequences(
     restyled = added + augment(training, seed=seed)
     for conversation in restyled:
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
-    for conversation in load_extra(calib_extra):
-        # Written apart from the training templates and the realistic set: Platt and the policy grid see
-        # modern chats, not only CALIB's Perverted-Justice ones.
-        by_split[str(Split.CALIB)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
@@ -1075,7 +1072,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work=work,
         extra=args.extra,
         realistic=args.realistic,
-        calib_extra=args.calib_extra,
         seed=args.seed,
         threads=args.threads,
     )
@@ -1212,7 +1208,7 @@ def write_model_dir(
         "embedding_output": EMBEDDING_OUTPUT,
         "members": list(members),
     }
-    if any(o.name == PAIR_SIGNALS_OUTPUT for o in model.graph.output):
+    if has_explanation_heads(o.name for o in model.graph.output):
         # message_features read these for training: serving must feed the same ones, in the same order.
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
         metadata["pair_model"]["explanation_signals"] = True
@@ -1231,14 +1227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more training conversations")
     parser.add_argument(
         "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
-    )
-    parser.add_argument(
-        "--calib-extra",
-        type=Path,
-        nargs="*",
-        default=[],
-        help="more calibration conversations (Platt scaling and the policy grid), e.g."
-        " training/calibration_conversations.jsonl",
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument(
