@@ -103,7 +103,9 @@ MEMBER_INIT_SEED = 100
 # Hard-negative mining (--mine-weight): an ordinary sequence counts as hard where the uncalibrated first
 # model's risk reached this at one of its own messages.
 MINING_THRESHOLD = 0.5
-HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", "vigil_modern_train")
+# Conversations written for Vigil (templates, and by hand): already in modern style, never restyled.
+WRITTEN_SOURCES = ("vigil_modern_train", "vigil_written_train")
+HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", *WRITTEN_SOURCES)
 EASY_PER_EPOCH = 20000
 
 
@@ -160,7 +162,7 @@ def source_weight(source: str, label: int) -> float:
         return 2.0  # decoys: the negatives in exactly the positives' style
     if source == "sexting_adult":
         return 8.0  # sexual chat between adults: the hardest negatives, and few of them
-    if source in ("nps_chat", "formspring", "vigil_modern_train"):
+    if source in ("nps_chat", "formspring", *WRITTEN_SOURCES):
         return 2.0
     return 1.0
 
@@ -246,7 +248,7 @@ def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Convers
                 out.append(_restyled(conversation, "std", standardise, rng))
             if rng.random() < MODERNISED_SHARE:
                 out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
-        elif conversation.source != "vigil_modern_train" and rng.random() < CHATIFIED_SHARE:
+        elif conversation.source not in WRITTEN_SOURCES and rng.random() < CHATIFIED_SHARE:
             out.append(_restyled(conversation, "chat", chatify, rng))
     return out
 
@@ -1149,6 +1151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report=report,
             state_size=int(model.state_size),
             members=args.members,
+            written=any(
+                sequence.source == WRITTEN_SOURCE["source"] for sequence in by_split[str(Split.TRAIN)]
+            ),
         )
     return report
 
@@ -1165,6 +1170,17 @@ MODERN_SOURCE = {
     "licence": "Written for Vigil from templates (training/modern_lines.py), same licence as Vigil",
     "role": "pair model: modern-style grooming and look-alike conversations (train only)",
 }
+WRITTEN_BIAS = (
+    "The pair model (2026.12.4) also learned from conversations hand-written for Vigil (training/written):"
+    " modern grooming is found far more often, but Perverted-Justice-style explicit chats alert later than"
+    " before, and its realistic test sets come from the same kind of writer, so chat unlike theirs may fare"
+    " worse."
+)
+WRITTEN_SOURCE = {
+    "source": "vigil_written_train",
+    "licence": "Written for Vigil by hand, conversation by conversation, same licence as Vigil",
+    "role": "pair model: modern grooming and look-alike conversations in free style (train only)",
+}
 
 
 def write_model_dir(
@@ -1179,6 +1195,7 @@ def write_model_dir(
     report: Mapping[str, Any] | None = None,
     state_size: int = STATE_SIZE,
     members: Sequence[str] = ("full",),
+    written: bool = False,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1196,8 +1213,12 @@ def write_model_dir(
     metadata["policy_defaults"] = {"sustain_messages": sustain}
     if MODERN_SOURCE not in metadata.setdefault("training_data", []):
         metadata["training_data"].append(MODERN_SOURCE)
+    if written and WRITTEN_SOURCE not in metadata["training_data"]:
+        metadata["training_data"].append(WRITTEN_SOURCE)
     biases = [b for b in metadata.get("known_biases", []) if "minimum message count" not in b]
     metadata["known_biases"] = biases + [b for b in PAIR_MODEL_BIASES if b not in biases]
+    if written and WRITTEN_BIAS not in metadata["known_biases"]:
+        metadata["known_biases"].append(WRITTEN_BIAS)
     if report is not None:
         metadata.setdefault("metrics", {})["pair_model_replay"] = dict(report)
     metadata["pair_model"] = {
