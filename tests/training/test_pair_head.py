@@ -16,7 +16,9 @@ import pytest
 from training.data import Conversation, Message
 from training.pair_head import (
     EMBEDDING_OUTPUT,
+    WRITTEN_SOURCES,
     CandidateSequence,
+    augment,
     fit_calibration,
     member_mask,
     mine_hard_negatives,
@@ -26,6 +28,7 @@ from training.pair_head import (
     segment_figures,
     segment_sequence,
     sequences_of,
+    source_weight,
     to_record,
     with_embedding_output,
 )
@@ -242,3 +245,16 @@ def test_probabilities_of_extreme_logits_do_not_overflow() -> None:
     # The export check compares probabilities with the serving sigmoid; confident negatives reach -700.
     assert sigmoid(0.0) == 0.5
     assert sigmoid(-1000.0) == 0.0 and sigmoid(1000.0) == 1.0
+
+
+@pytest.mark.parametrize("source", WRITTEN_SOURCES)
+def test_conversations_written_for_vigil_are_weighted_alike_and_never_restyled(source: str) -> None:
+    assert source_weight(source, 0) == 2.0  # look-alikes: hard negatives
+    assert source_weight(source, 1) == 1.0
+    benign = [
+        dataclasses.replace(_conversation(), id=f"c-{i}", source=source, label=0, suspects=())
+        for i in range(40)
+    ]
+    assert augment(benign, seed=0) == []  # already modern: no chat-speak copies
+    ordinary = [dataclasses.replace(c, source="personachat") for c in benign]
+    assert augment(ordinary, seed=0)  # ordinary chat gets some
