@@ -39,6 +39,8 @@ class _Turn:
     at_s: float
     # The people this message replied to or mentioned (humans other than its author), at most the cap.
     addressed_ids: tuple[str, ...]
+    # The people this message was paired with, by whichever rule (at most the cap).
+    partner_ids: tuple[str, ...] = ()
 
 
 class PairResolver:
@@ -59,7 +61,12 @@ class PairResolver:
       c. turn-taking: B, the author of the previous human message in the same location (the thread when
          the message is in one, otherwise the channel), when B's message came within ``turn_gap_s`` of A's
          and either B's message replied to or mentioned A, or B's message replied to and mentioned nobody
-         and the human message just before it was A's, also within ``turn_gap_s`` (A, B, A).
+         and the human message just before it was A's, also within ``turn_gap_s`` (A, B, A);
+      d. continuing: when a-c give no partner, the person A was last paired with in the location (the first
+         partner of A's latest paired message, or the author of the latest message paired with A, whichever
+         came later), when that message is still remembered and came within ``turn_gap_s`` of A's, and that
+         person also wrote a remembered message within ``turn_gap_s``: A's burst of messages, or a chat among
+         other people's messages, stays one conversation while both people are in it.
 
     * At most ``max_pairs_per_message`` pairs per message (5 by default), taken in the order above, with
       duplicates removed; only the first ``MENTION_SCAN_LIMIT`` mentions or recipients are looked at.
@@ -140,7 +147,14 @@ class PairResolver:
             )
             turn_partner_id = self._turn_partner(history, author_id=author_id, at_s=at_s)
             partner_ids = self._first_partners([*addressed_ids, turn_partner_id], is_partner=is_partner)
-        self._remember(location, _Turn(author_id=author_id, at_s=at_s, addressed_ids=addressed_ids))
+            if not partner_ids:
+                partner_ids = self._first_partners(
+                    [self._continued_partner(history, author_id=author_id, at_s=at_s)], is_partner=is_partner
+                )
+        self._remember(
+            location,
+            _Turn(author_id=author_id, at_s=at_s, addressed_ids=addressed_ids, partner_ids=partner_ids),
+        )
         return tuple(
             PairKey.of(platform=message.platform, space_id=message.space_id, first=author_id, second=other)
             for other in partner_ids
@@ -172,6 +186,25 @@ class PairResolver:
         if before.author_id == author_id and abs(previous.at_s - before.at_s) <= self._turn_gap_s:
             return previous.author_id
         return None
+
+    def _continued_partner(self, history: Sequence[_Turn], *, author_id: str, at_s: float) -> str | None:
+        partner_id = None
+        for turn in reversed(history):
+            if abs(at_s - turn.at_s) > self._turn_gap_s:
+                return None
+            if turn.author_id == author_id and turn.partner_ids:
+                partner_id = turn.partner_ids[0]
+                break
+            if turn.author_id != author_id and author_id in turn.partner_ids:
+                partner_id = turn.author_id
+                break
+        if partner_id is None:
+            return None
+        # The partner must still be in the conversation, not long gone from the channel.
+        partner_present = any(
+            turn.author_id == partner_id and abs(at_s - turn.at_s) <= self._turn_gap_s for turn in history
+        )
+        return partner_id if partner_present else None
 
     def _remember(self, location: _Location, turn: _Turn) -> None:
         turns = self._turns_by_location.get(location)

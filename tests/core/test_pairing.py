@@ -234,6 +234,78 @@ def test_turn_partner_comes_after_explicit_partners(chat: Conversation) -> None:
     assert resolver.resolve(message) == (key("alice", "carol"), key("alice", "bob"))
 
 
+def test_a_burst_of_messages_stays_in_the_conversation(chat: Conversation) -> None:
+    resolver = PairResolver()
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    assert resolver.resolve(chat.message("alice")) == (key("alice", "bob"),)
+    assert resolver.resolve(chat.message("alice")) == (key("alice", "bob"),)
+    assert resolver.resolve(chat.message("alice")) == (key("alice", "bob"),)
+
+
+def test_a_conversation_continues_among_other_peoples_messages(chat: Conversation) -> None:
+    resolver = PairResolver()
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    assert resolver.resolve(chat.message("alice")) == (key("alice", "bob"),)
+    assert resolver.resolve(chat.message("carol")) == ()
+    assert resolver.resolve(chat.message("dave")) == ()
+    assert resolver.resolve(chat.message("bob")) == (key("alice", "bob"),)
+    assert resolver.resolve(chat.message("carol")) == ()
+    assert resolver.resolve(chat.message("alice")) == (key("alice", "bob"),)
+
+
+def test_no_continuing_when_the_partner_is_gone(chat: Conversation) -> None:
+    resolver = PairResolver(turn_gap_s=600.0)
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    resolver.resolve(chat.message("alice", after_s=300.0))
+    resolver.resolve(chat.message("carol", after_s=300.0, mentioned_user_ids=("dave",)))
+    # Alice's paired message is 400 s old, but Bob last wrote 700 s ago.
+    assert resolver.resolve(chat.message("alice", after_s=100.0)) == ()
+
+
+def test_no_continuing_after_the_authors_own_gap(chat: Conversation) -> None:
+    resolver = PairResolver(turn_gap_s=600.0)
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("carol", after_s=590.0, mentioned_user_ids=("dave",)))
+    resolver.resolve(chat.message("bob", after_s=5.0, mentioned_user_ids=("dave",)))
+    # Bob is still here, but Alice's conversation with him paused for longer than the turn gap.
+    assert resolver.resolve(chat.message("alice", after_s=10.0)) == ()
+
+
+def test_people_who_were_never_paired_do_not_continue(chat: Conversation) -> None:
+    resolver = PairResolver()
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    resolver.resolve(chat.message("carol"))
+    assert resolver.resolve(chat.message("dave")) == ()
+    assert resolver.resolve(chat.message("dave")) == ()
+    assert resolver.resolve(chat.message("alice", mentioned_user_ids=("alice",))) == ()
+
+
+def test_no_continuing_once_the_partner_is_out_of_memory(chat: Conversation) -> None:
+    resolver = PairResolver(memory_per_location=3)
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("carol"))
+    resolver.resolve(chat.message("dave"))
+    assert resolver.resolve(chat.message("alice")) == ()
+
+
+def test_explicit_partners_come_before_continuing(chat: Conversation) -> None:
+    resolver = PairResolver()
+    resolver.resolve(chat.message("alice"))
+    resolver.resolve(chat.message("bob"))
+    resolver.resolve(chat.message("alice"))
+    assert resolver.resolve(chat.message("alice", mentioned_user_ids=("carol",))) == (key("alice", "carol"),)
+    # Her conversation is now the one with Carol, who has not written: nothing to continue.
+    assert resolver.resolve(chat.message("alice")) == ()
+
+
 def test_threads_and_channels_are_separate_locations(chat: Conversation) -> None:
     resolver = PairResolver()
     resolver.resolve(chat.message("alice"))

@@ -1,11 +1,13 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 
 Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
-2026.12.3 alerts on 15 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.1-2: 17 and 1); on the
+2026.12.4 alerts on 20 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.3: 15 and 2); on the
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
-template and never used to choose a model) 10 of 24 and 1 of 30 (2026.12.2: 8 and 1). The development set
-was read while earlier models were chosen, so its figures flatter them; the held-out set is the fairer
-measure, and a poor one still. A retrained model that falls below these fails here before it ships.
+template and training conversation and never used to choose a model) 21 of 24 and 2 of 30 (2026.12.3: 10 and
+1); on the held-out quarter of the hand-written training conversations (``training/written/held.jsonl``, whose
+writers also wrote the trained-on three quarters) 27 of 35 and 2 of 25. The development set was read while
+earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
+before it ships.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from vigil.bots.cli import main as vigil_main
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "realistic_conversations.jsonl"
 HELD_OUT = ROOT / "examples" / "realistic_heldout.jsonl"
+WRITTEN_HELD = ROOT / "training" / "written" / "held.jsonl"
 # Measured 0.88 (both layouts) for 2026.12.1: the floor leaves room for a retrained model's noise.
 SEGMENTS_PR_AUC_FLOOR = 0.8
 
@@ -40,7 +43,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_pos"] == 20
-    assert evaluation["recall"] >= 0.75
+    assert evaluation["recall"] >= 0.9
     assert evaluation["suspect_accuracy"] == 1.0
     assert evaluation["victim_flag_rate"] == 0.0
     # Conversation messages (both sides) before the first alert.
@@ -60,11 +63,23 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
     assert (held_out["conversations_pos"], held_out["conversations_neg"]) == (24, 30)
-    assert held_out["recall"] >= 0.4  # 10 of 24: most modern grooming still goes unseen (model card)
-    assert held_out["precision"] >= 0.9  # one look-alike of 30
+    assert held_out["recall"] >= 0.8  # 21 of 24
+    assert held_out["precision"] >= 0.9  # two look-alikes of 30
     assert held_out["suspect_accuracy"] == 1.0
     assert held_out["victim_flag_rate"] == 0.0
-    assert held_out["pr_auc"] >= 0.8
+    assert held_out["pr_auc"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return vigil_eval(WRITTEN_HELD, tmp_path_factory.mktemp("written-held-eval"))
+
+
+def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
+    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (35, 25)
+    assert written_held["recall"] >= 0.7  # 27 of 35
+    assert written_held["precision"] >= 0.9  # two look-alikes of 25
+    assert written_held["pr_auc"] >= 0.85
 
 
 @pytest.fixture(scope="module")
