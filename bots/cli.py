@@ -837,6 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_show)
 
     register_case_commands(sub)
+    # The global options also work after the command (`vigil run --config my-vigil.toml`, as people type it);
+    # SUPPRESS keeps a value given before the command when none is given after it.
+    for command in sub.choices.values():
+        command.add_argument("--config", "-c", default=argparse.SUPPRESS, help="TOML config file")
+        command.add_argument("--log-level", default=argparse.SUPPRESS, help="override [logging] level")
     return parser
 
 

@@ -16,7 +16,7 @@ from tests.importers.exports import (
     write_json,
     write_slack_zip,
 )
-from vigil.bots.cli import main
+from vigil.bots.cli import build_parser, main
 from vigil.detector.metrics import CONVERSATION_METRIC_KEYS
 
 
@@ -76,6 +76,23 @@ def test_check_config_reports_unknown_keys_with_their_path(
     assert main(["check-config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "policy.treshold" in err and "threshold" in err
+
+
+def test_config_and_log_level_work_before_and_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["run", "--config", "my-vigil.toml"]).config == "my-vigil.toml"
+    assert parser.parse_args(["--config", "my-vigil.toml", "run"]).config == "my-vigil.toml"
+    assert parser.parse_args(["-c", "a.toml", "status", "-c", "b.toml"]).config == "b.toml"
+    assert parser.parse_args(["run"]).config is None
+    assert parser.parse_args(["cases", "--log-level", "debug"]).log_level == "debug"
+    assert parser.parse_args(["eval", "--data", "x.jsonl", "-c", "my-vigil.toml"]).config == "my-vigil.toml"
+    assert parser.parse_args(["scan", "export.zip", "--config", "my-vigil.toml"]).config == "my-vigil.toml"
+    config = tmp_path / "bad.toml"
+    config.write_text("[policy]\ntreshold = 0.5\n", encoding="utf-8")
+    assert main(["check-config", "--config", str(config)]) == 2
+    assert "policy.treshold" in capsys.readouterr().err
 
 
 def test_check_config_names_what_an_enabled_platform_needs(
