@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +39,7 @@ from vigil.bots.core.replay import (
 from vigil.bots.core.retention import RetentionSchedule, RetentionTask
 from vigil.bots.core.segments import score_segment
 from vigil.bots.core.sinks import ConsoleSink, RoutingSink
+from vigil.bots.http.signing import MIN_SECRET_CHARS
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from vigil.bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
@@ -548,6 +549,7 @@ def _print_eval_table(report: dict[str, object]) -> None:
 async def _check_config(args: argparse.Namespace) -> int:
     settings, _ = _settings(args.config)
     problems = list(check_settings(settings, os.environ))
+    problems.extend(_secret_value_problems(settings, os.environ))
     model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
     try:
         detector = await OnnxDetector.load(
@@ -580,6 +582,28 @@ async def _check_config(args: argparse.Namespace) -> int:
     fatal = [p for p in problems if not p.startswith("note:")]
     print("OK" if not fatal else f"{len(fatal)} problem(s) found")
     return 0 if not fatal else 1
+
+
+def _secret_value_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """What ``vigil run`` would refuse about a set secret's value (never the value itself)."""
+    problems: list[str] = []
+    secret_envs = []
+    if settings.http.enabled:
+        secret_envs.append(settings.http.secret_env)
+        if settings.http.webhook_url:
+            secret_envs.append(settings.http.webhook_secret_env)
+    for name in secret_envs:
+        value = environ.get(name, "").strip()  # as resolve_secrets reads it
+        if value and len(value) < MIN_SECRET_CHARS:
+            problems.append(
+                f"the environment variable {name} holds {len(value)} characters; "
+                f"it must hold at least {MIN_SECRET_CHARS}"
+            )
+    try:
+        TextCipher.from_environment(settings.encryption, environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    return problems
 
 
 def _runtime_line(check: GoldenCheck | None) -> str:

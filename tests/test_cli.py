@@ -108,6 +108,26 @@ def test_check_config_names_what_an_enabled_platform_needs(
     assert "VIGIL_DISCORD_TOKEN" in out and "keyword-test-model" in out
 
 
+def test_check_config_refuses_secret_values_that_run_would_refuse(
+    tmp_path: Path,
+    keyword_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = write_config(tmp_path, keyword_model_dir, "[http]\nenabled = true\n")
+    monkeypatch.setenv("VIGIL_HTTP_SECRET", "short-secret")
+    monkeypatch.setenv("VIGIL_ENCRYPTION_KEY", "bm90LTMyLWJ5dGVz")
+    assert main(["check-config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "VIGIL_HTTP_SECRET holds 12 characters; it must hold at least 16" in out
+    assert "VIGIL_ENCRYPTION_KEY: decodes to 12 bytes, expected 32" in out
+    assert "short-secret" not in out and "bm90LTMyLWJ5dGVz" not in out
+    assert not (tmp_path / "vigil.sqlite3").exists()
+    monkeypatch.setenv("VIGIL_HTTP_SECRET", "a-long-enough-shared-secret")
+    monkeypatch.setenv("VIGIL_ENCRYPTION_KEY", "A" * 43)
+    assert main(["check-config", str(config)]) == 0
+
+
 def test_check_config_with_a_missing_model_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
