@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import os
@@ -808,12 +809,20 @@ async def _show(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- entry point
 
 
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("vigil")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil", description="Flags likely child-grooming conversations for human moderators."
     )
     parser.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
     parser.add_argument("--log-level", default=None, help="override [logging] level")
+    parser.add_argument("--version", action="version", version=f"vigil {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="replay the bundled example conversations and show the alerts")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import lzma
 from pathlib import Path
@@ -93,6 +94,13 @@ def test_config_and_log_level_work_before_and_after_the_command(
     config.write_text("[policy]\ntreshold = 0.5\n", encoding="utf-8")
     assert main(["check-config", "--config", str(config)]) == 2
     assert "policy.treshold" in capsys.readouterr().err
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vigil {importlib.metadata.version('vigil')}"
 
 
 def test_check_config_names_what_an_enabled_platform_needs(
