@@ -354,8 +354,13 @@ async def _scan(args: argparse.Namespace) -> int:
             print(f"report: {args.report}.html and {args.report}.json", file=sys.stderr)
     print(
         f"Scan summary: {summary['conversations']:,} conversations, {summary['messages']:,} messages, "
-        f"{pairs:,} pairs, {alerts:,} new alerts, {bad} bad records skipped, "
-        f"{summary['messages_per_second']:,} messages/s",
+        f"{pairs:,} pairs, {alerts:,} new alerts ({len(flagged):,} in the database), {bad} bad records "
+        f"skipped, {summary['messages_per_second']:,} messages/s",
+        file=sys.stderr,
+    )
+    print(
+        f"kept: {args.db} holds the scanned messages' text and the alerts; run the same scan again to "
+        "resume, or delete it when you are done",
         file=sys.stderr,
     )
     if args.summary_json:
@@ -839,7 +844,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", metavar="PREFIX", help="also write PREFIX.html and PREFIX.json (flagged pairs)"
     )
     scan.add_argument(
-        "--db", default="vigil-scan.sqlite3", help="SQLite file; a re-run resumes where it stopped"
+        "--db",
+        default="vigil-scan.sqlite3",
+        help="SQLite file the scan keeps: the scanned messages' text (encrypted only with [encryption]), "
+        "pairs and alerts; a re-run with the same file resumes and reports only new alerts; delete it when "
+        "done (default: %(default)s in the current folder)",
     )
     scan.add_argument("--json", action="store_true", help="print alerts as JSON lines")
     scan.add_argument("--summary-json", help="also write the summary to this file")

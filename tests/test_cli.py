@@ -244,7 +244,9 @@ def test_scan_reads_chat_exports_and_writes_a_report(
     prefix = tmp_path / "report"
     args = ["--config", str(config), "scan", str(export), str(slack), "--db", str(tmp_path / "s.sqlite3")]
     assert main([*args, "--report", str(prefix)]) == 0
-    assert "Scan summary" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Scan summary" in err and "1 new alerts (1 in the database)" in err
+    assert f"kept: {tmp_path / 's.sqlite3'} holds the scanned messages' text" in err
     report = json.loads((tmp_path / "report.json").read_text())
     html = (tmp_path / "report.html").read_text()
     assert "adult_gamer" in html and "<script" not in html
