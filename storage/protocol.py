@@ -122,8 +122,9 @@ class Store(Protocol):
 
     async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]: ...
 
-    # Completes the item only if nothing newer was enqueued meanwhile (its revision is still <= ``revision``);
-    # otherwise the newer revision stays pending. A non-None ``ref`` is stored on the alert either way.
+    # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
+    # meanwhile (revision still <= ``revision``); a newer revision stays pending. A non-None ``ref`` is stored
+    # on the alert either way.
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None
     ) -> None: ...

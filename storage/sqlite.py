@@ -831,8 +831,12 @@ class SqliteStore:
 
     async def complete_delivery(self, item_id: int, *, alert_id: int, revision: int, ref: str | None) -> None:
         async with self._writing("completing a delivery") as connection:
+            # The alert as delivered covers every pending item of it up to that revision (a post and an
+            # update due together); a newer revision enqueued meanwhile stays.
             await _execute(
-                connection, "DELETE FROM outbox WHERE item_id = ? AND revision <= ?", (item_id, revision)
+                connection,
+                "DELETE FROM outbox WHERE (item_id = ? OR alert_id = ?) AND revision <= ?",
+                (item_id, alert_id, revision),
             )
             if ref is not None:
                 await _execute(

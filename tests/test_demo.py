@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vigil.bots.cli import main
@@ -18,3 +20,7 @@ def test_demo_flags_the_grooming_conversation_and_none_of_the_ordinary_ones(
     assert "Likely groomer: u-demo-kid" not in out
     # The alert explains itself: what the messages show, not only a number.
     assert "proposes meeting in person" in out and "asks the other person's age" in out
+    # Each revision of the alert is shown once (a post and an update due together are one delivery).
+    revisions = re.findall(r"case #1 · (?:NEW|UPDATED) \(revision (\d+)\)", out)
+    assert revisions and len(revisions) == len(set(revisions))
+    assert out.count("case #1 · NEW") == 1

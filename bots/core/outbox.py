@@ -67,31 +67,37 @@ class OutboxWorker:
             if not due:
                 return delivered
             progressed = False
+            # Delivering an alert renders its latest revision, so a post and an update of one alert due
+            # together are one delivery: the store completes both, and the second is skipped here.
+            delivered_revisions: dict[int, int] = {}
             for item in due:
-                if await self._deliver(item):
+                if item.revision <= delivered_revisions.get(item.alert_id, -1):
+                    continue
+                revision = await self._deliver(item)
+                if revision is not None:
+                    delivered_revisions[item.alert_id] = revision
                     delivered += 1
                     progressed = True
             if not progressed:
                 return delivered
 
-    async def _deliver(self, item: OutboxItem) -> bool:
+    async def _deliver(self, item: OutboxItem) -> int | None:
+        """The revision delivered, or None when nothing was (a failure, or nothing to deliver)."""
         alert = await self._store.get_alert(item.alert_id)
         if alert is None or alert.shadow:
             await self._store.complete_delivery(
                 item.item_id, alert_id=item.alert_id, revision=item.revision, ref=None
             )
-            return False
+            return None
         result = await self._call_sink(item, alert)
         if result.ok:
             # The sink rendered the alert as read just now, so everything up to its revision is delivered.
+            revision = max(item.revision, alert.revision)
             await self._store.complete_delivery(
-                item.item_id,
-                alert_id=alert.alert_id,
-                revision=max(item.revision, alert.revision),
-                ref=result.ref,
+                item.item_id, alert_id=alert.alert_id, revision=revision, ref=result.ref
             )
             logger.info("case %d delivered (%s, revision %d)", alert.case_number, item.kind, alert.revision)
-            return True
+            return revision
         delay = self._backoff(item.attempts, result)
         log = logger.error if result.permanent else logger.warning
         log(
@@ -107,7 +113,7 @@ class OutboxWorker:
             error=result.error or "unknown error",
             next_attempt_at=self._clock() + timedelta(seconds=delay),
         )
-        return False
+        return None
 
     async def _call_sink(self, item: OutboxItem, alert: Alert) -> DeliveryResult:
         try:

@@ -291,15 +291,21 @@ async def test_outbox_retries_failed_posts_then_updates_by_reference(
     assert sink.attempts == 1
     clock.advance(timedelta(seconds=2))
     assert await outbox.drain_once() == 0  # 500
-    # Risk grows while the post is failing: the update waits behind the post, never overtakes it.
+    # Risk grows while the post is failing: the update never overtakes the post, and the post, once through,
+    # shows the newest revision, so the update queued meanwhile is done with it (one delivery, not two).
     await monitor.handle(talk.say(talk.a, "secret groom"))
     clock.advance(timedelta(seconds=11))
-    assert await outbox.drain_once() == 2
+    assert await outbox.drain_once() == 1
+    assert len(sink.posted) == 1 and sink.updated == []
+    stored = await sqlite_store.get_alert(sink.posted[0].alert_id)
+    assert stored is not None and stored.revision == sink.posted[0].revision > 1
+    assert stored.delivery_ref == f"ref-{stored.alert_id}"
+    assert await sqlite_store.pending_delivery_count() == 0
+    # A later rise is an update of the posted alert, by its reference.
+    await monitor.handle(talk.say(talk.a, "secret groom secret groom"))
+    assert await outbox.drain_once() == 1
     assert len(sink.posted) == 1 and len(sink.updated) == 1
     assert sink.updated[0][1] == f"ref-{sink.posted[0].alert_id}"
-    assert await sqlite_store.pending_delivery_count() == 0
-    stored = await sqlite_store.get_alert(sink.posted[0].alert_id)
-    assert stored is not None and stored.delivery_ref == f"ref-{stored.alert_id}"
 
 
 async def test_a_sink_that_raises_does_not_stop_delivery(
