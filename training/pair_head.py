@@ -1171,7 +1171,7 @@ MODERN_SOURCE = {
     "role": "pair model: modern-style grooming and look-alike conversations (train only)",
 }
 WRITTEN_BIAS = (
-    "The pair model (2026.12.4) also learned from conversations hand-written for Vigil (training/written):"
+    "The pair model (2026.12.4) also learned from conversations hand-written for Vigil (examples/written):"
     " modern grooming is found far more often, but Perverted-Justice-style explicit chats alert later than"
     " before, and its realistic test sets come from the same kind of writer, so chat unlike theirs may fare"
     " worse."

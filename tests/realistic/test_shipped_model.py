@@ -4,7 +4,7 @@ Floors, not targets: the model card reports the figures. On the development set 
 2026.12.4 alerts on 20 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.3: 15 and 2); on the
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
 template and training conversation and never used to choose a model) 21 of 24 and 2 of 30 (2026.12.3: 10 and
-1); on the held-out quarter of the hand-written training conversations (``training/written/held.jsonl``, whose
+1); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
 writers also wrote the trained-on three quarters) 27 of 35 and 2 of 25. The development set was read while
 earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
 before it ships.
@@ -23,7 +23,7 @@ from vigil.bots.cli import main as vigil_main
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "realistic_conversations.jsonl"
 HELD_OUT = ROOT / "examples" / "realistic_heldout.jsonl"
-WRITTEN_HELD = ROOT / "training" / "written" / "held.jsonl"
+WRITTEN_HELD = ROOT / "examples" / "written" / "held.jsonl"
 # Measured 0.88 (both layouts) for 2026.12.1: the floor leaves room for a retrained model's noise.
 SEGMENTS_PR_AUC_FLOOR = 0.8
 

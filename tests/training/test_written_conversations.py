@@ -1,4 +1,4 @@
-"""The hand-written training conversations (``training/written``): format, labels and suspects, the split,
+"""The hand-written training conversations (``examples/written``): format, labels and suspects, the split,
 and no overlap with either realistic test set."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from training.pair_head import WRITTEN_SOURCE
 from vigil.bots.core.replay import ConversationRecord, iter_records
 
 REPO = Path(__file__).resolve().parents[2]
-WRITTEN = REPO / "training" / "written"
+WRITTEN = REPO / "examples" / "written"
 REALISTIC_SETS = (
     REPO / "examples" / "realistic_conversations.jsonl",
     REPO / "examples" / "realistic_heldout.jsonl",
