@@ -593,16 +593,16 @@ async def _check_config(args: argparse.Namespace) -> int:
 def _secret_value_problems(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """What ``vigil run`` would refuse about a set secret's value (never the value itself)."""
     problems: list[str] = []
-    secret_envs = []
+    secrets = resolve_secrets(settings, environ)
+    checked: list[tuple[str, Secret | None]] = []
     if settings.http.enabled:
-        secret_envs.append(settings.http.secret_env)
+        checked.append((settings.http.secret_env, secrets.http_secret))
         if settings.http.webhook_url:
-            secret_envs.append(settings.http.webhook_secret_env)
-    for name in secret_envs:
-        value = environ.get(name, "").strip()  # as resolve_secrets reads it
-        if value and len(value) < MIN_SECRET_CHARS:
+            checked.append((settings.http.webhook_secret_env, secrets.webhook_secret))
+    for name, secret in checked:
+        if secret is not None and len(secret.reveal()) < MIN_SECRET_CHARS:
             problems.append(
-                f"the environment variable {name} holds {len(value)} characters; "
+                f"the environment variable {name} holds {len(secret.reveal())} characters; "
                 f"it must hold at least {MIN_SECRET_CHARS}"
             )
     try:
