@@ -39,7 +39,7 @@ from vigil.bots.core.replay import (
 )
 from vigil.bots.core.retention import RetentionSchedule, RetentionTask
 from vigil.bots.core.segments import score_segment
-from vigil.bots.core.sinks import ConsoleSink, RoutingSink
+from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
 from vigil.bots.http.signing import MIN_SECRET_CHARS
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from vigil.bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
@@ -645,7 +645,15 @@ class _Services:
     closers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     sinks: dict[str, AlertSink] = field(default_factory=dict)
     fallback: AlertSink | None = None
+    # [console] enabled: every alert delivered elsewhere is printed too (alone, the console is the sink).
+    console: AlertSink | None = None
     names: list[str] = field(default_factory=list)
+
+    def alert_sink(self) -> AlertSink:
+        if self.console is not None and not self.sinks and self.fallback is None:
+            return self.console
+        routing = RoutingSink(self.sinks, fallback=self.fallback)
+        return routing if self.console is None else MirroredSink(routing, mirror=self.console)
 
 
 def _required(secret: Secret | None, *, what: str) -> Secret:
@@ -716,7 +724,7 @@ def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueu
             services.fallback = webhook
     if settings.console.enabled:
         services.names.append("console")
-        services.fallback = services.fallback or ConsoleSink(sys.stdout, signal_labels=labels, style="json")
+        services.console = ConsoleSink(sys.stdout, signal_labels=labels, style="json")
     if settings.http.enabled and services.fallback is None:
         # No webhook: platforms read alerts through GET /v1/cases, so posting is a no-op that always succeeds.
         services.fallback = PollingSink()
@@ -749,7 +757,7 @@ async def _run(args: argparse.Namespace) -> int:
             observer=metrics,
         )
         services = _build_services(pipeline, secrets=secrets, handler=queue)
-        outbox = pipeline.attach_sink(RoutingSink(services.sinks, fallback=services.fallback))
+        outbox = pipeline.attach_sink(services.alert_sink())
         retention = RetentionTask(
             store=pipeline.store, schedule=RetentionSchedule.from_settings(settings.retention)
         )

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
+
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.http.client import VigilClient
 
@@ -103,6 +105,54 @@ async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(
     assert SECRET not in stderr.decode()
     # The state outlives the process: the alert is in the database for the next start.
     assert (tmp_path / "run.sqlite3").exists()
+
+
+async def test_console_also_prints_alerts_that_a_webhook_delivers(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    # `[console] enabled` promises "also print alerts": beside a webhook, each alert goes to both, once.
+    received: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hook_port = runner.addresses[0][1]
+    port = free_port()
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "run.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir}"\n'
+        f"intra_op_threads = 1\n[http]\nenabled = true\nport = {port}\n"
+        f'webhook_url = "http://127.0.0.1:{hook_port}/hook"\n[console]\nenabled = true\n',
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "VIGIL_HTTP_SECRET": SECRET,
+        "VIGIL_WEBHOOK_SECRET": "another-secret-for-webhooks",
+        "PYTHONPATH": str(REPO),
+    }
+    process = await start_vigil(config, env)
+    try:
+        await wait_until_listening(port, process)
+        async with VigilClient(f"http://127.0.0.1:{port}", SECRET) as client:
+            await client.send_messages(grooming_batch(datetime.now(UTC)))
+        assert process.stdout is not None
+        printed = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=30))
+        assert printed["suspect_id"] == "u-adult" and printed["case_number"] == 1
+        assert [(r["suspect_id"], r["case_number"]) for r in received] == [("u-adult", 1)]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+        await runner.cleanup()
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == ""  # printed once, not once more as a fallback
 
 
 async def test_run_refuses_to_start_without_the_secrets_it_needs(

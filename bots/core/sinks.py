@@ -129,3 +129,31 @@ class RoutingSink:
                 ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
             )
         return await sink.update(alert, ref=ref)
+
+
+class MirroredSink:
+    """Delivers through ``primary`` and, once that delivery is done, shows the alert on ``mirror`` too:
+    ``[console] enabled`` beside a chat channel or a webhook. Shown after success only, so retries print
+    once; the mirror never decides a delivery, so a console that cannot write does not make the outbox post
+    again."""
+
+    def __init__(self, primary: AlertSink, *, mirror: AlertSink) -> None:
+        self._primary = primary
+        self._mirror = mirror
+
+    async def post(self, alert: Alert) -> DeliveryResult:
+        result = await self._primary.post(alert)
+        await self._show(alert, result, updated=False)
+        return result
+
+    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+        result = await self._primary.update(alert, ref=ref)
+        await self._show(alert, result, updated=True)
+        return result
+
+    async def _show(self, alert: Alert, result: DeliveryResult, *, updated: bool) -> None:
+        if not result.ok:
+            return
+        shown = await (self._mirror.update(alert, ref="") if updated else self._mirror.post(alert))
+        if not shown.ok:
+            logger.warning("alert %s: mirror failed: %s", alert.alert_id, shown.error)
