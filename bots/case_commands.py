@@ -12,7 +12,8 @@ import contextlib
 import getpass
 import logging
 import os
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -76,9 +77,54 @@ def register_case_commands(subparsers: argparse._SubParsersAction[argparse.Argum
 
 
 def _add_case_target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("number", type=int, help="the case number")
-    parser.add_argument("--platform", required=True)
-    parser.add_argument("--space", required=True, help="the community (guild, workspace, tenant) id")
+    parser.add_argument(
+        "case",
+        nargs="+",
+        metavar="CASE",
+        help="the case as `vigil cases` prints it (discord/1234/3, 'discord/1234 #3'), or its number with "
+        "--platform and --space",
+    )
+    parser.add_argument("--platform", help="discord, slack, or the name an HTTP platform sends")
+    parser.add_argument("--space", help="the community (guild, workspace, tenant) id")
+
+
+def parse_case_target(
+    words: Sequence[str], *, platform: str | None, space: str | None
+) -> tuple[str, str, int]:
+    """``platform/space/N``, ``platform/space #N``, ``platform/space N`` or ``N`` with both options, as
+    (platform, space, number). The shell drops an unquoted ``#3`` as a comment: that gets its own hint."""
+    text = " ".join(words).strip()
+    match = re.fullmatch(
+        r"(?:(?P<platform>[^/\s]+)/(?P<space>\S+?)(?:\s*#\s*|\s+|/))?#?(?P<number>\d+)", text
+    )
+    if match is None:
+        hint = (
+            f" (an unquoted #N after it is a comment to the shell: write {text}/N or quote it)"
+            if re.fullmatch(r"[^/\s]+/\S+", text)
+            else ""
+        )
+        raise CaseCommandError(f"not a case: {text!r}; write platform/space/N, as `vigil cases` shows{hint}")
+    number = int(match["number"])
+    if match["platform"] is None:
+        if not (platform and space):
+            raise CaseCommandError(
+                f"which community's case #{number}? write platform/space/{number}, or add --platform and "
+                "--space"
+            )
+        return platform, space, number
+    for given, written, option in (
+        (platform, match["platform"], "--platform"),
+        (space, match["space"], "--space"),
+    ):
+        if given is not None and given != written:
+            raise CaseCommandError(f"{option} {given} does not match the case {text}")
+    return match["platform"], match["space"], number
+
+
+def _resolve_target(args: argparse.Namespace) -> None:
+    args.platform, args.space, args.number = parse_case_target(
+        args.case, platform=args.platform, space=args.space
+    )
 
 
 def discord_message_link(message: WindowMessage, *, guild_id: str) -> str:
@@ -128,7 +174,7 @@ def _summary_line(summary: CaseSummary) -> str:
 def _record_line(record: CaseRecord) -> str:
     alert = record.alert
     return (
-        f"{alert.key.platform}/{alert.key.space_id} #{alert.case_number:<5} {record.state.value:<10} "
+        f"{alert.key.platform}/{alert.key.space_id}/{alert.case_number:<5} {record.state.value:<10} "
         f"risk {alert.risk:.2f}  suspect {alert.suspect_id}  with {alert.other_id}  "
         f"opened {_time(alert.created_at)}"
     )
@@ -169,6 +215,7 @@ def _members(record: CaseRecord) -> tuple[str, str]:
 
 
 async def _case(args: argparse.Namespace) -> int:
+    _resolve_target(args)
     async with _open_store(args) as (settings, store):
         service = CaseService(
             store=store, hold_period=RetentionSchedule.from_settings(settings.retention).hold_period
@@ -218,6 +265,7 @@ def _render_case(view: CaseView, *, messages: list[WindowMessage]) -> str:
 
 
 async def _export_case(args: argparse.Namespace) -> int:
+    _resolve_target(args)
     guild = args.space
 
     def link(message: WindowMessage) -> str | None:

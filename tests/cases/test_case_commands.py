@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
-from vigil.bots.case_commands import CaseCommandError, register_case_commands
+from vigil.bots.case_commands import CaseCommandError, parse_case_target, register_case_commands
 from vigil.bots.core.cases import CaseAction
 from vigil.config.settings import ConfigError
 from vigil.detector.onnx_detector import OnnxDetector
@@ -55,10 +55,59 @@ async def test_cases_and_case(config: Path, capsys: pytest.CaptureFixture[str]) 
     assert await vigil(config, "case", "1", "--platform", PLATFORM, "--space", SPACE) == 0
     shown = capsys.readouterr().out
 
-    assert "#1" in everything and "#2" in everything and "claimed" in everything
+    assert f"{PLATFORM}/{SPACE}/1 " in everything and f"{PLATFORM}/{SPACE}/2 " in everything
+    assert "claimed" in everything
     assert "#1" in of_kid and "#2" not in of_kid
     assert "Case #1" in shown and "claimed by mod-1" in shown and "secret groom" in shown
     assert "mod-1  claim" in shown
+
+
+async def test_case_takes_the_address_that_cases_prints(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await vigil(config, "cases") == 0
+    address = next(
+        line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith(f"{PLATFORM}/")
+    )
+    for target in (
+        [address],
+        [f"{PLATFORM}/{SPACE} #2"],
+        [f"{PLATFORM}/{SPACE}", "#2"],
+        [f"{PLATFORM}/{SPACE}", "2"],
+    ):
+        assert await vigil(config, "case", *target) == 0, target
+        assert "Case #" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("words", "platform", "space", "expected"),
+    [
+        (["discord/1234/3"], None, None, ("discord", "1234", 3)),
+        (["http/tenant/a/12"], None, None, ("http", "tenant/a", 12)),
+        (["slack/T01 #4"], None, None, ("slack", "T01", 4)),
+        (["#5"], "slack", "T01", ("slack", "T01", 5)),
+        (["5"], "slack", "T01", ("slack", "T01", 5)),
+        (["slack/T01/5"], "slack", None, ("slack", "T01", 5)),
+    ],
+)
+def test_case_targets(
+    words: list[str], platform: str | None, space: str | None, expected: tuple[str, str, int]
+) -> None:
+    assert parse_case_target(words, platform=platform, space=space) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "platform", "message"),
+    [
+        (["5"], None, "which community"),
+        (["slack/T01"], None, "unquoted #N"),
+        (["slack/T01/5"], "discord", "--platform discord does not match"),
+        (["five"], None, "not a case"),
+    ],
+)
+def test_case_target_errors(words: list[str], platform: str | None, message: str) -> None:
+    with pytest.raises(CaseCommandError, match=message):
+        parse_case_target(words, platform=platform, space=None)
 
 
 async def test_a_missing_case_is_a_clear_error(config: Path) -> None:
