@@ -13,6 +13,7 @@ import getpass
 import logging
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from vigil.bots.core.clock import utc_now
 from vigil.bots.core.evidence import export_case
 from vigil.bots.core.labels import export_labels
 from vigil.bots.core.models import WindowMessage
-from vigil.bots.core.retention import RetentionSchedule, forget, purge
+from vigil.bots.core.retention import ForgetReport, RetentionSchedule, forget, purge
 from vigil.config.settings import Settings, load_settings
 from vigil.storage.crypto import TextCipher
 from vigil.storage.files import make_private_dirs
@@ -66,6 +67,10 @@ def register_case_commands(subparsers: argparse._SubParsersAction[argparse.Argum
     )
     forget_parser.add_argument("--platform", required=True)
     forget_parser.add_argument("--user", required=True, help="the member's platform user id")
+    forget_parser.add_argument("--dry-run", action="store_true", help="only show what would be erased")
+    forget_parser.add_argument(
+        "--yes", action="store_true", help="erase without asking (scripts; at a terminal Vigil asks first)"
+    )
     forget_parser.set_defaults(handler=_forget)
 
     labels = subparsers.add_parser(
@@ -302,13 +307,26 @@ async def _forget(args: argparse.Namespace) -> int:
     if not args.user.strip():
         raise CaseCommandError("--user must not be empty")
     async with _open_store(args) as (_, store):
-        report = await forget(
-            store,
-            platform=args.platform,
-            user_id=args.user,
-            actor=_operator(platform=args.platform, space_id="*"),
-            now=utc_now(),
-        )
+        actor = _operator(platform=args.platform, space_id="*")
+
+        async def erase(*, dry_run: bool) -> ForgetReport:
+            return await forget(
+                store, platform=args.platform, user_id=args.user, actor=actor, now=utc_now(), dry_run=dry_run
+            )
+
+        if args.dry_run:
+            print("\n".join((await erase(dry_run=True)).lines()))
+            return 0
+        # Nothing found is still an erasure request, recorded in the audit trail without asking.
+        if not args.yes and (preview := await erase(dry_run=True)).found:
+            print("\n".join(preview.lines()))
+            if not sys.stdin.isatty():
+                raise CaseCommandError("nothing erased: add --yes to erase (this is what would go)")
+            answer = await asyncio.to_thread(input, "Erase this for good? Type yes to go on: ")
+            if answer.strip().lower() != "yes":
+                print("nothing erased")
+                return 1
+        report = await erase(dry_run=False)
     print("\n".join(report.lines()))
     return 0
 

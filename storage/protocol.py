@@ -57,6 +57,8 @@ class UserErasure:
     case_evidence_texts: int = 0
     held_pairs: int = 0
     held_cases: int = 0
+    # (space_id, case_number) of each case whose evidence lost messages: their audit trails say so.
+    cases_changed: tuple[tuple[str, int], ...] = ()
 
 
 class Store(Protocol):

@@ -1261,6 +1261,7 @@ class SqliteStore:
         now_text = _timestamp_text(now)
         pairs = window_messages = risk_points = evidence_messages = evidence_texts = 0
         held_pairs = held_cases = 0
+        cases_changed: list[tuple[str, int]] = []
         async with self._writing("erasing a user's data") as connection:
             pair_rows = await _fetch_rows(
                 connection,
@@ -1282,21 +1283,24 @@ class SqliteStore:
                 pairs += await _execute(connection, "DELETE FROM pairs WHERE pair_id = ?", (pair_id,))
             case_rows = await _fetch_rows(
                 connection,
-                "SELECT alert_id, evidence, hold_until > ? AS held FROM alerts "
-                "WHERE platform = ? AND (user_a = ? OR user_b = ?)",
+                "SELECT alert_id, space_id, case_number, evidence, hold_until > ? AS held FROM alerts "
+                "WHERE platform = ? AND (user_a = ? OR user_b = ?) ORDER BY space_id, case_number",
                 (now_text, platform, user_id, user_id),
             )
             for row in case_rows:
                 if row["held"]:
                     held_cases += 1
                     continue
-                evidence_messages += await _execute(
+                removed = await _execute(
                     connection,
                     "DELETE FROM case_evidence WHERE alert_id = ? AND author_id = ?",
                     (row["alert_id"], user_id),
                 )
+                evidence_messages += removed
                 items = json.loads(str(row["evidence"]))
                 theirs = [item for item in items if item["author_id"] == user_id and item["text"] != ""]
+                if removed or theirs:
+                    cases_changed.append((str(row["space_id"]), int(row["case_number"])))
                 if theirs:
                     evidence_texts += len(theirs)
                     blanked = [
@@ -1315,6 +1319,7 @@ class SqliteStore:
             case_evidence_texts=evidence_texts,
             held_pairs=held_pairs,
             held_cases=held_cases,
+            cases_changed=tuple(cases_changed),
         )
 
 

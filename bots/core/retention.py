@@ -201,10 +201,11 @@ class RetentionTask:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForgetReport:
-    """What an erasure removed, and what a preservation hold kept."""
+    """What an erasure removed (or, in a dry run, would remove), and what a preservation hold kept."""
 
     platform: str
     found: bool
+    dry_run: bool = False
     pairs: int = 0
     window_messages: int = 0
     risk_points: int = 0
@@ -212,17 +213,23 @@ class ForgetReport:
     case_evidence_texts: int = 0
     held_pairs: int = 0
     held_cases: int = 0
+    cases_changed: tuple[tuple[str, int], ...] = ()
 
     def lines(self) -> list[str]:
         if not self.found:
             return ["nothing found for this member"]
+        verb = "would be removed" if self.dry_run else "removed"
         lines = [
-            f"pairs removed: {self.pairs}",
-            f"window messages removed: {self.window_messages}",
-            f"risk history points removed: {self.risk_points}",
-            f"preserved case messages removed: {self.evidence_messages}",
-            f"message texts blanked in case evidence: {self.case_evidence_texts}",
+            f"pairs {verb}: {self.pairs}",
+            f"window messages {verb}: {self.window_messages}",
+            f"risk history points {verb}: {self.risk_points}",
+            f"preserved case messages {verb}: {self.evidence_messages}",
+            f"message texts {'that would be ' if self.dry_run else ''}blanked in case evidence: "
+            f"{self.case_evidence_texts}",
         ]
+        if self.cases_changed:
+            where = ", ".join(f"{self.platform}/{space}/{number}" for space, number in self.cases_changed)
+            lines.append(f"cases whose evidence {'would lose' if self.dry_run else 'lost'} messages: {where}")
         if self.held_pairs or self.held_cases:
             lines.append(
                 f"kept under a preservation hold: {self.held_pairs} pairs, {self.held_cases} cases "
@@ -231,57 +238,84 @@ class ForgetReport:
         return lines
 
 
-async def forget(store: Store, *, platform: str, user_id: str, actor: Actor, now: datetime) -> ForgetReport:
+class _DryRunDone(Exception):
+    """Rolls a dry run's transaction back: the counts are the real erasure's, nothing is kept."""
+
+
+async def forget(
+    store: Store, *, platform: str, user_id: str, actor: Actor, now: datetime, dry_run: bool = False
+) -> ForgetReport:
     """Erase what Vigil keeps about ``user_id`` in every space of ``platform``, except what a hold covers.
 
-    The request is audited (a case-less audit entry); it names the member only by a salted pseudonym, so the
-    audit trail does not keep what was erased. Case records (numbers, states, audit trails) stay.
+    The request is audited (a case-less audit entry, and one in each case whose evidence lost messages); it
+    names the member only by a salted pseudonym, so the audit trail does not keep what was erased. Case
+    records (numbers, states, audit trails) stay. ``dry_run`` runs the same erasure and rolls it back.
     """
     if not user_id:
         raise ValueError("forget needs a user id")
-    async with store.transaction():
-        erased = await store.erase_user(platform=platform, user_id=user_id, now=now)
-        pseudonym = (await pseudonymiser(store))(f"{platform}:{user_id}")
-        report = ForgetReport(
-            platform=platform,
-            found=any(
-                (
-                    erased.pairs,
-                    erased.held_pairs,
-                    erased.held_cases,
-                    erased.evidence_messages,
-                    erased.case_evidence_texts,
+    report = ForgetReport(platform=platform, found=False)
+    try:
+        async with store.transaction():
+            erased = await store.erase_user(platform=platform, user_id=user_id, now=now)
+            report = ForgetReport(
+                platform=platform,
+                found=any(
+                    (
+                        erased.pairs,
+                        erased.held_pairs,
+                        erased.held_cases,
+                        erased.evidence_messages,
+                        erased.case_evidence_texts,
+                    )
+                ),
+                dry_run=dry_run,
+                pairs=erased.pairs,
+                window_messages=erased.window_messages,
+                risk_points=erased.risk_points,
+                evidence_messages=erased.evidence_messages,
+                case_evidence_texts=erased.case_evidence_texts,
+                held_pairs=erased.held_pairs,
+                held_cases=erased.held_cases,
+                cases_changed=erased.cases_changed,
+            )
+            if dry_run:
+                raise _DryRunDone
+            pseudonym = (await pseudonymiser(store))(f"{platform}:{user_id}")
+            detail = {
+                "member": pseudonym,
+                "pairs": report.pairs,
+                "window_messages": report.window_messages,
+                "risk_points": report.risk_points,
+                "evidence_messages": report.evidence_messages,
+                "case_evidence_texts": report.case_evidence_texts,
+                "held_pairs": report.held_pairs,
+                "held_cases": report.held_cases,
+            }
+            await store.append_audit(
+                platform=platform,
+                space_id=ALL_SPACES,
+                case_number=None,
+                at=now,
+                actor_id=actor.user_id,
+                action="forget",
+                detail=json.dumps(detail, sort_keys=True),
+            )
+            for space_id, case_number in report.cases_changed:
+                # The case's own trail says its evidence changed, and under which erasure request.
+                await store.append_audit(
+                    platform=platform,
+                    space_id=space_id,
+                    case_number=case_number,
+                    at=now,
+                    actor_id=actor.user_id,
+                    action="forget",
+                    detail=json.dumps(
+                        {"member": pseudonym, "note": "a member's messages were erased on request"},
+                        sort_keys=True,
+                    ),
                 )
-            ),
-            pairs=erased.pairs,
-            window_messages=erased.window_messages,
-            risk_points=erased.risk_points,
-            evidence_messages=erased.evidence_messages,
-            case_evidence_texts=erased.case_evidence_texts,
-            held_pairs=erased.held_pairs,
-            held_cases=erased.held_cases,
-        )
-        await store.append_audit(
-            platform=platform,
-            space_id=ALL_SPACES,
-            case_number=None,
-            at=now,
-            actor_id=actor.user_id,
-            action="forget",
-            detail=json.dumps(
-                {
-                    "member": pseudonym,
-                    "pairs": report.pairs,
-                    "window_messages": report.window_messages,
-                    "risk_points": report.risk_points,
-                    "evidence_messages": report.evidence_messages,
-                    "case_evidence_texts": report.case_evidence_texts,
-                    "held_pairs": report.held_pairs,
-                    "held_cases": report.held_cases,
-                },
-                sort_keys=True,
-            ),
-        )
+    except _DryRunDone:
+        return report
     logger.info(
         "erasure request on %s: %d pairs removed, %d pairs and %d cases kept under hold",
         platform,

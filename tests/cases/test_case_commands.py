@@ -158,7 +158,12 @@ async def test_purge_forget_and_export_labels(
     dry = capsys.readouterr().out
     assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "ghost") == 0
     ghost = capsys.readouterr().out
-    assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "other") == 0
+    assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "other", "--dry-run") == 0
+    would = capsys.readouterr().out
+    with pytest.raises(CaseCommandError, match="add --yes"):
+        await vigil(config, "forget", "--platform", PLATFORM, "--user", "other")
+    capsys.readouterr()
+    assert await vigil(config, "forget", "--platform", PLATFORM, "--user", "other", "--yes") == 0
     other = capsys.readouterr().out
     out = tmp_path / "labels.jsonl"
     assert await vigil(config, "export-labels", "--out", str(out)) == 0
@@ -166,8 +171,28 @@ async def test_purge_forget_and_export_labels(
 
     assert dry.startswith("Dry run") and "would remove" in dry
     assert "nothing found" in ghost
-    assert "pairs removed: 1" in other
+    assert "pairs would be removed: 1" in would and "pairs removed: 1" in other
     assert "0 labelled conversations" in labels and out.exists()
+
+
+@pytest.mark.parametrize(("answer", "erased"), [("yes", True), ("n", False)])
+async def test_forget_at_a_terminal_asks_first(
+    config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: str,
+    erased: bool,
+) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: answer)
+
+    code = await vigil(config, "forget", "--platform", PLATFORM, "--user", "other")
+
+    out = capsys.readouterr().out
+    assert "pairs would be removed: 1" in out
+    assert (code, "pairs removed: 1" in out, "nothing erased" in out) == (
+        (0, True, False) if erased else (1, False, True)
+    )
 
 
 async def test_a_missing_database_or_bad_config_or_key_is_a_clear_error(

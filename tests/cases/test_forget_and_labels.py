@@ -70,6 +70,32 @@ async def test_forget_blanks_the_member_s_words_in_an_open_case(harness: Harness
     assert case is not None and report.case_evidence_texts == len(alert.evidence)
     assert all(m.text == "" for m in case.alert.evidence)
     assert await harness.store.load_pair(alert.key) is None
+    # The case's own audit trail says its evidence changed, without naming the member.
+    assert report.cases_changed == ((SPACE, alert.case_number),)
+    trail = await harness.store.audit_events(platform=PLATFORM, space_id=SPACE, case_number=alert.case_number)
+    forgets = [e for e in trail if e.action == "forget"]
+    assert [e.actor_id for e in forgets] == ["cli:admin"] and "adult" not in (forgets[0].detail or "")
+    assert any(f"{PLATFORM}/{SPACE}/{alert.case_number}" in line for line in report.lines())
+
+
+async def test_a_dry_run_counts_the_erasure_and_changes_nothing(harness: Harness) -> None:
+    alert = await harness.raise_alert("adult", "kid")
+    await harness.talk("adult", "friend", risky=False)
+
+    dry = await forget(
+        harness.store, platform=PLATFORM, user_id="adult", actor=OPERATOR, now=harness.clock.now, dry_run=True
+    )
+
+    assert dry.found and dry.dry_run and dry.pairs == 2 and dry.cases_changed == ((SPACE, alert.case_number),)
+    assert all("would" in line for line in dry.lines()[:5])
+    assert len(await harness.store.pairs_for_user(platform=PLATFORM, space_id=SPACE, user_id="adult")) == 2
+    case = await harness.store.case_for_alert(alert.alert_id)
+    assert case is not None and all(m.text for m in case.alert.evidence)
+    assert await harness.store.audit_events(platform=PLATFORM, space_id=ALL_SPACES, case_number=None) == []
+    real = await forget(
+        harness.store, platform=PLATFORM, user_id="adult", actor=OPERATOR, now=harness.clock.now
+    )
+    assert dataclasses.replace(dry, dry_run=False) == real
 
 
 async def test_export_labels_is_readable_by_the_replay_reader(harness: Harness, tmp_path: Path) -> None:
