@@ -73,7 +73,7 @@ def test_split_is_disjoint_and_keeps_minimal_pairs_together(split: dict[str, lis
     assert pairs["train"] and pairs["held"] and not pairs["train"] & pairs["held"]
     # A quarter of each writer's conversations is held out.
     writers = Counter(record["meta"]["writer"] for record in split["held"])
-    assert set(writers) == {"A", "B", "C", "D", "E", "F"}
+    assert set(writers) == set("ABCDEFGHIJKL")
     assert all(9 <= count <= 11 for count in writers.values())
 
 
@@ -109,7 +109,7 @@ def test_no_overlap_with_the_realistic_test_sets(split: dict[str, list[dict[str,
         # Everyday phrases ("i'll think about it") may recur; a written conversation copied from a test set
         # would share dozens of lines.
         reused = {line for line in written if len(line.split()) >= 5 and line in held_lines}
-        assert len(reused) < 10, sorted(reused)
+        assert len(reused) < len(set(written)) / 1000, sorted(reused)
         shared = sum(
             any(tuple(words[i : i + 8]) in shingles for i in range(len(words) - 7))
             for words in (line.split() for line in written)
