@@ -105,6 +105,11 @@ MEMBER_INIT_SEED = 100
 MINING_THRESHOLD = 0.5
 # Conversations written for Vigil (templates, and by hand): already in modern style, never restyled.
 WRITTEN_SOURCES = ("vigil_modern_train", "vigil_written_train")
+# Conversations that only choose the alert policy (threshold, sustain), beside the calibration split.
+POLICY_SPLIT = "policy"
+# What one false alert (a look-alike or ordinary pair alerted, a victim named) costs in grooming conversations
+# found, when choosing the policy: precision weighs double, as in F0.5.
+FALSE_ALERT_COST = 2.0
 HARD_SOURCES = ("pj_", "pan12_sample", "sexting_adult", "nps_chat", "formspring", *WRITTEN_SOURCES)
 EASY_PER_EPOCH = 20000
 
@@ -904,9 +909,10 @@ def figures(
 def choose_policy(
     sequences: Sequence[CandidateSequence], logits: Sequence[np.ndarray]
 ) -> tuple[float, int, dict[str, Any]]:
-    """Threshold and sustain on the calibration split: fewest false alerts and victims named, then the most
-    grooming pairs alerted within 50 messages and in all, then the fewest suspect messages before the alert;
-    among equals the higher threshold and longer sustain (the same catches with more margin)."""
+    """Threshold and sustain on the policy conversations: the most grooming conversations found less
+    ``FALSE_ALERT_COST`` for each false alert (a negative pair alerted, a victim named), then the most found
+    within 50 messages, then the fewest suspect messages before the alert; among equals the higher threshold
+    and longer sustain (the same catches with more margin)."""
     best: tuple[float, int, dict[str, Any]] | None = None
     best_key: tuple[float, ...] | None = None
     # Never 1: the policy promises that one message alone never alerts (bots/core/policy.py).
@@ -915,9 +921,8 @@ def choose_policy(
             fig = figures(sequences, logits, threshold=float(threshold), sustain=sustain)
             wrong = sum(fig["negative_pairs_alerted"].values()) + fig["victim_named@all"]
             key = (
-                -float(wrong),
-                _hits(fig["recall@50"]),
-                _hits(fig["recall@all"]),
+                _found(fig["recall@all"]) - FALSE_ALERT_COST * wrong,
+                _found(fig["recall@50"]),
                 -float(fig.get("median_suspect_msgs@all", 1e9)),
                 float(threshold),
                 float(sustain),
@@ -928,9 +933,8 @@ def choose_policy(
     return best
 
 
-def _hits(fraction: str) -> float:
-    hit, total = (int(v) for v in fraction.split("/"))
-    return hit / total if total else 0.0
+def _found(fraction: str) -> float:
+    return float(fraction.split("/", maxsplit=1)[0])
 
 
 # ============================================================================================ export
@@ -1016,8 +1020,10 @@ def build_sequences(
     realistic: Path,
     seed: int,
     threads: int,
+    policy: Sequence[Path] = (),
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
-    """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only), and
+    """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
+    ``POLICY_SPLIT`` for choosing the alert policy only), and
     flattened segments per split under ``segments:<split>`` (train: ``training_segments``; the others: the
     evaluation windows of ``training.variants``)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -1035,6 +1041,8 @@ def build_sequences(
         by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+    for conversation in load_extra(policy):
+        by_split[POLICY_SPLIT].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     max_length = int(json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))["max_length"])
     for split in (Split.TRAIN, Split.CALIB, Split.VAL):
         chosen = [c for c in dataset.conversations if splits[c.id] is split]
@@ -1076,6 +1084,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         realistic=args.realistic,
         seed=args.seed,
         threads=args.threads,
+        policy=args.policy_extra,
     )
     train_seed = args.train_seed if args.train_seed is not None else args.seed
     explanation_signals = model_has_explanation_heads(args.model)
@@ -1107,10 +1116,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logger.info("calibration: a=%.3f b=%.3f", a, b)
     apply_calibration(model, a, b)
     calib_logits = step_logits(model, by_split[str(Split.CALIB)], matrix)
-    threshold, sustain, _ = choose_policy(by_split[str(Split.CALIB)], calib_logits)
+    policy_sequences = by_split[str(Split.CALIB)] + by_split.get(POLICY_SPLIT, [])
+    threshold, sustain, _ = choose_policy(policy_sequences, step_logits(model, policy_sequences, matrix))
     logger.info("policy: threshold %.2f, sustain %d", threshold, sustain)
     report: dict[str, Any] = {"threshold": threshold, "sustain": sustain, "calibration": [a, b]}
-    for split in (str(Split.CALIB), str(Split.VAL), "realistic"):
+    for split in (str(Split.CALIB), POLICY_SPLIT, str(Split.VAL), "realistic"):
+        if not by_split.get(split):
+            continue
         logits = step_logits(model, by_split[split], matrix)
         report[split] = figures(by_split[split], logits, threshold=threshold, sustain=sustain)
         logger.info("%s: %s", split, json.dumps(report[split]))
@@ -1248,6 +1260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more training conversations")
     parser.add_argument(
         "--realistic", type=Path, default=Path("examples/realistic_conversations.jsonl"), help="report only"
+    )
+    parser.add_argument(
+        "--policy-extra",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="conversations that only choose the alert policy, with the calibration split (never trained on)",
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument(

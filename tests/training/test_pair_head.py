@@ -19,6 +19,7 @@ from training.pair_head import (
     WRITTEN_SOURCES,
     CandidateSequence,
     augment,
+    choose_policy,
     fit_calibration,
     member_mask,
     mine_hard_negatives,
@@ -131,6 +132,42 @@ def test_replay_honours_sustain_and_limit() -> None:
     assert late.first_alert == 3
     (cut,) = replay_pairs([suspect, decoy], logits, threshold=0.7, sustain=4, limit=3)
     assert cut.first_alert is None
+
+
+def _pair(conversation_id: str, label: int, risk: float) -> tuple[list[CandidateSequence], list[np.ndarray]]:
+    """A six-message pair whose first member's risk is ``risk`` throughout (the other's never counts)."""
+    own = [1, 0, 1, 0, 1, 0]
+    first = dataclasses.replace(
+        _sequence(OFF, label, own), conversation_id=conversation_id, pair_id=f"{conversation_id}:p"
+    )
+    second = dataclasses.replace(
+        _sequence(DEC, 0, [1 - o for o in own]),
+        conversation_id=conversation_id,
+        pair_id=f"{conversation_id}:p",
+    )
+    logit = float(np.log(risk / (1 - risk)))
+    return [first, second], [np.full(6, logit), np.full(6, -9.0)]
+
+
+def _policy_of(pairs: list[tuple[str, int, float]]) -> tuple[float, int]:
+    sequences: list[CandidateSequence] = []
+    logits: list[np.ndarray] = []
+    for conversation_id, label, risk in pairs:
+        more, more_logits = _pair(conversation_id, label, risk)
+        sequences += more
+        logits += more_logits
+    threshold, sustain, _ = choose_policy(sequences, logits)
+    return threshold, sustain
+
+
+def test_the_policy_weighs_each_false_alert_against_two_conversations_found() -> None:
+    # 0.90 finds two groomings with no false alert; 0.70 would find a third at the cost of a look-alike.
+    assert _policy_of([("g1", 1, 0.97), ("g2", 1, 0.92), ("g3", 1, 0.72), ("n1", 0, 0.82)]) == (0.9, 2)
+    # Three more found outweigh one false alert: the highest threshold that finds them.
+    assert _policy_of([("g1", 1, 0.72), ("g2", 1, 0.72), ("g3", 1, 0.72), ("n1", 0, 0.82)]) == (0.7, 2)
+    # One more found does not; with nothing found, the most margin. (Sustain 2 above: the same catches, a
+    # message earlier.)
+    assert _policy_of([("g1", 1, 0.72), ("n1", 0, 0.82)]) == (0.95, 3)
 
 
 def test_platt_calibration_recovers_a_known_scale() -> None:
