@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from vigil.bots.cli_help import PLATFORM_HELP, add_command
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseSummary, CaseView, Role
 from vigil.bots.core.clock import utc_now
@@ -42,30 +43,58 @@ class CaseCommandError(ValueError):
 
 def register_case_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``cases``, ``case``, ``export-case``, ``purge``, ``forget`` and ``export-labels``."""
-    cases = subparsers.add_parser("cases", help="list cases (newest first)")
-    cases.add_argument("--platform", help="only this platform (with --space: one community)")
+    cases = add_command(
+        subparsers,
+        "cases",
+        summary="list cases (newest first)",
+        examples=("vigil cases", "vigil cases --platform discord --space 1234 --user 5678"),
+    )
+    cases.add_argument(
+        "--platform", help=f"only this platform: {PLATFORM_HELP} (with --space: one community)"
+    )
     cases.add_argument("--space", help="only this community (guild, workspace, tenant); needs --platform")
     cases.add_argument("--user", help="only cases naming this user id")
     cases.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     cases.set_defaults(handler=_cases)
 
-    case = subparsers.add_parser("case", help="show one case: state, evidence and audit trail")
+    case = add_command(
+        subparsers,
+        "case",
+        summary="show one case: state, evidence and audit trail",
+        examples=("vigil case discord/1234/3", "vigil case 3 --platform discord --space 1234"),
+    )
     _add_case_target(case)
     case.set_defaults(handler=_case)
 
-    export = subparsers.add_parser("export-case", help="write a case's evidence pack (for NCMEC, police)")
+    export = add_command(
+        subparsers,
+        "export-case",
+        summary="write a case's evidence pack (for NCMEC, police)",
+        examples=("vigil export-case discord/1234/3 --out ./evidence",),
+    )
     _add_case_target(export)
     export.add_argument("--out", required=True, help="folder to write case-<space>-<n>/ into")
     export.set_defaults(handler=_export_case)
 
-    purge_parser = subparsers.add_parser("purge", help="apply the [retention] schedule now")
+    purge_parser = add_command(
+        subparsers,
+        "purge",
+        summary="apply the [retention] schedule now",
+        examples=("vigil purge --dry-run", "vigil purge"),
+    )
     purge_parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     purge_parser.set_defaults(handler=_purge)
 
-    forget_parser = subparsers.add_parser(
-        "forget", help="erase what Vigil keeps about a member (except what a hold preserves)"
+    forget_parser = add_command(
+        subparsers,
+        "forget",
+        summary="erase what Vigil keeps about a member (except what a hold preserves)",
+        examples=(
+            "vigil forget --platform discord --user 5678 --dry-run",
+            "vigil forget --platform discord --user 5678        # shows what goes, then asks",
+        ),
     )
-    forget_parser.add_argument("--platform", required=True)
+    forget_parser.add_argument("--platform", required=True, help=PLATFORM_HELP)
     forget_parser.add_argument("--user", required=True, help="the member's platform user id")
     forget_parser.add_argument("--dry-run", action="store_true", help="only show what would be erased")
     forget_parser.add_argument(
@@ -73,11 +102,14 @@ def register_case_commands(subparsers: argparse._SubParsersAction[argparse.Argum
     )
     forget_parser.set_defaults(handler=_forget)
 
-    labels = subparsers.add_parser(
-        "export-labels", help="write moderators' verdicts as pseudonymised conversations (JSON Lines)"
+    labels = add_command(
+        subparsers,
+        "export-labels",
+        summary="write moderators' verdicts as pseudonymised conversations (JSON Lines)",
+        examples=("vigil export-labels --out verdicts.jsonl",),
     )
     labels.add_argument("--out", required=True, help="file to write")
-    labels.add_argument("--platform", help="only this platform")
+    labels.add_argument("--platform", help=f"only this platform: {PLATFORM_HELP}")
     labels.set_defaults(handler=_export_labels)
 
 
@@ -89,7 +121,7 @@ def _add_case_target(parser: argparse.ArgumentParser) -> None:
         help="the case as `vigil cases` prints it (discord/1234/3, 'discord/1234 #3'), or its number with "
         "--platform and --space",
     )
-    parser.add_argument("--platform", help="discord, slack, or the name an HTTP platform sends")
+    parser.add_argument("--platform", help=PLATFORM_HELP)
     parser.add_argument("--space", help="the community (guild, workspace, tenant) id")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, TextIO
 import aiohttp
 
 from vigil.bots.case_commands import register_case_commands
+from vigil.bots.cli_help import add_command
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import ChatMessage
@@ -838,14 +839,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vigil {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="replay the bundled example conversations and show the alerts")
+    demo = add_command(
+        sub,
+        "demo",
+        summary="replay the bundled example conversations and show the alerts",
+        examples=("vigil demo", "vigil demo --data my-conversations.jsonl"),
+    )
     demo.add_argument("--data", help="a conversations file to replay instead of the bundled one")
     demo.set_defaults(handler=_demo)
 
-    scan = sub.add_parser(
+    scan = add_command(
+        sub,
         "scan",
-        help="replay chat exports and print alerts: DiscordChatExporter JSON, Slack export zip or folder, "
+        summary="replay chat exports and print alerts: DiscordChatExporter JSON, Slack export zip or folder, "
         "JSON Lines (.jsonl, .jsonl.xz)",
+        examples=(
+            "vigil scan exports/general.json exports/dms.json --report scan",
+            "vigil scan slack-export.zip --db /tmp/scan.sqlite3   # keep the scan's database out of the way",
+        ),
     )
     scan.add_argument("files", nargs="+")
     scan.add_argument(
@@ -862,26 +873,50 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--summary-json", help="also write the summary to this file")
     scan.set_defaults(handler=_scan)
 
-    evaluate = sub.add_parser("eval", help="measure the detector through the production monitor and policy")
+    evaluate = add_command(
+        sub,
+        "eval",
+        summary="measure the detector through the production monitor and policy",
+        examples=(
+            "vigil eval --data examples/realistic_heldout.jsonl",
+            "vigil eval --data labelled.jsonl --threshold 0.9 --json metrics.json",
+        ),
+    )
     evaluate.add_argument("--data", nargs="+", required=True, help="conversation or segment files")
     evaluate.add_argument("--json", help="write the metrics to this file")
     evaluate.add_argument("--threshold", type=float, help="override the alert threshold")
     evaluate.set_defaults(handler=_eval)
 
-    check = sub.add_parser("check-config", help="validate a config and say what each enabled platform needs")
+    check = add_command(
+        sub,
+        "check-config",
+        summary="validate a config and say what each enabled platform needs",
+        examples=("vigil check-config my-vigil.toml",),
+    )
     check.add_argument("path", nargs="?", help="config file (same as --config)")
     check.set_defaults(handler=_check_config)
 
-    run = sub.add_parser("run", help="start the adapters enabled in the config")
+    run = add_command(
+        sub,
+        "run",
+        summary="start the adapters enabled in the config",
+        examples=("vigil run --config my-vigil.toml", "vigil run --config my-vigil.toml --log-level debug"),
+    )
     run.set_defaults(handler=_run)
 
-    status = sub.add_parser(
-        "status", help="traffic, backlog, alerts and shedding of a running Vigil ([metrics])"
+    status = add_command(
+        sub,
+        "status",
+        summary="traffic, backlog, alerts and shedding of a running Vigil ([metrics])",
+        examples=("vigil status --config my-vigil.toml",),
     )
     status.set_defaults(handler=_status)
 
-    show = sub.add_parser(
-        "show", help="print a file shipped with Vigil: example config, Slack app manifest, model card"
+    show = add_command(
+        sub,
+        "show",
+        summary="print a file shipped with Vigil: example config, Slack app manifest, model card",
+        examples=("vigil show example-config > my-vigil.toml",),
     )
     show.add_argument("name", choices=sorted(SHOWABLE))
     show.set_defaults(handler=_show)

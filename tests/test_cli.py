@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import lzma
@@ -101,6 +102,18 @@ def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"vigil {importlib.metadata.version('vigil')}"
+
+
+def test_every_command_explains_itself_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    subcommands = next(
+        action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    for name in subcommands.choices:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        shown = capsys.readouterr().out
+        assert "examples:" in shown and f"vigil {name}" in shown.split("examples:")[1], name
+        assert shown.split("\n\n")[1].strip().endswith("."), name  # a description, not only usage
 
 
 def test_check_config_names_what_an_enabled_platform_needs(
