@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from vigil.bots.core.labels import export_labels
 from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.retention import ForgetReport, RetentionSchedule, forget, purge
 from vigil.config.settings import Settings, load_settings
+from vigil.detector import ModelLoadError, read_model_info, resolve_model_dir
 from vigil.storage.crypto import TextCipher
 from vigil.storage.files import make_private_dirs
 from vigil.storage.protocol import CaseRecord
@@ -197,6 +198,16 @@ async def _open_store(args: argparse.Namespace) -> AsyncIterator[tuple[Settings,
         await store.close()
 
 
+def _signal_labels(settings: Settings) -> dict[str, str]:
+    """The configured model's plain words for its signals; without a readable model, its signal names."""
+    try:
+        info = read_model_info(resolve_model_dir(settings.detector.model_dir))
+    except (ModelLoadError, OSError) as error:
+        logger.warning("signals shown by name: the model's metadata could not be read (%s)", error)
+        return {}
+    return dict(zip(info.signals, info.signal_labels, strict=True))
+
+
 def _time(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -263,18 +274,21 @@ async def _case(args: argparse.Namespace) -> int:
             raise CaseCommandError(result.message)
         record = await store.get_case(platform=args.platform, space_id=args.space, case_number=args.number)
         messages = await service.case_messages(record) if record is not None else []
-    print(_render_case(result.case, messages=messages))
+    print(_render_case(result.case, messages=messages, signal_labels=_signal_labels(settings)))
     return 0
 
 
-def _render_case(view: CaseView, *, messages: list[WindowMessage]) -> str:
+def _render_case(
+    view: CaseView, *, messages: list[WindowMessage], signal_labels: Mapping[str, str]
+) -> str:
     alert = view.alert
     lines = [
         f"Case #{alert.case_number} · {alert.key.platform}/{alert.key.space_id} · {view.state.value} "
         f"({view.source.value})",
         f"suspect {alert.suspect_id} · with {alert.other_id} · "
         f"risk {alert.risk:.2f} (peak {alert.peak_risk:.2f})",
-        f"signals: {', '.join(alert.signals) or 'none'} · model {alert.model_name}",
+        f"signals: {'; '.join(signal_labels.get(n, n) for n in alert.signals) or 'none'} · "
+        f"model {alert.model_name}",
         f"opened {_time(alert.created_at)} · updated {_time(alert.updated_at)} · revision {alert.revision}",
     ]
     if view.claimed_by:
@@ -308,7 +322,7 @@ async def _export_case(args: argparse.Namespace) -> int:
     def link(message: WindowMessage) -> str | None:
         return discord_message_link(message, guild_id=guild) if args.platform == "discord" else None
 
-    async with _open_store(args) as (_, store):
+    async with _open_store(args) as (settings, store):
         folder = await export_case(
             store,
             platform=args.platform,
@@ -317,6 +331,7 @@ async def _export_case(args: argparse.Namespace) -> int:
             out_dir=Path(args.out),
             actor=_operator(platform=args.platform, space_id=args.space),
             message_link=link,
+            signal_labels=_signal_labels(settings),
         )
     print(f"evidence pack written: {folder}")
     print(f"check it with: (cd {folder} && sha256sum -c manifest.sha256)")

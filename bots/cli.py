@@ -62,7 +62,7 @@ from vigil.detector.onnx_detector import (
     OnnxDetector,
     RuntimeCheck,
     RuntimeDriftError,
-    load_default_model_dir,
+    resolve_model_dir,
 )
 from vigil.storage.crypto import TextCipher
 from vigil.storage.protocol import StoreError
@@ -157,7 +157,7 @@ async def open_pipeline(
     ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
     timestamps and wall time mean nothing for moderators' workload.
     """
-    model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
+    model_dir = resolve_model_dir(settings.detector.model_dir)
     detector = await OnnxDetector.load(
         model_dir,
         intra_op_threads=settings.detector.intra_op_threads,
@@ -557,7 +557,7 @@ async def _check_config(args: argparse.Namespace) -> int:
     settings, _ = _settings(args.config)
     problems = list(check_settings(settings, os.environ))
     problems.extend(_secret_value_problems(settings, os.environ))
-    model_dir = Path(settings.detector.model_dir) if settings.detector.model_dir else load_default_model_dir()
+    model_dir = resolve_model_dir(settings.detector.model_dir)
     try:
         detector = await OnnxDetector.load(
             model_dir,

@@ -11,6 +11,8 @@ from vigil.detector.onnx_detector import (
     RuntimeCheck,
     RuntimeDriftError,
     load_default_model_dir,
+    read_model_info,
+    resolve_model_dir,
     write_golden,
 )
 from vigil.detector.pair import (
@@ -45,5 +47,7 @@ __all__ = [
     "RuntimeDriftError",
     "RuntimeVersions",
     "load_default_model_dir",
+    "read_model_info",
+    "resolve_model_dir",
     "write_golden",
 ]

@@ -115,6 +115,18 @@ def load_default_model_dir() -> Path:
     return Path(str(files("vigil.detector").joinpath("model")))
 
 
+def resolve_model_dir(configured: str | None) -> Path:
+    """``[detector] model_dir`` when set, else the shipped model."""
+    return Path(configured) if configured else load_default_model_dir()
+
+
+def read_model_info(model_dir: Path) -> ModelInfo:
+    """A model's name, version and signal labels from its ``metadata.json`` alone, with no ONNX session: for
+    commands that show cases in plain words without scoring anything."""
+    path = model_dir / METADATA_FILE
+    return _parse_metadata(_read_json_object(path), path=path).info
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _GruPairSpec:
     """``pair_model`` of type ``gru`` as metadata.json states it; ``_load_pair_model`` opens the graph."""

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,8 +90,12 @@ async def export_case(
     out_dir: Path,
     actor: Actor,
     message_link: Callable[[WindowMessage], str | None] | None = None,
+    signal_labels: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the evidence pack of a case into ``out_dir`` and return its folder. Child-safety role only.
+
+    ``signal_labels`` (the model's plain words for its signals) are what people read in the transcript and
+    beside the signal names in ``case.json``; without them, the names.
 
     Raises ``EvidencePackError`` (FORBIDDEN, NOT_FOUND, INVALID_INPUT) with a message for the person asking.
     The export is audited. Escalation is not required (it is what places the preservation hold).
@@ -110,6 +114,7 @@ async def export_case(
         audit = await store.audit_events(platform=platform, space_id=space_id, case_number=case_number)
         risk_history = await store.risk_history(case.alert.key, limit=1000)
     messages, source = _pack_messages(case, preserved=preserved, window=window)
+    words = dict(signal_labels or {})
     generated_at = utc_now()
     links = {m.message_id: message_link(m) if message_link is not None else None for m in messages}
     document = _case_document(
@@ -121,10 +126,11 @@ async def export_case(
         risk_history=[(p.timestamp, p.risk, p.suspect_id) for p in risk_history],
         actor=actor,
         generated_at=generated_at,
+        signal_labels=words,
     )
     case_json = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
     transcript = _transcript_html(
-        case, messages=messages, links=links, audit=audit, generated_at=generated_at
+        case, messages=messages, links=links, audit=audit, generated_at=generated_at, signal_labels=words
     )
     target = out_dir / pack_folder_name(space_id, case_number)
     manifest = await asyncio.to_thread(
@@ -186,6 +192,7 @@ def _case_document(
     risk_history: Sequence[tuple[datetime, float, str | None]],
     actor: Actor,
     generated_at: datetime,
+    signal_labels: Mapping[str, str],
 ) -> dict[str, object]:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
@@ -222,6 +229,7 @@ def _case_document(
             "risk": alert.risk,
             "peak_risk": alert.peak_risk,
             "signals": list(alert.signals),
+            "signals_in_words": [signal_labels.get(name, name) for name in alert.signals],
             "risk_history": [
                 {"at": _time(at), "risk": risk, "suspect_id": suspect} for at, risk, suspect in risk_history
             ],
@@ -251,6 +259,7 @@ def _case_document(
                 "text": m.text,
                 "risk": m.risk,
                 "signals": list(m.signals),
+                "signals_in_words": [signal_labels.get(name, name) for name in m.signals],
             }
             for m in messages
         ],
@@ -297,6 +306,7 @@ def _transcript_html(
     links: dict[str, str | None],
     audit: Sequence[AuditEvent],
     generated_at: datetime,
+    signal_labels: Mapping[str, str],
 ) -> str:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
@@ -318,6 +328,7 @@ def _transcript_html(
         for event in audit
     )
     title = f"Vigil case #{alert.case_number} ({alert.key.platform} {alert.key.space_id})"
+    signals = "; ".join(signal_labels.get(name, name) for name in alert.signals) or "none"
     # The policy forbids every load (scripts, images, fonts, styles from elsewhere): it is self-contained.
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -331,7 +342,7 @@ def _transcript_html(
 <h1>{e(title)}</h1>
 <p class="meta">State: {e(case.state.value)} · source: {e(case.source.value)} · reported user:
 {e(alert.suspect_id)} · other participant: {e(alert.other_id)} · risk {alert.risk:.2f}
-(peak {alert.peak_risk:.2f}) · model: {e(alert.model_name)} · signals: {e(", ".join(alert.signals) or "none")}
+(peak {alert.peak_risk:.2f}) · model: {e(alert.model_name)} · signals: {e(signals)}
 · generated {e(_time(generated_at) or "")}</p>
 <p class="meta">Times are UTC. Media and attachments are never downloaded: only ids and links are listed.
 Scores are a model's estimate, not proof.</p>

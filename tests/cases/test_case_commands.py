@@ -34,10 +34,13 @@ async def vigil(config: Path, *argv: str) -> int:
 
 
 @pytest.fixture
-async def config(tmp_path: Path, keyword_detector: OnnxDetector) -> Path:
+async def config(tmp_path: Path, keyword_detector: OnnxDetector, keyword_model_dir: Path) -> Path:
     """A config whose database holds two cases in guild-1: #1 claimed, #2 open."""
     path = tmp_path / "vigil.toml"
-    path.write_text('[storage]\ndatabase = "data/vigil.sqlite3"\n', encoding="utf-8")
+    path.write_text(
+        f'[storage]\ndatabase = "data/vigil.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir}"\n',
+        encoding="utf-8",
+    )
     (tmp_path / "data").mkdir()
     async with SqliteStore(tmp_path / "data" / "vigil.sqlite3") as store:
         harness = make_harness(store, keyword_detector)
@@ -60,6 +63,8 @@ async def test_cases_and_case(config: Path, capsys: pytest.CaptureFixture[str]) 
     assert "#1" in of_kid and "#2" not in of_kid
     assert "Case #1" in shown and "claimed by mod-1" in shown and "secret groom" in shown
     assert "mod-1  claim" in shown
+    # Signals in the model's plain words, as alerts show them.
+    assert "asks to keep the conversation secret" in shown and "secrecy" not in shown.split("Messages")[0]
 
 
 async def test_case_takes_the_address_that_cases_prints(
@@ -129,6 +134,12 @@ async def test_export_case(config: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert str(folder) in capsys.readouterr().out
     document = json.loads((folder / "case.json").read_text(encoding="utf-8"))
     assert document["generated_by"].startswith("cli:")
+    scores = document["scores"]
+    assert (
+        "asks to keep the conversation secret" in scores["signals_in_words"]
+        and "secrecy" in scores["signals"]
+    )
+    assert "asks to keep the conversation secret" in (folder / "transcript.html").read_text(encoding="utf-8")
     assert [e["action"] for e in document["audit"]] == ["claim"]
 
 
