@@ -107,6 +107,7 @@ MINING_THRESHOLD = 0.5
 WRITTEN_SOURCES = ("vigil_modern_train", "vigil_written_train")
 # Conversations that only choose the alert policy (threshold, sustain), beside the calibration split.
 POLICY_SPLIT = "policy"
+POLICY_SOURCE = "vigil_written_policy"
 # What one false alert (a look-alike or ordinary pair alerted, a victim named) costs in grooming conversations
 # found, when choosing the policy: precision weighs double, as in F0.5.
 FALSE_ALERT_COST = 2.0

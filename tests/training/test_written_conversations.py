@@ -13,7 +13,7 @@ import pytest
 
 from training.data import read_conversations
 from training.modern_lines import GROOMING_STAGES
-from training.pair_head import WRITTEN_SOURCE
+from training.pair_head import POLICY_SOURCE, WRITTEN_SOURCE
 from vigil.bots.core.replay import ConversationRecord, iter_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,10 +91,23 @@ def _normalised(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+def test_the_policy_set_is_apart_from_training_and_balanced(split: dict[str, list[dict[str, Any]]]) -> None:
+    # Its four writers (M-P) wrote only for choosing the alert policy: nothing in it is trained on.
+    policy = _raw("policy.jsonl")
+    assert len(policy) == len(read_conversations(WRITTEN / "policy.jsonl")) == 120
+    assert {record["source"] for record in policy} == {POLICY_SOURCE}
+    assert {record["meta"]["writer"] for record in policy} == set("MNOP")
+    assert Counter(record["label"] for record in policy) == {0: 60, 1: 60}
+    trained = {record["id"] for records in split.values() for record in records}
+    assert not trained & {record["id"] for record in policy}
+    for record in policy:
+        assert (record["label"] == 1) == bool(record["suspects"]), record["id"]
+
+
 def test_no_overlap_with_the_realistic_test_sets(split: dict[str, list[dict[str, Any]]]) -> None:
     written = [
         _normalised(message["text"])
-        for records in split.values()
+        for records in (*split.values(), _raw("policy.jsonl"))
         for record in records
         for message in record["messages"]
     ]
