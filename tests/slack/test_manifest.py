@@ -63,3 +63,9 @@ def test_events_command_shortcut_and_socket_mode() -> None:
     assert value_of("callback_id") == REPORT_CALLBACK
     assert value_of("- name") == "Report conversation to moderators"
     assert value_of("type") == "message"
+
+
+def test_members_can_message_the_app() -> None:
+    # docs/slack.md says Vigil reads "DMs people send to Vigil itself": only with a writable Messages tab.
+    assert value_of("messages_tab_enabled") == "true"
+    assert value_of("messages_tab_read_only_enabled") == "false"
