@@ -118,6 +118,15 @@ def can_moderate(actor: Actor) -> bool:
     return bool(actor.roles & _MODERATING_ROLES)
 
 
+def role_refusal(actor: Actor, action: CaseAction) -> str | None:
+    """Why ``actor`` may not take ``action`` on a case, or None when their roles allow it: adapters ask before
+    showing a form, so nobody fills one in only to be refused."""
+    transition = _TRANSITIONS[CaseAction(action)]
+    if actor.roles & transition.role:
+        return None
+    return _FORBIDDEN_MODERATOR if Role.MODERATOR in transition.role else _FORBIDDEN_CHILD_SAFETY
+
+
 def _clean_text(text: str | None) -> str | None:
     if text is None:
         return None
@@ -239,9 +248,9 @@ class CaseService:
         snooze_for: timedelta | None = None,
     ) -> CaseResult:
         transition = _TRANSITIONS[CaseAction(action)]
-        if not actor.roles & transition.role:
-            message = _FORBIDDEN_MODERATOR if Role.MODERATOR in transition.role else _FORBIDDEN_CHILD_SAFETY
-            return CaseResult(error=CaseError.FORBIDDEN, message=message)
+        refused = role_refusal(actor, action)
+        if refused is not None:
+            return CaseResult(error=CaseError.FORBIDDEN, message=refused)
         note = _clean_text(reason)
         if action is CaseAction.NOTE and note is None:
             return CaseResult(error=CaseError.INVALID_INPUT, message="A note needs some text.")

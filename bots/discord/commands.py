@@ -22,6 +22,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from vigil.bots.core.case_service import role_refusal
 from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock
 from vigil.bots.core.models import ChatMessage, PairKey, SpaceSettings
@@ -244,6 +245,10 @@ class Interactions:
     async def _open_dismiss_form(
         self, interaction: discord.Interaction[Any], actor: Actor, case_number: int
     ) -> None:
+        refused = role_refusal(actor, CaseAction.DISMISS)
+        if refused is not None:
+            await _reply(interaction, refused)
+            return
         async def on_reason(submitted: discord.Interaction[Any], reason: str | None) -> None:
             await self.guarded(
                 submitted,
@@ -540,6 +545,9 @@ def build_vigil_group(interactions: Interactions) -> app_commands.Group:
         name="vigil",
         description="Vigil: alerts about likely grooming conversations, for moderators",
         guild_only=True,
+        # Hidden from members without Manage Messages; a server admin can allow other roles under
+        # Server Settings → Integrations → Vigil. Vigil still checks its own moderator role on every use.
+        default_permissions=discord.Permissions(manage_messages=True),
     )
 
     @group.command(name="setup", description="Choose the alert channel and the moderator roles")

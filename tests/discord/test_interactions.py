@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
+
 from tests.discord.conftest import Vigil
 from tests.discord.fake_discord import FakeDiscord, Json, RestCall, User
 from vigil.bots.core.cases import CaseSource, CaseState
@@ -248,6 +250,27 @@ async def test_dismiss_opens_a_form_and_records_the_reason(vigil: Vigil) -> None
     assert len(ids) == 2
     late = await fake.submit_modal(user=fake.safety, custom_id=ids.pop(), values={"reason": ""})
     assert "cannot be dismissed" in _content(await fake.wait_for_reply(late))
+
+
+async def test_a_member_without_the_role_is_refused_before_the_dismiss_form(vigil: Vigil) -> None:
+    fake = vigil.fake
+    await vigil.setup_server()
+    await vigil.groom()
+    message = fake.bot_messages(fake.alerts)[0]
+
+    click = await fake.click(user=fake.member, message_id=message["id"], custom_id="vigil:dismiss:1")
+
+    (reply,) = await fake.wait_for_reply(click)
+    assert reply.json["type"] != 9, "no form to fill in only to be refused"
+    assert "Only moderators" in _content([reply]) and _ephemeral([reply])
+
+
+async def test_vigil_is_offered_only_to_members_who_can_manage_messages(vigil: Vigil) -> None:
+    await vigil.setup_server()
+    (registered,) = vigil.fake.calls_to("PUT", r"/applications/\d+/commands")
+    group = next(c for c in registered.json if c["name"] == "vigil")
+    assert int(group["default_member_permissions"]) == discord.Permissions(manage_messages=True).value
+    assert group["dm_permission"] is False
 
 
 async def test_a_member_reports_a_conversation_from_the_message_menu(vigil: Vigil) -> None:
