@@ -39,7 +39,7 @@ from vigil.bots.discord.commands import (
     build_vigil_group,
 )
 from vigil.bots.discord.render import ButtonAction, CaseButton
-from vigil.bots.discord.sink import DiscordSink, missing_permissions
+from vigil.bots.discord.sink import DiscordSink, invite_url, missing_permissions
 from vigil.bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
 from vigil.config.settings import DiscordSettings, Secret
 from vigil.storage.protocol import Store
@@ -239,6 +239,8 @@ class DiscordAdapter:
         try:
             await self._login()
             logger.info("logged in to Discord as bot user %s", self._bot.user.id if self._bot.user else "?")
+            if self._bot.application_id is not None:
+                logger.info("to add Vigil to a server, open %s", invite_url(self._bot.application_id))
             try:
                 await self._bot.connect(reconnect=True)
             except discord.PrivilegedIntentsRequired:

@@ -249,6 +249,7 @@ class Interactions:
         if refused is not None:
             await _reply(interaction, refused)
             return
+
         async def on_reason(submitted: discord.Interaction[Any], reason: str | None) -> None:
             await self.guarded(
                 submitted,

@@ -20,7 +20,13 @@ from vigil.bots.discord.render import alert_embed, case_buttons
 from vigil.bots.discord.translate import PLATFORM
 from vigil.storage.protocol import Store
 
-__all__ = ["ALERT_CHANNEL_PERMISSIONS", "DiscordSink", "delivery_failure", "missing_permissions"]
+__all__ = [
+    "ALERT_CHANNEL_PERMISSIONS",
+    "DiscordSink",
+    "delivery_failure",
+    "invite_url",
+    "missing_permissions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,14 @@ _PLATFORM_ERRORS = (discord.DiscordException, aiohttp.ClientError, OSError, Time
 
 def missing_permissions(permissions: discord.Permissions) -> tuple[str, ...]:
     return tuple(label for name, label in ALERT_CHANNEL_PERMISSIONS if not getattr(permissions, name))
+
+
+def invite_url(application_id: int) -> str:
+    """The link that adds Vigil to a server with exactly the permissions it needs (docs/discord.md, 2)."""
+    permissions = discord.Permissions(**{name: True for name, _ in ALERT_CHANNEL_PERMISSIONS})
+    return discord.utils.oauth_url(
+        application_id, permissions=permissions, scopes=("bot", "applications.commands")
+    )
 
 
 def _needs() -> str:

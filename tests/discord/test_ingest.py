@@ -249,3 +249,15 @@ async def test_identify_asks_for_exactly_the_intents_vigil_needs(vigil: Vigil) -
     # guilds, guild_messages, dm_messages, message_content: nothing about members or presences.
     assert identify["intents"] == (1 << 0) | (1 << 9) | (1 << 12) | (1 << 15)
     assert "shard" not in identify
+
+
+async def test_the_invite_link_with_exact_permissions_is_logged_at_start(
+    caplog: pytest.LogCaptureFixture, vigil: Vigil
+) -> None:
+    started = [r.getMessage() for r in caplog.get_records("setup") if r.name == "vigil.bots.discord.adapter"]
+    (line,) = [m for m in started if "to add Vigil to a server" in m]
+    # The same link as docs/discord.md step 2, with this application's id filled in.
+    assert line.endswith(
+        f"https://discord.com/oauth2/authorize?client_id={vigil.fake.app_id}"
+        "&scope=bot+applications.commands&permissions=84992"
+    )
