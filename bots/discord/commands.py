@@ -401,6 +401,17 @@ class Interactions:
             text = f"Vigil watches <#{channel_id}> again."
         await _reply(interaction, text)
 
+    async def test_alert(self, interaction: discord.Interaction[Any], actor: Actor) -> None:
+        if not actor.roles:
+            await _reply(interaction, "Test alerts are for moderators and server managers.")
+            return
+        result = await self._sink.post_test(actor.space_id)
+        if result.ok:
+            channel = (result.ref or "").split("/", 1)[0]
+            await _reply(interaction, f"Test alert posted in <#{channel}>. Real alerts will look like it.")
+        else:
+            await _reply(interaction, f"The test alert could not be posted: {result.error}.")
+
     async def status(self, interaction: discord.Interaction[Any], actor: Actor) -> None:
         if not actor.roles:
             await _reply(interaction, "Vigil's status is for moderators.")
@@ -606,6 +617,12 @@ def build_vigil_group(interactions: Interactions) -> app_commands.Group:
             interaction,
             "/vigil unignore",
             lambda actor: interactions.ignore(interaction, actor, channel_id=channel.id, ignored=False),
+        )
+
+    @group.command(name="test", description="Post a test alert in the alert channel, to check it works")
+    async def test(interaction: discord.Interaction[Any]) -> None:
+        await interactions.guarded(
+            interaction, "/vigil test", lambda actor: interactions.test_alert(interaction, actor)
         )
 
     @group.command(name="status", description="Connection, model, threshold, today's alerts, deliveries")

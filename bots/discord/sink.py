@@ -119,6 +119,14 @@ def _parse_ref(ref: str) -> _Target | None:
     return _Target(channel_id=channel_id, message_id=int(message_id))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Destination:
+    channel_id: str
+    channel: discord.PartialMessageable
+    ping: str
+    mentions: discord.AllowedMentions
+
+
 class DiscordSink:
     """The ``AlertSink`` for platform ``"discord"`` (put it in the ``RoutingSink`` under that name)."""
 
@@ -144,6 +152,46 @@ class DiscordSink:
 
     async def post(self, alert: Alert) -> DeliveryResult:
         space_id = alert.key.space_id
+        destination = await self._destination(space_id)
+        if isinstance(destination, DeliveryResult):
+            return destination
+        view = await self._cases.view(alert)
+        embed, buttons = await self._render(view)
+        try:
+            message = await destination.channel.send(
+                content=f"{destination.ping}New Vigil alert: case #{alert.case_number}",
+                embed=embed,
+                view=buttons,
+                allowed_mentions=destination.mentions,
+            )
+        except _PLATFORM_ERRORS as error:
+            return self._failed(space_id, delivery_failure(error, channel_id=destination.channel_id))
+        self._succeeded(space_id)
+        return DeliveryResult(ok=True, ref=f"{destination.channel_id}/{message.id}")
+
+    async def post_test(self, space_id: str) -> DeliveryResult:
+        """A test alert, exactly where and as real ones go (role ping, embed), with nothing to act on."""
+        destination = await self._destination(space_id)
+        if isinstance(destination, DeliveryResult):
+            return destination
+        embed = discord.Embed(
+            title="Vigil · test alert",
+            description="Alerts about likely grooming conversations will appear here, like this one, with "
+            "buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing to do.",
+        )
+        try:
+            message = await destination.channel.send(
+                content=f"{destination.ping}Vigil test alert",
+                embed=embed,
+                allowed_mentions=destination.mentions,
+            )
+        except _PLATFORM_ERRORS as error:
+            return self._failed(space_id, delivery_failure(error, channel_id=destination.channel_id))
+        self._succeeded(space_id)
+        return DeliveryResult(ok=True, ref=f"{destination.channel_id}/{message.id}")
+
+    async def _destination(self, space_id: str) -> _Destination | DeliveryResult:
+        """Where a server's alerts go and whom they ping, or why they cannot go."""
         if not self._is_connected():
             return DeliveryResult(
                 ok=False, error="not connected to Discord yet", retry_after=_NOT_CONNECTED_RETRY_S
@@ -158,26 +206,17 @@ class DiscordSink:
                     error=f"no alert channel is set for Discord server {space_id}: run /vigil setup there",
                 ),
             )
-        channel_id = settings.alert_channel_id
-        view = await self._cases.view(alert)
-        embed, buttons = await self._render(view)
         role = settings.moderator_role_id
-        content = f"New Vigil alert: case #{alert.case_number}"
+        ping = ""
         mentions = discord.AllowedMentions.none()
         if role is not None and role.isdigit():
-            content = f"<@&{role}> {content}"
+            ping = f"<@&{role}> "
             mentions = discord.AllowedMentions(
                 everyone=False, users=False, roles=[discord.Object(id=int(role))]
             )
+        channel_id = settings.alert_channel_id
         channel = self._client.get_partial_messageable(int(channel_id), guild_id=_guild_id(space_id))
-        try:
-            message = await channel.send(
-                content=content, embed=embed, view=buttons, allowed_mentions=mentions
-            )
-        except _PLATFORM_ERRORS as error:
-            return self._failed(space_id, delivery_failure(error, channel_id=channel_id))
-        self._succeeded(space_id)
-        return DeliveryResult(ok=True, ref=f"{channel_id}/{message.id}")
+        return _Destination(channel_id=channel_id, channel=channel, ping=ping, mentions=mentions)
 
     async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
         space_id = alert.key.space_id

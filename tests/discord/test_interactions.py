@@ -265,6 +265,22 @@ async def test_a_member_without_the_role_is_refused_before_the_dismiss_form(vigi
     assert "Only moderators" in _content([reply]) and _ephemeral([reply])
 
 
+async def test_a_test_alert_checks_the_alert_channel(vigil: Vigil) -> None:
+    fake = vigil.fake
+    before_setup = await _slash(fake, fake.owner, "test")
+    assert "could not be posted" in before_setup and "/vigil setup" in before_setup
+    await vigil.setup_server()
+    assert "for moderators" in await _slash(fake, fake.member, "test")
+
+    reply = await _slash(fake, fake.mod, "test")
+
+    assert f"Test alert posted in <#{fake.alerts}>" in reply
+    (posted,) = fake.bot_messages(fake.alerts)
+    assert posted["content"] == f"<@&{fake.mod_role}> Vigil test alert"
+    assert posted["embeds"][0]["title"] == "Vigil · test alert" and not posted.get("components")
+    assert await vigil.store.count_pairs() == 0 and await vigil.drain() == 0, "no case, nothing queued"
+
+
 async def test_vigil_is_offered_only_to_members_who_can_manage_messages(vigil: Vigil) -> None:
     await vigil.setup_server()
     (registered,) = vigil.fake.calls_to("PUT", r"/applications/\d+/commands")
