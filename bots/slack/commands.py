@@ -70,8 +70,8 @@ _FORBIDDEN_MOD = (
 HELP = """*Vigil* flags conversations that look like grooming and explains why; people decide.
 *Admins* · `/vigil setup #alert-channel @moderators @child-safety` · `/vigil threshold 0.8` \
 · `/vigil ignore #channel` · `/vigil unignore #channel`
-*Moderators* · `/vigil status` · `/vigil cases [@user]` · `/vigil case 12` · `/vigil case 12 note text` \
-· `/vigil pair @a @b`
+*Moderators* · `/vigil status` · `/vigil test` · `/vigil cases [@user]` · `/vigil case 12` \
+· `/vigil case 12 note text` · `/vigil pair @a @b`
 *Child-safety group* · `/vigil case 12 transcript` · `/vigil case 12 release-hold`
 Members can report a conversation with the message shortcut *Report conversation to moderators*."""
 
@@ -152,6 +152,10 @@ class VigilCommands:
             if not (access.has(Role.ADMIN) or access.has(Role.MODERATOR)):
                 return self._refused(team_id, access, _FORBIDDEN_MOD)
             return await self._status(team_id, settings)
+        if name == "test":
+            if not (access.has(Role.ADMIN) or access.has(Role.MODERATOR)):
+                return self._refused(team_id, access, _FORBIDDEN_MOD)
+            return await self._test_alert(client, settings)
         if name == "pair":
             if not access.has(Role.MODERATOR):
                 return self._refused(team_id, access, _FORBIDDEN_MOD)
@@ -299,6 +303,28 @@ class VigilCommands:
         return Reply(text=f"Vigil watches {listed} again.")
 
     # ------------------------------------------------------------------ moderator commands
+
+    async def _test_alert(self, client: AsyncWebClient, settings: SpaceSettings | None) -> Reply:
+        """A test alert where real ones go, pinging the moderator group as they do; no case, no buttons."""
+        channel_id = settings.alert_channel_id if settings is not None else None
+        if settings is None or channel_id is None:
+            return Reply(text="No alert channel yet: run `/vigil setup #alert-channel @moderators` first.")
+        group = settings.moderator_role_id
+        ping = f"<!subteam^{group}> " if group and group.startswith("S") else ""
+        try:
+            await client.chat_postMessage(
+                channel=channel_id,
+                text=f"{ping}Vigil test alert: alerts about likely grooming conversations will appear here, "
+                "with buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing "
+                "to do.",
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except WEB_API_ERRORS as error:
+            return Reply(text=f"The test alert could not be posted: {classify_failure(error).description}.")
+        return Reply(
+            text=f"Test alert posted in <#{channel_id}>. Real alerts will arrive there the same way."
+        )
 
     async def _status(self, team_id: str, settings: SpaceSettings | None) -> Reply:
         current = settings or SpaceSettings(platform=PLATFORM, space_id=team_id)

@@ -90,6 +90,23 @@ async def test_only_workspace_admins_change_settings(slack: SlackHarness) -> Non
     assert "Vigil" in (await slack.command("", user=MEMBER))["text"]  # help
 
 
+async def test_a_test_alert_checks_the_alert_channel(slack: SlackHarness) -> None:
+    assert "run `/vigil setup" in (await slack.command("test", user=ADMIN))["text"]
+    await slack.configure()
+    assert "Only members of the moderator user group" in (await slack.command("test", user=MEMBER))["text"]
+
+    answer = await slack.command("test", user=MOD)
+
+    assert answer["text"] == f"Test alert posted in <#{ALERTS}>. Real alerts will arrive there the same way."
+    ((channel, _), posted), *_ = slack.fake.posted.items()
+    assert channel == ALERTS and posted["text"].startswith(f"<!subteam^{MODS_GROUP}> Vigil test alert")
+    assert await slack.store.count_pairs() == 0
+    # A channel Vigil was not invited to: the reason, in Slack's advice.
+    slack.fake.channels[ALERTS]["is_member"] = False
+    refused = await slack.command("test", user=MOD)
+    assert refused["text"].startswith("The test alert could not be posted:")
+
+
 async def test_roles_come_from_slack_user_groups(slack: SlackHarness) -> None:
     await slack.configure()
     access = await slack.adapter._roles.access(
