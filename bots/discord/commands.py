@@ -550,6 +550,14 @@ class Interactions:
         return sorted(newest_first, key=lambda m: (m.created_at, m.id))
 
 
+HELP = """**Vigil** flags conversations that look like grooming and explains why; people decide.
+**Server managers** · `/vigil setup` · `/vigil threshold` · `/vigil ignore` · `/vigil unignore`
+**Moderators** · `/vigil status` · `/vigil test` · `/vigil cases [@member]` · `/vigil case number` · \
+`/vigil pair @a @b` · the buttons on each alert (claim, dismiss, confirm, escalate, snooze)
+**Child-safety role** · the Transcript button on an alert
+Members can report a conversation from a message's menu: Apps → Report conversation to mods."""
+
+
 def build_vigil_group(interactions: Interactions) -> app_commands.Group:
     """The ``/vigil`` command group; every subcommand hands over to ``interactions``."""
 
@@ -618,6 +626,10 @@ def build_vigil_group(interactions: Interactions) -> app_commands.Group:
             "/vigil unignore",
             lambda actor: interactions.ignore(interaction, actor, channel_id=channel.id, ignored=False),
         )
+
+    @group.command(name="help", description="What Vigil does and the commands you can use")
+    async def help_(interaction: discord.Interaction[Any]) -> None:
+        await interactions.guarded(interaction, "/vigil help", lambda actor: _reply(interaction, HELP))
 
     @group.command(name="test", description="Post a test alert in the alert channel, to check it works")
     async def test(interaction: discord.Interaction[Any]) -> None:

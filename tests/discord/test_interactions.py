@@ -265,6 +265,11 @@ async def test_a_member_without_the_role_is_refused_before_the_dismiss_form(vigi
     assert "Only moderators" in _content([reply]) and _ephemeral([reply])
 
 
+async def test_help_lists_the_commands_for_everyone(vigil: Vigil) -> None:
+    shown = await _slash(vigil.fake, vigil.fake.member, "help")
+    assert "/vigil setup" in shown and "/vigil test" in shown and REPORT_COMMAND_NAME in shown
+
+
 async def test_a_test_alert_checks_the_alert_channel(vigil: Vigil) -> None:
     fake = vigil.fake
     before_setup = await _slash(fake, fake.owner, "test")
