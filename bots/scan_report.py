@@ -118,6 +118,29 @@ dl.summary{display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem}
 """
 
 
+# The summary's keys (kept in the JSON for programs) as people read them.
+SUMMARY_WORDS: Mapping[str, str] = {
+    "files": "Files scanned",
+    "conversations": "Conversations",
+    "messages": "Messages",
+    "pairs": "Pairs of people",
+    "alerts": "New alerts",
+    "bad_records": "Unreadable records skipped",
+    "segments_skipped": "Segments skipped (not conversations)",
+    "seconds": "Seconds taken",
+    "messages_per_second": "Messages per second",
+}
+
+
+def _risk(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float | int) else _e(value)
+
+
+def _where(platform: object) -> str:
+    # Exports are replayed under the platform name "scan": say what that is.
+    return "chat export" if platform == "scan" else _e(platform)
+
+
 def render_scan_report_html(report: Mapping[str, object]) -> str:
     """The report as one self-contained HTML page (everything escaped, nothing loaded from anywhere)."""
     parts = [
@@ -135,7 +158,11 @@ def render_scan_report_html(report: Mapping[str, object]) -> str:
     summary = report.get("summary")
     if isinstance(summary, dict) and summary:
         parts.append('<dl class="summary">')
-        parts.extend(f"<dt>{_e(key)}</dt><dd>{_e(value)}</dd>" for key, value in summary.items())
+        parts.extend(
+            f"<dt>{_e(SUMMARY_WORDS.get(str(key), key))}</dt>"
+            f"<dd>{_e(f'{value:,}' if isinstance(value, int) else value)}</dd>"
+            for key, value in summary.items()
+        )
         parts.append("</dl>")
     pairs = report.get("flagged_pairs")
     pairs = pairs if isinstance(pairs, list) else []
@@ -154,13 +181,13 @@ def render_scan_report_html(report: Mapping[str, object]) -> str:
             [
                 '<section class="pair">',
                 f"<h2>Case #{_e(pair.get('case_number'))} · "
-                f'<span class="risk">risk {_e(pair.get("risk"))}</span> '
-                f"(peak {_e(pair.get('peak_risk'))})"
+                f'<span class="risk">risk {_risk(pair.get("risk"))}</span> '
+                f"(peak {_risk(pair.get('peak_risk'))})"
                 f"{' · shadow' if pair.get('shadow') else ''}</h2>",
                 f"<div>Likely groomer: {_who(pair.get('suspect'))}</div>",
                 f"<div>Other person: {_who(pair.get('other'))}</div>",
-                f'<div class="meta">{_e(pair.get("platform"))} space <code>{_e(pair.get("space_id"))}</code>'
-                f" · where: {channel_list}</div>",
+                f'<div class="meta">{_where(pair.get("platform"))} space '
+                f"<code>{_e(pair.get('space_id'))}</code> · where: {channel_list}</div>",
             ]
         )
         if isinstance(signals, list) and signals:
@@ -173,7 +200,7 @@ def render_scan_report_html(report: Mapping[str, object]) -> str:
                     continue
                 author = item.get("author_display_name") or item.get("author_id")
                 parts.append(
-                    f"<tr><td>{_e(item.get('risk'))}</td><td>{_e(item.get('timestamp'))}</td>"
+                    f"<tr><td>{_risk(item.get('risk'))}</td><td>{_e(item.get('timestamp'))}</td>"
                     f"<td>{_e(author)}</td><td>“{_e(item.get('excerpt'))}”</td></tr>"
                 )
             parts.append("</table>")

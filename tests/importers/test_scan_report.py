@@ -76,7 +76,7 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
         out_json=out_json,
         signal_labels={"secrecy": "asks to keep the conversation secret"},
         display_names=names,
-        summary={"files": 1, "conversations": 1},
+        summary={"files": 1, "conversations": 1, "bad_records": 2, "messages_per_second": 1234.5},
     )
     document = json.loads(out_json.read_text(encoding="utf-8"))
     assert document == json.loads(json.dumps(report))
@@ -88,6 +88,10 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
     assert pair["evidence"] and all(e["author_id"] == "1" for e in pair["evidence"])
 
     page = out_html.read_text(encoding="utf-8")
+    # For people: plain words, two-decimal risks, the export named as such (the JSON keeps the raw values).
+    assert "Unreadable records skipped" in page and "bad_records" not in page and "1234.5" in page
+    assert f"risk {pair['risk']:.2f}" in page and "chat export space" in page
+    assert document["summary"]["bad_records"] == 2
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>secret</b>" not in page and "&lt;b&gt;secret&lt;/b&gt; &amp; more" in page
     # Self-contained: nothing is loaded from anywhere.
