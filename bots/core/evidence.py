@@ -113,7 +113,9 @@ async def export_case(
         window = [] if preserved else await store.load_window(case.alert.key)
         audit = await store.audit_events(platform=platform, space_id=space_id, case_number=case_number)
         risk_history = await store.risk_history(case.alert.key, limit=1000)
+        pair = await store.load_pair(case.alert.key)
     messages, source = _pack_messages(case, preserved=preserved, window=window)
+    missing = _missing_note(messages, source=source, seen=pair.message_count if pair is not None else None)
     words = dict(signal_labels or {})
     generated_at = utc_now()
     links = {m.message_id: message_link(m) if message_link is not None else None for m in messages}
@@ -127,10 +129,17 @@ async def export_case(
         actor=actor,
         generated_at=generated_at,
         signal_labels=words,
+        missing=missing,
     )
     case_json = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
     transcript = _transcript_html(
-        case, messages=messages, links=links, audit=audit, generated_at=generated_at, signal_labels=words
+        case,
+        messages=messages,
+        links=links,
+        audit=audit,
+        generated_at=generated_at,
+        signal_labels=words,
+        missing=missing,
     )
     target = out_dir / pack_folder_name(space_id, case_number)
     manifest = await asyncio.to_thread(
@@ -160,6 +169,23 @@ def _pack_messages(
         return list(window), "window"
     # The window may be gone (retention); the alert's own excerpts are what is left.
     return list(case.alert.evidence), "alert_evidence"
+
+
+def _missing_note(messages: Sequence[WindowMessage], *, source: str, seen: int | None) -> str | None:
+    """What the pack lacks of the conversation, in words for the person filing a report; None when whole."""
+    if source == "alert_evidence":
+        return (
+            "The pair's messages were already removed under the retention schedule: only the excerpts in the "
+            "alert remain, so the conversation's start and most of its messages are missing."
+        )
+    if seen is not None and seen > len(messages):
+        return (
+            f"Vigil saw {seen} messages between these two people and keeps only the latest {len(messages)} "
+            "(a rolling window, by design: see the retention schedule), so the conversation's first "
+            f"{seen - len(messages)} messages are missing: the times below are those of the first and last "
+            "kept message, and the conversation began earlier. The platform holds the rest."
+        )
+    return None
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -193,6 +219,7 @@ def _case_document(
     actor: Actor,
     generated_at: datetime,
     signal_labels: Mapping[str, str],
+    missing: str | None,
 ) -> dict[str, object]:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
@@ -247,6 +274,8 @@ def _case_document(
             for event in audit
         ],
         "messages_source": messages_source,
+        "messages_complete": missing is None,
+        "messages_missing": missing,
         "messages": [
             {
                 "message_id": m.message_id,
@@ -275,7 +304,12 @@ def _case_document(
                     # Vigil stores no names; look the screen name up on the platform.
                     "screen_name": None,
                 },
-                "incident_time_utc": {"first_message": _time(first), "last_message": _time(last)},
+                "incident_time_utc": {
+                    "first_message": _time(first),
+                    "last_message": _time(last),
+                    # Without this, "first_message" reads as the conversation's start.
+                    "first_message_is_conversation_start": missing is None,
+                },
             },
             "platform_report_path": platform_report_path(alert.key.platform),
             "notes": [
@@ -307,6 +341,7 @@ def _transcript_html(
     audit: Sequence[AuditEvent],
     generated_at: datetime,
     signal_labels: Mapping[str, str],
+    missing: str | None,
 ) -> str:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
@@ -347,6 +382,7 @@ def _transcript_html(
 <p class="meta">Times are UTC. Media and attachments are never downloaded: only ids and links are listed.
 Scores are a model's estimate, not proof.</p>
 <h2>Messages ({len(messages)})</h2>
+{f'<p class="meta"><strong>Not the whole conversation.</strong> {e(missing)}</p>' if missing else ""}
 <table>
 <tr><th>time (UTC)</th><th>author id</th><th>role</th><th>text</th><th>risk</th><th>channel</th>
 <th>message id</th><th>link</th></tr>

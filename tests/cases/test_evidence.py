@@ -79,6 +79,40 @@ async def test_the_pack_is_complete_and_verifiable(harness: Harness, tmp_path: P
     assert [(e.action, e.actor_id) for e in audit][-1] == ("evidence_exported", "cs-1")
 
 
+async def test_a_pack_says_when_the_conversation_s_start_is_missing(harness: Harness, tmp_path: Path) -> None:
+    short = await harness.raise_alert("adult-1", "kid-1")
+    long = await harness.raise_alert("adult-2", "kid-2")
+    await harness.talk("adult-2", "kid-2", risky=False, turns=12)  # 30 messages in all; the window keeps 20
+
+    packs = {}
+    for alert in (short, long):
+        folder = await export_case(
+            harness.store,
+            platform=PLATFORM,
+            space_id=SPACE,
+            case_number=alert.case_number,
+            out_dir=tmp_path / "packs",
+            actor=CHILD_SAFETY,
+        )
+        packs[alert.case_number] = (
+            json.loads((folder / "case.json").read_text(encoding="utf-8")),
+            (folder / "transcript.html").read_text(encoding="utf-8"),
+        )
+
+    whole, whole_page = packs[short.case_number]
+    assert whole["messages_complete"] and whole["messages_missing"] is None
+    assert whole["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
+    assert "Not the whole conversation" not in whole_page
+    cut, cut_page = packs[long.case_number]
+    assert not cut["messages_complete"] and len(cut["messages"]) == 20
+    assert (
+        "saw 30 messages" in cut["messages_missing"]
+        and "first 10 messages are missing" in cut["messages_missing"]
+    )
+    assert not cut["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
+    assert "Not the whole conversation" in cut_page
+
+
 async def test_the_transcript_is_escaped_and_loads_nothing(harness: Harness, tmp_path: Path) -> None:
     number = (await hostile_case(harness)).case_number
 
