@@ -207,6 +207,10 @@ class Monitor:
             return SkipReason.IGNORED_CHANNEL
         return None
 
+    async def policy_for_space(self, *, platform: str, space_id: str) -> PolicyConfig:
+        """The policy this space's pairs are judged by (its own threshold and shadow mode, if set)."""
+        return self._policy_for(await self._store.get_space_settings(platform=platform, space_id=space_id))
+
     def _policy_for(self, settings: SpaceSettings | None) -> PolicyConfig:
         policy = self._config.policy
         if settings is None:

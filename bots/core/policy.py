@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +44,12 @@ class PolicyConfig:
             raise ValueError("hysteresis must be >= 0 and below the threshold")
         if self.max_alerts_per_hour < 1:
             raise ValueError("max_alerts_per_hour must be >= 1")
+
+
+class PolicyLookup(Protocol):
+    """The policy a space's pairs are judged by (``Monitor.policy_for_space``), for explaining them."""
+
+    async def __call__(self, *, platform: str, space_id: str) -> PolicyConfig: ...
 
 
 class Decision(enum.Enum):
@@ -93,6 +100,23 @@ def decide(policy: PolicyConfig, state: PolicyInput) -> PolicyOutcome:
     if streak >= policy.sustain_messages and not snoozed:
         return PolicyOutcome(decision=Decision.RAISE, streak=streak)
     return PolicyOutcome(decision=Decision.NONE, streak=streak)
+
+
+def alert_outlook(
+    policy: PolicyConfig, *, risk: float, streak: int, snoozed_until: datetime | None, now: datetime
+) -> str:
+    """Why a pair with no open alert has none yet, in words for a moderator (the same rule as ``decide``)."""
+    if snoozed_until is not None and now < snoozed_until:
+        return f"snoozed until {snoozed_until:%Y-%m-%d %H:%M} UTC: no new alert before then"
+    if streak <= 0:
+        return (
+            f"no alert: the risk ({risk:.2f}) is below the alert threshold ({policy.threshold:.2f}); an "
+            f"alert needs it at or above the threshold for {policy.sustain_messages} messages in a row"
+        )
+    return (
+        f"no alert yet: the risk has been at or above the threshold ({policy.threshold:.2f}) for {streak} of "
+        f"the {policy.sustain_messages} messages in a row an alert needs"
+    )
 
 
 def deferred_post_time(*, now: datetime, alerts_last_hour: int, policy: PolicyConfig) -> datetime:

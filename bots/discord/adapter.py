@@ -220,6 +220,7 @@ class DiscordAdapter:
             latency_s=self._latency_s,
             clock=clock,
             options=self._options.interactions,
+            policy_for=monitor.policy_for_space,
         )
 
     @property

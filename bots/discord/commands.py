@@ -26,6 +26,7 @@ from vigil.bots.core.case_service import role_refusal
 from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock
 from vigil.bots.core.models import ChatMessage, PairKey, SpaceSettings
+from vigil.bots.core.policy import PolicyLookup, alert_outlook
 from vigil.bots.discord.render import (
     ButtonAction,
     DismissModal,
@@ -164,6 +165,7 @@ class Interactions:
         latency_s: Callable[[], float | None],
         clock: Clock,
         options: InteractionOptions,
+        policy_for: PolicyLookup,
     ) -> None:
         self._store = store
         self._cases = cases
@@ -177,6 +179,7 @@ class Interactions:
         self._latency_s = latency_s
         self._clock = clock
         self._options = options
+        self._policy_for = policy_for
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -471,6 +474,15 @@ class Interactions:
         state = await self._store.load_pair(key)
         points = await self._store.risk_history(key, limit=self._options.pair_history_points)
         open_alert = await self._store.open_alert_for_pair(key)
+        outlook = None
+        if state is not None and open_alert is None:
+            outlook = alert_outlook(
+                await self._policy_for(platform=PLATFORM, space_id=actor.space_id),
+                risk=state.risk,
+                streak=state.above_threshold_streak,
+                snoozed_until=state.snoozed_until,
+                now=self._clock(),
+            )
         await _reply(
             interaction,
             pair_history_text(
@@ -481,6 +493,7 @@ class Interactions:
                 message_count=state.message_count if state is not None else 0,
                 open_case=open_alert.case_number if open_alert is not None else None,
                 points=points,
+                outlook=outlook,
             ),
         )
 

@@ -408,6 +408,7 @@ def pair_history_text(
     message_count: int,
     open_case: int | None,
     points: Sequence[RiskPoint],
+    outlook: str | None = None,
 ) -> str:
     head = f"**Pair** {_user(first)} and {_user(second)}"
     if risk is None:
@@ -418,6 +419,8 @@ def pair_history_text(
         + (f"; likely groomer {_user(suspect_id)}" if suspect_id and risk > 0 else ""),
         f"Open case: #{open_case}" if open_case is not None else "No open case.",
     ]
+    if outlook is not None:
+        lines.append(outlook[0].upper() + outlook[1:] + ".")
     if points:
         lines.append("Risk history (oldest first):")
         lines.extend(f"{_when(p.timestamp)} {p.risk:.2f}" for p in points)

@@ -255,6 +255,7 @@ class SlackAdapter:
             model_name=monitor.model_name,
             signal_labels=labels,
             connection="Socket Mode" if settings.mode == "socket" else "HTTP",
+            policy_for=monitor.policy_for_space,
             show_pending=not settings.oauth,
         )
         self._register()

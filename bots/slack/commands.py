@@ -28,7 +28,9 @@ from typing import Literal
 from slack_sdk.web.async_client import AsyncWebClient
 
 from vigil.bots.core.cases import CaseAction, Cases, Role
+from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import PairKey, SpaceSettings
+from vigil.bots.core.policy import PolicyLookup, alert_outlook
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
     Block,
@@ -118,7 +120,9 @@ class VigilCommands:
         model_name: str,
         signal_labels: Mapping[str, str],
         connection: str,
+        policy_for: PolicyLookup,
         show_pending: bool = True,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._cases = cases
@@ -129,6 +133,8 @@ class VigilCommands:
         self._model_name = model_name
         self._signal_labels = dict(signal_labels)
         self._connection = connection
+        self._policy_for = policy_for
+        self._clock = clock
         # One outbox serves all workspaces: with OAuth distribution its size is no tenant's business.
         self._show_pending = show_pending
 
@@ -368,9 +374,17 @@ class VigilCommands:
                 f"<#{c}>" if not c.startswith("D") else "a direct message" for c in state.channel_ids
             ),
         ]
-        if state.snoozed_until is not None:
-            lines.append(f"• Snoozed until {state.snoozed_until:%Y-%m-%d %H:%M} UTC")
-        lines.append(f"• Open case: #{alert.case_number}" if alert is not None else "• No open case")
+        if alert is not None:
+            lines.append(f"• Open case: #{alert.case_number}")
+        else:
+            outlook = alert_outlook(
+                await self._policy_for(platform=PLATFORM, space_id=team_id),
+                risk=state.risk,
+                streak=state.above_threshold_streak,
+                snoozed_until=state.snoozed_until,
+                now=self._clock(),
+            )
+            lines.append(f"• No open case: {outlook}")
         return Reply(text="\n".join(lines))
 
     async def _case(self, access: Access, args: Sequence[str], *, raw: str) -> Reply:

@@ -265,6 +265,27 @@ async def test_a_member_without_the_role_is_refused_before_the_dismiss_form(vigi
     assert "Only moderators" in _content([reply]) and _ephemeral([reply])
 
 
+async def test_pair_says_why_there_is_no_alert_yet(vigil: Vigil) -> None:
+    fake = vigil.fake
+    await vigil.setup_server()
+    first = await vigil.say(fake.member, "hello there")
+    await vigil.say(fake.kid, "hello", reply_to=first)
+
+    shown = await _slash(
+        fake,
+        fake.mod,
+        "pair",
+        options=[
+            {"name": "first", "type": 6, "value": fake.member.id},
+            {"name": "second", "type": 6, "value": fake.kid.id},
+        ],
+        resolved=fake.resolved_users(fake.member, fake.kid),
+    )
+
+    assert "No open case." in shown
+    assert "below the alert threshold (0.70)" in shown and "for 2 messages in a row" in shown
+
+
 async def test_help_lists_the_commands_for_everyone(vigil: Vigil) -> None:
     shown = await _slash(vigil.fake, vigil.fake.member, "help")
     assert "/vigil setup" in shown and "/vigil test" in shown and REPORT_COMMAND_NAME in shown

@@ -267,6 +267,18 @@ async def test_case_commands(slack: SlackHarness) -> None:
     assert "No such case" in (await slack.command("case 99", user=MOD))["text"]
 
 
+async def test_pair_says_why_there_is_no_alert_yet(slack: SlackHarness) -> None:
+    await slack.configure(threshold=0.8)
+    await slack.say(user=MEMBER, text=f"<@{KID}> hello there")
+    await slack.say(user=KID, text=f"<@{MEMBER}> hi")
+
+    pair = await slack.command(f"pair <@{MEMBER}> <@{KID}>", user=MOD)
+
+    # The space's own threshold, and the sustain rule the monitor applies.
+    assert "• No open case: no alert: the risk (" in pair["text"]
+    assert "below the alert threshold (0.80)" in pair["text"] and "messages in a row" in pair["text"]
+
+
 async def test_member_report_from_the_message_shortcut(slack: SlackHarness) -> None:
     await slack.configure()
     first = {"type": "message", "user": KID, "text": "hi", "ts": slack.next_ts()}
