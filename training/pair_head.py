@@ -244,13 +244,15 @@ def _restyled(
     return dataclasses.replace(conversation, id=f"{conversation.id}~{suffix}", messages=messages)
 
 
-def augment(conversations: Sequence[Conversation], *, seed: int) -> list[Conversation]:
+def augment(
+    conversations: Sequence[Conversation], *, seed: int, standardised_share: float = STANDARDISED_SHARE
+) -> list[Conversation]:
     """Restyled copies of training conversations (the originals are not included)."""
     rng = random.Random(seed)
     out: list[Conversation] = []
     for conversation in conversations:
         if conversation.label == 1 or conversation.source.startswith("pj_"):
-            if rng.random() < STANDARDISED_SHARE:
+            if rng.random() < standardised_share:
                 out.append(_restyled(conversation, "std", standardise, rng))
             if rng.random() < MODERNISED_SHARE:
                 out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
@@ -1022,6 +1024,9 @@ def build_sequences(
     seed: int,
     threads: int,
     policy: Sequence[Path] = (),
+    standardised_share: float = STANDARDISED_SHARE,
+    standard_weight: float = 1.0,
+    look_alike_weight: float | None = None,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
     ``POLICY_SPLIT`` for choosing the alert policy only), and
@@ -1037,9 +1042,20 @@ def build_sequences(
         by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     added = load_extra(extra)
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
-    restyled = added + augment(training, seed=seed)
+    restyled = added + augment(training, seed=seed, standardised_share=standardised_share)
     for conversation in restyled:
-        by_split[str(Split.TRAIN)].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+        sequences = sequences_of(conversation, texts=table.id_of, rng=rng)
+        if conversation.source.startswith("pj_") and conversation.id.endswith(("~std", "~mod")):
+            # Perverted-Justice grooming in standard English: what keeps chat-speak from being the evidence.
+            sequences = [
+                dataclasses.replace(s, weight=s.weight * standard_weight) if s.label == 1 else s
+                for s in sequences
+            ]
+        if look_alike_weight is not None and conversation.source in WRITTEN_SOURCES:
+            sequences = [
+                dataclasses.replace(s, weight=look_alike_weight) if s.label == 0 else s for s in sequences
+            ]
+        by_split[str(Split.TRAIN)].extend(sequences)
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in load_extra(policy):
@@ -1086,6 +1102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         threads=args.threads,
         policy=args.policy_extra,
+        standardised_share=args.standardised_share,
+        standard_weight=args.standard_weight,
+        look_alike_weight=args.look_alike_weight,
     )
     train_seed = args.train_seed if args.train_seed is not None else args.seed
     explanation_signals = model_has_explanation_heads(args.model)
@@ -1167,6 +1186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             written=any(
                 sequence.source == WRITTEN_SOURCE["source"] for sequence in by_split[str(Split.TRAIN)]
             ),
+            policy_set=bool(by_split.get(POLICY_SPLIT)),
         )
     return report
 
@@ -1189,6 +1209,11 @@ WRITTEN_BIAS = (
     " before, and its realistic test sets come from the same kind of writer, so chat unlike theirs may fare"
     " worse."
 )
+POLICY_SOURCE_ENTRY = {
+    "source": POLICY_SOURCE,
+    "licence": "Written for Vigil by hand, conversation by conversation, same licence as Vigil",
+    "role": "pair model: chose the alert threshold and sustain, beside the calibration split; not trained on",
+}
 WRITTEN_SOURCE = {
     "source": "vigil_written_train",
     "licence": "Written for Vigil by hand, conversation by conversation, same licence as Vigil",
@@ -1209,6 +1234,7 @@ def write_model_dir(
     state_size: int = STATE_SIZE,
     members: Sequence[str] = ("full",),
     written: bool = False,
+    policy_set: bool = False,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1228,6 +1254,8 @@ def write_model_dir(
         metadata["training_data"].append(MODERN_SOURCE)
     if written and WRITTEN_SOURCE not in metadata["training_data"]:
         metadata["training_data"].append(WRITTEN_SOURCE)
+    if policy_set and POLICY_SOURCE_ENTRY not in metadata["training_data"]:
+        metadata["training_data"].append(POLICY_SOURCE_ENTRY)
     biases = [b for b in metadata.get("known_biases", []) if "minimum message count" not in b]
     metadata["known_biases"] = biases + [b for b in PAIR_MODEL_BIASES if b not in biases]
     if written and WRITTEN_BIAS not in metadata["known_biases"]:
@@ -1270,6 +1298,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="conversations that only choose the alert policy, with the calibration split (never trained on)",
     )
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--standardised-share",
+        type=float,
+        default=STANDARDISED_SHARE,
+        help="share of grooming and Perverted-Justice training chats that get a standard-English copy",
+    )
+    parser.add_argument(
+        "--look-alike-weight",
+        type=float,
+        default=None,
+        help="weight of the written look-alikes' members (default: source_weight's, 2)",
+    )
+    parser.add_argument(
+        "--standard-weight",
+        type=float,
+        default=1.0,
+        help="weight of the suspect in standard-English copies of Perverted-Justice grooming chats",
+    )
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"
     )

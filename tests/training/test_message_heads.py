@@ -28,6 +28,7 @@ from training.message_heads import (
 from training.modern_lines import modern_conversations
 from training.pair_head import (
     PAIR_SIGNALS_OUTPUT,
+    POLICY_SOURCE_ENTRY,
     FeatureCacheMismatchError,
     FeatureTable,
     message_features,
@@ -293,8 +294,11 @@ async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_bot
         version="test",
         state_size=8,
         members=("full", "behaviour"),
+        policy_set=True,
     )
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    # The policy conversations are named among the data, as what chose the threshold, not training data.
+    assert metadata["training_data"].count(POLICY_SOURCE_ENTRY) == 1
     assert metadata["pair_model"]["signals_output"] == PAIR_SIGNALS_OUTPUT
     assert metadata["pair_model"]["explanation_signals"] is True
     assert metadata["pair_model"]["members"] == ["full", "behaviour"]
