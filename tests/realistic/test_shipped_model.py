@@ -5,7 +5,7 @@ Floors, not targets: the model card reports the figures. On the development set 
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
 template and training conversation and never used to choose a model) 21 of 24 and 2 of 30 (2026.12.3: 10 and
 1); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
-writers also wrote the trained-on three quarters) 27 of 35 and 2 of 25. The development set was read while
+writers also wrote the trained-on three quarters) 47 of 65 and 3 of 55. The development set was read while
 earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
 before it ships.
 """
@@ -76,9 +76,9 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
-    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (35, 25)
-    assert written_held["recall"] >= 0.7  # 27 of 35
-    assert written_held["precision"] >= 0.9  # two look-alikes of 25
+    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (65, 55)
+    assert written_held["recall"] >= 0.7  # 47 of 65
+    assert written_held["precision"] >= 0.9  # three look-alikes of 55
     assert written_held["pr_auc"] >= 0.85
 
 
