@@ -160,14 +160,15 @@ def _policy_of(pairs: list[tuple[str, int, float]]) -> tuple[float, int]:
     return threshold, sustain
 
 
-def test_the_policy_weighs_each_false_alert_against_two_conversations_found() -> None:
+def test_the_policy_weighs_each_false_alert_against_three_conversations_found() -> None:
     # 0.90 finds two groomings with no false alert; 0.70 would find a third at the cost of a look-alike.
     assert _policy_of([("g1", 1, 0.97), ("g2", 1, 0.92), ("g3", 1, 0.72), ("n1", 0, 0.82)]) == (0.9, 2)
-    # Three more found outweigh one false alert: the highest threshold that finds them.
-    assert _policy_of([("g1", 1, 0.72), ("g2", 1, 0.72), ("g3", 1, 0.72), ("n1", 0, 0.82)]) == (0.7, 2)
-    # One more found does not; with nothing found, the most margin. (Sustain 2 above: the same catches, a
+    # Four more found outweigh one false alert: the highest threshold that finds them.
+    four = [(f"g{i}", 1, 0.72) for i in range(4)]
+    assert _policy_of([*four, ("n1", 0, 0.82)]) == (0.7, 2)
+    # Two more found do not; with nothing found, the most margin. (Sustain 2 above: the same catches, a
     # message earlier.)
-    assert _policy_of([("g1", 1, 0.72), ("n1", 0, 0.82)]) == (0.95, 3)
+    assert _policy_of([("g1", 1, 0.72), ("g2", 1, 0.72), ("n1", 0, 0.82)]) == (0.95, 3)
 
 
 def test_platt_calibration_recovers_a_known_scale() -> None:
