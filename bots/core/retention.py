@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -291,17 +291,11 @@ async def forget(
                 "held_pairs": report.held_pairs,
                 "held_cases": report.held_cases,
             }
-            await store.append_audit(
-                platform=platform,
-                space_id=ALL_SPACES,
-                case_number=None,
-                at=now,
-                actor_id=actor.user_id,
-                action="forget",
-                detail=json.dumps(detail, sort_keys=True),
-            )
-            for space_id, case_number in report.cases_changed:
-                # The case's own trail says its evidence changed, and under which erasure request.
+            # The request's own entry; then each changed case's trail says its evidence changed, and why.
+            case_detail = {"member": pseudonym, "note": "a member's messages were erased on request"}
+            entries: list[tuple[str, int | None, Mapping[str, object]]] = [(ALL_SPACES, None, detail)]
+            entries += [(space_id, number, case_detail) for space_id, number in report.cases_changed]
+            for space_id, case_number, entry in entries:
                 await store.append_audit(
                     platform=platform,
                     space_id=space_id,
@@ -309,10 +303,7 @@ async def forget(
                     at=now,
                     actor_id=actor.user_id,
                     action="forget",
-                    detail=json.dumps(
-                        {"member": pseudonym, "note": "a member's messages were erased on request"},
-                        sort_keys=True,
-                    ),
+                    detail=json.dumps(entry, sort_keys=True),
                 )
     except _DryRunDone:
         return report

@@ -157,17 +157,13 @@ class DiscordSink:
             return destination
         view = await self._cases.view(alert)
         embed, buttons = await self._render(view)
-        try:
-            message = await destination.channel.send(
-                content=f"{destination.ping}New Vigil alert: case #{alert.case_number}",
-                embed=embed,
-                view=buttons,
-                allowed_mentions=destination.mentions,
-            )
-        except _PLATFORM_ERRORS as error:
-            return self._failed(space_id, delivery_failure(error, channel_id=destination.channel_id))
-        self._succeeded(space_id)
-        return DeliveryResult(ok=True, ref=f"{destination.channel_id}/{message.id}")
+        return await self._send(
+            space_id,
+            destination,
+            content=f"New Vigil alert: case #{alert.case_number}",
+            embed=embed,
+            view=buttons,
+        )
 
     async def post_test(self, space_id: str) -> DeliveryResult:
         """A test alert, exactly where and as real ones go (role ping, embed), with nothing to act on."""
@@ -179,10 +175,25 @@ class DiscordSink:
             description="Alerts about likely grooming conversations will appear here, like this one, with "
             "buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing to do.",
         )
+        # No buttons: there is no case to act on.
+        return await self._send(
+            space_id, destination, content="Vigil test alert", embed=embed, view=discord.ui.View()
+        )
+
+    async def _send(
+        self,
+        space_id: str,
+        destination: _Destination,
+        *,
+        content: str,
+        embed: discord.Embed,
+        view: discord.ui.View,
+    ) -> DeliveryResult:
         try:
             message = await destination.channel.send(
-                content=f"{destination.ping}Vigil test alert",
+                content=f"{destination.ping}{content}",
                 embed=embed,
+                view=view,
                 allowed_mentions=destination.mentions,
             )
         except _PLATFORM_ERRORS as error:
