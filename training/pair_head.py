@@ -1029,6 +1029,7 @@ def build_sequences(
     standardised_share: float = STANDARDISED_SHARE,
     standard_weight: float = 1.0,
     look_alike_weight: float | None = None,
+    negative_weights: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
     ``POLICY_SPLIT`` for choosing the alert policy only), and
@@ -1058,6 +1059,13 @@ def build_sequences(
                 dataclasses.replace(s, weight=look_alike_weight) if s.label == 0 else s for s in sequences
             ]
         by_split[str(Split.TRAIN)].extend(sequences)
+    if negative_weights:
+        by_split[str(Split.TRAIN)] = [
+            dataclasses.replace(s, weight=negative_weights[s.source])
+            if s.label == 0 and s.source in negative_weights
+            else s
+            for s in by_split[str(Split.TRAIN)]
+        ]
     for conversation in read_conversations(realistic):
         by_split["realistic"].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     for conversation in load_extra(policy):
@@ -1107,6 +1115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         standardised_share=args.standardised_share,
         standard_weight=args.standard_weight,
         look_alike_weight=args.look_alike_weight,
+        negative_weights=dict(args.negative_weight),
     )
     train_seed = args.train_seed if args.train_seed is not None else args.seed
     explanation_signals = model_has_explanation_heads(args.model)
@@ -1282,6 +1291,14 @@ def write_model_dir(
     write_golden(out)
 
 
+def _source_weight(text: str) -> tuple[str, float]:
+    source, _, weight = text.partition("=")
+    try:
+        return source, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT, got {text!r}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.pair_head", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
@@ -1305,6 +1322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=STANDARDISED_SHARE,
         help="share of grooming and Perverted-Justice training chats that get a standard-English copy",
+    )
+    parser.add_argument(
+        "--negative-weight",
+        type=_source_weight,
+        action="append",
+        default=[],
+        metavar="SOURCE=W",
+        help="weight of a source's ordinary training sequences (e.g. sexting_adult=16; repeatable)",
     )
     parser.add_argument(
         "--look-alike-weight",

@@ -6,6 +6,7 @@ tested through the shipped ``pair_model.onnx`` in tests/detector.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import random
 
@@ -33,6 +34,7 @@ from training.pair_head import (
     to_record,
     with_embedding_output,
 )
+from training.pair_head import _source_weight as main_source_weight
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.replay import record_to_messages
 from vigil.bots.core.segments import segment_texts
@@ -296,3 +298,9 @@ def test_conversations_written_for_vigil_are_weighted_alike_and_never_restyled(s
     assert augment(benign, seed=0) == []  # already modern: no chat-speak copies
     ordinary = [dataclasses.replace(c, source="personachat") for c in benign]
     assert augment(ordinary, seed=0)  # ordinary chat gets some
+
+
+def test_negative_weights_are_read_as_source_equals_weight() -> None:
+    assert main_source_weight("sexting_adult=16") == ("sexting_adult", 16.0)
+    with pytest.raises(argparse.ArgumentTypeError, match="SOURCE=WEIGHT"):
+        main_source_weight("sexting_adult")
