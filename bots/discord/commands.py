@@ -571,6 +571,21 @@ HELP = """**Vigil** flags conversations that look like grooming and explains why
 Members can report a conversation from a message's menu: Apps → Report conversation to mods."""
 
 
+class AlertChannelPicker(app_commands.Transformer):
+    """The channel option of ``/vigil setup``: Discord offers only channels an alert can be posted in."""
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.channel
+
+    @property
+    def channel_types(self) -> list[discord.ChannelType]:
+        return list(_POSTABLE_CHANNEL_TYPES)
+
+    async def transform(self, interaction: discord.Interaction[Any], value: Any, /) -> Any:
+        return value  # the resolved AppCommandChannel; setup still checks its type and permissions
+
+
 def build_vigil_group(interactions: Interactions) -> app_commands.Group:
     """The ``/vigil`` command group; every subcommand hands over to ``interactions``."""
 
@@ -591,7 +606,7 @@ def build_vigil_group(interactions: Interactions) -> app_commands.Group:
     )
     async def setup(
         interaction: discord.Interaction[Any],
-        alert_channel: app_commands.AppCommandChannel,
+        alert_channel: app_commands.Transform[app_commands.AppCommandChannel, AlertChannelPicker],
         moderator_role: discord.Role,
         child_safety_role: discord.Role | None = None,
     ) -> None:

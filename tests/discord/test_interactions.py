@@ -313,6 +313,12 @@ async def test_vigil_is_offered_only_to_members_who_can_manage_messages(vigil: V
     group = next(c for c in registered.json if c["name"] == "vigil")
     assert int(group["default_member_permissions"]) == discord.Permissions(manage_messages=True).value
     assert group["dm_permission"] is False
+    # The alert-channel picker offers text and announcement channels only (not voice, forum, stage, category).
+    setup = next(option for option in group["options"] if option["name"] == "setup")
+    channel = next(option for option in setup["options"] if option["name"] == "alert_channel")
+    assert sorted(channel["channel_types"]) == sorted(
+        [discord.ChannelType.text.value, discord.ChannelType.news.value]
+    )
 
 
 async def test_a_member_reports_a_conversation_from_the_message_menu(vigil: Vigil) -> None:
