@@ -205,7 +205,7 @@ def _signal_labels(settings: Settings) -> dict[str, str]:
     except (ModelLoadError, OSError) as error:
         logger.warning("signals shown by name: the model's metadata could not be read (%s)", error)
         return {}
-    return dict(zip(info.signals, info.signal_labels, strict=True))
+    return info.signal_words()
 
 
 def _time(moment: datetime | None) -> str:

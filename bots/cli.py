@@ -98,7 +98,7 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.detector = detector
-        self.signal_labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
+        self.signal_labels = detector.info.signal_words()
         self.monitor = Monitor(
             store=store,
             detector=metrics.instrument(detector) if metrics is not None else detector,

@@ -38,6 +38,10 @@ class ModelInfo:
     signal_labels: tuple[str, ...]
     signal_threshold: float
 
+    def signal_words(self) -> dict[str, str]:
+        """Each signal's name mapped to its plain words, as alerts, cases and evidence packs show them."""
+        return dict(zip(self.signals, self.signal_labels, strict=True))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthorRisk:
