@@ -23,6 +23,7 @@ from vigil.detector import (
     OnnxDetector,
     load_default_model_dir,
 )
+from vigil.detector.onnx_detector import _MAX_PADDING_RATIO, _MIN_SUB_BATCH, _length_groups
 
 CHAT_LINES = (
     "hi how are you",
@@ -314,3 +315,15 @@ async def test_shipped_model_golden() -> None:
         assert score.risk == pytest.approx(risk, abs=0.005), text
         for name, probability in signals.items():
             assert score.signals[signal_index[name]] == pytest.approx(probability, abs=0.005), (text, name)
+
+
+def test_length_groups_partition_in_order_and_keep_padding_near_the_real_tokens() -> None:
+    # The sub-batching rule behind score_batch: private, but the rule that sets the detector's throughput.
+    lengths = sorted([3] * 5 + [4] * 7 + [9] * 2 + [12] * 30 + [40] * 6 + [64] * 11 + [0])
+    groups = _length_groups(lengths)
+    assert [position for group in groups for position in group] == list(range(len(lengths)))
+    for group in groups:
+        rows = [max(1, lengths[position]) for position in group]
+        # A group grows past its first _MIN_SUB_BATCH rows only while padding stays within the ratio.
+        if len(rows) > _MIN_SUB_BATCH:
+            assert len(rows) * max(rows) <= _MAX_PADDING_RATIO * sum(rows)
