@@ -348,7 +348,17 @@ async def fetch_metrics(*, host: str = "127.0.0.1", port: int, timeout_s: float 
 # ---------------------------------------------------------------------------------------------- logging
 
 # Record attributes copied into JSON lines when a caller passes them with ``extra=``.
-_CONTEXT_FIELDS = ("case_number", "alert_id", "platform", "space_id", "batch_size", "reason")
+_CONTEXT_FIELDS = (
+    "case_number",
+    "alert_id",
+    "platform",
+    "space_id",
+    "batch_size",
+    "reason",
+    "gateway_event",
+    "error_type",
+    "error_at",
+)
 # Ids the core already writes into its messages ("case 3 (alert 7)"), lifted into fields.
 _CASE_IN_MESSAGE = re.compile(r"\bcase #?(\d+)\b")
 _ALERT_IN_MESSAGE = re.compile(r"\balert (\d+)\b")

@@ -6,7 +6,11 @@ pairs' windows (``Store.forget_message``), while evidence already copied into a 
 Out: ``sink`` posts and edits alerts; moderators' clicks and commands go to ``Cases``.
 
 discord.py owns the connection: it reconnects and RESUMEs by itself, and redelivered messages are dropped by
-the monitor's idempotency (by message id). Each event handler awaits its own work under a bounded semaphore,
+the monitor's idempotency (by message id). Two guards sit around it, because discord.py's parsers raise on
+payloads they do not expect and its ``connect`` lets that escape: each gateway event's parser is wrapped,
+so a malformed event is logged (ERROR) and skipped; anything else that escapes ``connect`` (a frame that
+is not JSON) is logged and the client is restarted with backoff (a new session: events sent meanwhile are
+lost). Each event handler awaits its own work under a bounded semaphore,
 so a flood of events waits instead of piling up unbounded work, and a failure in one handler is logged and
 isolated. ``run()`` raises ``DiscordFatalError`` for what reconnecting cannot fix (a bad token, the Message
 Content intent not enabled).
@@ -17,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -50,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 
 _LOGIN_RETRY_MAX_S = 60.0
+# A connection that stayed up this long was healthy: the next unexpected failure waits the first delay again.
+_HEALTHY_CONNECTION_S = 300.0
 _CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
     {
         4004: "authentication failed; check the bot token",
@@ -79,6 +87,8 @@ class DiscordOptions:
     max_ratelimit_timeout_s: float = 30.0
     shutdown_grace_s: float = 10.0
     login_retry_initial_s: float = 1.0
+    # After an unexpected connection failure, the first wait before restarting it (doubling to a minute).
+    restart_initial_s: float = 1.0
     interactions: InteractionOptions = field(default_factory=InteractionOptions)
 
 
@@ -90,6 +100,48 @@ def discord_intents() -> discord.Intents:
     intents.dm_messages = True
     intents.message_content = True
     return intents
+
+
+def _where(error: BaseException) -> str:
+    """Where an exception was raised, as ``file:line`` (the message itself may quote payload text)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno}"
+
+
+def _guard_parsers(bot: commands.Bot | commands.AutoShardedBot) -> None:
+    """Wrap discord.py's gateway event parsers so a malformed event is logged and skipped, not fatal.
+
+    discord.py looks parsers up by event name in ``ConnectionState.parsers`` (a dict it builds once and
+    hands to every websocket); a parser that raises takes ``Client.connect`` down with it.
+    """
+    parsers: dict[str, Callable[[Any], None]] = bot._connection.parsers
+    for event, parse in list(parsers.items()):
+        parsers[event] = _guarded_parser(event, parse)
+
+
+def _guarded_parser(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+    def guarded(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception as error:
+            # The type and place only: an exception's message can quote the payload (message text).
+            logger.error(
+                "skipped a malformed Discord %s event (%s at %s)",
+                event,
+                type(error).__name__,
+                _where(error),
+                extra={
+                    "platform": PLATFORM,
+                    "gateway_event": event,
+                    "error_type": type(error).__name__,
+                    "error_at": _where(error),
+                },
+            )
+
+    return guarded
 
 
 def _quiet_discord_debug_logs() -> None:
@@ -199,6 +251,7 @@ class DiscordAdapter:
         self._bot: _VigilBot | _ShardedVigilBot = (
             _ShardedVigilBot(**bot_options) if settings.sharded else _VigilBot(**bot_options)
         )
+        _guard_parsers(self._bot)
         self._sink = DiscordSink(
             client=self._bot,
             store=store,
@@ -243,7 +296,7 @@ class DiscordAdapter:
             if self._bot.application_id is not None:
                 logger.info("to add Vigil to a server, open %s", invite_url(self._bot.application_id))
             try:
-                await self._bot.connect(reconnect=True)
+                await self._connect_supervised()
             except discord.PrivilegedIntentsRequired:
                 raise DiscordFatalError(
                     "Discord refused the connection because the Message Content intent is not enabled: "
@@ -258,6 +311,47 @@ class DiscordAdapter:
                 ) from None
         finally:
             await self.aclose()
+
+    async def _connect_supervised(self) -> None:
+        """``connect``, restarted with backoff after what it does not handle (fatal errors still raise)."""
+        delay = self._options.restart_initial_s
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self._bot.connect(reconnect=True)
+                return
+            except (discord.PrivilegedIntentsRequired, discord.ConnectionClosed, discord.LoginFailure):
+                raise
+            except Exception as error:
+                if self._closing:
+                    return
+                self._gateway_up = False
+                if asyncio.get_running_loop().time() - started > _HEALTHY_CONNECTION_S:
+                    delay = self._options.restart_initial_s
+                logger.error(
+                    "the Discord connection failed unexpectedly (%s at %s); restarting it in %.0fs",
+                    type(error).__name__,
+                    _where(error),
+                    delay,
+                    extra={
+                        "platform": PLATFORM,
+                        "error_type": type(error).__name__,
+                        "error_at": _where(error),
+                    },
+                )
+            await self._bot.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LOGIN_RETRY_MAX_S)
+            await self._reopen()
+            await self._login()
+
+    async def _reopen(self) -> None:
+        """Make a closed client usable again: ``clear`` (discord.py's documented re-open), then the loop
+        binding that ``login`` does only for a client that never ran (``close`` unbinds it)."""
+        self._bot.clear()
+        # The HTTP session closed with the client, and its connector with it: let login open new ones.
+        self._bot.http.connector = discord.utils.MISSING
+        await self._bot._async_setup_hook()
 
     async def _login(self) -> None:
         """Log in, retrying network and Discord server errors with backoff; a bad token is fatal at once."""

@@ -467,6 +467,20 @@ class FakeDiscord:
             await session.socket.send_str(json.dumps(frame))
         return session.seq
 
+    async def dispatch_raw(self, event: str, data: Any) -> int:
+        """A DISPATCH whose ``d`` is anything (null, a list): what a changed or broken payload looks like."""
+        session = self._current
+        assert session is not None and session.socket is not None, "no connected gateway session"
+        session.seq += 1
+        await session.socket.send_str(json.dumps({"op": 0, "t": event, "s": session.seq, "d": data}))
+        return session.seq
+
+    async def send_frame(self, text: str) -> None:
+        """A raw text frame on the current socket, e.g. one that is not JSON."""
+        session = self._current
+        assert session is not None and session.socket is not None, "no connected gateway session"
+        await session.socket.send_str(text)
+
     async def send_message(self, payload: Json) -> Json:
         self.messages[payload["id"]] = payload
         await self.dispatch("MESSAGE_CREATE", payload)
