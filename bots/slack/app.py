@@ -34,6 +34,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from vigil.bots.core.cases import Actor, CaseAction, Cases
@@ -196,6 +197,7 @@ class SlackAdapter:
         self._health = DeliveryHealth()
         self._roles = RoleResolver(cache_s=role_cache_s)
         signing_secret = secrets.slack_signing_secret.reveal() if secrets.slack_signing_secret else None
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         clients: SlackClients
         if settings.oauth:
             assert oauth is not None
@@ -371,7 +373,21 @@ class SlackAdapter:
         logger.info("Slack: HTTP endpoint on %s:%d", self._settings.http_host, self._http_port)
 
     async def _on_http_post(self, request: web.Request) -> web.Response:
-        bolt_request = await to_bolt_request(request)
+        # Verified here, before bolt parses the body: bolt parses first (a body that is not JSON became a
+        # 500 with a traceback) and logs the body of a request it refuses.
+        body = await request.text()
+        if self._verifier is None or not self._verifier.is_valid(
+            body=body,
+            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
+            signature=request.headers.get("X-Slack-Signature"),
+        ):
+            logger.warning("Slack: refused a request with a missing, wrong or stale signature")
+            return web.Response(status=401, text="invalid signature")
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError as error:  # json.JSONDecodeError and form-parsing errors
+            logger.warning("Slack: a signed request's body could not be read (%s)", type(error).__name__)
+            return web.Response(status=400, text="the body could not be read")
         bolt_response: BoltResponse = await self._app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
+
+import pytest
 
 from tests.slack.harness import (
     ADMIN,
@@ -436,6 +439,35 @@ async def test_bad_signatures_and_stale_timestamps_are_rejected(slack: SlackHarn
     # A correctly signed fresh request goes through; the two above never reached a listener.
     await slack.say(user=KID, text="marker")
     assert [m.text for m in slack.handler.messages] == ["marker"]
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+async def test_a_body_that_is_not_json_is_refused_cleanly_and_never_logged(
+    signed: bool, slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await slack.configure()
+    caplog.set_level(logging.DEBUG)
+    body = "{not json: secret groom text"
+    status, _ = await slack.post(
+        body, content_type="application/json", signature=None if signed else "v0=" + "0" * 64
+    )
+    assert status == (400 if signed else 401)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if "secret groom" in r.getMessage()], "a log line carries the body"
+    await slack.say(user=KID, text="marker")
+    assert [m.text for m in slack.handler.messages] == ["marker"]
+
+
+async def test_a_wrongly_signed_body_never_reaches_a_log(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await slack.configure()
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps(slack.event_body(slack.message_event(user=ADULT, text="secret groom text")))
+    for options in ({"signature": "v0=" + "0" * 64}, {"timestamp": int(time.time()) - 6 * 60}):
+        status, _ = await slack.post(body, content_type="application/json", **options)
+        assert status == 401
+    assert not [r for r in caplog.records if "secret groom" in r.getMessage()], "a log line carries the body"
 
 
 async def test_a_reported_dm_vigil_cannot_read_is_reported_as_the_message_alone(slack: SlackHarness) -> None:
