@@ -78,6 +78,7 @@ from vigil.bots.slack.web import (
     SlackClients,
     TokenClients,
     classify_failure,
+    permanent_failure,
     quiet_sdk_logger,
 )
 from vigil.config.settings import Secret, Secrets, SlackSettings
@@ -443,7 +444,22 @@ class SlackAdapter:
         app.action(ACTION_DISMISS)(self._on_dismiss_button)
         app.view(DISMISS_CALLBACK)(self._on_dismiss_submit)
         app.shortcut(REPORT_CALLBACK)(self._on_report)
+        if not self._settings.oauth:
+            # With OAuth, bolt's token revocation listeners delete the installation; with one bot token
+            # there is nothing to delete, but the manifest subscribes to both and Slack disables an app
+            # whose events go unacknowledged.
+            app.event("app_uninstalled")(self._on_token_install_removed)
+            app.event("tokens_revoked")(self._on_token_install_removed)
         app.error(self._on_error)
+
+    async def _on_token_install_removed(self, args: AsyncArgs) -> None:
+        team_id = self._team_id(args)
+        if team_id is None:
+            return
+        # Either way the one bot token is dead. DeliveryHealth logs the ERROR once, and /vigil status shows
+        # it until a delivery succeeds again (after a reinstall and the new token).
+        self._health.failed(team_id, permanent_failure("token_revoked"))
+        logger.info("Slack workspace %s: received %s", team_id, _str((args.event or {}).get("type")))
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         # Never the body: it holds message text.

@@ -441,6 +441,20 @@ async def test_bad_signatures_and_stale_timestamps_are_rejected(slack: SlackHarn
     assert [m.text for m in slack.handler.messages] == ["marker"]
 
 
+@pytest.mark.parametrize("event_type", ["app_uninstalled", "tokens_revoked"])
+async def test_uninstalling_a_token_install_is_acknowledged_and_reported(
+    event_type: str, slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await slack.configure()
+    event: dict[str, Any] = {"type": event_type}
+    if event_type == "tokens_revoked":
+        event["tokens"] = {"bot": ["UBOT"]}
+    await slack.send_event(event)  # asserts HTTP 200: Slack retries, then disables, unacknowledged events
+    problem = slack.adapter.health.problem(TEAM)
+    assert problem is not None and problem.permanent and "install" in problem.description
+    assert [r.levelname for r in caplog.records if "Vigil's Slack token" in r.getMessage()] == ["ERROR"]
+
+
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 async def test_a_body_that_is_not_json_is_refused_cleanly_and_never_logged(
     signed: bool, slack: SlackHarness, caplog: pytest.LogCaptureFixture

@@ -90,3 +90,19 @@ async def test_the_sdk_reconnects_when_slack_asks(socket: SlackHarness) -> None:
     await slack.fake.wait_for(lambda: slack.fake.socket_connections == 2, what="a new connection", within=10)
     assert len(slack.fake.calls_to("apps.connections.open")) == 2
     assert time.monotonic() - started < 10
+
+
+async def test_an_uninstall_is_acknowledged_in_socket_mode(socket: SlackHarness) -> None:
+    slack = socket
+    await slack.fake.socket_send(
+        {
+            "envelope_id": "env-uninstall",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": slack.event_body({"type": "app_uninstalled"}),
+        }
+    )
+    await slack.fake.wait_for(lambda: ack_for(slack, "env-uninstall"), what="the app_uninstalled ack")
+    await slack.fake.wait_for(lambda: slack.adapter.health.problem(TEAM), what="the workspace's problem")
