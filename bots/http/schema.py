@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,8 +47,16 @@ API_ACTIONS: tuple[CaseAction, ...] = (
     CaseAction.NOTE,
 )
 
-# An id: some visible character, no control characters (ids end up in logs and audit trails).
-ID_PATTERN = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
+# An id: some visible character, and none of the characters that can forge or hide text where ids end up
+# (log lines, audit trails, evidence packs): C0 and C1 controls (NEL), line and paragraph separators, bidi
+# embeddings, overrides, isolates and marks, zero-width characters and other format characters of the BMP.
+# `_as_id` also refuses format characters outside the BMP, which an OpenAPI pattern cannot name portably.
+_ID_FORBIDDEN = (
+    "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e"
+    "\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb"
+)
+ID_PATTERN = rf"^[^{_ID_FORBIDDEN}]*[^\s{_ID_FORBIDDEN}][^{_ID_FORBIDDEN}]*$"
+_UNSAFE_ID_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _ID = re.compile(ID_PATTERN)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
@@ -200,8 +209,12 @@ def _as_id(value: object, field: str, *, limit: int = MAX_ID_CHARS) -> str:
         raise _FieldProblem(field, "must not be empty")
     if len(value) > limit:
         raise _FieldProblem(field, f"is longer than {limit} characters")
-    if _ID.fullmatch(value) is None:
-        raise _FieldProblem(field, "must not contain control characters")
+    if _ID.fullmatch(value) is None or any(
+        unicodedata.category(character) in _UNSAFE_ID_CATEGORIES for character in value
+    ):
+        raise _FieldProblem(
+            field, "must not contain control, format, line-separator, bidi or zero-width characters"
+        )
     return _check_unicode(value, field)
 
 

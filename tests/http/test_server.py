@@ -418,3 +418,27 @@ async def test_a_closed_store_is_503_not_500(api: Api) -> None:
     assert status == 503 and body["error"] == "unavailable" and "Retry-After" in headers
     status, body, _ = await api.send([wire_message(1)])
     assert status == 503 and body["error"] == "unavailable"
+
+
+# U+2028 and NEL break a log line in two; bidi overrides and zero-width characters hide or reorder text in
+# audit trails and evidence packs; a tag character is a format character outside the BMP.
+FORGING_CHARACTERS = ["\u2028", "\u2029", "\x85", "\u202e", "\u2066", "\u200b", "\ufeff", "\U000e0041", "\n"]
+
+
+@pytest.mark.parametrize("character", FORGING_CHARACTERS, ids=[f"U+{ord(c):04X}" for c in FORGING_CHARACTERS])
+async def test_ids_that_could_forge_a_log_line_or_hide_text_are_refused(api: Api, character: str) -> None:
+    await api.send(grooming_batch())
+    status, body, _ = await api.send([wire_message(1, author_id=f"kid{character}forged")])
+    assert status == 200, body
+    results = body["results"]
+    assert isinstance(results, list) and results[0]["status"] == "error"
+    assert "messages[0].author_id" in results[0]["reason"]
+    action = json.dumps({"action": "claim", "actor_id": f"mod-7{character}INFO forged line"}).encode()
+    status, body, _ = await api.request(
+        "POST", "/v1/cases/1/actions", body=action, params={"space_id": "tenant-1"}
+    )
+    assert status == 400 and body["field"] == "actor_id"
+    status, body, _ = await api.request("GET", "/v1/cases", params={"space_id": f"tenant-1{character}"})
+    assert status == 400 and body["field"] == "space_id"
+    record = await api.store.get_case(platform="http", space_id="tenant-1", case_number=1)
+    assert record is not None and record.claimed_by is None
