@@ -117,6 +117,8 @@ class _Rule:
             if self.env_var_name:
                 return _ENV_VAR_NAME.fullmatch(value) is not None
             return not (self.non_empty and value == "")
+        if isinstance(value, tuple):
+            return not (self.non_empty and not value)
         return True
 
     def describe_bounds(self) -> str:
@@ -278,6 +280,9 @@ class HttpSettings:
     # Empty: no webhook; alerts are still readable through GET /v1/cases.
     webhook_url: str = ""
     webhook_secret_env: str = _setting("VIGIL_WEBHOOK_SECRET", env_var_name=True)
+    # The platforms whose messages the HTTP secret may send and whose cases it may read and act on. Listing
+    # "discord" or "slack" lets whoever holds the secret fabricate alerts that Vigil posts there.
+    platforms: tuple[str, ...] = _setting(("http",), non_empty=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -586,6 +591,10 @@ def _convert(value: object, *, hint: object, rule: _Rule) -> tuple[object] | Non
         if not isinstance(value, str) or value not in get_args(hint):
             return None
         converted = value
+    elif hint == tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
+            return None
+        converted = tuple(value)
     else:
         raise TypeError(f"settings schema uses an unsupported type: {hint!r}")
     return (converted,) if rule.admits(converted) else None
@@ -601,6 +610,8 @@ def _describe_expected(hint: object, rule: _Rule) -> str:
     if get_origin(hint) is Literal:
         choices = [repr(choice) for choice in get_args(hint)]
         return "one of " + ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+    if hint == tuple[str, ...]:
+        return "an array of non-empty strings" + (" (at least one)" if rule.non_empty else "")
     if rule.env_var_name:
         return "the NAME of an environment variable (letters, digits and underscores), not the secret itself"
     return "a non-empty string" if rule.non_empty else "a string"

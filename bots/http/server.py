@@ -310,6 +310,11 @@ class HttpApi:
             raise _ApiError(401, "unauthorized", verdict.value)
         return body
 
+    def _closed_platform(self, platform: str) -> str:
+        # The name is an id that passed the schema's checks: safe to echo to the caller.
+        listed = ", ".join(self._settings.platforms)
+        return f"platform {platform!r} is not open to the HTTP API ([http] platforms lists {listed})"
+
     @staticmethod
     def _bad_request(error: RequestError) -> _ApiError:
         return _ApiError(400, "bad_request", error.problem, field=error.field)
@@ -321,6 +326,8 @@ class HttpApi:
             space_id = parse_query_id(query, "space_id")
         except RequestError as error:
             raise self._bad_request(error) from None
+        if platform not in self._settings.platforms:
+            raise _ApiError(400, "bad_request", self._closed_platform(platform), field="platform")
         return Actor(
             platform=platform,
             space_id=space_id,
@@ -367,6 +374,13 @@ class HttpApi:
         valid: list[tuple[int, ChatMessage]] = []
         for index, entry in enumerate(entries):
             parsed = parse_message(entry, index=index)
+            if not isinstance(parsed, MessageError) and parsed.platform not in self._settings.platforms:
+                parsed = MessageError(
+                    index=index,
+                    message_id=parsed.message_id,
+                    field=f"messages[{index}].platform",
+                    problem=self._closed_platform(parsed.platform),
+                )
             if isinstance(parsed, MessageError):
                 outcomes[index] = _Outcome(result=_error_result(parsed))
             else:

@@ -338,8 +338,10 @@ async def test_case_errors_map_to_statuses(api: Api) -> None:
     # Another space (or platform) never sees this space's case.
     status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-2"})
     assert status == 404
-    status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-1", "platform": "x"})
-    assert status == 404
+    status, body, _ = await api.request(
+        "GET", "/v1/cases/1", params={"space_id": "tenant-1", "platform": "x"}
+    )
+    assert status == 400 and body["field"] == "platform", "a platform the HTTP API is not open to"
     status, body, _ = await api.request("GET", "/v1/cases/abc", params={"space_id": "tenant-1"})
     assert status == 400 and body["field"] == "case_number"
     status, body, _ = await api.request("GET", "/v1/cases/1")
@@ -442,3 +444,33 @@ async def test_ids_that_could_forge_a_log_line_or_hide_text_are_refused(api: Api
     assert status == 400 and body["field"] == "space_id"
     record = await api.store.get_case(platform="http", space_id="tenant-1", case_number=1)
     assert record is not None and record.claimed_by is None
+
+
+@pytest.mark.parametrize("platform", ["discord", "slack"])
+async def test_the_http_secret_cannot_speak_for_discord_or_slack_unless_configured(
+    api: Api, platform: str
+) -> None:
+    # The report's reproduction: a made-up Discord conversation raised a case Vigil would post in the guild.
+    batch = [{**message, "platform": platform} for message in grooming_batch()]
+    status, body, _ = await api.send(batch)
+    assert status == 200, body
+    results = body["results"]
+    assert isinstance(results, list) and {r["status"] for r in results} == {"error"}
+    assert all(f"messages[{r['index']}].platform" in r["reason"] for r in results)
+    assert await api.store.get_case(platform=platform, space_id="tenant-1", case_number=1) is None
+    status, body, _ = await api.request(
+        "GET", "/v1/cases", params={"space_id": "tenant-1", "platform": platform}
+    )
+    assert status == 400 and body["field"] == "platform"
+
+
+async def test_platforms_listed_in_the_settings_are_open(sqlite_store: SqliteStore, monitor: Monitor) -> None:
+    settings = HttpSettings(host="127.0.0.1", port=0, platforms=("http", "forum"))
+    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+        batch = [{**message, "platform": "forum"} for message in grooming_batch()]
+        status, body, _ = await api.send(batch)
+        assert status == 200 and {r["status"] for r in body["results"]} == {"accepted"}  # type: ignore[union-attr]
+        status, listing, _ = await api.request(
+            "GET", "/v1/cases", params={"space_id": "tenant-1", "platform": "forum"}
+        )
+        assert status == 200 and [c["case_number"] for c in listing["cases"]] == [1]  # type: ignore[union-attr]
