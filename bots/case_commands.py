@@ -278,9 +278,7 @@ async def _case(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_case(
-    view: CaseView, *, messages: list[WindowMessage], signal_labels: Mapping[str, str]
-) -> str:
+def _render_case(view: CaseView, *, messages: list[WindowMessage], signal_labels: Mapping[str, str]) -> str:
     alert = view.alert
     lines = [
         f"Case #{alert.case_number} · {alert.key.platform}/{alert.key.space_id} · {view.state.value} "

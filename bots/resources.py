@@ -15,7 +15,6 @@ SHOWABLE: dict[str, tuple[str, str]] = {
 }
 
 
-
 def packaged_path(package: str, name: str) -> Path:
     """The file or folder ``name`` inside ``package`` as a real path (Vigil is always installed unzipped)."""
     resource = files(package).joinpath(name)

@@ -280,9 +280,12 @@ class HttpSettings:
     # Empty: no webhook; alerts are still readable through GET /v1/cases.
     webhook_url: str = ""
     webhook_secret_env: str = _setting("VIGIL_WEBHOOK_SECRET", env_var_name=True)
-    # The platforms whose messages the HTTP secret may send and whose cases it may read and act on. Listing
-    # "discord" or "slack" lets whoever holds the secret fabricate alerts that Vigil posts there.
-    platforms: tuple[str, ...] = _setting(("http",), non_empty=True)
+    # The platforms whose messages the HTTP secret may send and whose cases it may read and act on; empty:
+    # any name but "discord" and "slack" (Vigil reads those itself, and a message sent in their name would
+    # be an alert posted there by whoever holds the HTTP secret).
+    platforms: tuple[str, ...] = ()
+    # v1 request signatures do not cover the method, path or query; accepted (with a warning) for one release.
+    accept_v1_signatures: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The platforms Vigil's own adapters read (bots/discord, bots/slack): their messages come only from there.
+ADAPTER_PLATFORMS = frozenset({"discord", "slack"})
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChatMessage:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,7 +22,7 @@ from typing import Self
 import aiohttp
 
 from vigil.bots.core.models import ChatMessage
-from vigil.bots.http.signing import DEFAULT_TOLERANCE_S, Verdict, check_signature, signed_headers
+from vigil.bots.http.signing import DEFAULT_TOLERANCE_S, Verdict, check_signature, signed_request_headers
 from vigil.config.settings import Secret
 
 logger = logging.getLogger(__name__)
@@ -167,14 +168,17 @@ class VigilClient:
         params: Mapping[str, str] | None = None,
     ) -> dict[str, object]:
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        headers = signed_headers(body, secret=self._secret)
+        # v2 signs the request target as sent: the query is built (and percent-encoded) here, in a form
+        # aiohttp sends unchanged.
+        target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+        headers = signed_request_headers(method=method, target=target, body=body, secret=self._secret)
         if payload is not None:
             headers["Content-Type"] = "application/json"
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
             self._owns_session = True
         async with self._session.request(
-            method, self._base_url + path, data=body or None, headers=headers, params=params
+            method, self._base_url + target, data=body or None, headers=headers
         ) as response:
             try:
                 decoded = await response.json(content_type=None)

@@ -762,7 +762,8 @@ def _responses(*parts: dict[str, dict[str, object]]) -> dict[str, dict[str, obje
 def _auth_errors() -> dict[str, dict[str, object]]:
     return {
         "400": _error("Malformed request; `field` names what failed."),
-        "401": _error("Missing, stale, future or wrong signature."),
+        "401": _error("Missing, stale, future, replayed or wrong signature."),
+        "408": _error("The body did not arrive in time."),
     }
 
 
@@ -776,7 +777,7 @@ def _case_errors() -> dict[str, dict[str, object]]:
 
 def openapi_document() -> dict[str, object]:
     """The OpenAPI 3.0 description of the API; served at ``GET /v1/openapi.json``."""
-    security: list[dict[str, list[str]]] = [{"VigilTimestamp": [], "VigilSignature": []}]
+    security: list[dict[str, list[str]]] = [{"VigilTimestamp": [], "VigilNonce": [], "VigilSignature": []}]
     return {
         "openapi": "3.0.3",
         "info": {
@@ -785,8 +786,11 @@ def openapi_document() -> dict[str, object]:
             "description": (
                 "Send chat messages to Vigil and act on the cases it opens. Every /v1 endpoint except "
                 "/v1/openapi.json needs an HMAC-SHA256 signature: X-Vigil-Timestamp is Unix time in "
-                "seconds, X-Vigil-Signature is 'v1=' + hex(HMAC-SHA256(secret, 'v1:' + timestamp + ':' + "
-                "body)), the body being the exact request bytes (empty for GET). See docs/http-api.md."
+                "seconds, X-Vigil-Nonce is 16-128 characters of A-Z a-z 0-9 _ - (new for every request), "
+                "X-Vigil-Signature is 'v2=' + hex(HMAC-SHA256(secret, 'v2\\n' + timestamp + '\\n' + nonce + "
+                "'\\n' + METHOD + '\\n' + path-and-query-as-sent + '\\n' + body)), the body being the exact "
+                "request bytes (empty for GET). A nonce is accepted once. The older 'v1=' scheme (timestamp "
+                "and body only) is accepted until the next release. See docs/http-api.md."
             ),
             "license": {"name": "Apache-2.0"},
         },
@@ -795,6 +799,7 @@ def openapi_document() -> dict[str, object]:
             "securitySchemes": {
                 "VigilTimestamp": {"type": "apiKey", "in": "header", "name": "X-Vigil-Timestamp"},
                 "VigilSignature": {"type": "apiKey", "in": "header", "name": "X-Vigil-Signature"},
+                "VigilNonce": {"type": "apiKey", "in": "header", "name": "X-Vigil-Nonce"},
             },
             "schemas": _schemas(),
         },

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
 from vigil.bots.core.protocols import MessageHandler
 from vigil.bots.http.schema import (
@@ -49,10 +49,17 @@ from vigil.bots.http.schema import (
 )
 from vigil.bots.http.signing import (
     MIN_SECRET_CHARS,
+    NONCE_HEADER,
+    REQUEST_SCHEME,
+    SCHEME,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    ReplayCache,
     Verdict,
+    check_request_headers,
+    check_request_signature,
     check_signature,
+    request_scheme,
 )
 from vigil.config.settings import HttpSettings, Secret
 from vigil.storage.protocol import Store, StoreError
@@ -60,6 +67,9 @@ from vigil.storage.protocol import Store, StoreError
 logger = logging.getLogger(__name__)
 
 _READ_CHUNK = 64 * 1024
+_LINGERING_S = 1.0
+# A body trickled in slower than this is refused, so slow senders cannot hold connections and memory.
+_BODY_TIMEOUT_S = 30.0
 # ``HandleResult.skipped`` of a message a queue shed (``bots.core.ingest.SHED_SKIP_VALUE``).
 _SHED = "shed"
 # Retry-After sent with a 503 when a message could not be processed (the detector failed, say).
@@ -194,6 +204,8 @@ class HttpApi:
         self._cases = cases
         self._store = store
         self._clock = clock
+        self._replays = ReplayCache(window_s=settings.timestamp_tolerance_s)
+        self._warned_v1 = False
         self._signal_labels = dict(signal_labels or {})
         self._openapi = openapi_json().encode("utf-8")
         self._runner: web.AppRunner | None = None
@@ -215,7 +227,9 @@ class HttpApi:
         """Listen on ``settings.host``/``settings.port`` (0: any free port); returns the bound port."""
         if self._runner is not None:
             raise RuntimeError("the HTTP API is already started")
-        runner = web.AppRunner(self._app, shutdown_timeout=5.0)
+        # After an early refusal aiohttp reads and drops the rest of the body so the client sees the answer;
+        # one second of that, not its default ten, so nobody holds a connection open with a body never read.
+        runner = web.AppRunner(self._app, shutdown_timeout=5.0, lingering_time=_LINGERING_S)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._settings.host, self._settings.port)
@@ -276,6 +290,9 @@ class HttpApi:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-store"
         response.headers["Server"] = "vigil"
+        if not request.content.at_eof() and response.status >= 400:
+            # Refused before its body was read (bad headers, too large): no keep-alive on that connection.
+            response.force_close()
         return response
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -285,35 +302,92 @@ class HttpApi:
             raise too_large
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.content.iter_chunked(_READ_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(_BODY_TIMEOUT_S):
+                async for chunk in request.content.iter_chunked(_READ_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _ApiError(
+                408, "request_timeout", f"the body did not arrive within {_BODY_TIMEOUT_S:.0f} seconds"
+            ) from None
         return b"".join(chunks)
 
     async def _authenticated_body(self, request: web.Request) -> bytes:
-        body = await self._read_body(request)
-        verdict = check_signature(
-            body,
-            timestamp=request.headers.get(TIMESTAMP_HEADER),
-            signature=request.headers.get(SIGNATURE_HEADER),
-            secret=self._secret.reveal(),
-            now=self._clock(),
-            tolerance_s=self._settings.timestamp_tolerance_s,
+        """The body of a correctly signed, fresh, first-seen request; headers checked before reading it."""
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        nonce = request.headers.get(NONCE_HEADER)
+        now = self._clock()
+        tolerance_s = self._settings.timestamp_tolerance_s
+        verdict = check_request_headers(
+            timestamp=timestamp, signature=signature, nonce=nonce, now=now, tolerance_s=tolerance_s
         )
+        scheme = request_scheme(signature)
+        if verdict is Verdict.OK and scheme == SCHEME and not self._settings.accept_v1_signatures:
+            verdict = Verdict.MALFORMED_REQUEST_SIGNATURE
         if verdict is not Verdict.OK:
-            # The raw (still percent-encoded) path: nothing a caller sends can forge a log line.
-            logger.warning(
-                "HTTP API refused %s %s: %s", request.method, request.rel_url.raw_path, verdict.value
+            raise self._refused(request, verdict)
+        assert timestamp is not None and signature is not None  # check_request_headers said so
+        body = await self._read_body(request)
+        secret = self._secret.reveal()
+        if scheme == REQUEST_SCHEME:
+            assert nonce is not None
+            verdict = check_request_signature(
+                method=request.method,
+                target=request.rel_url.raw_path_qs,
+                body=body,
+                timestamp=timestamp,
+                signature=signature,
+                nonce=nonce,
+                secret=secret,
             )
-            raise _ApiError(401, "unauthorized", verdict.value)
+            replay_key = f"{REQUEST_SCHEME}:{nonce}"
+        else:
+            verdict = check_signature(
+                body,
+                timestamp=timestamp,
+                signature=signature,
+                secret=secret,
+                now=now,
+                tolerance_s=tolerance_s,
+            )
+            replay_key = f"{SCHEME}:{signature.strip().lower()}"
+            if verdict is Verdict.OK and not self._warned_v1:
+                self._warned_v1 = True
+                logger.warning(
+                    "HTTP API: a client signs with v1, which does not cover the method, path or query and "
+                    "will be refused from the next release; sign with v2 (docs/http-api.md)"
+                )
+        # Recorded only once the signature is right, so nobody can use up another client's nonces.
+        if verdict is Verdict.OK and not self._replays.first_use(replay_key, now=now.timestamp()):
+            verdict = Verdict.REPLAYED
+        if verdict is not Verdict.OK:
+            raise self._refused(request, verdict)
         return body
+
+    @staticmethod
+    def _refused(request: web.Request, verdict: Verdict) -> _ApiError:
+        # The raw (still percent-encoded) path: nothing a caller sends can forge a log line.
+        logger.warning("HTTP API refused %s %s: %s", request.method, request.rel_url.raw_path, verdict.value)
+        return _ApiError(401, "unauthorized", verdict.value)
+
+    def _open_to(self, platform: str) -> bool:
+        listed = self._settings.platforms
+        return platform in listed if listed else platform not in ADAPTER_PLATFORMS
 
     def _closed_platform(self, platform: str) -> str:
         # The name is an id that passed the schema's checks: safe to echo to the caller.
-        listed = ", ".join(self._settings.platforms)
-        return f"platform {platform!r} is not open to the HTTP API ([http] platforms lists {listed})"
+        listed = self._settings.platforms
+        if listed:
+            shown = ", ".join(listed)
+            return f"platform {platform!r} is not open to the HTTP API ([http] platforms lists {shown})"
+        return (
+            f"platform {platform!r} is not open to the HTTP API: Vigil reads it itself "
+            "(list it in [http] platforms only if this secret may speak for it)"
+        )
 
     @staticmethod
     def _bad_request(error: RequestError) -> _ApiError:
@@ -326,7 +400,7 @@ class HttpApi:
             space_id = parse_query_id(query, "space_id")
         except RequestError as error:
             raise self._bad_request(error) from None
-        if platform not in self._settings.platforms:
+        if not self._open_to(platform):
             raise _ApiError(400, "bad_request", self._closed_platform(platform), field="platform")
         return Actor(
             platform=platform,
@@ -374,7 +448,7 @@ class HttpApi:
         valid: list[tuple[int, ChatMessage]] = []
         for index, entry in enumerate(entries):
             parsed = parse_message(entry, index=index)
-            if not isinstance(parsed, MessageError) and parsed.platform not in self._settings.platforms:
+            if not isinstance(parsed, MessageError) and not self._open_to(parsed.platform):
                 parsed = MessageError(
                     index=index,
                     message_id=parsed.message_id,

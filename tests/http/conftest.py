@@ -7,6 +7,7 @@ real CaseService; requests go through a real aiohttp client over TCP.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.core.protocols import MessageHandler
 from vigil.bots.http.server import HttpApi
-from vigil.bots.http.signing import signed_headers
+from vigil.bots.http.signing import signed_headers, signed_request_headers
 from vigil.config.settings import HttpSettings, Secret
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
@@ -85,13 +86,17 @@ class Api:
         now: float | None = None,
         secret: str = SECRET,
         headers: Mapping[str, str] | None = None,
+        scheme: str = "v2",
     ) -> tuple[int, dict[str, object], Mapping[str, str]]:
         sent = dict(headers or {})
-        if sign:
+        target = path + ("?" + urllib.parse.urlencode(params) if params else "")
+        if sign and scheme == "v2":
+            sent.update(
+                signed_request_headers(method=method, target=target, body=body, secret=secret, now=now)
+            )
+        elif sign:
             sent.update(signed_headers(body, secret=secret, now=now))
-        async with self.session.request(
-            method, self.base_url + path, data=body, params=params, headers=sent
-        ) as response:
+        async with self.session.request(method, self.base_url + target, data=body, headers=sent) as response:
             payload = await response.json(content_type=None)
             return response.status, payload, response.headers
 

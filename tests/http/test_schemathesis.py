@@ -12,6 +12,7 @@ import asyncio
 import json
 import queue
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.http.schema import openapi_document, parse_message
 from vigil.bots.http.server import HttpApi
-from vigil.bots.http.signing import signed_headers
+from vigil.bots.http.signing import signed_request_headers
 from vigil.config.settings import HttpSettings, Secret
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
@@ -145,15 +146,16 @@ def test_no_request_makes_the_server_fail(live_server: str, path: str, method: s
         elif kwargs.get("data") is not None:
             data = kwargs["data"]
             body = data if isinstance(data, bytes) else str(data).encode("utf-8")
+        # The query is encoded here, as signed: requests sends an already-encoded query unchanged.
+        params = kwargs.get("params") or {}
+        path = urllib.parse.urlsplit(kwargs["url"]).path
+        target = path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
         if sign:
-            headers.update(signed_headers(body, secret=SECRET))
+            headers.update(
+                signed_request_headers(method=kwargs["method"], target=target, body=body, secret=SECRET)
+            )
         response = requests.request(
-            kwargs["method"],
-            kwargs["url"],
-            params=kwargs.get("params"),
-            headers=headers,
-            data=body,
-            timeout=30,
+            kwargs["method"], live_server + target, headers=headers, data=body, timeout=30
         )
         case.validate_response(response, checks=CHECKS)
 

@@ -12,11 +12,13 @@ import pytest
 
 from tests.http.conftest import SECRET, START, Api, start_api, wire_message
 from vigil.bots.core.cases import CaseState
-from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.discord.translate import PLATFORM as DISCORD
 from vigil.bots.http.schema import openapi_document, openapi_json
 from vigil.bots.http.server import BackpressureError
-from vigil.bots.http.signing import signed_headers
+from vigil.bots.http.signing import signed_headers, signed_request_headers
+from vigil.bots.slack.translate import PLATFORM as SLACK
 from vigil.config.settings import HttpSettings
 from vigil.storage.sqlite import SqliteStore
 
@@ -207,12 +209,32 @@ async def test_a_chunked_body_over_the_limit_is_413(api: Api) -> None:
         for _ in range(40):
             yield b"x" * 65536
 
-    async with api.session.post(
-        api.base_url + "/v1/messages",
-        data=chunks(),
-        headers={"X-Vigil-Timestamp": "1", "X-Vigil-Signature": "v1="},
-    ) as response:
+    # Headers that pass the checks made before the body is read (the HMAC itself needs the body).
+    headers = signed_request_headers(method="POST", target="/v1/messages", body=b"", secret=SECRET)
+    async with api.session.post(api.base_url + "/v1/messages", data=chunks(), headers=headers) as response:
         assert response.status == 413
+
+
+async def test_headers_are_refused_before_the_body_is_read(api: Api) -> None:
+    sent = 0
+    answered = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(400):
+            if answered.is_set():
+                return
+            sent += 1
+            yield b"x" * 65536
+
+    stale = signed_request_headers(
+        method="POST", target="/v1/messages", body=b"", secret=SECRET, now=time.time() - 3600
+    )
+    async with api.session.post(api.base_url + "/v1/messages", data=chunks(), headers=stale) as response:
+        answered.set()
+        assert response.status == 401
+        assert (await response.json())["detail"] == "timestamp is too old"
+    assert sent < 400, "the whole 26 MB body was sent: the server read it before refusing the headers"
 
 
 async def test_a_batch_over_the_limit_is_413(sqlite_store: SqliteStore, monitor: Monitor) -> None:
@@ -338,10 +360,8 @@ async def test_case_errors_map_to_statuses(api: Api) -> None:
     # Another space (or platform) never sees this space's case.
     status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-2"})
     assert status == 404
-    status, body, _ = await api.request(
-        "GET", "/v1/cases/1", params={"space_id": "tenant-1", "platform": "x"}
-    )
-    assert status == 400 and body["field"] == "platform", "a platform the HTTP API is not open to"
+    status, _, _ = await api.request("GET", "/v1/cases/1", params={"space_id": "tenant-1", "platform": "x"})
+    assert status == 404
     status, body, _ = await api.request("GET", "/v1/cases/abc", params={"space_id": "tenant-1"})
     assert status == 400 and body["field"] == "case_number"
     status, body, _ = await api.request("GET", "/v1/cases/1")
@@ -464,6 +484,10 @@ async def test_the_http_secret_cannot_speak_for_discord_or_slack_unless_configur
     assert status == 400 and body["field"] == "platform"
 
 
+def test_the_adapter_platforms_are_the_adapters_own_names() -> None:
+    assert {DISCORD, SLACK} == ADAPTER_PLATFORMS
+
+
 async def test_platforms_listed_in_the_settings_are_open(sqlite_store: SqliteStore, monitor: Monitor) -> None:
     settings = HttpSettings(host="127.0.0.1", port=0, platforms=("http", "forum"))
     async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
@@ -474,3 +498,67 @@ async def test_platforms_listed_in_the_settings_are_open(sqlite_store: SqliteSto
             "GET", "/v1/cases", params={"space_id": "tenant-1", "platform": "forum"}
         )
         assert status == 200 and [c["case_number"] for c in listing["cases"]] == [1]  # type: ignore[union-attr]
+        status, body, _ = await api.send([{**wire_message(1), "platform": "chatapp"}])
+        assert body["results"][0]["status"] == "error"  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ v2 signatures: replays
+
+
+async def test_a_captured_request_cannot_be_replayed_anywhere(api: Api) -> None:
+    await api.send(grooming_batch())
+    dismiss = json.dumps({"action": "dismiss", "actor_id": "mod-7", "reason": "siblings"}).encode()
+    target = "/v1/cases/1/actions?space_id=tenant-1"
+    captured = signed_request_headers(method="POST", target=target, body=dismiss, secret=SECRET)
+
+    async def post(to: str, method: str = "POST") -> tuple[int, dict[str, object]]:
+        async with api.session.request(method, api.base_url + to, data=dismiss, headers=captured) as response:
+            return response.status, await response.json()
+
+    # The report's reproduction: the same signed dismiss sent to another space, case or method.
+    for elsewhere in ("/v1/cases/1/actions?space_id=tenant-2", "/v1/cases/2/actions?space_id=tenant-1"):
+        status, body = await post(elsewhere)
+        assert (status, body["detail"]) == (401, "signature does not match"), elsewhere
+    status, body = await post(target)
+    assert status == 200 and body["state"] == "dismissed"
+    # And to the very same place: the nonce was used.
+    status, body = await post(target)
+    assert status == 401 and "nonce was already used" in str(body["detail"])
+
+
+async def test_every_request_needs_a_well_formed_nonce(api: Api) -> None:
+    body = json.dumps({"messages": [wire_message(1)]}).encode()
+    headers = signed_request_headers(
+        method="POST", target="/v1/messages", body=body, secret=SECRET, nonce="x" * 16
+    )
+    for nonce in (None, "short", "has spaces in it!!", "n" * 129):
+        sent = {k: v for k, v in headers.items() if k != "X-Vigil-Nonce"}
+        if nonce is not None:
+            sent["X-Vigil-Nonce"] = nonce
+        async with api.session.post(api.base_url + "/v1/messages", data=body, headers=sent) as response:
+            assert response.status == 401 and "nonce" in (await response.json())["detail"]
+
+
+async def test_v1_signatures_still_work_until_turned_off(
+    sqlite_store: SqliteStore, monitor: Monitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    async for api in start_api(store=sqlite_store, handler=monitor):
+        for index in range(2):
+            status, body, _ = await api.send([wire_message(index)], scheme="v1")
+            assert status == 200, body
+        warnings = [r for r in caplog.records if "signs with v1" in r.getMessage()]
+        assert len(warnings) == 1, "one deprecation warning per process, not one per request"
+        # A v1 signature is good once too: the same bytes in the same second are a replay.
+        body_bytes = json.dumps({"messages": [wire_message(5)]}).encode()
+        headers = signed_headers(body_bytes, secret=SECRET)
+        statuses = []
+        for _ in range(2):
+            async with api.session.post(api.base_url + "/v1/messages", data=body_bytes, headers=headers) as r:
+                statuses.append(r.status)
+        assert statuses == [200, 401]
+    settings = HttpSettings(host="127.0.0.1", port=0, accept_v1_signatures=False)
+    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+        status, body, _ = await api.send([wire_message(9)], scheme="v1")
+        assert status == 401 and "v2=" in str(body["detail"])
+        status, body, _ = await api.send([wire_message(9)])
+        assert status == 200, body
