@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Protocol, cast, runtime_checkable
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
@@ -119,6 +120,37 @@ def retry_after_of(error: BaseException) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return max(0.0, float(value))
+
+
+_ACCESS_LOGGER = "vigil.bots.http.access"
+_SERVER_LOGGER = "vigil.bots.http.aiohttp"
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """One access line per request: method, path without its query (which carries ids), status, time."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %d %.3fs", request.method, request.rel_url.raw_path, response.status, time)
+
+
+class _ExceptionTypeOnly(logging.Filter):
+    """aiohttp logs a request it cannot parse with the exception, whose text quotes the raw bytes (message
+    text, headers): keep only the exception's type."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _payload_free_logger() -> logging.Logger:
+    server_logger = logging.getLogger(_SERVER_LOGGER)
+    if not any(isinstance(existing, _ExceptionTypeOnly) for existing in server_logger.filters):
+        server_logger.addFilter(_ExceptionTypeOnly())
+    return server_logger
 
 
 class _ApiError(Exception):
@@ -229,7 +261,15 @@ class HttpApi:
             raise RuntimeError("the HTTP API is already started")
         # After an early refusal aiohttp reads and drops the rest of the body so the client sees the answer;
         # one second of that, not its default ten, so nobody holds a connection open with a body never read.
-        runner = web.AppRunner(self._app, shutdown_timeout=5.0, lingering_time=_LINGERING_S)
+        runner = web.AppRunner(
+            self._app,
+            shutdown_timeout=5.0,
+            lingering_time=_LINGERING_S,
+            # Our access log and parser-error log: neither query strings (ids) nor raw bytes (message text).
+            access_log_class=PathOnlyAccessLogger,
+            access_log=logging.getLogger(_ACCESS_LOGGER),
+            logger=_payload_free_logger(),
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._settings.host, self._settings.port)

@@ -212,8 +212,8 @@ class ReplayCache:
             if expires > now and len(self._expiry) < self._max_entries:
                 break
             del self._expiry[oldest]
-        expires = self._expiry.get(key)
-        if expires is not None and expires > now:
+        known = self._expiry.get(key)
+        if known is not None and known > now:
             return False
         # Twice the window: a timestamp may be up to the tolerance in the future as well as in the past.
         self._expiry[key] = now + 2 * self._window_s

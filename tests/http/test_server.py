@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -562,3 +563,44 @@ async def test_v1_signatures_still_work_until_turned_off(
         assert status == 401 and "v2=" in str(body["detail"])
         status, body, _ = await api.send([wire_message(9)])
         assert status == 200, body
+
+
+# ------------------------------------------------------------------ logs
+
+
+async def test_access_lines_carry_the_path_but_not_the_query(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await api.request(
+        "GET", "/v1/cases", params={"space_id": "tenant-secret-space", "actor_id": "mod-hidden"}
+    )
+    access = [r.getMessage() for r in caplog.records if r.name == "vigil.bots.http.access"]
+    assert access and access[-1].startswith("GET /v1/cases 200 ")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "tenant-secret-space" not in logged and "mod-hidden" not in logged
+
+
+async def test_a_request_aiohttp_cannot_parse_is_logged_without_its_bytes(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = int(api.base_url.rsplit(":", 1)[1])
+    for raw in (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nX-Text: secret groom \x01text\r\n\r\n",
+        b"GET /v1/cases HTTP/1.1\r\nHost: x\r\nContent-Length: secret groom text\r\n\r\n",
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz secret groom text\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+        # aiohttp echoes the bad bytes to their sender (who has them anyway), never to a log.
+        assert answer.split(b" ", 2)[1] == b"400", answer[:40]
+        writer.close()
+    server_lines = [r for r in caplog.records if r.name == "vigil.bots.http.aiohttp"]
+    assert server_lines, "aiohttp reported the bad requests"
+    for record in caplog.records:
+        assert "secret groom" not in record.getMessage()
+        assert record.exc_info is None or "secret groom" not in str(record.exc_info[1])
