@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
@@ -149,6 +149,10 @@ def read_oauth_credentials(
     return SlackOAuthCredentials(client_id=client_id, client_secret=Secret(client_secret))
 
 
+async def _acknowledge(ack: AsyncAck) -> None:
+    await ack()
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -226,6 +230,7 @@ class SlackAdapter:
                 oauth_settings=oauth_settings,
                 logger=self._sdk_logger,
                 request_verification_enabled=settings.mode == "http",
+                process_before_response=True,
             )
             self._app.enable_token_revocation_listeners()
             clients = InstallationClients(
@@ -242,6 +247,7 @@ class SlackAdapter:
                 signing_secret=signing_secret or "",
                 logger=self._sdk_logger,
                 request_verification_enabled=settings.mode == "http",
+                process_before_response=True,
             )
             clients = TokenClients(self._client)
         labels = dict(signal_labels or {})
@@ -437,13 +443,17 @@ class SlackAdapter:
 
     def _register(self) -> None:
         app = self._app
+        # The app processes before it responds (process_before_response), so a message event is stored
+        # before Slack gets its acknowledgement: Slack never redelivers an acknowledged event. Interactions
+        # are acknowledged at once and handled after (bolt's lazy listeners), inside Slack's 3 seconds.
         app.event("message")(self._on_message)
-        app.command(COMMAND)(self._on_command)
+        app.command(COMMAND)(ack=_acknowledge, lazy=[self._on_command])
         for action_id in (ACTION_CLAIM, ACTION_CONFIRM, ACTION_ESCALATE, ACTION_SNOOZE, ACTION_TRANSCRIPT):
-            app.action(action_id)(self._on_case_action)
-        app.action(ACTION_DISMISS)(self._on_dismiss_button)
+            app.action(action_id)(ack=_acknowledge, lazy=[self._on_case_action])
+        app.action(ACTION_DISMISS)(ack=_acknowledge, lazy=[self._on_dismiss_button])
+        # Inline: its acknowledgement carries the form's validation errors.
         app.view(DISMISS_CALLBACK)(self._on_dismiss_submit)
-        app.shortcut(REPORT_CALLBACK)(self._on_report)
+        app.shortcut(REPORT_CALLBACK)(ack=_acknowledge, lazy=[self._on_report])
         if not self._settings.oauth:
             # With OAuth, bolt's token revocation listeners delete the installation; with one bot token
             # there is nothing to delete, but the manifest subscribes to both and Slack disables an app

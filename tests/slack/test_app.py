@@ -441,6 +441,17 @@ async def test_bad_signatures_and_stale_timestamps_are_rejected(slack: SlackHarn
     assert [m.text for m in slack.handler.messages] == ["marker"]
 
 
+async def test_a_message_is_stored_before_slack_gets_its_acknowledgement(slack: SlackHarness) -> None:
+    # Slack never redelivers an acknowledged event: a crash between the 200 and the commit lost messages.
+    await slack.configure()
+    event = slack.message_event(user=ADULT, text=f"<@{KID}> hello there")
+    await slack.send_event(event)  # returns on Slack's 200
+    message_id = f"{GENERAL}/{event['ts']}"
+    assert message_id in slack.handler.results, "acknowledged before it was handled"
+    key = PairKey.of(platform="slack", space_id=TEAM, first=ADULT, second=KID)
+    assert message_id in [m.message_id for m in await slack.store.load_window(key)]
+
+
 @pytest.mark.parametrize("event_type", ["app_uninstalled", "tokens_revoked"])
 async def test_uninstalling_a_token_install_is_acknowledged_and_reported(
     event_type: str, slack: SlackHarness, caplog: pytest.LogCaptureFixture

@@ -106,3 +106,21 @@ async def test_an_uninstall_is_acknowledged_in_socket_mode(socket: SlackHarness)
     )
     await slack.fake.wait_for(lambda: ack_for(slack, "env-uninstall"), what="the app_uninstalled ack")
     await slack.fake.wait_for(lambda: slack.adapter.health.problem(TEAM), what="the workspace's problem")
+
+
+async def test_a_message_envelope_is_acknowledged_only_once_stored(socket: SlackHarness) -> None:
+    slack = socket
+    await slack.configure()
+    event = slack.message_event(user=ADULT, text=f"<@{KID}> hello there")
+    await slack.fake.socket_send(
+        {
+            "envelope_id": "env-stored",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": slack.event_body(event),
+        }
+    )
+    await slack.fake.wait_for(lambda: ack_for(slack, "env-stored"), what="the events_api ack")
+    assert f"{event['channel']}/{event['ts']}" in slack.handler.results, "acknowledged before it was handled"
