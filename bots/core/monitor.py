@@ -233,11 +233,13 @@ class Monitor:
             message_id=message.message_id,
             seen_at=self._clock(),
         )
+        bot_user_ids = self._bot_user_ids.get(message.platform, frozenset())
         if not claimed:
+            # Stored before a restart and replayed now: nothing to apply, but the turn-taking memory the
+            # restart lost is rebuilt, so the next new message pairs as it would have (issue 14).
+            self._resolver.resolve(message, bot_user_ids=bot_user_ids)
             return HandleResult(message_id=message.message_id, skipped=SkipReason.DUPLICATE)
-        keys = self._resolver.resolve(
-            message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
-        )
+        keys = self._resolver.resolve(message, bot_user_ids=bot_user_ids)
         if not keys:
             return HandleResult(
                 message_id=message.message_id, skipped=SkipReason.NO_PAIR, risk=item.score.risk

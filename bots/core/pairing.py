@@ -35,6 +35,7 @@ _PartnerTest: TypeAlias = Callable[[str | None], bool]
 class _Turn:
     """What the resolver remembers of one human message in a location."""
 
+    message_id: str
     author_id: str
     at_s: float
     # The people this message replied to or mentioned (humans other than its author), at most the cap.
@@ -73,7 +74,9 @@ class PairResolver:
     * Keys come back in that order; each is ``PairKey.of(platform, space_id, author, other)``.
 
     Memory is bounded: the last ``memory_per_location`` human messages per location, for the
-    ``max_locations`` most recently active locations. Not thread-safe: call it from one task.
+    ``max_locations`` most recently active locations. A message it still remembers (by id) gets the same
+    answer again and is not remembered twice, so replaying a conversation rebuilds the memory a restart
+    lost without disturbing it. Not thread-safe: call it from one task.
     """
 
     def __init__(
@@ -121,6 +124,17 @@ class PairResolver:
 
         location = _location_of(message)
         history: Sequence[_Turn] = self._turns_by_location.get(location, ())
+        remembered = next(
+            (
+                turn
+                for turn in history
+                if turn.message_id == message.message_id and turn.author_id == author_id
+            ),
+            None,
+        )
+        if remembered is not None:
+            # Seen already (a redelivery): the same answer, and history is not written twice.
+            return self._keys(message, remembered.partner_ids)
         at_s = _seconds_since_epoch(message.timestamp)
         if message.is_dm:
             addressed_ids = self._first_partners(
@@ -153,10 +167,22 @@ class PairResolver:
                 )
         self._remember(
             location,
-            _Turn(author_id=author_id, at_s=at_s, addressed_ids=addressed_ids, partner_ids=partner_ids),
+            _Turn(
+                message_id=message.message_id,
+                author_id=author_id,
+                at_s=at_s,
+                addressed_ids=addressed_ids,
+                partner_ids=partner_ids,
+            ),
         )
+        return self._keys(message, partner_ids)
+
+    @staticmethod
+    def _keys(message: ChatMessage, partner_ids: Sequence[str]) -> tuple[PairKey, ...]:
         return tuple(
-            PairKey.of(platform=message.platform, space_id=message.space_id, first=author_id, second=other)
+            PairKey.of(
+                platform=message.platform, space_id=message.space_id, first=message.author_id, second=other
+            )
             for other in partner_ids
         )
 

@@ -342,3 +342,71 @@ async def test_detector_failure_loses_no_state(
     assert await sqlite_store.claim_message(
         platform="test", space_id="guild-1", message_id=failed.message_id, seen_at=START
     )
+
+
+def _turn_taking_channel() -> list[ChatMessage]:
+    """Two people taking turns in a busy channel, never replying or mentioning: pairs only by turn-taking."""
+    lines = [
+        ("kid", "anyone want to play"),
+        ("adult", "secret groom"),
+        ("kid", "ok"),
+        ("adult", "secret groom"),
+        ("kid", "why"),
+        ("adult", "secret groom"),
+        ("kid", "fine"),
+        ("adult", "secret groom"),
+        ("kid", "ok"),
+        ("adult", "secret groom"),
+    ]
+    return [
+        ChatMessage(
+            platform="test",
+            space_id="guild-1",
+            channel_id="general",
+            message_id=f"general-{index}",
+            author_id=author,
+            text=text,
+            timestamp=START + timedelta(seconds=index),
+        )
+        for index, (author, text) in enumerate(lines)
+    ]
+
+
+@pytest.mark.parametrize("killed_after", [1, 2, 3, 4, 5, 6, 7, 8])
+async def test_a_replay_after_a_restart_rebuilds_turn_taking_memory(
+    tmp_path: Path, keyword_detector: OnnxDetector, killed_after: int
+) -> None:
+    messages = _turn_taking_channel()
+    reference_store = SqliteStore(tmp_path / "reference.sqlite3")
+    await reference_store.open()
+    try:
+        reference = make_monitor(reference_store, keyword_detector, FakeClock(START))
+        for message in messages:
+            await reference.handle(message)
+        expected = await reference_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        expected_state = await reference_store.load_pair(expected[0].key) if expected else None
+    finally:
+        await reference_store.close()
+    assert len(expected) == 1, "the uninterrupted run alerts once"
+
+    path = tmp_path / "restarted.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    first = make_monitor(store, keyword_detector, FakeClock(START))
+    for message in messages[:killed_after]:
+        await first.handle(message)
+    await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        # A new process (empty memory) replays the source from the start, as `vigil scan` resumes.
+        second = make_monitor(store, keyword_detector, FakeClock(START))
+        results = [await second.handle(message) for message in messages]
+        assert [r.skipped for r in results[:killed_after]] == [SkipReason.DUPLICATE] * killed_after
+        alerts = await store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        assert [(a.key, a.suspect_id) for a in alerts] == [(e.key, e.suspect_id) for e in expected]
+        state = await store.load_pair(alerts[0].key)
+        assert state is not None and expected_state is not None
+        assert state.message_count == expected_state.message_count
+    finally:
+        await store.close()

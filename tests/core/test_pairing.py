@@ -468,3 +468,18 @@ def test_resolution_invariants(
             assert pairs == ()
         assert resolver.location_count <= max_locations
         assert resolver.remembered_turn_count <= max_locations * memory_per_location
+
+
+def test_a_redelivered_message_gets_the_same_answer_and_is_remembered_once(chat: Conversation) -> None:
+    resolver = PairResolver()
+    first = chat.message("alice")
+    answer = chat.message("bob", mentioned_user_ids=("alice",))
+    turns = [first, answer, chat.message("alice")]
+    results = [resolver.resolve(message) for message in turns]
+    assert results[2] == (key("alice", "bob"),)
+    remembered = resolver.remembered_turn_count
+    # A platform replays the last two (a RESUME): same answers, and history unchanged.
+    assert [resolver.resolve(message) for message in turns[1:]] == results[1:]
+    assert resolver.remembered_turn_count == remembered
+    # So the conversation goes on as if nothing had been replayed: bob answers alice by turn-taking.
+    assert resolver.resolve(chat.message("bob")) == (key("bob", "alice"),)
