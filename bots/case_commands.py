@@ -30,7 +30,7 @@ from vigil.config.settings import Settings, load_settings
 from vigil.detector import ModelLoadError, read_model_info, resolve_model_dir
 from vigil.storage.crypto import TextCipher
 from vigil.storage.files import make_private_dirs
-from vigil.storage.protocol import CaseRecord
+from vigil.storage.protocol import CaseRecord, StoreError
 from vigil.storage.sqlite import SqliteStore
 
 __all__ = ["CaseCommandError", "discord_message_link", "register_case_commands"]
@@ -102,6 +102,17 @@ def register_case_commands(subparsers: argparse._SubParsersAction[argparse.Argum
         "--yes", action="store_true", help="erase without asking (scripts; at a terminal Vigil asks first)"
     )
     forget_parser.set_defaults(handler=_forget)
+
+    rekey_parser = add_command(
+        subparsers,
+        "rekey",
+        summary="re-encrypt stored text under the current key (after a key rotation)",
+        examples=(
+            "VIGIL_ENCRYPTION_KEY=<new> VIGIL_ENCRYPTION_OLD_KEYS=<old> vigil rekey",
+            "vigil rekey        # again after an interruption: it carries on where it stopped",
+        ),
+    )
+    rekey_parser.set_defaults(handler=_rekey)
 
     labels = add_command(
         subparsers,
@@ -373,6 +384,43 @@ async def _forget(args: argparse.Namespace) -> int:
                 return 1
         report = await erase(dry_run=False)
     print("\n".join(report.lines()))
+    return 0
+
+
+async def _rekey(args: argparse.Namespace) -> int:
+    async with _open_store(args) as (settings, store):
+        cipher = TextCipher.from_environment(settings.encryption, os.environ)
+        if cipher is None:
+            raise CaseCommandError(
+                f"no encryption key is set ({settings.encryption.key_env}): there is nothing to re-encrypt"
+            )
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done
+            done += count
+            print(f"re-encrypted {done} values so far", flush=True)
+
+        try:
+            count = await store.rekey(on_batch=progress)
+        except StoreError as error:
+            raise CaseCommandError(
+                f"{error} Values re-encrypted before it stopped stay so; run it again."
+            ) from None
+        actor = _operator(platform="*", space_id="*")
+        await store.append_audit(
+            platform="*",
+            space_id="*",
+            case_number=None,
+            at=utc_now(),
+            actor_id=actor.user_id,
+            action="rekey",
+            detail=f"{count} values re-encrypted under key id {cipher.key_id}",
+        )
+    print(
+        f"{count} values re-encrypted under key id {cipher.key_id}; every stored value now uses it. "
+        f"You can remove the old keys from {settings.encryption.old_keys_env}."
+    )
     return 0
 
 

@@ -1,7 +1,11 @@
 """Encryption at rest of the text Vigil keeps: AES-256-GCM per value, keys only from the environment.
 
-A stored value looks like ``v1:<key id>:<base64url(nonce || ciphertext)>``. Each value gets a fresh random
-96-bit nonce; the column name is the associated data, so a value copied into another column does not decrypt.
+A stored value looks like ``v2:<key id>:<base64url(nonce || ciphertext)>``. Each value gets a fresh random
+96-bit nonce. The associated data is the column name and the row's identity (for message text: the message
+id, its author and its channel), so a value copied into another column *or another row* does not decrypt:
+nobody with write access to the database can make an evidence pack attribute one person's words to another.
+Values written before 2026-12 (``v1:``) were bound to their column only; they still decrypt, and
+``vigil rekey`` rewrites them (and values of old keys) as ``v2`` under the current key.
 The key id (a hash of the key, which reveals nothing about it) says which key wrote a value, so old keys keep
 decrypting after a rotation while new writes use the current key.
 
@@ -32,7 +36,10 @@ __all__ = ["CipherError", "TextCipher", "parse_key"]
 
 logger = logging.getLogger(__name__)
 
-_VERSION = "v1"
+_VERSION = "v2"
+# Bound to the column only (written before 2026-12): read, never written.
+_COLUMN_ONLY_VERSION = "v1"
+_VERSIONS = (_VERSION, _COLUMN_ONLY_VERSION)
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _KEY_ID_CHARS = 8
@@ -117,25 +124,31 @@ class TextCipher:
 
     @staticmethod
     def is_encrypted(value: str) -> bool:
-        return value.startswith(_VERSION + ":")
+        return value.split(":", 1)[0] in _VERSIONS and value.count(":") >= 2
 
     @staticmethod
     def key_id_of(value: str) -> str | None:
         """The id of the key that wrote ``value``, or None when it is not an encrypted value."""
         parts = value.split(":", 2)
-        return parts[1] if len(parts) == 3 and parts[0] == _VERSION else None
+        return parts[1] if len(parts) == 3 and parts[0] in _VERSIONS else None
 
-    def encrypt(self, text: str, *, column: str) -> str:
+    def is_current(self, value: str) -> bool:
+        """Written by the current key, bound to its row: nothing for ``vigil rekey`` to do."""
+        parts = value.split(":", 2)
+        return len(parts) == 3 and parts[0] == _VERSION and parts[1] == self._current_id
+
+    def encrypt(self, text: str, *, column: str, row: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._current.encrypt(nonce, text.encode("utf-8"), column.encode("utf-8"))
+        sealed = self._current.encrypt(nonce, text.encode("utf-8"), _associated_data(column, row))
         payload = base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
         return f"{_VERSION}:{self._current_id}:{payload}"
 
-    def decrypt(self, value: str, *, column: str) -> str:
+    def decrypt(self, value: str, *, column: str, row: str) -> str:
         parts = value.split(":", 2)
-        if len(parts) != 3 or parts[0] != _VERSION:
+        if len(parts) != 3 or parts[0] not in _VERSIONS:
             raise CipherError(f"a value in {column} is not encrypted (or in an unknown format)")
-        _, key_id, payload = parts
+        version, key_id, payload = parts
+        associated = _associated_data(column, row) if version == _VERSION else column.encode("utf-8")
         aead = self._keys.get(key_id)
         if aead is None:
             raise CipherError(
@@ -144,7 +157,14 @@ class TextCipher:
             )
         try:
             raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-            plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], column.encode("utf-8"))
+            plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], associated)
             return plain.decode("utf-8")
         except (InvalidTag, binascii.Error, ValueError):
-            raise CipherError(f"a value in {column} failed authentication: damaged or moved") from None
+            raise CipherError(
+                f"a value in {column} failed authentication: damaged, or moved from another row or column"
+            ) from None
+
+
+def _associated_data(column: str, row: str) -> bytes:
+    # NUL cannot occur in a column name, so no (column, row) pair reads as another.
+    return column.encode("utf-8") + b"\x00" + row.encode("utf-8")

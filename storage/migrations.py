@@ -232,7 +232,23 @@ CREATE INDEX window_messages_by_time ON window_messages (timestamp);
 CREATE INDEX pairs_by_last_seen ON pairs (last_seen);
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
+# Version 3: `vigil rekey` may replace an encrypted audit detail by its re-encryption (a new key, bound to its
+# row); nothing else about an audit event can change, and a plaintext detail never can.
+_SCHEMA_V3 = """
+DROP TRIGGER case_audit_no_update;
+
+CREATE TRIGGER case_audit_no_update BEFORE UPDATE ON case_audit
+WHEN NEW.event_id IS NOT OLD.event_id OR NEW.platform IS NOT OLD.platform
+    OR NEW.space_id IS NOT OLD.space_id OR NEW.case_number IS NOT OLD.case_number OR NEW.at IS NOT OLD.at
+    OR NEW.actor_id IS NOT OLD.actor_id OR NEW.action IS NOT OLD.action OR NEW.before IS NOT OLD.before
+    OR NEW.after IS NOT OLD.after
+    OR NOT coalesce(OLD.detail GLOB 'v[12]:*:*' AND NEW.detail GLOB 'v2:*:*', 0)
+BEGIN
+    SELECT RAISE(ABORT, 'case_audit is append-only: audit events cannot be changed');
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -89,7 +89,8 @@ _PAIR_HELD = (
     "AND a.user_a = p.user_a AND a.user_b = p.user_b AND a.hold_until > ?)"
 )
 
-Seal = Callable[[str], str]
+# (value, row identity) -> value: the row identity is bound into the ciphertext (storage/crypto.py).
+Seal = Callable[[str, str], str]
 
 # The mutable alert columns (``SqliteStore._alert_update_values`` gives their values). A None delivery_ref
 # keeps the stored one, so a copy read before the delivery landed cannot erase the handle the outbox recorded.
@@ -286,7 +287,7 @@ class SqliteStore:
                 _ENCRYPTION_MARKER,
                 _ENCRYPTION_AES_GCM,
                 _KEY_CHECK,
-                self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK),
+                self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK, row=""),
             ),
         )
         logger.info(
@@ -301,7 +302,7 @@ class SqliteStore:
                 "was created with in the environment (VIGIL_ENCRYPTION_KEY by default)."
             )
         try:
-            opened = self._cipher.decrypt(check, column=_KEY_CHECK)
+            opened = self._cipher.decrypt(check, column=_KEY_CHECK, row="")
         except CipherError:
             opened = None
         if opened != _KEY_CHECK_PLAINTEXT:
@@ -316,7 +317,7 @@ class SqliteStore:
             await _execute(
                 connection,
                 "UPDATE meta SET value = ? WHERE key = ?",
-                (self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK), _KEY_CHECK),
+                (self._cipher.encrypt(_KEY_CHECK_PLAINTEXT, column=_KEY_CHECK, row=""), _KEY_CHECK),
             )
 
     # ------------------------------------------------------------------ locking and transactions
@@ -461,25 +462,25 @@ class SqliteStore:
         # SQLite's messages name tables and columns, never the bound values, so no message text leaks here.
         return StoreError(f"SQLite error while {action} in {database}: {error}")
 
-    def _seal(self, text: str, *, column: str) -> str:
+    def _seal(self, text: str, *, column: str, row: str) -> str:
         # "" stays "": it is what retention leaves behind, and there is nothing in it to hide.
         if self._cipher is None or text == "":
             return text
-        return self._cipher.encrypt(text, column=column)
+        return self._cipher.encrypt(text, column=column, row=row)
 
-    def _unseal(self, value: str, *, column: str) -> str:
+    def _unseal(self, value: str, *, column: str, row: str) -> str:
         if self._cipher is None or value == "":
             return value
         try:
-            return self._cipher.decrypt(value, column=column)
+            return self._cipher.decrypt(value, column=column, row=row)
         except CipherError as error:
             raise StoreError(f"Cannot decrypt data in {self._database}: {error}.") from None
 
     def _sealer(self, column: str) -> Seal:
-        return lambda text: self._seal(text, column=column)
+        return lambda text, row: self._seal(text, column=column, row=row)
 
     def _unsealer(self, column: str) -> Seal:
-        return lambda value: self._unseal(value, column=column)
+        return lambda value, row: self._unseal(value, column=column, row=row)
 
     def _alert_from_row(self, row: sqlite3.Row) -> Alert:
         return _alert_from_row(row, unseal=self._unsealer(_EVIDENCE_TEXT))
@@ -491,7 +492,11 @@ class SqliteStore:
             state=CaseState(row["case_state"]),
             source=CaseSource(row["case_source"]),
             claimed_by=_optional_text(row["claimed_by"]),
-            dismiss_reason=None if reason is None else self._unseal(reason, column=_DISMISS_REASON),
+            dismiss_reason=(
+                None
+                if reason is None
+                else self._unseal(reason, column=_DISMISS_REASON, row=str(row["alert_id"]))
+            ),
             hold_until=_optional_timestamp(row["hold_until"]),
             closed_at=_optional_timestamp(row["closed_at"]),
             text_purged_at=_optional_timestamp(row["text_purged_at"]),
@@ -610,7 +615,7 @@ class SqliteStore:
                     message.channel_id,
                     message.thread_id,
                     message.author_id,
-                    self._seal(message.text, column=_WINDOW_TEXT),
+                    self._seal(message.text, column=_WINDOW_TEXT, row=_message_row(message)),
                     timestamp,
                     message.risk,
                     _json_strings(message.signals),
@@ -910,7 +915,11 @@ class SqliteStore:
     # ------------------------------------------------------------------ records (namespaced key-value)
 
     async def put_record(self, namespace: str, key: str, value: str) -> None:
-        parameters = (namespace, key, self._seal(value, column=_RECORD_VALUE))
+        parameters = (
+            namespace,
+            key,
+            self._seal(value, column=_RECORD_VALUE, row=_record_row(namespace, key)),
+        )
         async with self._writing("saving a record") as connection:
             await _execute(
                 connection,
@@ -924,7 +933,9 @@ class SqliteStore:
             value = await _fetch_value(
                 connection, "SELECT value FROM records WHERE namespace = ? AND key = ?", (namespace, key)
             )
-        return None if value is None else self._unseal(str(value), column=_RECORD_VALUE)
+        if value is None:
+            return None
+        return self._unseal(str(value), column=_RECORD_VALUE, row=_record_row(namespace, key))
 
     async def delete_record(self, namespace: str, key: str) -> bool:
         async with self._writing("deleting a record") as connection:
@@ -938,7 +949,12 @@ class SqliteStore:
             rows = await _fetch_rows(
                 connection, "SELECT key, value FROM records WHERE namespace = ? ORDER BY key", (namespace,)
             )
-        return {str(row["key"]): self._unseal(str(row["value"]), column=_RECORD_VALUE) for row in rows}
+        return {
+            str(row["key"]): self._unseal(
+                str(row["value"]), column=_RECORD_VALUE, row=_record_row(namespace, str(row["key"]))
+            )
+            for row in rows
+        }
 
     # ------------------------------------------------------------------ cases
 
@@ -965,7 +981,11 @@ class SqliteStore:
             case.state.value,
             case.source.value,
             case.claimed_by,
-            None if case.dismiss_reason is None else self._seal(case.dismiss_reason, column=_DISMISS_REASON),
+            (
+                None
+                if case.dismiss_reason is None
+                else self._seal(case.dismiss_reason, column=_DISMISS_REASON, row=str(alert.alert_id))
+            ),
             _optional_timestamp_text(case.hold_until),
             _optional_timestamp_text(case.closed_at),
             _optional_timestamp_text(case.text_purged_at),
@@ -1058,7 +1078,22 @@ class SqliteStore:
             action,
             before,
             after,
-            None if detail is None else self._seal(detail, column=_AUDIT_DETAIL),
+            (
+                None
+                if detail is None
+                else self._seal(
+                    detail,
+                    column=_AUDIT_DETAIL,
+                    row=_audit_row(
+                        platform=platform,
+                        space_id=space_id,
+                        case_number=case_number,
+                        at=_timestamp_text(at),
+                        actor_id=actor_id,
+                        action=action,
+                    ),
+                )
+            ),
         )
         async with (
             self._writing("appending to the audit trail") as connection,
@@ -1102,7 +1137,20 @@ class SqliteStore:
                 before=_optional_text(row["before"]),
                 after=_optional_text(row["after"]),
                 detail=(
-                    None if row["detail"] is None else self._unseal(str(row["detail"]), column=_AUDIT_DETAIL)
+                    None
+                    if row["detail"] is None
+                    else self._unseal(
+                        str(row["detail"]),
+                        column=_AUDIT_DETAIL,
+                        row=_audit_row(
+                            platform=platform,
+                            space_id=space_id,
+                            case_number=case_number,
+                            at=str(row["at"]),
+                            actor_id=str(row["actor_id"]),
+                            action=str(row["action"]),
+                        ),
+                    )
                 ),
             )
             for row in rows
@@ -1124,7 +1172,7 @@ class SqliteStore:
                         message.channel_id,
                         message.thread_id,
                         message.author_id,
-                        self._seal(message.text, column=_CASE_EVIDENCE_TEXT),
+                        self._seal(message.text, column=_CASE_EVIDENCE_TEXT, row=_message_row(message)),
                         _timestamp_text(message.timestamp),
                         message.risk,
                         _json_strings(message.signals),
@@ -1142,6 +1190,131 @@ class SqliteStore:
             )
         unseal = self._unsealer(_CASE_EVIDENCE_TEXT)
         return [_window_message_from_row(row, unseal=unseal) for row in rows]
+
+    # ------------------------------------------------------------------ key rotation
+
+    async def rekey(self, *, batch_rows: int = 500, on_batch: Callable[[int], None] | None = None) -> int:
+        """Rewrite every encrypted value not yet under the current key and bound to its row; returns how many.
+
+        Each batch of ``batch_rows`` rows commits on its own, so an interrupted run keeps its progress and a
+        second run finishes the rest (values already current are skipped). ``on_batch`` gets each batch's
+        count. Refused on a database without encryption.
+        """
+        cipher = self._cipher
+        if cipher is None:
+            raise StoreError(f"{self._database} is not encrypted: there is nothing to re-encrypt.")
+        total = 0
+        for table, key_column, columns, rewrite in self._rekey_plan():
+            after: object = -1
+            while True:
+                async with self._reading(f"reading {table} to re-encrypt") as connection:
+                    rows = await _fetch_rows(
+                        connection,
+                        f"SELECT {key_column} AS row_key, {columns} FROM {table} "
+                        f"WHERE {key_column} > ? ORDER BY {key_column} LIMIT ?",
+                        (after, batch_rows),
+                    )
+                if not rows:
+                    break
+                after = rows[-1]["row_key"]
+                updates = [update for row in rows if (update := rewrite(row)) is not None]
+                if updates:
+                    async with self._writing(f"re-encrypting {table}") as connection:
+                        await connection.executemany(
+                            f"UPDATE {table} SET {updates[0][0]} WHERE {key_column} = ?",
+                            [(*values, row_key) for _, values, row_key in updates],
+                        )
+                    total += len(updates)
+                    if on_batch is not None:
+                        on_batch(len(updates))
+        return total
+
+    def _rekey_plan(
+        self,
+    ) -> list[tuple[str, str, str, Callable[[sqlite3.Row], tuple[str, tuple[object, ...], object] | None]]]:
+        """Per table: its key column, the columns read, and a row -> (SET clause, values, key) or None."""
+        cipher = self._cipher
+        assert cipher is not None
+
+        def fresh(value: object, *, column: str, row: str) -> str | None:
+            text = "" if value is None else str(value)
+            if text == "" or cipher.is_current(text):
+                return None
+            return self._seal(self._unseal(text, column=column, row=row), column=column, row=row)
+
+        def window(column: str) -> Callable[[sqlite3.Row], tuple[str, tuple[object, ...], object] | None]:
+            def rewrite(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+                identity = _message_row_of(
+                    str(row["message_id"]), str(row["author_id"]), str(row["channel_id"])
+                )
+                sealed = fresh(row["text"], column=column, row=identity)
+                return None if sealed is None else ("text = ?", (sealed,), row["row_key"])
+
+            return rewrite
+
+        def alert(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+            items = json.loads(str(row["evidence"]))
+            changed = False
+            for item in items:
+                identity = _message_row_of(
+                    str(item["message_id"]), str(item["author_id"]), str(item["channel_id"])
+                )
+                sealed = fresh(item["text"], column=_EVIDENCE_TEXT, row=identity)
+                if sealed is not None:
+                    item["text"], changed = sealed, True
+            reason = fresh(row["dismiss_reason"], column=_DISMISS_REASON, row=str(row["row_key"]))
+            if not changed and reason is None:
+                return None
+            return (
+                "evidence = ?, dismiss_reason = ?",
+                (
+                    json.dumps(items, ensure_ascii=False) if changed else str(row["evidence"]),
+                    reason if reason is not None else row["dismiss_reason"],
+                ),
+                row["row_key"],
+            )
+
+        def record(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+            identity = _record_row(str(row["namespace"]), str(row["key"]))
+            sealed = fresh(row["value"], column=_RECORD_VALUE, row=identity)
+            return None if sealed is None else ("value = ?", (sealed,), row["row_key"])
+
+        def audit(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+            number = row["case_number"]
+            identity = _audit_row(
+                platform=str(row["platform"]),
+                space_id=str(row["space_id"]),
+                case_number=None if number is None else int(number),
+                at=str(row["at"]),
+                actor_id=str(row["actor_id"]),
+                action=str(row["action"]),
+            )
+            sealed = fresh(row["detail"], column=_AUDIT_DETAIL, row=identity)
+            return None if sealed is None else ("detail = ?", (sealed,), row["row_key"])
+
+        return [
+            (
+                "window_messages",
+                "seq",
+                "message_id, author_id, channel_id, text",
+                window(_WINDOW_TEXT),
+            ),
+            (
+                "case_evidence",
+                "evidence_id",
+                "message_id, author_id, channel_id, text",
+                window(_CASE_EVIDENCE_TEXT),
+            ),
+            ("alerts", "alert_id", "evidence, dismiss_reason", alert),
+            # WITHOUT ROWID: keyed by its primary key's two columns, joined (a unit separator in neither).
+            ("records", "(namespace || char(31) || key)", "namespace, key, value", record),
+            (
+                "case_audit",
+                "event_id",
+                "platform, space_id, case_number, at, actor_id, action, detail",
+                audit,
+            ),
+        ]
 
     # ------------------------------------------------------------------ retention
 
@@ -1410,8 +1583,27 @@ def _strings_from_json(text: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in json.loads(str(text)))
 
 
-def _same(text: str) -> str:
+def _same(text: str, row: str) -> str:
     return text
+
+
+def _message_row_of(message_id: str, author_id: str, channel_id: str) -> str:
+    """A message text's row identity: who wrote it, which message, where (a swap between rows fails)."""
+    return "\x1f".join((message_id, author_id, channel_id))
+
+
+def _message_row(message: WindowMessage) -> str:
+    return _message_row_of(message.message_id, message.author_id, message.channel_id)
+
+
+def _record_row(namespace: str, key: str) -> str:
+    return f"{namespace}\x1f{key}"
+
+
+def _audit_row(
+    *, platform: str, space_id: str, case_number: int | None, at: str, actor_id: str, action: str
+) -> str:
+    return "\x1f".join((platform, space_id, str(case_number), at, actor_id, action))
 
 
 def _evidence_json(evidence: Iterable[WindowMessage], *, seal: Seal = _same) -> str:
@@ -1422,7 +1614,7 @@ def _evidence_json(evidence: Iterable[WindowMessage], *, seal: Seal = _same) -> 
                 "channel_id": message.channel_id,
                 "thread_id": message.thread_id,
                 "author_id": message.author_id,
-                "text": seal(message.text),
+                "text": seal(message.text, _message_row(message)),
                 "timestamp": _timestamp_text(message.timestamp),
                 "risk": message.risk,
                 "signals": list(message.signals),
@@ -1440,7 +1632,10 @@ def _evidence_from_json(text: Any, *, unseal: Seal = _same) -> tuple[WindowMessa
             channel_id=str(item["channel_id"]),
             thread_id=_optional_text(item["thread_id"]),
             author_id=str(item["author_id"]),
-            text=unseal(str(item["text"])),
+            text=unseal(
+                str(item["text"]),
+                _message_row_of(str(item["message_id"]), str(item["author_id"]), str(item["channel_id"])),
+            ),
             timestamp=_timestamp_from_text(item["timestamp"]),
             risk=float(item["risk"]),
             signals=tuple(str(signal) for signal in item["signals"]),
@@ -1475,7 +1670,10 @@ def _window_message_from_row(row: sqlite3.Row, *, unseal: Seal = _same) -> Windo
         channel_id=str(row["channel_id"]),
         thread_id=_optional_text(row["thread_id"]),
         author_id=str(row["author_id"]),
-        text=unseal(str(row["text"])),
+        text=unseal(
+            str(row["text"]),
+            _message_row_of(str(row["message_id"]), str(row["author_id"]), str(row["channel_id"])),
+        ),
         timestamp=_timestamp_from_text(row["timestamp"]),
         risk=float(row["risk"]),
         signals=_strings_from_json(row["signals"]),

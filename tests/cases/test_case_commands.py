@@ -10,12 +10,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
 from vigil.bots.case_commands import CaseCommandError, parse_case_target, register_case_commands
 from vigil.bots.core.cases import CaseAction
 from vigil.config.settings import ConfigError
 from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.crypto import TextCipher
 from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
 
@@ -221,3 +223,91 @@ async def test_a_missing_database_or_bad_config_or_key_is_a_clear_error(
     monkeypatch.setenv("VIGIL_ENCRYPTION_KEY", key)
     with pytest.raises(StoreError, match="created without encryption"):
         await vigil(config, "cases")
+
+
+async def test_rekey_rewrites_every_value_under_the_new_key_and_resumes(
+    tmp_path: Path,
+    keyword_detector: OnnxDetector,
+    keyword_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old_key, new_key = secrets.token_bytes(32), secrets.token_bytes(32)
+    path = tmp_path / "vigil.toml"
+    path.write_text(
+        f'[storage]\ndatabase = "vigil.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir}"\n',
+        encoding="utf-8",
+    )
+    database = tmp_path / "vigil.sqlite3"
+    async with SqliteStore(database, cipher=TextCipher(key=old_key)) as store:
+        harness = make_harness(store, keyword_detector)
+        alert = await harness.raise_alert("adult", "kid")
+        await harness.service.act(
+            actor=MODERATOR, case_number=alert.case_number, action=CaseAction.NOTE, reason="a note"
+        )
+        await harness.service.act(
+            actor=MODERATOR, case_number=alert.case_number, action=CaseAction.DISMISS, reason="siblings"
+        )
+        await store.put_record("slack.installations", "T1", "xoxb-token")
+        window = await store.load_window(alert.key)
+    # One value as 2026.11 wrote it (bound to its column only), as an older database holds.
+    with sqlite3.connect(database) as connection:
+        nonce = bytes(12)
+        sealed = AESGCM(old_key).encrypt(nonce, b"legacy text", b"window_messages.text")
+        legacy = f"v1:{TextCipher(key=old_key).key_id}:" + base64.urlsafe_b64encode(
+            nonce + sealed
+        ).decode().rstrip("=")
+        connection.execute(
+            "UPDATE window_messages SET text = ? WHERE seq = (SELECT MIN(seq) FROM window_messages)",
+            (legacy,),
+        )
+
+    def encoded(key: bytes) -> str:
+        return base64.urlsafe_b64encode(key).decode()
+
+    monkeypatch.setenv("VIGIL_ENCRYPTION_KEY", encoded(new_key))
+    monkeypatch.setenv("VIGIL_ENCRYPTION_OLD_KEYS", encoded(old_key))
+    # Interrupted after its first batch (a crash), then run again: it finishes the rest.
+    rotated = TextCipher(key=new_key, old_keys=[old_key])
+    async with SqliteStore(database, cipher=rotated) as store:
+
+        def crash(count: int) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            await store.rekey(batch_rows=1, on_batch=crash)
+    assert await vigil(path, "rekey") == 0
+    assert "values re-encrypted under key id" in capsys.readouterr().out
+
+    with sqlite3.connect(database) as connection:
+        values = [
+            *(row[0] for row in connection.execute("SELECT text FROM window_messages")),
+            *(row[0] for row in connection.execute("SELECT text FROM case_evidence")),
+            *(
+                row[0]
+                for row in connection.execute(
+                    "SELECT dismiss_reason FROM alerts WHERE dismiss_reason IS NOT NULL"
+                )
+            ),
+            *(row[0] for row in connection.execute("SELECT detail FROM case_audit WHERE detail IS NOT NULL")),
+            *(row[0] for row in connection.execute("SELECT value FROM records")),
+            *(
+                item["text"]
+                for row in connection.execute("SELECT evidence FROM alerts")
+                for item in json.loads(row[0])
+            ),
+        ]
+    assert values and all(rotated.is_current(value) for value in values), "a value escaped the rekey"
+    # The old key can go: everything reads with the new key alone, the legacy value included.
+    async with SqliteStore(database, cipher=TextCipher(key=new_key)) as store:
+        reread = await store.load_window(alert.key)
+        assert [m.text for m in reread][1:] == [m.text for m in window][1:] and reread[
+            0
+        ].text == "legacy text"
+        assert await store.get_record("slack.installations", "T1") == "xoxb-token"
+        case = await store.get_case(platform=PLATFORM, space_id=SPACE, case_number=alert.case_number)
+        assert case is not None and case.dismiss_reason == "siblings"
+        audit = await store.audit_events(platform="*", space_id="*", case_number=None)
+        assert [event.action for event in audit] == ["rekey"]
+        assert await vigil(path, "rekey") == 0  # nothing left to do
+    assert "0 values re-encrypted" in capsys.readouterr().out

@@ -329,6 +329,10 @@ async def test_the_audit_trail_is_append_only_in_the_database(harness: Harness) 
             connection.execute("UPDATE case_audit SET actor_id = 'someone-else'")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             connection.execute("DELETE FROM case_audit")
+        # Only `vigil rekey`'s change gets through: an encrypted detail replaced by an encrypted one.
+        for detail in ("a rewritten plain detail", "v2:abcd:AAAA"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                connection.execute("UPDATE case_audit SET detail = ?", (detail,))
         rows = connection.execute("SELECT actor_id, action FROM case_audit").fetchall()
     assert rows == [("mod-1", "claim")]
     await harness.store.open()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, Harness, make_harness
 from tests.storage.builders import make_pair_key, make_pair_state, make_window_message
@@ -46,22 +48,37 @@ async def encrypted_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 # ---------------------------------------------------------------------- the cipher
 
 
-def test_values_are_versioned_random_and_bound_to_their_column() -> None:
+def test_values_are_versioned_random_and_bound_to_their_column_and_row() -> None:
     cipher = TextCipher(key=KEY_1)
-    first = cipher.encrypt("how old are you", column="window_messages.text")
-    second = cipher.encrypt("how old are you", column="window_messages.text")
+    column, row = "window_messages.text", "m-1\x1fadult\x1fgeneral"
+    first = cipher.encrypt("how old are you", column=column, row=row)
+    second = cipher.encrypt("how old are you", column=column, row=row)
 
-    assert first != second and first.startswith(f"v1:{cipher.key_id}:")
+    assert first != second and first.startswith(f"v2:{cipher.key_id}:")
     assert "how old" not in first
-    assert cipher.decrypt(first, column="window_messages.text") == "how old are you"
+    assert cipher.decrypt(first, column=column, row=row) == "how old are you"
     with pytest.raises(CipherError, match="failed authentication"):
-        cipher.decrypt(first, column="records.value")
+        cipher.decrypt(first, column="records.value", row=row)
+    with pytest.raises(CipherError, match="another row"):
+        cipher.decrypt(first, column=column, row="m-2\x1fkid\x1fgeneral")
     with pytest.raises(CipherError, match="failed authentication"):
-        cipher.decrypt(first[:-4] + "AAAA", column="window_messages.text")
+        cipher.decrypt(first[:-4] + "AAAA", column=column, row=row)
     with pytest.raises(CipherError, match="key id"):
-        TextCipher(key=KEY_2).decrypt(first, column="window_messages.text")
+        TextCipher(key=KEY_2).decrypt(first, column=column, row=row)
     with pytest.raises(CipherError, match="not encrypted"):
-        cipher.decrypt("plain text", column="window_messages.text")
+        cipher.decrypt("plain text", column=column, row=row)
+
+
+def test_values_written_before_row_binding_still_decrypt() -> None:
+    # A v1 value as 2026.11 wrote it: AES-GCM with the column name alone as associated data.
+    nonce = bytes(range(12))
+    sealed = AESGCM(KEY_1).encrypt(nonce, b"old text", b"window_messages.text")
+    payload = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+    cipher = TextCipher(key=KEY_1)
+    old = f"v1:{cipher.key_id}:{payload}"
+    assert cipher.decrypt(old, column="window_messages.text", row="anything") == "old text"
+    assert TextCipher.is_encrypted(old) and not cipher.is_current(old)
+    assert cipher.is_current(cipher.encrypt("new", column="c", row="r"))
 
 
 def test_from_environment() -> None:
@@ -75,8 +92,8 @@ def test_from_environment() -> None:
         },
     )
     assert cipher is not None and cipher.key_id == TextCipher(key=KEY_2).key_id
-    old_value = TextCipher(key=KEY_1).encrypt("x", column="c")
-    assert cipher.decrypt(old_value, column="c") == "x"
+    old_value = TextCipher(key=KEY_1).encrypt("x", column="c", row="r")
+    assert cipher.decrypt(old_value, column="c", row="r") == "x"
     assert parse_key(key_text(KEY_1)) == KEY_1
 
 
@@ -131,8 +148,8 @@ async def test_text_is_really_encrypted_on_disk(
         details = [
             row[0] for row in connection.execute("SELECT detail FROM case_audit WHERE detail IS NOT NULL")
         ]
-    assert texts and all(text.startswith("v1:") for text in texts)
-    assert details and all(detail.startswith("v1:") for detail in details)
+    assert texts and all(text.startswith("v2:") for text in texts)
+    assert details and all(detail.startswith("v2:") for detail in details)
     await encrypted_store.open()
     assert await encrypted_store.get_record("slack.installations", "T1") == "xoxb-wombat-token"
     view = await harness.service.get(actor=MODERATOR, case_number=number)
@@ -201,3 +218,30 @@ async def test_rotation_old_keys_keep_decrypting_new_writes_use_the_new_key(tmp_
     async with SqliteStore(database, cipher=TextCipher(key=KEY_2)) as store:
         with pytest.raises(StoreError, match=TextCipher(key=KEY_1).key_id):
             await store.load_window(key)
+
+
+async def test_swapping_two_rows_ciphertexts_is_detected_not_misattributed(
+    encrypted_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    # The report's reproduction: with write access to the file, swap the adult's and the child's texts so
+    # that the evidence attributes the adult's words to the child. Every such read must now fail.
+    harness: Harness = make_harness(encrypted_store, keyword_detector)
+    alert = await harness.raise_alert()
+    database = encrypted_store.database
+    await encrypted_store.close()
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT seq, author_id, text FROM window_messages ORDER BY seq").fetchall()
+        adult = next(row for row in rows if row[1] == "adult")
+        kid = next(row for row in rows if row[1] == "kid")
+        connection.execute("UPDATE window_messages SET text = ? WHERE seq = ?", (kid[2], adult[0]))
+        connection.execute("UPDATE window_messages SET text = ? WHERE seq = ?", (adult[2], kid[0]))
+        # The same inside the alert's evidence excerpts.
+        evidence = json.loads(connection.execute("SELECT evidence FROM alerts").fetchone()[0])
+        assert len(evidence) >= 2
+        evidence[0]["text"], evidence[1]["text"] = evidence[1]["text"], evidence[0]["text"]
+        connection.execute("UPDATE alerts SET evidence = ?", (json.dumps(evidence),))
+    await encrypted_store.open()
+    with pytest.raises(StoreError, match="another row"):
+        await encrypted_store.load_window(alert.key)
+    with pytest.raises(StoreError, match="another row"):
+        await encrypted_store.get_alert(alert.alert_id)
