@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiosqlite
 
@@ -1219,19 +1219,22 @@ class SqliteStore:
                 after = rows[-1]["row_key"]
                 updates = [update for row in rows if (update := rewrite(row)) is not None]
                 if updates:
+                    names = updates[0].columns
+                    assignments = ", ".join(f"{name} = ?" for name in names)
+                    # Compare-and-set: a value Vigil changed meanwhile (it may be running) is left alone.
+                    unchanged = " AND ".join(f"{name} IS ?" for name in names)
                     async with self._writing(f"re-encrypting {table}") as connection:
-                        await connection.executemany(
-                            f"UPDATE {table} SET {updates[0][0]} WHERE {key_column} = ?",
-                            [(*values, row_key) for _, values, row_key in updates],
+                        cursor = await connection.executemany(
+                            f"UPDATE {table} SET {assignments} WHERE {key_column} = ? AND {unchanged}",
+                            [(*update.new, update.row_key, *update.old) for update in updates],
                         )
-                    total += len(updates)
+                    # executemany's rowcount sums the rows each statement changed.
+                    total += cursor.rowcount
                     if on_batch is not None:
-                        on_batch(len(updates))
+                        on_batch(cursor.rowcount)
         return total
 
-    def _rekey_plan(
-        self,
-    ) -> list[tuple[str, str, str, Callable[[sqlite3.Row], tuple[str, tuple[object, ...], object] | None]]]:
+    def _rekey_plan(self) -> list[tuple[str, str, str, Callable[[sqlite3.Row], _Rewrite | None]]]:
         """Per table: its key column, the columns read, and a row -> (SET clause, values, key) or None."""
         cipher = self._cipher
         assert cipher is not None
@@ -1242,17 +1245,19 @@ class SqliteStore:
                 return None
             return self._seal(self._unseal(text, column=column, row=row), column=column, row=row)
 
-        def window(column: str) -> Callable[[sqlite3.Row], tuple[str, tuple[object, ...], object] | None]:
-            def rewrite(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+        def window(column: str) -> Callable[[sqlite3.Row], _Rewrite | None]:
+            def rewrite(row: sqlite3.Row) -> _Rewrite | None:
                 identity = _message_row_of(
                     str(row["message_id"]), str(row["author_id"]), str(row["channel_id"])
                 )
                 sealed = fresh(row["text"], column=column, row=identity)
-                return None if sealed is None else ("text = ?", (sealed,), row["row_key"])
+                return (
+                    None if sealed is None else _Rewrite(("text",), (sealed,), (row["text"],), row["row_key"])
+                )
 
             return rewrite
 
-        def alert(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+        def alert(row: sqlite3.Row) -> _Rewrite | None:
             items = json.loads(str(row["evidence"]))
             changed = False
             for item in items:
@@ -1265,21 +1270,24 @@ class SqliteStore:
             reason = fresh(row["dismiss_reason"], column=_DISMISS_REASON, row=str(row["row_key"]))
             if not changed and reason is None:
                 return None
-            return (
-                "evidence = ?, dismiss_reason = ?",
+            return _Rewrite(
+                ("evidence", "dismiss_reason"),
                 (
                     json.dumps(items, ensure_ascii=False) if changed else str(row["evidence"]),
                     reason if reason is not None else row["dismiss_reason"],
                 ),
+                (row["evidence"], row["dismiss_reason"]),
                 row["row_key"],
             )
 
-        def record(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+        def record(row: sqlite3.Row) -> _Rewrite | None:
             identity = _record_row(str(row["namespace"]), str(row["key"]))
             sealed = fresh(row["value"], column=_RECORD_VALUE, row=identity)
-            return None if sealed is None else ("value = ?", (sealed,), row["row_key"])
+            return (
+                None if sealed is None else _Rewrite(("value",), (sealed,), (row["value"],), row["row_key"])
+            )
 
-        def audit(row: sqlite3.Row) -> tuple[str, tuple[object, ...], object] | None:
+        def audit(row: sqlite3.Row) -> _Rewrite | None:
             number = row["case_number"]
             identity = _audit_row(
                 platform=str(row["platform"]),
@@ -1290,7 +1298,9 @@ class SqliteStore:
                 action=str(row["action"]),
             )
             sealed = fresh(row["detail"], column=_AUDIT_DETAIL, row=identity)
-            return None if sealed is None else ("detail = ?", (sealed,), row["row_key"])
+            return (
+                None if sealed is None else _Rewrite(("detail",), (sealed,), (row["detail"],), row["row_key"])
+            )
 
         return [
             (
@@ -1581,6 +1591,15 @@ def _json_strings(values: Iterable[str]) -> str:
 
 def _strings_from_json(text: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in json.loads(str(text)))
+
+
+class _Rewrite(NamedTuple):
+    """One row's re-encryption: the columns, their new and current values, and the row's key."""
+
+    columns: tuple[str, ...]
+    new: tuple[object, ...]
+    old: tuple[object, ...]
+    row_key: object
 
 
 def _same(text: str, row: str) -> str:
