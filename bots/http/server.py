@@ -71,6 +71,8 @@ _READ_CHUNK = 64 * 1024
 _LINGERING_S = 1.0
 # A body trickled in slower than this is refused, so slow senders cannot hold connections and memory.
 _BODY_TIMEOUT_S = 30.0
+# Signed requests handled at once (most of them reading their bodies); more get 503 with Retry-After.
+_MAX_IN_FLIGHT = 256
 # ``HandleResult.skipped`` of a message a queue shed (``bots.core.ingest.SHED_SKIP_VALUE``).
 _SHED = "shed"
 # Retry-After sent with a 503 when a message could not be processed (the detector failed, say).
@@ -153,6 +155,14 @@ def _payload_free_logger() -> logging.Logger:
     return server_logger
 
 
+def _overloaded(request: web.Request) -> _ApiError:
+    detail = f"more than {_MAX_IN_FLIGHT} requests are in progress; retry after 1 second"
+    error = _ApiError(503, "overloaded", detail, headers={"Retry-After": "1"})
+    if request.path == "/v1/messages":
+        error.extra = {"retry_after": 1, "results": []}  # the batch endpoint's RetryLater shape
+    return error
+
+
 class _ApiError(Exception):
     """Raised inside a request handler; the middleware turns it into a JSON error response."""
 
@@ -171,9 +181,11 @@ class _ApiError(Exception):
         self.detail = detail
         self.field = field
         self.headers = dict(headers or {})
+        # More body fields where an endpoint's error shape has them (the batch endpoint's 503).
+        self.extra: dict[str, object] = {}
 
     def response(self) -> web.Response:
-        body: dict[str, object] = {"error": self.code, "detail": self.detail}
+        body: dict[str, object] = {"error": self.code, "detail": self.detail, **self.extra}
         if self.field is not None:
             body["field"] = self.field
         return web.json_response(body, status=self.status, headers=self.headers)
@@ -237,6 +249,7 @@ class HttpApi:
         self._store = store
         self._clock = clock
         self._replays = ReplayCache(window_s=settings.timestamp_tolerance_s)
+        self._in_flight = 0
         self._warned_v1 = False
         self._signal_labels = dict(signal_labels or {})
         self._openapi = openapi_json().encode("utf-8")
@@ -304,8 +317,16 @@ class HttpApi:
     async def _middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        capped = request.path.startswith("/v1/") and request.path != "/v1/openapi.json"
         try:
-            response = await handler(request)
+            if capped and self._in_flight >= _MAX_IN_FLIGHT:
+                # Slow or many clients cannot hold every connection: the rest are told to come back.
+                raise _overloaded(request)
+            self._in_flight += capped
+            try:
+                response = await handler(request)
+            finally:
+                self._in_flight -= capped
         except _ApiError as error:
             response = error.response()
         except web.HTTPException as error:

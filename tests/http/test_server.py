@@ -604,3 +604,45 @@ async def test_a_request_aiohttp_cannot_parse_is_logged_without_its_bytes(
     for record in caplog.records:
         assert "secret groom" not in record.getMessage()
         assert record.exc_info is None or "secret groom" not in str(record.exc_info[1])
+
+
+async def test_a_body_trickled_in_too_slowly_is_refused(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vigil.bots.http.server._BODY_TIMEOUT_S", 0.3)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" "
+            await asyncio.sleep(0.1)
+
+    headers = signed_request_headers(method="POST", target="/v1/messages", body=b"", secret=SECRET)
+    started = time.monotonic()
+    async with api.session.post(api.base_url + "/v1/messages", data=trickle(), headers=headers) as response:
+        assert response.status == 408
+        assert (await response.json())["error"] == "request_timeout"
+    assert time.monotonic() - started < 1.9, "the server waited for the whole trickle"
+
+
+async def test_slow_clients_cannot_hold_every_connection(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vigil.bots.http.server._MAX_IN_FLIGHT", 2)
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"{"
+        await release.wait()
+        yield b"}"
+
+    async def hold() -> int:
+        headers = signed_request_headers(method="POST", target="/v1/messages", body=b"", secret=SECRET)
+        async with api.session.post(api.base_url + "/v1/messages", data=slow(), headers=headers) as response:
+            return response.status
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]
+    await asyncio.sleep(0.3)
+    status, body, headers = await api.send([wire_message(1)])
+    assert status == 503 and body["error"] == "overloaded" and headers["Retry-After"] == "1"
+    status, _, _ = await api.request("GET", "/healthz")
+    assert status == 200, "health checks are never capped"
+    release.set()
+    assert await asyncio.gather(*holders) == [401, 401]  # their empty-body signatures do not match
+    status, body, _ = await api.send([wire_message(1)])
+    assert status == 200, body
