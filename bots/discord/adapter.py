@@ -144,6 +144,21 @@ def _guarded_parser(event: str, parse: Callable[[Any], None]) -> Callable[[Any],
     return guarded
 
 
+# What reading a message discord.py built from a malformed payload raises (a missing author, a wrong type,
+# an id too large for a date); translating is pure, so any of these means the payload, not Vigil.
+_HALF_BUILT = (AttributeError, TypeError, ValueError, KeyError, ArithmeticError)
+
+
+def _skip_half_built(event: str, error: Exception) -> None:
+    logger.error(
+        "skipped a Discord message built from a malformed %s event (%s at %s)",
+        event,
+        type(error).__name__,
+        _where(error),
+        extra={"platform": PLATFORM, "gateway_event": event, "error_type": type(error).__name__},
+    )
+
+
 def _quiet_discord_debug_logs() -> None:
     """discord.py logs request bodies and gateway events (message text) at DEBUG: never let them through."""
     library = logging.getLogger("discord")
@@ -436,23 +451,37 @@ class DiscordAdapter:
         return self._bot.user.id if self._bot.user is not None else None
 
     async def _on_message(self, message: discord.Message) -> None:
-        if self._closing or not is_ingestible(message, own_user_id=self._own_id()):
+        if self._closing:
             return
-        await self._ingest(to_chat_message(message))
+        try:
+            if not is_ingestible(message, own_user_id=self._own_id()):
+                return
+            translated = to_chat_message(message)
+        except _HALF_BUILT as error:
+            _skip_half_built("MESSAGE_CREATE", error)
+            return
+        await self._ingest(translated)
 
     async def _on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        message = payload.message
-        edited_at = message.edited_at
-        if self._closing or edited_at is None or "content" not in payload.data:
-            return  # not a text edit (an embed unfurled, a pin, ...)
-        before = payload.cached_message
-        if before is not None and before.content == message.content:
+        if self._closing:
             return
-        if not is_ingestible(message, own_user_id=self._own_id()):
+        try:
+            message = payload.message
+            edited_at = message.edited_at
+            if edited_at is None or "content" not in payload.data:
+                return  # not a text edit (an embed unfurled, a pin, ...)
+            before = payload.cached_message
+            if before is not None and before.content == message.content:
+                return
+            if not is_ingestible(message, own_user_id=self._own_id()):
+                return
+            translated = to_chat_message(
+                message, message_id=edit_message_id(message.id, edited_at), timestamp=edited_at
+            )
+        except _HALF_BUILT as error:
+            _skip_half_built("MESSAGE_UPDATE", error)
             return
-        await self._ingest(
-            to_chat_message(message, message_id=edit_message_id(message.id, edited_at), timestamp=edited_at)
-        )
+        await self._ingest(translated)
 
     async def _ingest(self, message: ChatMessage) -> None:
         task = asyncio.current_task()

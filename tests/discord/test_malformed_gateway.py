@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.discord.conftest import Vigil, running_vigil
 from tests.discord.fake_discord import FakeDiscord, Json
+from tests.support.fuzz import cases
 
 
 def _only_ids_and_content(fake: FakeDiscord) -> tuple[str, Json | None]:
@@ -88,3 +90,37 @@ async def test_a_frame_that_is_not_json_reconnects_and_the_bot_keeps_reading(
         await _still_serving(vigil)
     errors = [r for r in caplog.records if r.name.startswith("vigil") and r.levelno == logging.ERROR]
     assert [getattr(r, "error_type", None) for r in errors] == ["JSONDecodeError"]
+
+
+async def test_fuzzed_gateway_events_never_stop_the_bot(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FUZZ_CASES broken events through the real discord.py parser and handlers: none stops the bot."""
+    async with running_vigil(fake, database=tmp_path / "v.sqlite3", model_dir=keyword_model_dir) as vigil:
+        message = fake.message_payload(author=fake.adult, content="how old are you", mentions=[fake.kid])
+        templates: list[Any] = [
+            {"t": "MESSAGE_CREATE", "d": message},
+            {"t": "MESSAGE_CREATE", "d": fake.message_payload(author=fake.kid, content="hi", dm=True)},
+            {
+                "t": "MESSAGE_UPDATE",
+                "d": {**message, "content": "edited", "edited_timestamp": message["timestamp"]},
+            },
+            {
+                "t": "MESSAGE_DELETE",
+                "d": {"id": message["id"], "channel_id": fake.general, "guild_id": fake.guild_id},
+            },
+            {
+                "t": "MESSAGE_DELETE_BULK",
+                "d": {"ids": [message["id"]], "channel_id": fake.general, "guild_id": fake.guild_id},
+            },
+        ]
+        for _, case in cases(templates, seed=14):
+            event = case.get("t") if isinstance(case, dict) else None
+            data = case.get("d") if isinstance(case, dict) else case
+            await fake.dispatch_raw(event if isinstance(event, str) else "MESSAGE_CREATE", data)
+        good = fake.message_payload(author=fake.kid, content="still there?")
+        await fake.send_message(good)
+        await vigil.handler.wait_for(good["id"], within_s=300.0)
+        assert not vigil.task.done(), "the Discord adapter stopped"
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks[:3]]
