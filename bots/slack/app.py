@@ -149,6 +149,64 @@ def read_oauth_credentials(
     return SlackOAuthCredentials(client_id=client_id, client_secret=Secret(client_secret))
 
 
+# What building a bolt request raises for a body that is not a Slack payload (json.JSONDecodeError is a
+# ValueError).
+_UNREADABLE_BODY = (ValueError, TypeError, AttributeError, KeyError)
+
+
+# The fields bolt's middleware reads before any listener runs, with the JSON types Slack sends; a value of
+# another type fails inside bolt (its error handler then answers 500).
+_STRING = (str,)
+_TOP_LEVEL_TYPES: Mapping[str, tuple[type, ...]] = {
+    "type": _STRING,
+    "token": _STRING,
+    "team_id": _STRING,
+    "api_app_id": _STRING,
+    "enterprise_id": _STRING,
+    "event_id": _STRING,
+    "is_enterprise_install": (bool,),
+    "event": (dict,),
+    "authorizations": (list,),
+    "team": (dict,),
+    "user": (dict,),
+    "enterprise": (dict,),
+    "channel": (dict,),
+    "view": (dict,),
+    "actions": (list,),
+}
+_EVENT_TYPES: Mapping[str, tuple[type, ...]] = {
+    "type": _STRING,
+    "subtype": _STRING,
+    "user": _STRING,
+    "bot_id": _STRING,
+    "team": _STRING,
+    "channel": _STRING,
+    "ts": _STRING,
+    "thread_ts": _STRING,
+    "text": _STRING,
+    "message": (dict,),
+    "previous_message": (dict,),
+    "tokens": (dict,),
+}
+
+
+def _shape_problem(body: object) -> str | None:
+    """Why a parsed body cannot be a Slack payload, or None (its fields have Slack's types)."""
+    if not isinstance(body, dict):
+        return "not an object"
+    for fields, where in ((_TOP_LEVEL_TYPES, body), (_EVENT_TYPES, body.get("event") or {})):
+        if not isinstance(where, dict):
+            return "event is not an object"
+        for name, types in fields.items():
+            value = where.get(name)
+            if value is not None and not isinstance(value, types):
+                return f"{name} is a {type(value).__name__}"
+    authorizations = body.get("authorizations") or []
+    if not all(isinstance(entry, dict) for entry in authorizations):
+        return "authorizations holds a non-object"
+    return None
+
+
 async def _acknowledge(ack: AsyncAck) -> None:
     await ack()
 
@@ -391,11 +449,22 @@ class SlackAdapter:
             logger.warning("Slack: refused a request with a missing, wrong or stale signature")
             return web.Response(status=401, text="invalid signature")
         try:
+            # bolt reads ids out of the body as it builds the request: JSON that is not a Slack payload
+            # (an id that is a list, a team that is true) fails there, before any listener.
             bolt_request = await to_bolt_request(request)
-        except ValueError as error:  # json.JSONDecodeError and form-parsing errors
+        except _UNREADABLE_BODY as error:
             logger.warning("Slack: a signed request's body could not be read (%s)", type(error).__name__)
             return web.Response(status=400, text="the body could not be read")
-        bolt_response: BoltResponse = await self._app.async_dispatch(bolt_request)
+        if (problem := _shape_problem(bolt_request.body)) is not None:
+            logger.warning("Slack: a signed request is not a Slack payload (%s)", problem)
+            return web.Response(status=400, text="not a Slack payload")
+        try:
+            bolt_response: BoltResponse = await self._app.async_dispatch(bolt_request)
+        except _UNREADABLE_BODY as error:
+            # Raised by bolt's own middleware reading a payload of the wrong shape (an event that is not an
+            # object); errors in Vigil's listeners never get here, bolt hands them to _on_error.
+            logger.warning("Slack: a signed request is not a Slack payload (%s)", type(error).__name__)
+            return web.Response(status=400, text="not a Slack payload")
         return await to_aiohttp_response(bolt_response)
 
     async def _on_http_install(self, request: web.Request) -> web.Response:

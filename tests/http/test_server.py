@@ -6,12 +6,15 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.http.conftest import SECRET, START, Api, start_api, wire_message
+from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.cases import CaseState
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, Monitor
@@ -646,3 +649,33 @@ async def test_slow_clients_cannot_hold_every_connection(api: Api, monkeypatch: 
     assert await asyncio.gather(*holders) == [401, 401]  # their empty-body signatures do not match
     status, body, _ = await api.send([wire_message(1)])
     assert status == 200, body
+
+
+async def test_fuzzed_bodies_and_ids_never_fail_the_server(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FUZZ_CASES broken, correctly signed requests (message batches, case actions): never a 5xx but 503's
+    retry, never an ERROR traceback, and the API still answers afterwards."""
+    await api.send(grooming_batch())
+    templates: list[Any] = [
+        {"messages": [wire_message(1), wire_message(2, author_id="kid", recipient_ids=["adult"])]},
+        {"messages": [wire_message(3, reply_to_message_id="m-1", mentioned_user_ids=["kid"])]},
+        {"action": "dismiss", "actor_id": "mod-7", "reason": "siblings"},
+        {"action": "snooze", "actor_id": "mod-7", "snooze_for_s": 3600},
+    ]
+    statuses: Counter[int] = Counter()
+    for number, case in cases(templates, seed=14):
+        body = json.dumps(case).encode()
+        is_action = isinstance(case, dict) and "action" in case
+        path = "/v1/cases/1/actions" if is_action else "/v1/messages"
+        status, answer, _ = await api.request(
+            "POST", path, body=body, params={"space_id": "tenant-1"} if is_action else None
+        )
+        statuses[status] += 1
+        assert status < 500 or status == 503, (number, status, answer)
+    # The cases reached the handlers: many accepted, many refused for a named field.
+    assert statuses[200] > FUZZ_CASES // 5 and statuses[400] > FUZZ_CASES // 5, statuses
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks[:3]]
+    status, _, _ = await api.send([wire_message(99)])
+    assert status == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from tests.slack.harness import (
     TEAM,
     SlackHarness,
 )
+from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.cases import CaseState, Role
 from vigil.bots.core.models import PairKey
 from vigil.bots.core.monitor import SkipReason
@@ -505,3 +507,35 @@ async def test_a_reported_dm_vigil_cannot_read_is_reported_as_the_message_alone(
     record = await slack.store.get_case(platform="slack", space_id=TEAM, case_number=1)
     assert "Thank you" in answer["text"], answer["text"]
     assert record is not None and record.alert.suspect_id == ADULT and record.alert.other_id == KID
+
+
+async def test_fuzzed_signed_events_never_fail_the_app(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FUZZ_CASES broken but correctly signed event bodies: never a 5xx, never a listener traceback."""
+    await slack.configure()
+    templates: list[Any] = [
+        slack.event_body(slack.message_event(user=ADULT, text=f"<@{KID}> how old are you")),
+        slack.event_body(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": GENERAL,
+                "message": slack.message_event(user=ADULT, text="edited"),
+                "previous_message": slack.message_event(user=ADULT, text="before"),
+            }
+        ),
+        slack.event_body(
+            {"type": "message", "subtype": "message_deleted", "channel": GENERAL, "deleted_ts": "1.2"}
+        ),
+        slack.event_body({"type": "app_uninstalled"}),
+    ]
+    statuses: Counter[int] = Counter()
+    for number, case in cases(templates, seed=14):
+        status, _ = await slack.post(json.dumps(case), content_type="application/json")
+        statuses[status] += 1
+        assert status < 500, (number, status)
+    assert statuses[200] > FUZZ_CASES // 5, statuses
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks[:3]]
+    await slack.say(user=KID, text="marker")
