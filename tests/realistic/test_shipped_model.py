@@ -4,7 +4,8 @@ Floors, not targets: the model card reports the figures. On the development set 
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
 template and training conversation and never used to choose a model) 23 of 24 and 4 of 30 (2026.12.4: 21 and
 2); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
-writers also wrote the trained-on three quarters) 57 of 65 and 3 of 55 (47 and 3). The development set was
+writers also wrote the trained-on three quarters) 71 of 80 and 7 of 70 since writers Q-S added 30 (before
+them 57 of 65 and 3 of 55; 2026.12.4: 47 and 3). The development set was
 read while earlier models were chosen, so its figures flatter them. A retrained model that falls below these
 fails here before it ships.
 """
@@ -75,10 +76,10 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
-    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (65, 55)
-    assert written_held["recall"] >= 0.8  # 57 of 65
-    assert written_held["precision"] >= 0.9  # three look-alikes of 55
-    assert written_held["pr_auc"] >= 0.85
+    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (80, 70)
+    assert written_held["recall"] >= 0.85  # 71 of 80
+    assert written_held["precision"] >= 0.9  # seven look-alikes of 70 (71 of 78)
+    assert written_held["pr_auc"] >= 0.9  # 0.966
 
 
 @pytest.fixture(scope="module")
