@@ -77,7 +77,7 @@ def discord_export_records(data: object, *, path: Path) -> Iterator[ImportedConv
         yield BadRecord(path=path, line_number=0, reason=str(error))
         return
     channel_type = channel.get("type")
-    is_dm = channel_type in DM_CHANNEL_TYPES or guild_id == DM_GUILD_ID
+    is_dm = (isinstance(channel_type, str) and channel_type in DM_CHANNEL_TYPES) or guild_id == DM_GUILD_ID
 
     messages: list[ImportedMessage] = []
     index_of: dict[str, int] = {}
@@ -137,6 +137,8 @@ def _message(
     kind = entry.get("type", "Default")
     author = _object(entry.get("author"), "'author'")
     author_id = _string(author, "id", "author")
+    if not isinstance(kind, str):
+        raise _BadEntry(f"'type' must be a string, got {_kind(kind)}")
     if kind not in TEXT_MESSAGE_TYPES or author.get("isBot") is True:
         return None, None
     content = entry.get("content")

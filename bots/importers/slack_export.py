@@ -332,7 +332,7 @@ def _conversation(
         if entry.get("type", "message") != "message":
             continue
         subtype = entry.get("subtype")
-        if subtype is not None and subtype not in TEXT_SUBTYPES:
+        if subtype is not None and (not isinstance(subtype, str) or subtype not in TEXT_SUBTYPES):
             continue
         if entry.get("bot_id") is not None:
             continue

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.importers.exports import discord_author, discord_export, discord_message, write_json
+from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.replay import BadRecord
 from vigil.bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
-from vigil.bots.importers.discord_export import iter_discord_export
+from vigil.bots.importers.discord_export import discord_export_records, iter_discord_export
 
 ADULT = discord_author("1", "adult_user", nickname="Ad")
 KID = discord_author("2", "kid_user")
@@ -120,3 +121,27 @@ def test_unusable_files_are_one_bad_record(tmp_path: Path) -> None:
         records = list(iter_conversations(tmp_path / name))
         assert len(records) == 1 and isinstance(records[0], BadRecord), name
         assert records[0].reason, name
+
+
+def test_fuzzed_exports_give_records_or_bad_records_never_an_exception(tmp_path: Path) -> None:
+    """FUZZ_CASES broken DiscordChatExporter documents: each yields conversations or BadRecords."""
+    adult, kid = discord_author("1", "adult"), discord_author("2", "kid")
+    export = discord_export(
+        [
+            discord_message("10", adult, "how old are you", second=1),
+            discord_message("11", kid, "13", second=2, reply_to="10"),
+            discord_message("12", adult, "add me on snap", second=3, mentions=[kid]),
+        ]
+    )
+    outcomes = {"records": 0, "bad": 0}
+    for number, case in cases([export], seed=14):
+        try:
+            for record in discord_export_records(case, path=tmp_path / "export.json"):
+                if isinstance(record, BadRecord):
+                    outcomes["bad"] += 1
+                else:
+                    conversation_to_messages(record)
+                    outcomes["records"] += 1
+        except Exception as error:
+            raise AssertionError(f"fuzz case {number} raised {type(error).__name__}: {error}") from error
+    assert outcomes["records"] > FUZZ_CASES // 5 and outcomes["bad"] > FUZZ_CASES // 20, outcomes

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.importers.exports import slack_message, slack_workspace, write_slack_zip
+from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.replay import BadRecord
 from vigil.bots.importers import (
     ImportedConversation,
@@ -17,7 +18,7 @@ from vigil.bots.importers import (
     iter_conversations,
     slack_export,
 )
-from vigil.bots.importers.slack_export import clean_text
+from vigil.bots.importers.slack_export import clean_text, iter_slack_export
 
 
 def conversations(records: list[object]) -> dict[str, ImportedConversation]:
@@ -131,3 +132,25 @@ def test_clean_text() -> None:
         ("U1", "W2"),
     )
     assert json.dumps(clean_text("plain")) == '["plain", []]'
+
+
+def test_fuzzed_exports_give_records_or_bad_records_never_an_exception(tmp_path: Path) -> None:
+    """FUZZ_CASES broken Slack exports (users, channel lists, day files): conversations or BadRecords."""
+    workspace = slack_workspace()
+    outcomes = {"records": 0, "bad": 0}
+    archive = tmp_path / "export.zip"
+    for number, case in cases([workspace], seed=14):
+        members = case if isinstance(case, dict) else {"users.json": case}
+        # Member names are file names: keep the mutated ones that a zip can hold.
+        names = {str(name).replace("\x00", "") or "x": content for name, content in members.items()}
+        write_slack_zip(archive, names)
+        try:
+            for record in iter_slack_export(archive):
+                if isinstance(record, BadRecord):
+                    outcomes["bad"] += 1
+                else:
+                    conversation_to_messages(record)
+                    outcomes["records"] += 1
+        except Exception as error:
+            raise AssertionError(f"fuzz case {number} raised {type(error).__name__}: {error}") from error
+    assert outcomes["records"] > FUZZ_CASES // 5 and outcomes["bad"] > FUZZ_CASES // 20, outcomes
