@@ -98,11 +98,10 @@ def check_signature(
     tolerance_s: float = DEFAULT_TOLERANCE_S,
 ) -> Verdict:
     """Verify a signed body; the comparison is constant-time. Never raises for bad input."""
-    if not timestamp or not signature:
-        return Verdict.MISSING
-    timestamp_verdict = _check_timestamp(timestamp, now=now, tolerance_s=tolerance_s)
-    if timestamp_verdict is not Verdict.OK:
-        return timestamp_verdict
+    fresh = _check_fresh(timestamp, signature, now=now, tolerance_s=tolerance_s)
+    if fresh is not Verdict.OK:
+        return fresh
+    assert timestamp is not None and signature is not None  # _check_fresh said so
     digest = _hex_digest(signature, scheme=SCHEME)
     if digest is None:
         return Verdict.MALFORMED_SIGNATURE
@@ -159,11 +158,9 @@ def check_request_headers(
     tolerance_s: float = DEFAULT_TOLERANCE_S,
 ) -> Verdict:
     """What can be refused before the body is read: missing or malformed headers, a stale timestamp."""
-    if not timestamp or not signature:
-        return Verdict.MISSING
-    timestamp_verdict = _check_timestamp(timestamp, now=now, tolerance_s=tolerance_s)
-    if timestamp_verdict is not Verdict.OK:
-        return timestamp_verdict
+    fresh = _check_fresh(timestamp, signature, now=now, tolerance_s=tolerance_s)
+    if fresh is not Verdict.OK:
+        return fresh
     scheme = request_scheme(signature)
     if scheme is None:
         return Verdict.MALFORMED_REQUEST_SIGNATURE
@@ -219,6 +216,15 @@ class ReplayCache:
         self._expiry[key] = now + 2 * self._window_s
         self._expiry.move_to_end(key)
         return True
+
+
+def _check_fresh(
+    timestamp: str | None, signature: str | None, *, now: datetime | float | None, tolerance_s: float
+) -> Verdict:
+    """Both headers present and the timestamp within the tolerance, either way."""
+    if not timestamp or not signature:
+        return Verdict.MISSING
+    return _check_timestamp(timestamp, now=now, tolerance_s=tolerance_s)
 
 
 def _check_timestamp(timestamp: str, *, now: datetime | float | None, tolerance_s: float) -> Verdict:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
+
+from vigil.bots.core.replay import BadRecord, ConversationRecord
+from vigil.bots.importers import conversation_to_messages
 
 GUILD = {"id": "900", "name": "Test Guild", "iconUrl": "https://cdn.example/icon.png"}
 
@@ -148,3 +152,20 @@ def slack_workspace() -> dict[str, object]:
             slack_message("U1", "hi all", "1772388201.000100"),
         ],
     }
+
+
+def drain_fuzzed(records: Iterable[object], *, number: int) -> tuple[int, int]:
+    """(conversations, bad records) of one fuzz case, each conversation turned into messages as scan does;
+    any exception fails the test naming the case."""
+    good = bad = 0
+    try:
+        for record in records:
+            if isinstance(record, BadRecord):
+                bad += 1
+            else:
+                assert isinstance(record, ConversationRecord)
+                conversation_to_messages(record)
+                good += 1
+    except Exception as error:
+        raise AssertionError(f"fuzz case {number} raised {type(error).__name__}: {error}") from error
+    return good, bad

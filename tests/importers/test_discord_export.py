@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.importers.exports import discord_author, discord_export, discord_message, write_json
+from tests.importers.exports import discord_author, discord_export, discord_message, drain_fuzzed, write_json
 from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.replay import BadRecord
 from vigil.bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
@@ -135,13 +135,7 @@ def test_fuzzed_exports_give_records_or_bad_records_never_an_exception(tmp_path:
     )
     outcomes = {"records": 0, "bad": 0}
     for number, case in cases([export], seed=14):
-        try:
-            for record in discord_export_records(case, path=tmp_path / "export.json"):
-                if isinstance(record, BadRecord):
-                    outcomes["bad"] += 1
-                else:
-                    conversation_to_messages(record)
-                    outcomes["records"] += 1
-        except Exception as error:
-            raise AssertionError(f"fuzz case {number} raised {type(error).__name__}: {error}") from error
+        good, bad = drain_fuzzed(discord_export_records(case, path=tmp_path / "export.json"), number=number)
+        outcomes["records"] += good
+        outcomes["bad"] += bad
     assert outcomes["records"] > FUZZ_CASES // 5 and outcomes["bad"] > FUZZ_CASES // 20, outcomes

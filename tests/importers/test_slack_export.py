@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.importers.exports import slack_message, slack_workspace, write_slack_zip
+from tests.importers.exports import drain_fuzzed, slack_message, slack_workspace, write_slack_zip
 from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.replay import BadRecord
 from vigil.bots.importers import (
@@ -144,13 +144,7 @@ def test_fuzzed_exports_give_records_or_bad_records_never_an_exception(tmp_path:
         # Member names are file names: keep the mutated ones that a zip can hold.
         names = {str(name).replace("\x00", "") or "x": content for name, content in members.items()}
         write_slack_zip(archive, names)
-        try:
-            for record in iter_slack_export(archive):
-                if isinstance(record, BadRecord):
-                    outcomes["bad"] += 1
-                else:
-                    conversation_to_messages(record)
-                    outcomes["records"] += 1
-        except Exception as error:
-            raise AssertionError(f"fuzz case {number} raised {type(error).__name__}: {error}") from error
+        good, bad = drain_fuzzed(iter_slack_export(archive), number=number)
+        outcomes["records"] += good
+        outcomes["bad"] += bad
     assert outcomes["records"] > FUZZ_CASES // 5 and outcomes["bad"] > FUZZ_CASES // 20, outcomes

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.test_crash_safety import DatabaseState, read_state, write_conversations
-from tests.test_run import REPO, SECRET, free_port, start_vigil
+from tests.test_run import REPO, SECRET, free_port, start_vigil, wait_until_listening
 from vigil.bots.http.client import VigilApiError, VigilClient
 
 BATCH = 50
@@ -74,21 +74,6 @@ def write_config(folder: Path, *, model_dir: Path, port: int) -> Path:
     return config
 
 
-async def wait_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    for _ in range(600):
-        if process.returncode is not None:
-            raise AssertionError(f"vigil run exited early with {process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError("vigil run never started listening")
-
-
 async def send_all(client: VigilClient, batches: list[list[dict[str, object]]]) -> None:
     for batch in batches:
         for _ in range(50):
@@ -114,7 +99,7 @@ async def run_once(folder: Path, *, model_dir: Path, batches: list[list[dict[str
     env = {**os.environ, "VIGIL_HTTP_SECRET": SECRET, "PYTHONPATH": str(REPO)}
     process = await start_vigil(config, env)
     try:
-        await wait_listening(port, process)
+        await wait_until_listening(port, process)
         async with VigilClient(f"http://127.0.0.1:{port}", SECRET) as client:
             await send_all(client, batches)
     finally:
@@ -157,7 +142,7 @@ async def test_sigkill_mid_stream_then_resend_matches_a_clean_run(
     env = {**os.environ, "VIGIL_HTTP_SECRET": SECRET, "PYTHONPATH": str(REPO)}
     process = await start_vigil(config, env)
     try:
-        await wait_listening(port, process)
+        await wait_until_listening(port, process)
         async with VigilClient(f"http://127.0.0.1:{port}", SECRET) as client:
             await send_all(client, http_batches[:killed_at])
             # The next batch is in flight when the process dies: it may or may not have been committed.
