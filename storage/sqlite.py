@@ -65,6 +65,8 @@ _WINDOW_COLUMNS = "message_id, channel_id, thread_id, author_id, text, timestamp
 _AUDIT_COLUMNS = "event_id, case_number, at, actor_id, action, before, after, detail"
 
 # Encrypted columns; each name is the associated data of its values, so a value moved elsewhere won't open.
+# Ids per IN (...) query.
+_IN_CHUNK = 500
 _WINDOW_TEXT = "window_messages.text"
 _EVIDENCE_TEXT = "alerts.evidence.text"
 _DISMISS_REASON = "alerts.dismiss_reason"
@@ -523,6 +525,25 @@ class SqliteStore:
                 parameters,
             )
         return inserted == 1
+
+    async def seen_message_ids(
+        self, *, platform: str, space_id: str, message_ids: Sequence[str]
+    ) -> frozenset[str]:
+        if not message_ids:
+            return frozenset()
+        seen: set[str] = set()
+        async with self._reading("checking which messages were seen") as connection:
+            # SQLite binds at most 32,766 parameters; batches are far smaller, chunks keep any size safe.
+            for start in range(0, len(message_ids), _IN_CHUNK):
+                chunk = list(message_ids[start : start + _IN_CHUNK])
+                rows = await _fetch_rows(
+                    connection,
+                    "SELECT message_id FROM seen_messages WHERE platform = ? AND space_id = ? "
+                    f"AND message_id IN ({', '.join('?' * len(chunk))})",
+                    (platform, space_id, *chunk),
+                )
+                seen.update(str(row["message_id"]) for row in rows)
+        return frozenset(seen)
 
     async def load_pair(self, key: PairKey) -> PairState | None:
         async with self._reading("loading a pair") as connection:

@@ -152,11 +152,21 @@ class Monitor:
     async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
         results: list[HandleResult | None] = [None] * len(messages)
         settings = await self._settings_for(messages)
-        to_score: list[tuple[int, ChatMessage, str]] = []
+        candidates: list[tuple[int, ChatMessage]] = []
         for index, message in enumerate(messages):
             skip = self._edge_skip(message, settings.get((message.platform, message.space_id)))
             if skip is not None:
                 results[index] = HandleResult(message_id=message.message_id, skipped=skip)
+                continue
+            candidates.append((index, message))
+        # Stored already (a replay after a restart, a redelivery): not scored again. Still applied in order
+        # below, where the claim decides and the turn-taking memory is rebuilt.
+        seen = await self._seen_before([message for _, message in candidates])
+        to_score: list[tuple[int, ChatMessage, str]] = []
+        replayed: list[tuple[int, ChatMessage]] = []
+        for index, message in candidates:
+            if (message.platform, message.space_id, message.message_id) in seen:
+                replayed.append((index, message))
                 continue
             # The model's text: training's rule (mentions of people removed); the window keeps message.text.
             text = model_text(
@@ -175,14 +185,40 @@ class Monitor:
         ]
 
         enqueued = False
+        pending: list[tuple[int, _Scored | ChatMessage]] = sorted(
+            [*scored, *replayed], key=lambda entry: entry[0]
+        )
         async with self._apply_lock, self._store.transaction():
-            for index, item in scored:
-                result = await self._apply(item, settings.get((item.message.platform, item.message.space_id)))
+            for index, entry in pending:
+                if isinstance(entry, ChatMessage):
+                    results[index] = self._replayed(entry)
+                    continue
+                result = await self._apply(
+                    entry, settings.get((entry.message.platform, entry.message.space_id))
+                )
                 enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
                 results[index] = result
         if enqueued and self._on_delivery_enqueued is not None:
             self._on_delivery_enqueued()
         return [r for r in results if r is not None]
+
+    async def _seen_before(self, messages: Sequence[ChatMessage]) -> frozenset[tuple[str, str, str]]:
+        by_space: dict[tuple[str, str], list[str]] = {}
+        for message in messages:
+            by_space.setdefault((message.platform, message.space_id), []).append(message.message_id)
+        seen: set[tuple[str, str, str]] = set()
+        for (platform, space_id), message_ids in by_space.items():
+            found = await self._store.seen_message_ids(
+                platform=platform, space_id=space_id, message_ids=message_ids
+            )
+            seen.update((platform, space_id, message_id) for message_id in found)
+        return frozenset(seen)
+
+    def _replayed(self, message: ChatMessage) -> HandleResult:
+        # Nothing to apply, but the turn-taking memory a restart lost is rebuilt, so the next new message
+        # pairs as it would have (issue 14).
+        self._resolver.resolve(message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset()))
+        return HandleResult(message_id=message.message_id, skipped=SkipReason.DUPLICATE)
 
     async def _settings_for(
         self, messages: Sequence[ChatMessage]
@@ -233,13 +269,12 @@ class Monitor:
             message_id=message.message_id,
             seen_at=self._clock(),
         )
-        bot_user_ids = self._bot_user_ids.get(message.platform, frozenset())
         if not claimed:
-            # Stored before a restart and replayed now: nothing to apply, but the turn-taking memory the
-            # restart lost is rebuilt, so the next new message pairs as it would have (issue 14).
-            self._resolver.resolve(message, bot_user_ids=bot_user_ids)
-            return HandleResult(message_id=message.message_id, skipped=SkipReason.DUPLICATE)
-        keys = self._resolver.resolve(message, bot_user_ids=bot_user_ids)
+            # Claimed by a concurrent batch since the check before scoring.
+            return self._replayed(message)
+        keys = self._resolver.resolve(
+            message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
+        )
         if not keys:
             return HandleResult(
                 message_id=message.message_id, skipped=SkipReason.NO_PAIR, risk=item.score.risk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import Decision, PolicyConfig
 from vigil.detector.onnx_detector import OnnxDetector
+from vigil.detector.types import MessageScore
 from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
@@ -408,5 +410,43 @@ async def test_a_replay_after_a_restart_rebuilds_turn_taking_memory(
         state = await store.load_pair(alerts[0].key)
         assert state is not None and expected_state is not None
         assert state.message_count == expected_state.message_count
+    finally:
+        await store.close()
+
+
+class CountingDetector:
+    """The real detector, counting the texts it is asked to score."""
+
+    def __init__(self, detector: OnnxDetector) -> None:
+        self._detector = detector
+        self.scored = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._detector, name)
+
+    async def score(self, texts: Sequence[str]) -> list[MessageScore]:
+        self.scored += len(texts)
+        return await self._detector.score(texts)
+
+
+async def test_a_replay_is_not_scored_again(tmp_path: Path, keyword_detector: OnnxDetector) -> None:
+    messages = _turn_taking_channel()
+    store = SqliteStore(tmp_path / "replay.sqlite3")
+    await store.open()
+    try:
+        counting = CountingDetector(keyword_detector)
+        monitor = Monitor(
+            store=store,
+            detector=counting,  # type: ignore[arg-type]
+            config=MonitorConfig(policy=policy(), window_messages=10, evidence_messages=3),
+            clock=FakeClock(START),
+        )
+        await monitor.handle_batch(messages[:6])
+        first = counting.scored
+        # The same six again, then the rest, in one batch: only the four new ones reach the model.
+        results = await monitor.handle_batch(messages)
+        assert counting.scored - first == 4
+        assert [r.skipped for r in results[:6]] == [SkipReason.DUPLICATE] * 6
+        assert all(r.skipped is not SkipReason.DUPLICATE for r in results[6:])
     finally:
         await store.close()

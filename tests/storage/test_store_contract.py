@@ -134,6 +134,25 @@ async def test_claim_message_is_true_once_per_space(store: Store) -> None:
     assert await claim("guild-2") is False
 
 
+async def test_seen_message_ids_are_the_claimed_ones_of_that_space(store: Store) -> None:
+    for message_id in ("m-1", "m-3"):
+        await store.claim_message(
+            platform="discord", space_id="guild-1", message_id=message_id, seen_at=BASE_TIME
+        )
+    await store.claim_message(platform="discord", space_id="guild-2", message_id="m-2", seen_at=BASE_TIME)
+    await store.claim_message(platform="slack", space_id="guild-1", message_id="m-2", seen_at=BASE_TIME)
+    asked = ["m-1", "m-2", "m-3", "m-4"]
+    assert await store.seen_message_ids(platform="discord", space_id="guild-1", message_ids=asked) == {
+        "m-1",
+        "m-3",
+    }
+    assert await store.seen_message_ids(platform="discord", space_id="guild-1", message_ids=[]) == frozenset()
+    many = [f"x-{n}" for n in range(1_200)]  # more than one query's worth of ids
+    for message_id in many[::7]:
+        await store.claim_message(platform="http", space_id="t", message_id=message_id, seen_at=BASE_TIME)
+    assert await store.seen_message_ids(platform="http", space_id="t", message_ids=many) == set(many[::7])
+
+
 async def test_pairs_for_user_and_count_pairs(store: Store) -> None:
     ab = make_pair_key("a", "b")
     ca = make_pair_key("c", "a")
