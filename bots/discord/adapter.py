@@ -111,7 +111,44 @@ def _where(error: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno}"
 
 
-def _guard_parsers(bot: commands.Bot | commands.AutoShardedBot) -> None:
+class _SkipReporter:
+    """Logs what was skipped as malformed: the first of each kind (event, error, place) at ERROR, then every
+    1,000th at WARNING with the count, so a payload change on Discord's side cannot flood the log."""
+
+    _MAX_KINDS = 1_000
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def report(self, *, what: str, event: str, error: BaseException) -> None:
+        where = _where(error)
+        kind = (event, type(error).__name__, where)
+        if kind not in self._counts and len(self._counts) >= self._MAX_KINDS:
+            self._counts.clear()  # bounded memory; at worst a kind is reported at ERROR again
+        count = self._counts.get(kind, 0) + 1
+        self._counts[kind] = count
+        context = {
+            "platform": PLATFORM,
+            "gateway_event": event,
+            "error_type": type(error).__name__,
+            "error_at": where,
+        }
+        # The type and place only: an exception's message can quote the payload (message text).
+        if count == 1:
+            logger.error("skipped %s %s event (%s at %s)", what, event, kind[1], where, extra=context)
+        elif count % 1_000 == 0:
+            logger.warning(
+                "skipped %s %s event (%s at %s) %d times so far",
+                what,
+                event,
+                kind[1],
+                where,
+                count,
+                extra=context,
+            )
+
+
+def _guard_parsers(bot: commands.Bot | commands.AutoShardedBot, *, skips: _SkipReporter) -> None:
     """Wrap discord.py's gateway event parsers so a malformed event is logged and skipped, not fatal.
 
     discord.py looks parsers up by event name in ``ConnectionState.parsers`` (a dict it builds once and
@@ -119,27 +156,17 @@ def _guard_parsers(bot: commands.Bot | commands.AutoShardedBot) -> None:
     """
     parsers: dict[str, Callable[[Any], None]] = bot._connection.parsers
     for event, parse in list(parsers.items()):
-        parsers[event] = _guarded_parser(event, parse)
+        parsers[event] = _guarded_parser(event, parse, skips=skips)
 
 
-def _guarded_parser(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+def _guarded_parser(
+    event: str, parse: Callable[[Any], None], *, skips: _SkipReporter
+) -> Callable[[Any], None]:
     def guarded(data: Any) -> None:
         try:
             parse(data)
         except Exception as error:
-            # The type and place only: an exception's message can quote the payload (message text).
-            logger.error(
-                "skipped a malformed Discord %s event (%s at %s)",
-                event,
-                type(error).__name__,
-                _where(error),
-                extra={
-                    "platform": PLATFORM,
-                    "gateway_event": event,
-                    "error_type": type(error).__name__,
-                    "error_at": _where(error),
-                },
-            )
+            skips.report(what="a malformed Discord", event=event, error=error)
 
     return guarded
 
@@ -147,16 +174,6 @@ def _guarded_parser(event: str, parse: Callable[[Any], None]) -> Callable[[Any],
 # What reading a message discord.py built from a malformed payload raises (a missing author, a wrong type,
 # an id too large for a date); translating is pure, so any of these means the payload, not Vigil.
 _HALF_BUILT = (AttributeError, TypeError, ValueError, KeyError, ArithmeticError)
-
-
-def _skip_half_built(event: str, error: Exception) -> None:
-    logger.error(
-        "skipped a Discord message built from a malformed %s event (%s at %s)",
-        event,
-        type(error).__name__,
-        _where(error),
-        extra={"platform": PLATFORM, "gateway_event": event, "error_type": type(error).__name__},
-    )
 
 
 def _quiet_discord_debug_logs() -> None:
@@ -266,7 +283,8 @@ class DiscordAdapter:
         self._bot: _VigilBot | _ShardedVigilBot = (
             _ShardedVigilBot(**bot_options) if settings.sharded else _VigilBot(**bot_options)
         )
-        _guard_parsers(self._bot)
+        self._skips = _SkipReporter()
+        _guard_parsers(self._bot, skips=self._skips)
         self._sink = DiscordSink(
             client=self._bot,
             store=store,
@@ -458,7 +476,9 @@ class DiscordAdapter:
                 return
             translated = to_chat_message(message)
         except _HALF_BUILT as error:
-            _skip_half_built("MESSAGE_CREATE", error)
+            self._skips.report(
+                what="a Discord message built from a malformed", event="MESSAGE_CREATE", error=error
+            )
             return
         await self._ingest(translated)
 
@@ -479,7 +499,9 @@ class DiscordAdapter:
                 message, message_id=edit_message_id(message.id, edited_at), timestamp=edited_at
             )
         except _HALF_BUILT as error:
-            _skip_half_built("MESSAGE_UPDATE", error)
+            self._skips.report(
+                what="a Discord message built from a malformed", event="MESSAGE_UPDATE", error=error
+            )
             return
         await self._ingest(translated)
 

@@ -124,3 +124,15 @@ async def test_fuzzed_gateway_events_never_stop_the_bot(
         assert not vigil.task.done(), "the Discord adapter stopped"
     tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     assert not tracebacks, [r.getMessage() for r in tracebacks[:3]]
+
+
+async def test_the_same_malformed_event_is_reported_once_not_flooded(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_vigil(fake, database=tmp_path / "v.sqlite3", model_dir=keyword_model_dir) as vigil:
+        for _ in range(5):
+            await fake.dispatch_raw("MESSAGE_CREATE", None)
+        await fake.dispatch_raw("MESSAGE_DELETE", None)
+        await _still_serving(vigil)
+    errors = [r for r in caplog.records if r.name.startswith("vigil") and r.levelno == logging.ERROR]
+    assert [getattr(r, "gateway_event", None) for r in errors] == ["MESSAGE_CREATE", "MESSAGE_DELETE"]
