@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
 import aiosqlite
 
@@ -1273,7 +1273,11 @@ class SqliteStore:
                 )
                 sealed = fresh(row["text"], column=column, row=identity)
                 return (
-                    None if sealed is None else _Rewrite(("text",), (sealed,), (row["text"],), row["row_key"])
+                    None
+                    if sealed is None
+                    else _Rewrite(
+                        columns=("text",), new=(sealed,), old=(row["text"],), row_key=row["row_key"]
+                    )
                 )
 
             return rewrite
@@ -1292,20 +1296,22 @@ class SqliteStore:
             if not changed and reason is None:
                 return None
             return _Rewrite(
-                ("evidence", "dismiss_reason"),
-                (
+                columns=("evidence", "dismiss_reason"),
+                new=(
                     json.dumps(items, ensure_ascii=False) if changed else str(row["evidence"]),
                     reason if reason is not None else row["dismiss_reason"],
                 ),
-                (row["evidence"], row["dismiss_reason"]),
-                row["row_key"],
+                old=(row["evidence"], row["dismiss_reason"]),
+                row_key=row["row_key"],
             )
 
         def record(row: sqlite3.Row) -> _Rewrite | None:
             identity = _record_row(str(row["namespace"]), str(row["key"]))
             sealed = fresh(row["value"], column=_RECORD_VALUE, row=identity)
             return (
-                None if sealed is None else _Rewrite(("value",), (sealed,), (row["value"],), row["row_key"])
+                None
+                if sealed is None
+                else _Rewrite(columns=("value",), new=(sealed,), old=(row["value"],), row_key=row["row_key"])
             )
 
         def audit(row: sqlite3.Row) -> _Rewrite | None:
@@ -1320,7 +1326,11 @@ class SqliteStore:
             )
             sealed = fresh(row["detail"], column=_AUDIT_DETAIL, row=identity)
             return (
-                None if sealed is None else _Rewrite(("detail",), (sealed,), (row["detail"],), row["row_key"])
+                None
+                if sealed is None
+                else _Rewrite(
+                    columns=("detail",), new=(sealed,), old=(row["detail"],), row_key=row["row_key"]
+                )
             )
 
         return [
@@ -1614,7 +1624,8 @@ def _strings_from_json(text: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in json.loads(str(text)))
 
 
-class _Rewrite(NamedTuple):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Rewrite:
     """One row's re-encryption: the columns, their new and current values, and the row's key."""
 
     columns: tuple[str, ...]

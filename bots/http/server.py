@@ -157,10 +157,9 @@ def _payload_free_logger() -> logging.Logger:
 
 def _overloaded(request: web.Request) -> _ApiError:
     detail = f"more than {_MAX_IN_FLIGHT} requests are in progress; retry after 1 second"
-    error = _ApiError(503, "overloaded", detail, headers={"Retry-After": "1"})
-    if request.path == "/v1/messages":
-        error.extra = {"retry_after": 1, "results": []}  # the batch endpoint's RetryLater shape
-    return error
+    # The batch endpoint's 503 has the RetryLater shape.
+    extra = {"retry_after": 1, "results": []} if request.path == "/v1/messages" else None
+    return _ApiError(503, "overloaded", detail, headers={"Retry-After": "1"}, extra=extra)
 
 
 class _ApiError(Exception):
@@ -174,6 +173,7 @@ class _ApiError(Exception):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -182,7 +182,7 @@ class _ApiError(Exception):
         self.field = field
         self.headers = dict(headers or {})
         # More body fields where an endpoint's error shape has them (the batch endpoint's 503).
-        self.extra: dict[str, object] = {}
+        self.extra = dict(extra or {})
 
     def response(self) -> web.Response:
         body: dict[str, object] = {"error": self.code, "detail": self.detail, **self.extra}
