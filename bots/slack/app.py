@@ -25,6 +25,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -157,37 +158,41 @@ _UNREADABLE_BODY = (ValueError, TypeError, AttributeError, KeyError)
 # The fields bolt's middleware reads before any listener runs, with the JSON types Slack sends; a value of
 # another type fails inside bolt (its error handler then answers 500).
 _STRING = (str,)
-_TOP_LEVEL_TYPES: Mapping[str, tuple[type, ...]] = {
-    "type": _STRING,
-    "token": _STRING,
-    "team_id": _STRING,
-    "api_app_id": _STRING,
-    "enterprise_id": _STRING,
-    "event_id": _STRING,
-    "is_enterprise_install": (bool,),
-    "event": (dict,),
-    "authorizations": (list,),
-    "team": (dict,),
-    "user": (dict,),
-    "enterprise": (dict,),
-    "channel": (dict,),
-    "view": (dict,),
-    "actions": (list,),
-}
-_EVENT_TYPES: Mapping[str, tuple[type, ...]] = {
-    "type": _STRING,
-    "subtype": _STRING,
-    "user": _STRING,
-    "bot_id": _STRING,
-    "team": _STRING,
-    "channel": _STRING,
-    "ts": _STRING,
-    "thread_ts": _STRING,
-    "text": _STRING,
-    "message": (dict,),
-    "previous_message": (dict,),
-    "tokens": (dict,),
-}
+_TOP_LEVEL_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
+    {
+        "type": _STRING,
+        "token": _STRING,
+        "team_id": _STRING,
+        "api_app_id": _STRING,
+        "enterprise_id": _STRING,
+        "event_id": _STRING,
+        "is_enterprise_install": (bool,),
+        "event": (dict,),
+        "authorizations": (list,),
+        "team": (dict,),
+        "user": (dict,),
+        "enterprise": (dict,),
+        "channel": (dict,),
+        "view": (dict,),
+        "actions": (list,),
+    }
+)
+_EVENT_TYPES: Mapping[str, tuple[type, ...]] = MappingProxyType(
+    {
+        "type": _STRING,
+        "subtype": _STRING,
+        "user": _STRING,
+        "bot_id": _STRING,
+        "team": _STRING,
+        "channel": _STRING,
+        "ts": _STRING,
+        "thread_ts": _STRING,
+        "text": _STRING,
+        "message": (dict,),
+        "previous_message": (dict,),
+        "tokens": (dict,),
+    }
+)
 
 
 def _shape_problem(body: object) -> str | None:
