@@ -249,6 +249,9 @@ class DiscordSettings:
     # The NAME of the environment variable holding the token, never the token itself.
     token_env: str = _setting("VIGIL_DISCORD_TOKEN", env_var_name=True)
     sharded: bool = False
+    # After a restart or a new gateway session, read channel history for the messages sent while Vigil was
+    # away, up to this many hours back; 0: never (what was missed is lost).
+    catch_up_hours: int = _setting(24, at_least=0, at_most=24 * 14)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -545,6 +545,15 @@ class SqliteStore:
                 seen.update(str(row["message_id"]) for row in rows)
         return frozenset(seen)
 
+    async def last_claimed_at(self, *, platform: str, space_id: str) -> datetime | None:
+        async with self._reading("finding when a space's messages were last seen") as connection:
+            rows = await _fetch_rows(
+                connection,
+                "SELECT MAX(seen_at) AS last FROM seen_messages WHERE platform = ? AND space_id = ?",
+                (platform, space_id),
+            )
+        return _optional_timestamp(rows[0]["last"]) if rows else None
+
     async def load_pair(self, key: PairKey) -> PairState | None:
         async with self._reading("loading a pair") as connection:
             rows = await _fetch_rows(

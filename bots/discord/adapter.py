@@ -24,6 +24,7 @@ import math
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 
 _LOGIN_RETRY_MAX_S = 60.0
+# Store records: per server, when Vigil first had a session there (catch-up reads no history from before).
+_WATCHING_SINCE = "discord.watching_since"
 # A connection that stayed up this long was healthy: the next unexpected failure waits the first delay again.
 _HEALTHY_CONNECTION_S = 300.0
 _CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
@@ -89,6 +92,10 @@ class DiscordOptions:
     login_retry_initial_s: float = 1.0
     # After an unexpected connection failure, the first wait before restarting it (doubling to a minute).
     restart_initial_s: float = 1.0
+    # Catch-up after a new session: at most this many missed messages per channel, read from this long before
+    # the last message Vigil stored (one in flight at a crash was sent before it, by another clock).
+    catch_up_per_channel: int = 1000
+    catch_up_overlap_s: float = 300.0
     interactions: InteractionOptions = field(default_factory=InteractionOptions)
 
 
@@ -176,6 +183,26 @@ def _guarded_parser(
 _HALF_BUILT = (AttributeError, TypeError, ValueError, KeyError, ArithmeticError)
 
 
+_HistoryChannel = discord.TextChannel | discord.VoiceChannel | discord.Thread
+
+
+def _channels_to_catch_up(guild: discord.Guild, *, after_id: int) -> list[_HistoryChannel]:
+    """The channels and threads with a message newer than ``after_id`` whose history Vigil may read."""
+    me = guild.me
+    found: list[_HistoryChannel] = []
+    candidates: list[_HistoryChannel] = [*guild.text_channels, *guild.voice_channels, *guild.threads]
+    for channel in candidates:
+        last = channel.last_message_id
+        if last is None or last <= after_id:
+            continue
+        if me is not None:
+            allowed = channel.permissions_for(me)
+            if not (allowed.view_channel and allowed.read_message_history):
+                continue
+        found.append(channel)
+    return found
+
+
 def _quiet_discord_debug_logs() -> None:
     """discord.py logs request bodies and gateway events (message text) at DEBUG: never let them through."""
     library = logging.getLogger("discord")
@@ -204,7 +231,11 @@ class _VigilEvents:
         await self._vigil._on_delete(payload.guild_id, sorted(payload.message_ids))
 
     async def on_guild_available(self, guild: discord.Guild, /) -> None:
+        self._vigil._start_catch_up(guild)
         await self._vigil._check_guild(guild)
+
+    async def on_guild_unavailable(self, guild: discord.Guild, /) -> None:
+        self._vigil._forget_catch_up(guild)
 
     async def on_guild_join(self, guild: discord.Guild, /) -> None:
         logger.info("Vigil was added to a Discord server (%s); run /vigil setup there", guild.id)
@@ -268,6 +299,8 @@ class DiscordAdapter:
         self._closing = False
         self._gateway_up = False
         self._warned: set[tuple[str, str]] = set()
+        # Per guild: the Guild object of the session a catch-up ran for, and that catch-up.
+        self._catch_ups: dict[int, tuple[discord.Guild, asyncio.Task[None]]] = {}
         self._space_settings = SettingsCache(store=store)
         bot_options: dict[str, Any] = {
             "vigil": self,
@@ -412,7 +445,9 @@ class DiscordAdapter:
     async def aclose(self) -> None:
         """Stop taking events, let in-flight ones finish (briefly), and close the connection."""
         self._closing = True
+        # A catch-up stops between messages once closing; the next start reads the rest again.
         pending = {task for task in self._in_flight if not task.done() and task is not asyncio.current_task()}
+        pending.update(task for _, task in self._catch_ups.values() if not task.done())
         if pending:
             _, late = await asyncio.wait(pending, timeout=self._options.shutdown_grace_s)
             if late:
@@ -471,16 +506,21 @@ class DiscordAdapter:
     async def _on_message(self, message: discord.Message) -> None:
         if self._closing:
             return
+        await self._caught_up(message.guild)
+        translated = self._translated(message)
+        if translated is not None:
+            await self._ingest(translated)
+
+    def _translated(self, message: discord.Message) -> ChatMessage | None:
         try:
             if not is_ingestible(message, own_user_id=self._own_id()):
-                return
-            translated = to_chat_message(message)
+                return None
+            return to_chat_message(message)
         except _HALF_BUILT as error:
             self._skips.report(
                 what="a Discord message built from a malformed", event="MESSAGE_CREATE", error=error
             )
-            return
-        await self._ingest(translated)
+            return None
 
     async def _on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         if self._closing:
@@ -503,6 +543,7 @@ class DiscordAdapter:
                 what="a Discord message built from a malformed", event="MESSAGE_UPDATE", error=error
             )
             return
+        await self._caught_up(message.guild)
         await self._ingest(translated)
 
     async def _ingest(self, message: ChatMessage) -> None:
@@ -520,6 +561,92 @@ class DiscordAdapter:
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+
+    # ---------------------------------------------------------------------------------------- catch-up
+
+    def _start_catch_up(self, guild: discord.Guild) -> asyncio.Task[None] | None:
+        """Once per guild per session: read what its channels got while Vigil was away (Discord resends
+        missed events only on RESUME). discord.py builds new Guild objects for a new session and after a
+        restart, and keeps them on RESUME, so the object tells the sessions apart."""
+        if self._settings.catch_up_hours <= 0 or self._closing:
+            return None
+        entry = self._catch_ups.get(guild.id)
+        if entry is not None and entry[0] is guild:
+            return entry[1]
+        task = asyncio.create_task(self._catch_up(guild), name=f"vigil-discord-catch-up-{guild.id}")
+        self._catch_ups[guild.id] = (guild, task)
+        return task
+
+    def _forget_catch_up(self, guild: discord.Guild) -> None:
+        # An outage of the guild: Discord sends nothing of it meanwhile, so it is caught up when back.
+        self._catch_ups.pop(guild.id, None)
+
+    async def _caught_up(self, guild: discord.Guild | None) -> None:
+        """Live messages wait for the catch-up: a pair's messages are scored in the order they were sent."""
+        if guild is None:
+            return
+        task = self._start_catch_up(guild)
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+
+    async def _catch_up(self, guild: discord.Guild) -> None:
+        space_id = str(guild.id)
+        try:
+            now = self._clock()
+            last_seen = await self._store.last_claimed_at(platform=PLATFORM, space_id=space_id)
+            watching = await self._store.get_record(_WATCHING_SINCE, space_id)
+            if watching is None:
+                await self._store.put_record(_WATCHING_SINCE, space_id, now.isoformat())
+            if last_seen is None and watching is None:
+                return  # the first session in this server: what was said before Vigil came is not its to read
+            # Less the overlap: a message is sent (Discord's clock) before it reaches Vigil (its own clock).
+            overlap = timedelta(seconds=self._options.catch_up_overlap_s)
+            floors = [now - timedelta(hours=self._settings.catch_up_hours)]
+            if watching is not None:
+                floors.append(datetime.fromisoformat(watching) - overlap)
+            if last_seen is not None:
+                floors.append(last_seen - overlap)
+            since = max(floors)
+            after = discord.Object(id=discord.utils.time_snowflake(since, high=False))
+            missed: list[discord.Message] = []
+            for channel in _channels_to_catch_up(guild, after_id=after.id):
+                try:
+                    async for message in channel.history(
+                        limit=self._options.catch_up_per_channel, after=after, oldest_first=True
+                    ):
+                        missed.append(message)
+                except discord.HTTPException as error:
+                    logger.warning(
+                        "could not read the history of Discord channel %s in server %s (%s); messages sent "
+                        "there while Vigil was away are not scored",
+                        channel.id,
+                        guild.id,
+                        error.status,
+                    )
+            # Oldest first across channels: a pair's messages are scored in the order they were sent. Those
+            # already stored are recognised by id and skipped by the monitor.
+            missed.sort(key=lambda message: message.id)
+            fed = 0
+            for message in missed:
+                if self._closing:
+                    return
+                translated = self._translated(message)
+                if translated is not None:
+                    await self._ingest(translated)
+                    fed += 1
+            if fed:
+                logger.info(
+                    "read %d message(s) of Discord server %s from channel history, sent since %s",
+                    fed,
+                    guild.id,
+                    since.isoformat(timespec="seconds"),
+                )
+        except Exception:
+            logger.exception(
+                "catching up with Discord server %s failed; messages sent there while Vigil was away are "
+                "not scored",
+                guild.id,
+            )
 
     async def _ignored(self, message: ChatMessage) -> bool:
         if message.space_id == DM_SPACE:

@@ -179,6 +179,7 @@ async def running_vigil(
     token: str | None = None,
     store_class: type[SqliteStore] = SqliteStore,
     options: DiscordOptions | None = None,
+    catch_up_hours: int = 24,
 ) -> AsyncIterator[Vigil]:
     clock = clock or FakeClock(datetime.now(UTC))
     detector = await OnnxDetector.load(model_dir, intra_op_threads=1, max_batch=32)
@@ -195,7 +196,7 @@ async def running_vigil(
         cases = CaseService(store=store, clock=clock)
         handler = RecordingHandler(monitor)
         adapter = DiscordAdapter(
-            settings=DiscordSettings(enabled=True, sharded=sharded),
+            settings=DiscordSettings(enabled=True, sharded=sharded, catch_up_hours=catch_up_hours),
             token=Secret(token or fake.token),
             handler=handler,
             monitor=monitor,

@@ -127,6 +127,8 @@ class FakeDiscord:
             self.kid.id: [],
             self.member.id: [],
         }
+        self.extra_users: list[User] = []
+        self.extra_channels: dict[str, str] = {}  # id -> name: plain text channels added by a test
         self.calls: list[RestCall] = []
         self.messages: dict[str, Json] = {}  # every message the fake knows, by id
         self.identifies: list[Json] = []
@@ -264,10 +266,26 @@ class FakeDiscord:
             "parent_id": None,
             "nsfw": False,
             "topic": None,
-            "last_message_id": None,
+            "last_message_id": self.last_message_id(channel_id),
             "rate_limit_per_user": 0,
             "flags": 0,
         }
+
+    def add_user(self, name: str) -> User:
+        user = User(self.snowflake(), name)
+        self.extra_users.append(user)
+        self.member_roles[user.id] = []
+        return user
+
+    def add_channel(self, name: str) -> str:
+        """A text channel every member can read, part of the guild from the next GUILD_CREATE on."""
+        channel_id = self.snowflake()
+        self.extra_channels[channel_id] = name
+        return channel_id
+
+    def last_message_id(self, channel_id: str) -> str | None:
+        ids = [int(m["id"]) for m in self.messages.values() if m["channel_id"] == channel_id]
+        return str(max(ids)) if ids else None
 
     def thread_payload(self) -> Json:
         return {
@@ -277,7 +295,7 @@ class FakeDiscord:
             "parent_id": self.general,
             "owner_id": self.adult.id,
             "name": "thread",
-            "last_message_id": None,
+            "last_message_id": self.last_message_id(self.thread),
             "rate_limit_per_user": 0,
             "message_count": 0,
             "member_count": 2,
@@ -346,6 +364,7 @@ class FakeDiscord:
                 self.channel_payload(self.locked, "locked", overwrites=locked),
                 self.channel_payload(self.public, "public-alerts"),
                 self.channel_payload(self.noisy, "noisy"),
+                *(self.channel_payload(cid, name) for cid, name in self.extra_channels.items()),
             ],
             "threads": [self.thread_payload()],
             "members": [
@@ -375,6 +394,7 @@ class FakeDiscord:
             self.member,
             self.other_bot,
             self.bot,
+            *self.extra_users,
         ):
             if candidate.id == user_id:
                 return candidate
@@ -790,17 +810,21 @@ class FakeDiscord:
         if m == "GET" and (match := re.fullmatch(r"/channels/(\d+)/messages", p)):
             channel_id = match.group(1)
             before = int(call.query.get("before", "0") or 0) or None
+            after = int(call.query.get("after", "0") or 0) or None
             limit = int(call.query.get("limit", "50"))
             found = sorted(
                 (
                     msg
                     for msg in self.messages.values()
-                    if msg["channel_id"] == channel_id and (before is None or int(msg["id"]) < before)
+                    if msg["channel_id"] == channel_id
+                    and (before is None or int(msg["id"]) < before)
+                    and (after is None or int(msg["id"]) > after)
                 ),
                 key=lambda msg: int(msg["id"]),
                 reverse=True,
             )
-            return _json(found[:limit])
+            # Like Discord: newest first; with `after`, the page just after it (the oldest ones).
+            return _json(found[-limit:] if after is not None else found[:limit])
         if m == "POST" and (match := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", p)):
             data = call.json or {}
             flags = (data.get("data") or {}).get("flags", 0) or 0

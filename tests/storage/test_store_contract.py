@@ -134,6 +134,24 @@ async def test_claim_message_is_true_once_per_space(store: Store) -> None:
     assert await claim("guild-2") is False
 
 
+async def test_last_claimed_at_is_the_newest_claim_of_that_space(store: Store) -> None:
+    assert await store.last_claimed_at(platform="discord", space_id="guild-1") is None
+    for minutes, message_id in ((5, "m-2"), (9, "m-1"), (1, "m-3")):
+        await store.claim_message(
+            platform="discord",
+            space_id="guild-1",
+            message_id=message_id,
+            seen_at=BASE_TIME + timedelta(minutes=minutes),
+        )
+    await store.claim_message(
+        platform="discord", space_id="guild-2", message_id="m-9", seen_at=BASE_TIME + timedelta(hours=1)
+    )
+    assert await store.last_claimed_at(platform="discord", space_id="guild-1") == BASE_TIME + timedelta(
+        minutes=9
+    )
+    assert await store.last_claimed_at(platform="slack", space_id="guild-1") is None
+
+
 async def test_seen_message_ids_are_the_claimed_ones_of_that_space(store: Store) -> None:
     for message_id in ("m-1", "m-3"):
         await store.claim_message(
