@@ -26,6 +26,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from vigil.detector.batching import Batcher
+from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cue_matrix
 from vigil.detector.golden import (
     DEFAULT_TOLERANCE,
     GOLDEN_FILE,
@@ -145,6 +146,8 @@ class _GruPairSpec:
     # metadata pair_model.explanation_signals: the explanations' signal logits (outputs.signals) follow the
     # risk logit in the features, so pair model members can read both generations of signal heads.
     explanation_signals: bool = False
+    # metadata pair_model.text_cues: cues read from the text itself close the features (vigil.detector.cues).
+    text_cues: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,23 +184,27 @@ class _OnnxScorer:
     pair_signals_output: str | None = None
     # The explanations' signal logits appended to the features (after the risk logit).
     explanation_signals: bool = False
+    # The age cues of the text appended last (metadata pair_model.text_cues).
+    text_cues: bool = False
 
     def score_alone(self, text: str) -> MessageScore:
         """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
         return self.score_batch([text])[0]
 
     def score_batch(self, texts: Sequence[str]) -> list[MessageScore]:
-        encodings = self.tokenizer.encode_batch([text[: self.max_chars] for text in texts])
+        cut = [text[: self.max_chars] for text in texts]
+        encodings = self.tokenizer.encode_batch(cut)
         # Sorting by length lets each sub-batch pad to a width close to its rows' own lengths.
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         scores: dict[int, MessageScore] = {}
         for group in _length_groups([len(encodings[i].ids) for i in order]):
             rows = [order[position] for position in group]
-            for row, score in zip(rows, self._run([encodings[i] for i in rows]), strict=True):
+            batch = self._run([encodings[i] for i in rows], [cut[i] for i in rows])
+            for row, score in zip(rows, batch, strict=True):
                 scores[row] = score
         return [scores[i] for i in range(len(texts))]
 
-    def _run(self, encodings: Sequence[Encoding]) -> list[MessageScore]:
+    def _run(self, encodings: Sequence[Encoding], texts: Sequence[str]) -> list[MessageScore]:
         batch_size = len(encodings)
         # At least one column: a batch of empty texts from a tokenizer without special tokens has none.
         width = max(1, *(len(encoding.ids) for encoding in encodings))
@@ -254,6 +261,7 @@ class _OnnxScorer:
             pair_signal_logits,
             risk_logits,
             explanation_signal_logits=signal_logits if self.explanation_signals else None,
+            texts=texts,
         )
         return [
             MessageScore(risk=risk, signals=tuple(row), features=features[index])
@@ -267,9 +275,10 @@ class _OnnxScorer:
         risk_logits: FloatArray,
         *,
         explanation_signal_logits: FloatArray | None,
+        texts: Sequence[str],
     ) -> npt.NDArray[np.float32]:
         """The pair model's input per row: embedding, raw signal logits, raw risk logit, then the
-        explanations' raw signal logits where the pair model reads them (float32)."""
+        explanations' raw signal logits and the text's age cues where the pair model reads them (float32)."""
         batch_size = risk_logits.shape[0]
         if embedding.shape != (batch_size, self.embedding_size):
             raise ModelOutputError(
@@ -280,6 +289,8 @@ class _OnnxScorer:
         parts = [embedding, signal_logits, risk_logits.reshape(batch_size, 1)]
         if explanation_signal_logits is not None:
             parts.append(explanation_signal_logits)
+        if self.text_cues:
+            parts.append(age_cue_matrix(texts))
         features = np.concatenate(parts, axis=1, dtype=np.float32)
         # Rows are views of one array: read-only, so no holder of one score can change another's.
         features.setflags(write=False)
@@ -451,6 +462,7 @@ def _load_model(
         embedding_size=spec.gru.embedding_size if spec.gru else 0,
         pair_signals_output=spec.gru.signals_output if spec.gru else None,
         explanation_signals=spec.gru.explanation_signals if spec.gru else False,
+        text_cues=spec.gru.text_cues is not None if spec.gru else False,
     )
     # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
     try:
@@ -621,9 +633,15 @@ def _parse_gru_section(
         if "explanation_signals" in section
         else False
     )
+    text_cues = reader.string(section, "text_cues", within=within) if "text_cues" in section else None
+    if text_cues is not None and text_cues != AGE_CUES_VERSION:
+        raise ModelLoadError(
+            f"{reader.path}: key 'pair_model.text_cues' is {text_cues!r}; this Vigil computes only "
+            f"{AGE_CUES_VERSION!r} (upgrade Vigil for a model trained on newer cues)"
+        )
     if state_size < 1:
         raise ModelLoadError(f"{reader.path}: key 'pair_model.state_size' must be >= 1, got {state_size}")
-    logits = signal_count * (2 if explanation_signals else 1) + 1
+    logits = signal_count * (2 if explanation_signals else 1) + 1 + (len(AGE_CUES) if text_cues else 0)
     embedding_size = feature_size - logits
     if embedding_size < 1:
         described = (
@@ -643,6 +661,7 @@ def _parse_gru_section(
         embedding_size=embedding_size,
         signals_output=signals_output,
         explanation_signals=explanation_signals,
+        text_cues=text_cues,
     )
 
 

@@ -73,6 +73,7 @@ from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
 from vigil.bots.core.segments import segment_texts
+from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cue_matrix
 from vigil.detector.metrics import average_precision
 from vigil.detector.pair import FLATTENED_OWN, sigmoid
 
@@ -366,6 +367,13 @@ class FeatureTable:
         explanation = has_explanation_heads(shapes)
         return int(shapes[EMBEDDING_OUTPUT][1]) + signals * (2 if explanation else 1) + 1
 
+    def texts(self) -> list[str]:
+        """The model texts in row order."""
+        ordered = [""] * self._size
+        for text, index in self._index.items():
+            ordered[index] = text
+        return ordered
+
     def matrix(self) -> np.ndarray:
         if self._pending:
             raise RuntimeError("features pending: call compute_pending() first")
@@ -457,13 +465,20 @@ def model_has_explanation_heads(model_dir: Path) -> bool:
 MEMBER_KINDS = ("full", "behaviour", "embedding")
 
 
-def member_mask(kind: str, *, feature_size: int, explanation_signals: bool) -> np.ndarray:
+def member_mask(kind: str, *, feature_size: int, explanation_signals: bool, text_cues: int = 0) -> np.ndarray:
     """1 for the feature columns a member of ``kind`` reads. The columns: embedding, signal logits, risk
-    logit, then (``explanation_signals``) the explanation heads' signal logits."""
+    logit, then (``explanation_signals``) the explanation heads' signal logits, then ``text_cues`` columns of
+    the text's age cues (``vigil.detector.cues``), which every member reads."""
+    mask = np.zeros(feature_size, dtype=np.float32)
+    if text_cues:
+        mask[feature_size - text_cues :] = 1.0
+        mask[: feature_size - text_cues] = member_mask(
+            kind, feature_size=feature_size - text_cues, explanation_signals=explanation_signals
+        )
+        return mask
     signals = SIGNAL_AND_RISK - 1
     tail = SIGNAL_AND_RISK + (signals if explanation_signals else 0)
     embedding, risk = slice(0, feature_size - tail), feature_size - tail + signals
-    mask = np.zeros(feature_size, dtype=np.float32)
     if kind in ("full", "embedding"):
         mask[embedding] = 1.0
     if kind == "full":
@@ -478,7 +493,11 @@ def member_mask(kind: str, *, feature_size: int, explanation_signals: bool) -> n
 
 
 def build_model(
-    feature_size: int, *, members: Sequence[str] = ("full",), explanation_signals: bool = False
+    feature_size: int,
+    *,
+    members: Sequence[str] = ("full",),
+    explanation_signals: bool = False,
+    text_cues: int = 0,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
     conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each)."""
@@ -496,7 +515,9 @@ def build_model(
             self.inp = nn.Sequential(nn.Linear(feature_size + 1, HIDDEN_IN), nn.GELU(), nn.Dropout(DROPOUT))
             self.gru = nn.GRU(HIDDEN_IN, STATE_SIZE, batch_first=True)
             self.out = nn.Linear(STATE_SIZE + HIDDEN_IN, 1)
-            mask = member_mask(kind, feature_size=feature_size, explanation_signals=explanation_signals)
+            mask = member_mask(
+                kind, feature_size=feature_size, explanation_signals=explanation_signals, text_cues=text_cues
+            )
             self.register_buffer("feature_mask", torch.from_numpy(mask))
 
         def step(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
@@ -634,6 +655,7 @@ def train(
     model: Any = None,
     members: Sequence[str] = ("full",),
     explanation_signals: bool = False,
+    text_cues: int = 0,
     branch: str = CHAT,
     member: int = 0,
 ) -> Any:
@@ -645,7 +667,9 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     if model is None:
-        model = build_model(table.shape[1], members=members, explanation_signals=explanation_signals)
+        model = build_model(
+            table.shape[1], members=members, explanation_signals=explanation_signals, text_cues=text_cues
+        )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
     easy = [s for s in sequences if not _is_hard(s)]
@@ -693,6 +717,7 @@ def train_chat_members(
     epochs: int,
     seed: int,
     explanation_signals: bool = False,
+    text_cues: int = 0,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -704,6 +729,7 @@ def train_chat_members(
         seed=seed,
         members=members,
         explanation_signals=explanation_signals,
+        text_cues=text_cues,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
@@ -1030,6 +1056,7 @@ def build_sequences(
     standard_weight: float = 1.0,
     look_alike_weight: float | None = None,
     negative_weights: Mapping[str, float] | None = None,
+    text_cues: bool = False,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
     ``POLICY_SPLIT`` for choosing the alert policy only), and
@@ -1095,7 +1122,10 @@ def build_sequences(
             sum(len(s.text_ids) for s in items),
         )
     table.compute_pending(threads=threads)
-    return dict(by_split), table.matrix().astype(np.float32)
+    matrix = table.matrix().astype(np.float32)
+    if text_cues:
+        matrix = np.concatenate([matrix, age_cue_matrix(table.texts())], axis=1)
+    return dict(by_split), matrix
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -1116,7 +1146,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         standard_weight=args.standard_weight,
         look_alike_weight=args.look_alike_weight,
         negative_weights=dict(args.negative_weight),
+        text_cues=args.text_cues,
     )
+    text_cues = len(AGE_CUES) if args.text_cues else 0
     train_seed = args.train_seed if args.train_seed is not None else args.seed
     explanation_signals = model_has_explanation_heads(args.model)
 
@@ -1128,6 +1160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             epochs=args.epochs,
             seed=train_seed,
             explanation_signals=explanation_signals,
+            text_cues=text_cues,
         )
 
     model = new_model(by_split["train"])
@@ -1198,6 +1231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sequence.source == WRITTEN_SOURCE["source"] for sequence in by_split[str(Split.TRAIN)]
             ),
             policy_set=bool(by_split.get(POLICY_SPLIT)),
+            text_cues=bool(text_cues),
         )
     return report
 
@@ -1246,6 +1280,7 @@ def write_model_dir(
     members: Sequence[str] = ("full",),
     written: bool = False,
     policy_set: bool = False,
+    text_cues: bool = False,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1285,6 +1320,9 @@ def write_model_dir(
         # message_features read these for training: serving must feed the same ones, in the same order.
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
         metadata["pair_model"]["explanation_signals"] = True
+    if text_cues:
+        # The features end with the text's age cues; serving computes them with the same module.
+        metadata["pair_model"]["text_cues"] = AGE_CUES_VERSION
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -1353,6 +1391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="seed of the conversation branch's weights and batch order only (default: --seed); the data,"
         " its restyled copies and the feature cache stay those of --seed, so seeds compare in minutes",
+    )
+    parser.add_argument(
+        "--text-cues",
+        action="store_true",
+        help="the pair model also reads each message's age cues (vigil.detector.cues), as serving then does",
     )
     parser.add_argument(
         "--members",

@@ -34,6 +34,7 @@ from vigil.detector import (
     OnnxDetector,
     write_golden,
 )
+from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cues
 
 FEATURE_SIZE = EMBEDDING_DIM + len(TINY_SIGNALS) + 1
 STATE_SIZE = 6
@@ -332,6 +333,44 @@ async def test_golden_check_works_with_the_extra_output(gru_dir: Path) -> None:
         assert detector.runtime_check.status == "ok"
     finally:
         await detector.aclose()
+
+
+async def test_a_model_trained_on_age_cues_gets_them_last_in_its_features(
+    build_model_dir: ModelDirFactory,
+) -> None:
+    model_dir = add_gru_pair_model(
+        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + len(AGE_CUES))
+    )
+    edit_pair_section(model_dir, text_cues=AGE_CUES_VERSION)
+    texts = ["im 13 lol", "my wife is asleep", "what grade r u in", "8th"]
+    detector = await OnnxDetector.load(model_dir, intra_op_threads=1)
+    plain_dir = add_gru_pair_model(build_model_dir(name="plain", embedding_output=True), weights())
+    plain = await OnnxDetector.load(plain_dir, intra_op_threads=1)
+    try:
+        scores = await detector.score(texts)
+        without = await plain.score(texts)
+    finally:
+        await detector.aclose()
+        await plain.aclose()
+    for text, score, other in zip(texts, scores, without, strict=True):
+        assert score.features is not None and other.features is not None
+        assert score.features.shape == (FEATURE_SIZE + len(AGE_CUES),)
+        np.testing.assert_allclose(score.features[:FEATURE_SIZE], other.features, rtol=1e-6)
+        assert tuple(score.features[FEATURE_SIZE:]) == age_cues(text)
+    assert [tuple(s.features[FEATURE_SIZE:]) for s in scores if s.features is not None] == [
+        (1.0, 0.0, 0.0, 0.0, 0.0),
+        (0.0, 0.0, 0.0, 1.0, 0.0),
+        (0.0, 0.0, 0.0, 0.0, 0.0),
+        (0.0, 0.0, 1.0, 0.0, 0.0),
+    ]
+
+
+async def test_cues_of_an_unknown_version_are_refused(build_model_dir: ModelDirFactory) -> None:
+    model_dir = add_gru_pair_model(
+        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + len(AGE_CUES))
+    )
+    edit_pair_section(model_dir, text_cues="age_v9")
+    assert "'pair_model.text_cues' is 'age_v9'" in await refusal(model_dir)
 
 
 # --- load-time refusals -------------------------------------------------------------------------------------

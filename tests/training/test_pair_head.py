@@ -17,6 +17,7 @@ import pytest
 from training.data import Conversation, Message
 from training.pair_head import (
     EMBEDDING_OUTPUT,
+    MEMBER_KINDS,
     WRITTEN_SOURCES,
     CandidateSequence,
     augment,
@@ -242,6 +243,16 @@ def test_each_member_kind_reads_its_own_feature_columns(explanation_signals: boo
     pair_signals = list(range(embedding, risk))
     behaviour = [risk, *range(size - signals, size)] if explanation_signals else [*pair_signals, risk]
     assert columns("behaviour") == behaviour
+
+
+def test_every_member_kind_reads_the_age_cues_after_its_own_columns() -> None:
+    embedding, signals, cues = 6, 9, 5
+    size = embedding + 2 * signals + 1 + cues
+    for kind in MEMBER_KINDS:
+        mask = member_mask(kind, feature_size=size, explanation_signals=True, text_cues=cues)
+        without = member_mask(kind, feature_size=size - cues, explanation_signals=True)
+        assert list(mask[: size - cues]) == list(without)
+        assert list(mask[size - cues :]) == [1.0] * cues
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
