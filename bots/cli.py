@@ -930,18 +930,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "path", None):
         args.config = args.path
-    _configure_logging(args.log_level or "WARNING")
+    # One handler, replaced (not doubled) when `run` applies the config's level and format.
+    configure_logging(args.log_level or "WARNING", json=False)
     try:
         return int(asyncio.run(args.handler(args)))
     # ValueError: the case commands' clear refusals (missing case, no such space, unsafe output folder).

@@ -103,6 +103,8 @@ async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, stderr.decode()
     assert SECRET not in stderr.decode()
+    # One logging setup: each line once (the CLI's early handler is replaced by the config's, not doubled).
+    assert stderr.decode().count("vigil stopped") == 1
     # The state outlives the process: the alert is in the database for the next start.
     assert (tmp_path / "run.sqlite3").exists()
 
