@@ -15,29 +15,31 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import discord.gateway
+import discord.http
+import yarl
+
+import vigil.bots.slack.app
+from vigil.bots.cli import main as vigil_main
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_against_fakes")
-    parser.add_argument("--discord-api", help="the fake Discord's REST base, e.g. http://127.0.0.1:PORT/api/v10")
-    parser.add_argument("--discord-gateway", help="the fake Discord's gateway, e.g. ws://127.0.0.1:PORT/gateway")
+    parser.add_argument(
+        "--discord-api", help="the fake Discord's REST base, e.g. http://127.0.0.1:PORT/api/v10"
+    )
+    parser.add_argument(
+        "--discord-gateway", help="the fake Discord's gateway, e.g. ws://127.0.0.1:PORT/gateway"
+    )
     parser.add_argument("--slack-api", help="the fake Slack Web API's base, e.g. http://127.0.0.1:PORT/api/")
     parser.add_argument("vigil_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    if args.discord_api or args.discord_gateway:
-        import discord.gateway
-        import discord.http
-        import yarl
-
-        if args.discord_api:
-            discord.http.Route.BASE = args.discord_api  # type: ignore[misc]
-        if args.discord_gateway:
-            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(args.discord_gateway)
+    if args.discord_api:
+        discord.http.Route.BASE = args.discord_api  # type: ignore[misc]
+    if args.discord_gateway:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(args.discord_gateway)
     if args.slack_api:
-        import vigil.bots.slack.app
-
         vigil.bots.slack.app.DEFAULT_BASE_URL = args.slack_api  # type: ignore[misc]
-    from vigil.bots.cli import main as vigil_main
-
     rest = list(args.vigil_args)
     if rest[:1] == ["--"]:
         rest = rest[1:]
