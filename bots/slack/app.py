@@ -40,6 +40,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from vigil.bots.core.cases import Actor, CaseAction, Cases
 from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.ingest import ShedReason, ShedResult
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.protocols import AlertSink, MessageHandler
@@ -127,6 +128,12 @@ _SOCKET_RETRY_MAX_S = 60.0
 
 class SlackAdapterError(Exception):
     """Slack cannot start: a missing secret or a token Slack refuses. The message says what to fix."""
+
+
+class _NotStored(Exception):
+    """A message event was not stored: raised out of the listener so that bolt answers it with an error (HTTP
+    500; over Socket Mode, no ack) and Slack sends it again. Slack never redelivers an acknowledged event, so
+    acknowledging it would lose the message."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -546,6 +553,8 @@ class SlackAdapter:
         logger.info("Slack workspace %s: received %s", team_id, _str((args.event or {}).get("type")))
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        if isinstance(error, _NotStored):
+            return  # logged where it happened; bolt answers 500 (over Socket Mode: no ack) and Slack retries
         # Never the body: it holds message text.
         logger.error(
             "a Slack %s listener failed: %s",
@@ -592,15 +601,23 @@ class SlackAdapter:
             await self._ingest(message)
 
     async def _ingest(self, message: ChatMessage) -> None:
+        """Hand the message on; raise ``_NotStored`` when it was not stored, so Slack sends it again."""
         try:
             async with self._event_slots:
-                await self._handler.handle(message)
+                result = await self._handler.handle(message)
         except Exception as error:
             # Logged by type only: an exception's text could quote the message.
             logger.error(
-                "a Slack message (%s) could not be handled: %s", message.message_id, type(error).__name__
+                "a Slack message (%s) could not be stored (%s); left unacknowledged for Slack to send again",
+                message.message_id,
+                type(error).__name__,
             )
             logger.debug("handling failure", exc_info=error)
+            raise _NotStored from None
+        if isinstance(result, ShedResult) and result.reason is ShedReason.STOPPED:
+            # Vigil is stopping: the next start gets it from Slack. (Chatter shed in a flood is acknowledged:
+            # shedding is the documented answer to overload, and retries would only add to the flood.)
+            raise _NotStored
 
     async def _forget(self, deleted: DeletedMessage) -> None:
         """A member deleted a message: it leaves the pairs' windows, unless a case is open on the pair.
