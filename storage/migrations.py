@@ -248,7 +248,24 @@ BEGIN
 END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+_SCHEMA_V4 = """
+-- The pair resolver's turn-taking memory, one row per location: ids and times, never message text. Kept so
+-- a restart does not lose the pairs that exist only through turn-taking (issue 14); purged by retention.
+CREATE TABLE turn_memory (
+    platform   TEXT NOT NULL,
+    space_id   TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    thread_id  TEXT NOT NULL,  -- '' outside a thread
+    turns      TEXT NOT NULL,  -- JSON: [message_id, author_id, at_s, addressed_ids, partner_ids] per turn
+    last_at    TEXT NOT NULL,  -- the newest remembered message's time (the platform's)
+    saved_at   TEXT NOT NULL,  -- when Vigil saved it (its clock): what retention goes by
+    PRIMARY KEY (platform, space_id, channel_id, thread_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX turn_memory_by_saved ON turn_memory (saved_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -19,6 +19,7 @@ from vigil.bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
+from vigil.bots.core.pairing import TurnMemory
 
 
 class StoreError(Exception):
@@ -243,5 +244,20 @@ class Store(Protocol):
     ) -> int: ...
 
     # Erasure: every pair of ``user_id`` in every space of ``platform`` (with window and risk history), the
-    # user's preserved messages, and the texts of their messages in alert evidence, except what a hold covers.
+    # user's preserved messages, and the texts of their messages in alert evidence, except what a hold covers;
+    # also the turn-taking memory of every location that remembers them.
     async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure: ...
+
+    # ------------------------------------------------------------------ added with schema version 4
+
+    # The pair resolver's turn-taking memory, one row per location (replaced); read back at start so a
+    # restart keeps the pairs that exist only through turn-taking.
+    async def save_turn_memory(self, memory: TurnMemory, *, saved_at: datetime) -> None: ...
+
+    # The most recently active locations (by their last message's time), newest first, at most ``limit``.
+    async def load_turn_memory(self, *, limit: int) -> list[TurnMemory]: ...
+
+    # Rows saved before ``saved_before`` (Vigil's clock, not the messages' times: an export may be years old).
+    async def purge_turn_memory(
+        self, *, saved_before: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...

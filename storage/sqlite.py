@@ -34,6 +34,7 @@ from vigil.bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
+from vigil.bots.core.pairing import TurnMemory
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.files import create_private_file, tighten_private_file
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
@@ -1462,6 +1463,60 @@ class SqliteStore:
             dry_run=dry_run,
         )
 
+    async def save_turn_memory(self, memory: TurnMemory, *, saved_at: datetime) -> None:
+        platform, space_id, channel_id, thread_id = memory.location
+        async with self._writing("saving turn-taking memory", single_statement=True) as connection:
+            await _execute(
+                connection,
+                "INSERT INTO turn_memory "
+                "(platform, space_id, channel_id, thread_id, turns, last_at, saved_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (platform, space_id, channel_id, thread_id) "
+                "DO UPDATE SET turns = excluded.turns, last_at = excluded.last_at, "
+                "saved_at = excluded.saved_at",
+                (
+                    platform,
+                    space_id,
+                    channel_id,
+                    thread_id or "",
+                    memory.turns,
+                    _timestamp_text(memory.last_at),
+                    _timestamp_text(saved_at),
+                ),
+            )
+
+    async def load_turn_memory(self, *, limit: int) -> list[TurnMemory]:
+        async with self._reading("loading turn-taking memory") as connection:
+            rows = await _fetch_rows(
+                connection,
+                "SELECT platform, space_id, channel_id, thread_id, turns, last_at FROM turn_memory "
+                "ORDER BY last_at DESC LIMIT ?",
+                (limit,),
+            )
+        return [
+            TurnMemory(
+                location=(
+                    str(row["platform"]),
+                    str(row["space_id"]),
+                    str(row["channel_id"]),
+                    str(row["thread_id"]) or None,
+                ),
+                turns=str(row["turns"]),
+                last_at_s=_timestamp_from_text(row["last_at"]).timestamp(),
+            )
+            for row in rows
+        ]
+
+    async def purge_turn_memory(self, *, saved_before: datetime, limit: int, dry_run: bool = False) -> int:
+        return await self._purge(
+            action="purging old turn-taking memory",
+            table="turn_memory",
+            key="(platform, space_id, channel_id, thread_id)",
+            candidates="SELECT platform, space_id, channel_id, thread_id FROM turn_memory WHERE saved_at < ?",
+            parameters=(_timestamp_text(saved_before),),
+            limit=limit,
+            dry_run=dry_run,
+        )
+
     async def purge_risk_history(
         self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
     ) -> int:
@@ -1534,6 +1589,13 @@ class SqliteStore:
                         "UPDATE alerts SET evidence = ? WHERE alert_id = ?",
                         (json.dumps(blanked, ensure_ascii=False), row["alert_id"]),
                     )
+            # Ids and times only, but theirs: the location's memory goes (it costs turn-taking pairs there
+            # until the next messages).
+            await _execute(
+                connection,
+                "DELETE FROM turn_memory WHERE platform = ? AND instr(turns, ?) > 0",
+                (platform, json.dumps(user_id)),
+            )
         return UserErasure(
             pairs=pairs,
             window_messages=window_messages,

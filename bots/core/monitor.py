@@ -31,7 +31,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.normalise import is_meaningful, model_text
-from vigil.bots.core.pairing import PairResolver
+from vigil.bots.core.pairing import PairResolver, location_of
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ class Monitor:
         self._apply_lock = asyncio.Lock()
         self._bot_user_ids: dict[str, frozenset[str]] = {}
         self._model_name = f"{detector.info.name} {detector.info.version}"
+        self._turns_restored = False
 
     @property
     def config(self) -> MonitorConfig:
@@ -150,6 +151,8 @@ class Monitor:
         return (await self.handle_batch([message]))[0]
 
     async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+        if not self._turns_restored:
+            await self._restore_turn_memory()
         results: list[HandleResult | None] = [None] * len(messages)
         settings = await self._settings_for(messages)
         candidates: list[tuple[int, ChatMessage]] = []
@@ -198,9 +201,31 @@ class Monitor:
                 )
                 enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
                 results[index] = result
+            # In the same transaction as the claims: after a crash, the memory matches what was stored.
+            for location in {
+                location_of(entry if isinstance(entry, ChatMessage) else entry.message)
+                for _, entry in pending
+            }:
+                memory = self._resolver.memory_of(location)
+                if memory is not None:
+                    await self._store.save_turn_memory(memory, saved_at=self._clock())
         if enqueued and self._on_delivery_enqueued is not None:
             self._on_delivery_enqueued()
         return [r for r in results if r is not None]
+
+    async def _restore_turn_memory(self) -> None:
+        """Once, before the first message: the turn-taking memory of the most recently active locations, as
+        the last run left it (a pair formed by turn-taking would otherwise be lost to a restart). Old turns do
+        no harm: the resolver compares message times with its turn gap."""
+        async with self._apply_lock:
+            if self._turns_restored:
+                return
+            memories = await self._store.load_turn_memory(limit=self._resolver.max_locations)
+            for memory in reversed(memories):  # oldest first: the most recent stay the last forgotten
+                self._resolver.restore(memory)
+            self._turns_restored = True
+            if memories:
+                logger.info("restored the turn-taking memory of %d location(s)", len(memories))
 
     async def _seen_before(self, messages: Sequence[ChatMessage]) -> frozenset[tuple[str, str, str]]:
         by_space: dict[tuple[str, str], list[str]] = {}

@@ -7,6 +7,7 @@ community admins in ``docs/pairing.md``; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ from typing import TypeAlias
 
 from vigil.bots.core.models import ChatMessage, PairKey
 
-__all__ = ["MENTION_SCAN_LIMIT", "PairResolver"]
+__all__ = ["MENTION_SCAN_LIMIT", "Location", "PairResolver", "TurnMemory", "location_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ MENTION_SCAN_LIMIT = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # (platform, space_id, channel_id, thread_id): where turn-taking is observed.
-_Location: TypeAlias = tuple[str, str, str, str | None]
+Location: TypeAlias = tuple[str, str, str, str | None]
+_Location: TypeAlias = Location
 _PartnerTest: TypeAlias = Callable[[str | None], bool]
 
 
@@ -42,6 +44,20 @@ class _Turn:
     addressed_ids: tuple[str, ...]
     # The people this message was paired with, by whichever rule (at most the cap).
     partner_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnMemory:
+    """What the resolver remembers of one location, as text the store keeps (``PairResolver.memory_of``):
+    message ids, author ids, times and who was addressed and paired; never message text."""
+
+    location: Location
+    turns: str  # JSON
+    last_at_s: float  # the newest remembered message's time, seconds since the epoch
+
+    @property
+    def last_at(self) -> datetime:
+        return datetime.fromtimestamp(self.last_at_s, tz=UTC)
 
 
 class PairResolver:
@@ -102,6 +118,10 @@ class PairResolver:
         self._turns_by_location: OrderedDict[_Location, deque[_Turn]] = OrderedDict()
 
     @property
+    def max_locations(self) -> int:
+        return self._max_locations
+
+    @property
     def location_count(self) -> int:
         """How many locations are remembered (at most ``max_locations``)."""
         return len(self._turns_by_location)
@@ -110,6 +130,41 @@ class PairResolver:
     def remembered_turn_count(self) -> int:
         """How many messages are remembered in all (at most ``max_locations * memory_per_location``)."""
         return sum(len(turns) for turns in self._turns_by_location.values())
+
+    def memory_of(self, location: Location) -> TurnMemory | None:
+        """The remembered turns of ``location``, to keep across restarts (None: nothing remembered)."""
+        turns = self._turns_by_location.get(location)
+        if not turns:
+            return None
+        rows = [
+            [t.message_id, t.author_id, t.at_s, list(t.addressed_ids), list(t.partner_ids)] for t in turns
+        ]
+        return TurnMemory(
+            location=location, turns=json.dumps(rows, separators=(",", ":")), last_at_s=turns[-1].at_s
+        )
+
+    def restore(self, memory: TurnMemory) -> None:
+        """Remember ``memory``'s turns again (after a restart), as the oldest of its location's; a malformed
+        one is skipped with a warning: it only costs turn-taking pairs until the location is active again."""
+        try:
+            rows = json.loads(memory.turns)
+            turns = [
+                _Turn(
+                    message_id=str(message_id),
+                    author_id=str(author_id),
+                    at_s=float(at_s),
+                    addressed_ids=tuple(str(i) for i in addressed),
+                    partner_ids=tuple(str(i) for i in partners),
+                )
+                for message_id, author_id, at_s, addressed, partners in rows
+            ]
+        except (ValueError, TypeError) as error:
+            logger.warning(
+                "skipped a stored turn-taking memory that could not be read (%s)", type(error).__name__
+            )
+            return
+        for turn in turns[-self._memory_per_location :]:
+            self._remember(memory.location, turn)
 
     def resolve(
         self, message: ChatMessage, *, bot_user_ids: frozenset[str] = frozenset()
@@ -243,6 +298,11 @@ class PairResolver:
         else:
             self._turns_by_location.move_to_end(location)
         turns.append(turn)
+
+
+def location_of(message: ChatMessage) -> Location:
+    """Where the resolver observes ``message``'s turn-taking: its channel, or its thread in one."""
+    return _location_of(message)
 
 
 def _location_of(message: ChatMessage) -> _Location:

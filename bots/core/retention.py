@@ -35,6 +35,8 @@ _BATCH = 500
 _Step = Callable[[], Awaitable[int]]
 # Audit entries about no case and every space of a platform (erasure requests) carry this space id.
 ALL_SPACES = "*"
+# A location's turn-taking memory is removed this long after it was last saved (it matters for minutes).
+TURN_MEMORY_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,11 +85,17 @@ class PurgeReport:
     idle_pairs: int = 0
     seen_messages: int = 0
     risk_points: int = 0
+    turn_memories: int = 0
 
     @property
     def total(self) -> int:
         return (
-            self.case_texts + self.window_messages + self.idle_pairs + self.seen_messages + self.risk_points
+            self.case_texts
+            + self.window_messages
+            + self.idle_pairs
+            + self.seen_messages
+            + self.risk_points
+            + self.turn_memories
         )
 
     def lines(self) -> list[str]:
@@ -98,6 +106,7 @@ class PurgeReport:
             f"idle pairs {verb}: {self.idle_pairs}",
             f"seen message ids {verb}: {self.seen_messages}",
             f"risk history points {verb}: {self.risk_points}",
+            f"turn-taking memories {verb}: {self.turn_memories}",
         ]
 
 
@@ -140,6 +149,12 @@ async def purge(store: Store, *, schedule: RetentionSchedule, now: datetime, dry
         limit=limit,
         dry_run=dry_run,
     )
+    # Ids and times of a location's last messages: useful only within the resolver's turn gap (minutes).
+    turn_memories = await _drain(
+        lambda: store.purge_turn_memory(saved_before=now - TURN_MEMORY_KEPT, limit=limit, dry_run=dry_run),
+        limit=limit,
+        dry_run=dry_run,
+    )
     report = PurgeReport(
         dry_run=dry_run,
         case_texts=case_texts,
@@ -147,6 +162,7 @@ async def purge(store: Store, *, schedule: RetentionSchedule, now: datetime, dry
         idle_pairs=idle_pairs,
         seen_messages=seen_messages,
         risk_points=risk_points,
+        turn_memories=turn_memories,
     )
     logger.info("retention %s: %s", "dry run" if dry_run else "purge", "; ".join(report.lines()))
     return report

@@ -106,7 +106,8 @@ async def test_a_hold_keeps_everything_until_it_ends(harness: Harness) -> None:
     harness.clock.advance(timedelta(days=364))
     report = await run(harness)
 
-    assert report.total == report.seen_messages  # only the message ids, which are not the case's
+    # Only bookkeeping without text (message ids, turn-taking memory), which is not the case's.
+    assert report.total == report.seen_messages + report.turn_memories
     assert await harness.store.load_evidence(alert.alert_id) == preserved
     assert await harness.store.load_window(alert.key) == window
     assert await harness.store.risk_history(alert.key, limit=100) == risk

@@ -414,6 +414,46 @@ async def test_a_replay_after_a_restart_rebuilds_turn_taking_memory(
         await store.close()
 
 
+@pytest.mark.parametrize("killed_after", [1, 2, 3, 4, 5, 6, 7, 8])
+async def test_a_restart_without_a_replay_keeps_turn_taking_memory(
+    tmp_path: Path, keyword_detector: OnnxDetector, killed_after: int
+) -> None:
+    """What Slack and live Discord do: acknowledged messages never come again. The memory was stored with
+    them, so the new process pairs the next message as the uninterrupted one did."""
+    messages = _turn_taking_channel()
+    reference_store = SqliteStore(tmp_path / "reference.sqlite3")
+    await reference_store.open()
+    try:
+        reference = make_monitor(reference_store, keyword_detector, FakeClock(START))
+        for message in messages:
+            await reference.handle(message)
+        [expected] = await reference_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        expected_state = await reference_store.load_pair(expected.key)
+    finally:
+        await reference_store.close()
+
+    path = tmp_path / "restarted.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    first = make_monitor(store, keyword_detector, FakeClock(START))
+    for message in messages[:killed_after]:
+        await first.handle(message)
+    await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        second = make_monitor(store, keyword_detector, FakeClock(START + timedelta(seconds=killed_after)))
+        for message in messages[killed_after:]:
+            await second.handle(message)
+        alerts = await store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        assert [(a.key, a.suspect_id) for a in alerts] == [(expected.key, expected.suspect_id)]
+        state = await store.load_pair(expected.key)
+        assert state is not None and expected_state is not None
+        assert (state.message_count, state.risk) == (expected_state.message_count, expected_state.risk)
+    finally:
+        await store.close()
+
+
 class CountingDetector:
     """The real detector, counting the texts it is asked to score."""
 

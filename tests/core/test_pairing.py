@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vigil.bots.core.models import ChatMessage, PairKey
-from vigil.bots.core.pairing import MENTION_SCAN_LIMIT, PairResolver
+from vigil.bots.core.pairing import MENTION_SCAN_LIMIT, PairResolver, TurnMemory, location_of
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -483,3 +483,31 @@ def test_a_redelivered_message_gets_the_same_answer_and_is_remembered_once(chat:
     assert resolver.remembered_turn_count == remembered
     # So the conversation goes on as if nothing had been replayed: bob answers alice by turn-taking.
     assert resolver.resolve(chat.message("bob")) == (key("bob", "alice"),)
+
+
+# -- memory kept across restarts -----------------------------------------------------------------------
+
+
+def test_a_restored_memory_pairs_the_next_message_as_the_first_resolver_would(chat: Conversation) -> None:
+    first, restarted = PairResolver(), PairResolver()
+    for author in ("alice", "bob", "alice"):
+        first.resolve(chat.message(author))
+    location = location_of(chat.message("bob", after_s=0))
+    memory = first.memory_of(location)
+    assert memory is not None and "hi" not in memory.turns  # ids and times, never text
+    restarted.restore(memory)
+    nxt = chat.message("bob")
+    assert restarted.resolve(nxt) == first.resolve(nxt) == (key("bob", "alice"),)
+    assert PairResolver().resolve(chat.message("carol")) == ()
+    assert restarted.memory_of(location) == first.memory_of(location)
+
+
+def test_a_malformed_memory_is_skipped_with_a_warning(
+    chat: Conversation, caplog: pytest.LogCaptureFixture
+) -> None:
+    resolver = PairResolver()
+    location = ("discord", "guild-1", "general", None)
+    resolver.restore(TurnMemory(location=location, turns='[["m1", "alice"]]', last_at_s=0.0))
+    resolver.restore(TurnMemory(location=location, turns="not json", last_at_s=0.0))
+    assert resolver.memory_of(location) is None
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]

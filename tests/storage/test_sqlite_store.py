@@ -38,6 +38,7 @@ EXPECTED_TABLES = {
     "risk_history",
     "seen_messages",
     "space_settings",
+    "turn_memory",
     "window_messages",
 }
 

@@ -19,7 +19,8 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
-from vigil.bots.core.models import AlertStatus, OutboxKind, SpaceSettings
+from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSettings
+from vigil.bots.core.pairing import PairResolver, TurnMemory
 from vigil.storage import SqliteStore, Store, StoreError
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
@@ -730,3 +731,67 @@ async def test_forget_message_removes_a_deleted_message_and_its_edits_unless_a_c
     await store.create_alert(make_alert(key))
     assert await store.forget_message(platform="p", space_id="s", message_id="m_2", now=BASE_TIME) == 0
     assert [m.message_id for m in await store.load_window(key)] == ["m%1", "m_2"]
+
+
+def turns(location: tuple[str, str, str, str | None], *authors: str, at: datetime) -> TurnMemory:
+    """A location's memory as the resolver writes it: one turn per author, the last at ``at``."""
+    resolver = PairResolver()
+    start = at - timedelta(seconds=len(authors) - 1)
+    platform, space_id, channel_id, thread_id = location
+    for index, author in enumerate(authors):
+        resolver.resolve(
+            ChatMessage(
+                platform=platform,
+                space_id=space_id,
+                channel_id=channel_id,
+                thread_id=thread_id,
+                message_id=f"{channel_id}-{index}",
+                author_id=author,
+                text="hi",
+                timestamp=start + timedelta(seconds=index),
+            )
+        )
+    memory = resolver.memory_of(location)
+    assert memory is not None
+    return memory
+
+
+async def test_turn_memory_is_one_row_per_location_newest_first(store: Store) -> None:
+    general = ("discord", "guild-1", "general", None)
+    thread = ("discord", "guild-1", "general", "thread-1")
+    await store.save_turn_memory(turns(general, "a", "b", at=BASE_TIME), saved_at=BASE_TIME)
+    await store.save_turn_memory(turns(thread, "c", at=BASE_TIME + timedelta(minutes=2)), saved_at=BASE_TIME)
+    newer = turns(general, "a", "b", "a", at=BASE_TIME + timedelta(minutes=5))
+    await store.save_turn_memory(newer, saved_at=BASE_TIME)  # replaces the channel's row
+    loaded = await store.load_turn_memory(limit=10)
+    assert [m.location for m in loaded] == [general, thread]
+    assert loaded[0] == newer
+    assert await store.load_turn_memory(limit=1) == [newer]
+
+
+async def test_old_turn_memory_is_purged_and_an_erasure_takes_every_row_that_remembers_the_user(
+    store: Store,
+) -> None:
+    old = BASE_TIME - timedelta(days=900)
+    # Messages 900 days old, saved now: retention goes by the saving time.
+    await store.save_turn_memory(turns(("discord", "g", "old", None), "a", "b", at=old), saved_at=BASE_TIME)
+    # Messages 900 days old, saved now: retention goes by the saving time.
+    await store.save_turn_memory(
+        turns(("discord", "g", "kid-here", None), "kid", "b", at=old), saved_at=BASE_TIME
+    )
+    # Messages 900 days old, saved now: retention goes by the saving time.
+    await store.save_turn_memory(
+        turns(("discord", "g", "others", None), "kiddo", "b", at=old), saved_at=BASE_TIME
+    )
+    # Messages 900 days old, saved now: retention goes by the saving time.
+    await store.save_turn_memory(
+        turns(("slack", "T", "kid-there", None), "kid", "b", at=old), saved_at=BASE_TIME
+    )
+    assert await store.purge_turn_memory(saved_before=BASE_TIME, limit=10) == 0
+    await store.erase_user(platform="discord", user_id="kid", now=BASE_TIME)
+    left = await store.load_turn_memory(limit=10)
+    assert sorted(m.location[2] for m in left) == ["kid-there", "old", "others"]
+    later = BASE_TIME + timedelta(seconds=1)
+    assert await store.purge_turn_memory(saved_before=later, limit=10, dry_run=True) == 3
+    assert await store.purge_turn_memory(saved_before=later, limit=10) == 3
+    assert await store.load_turn_memory(limit=10) == []
