@@ -104,11 +104,6 @@ _ALERT_UPDATE_SET = (
 )
 
 
-def _like_prefix(value: str) -> str:
-    # Platform ids may contain LIKE wildcards; match them literally.
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class SqliteStore:
     """The SQLite ``Store``: WAL, ``STRICT`` tables, foreign keys on, migrations by ``user_version``.
 
@@ -662,11 +657,14 @@ class SqliteStore:
 
     async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
         async with self._writing("forgetting a deleted message") as connection:
+            # Its edits too ("<id>:edit:<ms>"). A prefix compare, not LIKE: LIKE refuses patterns over 50,000
+            # bytes, and an id is whatever the platform sent.
+            edits = message_id + ":edit:"
             cursor = await connection.execute(
-                "DELETE FROM window_messages WHERE (message_id = ? OR message_id LIKE ? ESCAPE '\\') "
+                "DELETE FROM window_messages WHERE (message_id = ? OR substr(message_id, 1, ?) = ?) "
                 "AND pair_id IN (SELECT p.pair_id FROM pairs AS p WHERE p.platform = ? AND p.space_id = ? "
                 f"AND NOT {_PAIR_PROTECTED})",
-                (message_id, _like_prefix(message_id) + ":edit:%", platform, space_id, _timestamp_text(now)),
+                (message_id, len(edits), edits, platform, space_id, _timestamp_text(now)),
             )
             return int(cursor.rowcount)
 

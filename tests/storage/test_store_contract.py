@@ -733,6 +733,18 @@ async def test_forget_message_removes_a_deleted_message_and_its_edits_unless_a_c
     assert [m.message_id for m in await store.load_window(key)] == ["m%1", "m_2"]
 
 
+async def test_forget_message_takes_any_id_the_platform_sent_however_long(store: Store) -> None:
+    # SQLite's LIKE refuses patterns over 50,000 bytes: a fuzzed Slack deletion once failed here.
+    key = make_pair_key(platform="p", space_id="s")
+    await store.save_pair(make_pair_state(key))
+    huge = "x" * 60_000
+    for index, message_id in enumerate((huge, huge + ":edit:5", "m-2")):
+        message = dataclasses.replace(make_window_message(index), message_id=message_id)
+        await store.append_window(key, message, keep=10)
+    assert await store.forget_message(platform="p", space_id="s", message_id=huge, now=BASE_TIME) == 2
+    assert [m.message_id for m in await store.load_window(key)] == ["m-2"]
+
+
 def turns(location: tuple[str, str, str, str | None], *authors: str, at: datetime) -> TurnMemory:
     """A location's memory as the resolver writes it: one turn per author, the last at ``at``."""
     resolver = PairResolver()
