@@ -1248,6 +1248,13 @@ MODERN_SOURCE = {
     "licence": "Written for Vigil from templates (training/modern_lines.py), same licence as Vigil",
     "role": "pair model: modern-style grooming and look-alike conversations (train only)",
 }
+TEXT_CUES_BIAS = (
+    "The pair model (2026.12.6) also reads age cues from each message's text (vigil.detector.cues): a child"
+    " who gives their age or school year is recognised sooner, and adults who give theirs are flagged less"
+    ' often. Ages written otherwise ("almost a teenager", other languages) are no cue, adults role-playing'
+    " school ages read as minors, and a child who never says their age is judged on the conversation's"
+    " behaviour alone."
+)
 WRITTEN_BIAS = (
     "The pair model (2026.12.4) also learned from conversations hand-written for Vigil (examples/written):"
     " modern grooming is found far more often, but Perverted-Justice-style explicit chats alert later than"
@@ -1323,6 +1330,8 @@ def write_model_dir(
     if text_cues:
         # The features end with the text's age cues; serving computes them with the same module.
         metadata["pair_model"]["text_cues"] = AGE_CUES_VERSION
+        if TEXT_CUES_BIAS not in metadata["known_biases"]:
+            metadata["known_biases"].append(TEXT_CUES_BIAS)
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )

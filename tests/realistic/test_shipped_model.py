@@ -1,13 +1,12 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
-2026.12.5 alerts on 19 of 20 grooming conversations and 3 of 21 look-alikes (2026.12.4: 20 and 2); on the
+2026.12.6 alerts on 19 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.5: 19 and 3); on the
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
-template and training conversation and never used to choose a model) 23 of 24 and 4 of 30 (2026.12.4: 21 and
-2); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
-writers also wrote the trained-on three quarters) 71 of 80 and 7 of 70 since writers Q-S added 30 (before
-them 57 of 65 and 3 of 55; 2026.12.4: 47 and 3). The development set was
-read while earlier models were chosen, so its figures flatter them. A retrained model that falls below these
-fails here before it ships.
+template and training conversation and never used to choose a model) 23 of 24 and 2 of 30 (2026.12.5: 23 and
+4); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
+writers also wrote the trained-on three quarters) 69 of 80 and 7 of 70 (2026.12.5: 71 and 7). The development
+set was read while earlier models were chosen, so its figures flatter them. A retrained model that falls
+below these fails here before it ships.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evalua
 
 def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_neg"] == 21
-    assert evaluation["precision"] >= 0.85  # at most three of 21 look-alikes
+    assert evaluation["precision"] >= 0.9  # two look-alikes of 21
     assert evaluation["pr_auc"] >= 0.95
 
 
@@ -64,10 +63,10 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
     assert (held_out["conversations_pos"], held_out["conversations_neg"]) == (24, 30)
     assert held_out["recall"] >= 0.9  # 23 of 24
-    assert held_out["precision"] >= 0.8  # four look-alikes of 30
+    assert held_out["precision"] >= 0.9  # two look-alikes of 30
     assert held_out["suspect_accuracy"] == 1.0
     assert held_out["victim_flag_rate"] == 0.0
-    assert held_out["pr_auc"] >= 0.95  # 0.972
+    assert held_out["pr_auc"] >= 0.98  # 0.995
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +76,9 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
     assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (80, 70)
-    assert written_held["recall"] >= 0.85  # 71 of 80
-    assert written_held["precision"] >= 0.9  # seven look-alikes of 70 (71 of 78)
-    assert written_held["pr_auc"] >= 0.9  # 0.966
+    assert written_held["recall"] >= 0.85  # 69 of 80
+    assert written_held["precision"] >= 0.9  # seven look-alikes of 70 (69 of 76)
+    assert written_held["pr_auc"] >= 0.95  # 0.968
 
 
 @pytest.fixture(scope="module")
