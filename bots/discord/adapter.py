@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 _LOGIN_RETRY_MAX_S = 60.0
-# Store records: per server, when Vigil first had a session there (catch-up reads no history from before).
+# Store record (key "*"): when Vigil first ran against Discord (catch-up reads no history from before).
 _WATCHING_SINCE = "discord.watching_since"
 # A connection that stayed up this long was healthy: the next unexpected failure waits the first delay again.
 _HEALTHY_CONNECTION_S = 300.0
@@ -299,6 +299,7 @@ class DiscordAdapter:
         self._closing = False
         self._gateway_up = False
         self._warned: set[tuple[str, str]] = set()
+        self._watching_since: datetime | None = None
         # Per guild: the Guild object of the session a catch-up ran for, and that catch-up.
         self._catch_ups: dict[int, tuple[discord.Guild, asyncio.Task[None]]] = {}
         self._space_settings = SettingsCache(store=store)
@@ -361,6 +362,7 @@ class DiscordAdapter:
             logger.info("logged in to Discord as bot user %s", self._bot.user.id if self._bot.user else "?")
             if self._bot.application_id is not None:
                 logger.info("to add Vigil to a server, open %s", invite_url(self._bot.application_id))
+            await self._load_watching_since()
             try:
                 await self._connect_supervised()
             except discord.PrivilegedIntentsRequired:
@@ -410,6 +412,21 @@ class DiscordAdapter:
             delay = min(delay * 2, _LOGIN_RETRY_MAX_S)
             await self._reopen()
             await self._login()
+
+    async def _load_watching_since(self) -> None:
+        """When Vigil first ran against Discord (kept in the store, written before the first connection, so
+        a first run killed before it stored anything is still caught up on its next start)."""
+        try:
+            recorded = await self._store.get_record(_WATCHING_SINCE, "*")
+            if recorded is None:
+                # The first run (or the first since catch-up exists): stored messages alone mark the floor.
+                await self._store.put_record(_WATCHING_SINCE, "*", self._clock().isoformat())
+            else:
+                self._watching_since = datetime.fromisoformat(recorded)
+        except Exception:
+            logger.exception(
+                "reading when Vigil first ran against Discord failed; catching up only after stored messages"
+            )
 
     async def _reopen(self) -> None:
         """Make a closed client usable again: ``clear`` (discord.py's documented re-open), then the loop
@@ -594,16 +611,16 @@ class DiscordAdapter:
         try:
             now = self._clock()
             last_seen = await self._store.last_claimed_at(platform=PLATFORM, space_id=space_id)
-            watching = await self._store.get_record(_WATCHING_SINCE, space_id)
-            if watching is None:
-                await self._store.put_record(_WATCHING_SINCE, space_id, now.isoformat())
-            if last_seen is None and watching is None:
-                return  # the first session in this server: what was said before Vigil came is not its to read
+            watching = self._watching_since
+            joined = guild.me.joined_at if guild.me is not None else None
+            if last_seen is None and (watching is None or (joined is not None and joined > watching)):
+                # Vigil's first run, or a server added since: what was said before it came is not its to read.
+                return
             # Less the overlap: a message is sent (Discord's clock) before it reaches Vigil (its own clock).
             overlap = timedelta(seconds=self._options.catch_up_overlap_s)
             floors = [now - timedelta(hours=self._settings.catch_up_hours)]
             if watching is not None:
-                floors.append(datetime.fromisoformat(watching) - overlap)
+                floors.append(watching - overlap)
             if last_seen is not None:
                 floors.append(last_seen - overlap)
             since = max(floors)

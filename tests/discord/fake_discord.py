@@ -127,6 +127,8 @@ class FakeDiscord:
             self.kid.id: [],
             self.member.id: [],
         }
+        # When everyone (the bot included) joined the server: fixed, as on Discord.
+        self.joined_at = datetime.now(UTC)
         self.extra_users: list[User] = []
         self.extra_channels: dict[str, str] = {}  # id -> name: plain text channels added by a test
         self.calls: list[RestCall] = []
@@ -373,7 +375,7 @@ class FakeDiscord:
             "member_count": 8,
             "large": False,
             "unavailable": False,
-            "joined_at": _iso(datetime.now(UTC)),
+            "joined_at": _iso(self.joined_at),
             "voice_states": [],
             "presences": [],
             "stage_instances": [],
@@ -403,7 +405,7 @@ class FakeDiscord:
     def member_payload(self, user_id: str) -> Json:
         return {
             "roles": list(self.member_roles.get(user_id, [])),
-            "joined_at": _iso(datetime.now(UTC)),
+            "joined_at": _iso(self.joined_at),
             "deaf": False,
             "mute": False,
             "flags": 0,

@@ -111,7 +111,7 @@ async def test_a_restart_before_anything_was_stored_still_reads_back_what_was_mi
     async with vigil_on(fake, database, keyword_model_dir) as first:
         # Connected, stored no message; the first session in the server is remembered.
         for _ in range(500):
-            if await first.store.get_record("discord.watching_since", fake.guild_id) is not None:
+            if await first.store.get_record("discord.watching_since", "*") is not None:
                 break
             await asyncio.sleep(0.01)
     missed = fake.message_payload(author=fake.adult, content="age age")
@@ -119,6 +119,25 @@ async def test_a_restart_before_anything_was_stored_still_reads_back_what_was_mi
     async with vigil_on(fake, database, keyword_model_dir) as second:
         await second.handler.wait_for(missed["id"])
         assert before["id"] not in second.handler.results
+
+
+async def test_a_server_added_after_the_first_run_is_not_read_back(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    database = tmp_path / "vigil.sqlite3"
+    async with vigil_on(fake, database, keyword_model_dir) as first:
+        for _ in range(500):
+            if await first.store.get_record("discord.watching_since", "*") is not None:
+                break
+            await asyncio.sleep(0.01)
+    # The bot is added to the server only now (its member joined_at), and the server was busy before.
+    fake.joined_at = datetime.now(UTC) + timedelta(seconds=1)
+    before = fake.message_payload(author=fake.adult, content="age age")
+    await send_while_stopped(fake, [before])
+    async with vigil_on(fake, database, keyword_model_dir) as second:
+        await second.say(fake.kid, "hello")
+        assert before["id"] not in second.handler.results
+    assert history_reads(fake) == []
 
 
 async def test_a_server_vigil_never_saw_is_not_read_back(
