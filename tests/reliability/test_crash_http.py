@@ -29,14 +29,14 @@ START = datetime(2026, 12, 1, 18, 0, tzinfo=UTC)
 
 
 def wire_batches(folder: Path) -> list[list[dict[str, object]]]:
-    """Part of the scan crash test's conversations (every turn-taking channel, 8 DMs, one reply-chain
-    channel: about 900 messages) as HTTP API messages, in batches, one conversation after another."""
+    """Part of the scan crash test's conversations (every turn-taking channel, 4 DMs, the first 40 messages
+    of a reply-chain channel: about 590 messages) as HTTP API messages, in batches, one after another."""
     data = folder / "conversations.jsonl"
     write_conversations(data)
     records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()]
     kept = [r for r in records if r["id"].startswith("turn-")]
-    kept += [r for r in records if r["id"].startswith("dm-")][:8]
-    kept += [r for r in records if r["id"].startswith("chan-")][:1]
+    kept += [r for r in records if r["id"].startswith("dm-")][:4]
+    kept += [{**r, "messages": r["messages"][:40]} for r in records if r["id"].startswith("chan-")][:1]
     kept.sort(key=lambda record: str(record["id"]))
     messages: list[dict[str, object]] = []
     clock = START

@@ -30,12 +30,13 @@ FILLER = ("hello there", "nice game tonight", "ok see you later", "lol nice", "h
 GROOMING = ("keep it secret ok", "what is your age", "our secret tonight", "secret groom", "age age")
 
 
-def write_conversations(path: Path, *, seed: int = 7) -> int:
-    """A few thousand messages: DMs (some alert-worthy) and channel logs; returns the message count."""
+def write_conversations(path: Path, *, seed: int = 7, dms: int = 20, reply_channels: int = 3) -> int:
+    """DMs (some alert-worthy), reply-chain channels and turn-taking channels (a few thousand messages with
+    the defaults); returns the message count."""
     rng = random.Random(seed)
     records: list[dict[str, object]] = []
     total = 0
-    for n in range(20):
+    for n in range(dms):
         adult, other = f"u-adult{n:02d}", f"u-peer{n:02d}"
         grooming = n % 4 == 0
         messages: list[dict[str, object]] = []
@@ -45,7 +46,7 @@ def write_conversations(path: Path, *, seed: int = 7) -> int:
             messages.append({"author": author, "text": text, "reply_to": None, "ts": None})
         records.append(_record(f"dm-{n:03d}", "dm", messages, suspects=[adult] if grooming else []))
         total += len(messages)
-    for n in range(3):
+    for n in range(reply_channels):
         people = [f"u-chan{n}-{k}" for k in range(8)]
         messages = []
         previous = ""
@@ -152,7 +153,8 @@ def run_and_kill(command: list[str], database: Path, *, at_seen: int) -> bool:
 def scan_setup(tmp_path_factory: pytest.TempPathFactory, keyword_model_dir: Path) -> tuple[Path, Path, int]:
     folder = tmp_path_factory.mktemp("crash")
     data = folder / "conversations.jsonl"
-    total = write_conversations(data)
+    # About 900 messages: enough for kills at random points, small enough for CI (20 seeds x 3 runs).
+    total = write_conversations(data, dms=8, reply_channels=1)
     config = folder / "vigil.toml"
     config.write_text(
         f'[detector]\nmodel_dir = "{keyword_model_dir.as_posix()}"\nintra_op_threads = 1\n', encoding="utf-8"

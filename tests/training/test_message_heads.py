@@ -235,6 +235,7 @@ def _with_plain_pair_model(model_dir: Path) -> None:
     path = model_dir / "metadata.json"
     metadata = json.loads(path.read_text(encoding="utf-8"))
     metadata["pair_model"].update(feature_size=384 + 9 + 1, state_size=8, explanation_signals=False)
+    metadata["pair_model"].pop("text_cues", None)  # nor the age cues (2026.12.6)
     path.write_text(json.dumps(metadata), encoding="utf-8")
     write_golden(model_dir)
 
