@@ -264,7 +264,10 @@ class Monitor:
             message.platform, frozenset()
         ):
             return SkipReason.BOT
-        if settings is not None and message.channel_id in settings.ignored_channel_ids:
+        if settings is not None and (
+            message.channel_id in settings.ignored_channel_ids
+            or (message.thread_id is not None and message.thread_id in settings.ignored_channel_ids)
+        ):
             return SkipReason.IGNORED_CHANNEL
         return None
 

@@ -568,9 +568,9 @@ class DiscordAdapter:
         if task is not None:
             self._in_flight.add(task)
         try:
+            # No await between the slot and the hand-over: messages reach the handler in the order they came
+            # (turn-taking pairs depend on it). Ignored channels and threads are the monitor's to skip.
             async with self._events:
-                if await self._ignored(message):
-                    return
                 await self._handler.handle(message)
         except Exception:
             # Never the text; the id is enough to find the message on Discord.
@@ -664,17 +664,6 @@ class DiscordAdapter:
                 "not scored",
                 guild.id,
             )
-
-    async def _ignored(self, message: ChatMessage) -> bool:
-        if message.space_id == DM_SPACE:
-            return False
-        settings = await self._space_settings.get(message.space_id)
-        if settings is None:
-            return False
-        ignored = settings.ignored_channel_ids
-        return message.channel_id in ignored or (
-            message.thread_id is not None and message.thread_id in ignored
-        )
 
     async def _on_delete(self, guild_id: int | None, message_ids: list[int]) -> None:
         if self._closing:

@@ -104,10 +104,17 @@ async def test_ignored_channels_and_their_threads_are_skipped_until_unignored(vi
     await command("ignore", fake.general)
     settings = await vigil.store.get_space_settings(platform="discord", space_id=fake.guild_id)
     assert settings is not None and settings.ignored_channel_ids == {fake.noisy, fake.general}
-    await fake.send_message(fake.message_payload(author=fake.adult, content="secret", channel_id=fake.noisy))
-    await fake.send_message(fake.message_payload(author=fake.adult, content="secret", channel_id=fake.thread))
-    sentinel = await vigil.say(fake.member, "nice game", channel_id=fake.alerts)
-    assert [m.message_id for m in vigil.handler.seen] == [sentinel["id"]]
+    in_noisy = await vigil.say(fake.adult, "secret", channel_id=fake.noisy)
+    in_thread = await vigil.say(fake.adult, "secret", channel_id=fake.thread)
+    # Handed over in order with everything else, and skipped by the monitor before anything is stored.
+    for payload in (in_noisy, in_thread):
+        assert vigil.handler.results[payload["id"]].skipped is SkipReason.IGNORED_CHANNEL
+    assert (
+        await vigil.store.seen_message_ids(
+            platform="discord", space_id=fake.guild_id, message_ids=[in_noisy["id"], in_thread["id"]]
+        )
+        == frozenset()
+    )
 
     await command("unignore", fake.general)
     threaded = await vigil.say(fake.adult, "hello there", channel_id=fake.thread)
