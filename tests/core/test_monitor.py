@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakes import FakeClock, RecordingSink
-from vigil.bots.core.models import ChatMessage, DeliveryResult, PairKey, SpaceSettings
+from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey, PairState, SpaceSettings
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import Decision, PolicyConfig
@@ -374,22 +374,25 @@ def _turn_taking_channel() -> list[ChatMessage]:
     ]
 
 
+async def _uninterrupted_run(
+    tmp_path: Path, detector: OnnxDetector, messages: Sequence[ChatMessage]
+) -> tuple[list[Alert], PairState | None]:
+    """The alerts of one run without restarts (one, asserted) and the state of the alerted pair."""
+    async with SqliteStore(tmp_path / "reference.sqlite3") as store:
+        reference = make_monitor(store, detector, FakeClock(START))
+        for message in messages:
+            await reference.handle(message)
+        alerts = await store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+        assert len(alerts) == 1, "the uninterrupted run alerts once"
+        return alerts, await store.load_pair(alerts[0].key)
+
+
 @pytest.mark.parametrize("killed_after", [1, 2, 3, 4, 5, 6, 7, 8])
 async def test_a_replay_after_a_restart_rebuilds_turn_taking_memory(
     tmp_path: Path, keyword_detector: OnnxDetector, killed_after: int
 ) -> None:
     messages = _turn_taking_channel()
-    reference_store = SqliteStore(tmp_path / "reference.sqlite3")
-    await reference_store.open()
-    try:
-        reference = make_monitor(reference_store, keyword_detector, FakeClock(START))
-        for message in messages:
-            await reference.handle(message)
-        expected = await reference_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
-        expected_state = await reference_store.load_pair(expected[0].key) if expected else None
-    finally:
-        await reference_store.close()
-    assert len(expected) == 1, "the uninterrupted run alerts once"
+    expected, expected_state = await _uninterrupted_run(tmp_path, keyword_detector, messages)
 
     path = tmp_path / "restarted.sqlite3"
     store = SqliteStore(path)
@@ -421,16 +424,7 @@ async def test_a_restart_without_a_replay_keeps_turn_taking_memory(
     """What Slack and live Discord do: acknowledged messages never come again. The memory was stored with
     them, so the new process pairs the next message as the uninterrupted one did."""
     messages = _turn_taking_channel()
-    reference_store = SqliteStore(tmp_path / "reference.sqlite3")
-    await reference_store.open()
-    try:
-        reference = make_monitor(reference_store, keyword_detector, FakeClock(START))
-        for message in messages:
-            await reference.handle(message)
-        [expected] = await reference_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
-        expected_state = await reference_store.load_pair(expected.key)
-    finally:
-        await reference_store.close()
+    [expected], expected_state = await _uninterrupted_run(tmp_path, keyword_detector, messages)
 
     path = tmp_path / "restarted.sqlite3"
     store = SqliteStore(path)
