@@ -240,9 +240,9 @@ class Monitor:
         return frozenset(seen)
 
     def _replayed(self, message: ChatMessage) -> HandleResult:
-        # Nothing to apply, but the turn-taking memory a restart lost is rebuilt, so the next new message
-        # pairs as it would have (issue 14).
-        self._resolver.resolve(message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset()))
+        # Nothing to apply, but turn-taking memory that was not kept (a store from before schema 4) is
+        # rebuilt, so the next new message pairs as it would have (issue 14).
+        self._resolver.replay(message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset()))
         return HandleResult(message_id=message.message_id, skipped=SkipReason.DUPLICATE)
 
     async def _settings_for(

@@ -29,7 +29,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # (platform, space_id, channel_id, thread_id): where turn-taking is observed.
 Location: TypeAlias = tuple[str, str, str, str | None]
-_Location: TypeAlias = Location
 _PartnerTest: TypeAlias = Callable[[str | None], bool]
 
 
@@ -115,7 +114,7 @@ class PairResolver:
         self._max_locations = max_locations
         self._turn_gap_s = turn_gap_s
         self._max_pairs_per_message = max_pairs_per_message
-        self._turns_by_location: OrderedDict[_Location, deque[_Turn]] = OrderedDict()
+        self._turns_by_location: OrderedDict[Location, deque[_Turn]] = OrderedDict()
 
     @property
     def max_locations(self) -> int:
@@ -166,6 +165,15 @@ class PairResolver:
         for turn in turns[-self._memory_per_location :]:
             self._remember(memory.location, turn)
 
+    def replay(self, message: ChatMessage, *, bot_user_ids: frozenset[str] = frozenset()) -> None:
+        """A message stored before (a redelivery, a replay after a restart): remembered as ``resolve`` would,
+        unless its location already remembers a later message. A restored memory then stays as the last run
+        left it while a replay from further back passes over it, and an empty one is rebuilt in order."""
+        turns = self._turns_by_location.get(location_of(message))
+        if turns and _seconds_since_epoch(message.timestamp) < turns[-1].at_s:
+            return
+        self.resolve(message, bot_user_ids=bot_user_ids)
+
     def resolve(
         self, message: ChatMessage, *, bot_user_ids: frozenset[str] = frozenset()
     ) -> tuple[PairKey, ...]:
@@ -177,7 +185,7 @@ class PairResolver:
         def is_partner(user_id: str | None) -> bool:
             return bool(user_id) and user_id != author_id and user_id not in bot_user_ids
 
-        location = _location_of(message)
+        location = location_of(message)
         history: Sequence[_Turn] = self._turns_by_location.get(location, ())
         remembered = next(
             (
@@ -287,7 +295,7 @@ class PairResolver:
         )
         return partner_id if partner_present else None
 
-    def _remember(self, location: _Location, turn: _Turn) -> None:
+    def _remember(self, location: Location, turn: _Turn) -> None:
         turns = self._turns_by_location.get(location)
         if turns is None:
             turns = deque(maxlen=self._memory_per_location)
@@ -302,10 +310,6 @@ class PairResolver:
 
 def location_of(message: ChatMessage) -> Location:
     """Where the resolver observes ``message``'s turn-taking: its channel, or its thread in one."""
-    return _location_of(message)
-
-
-def _location_of(message: ChatMessage) -> _Location:
     # A DM is one conversation whatever thread a reply lands in.
     thread_id = None if message.is_dm else message.thread_id
     return (message.platform, message.space_id, message.channel_id, thread_id)

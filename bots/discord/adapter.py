@@ -643,14 +643,13 @@ class DiscordAdapter:
             # Oldest first across channels: a pair's messages are scored in the order they were sent. Those
             # already stored are recognised by id and skipped by the monitor.
             missed.sort(key=lambda message: message.id)
-            fed = 0
-            for message in missed:
-                if self._closing:
-                    return
-                translated = self._translated(message)
-                if translated is not None:
-                    await self._ingest(translated)
-                    fed += 1
+            translated = [chat for chat in map(self._translated, missed) if chat is not None]
+            if self._closing:
+                return
+            # All handed over at once, in order (tasks start in creation order, slots are taken first come
+            # first served), so the ingest queue batches them instead of scoring one message at a time.
+            await asyncio.gather(*(self._ingest(chat) for chat in translated))
+            fed = len(translated)
             if fed:
                 logger.info(
                     "read %d message(s) of Discord server %s from channel history, sent since %s",

@@ -511,3 +511,32 @@ def test_a_malformed_memory_is_skipped_with_a_warning(
     resolver.restore(TurnMemory(location=location, turns="not json", last_at_s=0.0))
     assert resolver.memory_of(location) is None
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+
+
+def test_a_replay_from_further_back_leaves_a_restored_memory_as_it_was(chat: Conversation) -> None:
+    first = PairResolver()
+    # More than the 8 turns a location remembers: the first ones are not in the restored memory.
+    authors = ("alice", "bob", "alice", "carol", "alice", "bob") * 2
+    messages = [chat.message(author) for author in authors]
+    for message in messages:
+        first.resolve(message)
+    location = location_of(messages[0])
+    restarted = PairResolver()
+    memory = first.memory_of(location)
+    assert memory is not None
+    restarted.restore(memory)
+    for message in messages:  # a platform resending everything after the restart
+        restarted.replay(message)
+        assert restarted.memory_of(location) == memory
+    nxt = chat.message("alice")
+    assert restarted.resolve(nxt) == first.resolve(nxt)
+
+
+def test_a_replay_rebuilds_an_empty_memory_in_order(chat: Conversation) -> None:
+    first, rebuilt = PairResolver(), PairResolver()
+    messages = [chat.message(author) for author in ("alice", "bob", "alice")]
+    for message in messages:
+        first.resolve(message)
+        rebuilt.replay(message)
+    location = location_of(messages[0])
+    assert rebuilt.memory_of(location) == first.memory_of(location)
