@@ -7,6 +7,10 @@ moderator of every space it names: case endpoints act with the ``MODERATOR`` rol
 
 Bodies are bounded twice: by ``Content-Length`` before reading and while reading (chunked bodies), so a large
 or endless body costs at most ``max_body_bytes`` of memory.
+
+Slow clients are bounded in time: a request's line and headers must arrive within ``HEADER_TIMEOUT_S`` and at
+most ``_MAX_CONNECTIONS`` connections are open at once (``bots.http.guard``); a body must arrive within
+``_BODY_TIMEOUT_S`` (else 408); at most ``_MAX_IN_FLIGHT`` signed requests are handled at once (else 503).
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
 from vigil.bots.core.protocols import MessageHandler
+from vigil.bots.http.guard import (
+    HEADER_TIMEOUT_S,
+    KEEPALIVE_TIMEOUT_S,
+    ConnectionGuard,
+    payload_free_logger,
+)
 from vigil.bots.http.schema import (
     DEFAULT_PLATFORM,
     DEFAULT_VIEWER,
@@ -73,6 +83,9 @@ _LINGERING_S = 1.0
 _BODY_TIMEOUT_S = 30.0
 # Signed requests handled at once (most of them reading their bodies); more get 503 with Retry-After.
 _MAX_IN_FLIGHT = 256
+# Open connections (idle keep-alive ones included); more are answered 503 and closed at once. Above
+# _MAX_IN_FLIGHT, so that requests held by slow bodies leave room for others to be told 503 and for /healthz.
+_MAX_CONNECTIONS = 512
 # ``HandleResult.skipped`` of a message a queue shed (``bots.core.ingest.SHED_SKIP_VALUE``).
 _SHED = "shed"
 # Retry-After sent with a 503 when a message could not be processed (the detector failed, say).
@@ -133,26 +146,6 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info("%s %s %d %.3fs", request.method, request.rel_url.raw_path, response.status, time)
-
-
-class _ExceptionTypeOnly(logging.Filter):
-    """aiohttp logs a request it cannot parse with the exception, whose text quotes the raw bytes (message
-    text, headers): keep only the exception's type."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info is not None and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def _payload_free_logger() -> logging.Logger:
-    server_logger = logging.getLogger(_SERVER_LOGGER)
-    if not any(isinstance(existing, _ExceptionTypeOnly) for existing in server_logger.filters):
-        server_logger.addFilter(_ExceptionTypeOnly())
-    return server_logger
 
 
 def _overloaded(request: web.Request) -> _ApiError:
@@ -238,6 +231,8 @@ class HttpApi:
         store: Store,
         clock: Clock = utc_now,
         signal_labels: Mapping[str, str] | None = None,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
+        max_connections: int = _MAX_CONNECTIONS,
     ) -> None:
         if len(secret.reveal()) < MIN_SECRET_CHARS:
             raise ValueError(f"the HTTP API secret must be at least {MIN_SECRET_CHARS} characters long")
@@ -254,7 +249,13 @@ class HttpApi:
         self._signal_labels = dict(signal_labels or {})
         self._openapi = openapi_json().encode("utf-8")
         self._runner: web.AppRunner | None = None
-        self._app = web.Application(middlewares=[self._middleware], client_max_size=settings.max_body_bytes)
+        self._guard = ConnectionGuard(
+            name="HTTP API", header_timeout_s=header_timeout_s, max_connections=max_connections
+        )
+        # The guard's first: it must see every request aiohttp hands over, refused ones too.
+        self._app = web.Application(
+            middlewares=[self._guard.middleware, self._middleware], client_max_size=settings.max_body_bytes
+        )
         self._app.router.add_post("/v1/messages", self._post_messages)
         self._app.router.add_get("/v1/cases", self._list_cases)
         self._app.router.add_get("/v1/cases/{case_number}", self._get_case)
@@ -278,21 +279,21 @@ class HttpApi:
             self._app,
             shutdown_timeout=5.0,
             lingering_time=_LINGERING_S,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
             # Our access log and parser-error log: neither query strings (ids) nor raw bytes (message text).
             access_log_class=PathOnlyAccessLogger,
             access_log=logging.getLogger(_ACCESS_LOGGER),
-            logger=_payload_free_logger(),
+            logger=payload_free_logger(_SERVER_LOGGER),
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._settings.host, self._settings.port)
-            await site.start()
+            # The guard listens (not a web.TCPSite): header deadline and connection cap.
+            port = await self._guard.listen(runner, host=self._settings.host, port=self._settings.port)
         except BaseException:
+            self._guard.close()
             await runner.cleanup()
             raise
         self._runner = runner
-        address = runner.addresses[0]
-        port = int(address[1])
         logger.info("HTTP API listening on %s:%d", self._settings.host, port)
         return port
 
@@ -308,6 +309,7 @@ class HttpApi:
     async def aclose(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
+            self._guard.close()
             await runner.cleanup()
             logger.info("HTTP API stopped")
 

@@ -44,6 +44,12 @@ from vigil.bots.core.ingest import ShedReason, ShedResult
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.protocols import AlertSink, MessageHandler
+from vigil.bots.http.guard import (
+    HEADER_TIMEOUT_S,
+    KEEPALIVE_TIMEOUT_S,
+    ConnectionGuard,
+    payload_free_logger,
+)
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
     ACTION_CLAIM,
@@ -124,6 +130,13 @@ BOT_SCOPES: tuple[str, ...] = (
 _REPORT_BEFORE = 25
 _REPORT_AFTER = 10
 _SOCKET_RETRY_MAX_S = 60.0
+# The HTTP endpoint's limits on slow and many clients. Slack sends a request whole and gives up after three
+# seconds, so a body still arriving after ten is not Slack.
+_HTTP_BODY_TIMEOUT_S = 10.0
+_HTTP_MAX_CONNECTIONS = 64
+# After an early answer aiohttp reads and drops the rest of the body for this long (its default: ten seconds).
+_HTTP_LINGERING_S = 1.0
+_HTTP_SERVER_LOGGER = "vigil.bots.slack.aiohttp"
 
 
 class SlackAdapterError(Exception):
@@ -249,6 +262,9 @@ class SlackAdapter:
         signal_labels: Mapping[str, str] | None = None,
         role_cache_s: float = 30.0,
         max_concurrent_events: int = 64,
+        http_header_timeout_s: float = HEADER_TIMEOUT_S,
+        http_body_timeout_s: float = _HTTP_BODY_TIMEOUT_S,
+        http_max_connections: int = _HTTP_MAX_CONNECTIONS,
     ) -> None:
         self._settings = settings
         self._handler = handler
@@ -266,6 +282,9 @@ class SlackAdapter:
         self._stopped = asyncio.Event()
         self._running = False
         self._http_port: int | None = None
+        self._http_header_timeout_s = http_header_timeout_s
+        self._http_body_timeout_s = http_body_timeout_s
+        self._http_max_connections = http_max_connections
         self._started = asyncio.Event()
         self._problems(settings, secrets, oauth)
 
@@ -430,29 +449,49 @@ class SlackAdapter:
         )
 
     async def _serve_http(self, stack: contextlib.AsyncExitStack) -> None:
-        web_app = web.Application()
+        # A deadline on each request's headers and a cap on open connections (bots.http.guard).
+        guard = ConnectionGuard(
+            name="Slack HTTP endpoint",
+            header_timeout_s=self._http_header_timeout_s,
+            max_connections=self._http_max_connections,
+        )
+        web_app = web.Application(middlewares=[guard.middleware])
         if self._settings.mode == "http":
             web_app.router.add_post(EVENTS_PATH, self._on_http_post)
         flow = self._app.oauth_flow
         if flow is not None:
             web_app.router.add_get(flow.install_path, self._on_http_install)
             web_app.router.add_get(flow.redirect_uri_path, self._on_http_redirect)
-        runner = web.AppRunner(web_app, access_log=None)
+        runner = web.AppRunner(
+            web_app,
+            access_log=None,
+            lingering_time=_HTTP_LINGERING_S,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+            # A request aiohttp cannot parse is logged by the error's type: its text quotes the raw bytes.
+            logger=payload_free_logger(_HTTP_SERVER_LOGGER),
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, host=self._settings.http_host, port=self._settings.http_port)
-        await site.start()
-        bound = runner.addresses
-        # With port 0 the system picks one: report the real one.
-        self._http_port = (
-            int(bound[0][1]) if bound and isinstance(bound[0], tuple) else self._settings.http_port
+        # Stop listening before the runner closes the open connections (the stack unwinds last-in first).
+        stack.callback(guard.close)
+        # With port 0 the system picks one: the real one is returned.
+        self._http_port = await guard.listen(
+            runner, host=self._settings.http_host, port=self._settings.http_port
         )
         logger.info("Slack: HTTP endpoint on %s:%d", self._settings.http_host, self._http_port)
 
     async def _on_http_post(self, request: web.Request) -> web.Response:
         # Verified here, before bolt parses the body: bolt parses first (a body that is not JSON became a
         # 500 with a traceback) and logs the body of a request it refuses.
-        body = await request.text()
+        try:
+            # A body trickled in slowly would hold the connection and its memory.
+            async with asyncio.timeout(self._http_body_timeout_s):
+                body = await request.text()
+        except TimeoutError:
+            response = web.Response(status=408, text="the body did not arrive in time")
+            # The rest of the body is not waited for: no keep-alive on this connection.
+            response.force_close()
+            return response
         if self._verifier is None or not self._verifier.is_valid(
             body=body,
             timestamp=request.headers.get("X-Slack-Request-Timestamp"),

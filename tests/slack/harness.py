@@ -11,7 +11,7 @@ import itertools
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -383,6 +383,7 @@ async def running_slack(
     mode: SlackMode = "http",
     oauth: bool = False,
     customise: Callable[[FakeSlack], None] | None = None,
+    adapter_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[SlackHarness]:
     fake = FakeSlack()
     populate(fake)
@@ -423,6 +424,7 @@ async def running_slack(
         else None,
         signal_labels=labels,
         role_cache_s=0.0,
+        **dict(adapter_options or {}),
     )
     outbox = OutboxWorker(
         store=store,
