@@ -267,6 +267,9 @@ class SlackSettings:
     oauth: bool = False
     client_id_env: str = _setting("VIGIL_SLACK_CLIENT_ID", env_var_name=True)
     client_secret_env: str = _setting("VIGIL_SLACK_CLIENT_SECRET", env_var_name=True)
+    # At start, read conversation history for the messages sent while Vigil was away (Slack stops resending
+    # an event after about five minutes), up to this many hours back; 0: never (what was missed is lost).
+    catch_up_hours: int = _setting(24, at_least=0, at_most=24 * 14)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,7 +7,9 @@ What it wires:
   forgotten (see ``_forget``);
 * ``/vigil`` → ``VigilCommands``; alert buttons, the dismiss modal and the "Report conversation to
   moderators" message shortcut → ``Cases``; every answer is ephemeral;
-* ``sink``: the ``AlertSink`` for platform ``"slack"`` (``SlackSink``).
+* ``sink``: the ``AlertSink`` for platform ``"slack"`` (``SlackSink``);
+* catch-up at start: what each workspace's conversations got while Vigil was away is read back from their
+  history (``bots.slack.catch_up``) and handed over oldest first before any new message of that workspace.
 
 Connection modes: Socket Mode (the default: an outbound WebSocket, no public URL; the SDK reconnects) or HTTP
 (bolt's request handling on an aiohttp server at ``http_host:http_port``, path ``/slack/events``; bolt rejects
@@ -24,7 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -69,6 +71,7 @@ from vigil.bots.slack.blocks import (
     parse_dismiss_metadata,
     transcript_blocks,
 )
+from vigil.bots.slack.catch_up import CatchUpOptions, catch_up_window, read_missed
 from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands
 from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
 from vigil.bots.slack.sink import SlackSink
@@ -121,6 +124,9 @@ BOT_SCOPES: tuple[str, ...] = (
     "mpim:history",
     "channels:read",
     "groups:read",
+    # Catch-up lists the DMs and group DMs Vigil is in (users.conversations).
+    "im:read",
+    "mpim:read",
     "chat:write",
     "commands",
     "users:read",
@@ -137,6 +143,12 @@ _HTTP_MAX_CONNECTIONS = 64
 # After an early answer aiohttp reads and drops the rest of the body for this long (its default: ten seconds).
 _HTTP_LINGERING_S = 1.0
 _HTTP_SERVER_LOGGER = "vigil.bots.slack.aiohttp"
+# Store records, keyed by team id: when Vigil began watching the workspace (catch-up reads nothing from
+# before), and the floor of a catch-up not finished yet (the next start reads from there again).
+_WATCHING_SINCE = "slack.watching_since"
+_CATCH_UP_FROM = "slack.catch_up_from"
+# Caught-up messages handed to the handler at once.
+_HAND_OVER_CHUNK = 512
 
 
 class SlackAdapterError(Exception):
@@ -244,6 +256,24 @@ def _dict(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Workspace:
+    """A workspace to catch up: its id, a client with its bot token, and (OAuth) when it was installed."""
+
+    team_id: str
+    client: AsyncWebClient
+    installed_at: datetime | None = None
+
+
 class SlackAdapter:
     """Vigil on Slack. ``await run()`` until cancelled (or ``aclose()``); ``sink`` goes to the outbox."""
 
@@ -265,6 +295,7 @@ class SlackAdapter:
         http_header_timeout_s: float = HEADER_TIMEOUT_S,
         http_body_timeout_s: float = _HTTP_BODY_TIMEOUT_S,
         http_max_connections: int = _HTTP_MAX_CONNECTIONS,
+        catch_up: CatchUpOptions | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
@@ -286,6 +317,12 @@ class SlackAdapter:
         self._http_body_timeout_s = http_body_timeout_s
         self._http_max_connections = http_max_connections
         self._started = asyncio.Event()
+        self._catch_up_options = catch_up or CatchUpOptions()
+        # This run's catch-ups by team id; each waits for the connections before reading.
+        self._catch_ups: dict[str, asyncio.Task[None]] = {}
+        self._listening = asyncio.Event()
+        self._token_team: str | None = None
+        self._installations: VigilInstallationStore | None = None
         self._problems(settings, secrets, oauth)
 
         self._health = DeliveryHealth()
@@ -296,6 +333,7 @@ class SlackAdapter:
         if settings.oauth:
             assert oauth is not None
             installations = VigilInstallationStore(records=store)
+            self._installations = installations
             self._client = AsyncWebClient(base_url=self._base_url, logger=self._sdk_logger)
             oauth_settings = AsyncOAuthSettings(
                 client_id=oauth.client_id,
@@ -403,20 +441,38 @@ class SlackAdapter:
     async def wait_started(self) -> None:
         await self._started.wait()
 
+    async def wait_caught_up(self) -> None:
+        """Until this run's catch-ups are over (tests and diagnostics)."""
+        await self._started.wait()
+        tasks = list(self._catch_ups.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def run(self) -> None:
         """Connect (Socket Mode) and/or serve HTTP until cancelled or ``aclose()``."""
         if self._running:
             raise RuntimeError("SlackAdapter.run() is already running")
         self._running = True
         self._stopped.clear()
+        self._listening.clear()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not self._settings.oauth:
                     await self._check_bot_token()
+                stack.push_async_callback(self._stop_catch_ups)
+                # Before connecting: the first run is on record even if it stops before storing anything,
+                # and a message event arriving as soon as Vigil listens already knows to wait.
+                await self._plan_catch_ups()
                 if self._settings.mode == "http" or self._settings.oauth:
                     await self._serve_http(stack)
                 if self._settings.mode == "socket":
                     await self._connect_socket(stack)
+                # Stopping ends the catch-ups first (again: the callback above covers a failed start), so
+                # that no request handler is left waiting for one while the server shuts down.
+                stack.push_async_callback(self._stop_catch_ups)
+                # History is read once connected: what is said from now on arrives as events too, and the
+                # overlap is recognised by message id.
+                self._listening.set()
                 self._started.set()
                 await self._stop.wait()
         finally:
@@ -442,6 +498,7 @@ class SlackAdapter:
             logger.warning("could not check the Slack bot token yet (%s); going on", failure.description)
             return
         self._note_bot_user(_str(response.get("user_id")))
+        self._token_team = _str(response.get("team_id"))
         logger.info(
             "Slack: connected as bot user %s in workspace %s",
             response.get("user_id"),
@@ -559,6 +616,159 @@ class SlackAdapter:
         await handler.connect_async()  # type: ignore[no-untyped-call]
         logger.info("Slack: connected by Socket Mode")
 
+    # ------------------------------------------------------------------ catch-up
+
+    async def _workspaces(self) -> list[_Workspace]:
+        """The workspaces Vigil serves: the bot token's, or (OAuth) each installed one."""
+        if self._installations is None:
+            if self._token_team is None:
+                logger.warning(
+                    "Slack: the bot token could not be checked, so its workspace is unknown; messages sent "
+                    "while Vigil was away are not caught up this time"
+                )
+                return []
+            return [_Workspace(team_id=self._token_team, client=self._client)]
+        workspaces: list[_Workspace] = []
+        for bot in await self._installations.bots():
+            # An organisation-wide (Enterprise Grid) install spans many workspaces: not caught up.
+            if bot.is_enterprise_install or not bot.team_id or not bot.bot_token:
+                continue
+            client = AsyncWebClient(token=bot.bot_token, base_url=self._base_url, logger=self._sdk_logger)
+            installed_at = datetime.fromtimestamp(bot.installed_at, UTC) if bot.installed_at else None
+            workspaces.append(_Workspace(team_id=bot.team_id, client=client, installed_at=installed_at))
+        return workspaces
+
+    async def _watching_since(self, workspace: _Workspace) -> datetime | None:
+        """When Vigil began watching the workspace; None the first time (recorded now, nothing read back).
+
+        An OAuth workspace was installed through this Vigil: it has been watched since then."""
+        recorded = _moment(await self._store.get_record(_WATCHING_SINCE, workspace.team_id))
+        if recorded is not None:
+            return recorded
+        since = workspace.installed_at
+        await self._store.put_record(_WATCHING_SINCE, workspace.team_id, (since or self._clock()).isoformat())
+        return since
+
+    async def _plan_catch_ups(self) -> None:
+        self._catch_ups = {}
+        if self._settings.catch_up_hours <= 0:
+            return
+        try:
+            workspaces = await self._workspaces()
+        except Exception as error:
+            logger.error("Slack: listing the workspaces to catch up failed (%s)", type(error).__name__)
+            logger.debug("catch-up planning failure", exc_info=error)
+            return
+        for workspace in workspaces:
+            try:
+                watching = await self._watching_since(workspace)
+            except Exception as error:
+                logger.error(
+                    "Slack workspace %s: reading when Vigil began watching it failed (%s); not caught up",
+                    workspace.team_id,
+                    type(error).__name__,
+                )
+                logger.debug("watching-since failure", exc_info=error)
+                continue
+            self._catch_ups[workspace.team_id] = asyncio.create_task(
+                self._catch_up(workspace, watching), name=f"vigil-slack-catch-up-{workspace.team_id}"
+            )
+
+    async def _stop_catch_ups(self) -> None:
+        # A catch-up stopped half way leaves its floor on record: the next start reads from there again.
+        tasks = [task for task in self._catch_ups.values() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _caught_up(self, team_id: str) -> None:
+        """A live message waits for its workspace's catch-up, so that a pair's messages are handled in the
+        order they were sent. It stays unacknowledged meanwhile (acknowledged means stored): when the wait
+        outlasts Slack's three seconds, Slack sends the event again, and the copy is dropped by message id.
+        After ``live_wait_s`` it is handled anyway: out of order rather than lost."""
+        task = self._catch_ups.get(team_id)
+        if task is None or task.done():
+            return
+        done, _ = await asyncio.wait({task}, timeout=self._catch_up_options.live_wait_s)
+        if not done:
+            logger.warning(
+                "Slack workspace %s: still catching up after %.0fs; a new message is handled without waiting",
+                team_id,
+                self._catch_up_options.live_wait_s,
+            )
+
+    async def _catch_up(self, workspace: _Workspace, watching_since: datetime | None) -> None:
+        team_id = workspace.team_id
+        options = self._catch_up_options
+        try:
+            await self._listening.wait()
+            now = self._clock()
+            window = catch_up_window(
+                now=now,
+                hours=self._settings.catch_up_hours,
+                overlap=timedelta(seconds=options.overlap_s),
+                watching_since=watching_since,
+                last_seen=await self._store.last_claimed_at(platform=PLATFORM, space_id=team_id),
+                resume_from=_moment(await self._store.get_record(_CATCH_UP_FROM, team_id)),
+            )
+            if window is None:
+                return
+            # On record until everything read is stored: a crash or stop half way is read again next time.
+            await self._store.put_record(_CATCH_UP_FROM, team_id, window.since.isoformat())
+            settings = await self._store.get_space_settings(platform=PLATFORM, space_id=team_id)
+            missed = await read_missed(
+                workspace.client,
+                team_id=team_id,
+                window=window,
+                ignored_channel_ids=settings.ignored_channel_ids if settings is not None else frozenset(),
+                options=options,
+            )
+            # Handed over many at a time, in order (tasks start in creation order, slots are taken first come
+            # first served), so the ingest queue batches them; in chunks, so a large catch-up does not make a
+            # task per message at once. Those already stored are skipped by id.
+            lost = 0
+            for start in range(0, len(missed.messages), _HAND_OVER_CHUNK):
+                chunk = missed.messages[start : start + _HAND_OVER_CHUNK]
+                stored = await asyncio.gather(*(self._hand_over(message) for message in chunk))
+                lost += stored.count(False)
+            if missed.complete and not lost:
+                await self._store.delete_record(_CATCH_UP_FROM, team_id)
+            logger.info(
+                "Slack workspace %s: caught up %d message(s) from %d of %d conversation(s), sent since %s",
+                team_id,
+                len(missed.messages),
+                missed.with_messages,
+                missed.conversations,
+                window.since.isoformat(timespec="seconds"),
+            )
+            if lost:
+                logger.error(
+                    "Slack workspace %s: %d caught-up message(s) could not be stored; the next start reads "
+                    "them again",
+                    team_id,
+                    lost,
+                )
+        except Exception as error:
+            # By type only: an exception's text could quote a message.
+            logger.error(
+                "Slack workspace %s: catching up failed (%s); messages sent while Vigil was away are not "
+                "scored",
+                team_id,
+                type(error).__name__,
+            )
+            logger.debug("catch-up failure", exc_info=error)
+
+    async def _hand_over(self, message: ChatMessage) -> bool:
+        """A caught-up message to the handler, as a live one; False when it was not stored."""
+        try:
+            async with self._event_slots:
+                result = await self._handler.handle(message)
+        except Exception as error:
+            logger.debug("caught-up message %s not stored", message.message_id, exc_info=error)
+            return False
+        return not (isinstance(result, ShedResult) and result.reason is ShedReason.STOPPED)
+
     # ------------------------------------------------------------------ listeners
 
     def _register(self) -> None:
@@ -626,6 +836,7 @@ class SlackAdapter:
         team_id = self._team_id(args)
         if team_id is None:
             return
+        await self._caught_up(team_id)
         subtype = event.get("subtype")
         if subtype == "message_changed":
             message = to_edited_message(event, team_id=team_id)

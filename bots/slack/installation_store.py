@@ -121,6 +121,19 @@ class VigilInstallationStore(AsyncInstallationStore):
             )
         return Bot(**data) if data is not None else None
 
+    async def bots(self) -> list[Bot]:
+        """Every workspace's latest bot installation (what catch-up reads back at start)."""
+        found: list[Bot] = []
+        for raw in (await self._records.list_records(BOT_NAMESPACE)).values():
+            data = _loads(raw)
+            if data is None:
+                continue
+            try:
+                found.append(Bot(**data))
+            except (TypeError, ValueError):
+                logger.error("an unreadable Slack installation record was ignored")
+        return found
+
     async def async_find_installation(
         self,
         *,

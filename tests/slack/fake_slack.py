@@ -292,32 +292,56 @@ class FakeSlack:
         following = str(start + limit) if start + limit < len(members) else ""
         return {"ok": True, "members": page, "response_metadata": {"next_cursor": following}}
 
+    def _history_of(self, channel: str) -> list[dict[str, Any]] | None:
+        # A conversation Vigil is in has a history, empty unless a test filled it.
+        if channel in self.history:
+            return self.history[channel]
+        return [] if self.channels.get(channel, {}).get("is_member", False) else None
+
+    def _m_users_conversations(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        """The conversations the bot is a member of, of the ``types`` asked for, paginated by ``cursor``."""
+        types = set(str(args.get("types") or "public_channel").split(","))
+        archived_too = str(args.get("exclude_archived", "")).lower() not in ("1", "true")
+        chosen = [
+            {"id": channel_id, **_conversation_flags(channel)}
+            for channel_id, channel in self.channels.items()
+            if channel.get("is_member", True)
+            and _conversation_type(channel) in types
+            and (archived_too or not channel.get("is_archived"))
+        ]
+        return _page(chosen, args, key="channels")
+
     def _m_conversations_history(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
-        messages = self.history.get(str(args.get("channel")))
+        """Top-level messages between ``oldest`` and ``latest`` (``inclusive`` or not), newest first, a page
+        of ``limit`` at a time (``cursor``), parents with ``reply_count`` / ``latest_reply`` as Slack adds
+        them. With ``oldest`` alone, the ``limit`` messages just after it (Slack's older behaviour)."""
+        messages = self._history_of(str(args.get("channel")))
         if messages is None:
             return {"ok": False, "error": "channel_not_found"}
-        latest = float(args.get("latest") or "inf")
-        oldest = float(args.get("oldest") or 0)
-        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
-        limit = int(args.get("limit") or 100)
-
-        def inside(ts: float) -> bool:
-            if inclusive:
-                return oldest <= ts <= latest
-            return oldest < ts < latest
-
-        top_level = [m for m in messages if m.get("thread_ts") in (None, m.get("ts"))]
-        chosen = [m for m in top_level if inside(float(m["ts"]))]
-        chosen = chosen[-limit:] if "latest" in args or "oldest" not in args else chosen[:limit]
-        return {"ok": True, "messages": list(reversed(chosen)), "has_more": False}
+        top_level = [
+            _with_replies(m, messages) for m in messages if m.get("thread_ts") in (None, m.get("ts"))
+        ]
+        chosen = _between(top_level, args)
+        newest_first = "latest" in args or "oldest" not in args
+        ordered = list(reversed(chosen)) if newest_first else chosen
+        page = _page(ordered, args, key="messages")
+        if not newest_first:
+            page["messages"] = list(reversed(page["messages"]))
+        return page
 
     def _m_conversations_replies(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
-        messages = self.history.get(str(args.get("channel")))
+        """A thread: its parent first (always, as Slack does), then its replies between ``oldest`` and
+        ``latest``, oldest first, paginated."""
+        messages = self._history_of(str(args.get("channel")))
         if messages is None:
             return {"ok": False, "error": "channel_not_found"}
         thread = str(args.get("ts"))
-        chosen = [m for m in messages if m.get("ts") == thread or m.get("thread_ts") == thread]
-        return {"ok": True, "messages": chosen, "has_more": False}
+        parent = [_with_replies(m, messages) for m in messages if m.get("ts") == thread]
+        replies = [m for m in messages if m.get("thread_ts") == thread and m.get("ts") != thread]
+        page = _page(_between(replies, args), args, key="messages", default_limit=1000)
+        if not args.get("cursor"):
+            page["messages"] = parent + page["messages"]
+        return page
 
     def _m_oauth_v2_access(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         response = self.oauth_codes.pop(str(args.get("code")), None)
@@ -331,3 +355,61 @@ def _blocks(args: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(blocks, str):
         blocks = json.loads(blocks)
     return list(blocks or [])
+
+
+def _conversation_type(channel: Mapping[str, Any]) -> str:
+    if channel.get("is_im"):
+        return "im"
+    if channel.get("is_mpim"):
+        return "mpim"
+    return "private_channel" if channel.get("is_private") else "public_channel"
+
+
+def _conversation_flags(channel: Mapping[str, Any]) -> dict[str, Any]:
+    kind = _conversation_type(channel)
+    return {
+        "is_channel": kind == "public_channel",
+        "is_group": kind == "private_channel",
+        "is_im": kind == "im",
+        "is_mpim": kind == "mpim",
+        "is_private": kind != "public_channel",
+        "is_archived": bool(channel.get("is_archived")),
+        "is_member": True,
+    }
+
+
+def _between(messages: list[dict[str, Any]], args: Mapping[str, Any]) -> list[dict[str, Any]]:
+    latest = float(args.get("latest") or "inf")
+    oldest = float(args.get("oldest") or 0)
+    inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+
+    def inside(ts: float) -> bool:
+        return oldest <= ts <= latest if inclusive else oldest < ts < latest
+
+    return [m for m in messages if inside(float(m["ts"]))]
+
+
+def _with_replies(message: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    replies = [m for m in messages if m.get("thread_ts") == message["ts"] and m["ts"] != message["ts"]]
+    if not replies:
+        return message
+    return {
+        **message,
+        "thread_ts": message["ts"],
+        "reply_count": len(replies),
+        "latest_reply": max((r["ts"] for r in replies), key=float),
+    }
+
+
+def _page(
+    items: list[dict[str, Any]], args: Mapping[str, Any], *, key: str, default_limit: int = 100
+) -> dict[str, Any]:
+    start = int(args.get("cursor") or 0)
+    limit = int(args.get("limit") or default_limit)
+    following = start + limit if start + limit < len(items) else None
+    return {
+        "ok": True,
+        key: items[start : start + limit],
+        "has_more": following is not None,
+        "response_metadata": {"next_cursor": "" if following is None else str(following)},
+    }

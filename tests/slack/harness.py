@@ -384,6 +384,7 @@ async def running_slack(
     oauth: bool = False,
     customise: Callable[[FakeSlack], None] | None = None,
     adapter_options: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[SlackHarness]:
     fake = FakeSlack()
     populate(fake)
@@ -404,7 +405,9 @@ async def running_slack(
     )
     cases = CaseService(store=store, on_delivery_enqueued=notify)
     handler = RecordingHandler(monitor)
-    settings = SlackSettings(enabled=True, mode=mode, http_host="127.0.0.1", http_port=0, oauth=oauth)
+    slack_settings = SlackSettings(
+        enabled=True, mode=mode, http_host="127.0.0.1", http_port=0, oauth=oauth, **dict(settings or {})
+    )
     secrets = Secrets(
         slack_bot_token=None if oauth else Secret(fake.bot_token),
         slack_app_token=Secret(fake.app_token),
@@ -412,7 +415,7 @@ async def running_slack(
     )
     labels = dict(zip(detector.info.signals, detector.info.signal_labels, strict=True))
     adapter = SlackAdapter(
-        settings=settings,
+        settings=slack_settings,
         secrets=secrets,
         handler=handler,
         monitor=monitor,
