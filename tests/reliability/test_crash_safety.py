@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,13 +179,9 @@ def clean_state(
     return state
 
 
-# Issue 14: at least 20 kill schedules (two SIGKILLs each, at random points).
-@pytest.mark.parametrize("seed", range(1, 21))
-def test_sigkill_at_random_points_then_restart_matches_a_clean_run(
-    seed: int, scan_setup: tuple[Path, Path, int], clean_state: DatabaseState, tmp_path: Path
-) -> None:
-    data, config, total = scan_setup
-    database = tmp_path / "killed.sqlite3"
+def kill_twice_and_resume(seed: int, folder: Path, *, data: Path, config: Path, total: int) -> Path:
+    """One seed: the scan killed at two random points, then run to its end; the database."""
+    database = folder / "killed.sqlite3"
     command = scan_command(data, database, config)
     rng = random.Random(seed)
     first, second = sorted(rng.sample(range(total // 10, total * 9 // 10), 2))
@@ -192,13 +189,35 @@ def test_sigkill_at_random_points_then_restart_matches_a_clean_run(
     for target in (first, second):
         kills += run_and_kill(command, database, at_seen=target)
         # A kill loses at most the chunk in flight; nothing committed is ever lost.
-        assert seen_count(database) >= min(target, total) - 64
+        assert seen_count(database) >= min(target, total) - 64, seed
     assert kills >= 1, "the scan finished before any kill point; make the input larger"
     run_to_completion(command)
-    state = read_state(database)
-    assert state.seen == total
-    assert state.pairs == clean_state.pairs
-    assert state.alerts == clean_state.alerts  # same pairs, one alert each
-    assert state.outbox == 0
-    with closing(sqlite3.connect(database)) as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return database
+
+
+# Issue 14: at least 20 kill schedules (two SIGKILLs each, at random points). Two seeds at a time, in
+# threads: each mostly waits for its processes, and each has its own database.
+@pytest.mark.parametrize(
+    "seeds", [(seed, seed + 1) for seed in range(1, 21, 2)], ids=lambda seeds: f"{seeds[0]}+{seeds[1]}"
+)
+def test_sigkill_at_random_points_then_restart_matches_a_clean_run(
+    seeds: tuple[int, int], scan_setup: tuple[Path, Path, int], clean_state: DatabaseState, tmp_path: Path
+) -> None:
+    data, config, total = scan_setup
+    folders = [tmp_path / f"seed-{seed}" for seed in seeds]
+    for folder in folders:
+        folder.mkdir()
+    with ThreadPoolExecutor(max_workers=len(seeds)) as pool:
+        runs = [
+            pool.submit(kill_twice_and_resume, seed, folder, data=data, config=config, total=total)
+            for seed, folder in zip(seeds, folders, strict=True)
+        ]
+        databases = [run.result() for run in runs]
+    for seed, database in zip(seeds, databases, strict=True):
+        state = read_state(database)
+        assert state.seen == total, seed
+        assert state.pairs == clean_state.pairs, seed
+        assert state.alerts == clean_state.alerts, seed  # same pairs, one alert each
+        assert state.outbox == 0, seed
+        with closing(sqlite3.connect(database)) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -258,15 +258,10 @@ def clean_slack_state(
     return state
 
 
-# Issue 14: at least 20 kill points per ingest path.
-@pytest.mark.parametrize("seed", range(1, 21))
-async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_run(
-    seed: int,
-    events: list[SlackEvent],
-    clean_slack_state: DatabaseState,
-    tmp_path: Path,
-    keyword_model_dir: Path,
-) -> None:
+async def kill_and_resume(
+    seed: int, folder: Path, *, events: list[SlackEvent], model_dir: Path
+) -> DatabaseState:
+    """One seed: killed with an event in flight, restarted, the rest redelivered; the end state."""
     rng = random.Random(seed)
     killed_at = rng.randrange(1, len(events) - 1)
     # Every fourth seed the process dies just after answering, before Slack reads the answer: a stored event
@@ -276,7 +271,7 @@ async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_r
     populate(fake, events)
     await fake.start()
     try:
-        vigil = await start(tmp_path, fake=fake, model_dir=keyword_model_dir, name="killed")
+        vigil = await start(folder, fake=fake, model_dir=model_dir, name="killed")
         try:
             async with aiohttp.ClientSession() as session:
                 await send_in_order(session, vigil.url, events[:killed_at])
@@ -294,14 +289,14 @@ async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_r
         finally:
             await kill(vigil.process)
         answered = status is not None and 200 <= status < 300
-        stored = seen_count(tmp_path / "run.sqlite3")
+        stored = seen_count(folder / "run.sqlite3")
         # Everything answered was committed, the event in flight included if its answer came back.
-        assert stored in (killed_at, killed_at + 1), stored
+        assert stored in (killed_at, killed_at + 1), (seed, stored)
         if answered:
-            assert stored == killed_at + 1, "vigil acknowledged an event it had not stored"
+            assert stored == killed_at + 1, f"seed {seed}: vigil acknowledged an event it had not stored"
         acknowledged = answered and not answer_lost
         # Slack sends again what was not acknowledged, then the rest; never what was.
-        vigil = await start(tmp_path, fake=fake, model_dir=keyword_model_dir, name="restarted")
+        vigil = await start(folder, fake=fake, model_dir=model_dir, name="restarted")
         try:
             async with aiohttp.ClientSession() as session:
                 rest = events[killed_at + 1 :] if acknowledged else events[killed_at:]
@@ -310,9 +305,33 @@ async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_r
             await stop(vigil)
     finally:
         await fake.close()
+    return read_state(folder / "run.sqlite3")
 
-    state = read_state(tmp_path / "run.sqlite3")
-    assert state.seen == clean_slack_state.seen  # every event stored once: none lost, none twice
-    assert state.alerts == clean_slack_state.alerts  # same pairs, one alert each: none lost, none doubled
-    # The turn-taking memory outlived the process: the interrupted conversation's pairs are whole too.
-    assert state.pairs == clean_slack_state.pairs
+
+# Issue 14: at least 20 kill points per ingest path. Two seeds at a time: each is mostly waiting (process
+# starts, round trips), and each has its own fake, process, port and database.
+@pytest.mark.parametrize(
+    "seeds", [(seed, seed + 1) for seed in range(1, 21, 2)], ids=lambda seeds: f"{seeds[0]}+{seeds[1]}"
+)
+async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_run(
+    seeds: tuple[int, int],
+    events: list[SlackEvent],
+    clean_slack_state: DatabaseState,
+    tmp_path: Path,
+    keyword_model_dir: Path,
+) -> None:
+    folders = [tmp_path / f"seed-{seed}" for seed in seeds]
+    for folder in folders:
+        folder.mkdir()
+    # A TaskGroup: if one seed fails, the other is cancelled and its process killed, not left running.
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(kill_and_resume(seed, folder, events=events, model_dir=keyword_model_dir))
+            for seed, folder in zip(seeds, folders, strict=True)
+        ]
+    for seed, task in zip(seeds, tasks, strict=True):
+        state = task.result()
+        assert state.seen == clean_slack_state.seen, seed  # every event stored once: none lost, none twice
+        assert state.alerts == clean_slack_state.alerts, seed  # same pairs, one alert each
+        # The turn-taking memory outlived the process: the interrupted conversation's pairs are whole too.
+        assert state.pairs == clean_slack_state.pairs, seed
