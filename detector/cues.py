@@ -1,15 +1,23 @@
 """Age cues read from a message's text, for the pair model: who says they are a child, who an adult.
 
 Grooming is an adult-minor pattern, and the sentence encoder hardly tells "im 13" from "im 23": to it both
-are a person giving an age. These cues say it outright, as five 0/1 features per message that the GRU pair
-model reads beside the encoder's (metadata ``pair_model.text_cues = "age_v1"``):
+are a person giving an age. These cues say it outright, as 0/1 features per message that the GRU pair model
+reads beside the encoder's. A model names the version it was trained on (metadata
+``pair_model.text_cues``); each version's rules stay here unchanged, so an older model keeps its features.
+
+``age_v1`` (2026.12.6), five cues:
 
 - ``minor_age``: the writer gives an age of 8 to 17 ("im 13", "13 yo", "14/f", "just turned 12", or a reply
   that is only the number, as in an answer to "how old r u");
 - ``adult_age``: the same with 18 to 79;
 - ``school``: school life (a grade, middle school, homework, recess, "my teacher");
 - ``adult_life``: adult life (a wife or husband, one's own children, a boss, a job, a mortgage);
-- ``youth_remark``: the other's youth remarked on ("mature for your age", "ur what 12?", "Fourteen?").
+- ``youth_remark``: the other's youth remarked on ("mature for your age", "ur what 12?", "Fourteen? ...").
+
+``age_v2`` reads the same five more widely (an a/s/l answer inside a sentence, "in my 30s", "I'm an adult",
+a parent's rules at home, shifts and clients, "you're so young") and adds a sixth:
+
+- ``adults_remark``: both said to be adults ("we're both adults", "consenting adults", "you're an adult").
 
 They are cues, not facts: the model weighs them with everything else, for both sides of a pair. The text is
 the model text (``vigil.bots.core.normalise.model_text``) in serving and in training alike, so one set of
@@ -20,14 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AGE_CUES", "AGE_CUES_VERSION", "age_cue_matrix", "age_cues"]
-
-AGE_CUES_VERSION = "age_v1"
-AGE_CUES = ("minor_age", "adult_age", "school", "adult_life", "youth_remark")
+__all__ = ["CUE_VERSIONS", "LATEST_CUES", "TextCues", "UnknownCuesError", "text_cues"]
 
 _MINOR = r"(?:1[0-7]|[89]|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen)"
 _ADULT = r"(?:1[89]|[2-7][0-9])"
@@ -37,28 +43,23 @@ _NOT_AGE = (
     r"bucks|usd|%|k\b|am\b|pm\b|o'?clock|:\d|\.\d|,\d|\d))"
 )
 _SELF = r"(?:i'?m|im|i am|am|turned|turning|just turned|gonna be|going to be|will be|i'?ll be|ill be)"
+_GENDER = r"(?:f|m|female|male|girl|boy)"
 
 
-def _age_patterns(age: str) -> re.Pattern[str]:
-    return re.compile(
-        "|".join(
-            (
-                rf"\b{_SELF}\s+(?:only\s+|just\s+|almost\s+|nearly\s+)?{age}\b{_NOT_AGE}",
-                rf"\b{age}\s*(?:yo|y/o|y\.o\.?|yrs?(?: old)?|years?(?: old)?|year old)\b",
-                # a/s/l answers: "13/f", "14 f ca", "13, m"
-                rf"^\s*(?:asl\W*)?{age}\s*(?:/|,|\s)\s*(?:f|m|female|male|girl|boy)\b",
-                # the number first (an answer to "how old are you"), alone or with a short tail
-                rf"^\s*(?:i'?m\s+|im\s+)?{age}\s*(?:$|\.(?!\d)|[!,]|\?\s*$|\s+(?:lol|lmao|haha|hbu|wbu|u\b|you\b|and\b|but\b|"
-                rf"turning|ill\b|i'?ll\b|im\b|i'?m\b|just\b|almost\b|rn\b|now\b|y\b|yrs\b|why\b))",
-            )
-        )
+def _age_alternatives(age: str) -> tuple[str, ...]:
+    return (
+        rf"\b{_SELF}\s+(?:only\s+|just\s+|almost\s+|nearly\s+)?{age}\b{_NOT_AGE}",
+        rf"\b{age}\s*(?:yo|y/o|y\.o\.?|yrs?(?: old)?|years?(?: old)?|year old)\b",
+        # a/s/l answers: "13/f", "14 f ca", "13, m"
+        rf"^\s*(?:asl\W*)?{age}\s*(?:/|,|\s)\s*{_GENDER}\b",
+        # the number first (an answer to "how old are you"), alone or with a short tail
+        rf"^\s*(?:i'?m\s+|im\s+)?{age}\s*(?:$|\.(?!\d)|[!,]|\?\s*$|\s+(?:lol|lmao|haha|hbu|wbu|u\b|you\b|and\b|but\b|"
+        rf"turning|ill\b|i'?ll\b|im\b|i'?m\b|just\b|almost\b|rn\b|now\b|y\b|yrs\b|why\b))",
     )
 
 
-_MINOR_AGE = _age_patterns(_MINOR)
-_ADULT_AGE = _age_patterns(_ADULT)
 _GRADE = r"(?:(?:[5-9]|1[0-2])(?:st|nd|rd|th)|fifth|sixth|seventh|eighth|ninth|tenth)"
-_SCHOOL = re.compile(
+_SCHOOL_V1 = (
     rf"^\s*{_GRADE}\b(?:\s*grade)?\s*(?:$|[.!?,]|\s)|\bi'?m\s+in\s+{_GRADE}\b|\byear\s+(?:[5-9]|1[01])\b|\bfreshman\b|"
     rf"\b(?:{_GRADE}\s+grade|grade\s+(?:[5-9]|1[0-2])\b|[5-9]th\s+grader|middle\s+school|"
     r"junior\s+high|jr\.?\s+high|homework|hw\b|recess|my\s+teacher|our\s+teacher|homeroom|school\s+bus|"
@@ -66,36 +67,122 @@ _SCHOOL = re.compile(
     r"my\s+(?:mom|mum|dad|parents)\s+(?:says?|said|won'?t|wont|would|will|is|are|took|takes|made|makes|checks?|"
     r"let|lets|grounded))"
 )
-# The other side's youth remarked on: "mature for your age", "kids ur age", "ur what 12?", "Fourteen? ..."
-_YOUTH_REMARK = re.compile(
+_YOUTH_REMARK_V1 = (
     rf"\b(?:for|at|kids|people|others|girls|boys|most)\s+(?:of\s+)?(?:ur|your|youre|you're)\s+age\b|\bmature\s+for\b|"
     rf"\b(?:ur|your|you'?re|youre|u r)\s+(?:what|only|just)\s+{_MINOR}\b|"
     rf"^\s*{_MINOR}\s*(?:\?|!|\s+and\s+(?:already|u|you))|"
     rf"\bso\s+young\b|\bolder\s+than\s+(?:ur|your)\s+age\b"
 )
-_ADULT_LIFE = re.compile(
+_ADULT_LIFE_V1 = (
     r"\b(?:my\s+(?:wife|husband|ex-?wife|ex-?husband|kids|children|son|daughter|boss|coworkers?|co-workers?|"
     r"employees?|mortgage|landlord|rent|salary|pension|divorce)|at\s+(?:work|the\s+office)|my\s+job|"
     r"from\s+work|after\s+work|off\s+work|divorced|married\s+for|paying\s+rent|my\s+(?:apartment|flat)\b)"
 )
 
+# age_v2 widens each cue; what v1 read, v2 still reads.
+_DECADE = r"(?:early\s+|mid\s+|late\s+)?(?:[2-7]0'?s|twenties|thirties|forties|fifties|sixties|seventies)"
+_MINOR_V2_MORE = (
+    # an a/s/l answer inside a sentence ("lol 14/f/mi"), the slash keeps "13 m away" out
+    rf"\b{_MINOR}\s*/\s*{_GENDER}\b",
+    rf"\b{_MINOR}\s+like\s+(?:u|you)\b",
+    r"\b(?:i'?m|im|i am)\s+(?:a\s+|still\s+a\s+)?(?:minor|underage)\b",
+)
+_ADULT_V2_MORE = (
+    rf"\b{_ADULT}\s*/\s*{_GENDER}\b",
+    rf"\bin\s+my\s+{_DECADE}\b",
+    r"\b(?:i'?m|im|i am)\s+(?:an\s+|a\s+)?(?:adult|grown\s+(?:man|woman|adult|up)|grown-up|grownup)\b",
+)
+_SCHOOL_V2_MORE = (
+    r"\bmy\s+(?:mom|mum|dad|parents|mother|father|stepdad|stepmom)\s+(?:keeps|doesn'?t\s+let|dont\s+let|"
+    r"don'?t\s+let|never\s+lets|found|caught|saw|reads|read|would\s+kill)|"
+    r"\b(?:grounded|bedtime|sleepover|sixth\s+form|gcses?|in\s+high\s+school|my\s+school|our\s+school|"
+    r"school\s+tomorrow|school\s+today|lunch\s+break|my\s+locker|pe\s+class|detention)\b"
+)
+_ADULT_LIFE_V2_MORE = (
+    r"\bmy\s+(?:shift|manager|clients?|customers?|colleagues?|office|commute|taxes|lease|grandkids|"
+    r"grandchildren|stepson|stepdaughter|mortgage|paycheck|payslip)|\b(?:got\s+paid|payday|"
+    r"work\s+tomorrow|work\s+today|(?:long|night|early|late|double)\s+shift|my\s+work\b|at\s+my\s+work|business\s+trip|my\s+(?:truck|car)\b)"
+)
+_YOUTH_REMARK_V2_MORE = (
+    r"\b(?:you'?re|youre|ur|u\s+r|you\s+are)\s+(?:so\s+|too\s+|very\s+|still\s+|just\s+|only\s+)?(?:young|a\s+kid|"
+    r"a\s+child|underage|a\s+minor|a\s+baby)\b|\btoo\s+young\b|\bjailbait\b"
+)
+_ADULTS_REMARK = (
+    r"\b(?:we'?re|we\s+are|both)\s+(?:both\s+)?(?:adults|grown(?:\s+|-)?ups)\b|\bconsenting\s+adults\b|"
+    r"\b(?:you'?re|youre|ur|you\s+are)\s+(?:an\s+)?adult\b|\bboth\s+over\s+(?:18|21)\b"
+)
 
-def age_cues(text: str) -> tuple[float, ...]:
-    """The cues of one model text, each 0.0 or 1.0, in ``AGE_CUES`` order."""
-    # The patterns are lower case: one lower() is cheaper than five case-insensitive searches.
-    lowered = text.lower()
-    return (
-        float(_MINOR_AGE.search(lowered) is not None),
-        float(_ADULT_AGE.search(lowered) is not None),
-        float(_SCHOOL.search(lowered) is not None),
-        float(_ADULT_LIFE.search(lowered) is not None),
-        float(_YOUTH_REMARK.search(lowered) is not None),
+
+@dataclass(frozen=True, slots=True)
+class TextCues:
+    """One version of the cues: their names and one lower-case pattern per cue."""
+
+    version: str
+    names: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...]
+
+    def of(self, text: str) -> tuple[float, ...]:
+        """The cues of one model text, each 0.0 or 1.0, in ``names`` order."""
+        # The patterns are lower case: one lower() is cheaper than case-insensitive searches.
+        lowered = text.lower()
+        return tuple(float(pattern.search(lowered) is not None) for pattern in self.patterns)
+
+    def matrix(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """``of`` every text as rows of a float32 [N, len(names)] array."""
+        matrix = np.zeros((len(texts), len(self.names)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            matrix[row] = self.of(text)
+        return matrix
+
+
+class UnknownCuesError(ValueError):
+    """A model names a cue version this Vigil does not compute."""
+
+
+def _compiled(*alternatives: str) -> re.Pattern[str]:
+    return re.compile("|".join(alternatives))
+
+
+def _age_v1() -> TextCues:
+    return TextCues(
+        "age_v1",
+        ("minor_age", "adult_age", "school", "adult_life", "youth_remark"),
+        (
+            _compiled(*_age_alternatives(_MINOR)),
+            _compiled(*_age_alternatives(_ADULT)),
+            _compiled(_SCHOOL_V1),
+            _compiled(_ADULT_LIFE_V1),
+            _compiled(_YOUTH_REMARK_V1),
+        ),
     )
 
 
-def age_cue_matrix(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    """``age_cues`` of every text as rows of a float32 [N, len(AGE_CUES)] array."""
-    matrix = np.zeros((len(texts), len(AGE_CUES)), dtype=np.float32)
-    for row, text in enumerate(texts):
-        matrix[row] = age_cues(text)
-    return matrix
+def _age_v2() -> TextCues:
+    return TextCues(
+        "age_v2",
+        ("minor_age", "adult_age", "school", "adult_life", "youth_remark", "adults_remark"),
+        (
+            _compiled(*_age_alternatives(_MINOR), *_MINOR_V2_MORE),
+            _compiled(*_age_alternatives(_ADULT), *_ADULT_V2_MORE),
+            _compiled(_SCHOOL_V1, _SCHOOL_V2_MORE),
+            _compiled(_ADULT_LIFE_V1, _ADULT_LIFE_V2_MORE),
+            _compiled(_YOUTH_REMARK_V1, _YOUTH_REMARK_V2_MORE),
+            _compiled(_ADULTS_REMARK),
+        ),
+    )
+
+
+CUE_VERSIONS = ("age_v1", "age_v2")
+LATEST_CUES = "age_v2"
+
+
+def text_cues(version: str) -> TextCues:
+    """The cues of ``version``, compiled anew: callers keep the object they get."""
+    match version:
+        case "age_v1":
+            return _age_v1()
+        case "age_v2":
+            return _age_v2()
+    raise UnknownCuesError(
+        f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
+    )

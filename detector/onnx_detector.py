@@ -26,7 +26,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from vigil.detector.batching import Batcher
-from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cue_matrix
+from vigil.detector.cues import TextCues, UnknownCuesError, text_cues
 from vigil.detector.golden import (
     DEFAULT_TOLERANCE,
     GOLDEN_FILE,
@@ -147,7 +147,7 @@ class _GruPairSpec:
     # risk logit in the features, so pair model members can read both generations of signal heads.
     explanation_signals: bool = False
     # metadata pair_model.text_cues: cues read from the text itself close the features (vigil.detector.cues).
-    text_cues: str | None = None
+    text_cues: TextCues | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,7 +185,7 @@ class _OnnxScorer:
     # The explanations' signal logits appended to the features (after the risk logit).
     explanation_signals: bool = False
     # The age cues of the text appended last (metadata pair_model.text_cues).
-    text_cues: bool = False
+    text_cues: TextCues | None = None
 
     def score_alone(self, text: str) -> MessageScore:
         """One text in a batch of its own: no batch-mates and no padding, so the same result every time."""
@@ -289,8 +289,8 @@ class _OnnxScorer:
         parts = [embedding, signal_logits, risk_logits.reshape(batch_size, 1)]
         if explanation_signal_logits is not None:
             parts.append(explanation_signal_logits)
-        if self.text_cues:
-            parts.append(age_cue_matrix(texts))
+        if self.text_cues is not None:
+            parts.append(self.text_cues.matrix(texts))
         features = np.concatenate(parts, axis=1, dtype=np.float32)
         # Rows are views of one array: read-only, so no holder of one score can change another's.
         features.setflags(write=False)
@@ -462,7 +462,7 @@ def _load_model(
         embedding_size=spec.gru.embedding_size if spec.gru else 0,
         pair_signals_output=spec.gru.signals_output if spec.gru else None,
         explanation_signals=spec.gru.explanation_signals if spec.gru else False,
-        text_cues=spec.gru.text_cues is not None if spec.gru else False,
+        text_cues=spec.gru.text_cues if spec.gru else None,
     )
     # A trial run catches what the graph's declared shapes cannot show (dynamic signal count, bad ops).
     try:
@@ -633,15 +633,17 @@ def _parse_gru_section(
         if "explanation_signals" in section
         else False
     )
-    text_cues = reader.string(section, "text_cues", within=within) if "text_cues" in section else None
-    if text_cues is not None and text_cues != AGE_CUES_VERSION:
+    cues_version = reader.string(section, "text_cues", within=within) if "text_cues" in section else None
+    try:
+        cues = text_cues(cues_version) if cues_version is not None else None
+    except UnknownCuesError as error:
         raise ModelLoadError(
-            f"{reader.path}: key 'pair_model.text_cues' is {text_cues!r}; this Vigil computes only "
-            f"{AGE_CUES_VERSION!r} (upgrade Vigil for a model trained on newer cues)"
-        )
+            f"{reader.path}: key 'pair_model.text_cues': {error} "
+            "(upgrade Vigil for a model trained on newer cues)"
+        ) from None
     if state_size < 1:
         raise ModelLoadError(f"{reader.path}: key 'pair_model.state_size' must be >= 1, got {state_size}")
-    logits = signal_count * (2 if explanation_signals else 1) + 1 + (len(AGE_CUES) if text_cues else 0)
+    logits = signal_count * (2 if explanation_signals else 1) + 1 + (len(cues.names) if cues else 0)
     embedding_size = feature_size - logits
     if embedding_size < 1:
         described = (
@@ -661,7 +663,7 @@ def _parse_gru_section(
         embedding_size=embedding_size,
         signals_output=signals_output,
         explanation_signals=explanation_signals,
-        text_cues=text_cues,
+        text_cues=cues,
     )
 
 

@@ -73,7 +73,8 @@ from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.policy import next_streak
 from vigil.bots.core.replay import ConversationRecord, RecordMessage, record_to_messages
 from vigil.bots.core.segments import segment_texts
-from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cue_matrix
+from vigil.detector.cues import CUE_VERSIONS, LATEST_CUES
+from vigil.detector.cues import text_cues as cues_of
 from vigil.detector.metrics import average_precision
 from vigil.detector.pair import FLATTENED_OWN, sigmoid
 
@@ -247,16 +248,35 @@ def _restyled(
     return dataclasses.replace(conversation, id=f"{conversation.id}~{suffix}", messages=messages)
 
 
+def _victim_restyled(conversation: Conversation, restyled: Conversation) -> Conversation:
+    """The suspects' messages as written, everyone else's from ``restyled`` (same order, same authors)."""
+    suspects = set(conversation.suspects)
+    messages = tuple(
+        original if original.author in suspects else copy
+        for original, copy in zip(conversation.messages, restyled.messages, strict=True)
+    )
+    return dataclasses.replace(conversation, id=f"{conversation.id}~vstd", messages=messages)
+
+
 def augment(
-    conversations: Sequence[Conversation], *, seed: int, standardised_share: float = STANDARDISED_SHARE
+    conversations: Sequence[Conversation],
+    *,
+    seed: int,
+    standardised_share: float = STANDARDISED_SHARE,
+    mixed_style: bool = False,
 ) -> list[Conversation]:
-    """Restyled copies of training conversations (the originals are not included)."""
+    """Restyled copies of training conversations (the originals are not included). ``mixed_style`` adds, for
+    each grooming conversation given a standard-English copy, one where only the others' messages are in
+    standard English: a child who writes well is no sign that the other is harmless."""
     rng = random.Random(seed)
     out: list[Conversation] = []
     for conversation in conversations:
         if conversation.label == 1 or conversation.source.startswith("pj_"):
             if rng.random() < standardised_share:
-                out.append(_restyled(conversation, "std", standardise, rng))
+                standard = _restyled(conversation, "std", standardise, rng)
+                out.append(standard)
+                if mixed_style and conversation.label == 1 and conversation.suspects:
+                    out.append(_victim_restyled(conversation, standard))
             if rng.random() < MODERNISED_SHARE:
                 out.append(_restyled(conversation, "mod", lambda t, r: modernise(standardise(t, r), r), rng))
         elif conversation.source not in WRITTEN_SOURCES and rng.random() < CHATIFIED_SHARE:
@@ -1056,7 +1076,8 @@ def build_sequences(
     standard_weight: float = 1.0,
     look_alike_weight: float | None = None,
     negative_weights: Mapping[str, float] | None = None,
-    text_cues: bool = False,
+    text_cues: str | None = None,
+    mixed_style: bool = False,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
     ``POLICY_SPLIT`` for choosing the alert policy only), and
@@ -1072,10 +1093,12 @@ def build_sequences(
         by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
     added = load_extra(extra)
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
-    restyled = added + augment(training, seed=seed, standardised_share=standardised_share)
+    restyled = added + augment(
+        training, seed=seed, standardised_share=standardised_share, mixed_style=mixed_style
+    )
     for conversation in restyled:
         sequences = sequences_of(conversation, texts=table.id_of, rng=rng)
-        if conversation.source.startswith("pj_") and conversation.id.endswith(("~std", "~mod")):
+        if conversation.source.startswith("pj_") and conversation.id.endswith(("~std", "~mod", "~vstd")):
             # Perverted-Justice grooming in standard English: what keeps chat-speak from being the evidence.
             sequences = [
                 dataclasses.replace(s, weight=s.weight * standard_weight) if s.label == 1 else s
@@ -1123,8 +1146,8 @@ def build_sequences(
         )
     table.compute_pending(threads=threads)
     matrix = table.matrix().astype(np.float32)
-    if text_cues:
-        matrix = np.concatenate([matrix, age_cue_matrix(table.texts())], axis=1)
+    if text_cues is not None:
+        matrix = np.concatenate([matrix, cues_of(text_cues).matrix(table.texts())], axis=1)
     return dict(by_split), matrix
 
 
@@ -1147,8 +1170,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         look_alike_weight=args.look_alike_weight,
         negative_weights=dict(args.negative_weight),
         text_cues=args.text_cues,
+        mixed_style=args.mixed_style,
     )
-    text_cues = len(AGE_CUES) if args.text_cues else 0
+    text_cues = len(cues_of(args.text_cues).names) if args.text_cues else 0
     train_seed = args.train_seed if args.train_seed is not None else args.seed
     explanation_signals = model_has_explanation_heads(args.model)
 
@@ -1231,7 +1255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sequence.source == WRITTEN_SOURCE["source"] for sequence in by_split[str(Split.TRAIN)]
             ),
             policy_set=bool(by_split.get(POLICY_SPLIT)),
-            text_cues=bool(text_cues),
+            text_cues=args.text_cues,
         )
     return report
 
@@ -1287,7 +1311,7 @@ def write_model_dir(
     members: Sequence[str] = ("full",),
     written: bool = False,
     policy_set: bool = False,
-    text_cues: bool = False,
+    text_cues: str | None = None,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1327,9 +1351,9 @@ def write_model_dir(
         # message_features read these for training: serving must feed the same ones, in the same order.
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
         metadata["pair_model"]["explanation_signals"] = True
-    if text_cues:
+    if text_cues is not None:
         # The features end with the text's age cues; serving computes them with the same module.
-        metadata["pair_model"]["text_cues"] = AGE_CUES_VERSION
+        metadata["pair_model"]["text_cues"] = text_cues
         if TEXT_CUES_BIAS not in metadata["known_biases"]:
             metadata["known_biases"].append(TEXT_CUES_BIAS)
     (out / "metadata.json").write_text(
@@ -1391,6 +1415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="weight of the suspect in standard-English copies of Perverted-Justice grooming chats",
     )
     parser.add_argument(
+        "--mixed-style",
+        action="store_true",
+        help="also a copy of each standardised grooming chat with only the others' messages in standard "
+        "English (weighted as the standard-English copies)",
+    )
+    parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -1403,8 +1433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--text-cues",
-        action="store_true",
-        help="the pair model also reads each message's age cues (vigil.detector.cues), as serving then does",
+        nargs="?",
+        const=LATEST_CUES,
+        default=None,
+        choices=CUE_VERSIONS,
+        help=f"the pair model also reads each message's age cues of this version (vigil.detector.cues; "
+        f"{LATEST_CUES} when none is named), as serving then does",
     )
     parser.add_argument(
         "--members",

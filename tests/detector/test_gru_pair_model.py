@@ -34,7 +34,7 @@ from vigil.detector import (
     OnnxDetector,
     write_golden,
 )
-from vigil.detector.cues import AGE_CUES, AGE_CUES_VERSION, age_cues
+from vigil.detector.cues import CUE_VERSIONS, text_cues
 
 FEATURE_SIZE = EMBEDDING_DIM + len(TINY_SIGNALS) + 1
 STATE_SIZE = 6
@@ -335,13 +335,16 @@ async def test_golden_check_works_with_the_extra_output(gru_dir: Path) -> None:
         await detector.aclose()
 
 
+@pytest.mark.parametrize("version", CUE_VERSIONS)
 async def test_a_model_trained_on_age_cues_gets_them_last_in_its_features(
-    build_model_dir: ModelDirFactory,
+    build_model_dir: ModelDirFactory, version: str
 ) -> None:
+    cues = text_cues(version)
+    width = len(cues.names)
     model_dir = add_gru_pair_model(
-        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + len(AGE_CUES))
+        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + width)
     )
-    edit_pair_section(model_dir, text_cues=AGE_CUES_VERSION)
+    edit_pair_section(model_dir, text_cues=version)
     texts = ["im 13 lol", "my wife is asleep", "what grade r u in", "8th"]
     detector = await OnnxDetector.load(model_dir, intra_op_threads=1)
     plain_dir = add_gru_pair_model(build_model_dir(name="plain", embedding_output=True), weights())
@@ -354,23 +357,24 @@ async def test_a_model_trained_on_age_cues_gets_them_last_in_its_features(
         await plain.aclose()
     for text, score, other in zip(texts, scores, without, strict=True):
         assert score.features is not None and other.features is not None
-        assert score.features.shape == (FEATURE_SIZE + len(AGE_CUES),)
+        assert score.features.shape == (FEATURE_SIZE + width,)
         np.testing.assert_allclose(score.features[:FEATURE_SIZE], other.features, rtol=1e-6)
-        assert tuple(score.features[FEATURE_SIZE:]) == age_cues(text)
-    assert [tuple(s.features[FEATURE_SIZE:]) for s in scores if s.features is not None] == [
-        (1.0, 0.0, 0.0, 0.0, 0.0),
-        (0.0, 0.0, 0.0, 1.0, 0.0),
-        (0.0, 0.0, 0.0, 0.0, 0.0),
-        (0.0, 0.0, 1.0, 0.0, 0.0),
+        assert tuple(score.features[FEATURE_SIZE:]) == cues.of(text)
+    # minor_age, adult_age, school, adult_life: the first four cues of every version.
+    assert [tuple(s.features[FEATURE_SIZE : FEATURE_SIZE + 4]) for s in scores if s.features is not None] == [
+        (1.0, 0.0, 0.0, 0.0),
+        (0.0, 0.0, 0.0, 1.0),
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 0.0, 1.0, 0.0),
     ]
 
 
 async def test_cues_of_an_unknown_version_are_refused(build_model_dir: ModelDirFactory) -> None:
     model_dir = add_gru_pair_model(
-        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + len(AGE_CUES))
+        build_model_dir(embedding_output=True), weights(feature_size=FEATURE_SIZE + 5)
     )
     edit_pair_section(model_dir, text_cues="age_v9")
-    assert "'pair_model.text_cues' is 'age_v9'" in await refusal(model_dir)
+    assert "'pair_model.text_cues': text cues 'age_v9' are not known" in await refusal(model_dir)
 
 
 # --- load-time refusals -------------------------------------------------------------------------------------

@@ -315,3 +315,28 @@ def test_negative_weights_are_read_as_source_equals_weight() -> None:
     assert main_source_weight("sexting_adult=16") == ("sexting_adult", 16.0)
     with pytest.raises(argparse.ArgumentTypeError, match="SOURCE=WEIGHT"):
         main_source_weight("sexting_adult")
+
+
+def test_a_mixed_style_copy_restyles_only_the_others_and_leaves_the_other_copies_as_they_were() -> None:
+    texts = ["hey wat r u up 2", "nm u", "ur cute lol", "thx", "wanna meet up", "idk"]
+    grooming = dataclasses.replace(
+        _conversation(),
+        messages=tuple(
+            Message(author=author, text=text)
+            for author, text in zip([OFF, DEC, OFF, DEC, OFF, DEC], texts, strict=True)
+        ),
+    )
+    plain = augment([grooming], seed=3, standardised_share=1.0)
+    mixed = augment([grooming], seed=3, standardised_share=1.0, mixed_style=True)
+    standard = next(c for c in plain if c.id.endswith("~std"))
+    # The same rng draws: every copy made without it is made the same with it (the feature cache holds).
+    assert [c for c in mixed if not c.id.endswith("~vstd")] == plain
+    (victim_only,) = [c for c in mixed if c.id.endswith("~vstd")]
+    for original, restyled, copy in zip(
+        grooming.messages, standard.messages, victim_only.messages, strict=True
+    ):
+        assert copy.author == original.author
+        assert copy.text == (original.text if original.author == OFF else restyled.text)
+    assert [m.text for m in victim_only.messages if m.author == DEC] != texts[1::2]  # restyled indeed
+    negative = dataclasses.replace(grooming, label=0, suspects=())
+    assert not any(c.id.endswith("~vstd") for c in augment([negative], seed=3, mixed_style=True))
