@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig
@@ -117,3 +119,26 @@ class ControlledDetector:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+# Crash suites: 20 seeds run two at a time. Each seed mostly waits on its own processes (starts, round
+# trips) and has its own fake, process and database, so two at once keep the suites inside the CI budget.
+SEED_PAIRS = [(seed, seed + 1) for seed in range(1, 21, 2)]
+_Result = TypeVar("_Result")
+
+
+def seed_pair_id(seeds: tuple[int, int]) -> str:
+    return f"{seeds[0]}+{seeds[1]}"
+
+
+async def run_seed_pair(
+    seeds: tuple[int, int], folder: Path, run: Callable[[int, Path], Coroutine[Any, Any, _Result]]
+) -> list[tuple[int, _Result]]:
+    """``run(seed, its own folder)`` for both seeds at once; each seed with its result. A TaskGroup: if one
+    seed fails, the other is cancelled (its process killed by its own clean-up), not left running."""
+    folders = [folder / f"seed-{seed}" for seed in seeds]
+    for each in folders:
+        each.mkdir()
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(run(seed, each)) for seed, each in zip(seeds, folders, strict=True)]
+    return [(seed, task.result()) for seed, task in zip(seeds, tasks, strict=True)]

@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.reliability.helpers import SEED_PAIRS, run_seed_pair, seed_pair_id
 from tests.reliability.test_crash_safety import DatabaseState, read_state, seen_count, write_conversations
 from tests.slack.fake_slack import FakeSlack
 from tests.slack.harness import sign
@@ -247,7 +248,11 @@ def clean_slack_state(
 ) -> DatabaseState:
     folder = tmp_path_factory.mktemp("slack-clean")
     asyncio.run(run_once(folder, model_dir=keyword_model_dir, events=events))
-    state = read_state(folder / "run.sqlite3")
+    return checked_clean_run(read_state(folder / "run.sqlite3"), events=events)
+
+
+def checked_clean_run(state: DatabaseState, *, events: list[SlackEvent]) -> DatabaseState:
+    """An uninterrupted run's end state, once it is shown to hold what the comparison rests on."""
     assert state.seen == len(events)
     assert state.alerts and all(count == 1 for count in state.alerts.values())
     turn_taking = [key for key in state.alerts if key[1].startswith("UTURN") and key[2].startswith("UTURN")]
@@ -256,6 +261,13 @@ def clean_slack_state(
         "the grooming DM's alert"
     )
     return state
+
+
+def assert_same_as_clean(seed: int, state: DatabaseState, clean: DatabaseState) -> None:
+    assert state.seen == clean.seen, seed  # every event stored once: none lost, none twice
+    assert state.alerts == clean.alerts, seed  # same pairs, one alert each: none lost, none doubled
+    # The turn-taking memory outlived the process: the interrupted conversation's pairs are whole too.
+    assert state.pairs == clean.pairs, seed
 
 
 async def kill_and_resume(
@@ -308,11 +320,8 @@ async def kill_and_resume(
     return read_state(folder / "run.sqlite3")
 
 
-# Issue 14: at least 20 kill points per ingest path. Two seeds at a time: each is mostly waiting (process
-# starts, round trips), and each has its own fake, process, port and database.
-@pytest.mark.parametrize(
-    "seeds", [(seed, seed + 1) for seed in range(1, 21, 2)], ids=lambda seeds: f"{seeds[0]}+{seeds[1]}"
-)
+# Issue 14: at least 20 kill points per ingest path, two seeds at a time.
+@pytest.mark.parametrize("seeds", SEED_PAIRS, ids=seed_pair_id)
 async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_run(
     seeds: tuple[int, int],
     events: list[SlackEvent],
@@ -320,18 +329,8 @@ async def test_sigkill_with_an_event_in_flight_then_redelivery_matches_a_clean_r
     tmp_path: Path,
     keyword_model_dir: Path,
 ) -> None:
-    folders = [tmp_path / f"seed-{seed}" for seed in seeds]
-    for folder in folders:
-        folder.mkdir()
-    # A TaskGroup: if one seed fails, the other is cancelled and its process killed, not left running.
-    async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(kill_and_resume(seed, folder, events=events, model_dir=keyword_model_dir))
-            for seed, folder in zip(seeds, folders, strict=True)
-        ]
-    for seed, task in zip(seeds, tasks, strict=True):
-        state = task.result()
-        assert state.seen == clean_slack_state.seen, seed  # every event stored once: none lost, none twice
-        assert state.alerts == clean_slack_state.alerts, seed  # same pairs, one alert each
-        # The turn-taking memory outlived the process: the interrupted conversation's pairs are whole too.
-        assert state.pairs == clean_slack_state.pairs, seed
+    async def one_seed(seed: int, folder: Path) -> DatabaseState:
+        return await kill_and_resume(seed, folder, events=events, model_dir=keyword_model_dir)
+
+    for seed, state in await run_seed_pair(seeds, tmp_path, one_seed):
+        assert_same_as_clean(seed, state, clean_slack_state)

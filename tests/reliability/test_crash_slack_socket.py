@@ -25,8 +25,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.helpers import SEED_PAIRS, run_seed_pair, seed_pair_id
 from tests.reliability.test_crash_safety import DatabaseState, read_state, seen_count
-from tests.reliability.test_crash_slack import SlackEvent, kill, populate, slack_events
+from tests.reliability.test_crash_slack import (
+    SlackEvent,
+    assert_same_as_clean,
+    checked_clean_run,
+    kill,
+    populate,
+    slack_events,
+)
 from tests.slack.fake_slack import FakeSlack
 from tests.test_run import REPO
 
@@ -171,12 +179,7 @@ def clean_socket_state(
 ) -> DatabaseState:
     folder = tmp_path_factory.mktemp("slack-socket-clean")
     asyncio.run(run_once(folder, model_dir=keyword_model_dir, events=events))
-    state = read_state(folder / "run.sqlite3")
-    assert state.seen == len(events)
-    assert state.alerts and all(count == 1 for count in state.alerts.values())
-    turn_taking = [key for key in state.alerts if key[1].startswith("UTURN") and key[2].startswith("UTURN")]
-    assert len(turn_taking) == 4, "the turn-taking channels' grooming alerts are part of the comparison"
-    return state
+    return checked_clean_run(read_state(folder / "run.sqlite3"), events=events)
 
 
 async def kill_and_resume(
@@ -219,11 +222,8 @@ async def kill_and_resume(
     return read_state(folder / "run.sqlite3")
 
 
-# Issue 14: at least 20 kill points per ingest path; Socket Mode is Slack's default. Two seeds at a time:
-# each is mostly waiting (process starts, round trips), and each has its own fake, process and database.
-@pytest.mark.parametrize(
-    "seeds", [(seed, seed + 1) for seed in range(1, 21, 2)], ids=lambda seeds: f"{seeds[0]}+{seeds[1]}"
-)
+# Issue 14: at least 20 kill points per ingest path (Socket Mode is Slack's default), two seeds at a time.
+@pytest.mark.parametrize("seeds", SEED_PAIRS, ids=seed_pair_id)
 async def test_sigkill_with_an_envelope_in_flight_then_redelivery_matches_a_clean_run(
     seeds: tuple[int, int],
     events: list[SlackEvent],
@@ -231,18 +231,8 @@ async def test_sigkill_with_an_envelope_in_flight_then_redelivery_matches_a_clea
     tmp_path: Path,
     keyword_model_dir: Path,
 ) -> None:
-    folders = [tmp_path / f"seed-{seed}" for seed in seeds]
-    for folder in folders:
-        folder.mkdir()
-    # A TaskGroup: if one seed fails, the other is cancelled and its process killed, not left running.
-    async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(kill_and_resume(seed, folder, events=events, model_dir=keyword_model_dir))
-            for seed, folder in zip(seeds, folders, strict=True)
-        ]
-    states = [task.result() for task in tasks]
-    for seed, state in zip(seeds, states, strict=True):
-        # Every event stored once (none lost, none twice); the same pairs, one alert each.
-        assert state.seen == clean_socket_state.seen, seed
-        assert state.alerts == clean_socket_state.alerts, seed
-        assert state.pairs == clean_socket_state.pairs, seed
+    async def one_seed(seed: int, folder: Path) -> DatabaseState:
+        return await kill_and_resume(seed, folder, events=events, model_dir=keyword_model_dir)
+
+    for seed, state in await run_seed_pair(seeds, tmp_path, one_seed):
+        assert_same_as_clean(seed, state, clean_socket_state)
