@@ -73,6 +73,13 @@ _CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
 )
 
 
+class _NotLive:
+    """``_ingest``'s default: a caught-up message, handed over by the catch-up itself."""
+
+
+_NOT_LIVE = _NotLive()
+
+
 class DiscordFatalError(Exception):
     """Discord refused to let Vigil run, and retrying will not help: a person must fix the setup."""
 
@@ -302,6 +309,9 @@ class DiscordAdapter:
         self._watching_since: datetime | None = None
         # Per guild: the Guild object of the session a catch-up ran for, and that catch-up.
         self._catch_ups: dict[int, tuple[discord.Guild, asyncio.Task[None]]] = {}
+        # Per server (None: DMs), in arrival order: a live message waits for the catch-up and takes its slot
+        # behind every earlier one (asyncio.Lock is first come, first served).
+        self._arrivals: dict[int | None, asyncio.Lock] = {}
         self._space_settings = SettingsCache(store=store)
         bot_options: dict[str, Any] = {
             "vigil": self,
@@ -523,10 +533,9 @@ class DiscordAdapter:
     async def _on_message(self, message: discord.Message) -> None:
         if self._closing:
             return
-        await self._caught_up(message.guild)
         translated = self._translated(message)
         if translated is not None:
-            await self._ingest(translated)
+            await self._ingest(translated, live_in=message.guild)
 
     def _translated(self, message: discord.Message) -> ChatMessage | None:
         try:
@@ -560,18 +569,31 @@ class DiscordAdapter:
                 what="a Discord message built from a malformed", event="MESSAGE_UPDATE", error=error
             )
             return
-        await self._caught_up(message.guild)
-        await self._ingest(translated)
+        await self._ingest(translated, live_in=message.guild)
 
-    async def _ingest(self, message: ChatMessage) -> None:
+    async def _ingest(
+        self, message: ChatMessage, *, live_in: discord.Guild | _NotLive | None = _NOT_LIVE
+    ) -> None:
+        """Hand a message over in a slot. A live one (``live_in``: its server, None for a DM) first waits for
+        that server's catch-up, in arrival order: one that came after the catch-up ended must not overtake one
+        that waited for it."""
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
+            if isinstance(live_in, _NotLive):
+                await self._events.acquire()
+            else:
+                key = live_in.id if live_in is not None else None
+                async with self._arrivals.setdefault(key, asyncio.Lock()):
+                    await self._caught_up(live_in)
+                    await self._events.acquire()
             # No await between the slot and the hand-over: messages reach the handler in the order they came
             # (turn-taking pairs depend on it). Ignored channels and threads are the monitor's to skip.
-            async with self._events:
+            try:
                 await self._handler.handle(message)
+            finally:
+                self._events.release()
         except Exception:
             # Never the text; the id is enough to find the message on Discord.
             logger.exception("handling Discord message %s failed", message.message_id)
