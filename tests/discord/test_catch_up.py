@@ -8,6 +8,7 @@ Vigil never saw are not read back; ``catch_up_hours = 0`` turns it off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ import pytest
 
 from tests.discord.conftest import GROOMING_SCRIPT, Vigil, running_vigil
 from tests.discord.fake_discord import FakeDiscord, Json
+from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import SkipReason
 from vigil.bots.discord import DiscordOptions
 
@@ -191,3 +193,50 @@ async def test_a_channel_whose_history_cannot_be_read_is_logged_and_the_others_c
         "could not read the history of Discord channel" in r.getMessage() and fake.thread in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_a_message_arriving_as_the_catch_up_ends_does_not_overtake_one_that_waited(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    """The race behind a flaky crash suite, made deterministic. A gateway frame cannot be timed to land in
+    the few loop turns between the catch-up's end and the wake-up of the messages that waited for it, so the
+    catch-up is a task the test ends, and the late message is handed to the adapter's ingest exactly then."""
+    async with vigil_on(fake, tmp_path / "vigil.sqlite3", keyword_model_dir) as vigil:
+        await vigil.say(fake.kid, "hello")
+        adapter = vigil.adapter
+        guild = adapter._bot.get_guild(int(fake.guild_id))
+        assert guild is not None
+
+        def live(text: str) -> ChatMessage:
+            payload = fake.message_payload(author=fake.adult, content=text)
+            return ChatMessage(
+                platform="discord",
+                space_id=fake.guild_id,
+                channel_id=fake.general,
+                message_id=payload["id"],
+                author_id=fake.adult.id,
+                text=text,
+                timestamp=datetime.now(UTC),
+            )
+
+        waited, late = live("sent during the catch-up"), live("sent as it ended")
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        catch_up_over = asyncio.Event()
+
+        async def catch_up() -> None:
+            await catch_up_over.wait()
+            # Runs before the catch-up's waiters are woken: the late message's task starts first.
+            loop.call_soon(lambda: tasks.append(asyncio.create_task(adapter._ingest(late, live_in=guild))))
+
+        adapter._catch_ups[guild.id] = (guild, asyncio.create_task(catch_up()))
+        tasks.append(asyncio.create_task(adapter._ingest(waited, live_in=guild)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert waited.message_id not in vigil.handler.results, "it waits for the catch-up"
+        catch_up_over.set()
+        await vigil.handler.wait_for(waited.message_id)
+        await vigil.handler.wait_for(late.message_id)
+        await asyncio.gather(*tasks)
+        handled = [m.message_id for m in vigil.handler.seen]
+        assert handled[-2:] == [waited.message_id, late.message_id]
