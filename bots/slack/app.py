@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -308,6 +308,12 @@ class SlackAdapter:
         self._app_token = secrets.slack_app_token
         # bolt starts a task per event; at most this many are inside the handler at once, the rest wait.
         self._event_slots = asyncio.Semaphore(max_concurrent_events)
+        # Per workspace, in arrival order: a live event waits for the catch-up and takes its slot behind every
+        # earlier one (asyncio.Lock is first come, first served), so one that came just after the catch-up
+        # ended cannot overtake those woken by its end.
+        self._arrivals: dict[str, asyncio.Lock] = {}
+        # The catch-up a workspace's "still catching up" warning was logged for (once each).
+        self._late_warned: dict[str, asyncio.Task[None]] = {}
         self._bot_users: set[str] = set()
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -682,18 +688,21 @@ class SlackAdapter:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _caught_up(self, team_id: str) -> None:
+    async def _caught_up(self, team_id: str, *, arrived: float) -> None:
         """A live message waits for its workspace's catch-up, so that a pair's messages are handled in the
         order they were sent. It stays unacknowledged meanwhile (acknowledged means stored): when the wait
         outlasts Slack's three seconds, Slack sends the event again, and the copy is dropped by message id.
-        After ``live_wait_s`` it is handled anyway: out of order rather than lost."""
+        ``live_wait_s`` after it arrived (``arrived``: the loop's clock) it is handled anyway: out of order
+        rather than lost; those queued behind it in arrival order do not wait again."""
         task = self._catch_ups.get(team_id)
         if task is None or task.done():
             return
-        done, _ = await asyncio.wait({task}, timeout=self._catch_up_options.live_wait_s)
-        if not done:
+        left = self._catch_up_options.live_wait_s - (asyncio.get_running_loop().time() - arrived)
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, left))
+        if not done and self._late_warned.get(team_id) is not task:
+            self._late_warned[team_id] = task
             logger.warning(
-                "Slack workspace %s: still catching up after %.0fs; a new message is handled without waiting",
+                "Slack workspace %s: still catching up after %.0fs; new messages are handled without waiting",
                 team_id,
                 self._catch_up_options.live_wait_s,
             )
@@ -836,25 +845,37 @@ class SlackAdapter:
         team_id = self._team_id(args)
         if team_id is None:
             return
-        await self._caught_up(team_id)
         subtype = event.get("subtype")
         if subtype == "message_changed":
             message = to_edited_message(event, team_id=team_id)
         elif subtype == "message_deleted":
             deleted = to_deleted_message(event, team_id=team_id)
-            if deleted is not None:
-                await self._forget(deleted)
+            async with self._live_slot(team_id):
+                if deleted is not None:
+                    await self._forget(deleted)
             return
         else:
             message = to_chat_message(event, team_id=team_id)
-        if message is not None:
-            await self._ingest(message)
+        async with self._live_slot(team_id):
+            if message is not None:
+                await self._ingest(message)
+
+    @contextlib.asynccontextmanager
+    async def _live_slot(self, team_id: str) -> AsyncIterator[None]:
+        """An event slot for a live event, taken once its workspace's catch-up is over, in arrival order."""
+        arrived = asyncio.get_running_loop().time()
+        async with self._arrivals.setdefault(team_id, asyncio.Lock()):
+            await self._caught_up(team_id, arrived=arrived)
+            await self._event_slots.acquire()
+        try:
+            yield
+        finally:
+            self._event_slots.release()
 
     async def _ingest(self, message: ChatMessage) -> None:
         """Hand the message on; raise ``_NotStored`` when it was not stored, so Slack sends it again."""
         try:
-            async with self._event_slots:
-                result = await self._handler.handle(message)
+            result = await self._handler.handle(message)
         except Exception as error:
             # Logged by type only: an exception's text could quote the message.
             logger.error(
@@ -878,13 +899,12 @@ class SlackAdapter:
         alert stay there.
         """
         try:
-            async with self._event_slots:
-                removed = await self._store.forget_message(
-                    platform=PLATFORM,
-                    space_id=deleted.team_id,
-                    message_id=deleted.message_id,
-                    now=self._clock(),
-                )
+            removed = await self._store.forget_message(
+                platform=PLATFORM,
+                space_id=deleted.team_id,
+                message_id=deleted.message_id,
+                now=self._clock(),
+            )
         except Exception as error:
             logger.error("forgetting a deleted Slack message failed: %s", type(error).__name__)
             logger.debug("forgetting failure", exc_info=error)
