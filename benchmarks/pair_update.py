@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine, write_json
+from vigil.bots.core.ports import PairModel
 from vigil.bots.core.replay import ConversationRecord, iter_records
 from vigil.detector import MessageScore, OnnxDetector
-from vigil.detector.types import PairModel
 
 DEFAULT_SOURCES = ("pj_pj24", "personachat", "dailydialog")
 MAX_MESSAGES = 150

@@ -2,7 +2,7 @@
 
     python -m benchmarks.pipeline --data /work/shared/data [--model-dir DIR] [--quick] [--json OUT]
 
-The path is the one ``vigil run`` wires: ``open_pipeline`` (settings defaults, the model directory, a
+The path is the one ``vigil run`` wires: ``open_app`` (settings defaults, the model directory, a
 SQLite file, the outbox worker attached and running) with an ``IngestQueue`` in front of the ``Monitor``
 (normalise, pair resolution, score, pair state and window, policy, alert + outbox row in one transaction per
 micro-batch), ``VigilMetrics`` observing, and a recording alert sink. Replayed traffic is a mix of channel
@@ -47,10 +47,10 @@ from benchmarks.common import (
     percentile,
     write_json,
 )
-from vigil.bots.cli import open_pipeline
+from vigil.bots.app import open_app
 from vigil.bots.core.ingest import IngestQueue, ShedResult
 from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult
-from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.core.monitor import HandleResult
 from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.metrics import VigilMetrics
 from vigil.config.settings import Settings
@@ -257,17 +257,11 @@ async def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     metrics = VigilMetrics()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
         database = Path(folder) / "bench.sqlite3"
-        async with open_pipeline(settings, database=str(database), replay=True) as p:
+        async with open_app(settings, database=str(database), replay=True, metrics=metrics) as p:
             outbox: OutboxWorker = p.attach_sink(sink)
-            # As `vigil run` should wire it: the detector timed by the metrics, the queue observed.
-            monitor = Monitor(
-                store=p.store,
-                detector=metrics.instrument(p.detector),
-                config=p.monitor.config,
-                on_delivery_enqueued=p.notify_outbox,
-            )
+            # As `vigil run` wires it: the detector timed by the metrics, the queue observed.
             queue = IngestQueue(
-                monitor=monitor,
+                monitor=p.monitor,
                 capacity=plan.capacity,
                 max_batch=plan.max_batch,
                 concurrency=arguments.concurrency,

@@ -6,9 +6,9 @@
 ``vigil eval`` gives the totals (precision, recall, PR-AUC); this says, for each conversation, whether it
 alerted, after how many of the suspect's own messages, how high any pair's risk went, and whether the person
 the highest-risk pair names as the likely groomer is the real suspect. It replays each record exactly as
-``vigil eval`` does: ``open_pipeline`` in replay mode with shadow alerts, a temporary SQLite file, the record
-turned into ``ChatMessage``s by ``record_to_messages`` (platform "eval", the record as its own space), fed to
-``Monitor.handle_batch`` in ``REPLAY_CHUNK``-message chunks. Nothing here scores or decides on its own.
+``vigil eval`` does: ``open_app`` in replay mode with shadow alerts, a temporary SQLite file, the record
+turned into ``ChatMessage``s by ``record_to_messages`` (platform "eval", the record as its own space), fed
+through ``App.replay`` (the monitor's batches). Nothing here scores or decides on its own.
 
 ``meta.first_signal_index`` (hand-set in ``examples/realistic_conversations.jsonl``) is shown as the number of
 suspect messages up to the first one a moderator would have reason to look at, next to when the alert came.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vigil.bots.cli import REPLAY_CHUNK, Pipeline, open_pipeline
+from vigil.bots.app import App, open_app
 from vigil.bots.core.monitor import HandleResult
 from vigil.bots.core.policy import Decision
 from vigil.bots.core.replay import BadRecord, ConversationRecord, iter_records, record_to_messages
@@ -148,15 +148,15 @@ def _row(
     )
 
 
-async def _replay(pipeline: Pipeline, record: ConversationRecord) -> list[HandleResult]:
+async def _replay(app: App, record: ConversationRecord) -> list[HandleResult]:
     # As `vigil eval`: each record is its own space, so no state leaks between conversations.
     messages = [
         dataclasses.replace(m, space_id=f"{record.source}/{record.id}")
         for m in record_to_messages(record, platform="eval")
     ]
     results: list[HandleResult] = []
-    for start in range(0, len(messages), REPLAY_CHUNK):
-        results.extend(await pipeline.monitor.handle_batch(messages[start : start + REPLAY_CHUNK]))
+    async for chunk in app.replay(messages):
+        results.extend(chunk)
     if len(results) != len(messages):
         raise RuntimeError(f"{record.id}: {len(messages)} messages in, {len(results)} results out")
     return results
@@ -172,7 +172,7 @@ async def build_report(
     bad: list[str] = []
     with tempfile.TemporaryDirectory(prefix="vigil-realistic-") as folder:
         database = str(Path(folder) / "report.sqlite3")
-        async with open_pipeline(settings, database=database, replay=True, threshold=threshold) as pipeline:
+        async with open_app(settings, database=database, replay=True, threshold=threshold) as app:
             for record in iter_records(data):
                 if isinstance(record, BadRecord):
                     bad.append(f"{record.path}:{record.line_number}: {record.reason}")
@@ -180,9 +180,9 @@ async def build_report(
                 if not isinstance(record, ConversationRecord):
                     bad.append(f"{record.path}:{record.line_number}: a segment, not a conversation")
                     continue
-                results = await _replay(pipeline, record)
+                results = await _replay(app, record)
                 rows.append(_row(record, metas.get(record.id, {}), results))
-            used = pipeline.monitor.config.policy.threshold
+            used = app.monitor.config.policy.threshold
     return rows, used, bad
 
 

@@ -42,9 +42,9 @@ from benchmarks.common import machine, model_fingerprint, peak_rss_mb, write_jso
 from vigil.bots.core.models import ChatMessage, PairKey
 from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import MessageScore
 from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir
 from vigil.detector.pair import EmaPairModel
-from vigil.detector.types import MessageScore
 from vigil.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)

@@ -23,14 +23,14 @@ from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseSummary, CaseView, Role
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.evidence import export_case
+from vigil.bots.core.files import make_private_dirs
 from vigil.bots.core.labels import export_labels
 from vigil.bots.core.models import WindowMessage
-from vigil.bots.core.retention import ForgetReport, RetentionSchedule, forget, purge
+from vigil.bots.core.ports import CaseRecord, StoreError
+from vigil.bots.core.retention import ForgetReport, forget, purge
 from vigil.config.settings import Settings, load_settings
 from vigil.detector import ModelLoadError, read_model_info, resolve_model_dir
 from vigil.storage.crypto import TextCipher
-from vigil.storage.files import make_private_dirs
-from vigil.storage.protocol import CaseRecord, StoreError
 from vigil.storage.sqlite import SqliteStore
 
 __all__ = ["CaseCommandError", "discord_message_link", "register_case_commands"]
@@ -276,9 +276,7 @@ def _members(record: CaseRecord) -> tuple[str, str]:
 async def _case(args: argparse.Namespace) -> int:
     _resolve_target(args)
     async with _open_store(args) as (settings, store):
-        service = CaseService(
-            store=store, hold_period=RetentionSchedule.from_settings(settings.retention).hold_period
-        )
+        service = CaseService(store=store, hold_period=settings.retention.schedule().hold_period)
         actor = _operator(platform=args.platform, space_id=args.space)
         result = await service.get(actor=actor, case_number=args.number)
         if result.case is None:
@@ -351,7 +349,7 @@ async def _purge(args: argparse.Namespace) -> int:
     async with _open_store(args) as (settings, store):
         report = await purge(
             store,
-            schedule=RetentionSchedule.from_settings(settings.retention),
+            schedule=settings.retention.schedule(),
             now=utc_now(),
             dry_run=bool(args.dry_run),
         )

@@ -1,36 +1,31 @@
-"""The ``vigil`` command line: the one place where settings, store, detector, monitor and sinks are wired."""
+"""The ``vigil`` command line: parses arguments and prints; ``vigil.bots.app`` wires the pipeline."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import aiohttp
 
+from vigil.bots.app import REPLAY_CONCURRENCY, App, AppError, open_app, stop_on_signals
 from vigil.bots.case_commands import register_case_commands
 from vigil.bots.cli_help import add_command
-from vigil.bots.core.case_service import CaseService
-from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import ChatMessage
-from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
-from vigil.bots.core.policy import Decision, PolicyConfig
-from vigil.bots.core.protocols import AlertSink
+from vigil.bots.core.monitor import HandleResult
+from vigil.bots.core.policy import Decision
+from vigil.bots.core.ports import StoreError
 from vigil.bots.core.replay import (
     BadRecord,
     ConversationRecord,
@@ -38,18 +33,16 @@ from vigil.bots.core.replay import (
     iter_records,
     record_to_messages,
 )
-from vigil.bots.core.retention import RetentionSchedule, RetentionTask
 from vigil.bots.core.segments import score_segment
-from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
+from vigil.bots.core.sinks import ConsoleSink
 from vigil.bots.http.signing import MIN_SECRET_CHARS
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
-from vigil.bots.metrics import MetricsServer, VigilMetrics, configure_logging, fetch_metrics, format_status
+from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
 from vigil.bots.scan_report import write_scan_report
 from vigil.config.settings import (
     ConfigError,
     Secret,
-    Secrets,
     Settings,
     check_settings,
     load_settings,
@@ -65,75 +58,12 @@ from vigil.detector.onnx_detector import (
     resolve_model_dir,
 )
 from vigil.storage.crypto import TextCipher
-from vigil.storage.protocol import StoreError
-from vigil.storage.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
-
-# Replays feed the monitor in chunks; records are replayed concurrently so the detector can batch them.
-REPLAY_CHUNK = 64
-REPLAY_CONCURRENCY = 8
 
 
 class CliError(Exception):
     """A problem the person at the terminal can fix; printed without a traceback."""
-
-
-class Pipeline:
-    """Store, detector, monitor and case service, opened together; the outbox is attached once sinks exist.
-
-    The monitor and the case service are built before the adapters (which need them), and the outbox after
-    (it needs the adapters' sinks), so both notify the outbox through the pipeline.
-    """
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        store: SqliteStore,
-        detector: OnnxDetector,
-        policy: PolicyConfig,
-        metrics: VigilMetrics | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.detector = detector
-        self.signal_labels = detector.info.signal_words()
-        self.monitor = Monitor(
-            store=store,
-            detector=metrics.instrument(detector) if metrics is not None else detector,
-            config=MonitorConfig(
-                policy=policy,
-                window_messages=settings.policy.window_messages,
-                evidence_messages=settings.policy.evidence_messages,
-            ),
-            on_delivery_enqueued=self.notify_outbox,
-        )
-        self.cases = CaseService(
-            store=store,
-            dismiss_snooze=timedelta(minutes=settings.policy.cooldown_minutes),
-            hold_period=RetentionSchedule.from_settings(settings.retention).hold_period,
-            on_delivery_enqueued=self.notify_outbox,
-        )
-        self._outbox: OutboxWorker | None = None
-
-    def attach_sink(self, sink: AlertSink) -> OutboxWorker:
-        if self._outbox is not None:
-            raise RuntimeError("an alert sink is already attached")
-        self._outbox = OutboxWorker(
-            store=self.store,
-            sink=sink,
-            config=OutboxConfig(
-                retry_initial_s=self.settings.outbox.retry_initial_s,
-                retry_max_s=self.settings.outbox.retry_max_s,
-                poll_interval_s=self.settings.outbox.poll_interval_s,
-            ),
-        )
-        return self._outbox
-
-    def notify_outbox(self) -> None:
-        if self._outbox is not None:
-            self._outbox.notify()
 
 
 def _settings(path: str | None) -> tuple[Settings, Path]:
@@ -143,65 +73,12 @@ def _settings(path: str | None) -> tuple[Settings, Path]:
     return load_settings(config_path), config_path.resolve().parent
 
 
-@contextlib.asynccontextmanager
-async def open_pipeline(
-    settings: Settings,
-    *,
-    database: str,
-    replay: bool,
-    threshold: float | None = None,
-    metrics: VigilMetrics | None = None,
-) -> AsyncIterator[Pipeline]:
-    """Open the detector and the store (with the configured cipher) and build the pipeline on them.
-
-    ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
-    timestamps and wall time mean nothing for moderators' workload.
-    """
-    model_dir = resolve_model_dir(settings.detector.model_dir)
-    detector = await OnnxDetector.load(
-        model_dir,
-        intra_op_threads=settings.detector.intra_op_threads,
-        inter_op_threads=settings.detector.inter_op_threads,
-        max_batch=settings.detector.max_batch,
-        queue_size=settings.detector.queue_size,
-        accept_runtime_drift=settings.detector.accept_runtime_drift,
-    )
-    try:
-        store = SqliteStore(database, cipher=TextCipher.from_environment(settings.encryption, os.environ))
-        await store.open()
-        try:
-            policy = _policy(settings, detector, replay=replay, threshold=threshold)
-            yield Pipeline(settings=settings, store=store, detector=detector, policy=policy, metrics=metrics)
-        finally:
-            await store.close()
-    finally:
-        await detector.aclose()
-
-
-def _policy(
-    settings: Settings, detector: OnnxDetector, *, replay: bool, threshold: float | None
-) -> PolicyConfig:
-    configured = settings.policy
-    defaults = detector.metadata.get("policy_defaults", {})
-    chosen_threshold = threshold or configured.threshold or detector.info.default_threshold
-    return PolicyConfig(
-        threshold=chosen_threshold,
-        sustain_messages=configured.sustain_messages or int(defaults.get("sustain_messages", 3)),
-        hysteresis=min(configured.hysteresis, chosen_threshold / 2),
-        cooldown=timedelta(0) if replay else timedelta(minutes=configured.cooldown_minutes),
-        update_min_delta=configured.update_min_delta,
-        max_alerts_per_hour=1_000_000 if replay else configured.max_alerts_per_hour,
-        shadow_mode=configured.shadow_mode,
-    )
-
-
 async def _write_json(path: Path, payload: object) -> None:
     await asyncio.to_thread(path.write_text, json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-def _chunks(messages: Sequence[ChatMessage], size: int) -> Iterator[Sequence[ChatMessage]]:
-    for start in range(0, len(messages), size):
-        yield messages[start : start + size]
+def _raised(results: Sequence[HandleResult]) -> int:
+    return sum(1 for result in results for event in result.alerts if event.decision is Decision.RAISE)
 
 
 class _Progress:
@@ -245,11 +122,11 @@ async def _demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     with tempfile.TemporaryDirectory(prefix="vigil-demo-") as tmp:
         database = str(Path(tmp) / "vigil-demo.sqlite3")
-        async with open_pipeline(settings, database=database, replay=True) as pipeline:
-            outbox = pipeline.attach_sink(ConsoleSink(out, signal_labels=pipeline.signal_labels))
+        async with open_app(settings, database=database, replay=True) as app:
+            app.attach_sink(ConsoleSink(out, signal_labels=app.signal_labels))
             out.write(
-                f"Vigil demo · model {pipeline.detector.info.name} {pipeline.detector.info.version} · "
-                f"threshold {pipeline.monitor.config.policy.threshold:.2f} · database {database}\n\n"
+                f"Vigil demo · model {app.detector.info.name} {app.detector.info.version} · "
+                f"threshold {app.monitor.config.policy.threshold:.2f} · database {database}\n\n"
             )
             flagged: list[str] = []
             total = 0
@@ -261,10 +138,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 description = ""
                 out.write(f"▶ {record.id} · {record.setting} · {len(messages)} messages {description}\n")
                 alerts = 0
-                for chunk in _chunks(messages, REPLAY_CHUNK):
-                    results = await pipeline.monitor.handle_batch(chunk)
-                    alerts += sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
-                    await outbox.drain_once()
+                async for results in app.replay(messages):
+                    alerts += _raised(results)
                 if alerts:
                     flagged.append(record.id)
                 else:
@@ -285,51 +160,43 @@ async def _scan(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CliError(f"no such file: {path}")
     style: Literal["text", "json"] = "json" if args.json else "text"
-    async with open_pipeline(settings, database=args.db, replay=True) as pipeline:
-        outbox = pipeline.attach_sink(
-            ConsoleSink(sys.stdout, signal_labels=pipeline.signal_labels, style=style)
-        )
+    async with open_app(settings, database=args.db, replay=True) as app:
+        outbox = app.attach_sink(ConsoleSink(sys.stdout, signal_labels=app.signal_labels, style=style))
         progress = _Progress("scan")
         alerts = bad = skipped = 0
         names: dict[str, str] = {}
         spaces: set[tuple[str, str]] = set()
-        pending: list[ChatMessage] = []
 
-        async def feed(chunk: Sequence[ChatMessage]) -> int:
-            results = await pipeline.monitor.handle_batch(chunk)
-            progress.tick(messages=len(chunk))
-            await outbox.drain_once()
-            return sum(1 for r in results for e in r.alerts if e.decision is Decision.RAISE)
+        def scanned() -> Iterator[ChatMessage]:
+            nonlocal bad, skipped
+            for path in paths:
+                for record in iter_conversations(path):
+                    if isinstance(record, BadRecord):
+                        bad += 1
+                        print(
+                            f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr
+                        )
+                        continue
+                    if isinstance(record, SegmentRecord):
+                        skipped += 1
+                        continue
+                    messages = conversation_to_messages(record, platform="scan")
+                    names.update(display_names_of(record))
+                    spaces.update((m.platform, m.space_id) for m in messages[:1])
+                    # Chunks may span records (order is kept), so files of many tiny conversations batch too.
+                    yield from messages
+                    progress.tick(messages=0, conversations=1)
 
-        for path in paths:
-            for record in iter_conversations(path):
-                if isinstance(record, BadRecord):
-                    bad += 1
-                    print(f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr)
-                    continue
-                if isinstance(record, SegmentRecord):
-                    skipped += 1
-                    continue
-                messages = conversation_to_messages(record, platform="scan")
-                names.update(display_names_of(record))
-                spaces.update((m.platform, m.space_id) for m in messages[:1])
-                # Chunks may span records (order is kept), so files of many tiny conversations batch too.
-                pending.extend(messages)
-                while len(pending) >= REPLAY_CHUNK:
-                    alerts += await feed(pending[:REPLAY_CHUNK])
-                    del pending[:REPLAY_CHUNK]
-                progress.tick(messages=0, conversations=1)
-        if pending:
-            alerts += await feed(pending)
+        async for results in app.replay(scanned()):
+            progress.tick(messages=len(results))
+            alerts += _raised(results)
         await outbox.drain_once()
-        pairs = await pipeline.store.count_pairs()
+        pairs = await app.store.count_pairs()
         # Read alerts back from the store, so a resumed scan's report includes the earlier run's alerts.
         flagged = [
             alert
             for platform, space in sorted(spaces)
-            for alert in await pipeline.store.alerts_for_space(
-                platform=platform, space_id=space, limit=100_000
-            )
+            for alert in await app.store.alerts_for_space(platform=platform, space_id=space, limit=100_000)
         ]
         elapsed = progress.elapsed
         summary = {
@@ -348,7 +215,7 @@ async def _scan(args: argparse.Namespace) -> int:
                 flagged,
                 out_html=Path(f"{args.report}.html"),
                 out_json=Path(f"{args.report}.json"),
-                signal_labels=pipeline.signal_labels,
+                signal_labels=app.signal_labels,
                 display_names=names,
                 summary=summary,
             )
@@ -420,7 +287,7 @@ class _Tracker:
 
 
 async def _eval_conversation(
-    pipeline: Pipeline, record: ConversationRecord, progress: _Progress
+    app: App, record: ConversationRecord, progress: _Progress
 ) -> ConversationOutcome:
     # Each record is its own space so that no state leaks between conversations.
     messages = [
@@ -428,9 +295,9 @@ async def _eval_conversation(
         for m in record_to_messages(record, platform="eval")
     ]
     tracker = _Tracker(record=record)
-    for chunk in _chunks(messages, REPLAY_CHUNK):
-        tracker.add(await pipeline.monitor.handle_batch(chunk))
-        progress.tick(messages=len(chunk))
+    async for results in app.replay(messages):
+        tracker.add(results)
+        progress.tick(messages=len(results))
     progress.tick(messages=0, conversations=1)
     return tracker.outcome()
 
@@ -447,9 +314,7 @@ async def _eval(args: argparse.Namespace) -> int:
     bad: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
         database = str(Path(tmp) / "eval.sqlite3")
-        async with open_pipeline(
-            settings, database=database, replay=True, threshold=args.threshold
-        ) as pipeline:
+        async with open_app(settings, database=database, replay=True, threshold=args.threshold) as app:
             progress = _Progress("eval")
             pending: set[asyncio.Task[ConversationOutcome]] = set()
             for path in paths:
@@ -464,7 +329,7 @@ async def _eval(args: argparse.Namespace) -> int:
                         continue
                     if isinstance(record, SegmentRecord):
                         # The whole text, cut into message-sized chunks run through the pair model.
-                        scored = await score_segment(pipeline.detector, record.text)
+                        scored = await score_segment(app.detector, record.text)
                         segments.append(
                             SegmentOutcome(source=record.source, label=record.label, score=scored.risk)
                         )
@@ -473,11 +338,11 @@ async def _eval(args: argparse.Namespace) -> int:
                     if len(pending) >= REPLAY_CONCURRENCY:
                         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                         outcomes.extend(task.result() for task in done)
-                    pending.add(asyncio.create_task(_eval_conversation(pipeline, record, progress)))
+                    pending.add(asyncio.create_task(_eval_conversation(app, record, progress)))
             if pending:
                 outcomes.extend(await asyncio.gather(*pending))
             elapsed = progress.elapsed
-            threshold = pipeline.monitor.config.policy.threshold
+            threshold = app.monitor.config.policy.threshold
     report: dict[str, object] = {}
     if outcomes:
         report.update(summarise(outcomes, elapsed_s=elapsed))
@@ -638,105 +503,7 @@ def _runtime_notes(check: RuntimeCheck, *, model_dir: Path) -> list[str]:
     return []
 
 
-@dataclass(slots=True)
-class _Services:
-    """What ``vigil run`` starts besides the outbox: long-running coroutines and how to close them."""
-
-    runs: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    closers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
-    sinks: dict[str, AlertSink] = field(default_factory=dict)
-    fallback: AlertSink | None = None
-    # [console] enabled: every alert delivered elsewhere is printed too (alone, the console is the sink).
-    console: AlertSink | None = None
-    names: list[str] = field(default_factory=list)
-
-    def alert_sink(self) -> AlertSink:
-        if self.console is not None and not self.sinks and self.fallback is None:
-            return self.console
-        routing = RoutingSink(self.sinks, fallback=self.fallback)
-        return routing if self.console is None else MirroredSink(routing, mirror=self.console)
-
-
-def _required(secret: Secret | None, *, what: str) -> Secret:
-    if secret is None:  # check_settings reported it already; this guards a changed environment
-        raise CliError(f"{what} is not set in the environment")
-    return secret
-
-
-def _build_services(pipeline: Pipeline, *, secrets: Secrets, handler: IngestQueue) -> _Services:
-    # Imported here: only `vigil run` needs the platform libraries, and they cost every other command ~0.5 s.
-    from vigil.bots.discord import DiscordAdapter  # noqa: PLC0415
-    from vigil.bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
-    from vigil.bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415
-
-    settings = pipeline.settings
-    labels = pipeline.signal_labels
-    services = _Services()
-    if settings.discord.enabled:
-        discord_adapter = DiscordAdapter(
-            settings=settings.discord,
-            token=_required(secrets.discord_token, what=settings.discord.token_env),
-            handler=handler,
-            monitor=pipeline.monitor,
-            cases=pipeline.cases,
-            store=pipeline.store,
-            signal_labels=labels,
-        )
-        services.sinks["discord"] = discord_adapter.sink
-        services.runs.append(discord_adapter.run)
-        services.closers.append(discord_adapter.aclose)
-        services.names.append("discord")
-    if settings.slack.enabled:
-        slack_adapter = SlackAdapter(
-            settings=settings.slack,
-            secrets=secrets,
-            handler=handler,
-            monitor=pipeline.monitor,
-            cases=pipeline.cases,
-            store=pipeline.store,
-            oauth=read_oauth_credentials(settings.slack, os.environ) if settings.slack.oauth else None,
-            signal_labels=labels,
-        )
-        services.sinks["slack"] = slack_adapter.sink
-        services.runs.append(slack_adapter.run)
-        services.closers.append(slack_adapter.aclose)
-        services.names.append(f"slack ({settings.slack.mode} mode)")
-    if settings.http.enabled:
-        api = HttpApi(
-            settings=settings.http,
-            secret=_required(secrets.http_secret, what=settings.http.secret_env),
-            handler=handler,
-            cases=pipeline.cases,
-            store=pipeline.store,
-            signal_labels=labels,
-        )
-        services.runs.append(api.run)
-        services.closers.append(api.aclose)
-        services.names.append(f"http api on {settings.http.host}:{settings.http.port}")
-        # Self-hosted platforms name themselves, so their alerts take the fallback route.
-        if settings.http.webhook_url:
-            webhook = WebhookSink(
-                settings.http.webhook_url,
-                _required(secrets.webhook_secret, what=settings.http.webhook_secret_env),
-                signal_labels=labels,
-                cases=pipeline.cases,
-            )
-            services.closers.append(webhook.aclose)
-            services.fallback = webhook
-    if settings.console.enabled:
-        services.names.append("console")
-        services.console = ConsoleSink(sys.stdout, signal_labels=labels, style="json")
-    if settings.http.enabled and services.fallback is None:
-        # No webhook: platforms read alerts through GET /v1/cases, so posting is a no-op that always succeeds.
-        services.fallback = PollingSink()
-    return services
-
-
 async def _run(args: argparse.Namespace) -> int:
-    # Platform libraries load only for `vigil run` (see _build_services).
-    from vigil.bots.discord import DiscordFatalError  # noqa: PLC0415
-    from vigil.bots.slack import SlackAdapterError  # noqa: PLC0415
-
     settings, config_dir = _settings(args.config)
     configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
     problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
@@ -748,58 +515,10 @@ async def _run(args: argparse.Namespace) -> int:
         raise CliError("nothing to run: enable [discord], [slack], [http] or [console] in the config")
     secrets = resolve_secrets(settings, os.environ)
     database = settings.resolved_database_path(config_dir)
-    metrics = VigilMetrics()
-    async with open_pipeline(settings, database=database, replay=False, metrics=metrics) as pipeline:
-        # Every platform feeds one bounded queue: backpressure, documented shedding (docs/operations.md).
-        queue = IngestQueue(
-            monitor=pipeline.monitor,
-            capacity=settings.ingest.capacity,
-            max_batch=settings.detector.max_batch,
-            observer=metrics,
-        )
-        services = _build_services(pipeline, secrets=secrets, handler=queue)
-        outbox = pipeline.attach_sink(services.alert_sink())
-        retention = RetentionTask(
-            store=pipeline.store, schedule=RetentionSchedule.from_settings(settings.retention)
-        )
-        background: list[Callable[[], Coroutine[Any, Any, None]]] = [
-            outbox.run,
-            retention.run,
-            lambda: metrics.refresh_forever(pipeline.store),
-        ]
-        if settings.metrics.enabled:
-            background.append(
-                MetricsServer(metrics, host=settings.metrics.host, port=settings.metrics.port).serve
-            )
-            services.names.append(f"metrics on {settings.metrics.host}:{settings.metrics.port}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        logger.info("vigil running: %s; database %s", ", ".join(services.names), database)
-        try:
-            async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(run()) for run in background]
-                draining = group.create_task(queue.run())
-                adapters = [group.create_task(run()) for run in services.runs]
-                await stop.wait()
-                logger.info("stopping: finishing work in flight")
-                for task in adapters:
-                    task.cancel()
-                queue.close()  # accepted messages are still scored and stored; then run() returns
-                await draining
-                await outbox.drain_once()
-                for task in workers:
-                    task.cancel()
-        except* (DiscordFatalError, SlackAdapterError) as fatal:
-            raise CliError("; ".join(str(error) for error in fatal.exceptions)) from None
-        finally:
-            for close in services.closers:
-                with contextlib.suppress(Exception):
-                    await close()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-        logger.info("vigil stopped")
+    stop = asyncio.Event()
+    async with open_app(settings, database=database, replay=False, metrics=VigilMetrics()) as app:
+        with stop_on_signals(stop):
+            await app.serve(secrets=secrets, stop=stop)
     return 0
 
 
@@ -940,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(asyncio.run(args.handler(args)))
     # ValueError: the case commands' clear refusals (missing case, no such space, unsafe output folder).
-    except (CliError, ConfigError, ModelLoadError, StoreError, ValueError) as exc:
+    except (CliError, AppError, ConfigError, ModelLoadError, StoreError, ValueError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -47,8 +47,7 @@ from vigil.bots.core.ingest import ShedReason
 from vigil.bots.core.monitor import HandleResult
 
 if TYPE_CHECKING:
-    from vigil.detector.types import Detector, MessageScore, ModelInfo, PairModel
-    from vigil.storage.protocol import Store
+    from vigil.bots.core.ports import Detector, MessageScore, ModelInfo, PairModel, Store
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",

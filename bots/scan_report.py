@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from vigil.bots.core.clock import utc_now
+from vigil.bots.core.files import replace_private_file
 from vigil.bots.core.models import Alert
 from vigil.bots.core.sinks import alert_to_dict, excerpt
-from vigil.storage.files import replace_private_file
 
 REPORT_FORMAT = 1
 CAUTION = (

@@ -32,6 +32,8 @@ from typing import (
     runtime_checkable,
 )
 
+from vigil.bots.core.retention import RetentionSchedule
+
 __all__ = [
     "EXAMPLE_CONFIG_PATH",
     "ConfigError",
@@ -241,6 +243,15 @@ class RetentionSettings:
     pair_idle_days: int = _setting(30, at_least=1, at_most=_DAYS_PER_CENTURY)
     dismissed_case_text_days: int = _setting(30, at_least=1, at_most=_DAYS_PER_CENTURY)
     preservation_hold_days: int = _setting(365, at_least=1, at_most=_DAYS_PER_CENTURY)
+
+    def schedule(self) -> RetentionSchedule:
+        """The core's retention schedule these settings describe."""
+        return RetentionSchedule(
+            message_days=self.message_days,
+            pair_idle_days=self.pair_idle_days,
+            dismissed_case_text_days=self.dismissed_case_text_days,
+            preservation_hold_days=self.preservation_hold_days,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vigil.bots.core.ports import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 from vigil.detector.batching import Batcher, BatcherClosedError, BatchResultMismatchError
 from vigil.detector.golden import GoldenCheck, GoldenFileError, RuntimeVersions
 from vigil.detector.onnx_detector import (
@@ -22,7 +23,6 @@ from vigil.detector.pair import (
     PairModelConfigError,
     PairModelOutputError,
 )
-from vigil.detector.types import AuthorRisk, Detector, MessageScore, ModelInfo, PairModel
 
 __all__ = [
     "FLATTENED_OWN",

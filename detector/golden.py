@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 import tokenizers
 
-from vigil.detector.types import MessageScore, ModelInfo
+from vigil.bots.core.ports import MessageScore, ModelInfo
 
 GOLDEN_FILE = "golden.json"
 GOLDEN_FORMAT = 1

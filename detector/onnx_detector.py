@@ -25,6 +25,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from vigil.bots.core.ports import MessageScore, ModelInfo, PairModel
 from vigil.detector.batching import Batcher
 from vigil.detector.cues import TextCues, UnknownCuesError, text_cues
 from vigil.detector.golden import (
@@ -40,7 +41,6 @@ from vigil.detector.golden import (
     write_golden_file,
 )
 from vigil.detector.pair import EmaPairModel, GruPairModel, PairModelConfigError
-from vigil.detector.types import MessageScore, ModelInfo, PairModel
 
 logger = logging.getLogger(__name__)
 

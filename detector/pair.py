@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from vigil.detector.types import AuthorRisk, MessageScore
+from vigil.bots.core.ports import AuthorRisk, MessageScore
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import sqlite3
 
 import aiosqlite
 
-from vigil.storage.protocol import SchemaTooNewError
+from vigil.bots.core.ports import SchemaTooNewError
 
 __all__ = [
     "LATEST_SCHEMA_VERSION",

@@ -23,6 +23,7 @@ from typing import Any, Self
 import aiosqlite
 
 from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
+from vigil.bots.core.files import create_private_file, tighten_private_file
 from vigil.bots.core.models import (
     Alert,
     AlertStatus,
@@ -35,10 +36,9 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
+from vigil.bots.core.ports import CaseRecord, StoreError, UserErasure
 from vigil.storage.crypto import CipherError, TextCipher
-from vigil.storage.files import create_private_file, tighten_private_file
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
-from vigil.storage.protocol import CaseRecord, StoreError, UserErasure
 
 __all__ = ["SqliteStore"]
 

@@ -82,9 +82,9 @@ from training.weak_labels import (
     SIGNALS,
     WeakLabeler,
 )
+from vigil.bots.core.ports import MessageScore
 from vigil.detector.onnx_detector import write_golden
 from vigil.detector.pair import EmaPairModel
-from vigil.detector.types import MessageScore
 
 logger = logging.getLogger(__name__)
 

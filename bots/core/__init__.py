@@ -15,7 +15,7 @@ from vigil.bots.core.models import (
     SpaceSettings,
     WindowMessage,
 )
-from vigil.bots.core.protocols import AlertSink
+from vigil.bots.core.ports import AlertSink
 
 __all__ = [
     "Alert",

@@ -38,7 +38,7 @@ from vigil.bots.core.models import (
     PairState,
     WindowMessage,
 )
-from vigil.storage.protocol import CaseRecord, Store
+from vigil.bots.core.ports import CaseRecord, CaseServiceStore
 
 __all__ = [
     "DEFAULT_SNOOZE",
@@ -163,7 +163,7 @@ class CaseService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: CaseServiceStore,
         clock: Clock = utc_now,
         dismiss_snooze: timedelta = timedelta(hours=6),
         hold_period: timedelta = timedelta(days=365),

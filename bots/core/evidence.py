@@ -28,9 +28,9 @@ from pathlib import Path
 
 from vigil.bots.core.cases import Actor, AuditEvent, CaseError, Role
 from vigil.bots.core.clock import utc_now
+from vigil.bots.core.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
 from vigil.bots.core.models import WindowMessage
-from vigil.storage.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
-from vigil.storage.protocol import CaseRecord, Store
+from vigil.bots.core.ports import CaseRecord, EvidenceStore
 
 __all__ = [
     "CYBERTIPLINE_INCIDENT_TYPE",
@@ -82,7 +82,7 @@ def platform_report_path(platform: str) -> str:
 
 
 async def export_case(
-    store: Store,
+    store: EvidenceStore,
     *,
     platform: str,
     space_id: str,

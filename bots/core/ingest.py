@@ -40,7 +40,7 @@ from typing import Generic, NoReturn, Protocol, TypeVar
 from vigil.bots.core.models import AlertStatus, ChatMessage, PairKey
 from vigil.bots.core.monitor import HandleResult, Monitor, SkipReason
 from vigil.bots.core.pairing import MENTION_SCAN_LIMIT
-from vigil.storage.protocol import StoreError
+from vigil.bots.core.ports import StoreError
 
 __all__ = [
     "SHED_SKIP_VALUE",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vigil.bots.core.cases import CaseState
 from vigil.bots.core.models import WindowMessage
-from vigil.storage.protocol import CaseRecord, Store
+from vigil.bots.core.ports import CaseRecord, LabelStore, PseudonymStore
 
 __all__ = ["LABELS_SOURCE", "export_labels", "pseudonymiser"]
 
@@ -41,7 +41,7 @@ _URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 
 
-async def pseudonymiser(store: Store) -> Callable[[str], str]:
+async def pseudonymiser(store: PseudonymStore) -> Callable[[str], str]:
     """A function from an id to its stable pseudonym (``u-`` and 12 hex digits of a salted SHA-256)."""
     async with store.transaction():
         salt = await store.get_record(_SALT_NAMESPACE, _SALT_KEY)
@@ -64,7 +64,7 @@ def scrub_text(text: str) -> str:
     return _EMAIL.sub("<email>", text)
 
 
-async def export_labels(store: Store, *, out: Path, platform: str | None) -> int:
+async def export_labels(store: LabelStore, *, out: Path, platform: str | None) -> int:
     """Write every decided case whose text is still kept to ``out``; returns how many were written.
 
     The file is replaced atomically, so a reader never sees half of it.
@@ -88,7 +88,7 @@ async def export_labels(store: Store, *, out: Path, platform: str | None) -> int
 
 
 async def _record(
-    store: Store, case: CaseRecord, *, label: int, pseudonym: Callable[[str], str]
+    store: LabelStore, case: CaseRecord, *, label: int, pseudonym: Callable[[str], str]
 ) -> dict[str, object] | None:
     alert = case.alert
     messages = _conversation(

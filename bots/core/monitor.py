@@ -35,8 +35,7 @@ from vigil.bots.core.pairing import PairResolver, location_of
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
 
 if TYPE_CHECKING:
-    from vigil.detector.types import Detector, MessageScore
-    from vigil.storage.protocol import Store
+    from vigil.bots.core.ports import Detector, MessageScore, MonitorStore
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class Monitor:
     def __init__(
         self,
         *,
-        store: Store,
+        store: MonitorStore,
         detector: Detector,
         config: MonitorConfig,
         resolver: PairResolver | None = None,

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
-from vigil.bots.core.protocols import AlertSink
+from vigil.bots.core.ports import AlertSink
 
 if TYPE_CHECKING:
-    from vigil.storage.protocol import Store
+    from vigil.bots.core.ports import DeliveryStore
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class OutboxWorker:
     def __init__(
         self,
         *,
-        store: Store,
+        store: DeliveryStore,
         sink: AlertSink,
         config: OutboxConfig,
         clock: Clock = utc_now,

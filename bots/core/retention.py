@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 from vigil.bots.core.cases import Actor
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.labels import pseudonymiser
-from vigil.config.settings import RetentionSettings
-from vigil.storage.protocol import Store
+from vigil.bots.core.ports import RetentionWorkStore
 
 __all__ = [
     "ForgetReport",
@@ -55,15 +54,6 @@ class RetentionSchedule:
                 raise ValueError(f"{name} must be at least 1")
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
-
-    @classmethod
-    def from_settings(cls, settings: RetentionSettings) -> RetentionSchedule:
-        return cls(
-            message_days=settings.message_days,
-            pair_idle_days=settings.pair_idle_days,
-            dismissed_case_text_days=settings.dismissed_case_text_days,
-            preservation_hold_days=settings.preservation_hold_days,
-        )
 
     @property
     def hold_period(self) -> timedelta:
@@ -110,7 +100,9 @@ class PurgeReport:
         ]
 
 
-async def purge(store: Store, *, schedule: RetentionSchedule, now: datetime, dry_run: bool) -> PurgeReport:
+async def purge(
+    store: RetentionWorkStore, *, schedule: RetentionSchedule, now: datetime, dry_run: bool
+) -> PurgeReport:
     """Apply ``schedule`` at ``now``. With ``dry_run`` nothing changes; the report counts what would go."""
     limit = schedule.batch
     bookkeeping = now - timedelta(days=schedule.bookkeeping_days)
@@ -187,7 +179,7 @@ class RetentionTask:
     def __init__(
         self,
         *,
-        store: Store,
+        store: RetentionWorkStore,
         schedule: RetentionSchedule,
         clock: Clock = utc_now,
         interval: timedelta = timedelta(hours=1),
@@ -259,7 +251,13 @@ class _DryRunDone(Exception):
 
 
 async def forget(
-    store: Store, *, platform: str, user_id: str, actor: Actor, now: datetime, dry_run: bool = False
+    store: RetentionWorkStore,
+    *,
+    platform: str,
+    user_id: str,
+    actor: Actor,
+    now: datetime,
+    dry_run: bool = False,
 ) -> ForgetReport:
     """Erase what Vigil keeps about ``user_id`` in every space of ``platform``, except what a hold covers.
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from vigil.bots.core.normalise import is_meaningful, model_text
 
 if TYPE_CHECKING:
-    from vigil.detector.types import Detector
+    from vigil.bots.core.ports import Detector
 
 __all__ = [
     "SEGMENT_AUTHOR",

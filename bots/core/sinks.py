@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Literal, TextIO
 
 from vigil.bots.core.models import Alert, DeliveryResult
-from vigil.bots.core.protocols import AlertSink
+from vigil.bots.core.ports import AlertSink
 
 logger = logging.getLogger(__name__)
 

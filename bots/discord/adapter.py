@@ -37,7 +37,7 @@ from vigil.bots.core.cases import Cases
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
-from vigil.bots.core.protocols import AlertSink, MessageHandler
+from vigil.bots.core.ports import AlertSink, MessageHandler
 from vigil.bots.discord.commands import (
     InteractionOptions,
     Interactions,
@@ -49,7 +49,7 @@ from vigil.bots.discord.render import ButtonAction, CaseButton
 from vigil.bots.discord.sink import DiscordSink, invite_url, missing_permissions
 from vigil.bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
 from vigil.config.settings import DiscordSettings, Secret
-from vigil.storage.protocol import Store
+from vigil.bots.core.ports import Store
 
 __all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "discord_intents"]
 

@@ -27,6 +27,7 @@ from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock
 from vigil.bots.core.models import ChatMessage, PairKey, SpaceSettings
 from vigil.bots.core.policy import PolicyLookup, alert_outlook
+from vigil.bots.core.ports import Store
 from vigil.bots.discord.render import (
     ButtonAction,
     DismissModal,
@@ -40,7 +41,6 @@ from vigil.bots.discord.render import (
 )
 from vigil.bots.discord.sink import DiscordSink, missing_permissions
 from vigil.bots.discord.translate import PLATFORM, is_ingestible, to_chat_message
-from vigil.storage.protocol import Store
 
 __all__ = [
     "REPORT_COMMAND_NAME",

@@ -16,9 +16,9 @@ import discord
 
 from vigil.bots.core.cases import Cases, CaseView
 from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.ports import SinkStore
 from vigil.bots.discord.render import alert_embed, case_buttons
 from vigil.bots.discord.translate import PLATFORM
-from vigil.storage.protocol import Store
 
 __all__ = [
     "ALERT_CHANNEL_PERMISSIONS",
@@ -134,7 +134,7 @@ class DiscordSink:
         self,
         *,
         client: discord.Client,
-        store: Store,
+        store: SinkStore,
         cases: Cases,
         signal_labels: Mapping[str, str],
         is_connected: Callable[[], bool],

@@ -32,7 +32,7 @@ from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
-from vigil.bots.core.protocols import MessageHandler
+from vigil.bots.core.ports import MessageHandler, Store, StoreError
 from vigil.bots.http.guard import (
     HEADER_TIMEOUT_S,
     KEEPALIVE_TIMEOUT_S,
@@ -73,7 +73,6 @@ from vigil.bots.http.signing import (
     request_scheme,
 )
 from vigil.config.settings import HttpSettings, Secret
-from vigil.storage.protocol import Store, StoreError
 
 logger = logging.getLogger(__name__)
 

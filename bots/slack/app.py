@@ -45,7 +45,7 @@ from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import ShedReason, ShedResult
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
-from vigil.bots.core.protocols import AlertSink, MessageHandler
+from vigil.bots.core.ports import AlertSink, MessageHandler, Store
 from vigil.bots.http.guard import (
     HEADER_TIMEOUT_S,
     KEEPALIVE_TIMEOUT_S,
@@ -93,7 +93,6 @@ from vigil.bots.slack.web import (
     quiet_sdk_logger,
 )
 from vigil.config.settings import Secret, Secrets, SlackSettings
-from vigil.storage.protocol import Store
 
 __all__ = [
     "BOT_SCOPES",

@@ -31,6 +31,7 @@ from vigil.bots.core.cases import CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import PairKey, SpaceSettings
 from vigil.bots.core.policy import PolicyLookup, alert_outlook
+from vigil.bots.core.ports import Store
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
     Block,
@@ -41,7 +42,6 @@ from vigil.bots.slack.blocks import (
 )
 from vigil.bots.slack.translate import PLATFORM
 from vigil.bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
-from vigil.storage.protocol import Store
 
 __all__ = ["COMMAND", "Reply", "VigilCommands", "parse_channel", "parse_user", "parse_usergroup"]
 

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.installation_store.models.bot import Bot
@@ -24,12 +24,12 @@ from slack_sdk.oauth.installation_store.models.installation import Installation
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
 from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.ports import RecordStore
 
 __all__ = [
     "BOT_NAMESPACE",
     "INSTALLATION_NAMESPACE",
     "STATE_NAMESPACE",
-    "RecordStore",
     "VigilInstallationStore",
     "VigilOAuthStateStore",
 ]
@@ -40,18 +40,6 @@ BOT_NAMESPACE = "slack.bot"
 INSTALLATION_NAMESPACE = "slack.installation"
 STATE_NAMESPACE = "slack.oauth_state"
 _NONE = "-"
-
-
-class RecordStore(Protocol):
-    """The generic key-value part of Vigil's ``Store`` that these classes need."""
-
-    async def put_record(self, namespace: str, key: str, value: str) -> None: ...
-
-    async def get_record(self, namespace: str, key: str) -> str | None: ...
-
-    async def delete_record(self, namespace: str, key: str) -> bool: ...
-
-    async def list_records(self, namespace: str) -> dict[str, str]: ...
 
 
 def _workspace_key(

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from vigil.bots.core.cases import Cases, CaseView
 from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.ports import SinkStore
 from vigil.bots.slack.blocks import Block, alert_blocks, alert_text
 from vigil.bots.slack.translate import PLATFORM, message_ref
 from vigil.bots.slack.web import (
@@ -26,7 +27,6 @@ from vigil.bots.slack.web import (
     classify_failure,
     permanent_failure,
 )
-from vigil.storage.protocol import Store
 
 __all__ = ["SlackSink", "parse_ref"]
 
@@ -56,7 +56,7 @@ class SlackSink:
         self,
         *,
         clients: SlackClients,
-        store: Store,
+        store: SinkStore,
         cases: Cases,
         signal_labels: Mapping[str, str],
         health: DeliveryHealth,

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
 from vigil.bots.case_commands import CaseCommandError, parse_case_target, register_case_commands
 from vigil.bots.core.cases import CaseAction
+from vigil.bots.core.ports import StoreError
 from vigil.config.settings import ConfigError
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import TextCipher
-from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
 
 

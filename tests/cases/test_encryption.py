@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, Harness, make_harness
 from tests.storage.builders import make_pair_key, make_pair_state, make_window_message
 from vigil.bots.core.cases import CaseAction
+from vigil.bots.core.ports import StoreError
 from vigil.config.settings import ConfigError, EncryptionSettings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import CipherError, TextCipher, parse_key
-from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
 
 KEY_1 = secrets.token_bytes(32)

@@ -15,7 +15,7 @@ from vigil.bots.core.retention import PurgeReport, RetentionSchedule, RetentionT
 from vigil.config.settings import RetentionSettings
 from vigil.storage.sqlite import SqliteStore
 
-SCHEDULE = RetentionSchedule.from_settings(RetentionSettings())
+SCHEDULE = RetentionSettings().schedule()
 
 
 def table_dump(database: str) -> dict[str, list[tuple[object, ...]]]:
@@ -34,11 +34,9 @@ async def run(
 
 
 def test_schedule_from_settings_and_validation() -> None:
-    schedule = RetentionSchedule.from_settings(
-        RetentionSettings(
-            message_days=7, pair_idle_days=60, dismissed_case_text_days=10, preservation_hold_days=90
-        )
-    )
+    schedule = RetentionSettings(
+        message_days=7, pair_idle_days=60, dismissed_case_text_days=10, preservation_hold_days=90
+    ).schedule()
     assert schedule.bookkeeping_days == 60 and schedule.hold_period == timedelta(days=90)
     with pytest.raises(ValueError, match="message_days"):
         RetentionSchedule(message_days=0)

@@ -14,8 +14,8 @@ from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey, 
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import Decision, PolicyConfig
+from vigil.bots.core.ports import MessageScore
 from vigil.detector.onnx_detector import OnnxDetector
-from vigil.detector.types import MessageScore
 from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)

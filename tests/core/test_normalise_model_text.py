@@ -16,9 +16,9 @@ from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.normalise import USER_PLACEHOLDER, is_meaningful, model_text, normalise_text
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import MessageScore, ModelInfo, PairModel
 from vigil.bots.slack.translate import to_chat_message as slack_to_chat_message
 from vigil.detector.onnx_detector import OnnxDetector
-from vigil.detector.types import MessageScore, ModelInfo, PairModel
 from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)

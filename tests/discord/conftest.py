@@ -18,14 +18,17 @@ import yarl
 
 from tests.discord.fake_discord import FakeDiscord, Json, User
 from tests.support.fakes import FakeClock
+from vigil.bots.app import App
 from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import ChatMessage
-from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import MessageHandler
 from vigil.bots.core.sinks import RoutingSink
 from vigil.bots.discord import DiscordAdapter, DiscordOptions, InteractionOptions
-from vigil.config.settings import DiscordSettings, Secret
+from vigil.config.settings import DiscordSettings, PolicySettings, Secret, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -66,7 +69,7 @@ async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
 class RecordingHandler:
     """The monitor, with a record of what it was handed (for waiting on events in tests)."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MessageHandler) -> None:
         self._monitor = monitor
         self.seen: list[ChatMessage] = []
         self.results: dict[str, HandleResult] = {}
@@ -101,6 +104,9 @@ class RecordingHandler:
         return self.results[message_id]
 
 
+SETTINGS = Settings(policy=PolicySettings(window_messages=20, evidence_messages=3))
+
+
 def policy() -> PolicyConfig:
     return PolicyConfig(
         threshold=0.7,
@@ -124,6 +130,8 @@ class Vigil:
     adapter: DiscordAdapter
     handler: RecordingHandler
     task: asyncio.Task[None]
+    # With ``queue_capacity``: the ingest queue between the adapter and the monitor (its worker not started).
+    queue: IngestQueue | None = None
 
     async def drain(self) -> int:
         return await self.outbox.drain_once()
@@ -180,6 +188,7 @@ async def running_vigil(
     store_class: type[SqliteStore] = SqliteStore,
     options: DiscordOptions | None = None,
     catch_up_hours: int = 24,
+    queue_capacity: int | None = None,
 ) -> AsyncIterator[Vigil]:
     clock = clock or FakeClock(datetime.now(UTC))
     detector = await OnnxDetector.load(model_dir, intra_op_threads=1, max_batch=32)
@@ -187,14 +196,15 @@ async def running_vigil(
     await store.open()
     task: asyncio.Task[None] | None = None
     try:
-        monitor = Monitor(
-            store=store,
-            detector=detector,
-            config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
-            clock=clock,
+        # The composition root `vigil run` uses; the adapter is built here, with the test's options.
+        app = App(settings=SETTINGS, store=store, detector=detector, policy=policy(), clock=clock)
+        monitor, cases = app.monitor, app.cases
+        queue = (
+            IngestQueue(monitor=monitor, capacity=queue_capacity, max_batch=8, log_interval_s=0.0)
+            if queue_capacity is not None
+            else None
         )
-        cases = CaseService(store=store, clock=clock)
-        handler = RecordingHandler(monitor)
+        handler = RecordingHandler(queue if queue is not None else monitor)
         adapter = DiscordAdapter(
             settings=DiscordSettings(enabled=True, sharded=sharded, catch_up_hours=catch_up_hours),
             token=Secret(token or fake.token),
@@ -211,12 +221,7 @@ async def running_vigil(
                 interactions=InteractionOptions(report_history=5),
             ),
         )
-        outbox = OutboxWorker(
-            store=store,
-            sink=RoutingSink({"discord": adapter.sink}),
-            config=OutboxConfig(retry_initial_s=5.0, retry_max_s=900.0),
-            clock=clock,
-        )
+        outbox = app.attach_sink(RoutingSink({"discord": adapter.sink}))
         task = asyncio.create_task(adapter.run())
         vigil = Vigil(
             fake=fake,
@@ -228,6 +233,7 @@ async def running_vigil(
             adapter=adapter,
             handler=handler,
             task=task,
+            queue=queue,
         )
         guilds_before = len(fake.identifies) + len(fake.resumes)
         await fake.wait_until(

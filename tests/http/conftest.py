@@ -18,7 +18,7 @@ import pytest
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.policy import PolicyConfig
-from vigil.bots.core.protocols import MessageHandler
+from vigil.bots.core.ports import MessageHandler
 from vigil.bots.http.server import HttpApi
 from vigil.bots.http.signing import signed_headers, signed_request_headers
 from vigil.config.settings import HttpSettings, Secret

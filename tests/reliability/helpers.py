@@ -12,10 +12,9 @@ from typing import Any, TypeVar
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import MessageScore, ModelInfo, Store
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.detector.pair import EmaPairModel
-from vigil.detector.types import MessageScore, ModelInfo
-from vigil.storage.protocol import Store
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
 

@@ -22,8 +22,8 @@ from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import Decision
+from vigil.bots.core.ports import StoreError
 from vigil.detector.onnx_detector import OnnxDetector
-from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
 
 # ---------------------------------------------------------------------------------------------- detector

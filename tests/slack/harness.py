@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 
 from tests.slack.fake_slack import FakeSlack
+from vigil.bots.app import App
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.models import ChatMessage, SpaceSettings
-from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
-from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
 from vigil.bots.slack.blocks import (
@@ -31,7 +32,15 @@ from vigil.bots.slack.blocks import (
     DISMISS_REASON_BLOCK,
     REPORT_CALLBACK,
 )
-from vigil.config.settings import Secret, Secrets, SlackMode, SlackSettings
+from vigil.config.settings import (
+    OutboxSettings,
+    PolicySettings,
+    Secret,
+    Secrets,
+    Settings,
+    SlackMode,
+    SlackSettings,
+)
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -56,6 +65,12 @@ GROOMING_SCRIPT = ("age age", "age age", "age age", "secret", "secret groom", "g
 def sign(body: str, *, timestamp: int, secret: str = SIGNING_SECRET) -> str:
     base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+SETTINGS = Settings(
+    policy=PolicySettings(window_messages=20, evidence_messages=3),
+    outbox=OutboxSettings(retry_initial_s=0.05, retry_max_s=30.0, poll_interval_s=0.05),
+)
 
 
 def policy() -> PolicyConfig:
@@ -391,19 +406,9 @@ async def running_slack(
     if customise is not None:
         customise(fake)
     await fake.start()
-    workers: list[OutboxWorker] = []
-
-    def notify() -> None:
-        for worker in workers:
-            worker.notify()
-
-    monitor = Monitor(
-        store=store,
-        detector=detector,
-        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
-        on_delivery_enqueued=notify,
-    )
-    cases = CaseService(store=store, on_delivery_enqueued=notify)
+    # The composition root `vigil run` uses; the adapter is built here, with the test's options.
+    app = App(settings=SETTINGS, store=store, detector=detector, policy=policy())
+    monitor, cases = app.monitor, app.cases
     handler = RecordingHandler(monitor)
     slack_settings = SlackSettings(
         enabled=True, mode=mode, http_host="127.0.0.1", http_port=0, oauth=oauth, **dict(settings or {})
@@ -429,12 +434,7 @@ async def running_slack(
         role_cache_s=0.0,
         **dict(adapter_options or {}),
     )
-    outbox = OutboxWorker(
-        store=store,
-        sink=adapter.sink,
-        config=OutboxConfig(retry_initial_s=0.05, retry_max_s=30.0, poll_interval_s=0.05),
-    )
-    workers.append(outbox)
+    outbox = app.attach_sink(adapter.sink)
     session = aiohttp.ClientSession()
     run = asyncio.create_task(adapter.run())
     worker = asyncio.create_task(outbox.run())

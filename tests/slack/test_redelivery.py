@@ -19,8 +19,8 @@ from tests.slack.harness import ADULT, GENERAL, KID, TEAM, SlackHarness, running
 from vigil.bots.core.ingest import ShedReason, ShedResult
 from vigil.bots.core.models import ChatMessage, PairKey
 from vigil.bots.core.monitor import HandleResult, SkipReason
+from vigil.bots.core.ports import StoreError
 from vigil.detector.onnx_detector import OnnxDetector
-from vigil.storage.protocol import StoreError
 from vigil.storage.sqlite import SqliteStore
 
 

@@ -25,9 +25,9 @@ from tests.storage.builders import (
 from tests.storage.test_store_contract import STORE_FACTORIES, StoreFactory
 from vigil.bots.core.cases import CaseSource, CaseState
 from vigil.bots.core.models import AlertStatus, PairKey, WindowMessage
-from vigil.storage import SqliteStore, Store
+from vigil.bots.core.ports import CaseRecord, Store
+from vigil.storage import SqliteStore
 from vigil.storage.crypto import TextCipher
-from vigil.storage.protocol import CaseRecord
 
 
 async def _open_sqlite_encrypted(tmp_path: Path) -> Store:

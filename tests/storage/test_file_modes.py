@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.files import mode
-from vigil.storage import SqliteStore, StoreError
-from vigil.storage.files import (
+from vigil.bots.core.files import (
     create_private_file,
     make_private_dirs,
     replace_private_file,
     tighten_private_file,
     write_private_file,
 )
+from vigil.bots.core.ports import StoreError
+from vigil.storage import SqliteStore
 
 SECRET_TEXT = "meet me after school, don't tell anyone"
 

@@ -23,7 +23,8 @@ from tests.storage.builders import (
     make_window_message,
 )
 from vigil.bots.core.models import AlertStatus, OutboxKind
-from vigil.storage import SchemaTooNewError, SqliteStore, StoreError, migrations
+from vigil.bots.core.ports import SchemaTooNewError, StoreError
+from vigil.storage import SqliteStore, migrations
 from vigil.storage.migrations import LATEST_SCHEMA_VERSION, split_sql_script
 
 EXPECTED_TABLES = {

@@ -21,7 +21,8 @@ from tests.storage.builders import (
 )
 from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSettings
 from vigil.bots.core.pairing import PairResolver, TurnMemory
-from vigil.storage import SqliteStore, Store, StoreError
+from vigil.bots.core.ports import Store, StoreError
+from vigil.storage import SqliteStore
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
 

@@ -1,0 +1,358 @@
+"""The composition root: settings → store → detector → monitor → case service → ingest → outbox → adapters.
+
+Every command that runs the pipeline builds it here, and only here: ``vigil run`` (``App.serve``), the
+offline replays of ``vigil demo``, ``scan`` and ``eval`` (``App.replay``), and the benchmarks. The CLI parses
+arguments and prints; this module wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.clock import Clock, utc_now
+from vigil.bots.core.ingest import IngestQueue
+from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import AlertSink, Detector, Store
+from vigil.bots.core.retention import RetentionTask
+from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
+from vigil.bots.metrics import MetricsServer, VigilMetrics
+from vigil.config.settings import Secret, Secrets, Settings
+from vigil.detector.onnx_detector import OnnxDetector, resolve_model_dir
+from vigil.storage.crypto import TextCipher
+from vigil.storage.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+# Replays feed the monitor in chunks; records are replayed concurrently so the detector can batch them.
+REPLAY_CHUNK = 64
+REPLAY_CONCURRENCY = 8
+
+
+class AppError(Exception):
+    """A problem the person running Vigil can fix (a missing secret, a platform refusing the bot)."""
+
+
+class App:
+    """Store, detector, monitor and case service, opened together; the outbox is attached once sinks exist.
+
+    The monitor and the case service are built before the adapters (which need them), and the outbox after
+    (it needs the adapters' sinks), so both notify the outbox through the app.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        detector: Detector,
+        policy: PolicyConfig,
+        clock: Clock = utc_now,
+        metrics: VigilMetrics | None = None,
+        database: str = "(in memory)",
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.detector = detector
+        self.clock = clock
+        self.database = database
+        self.signal_labels = detector.info.signal_words()
+        self.monitor = Monitor(
+            store=store,
+            detector=metrics.instrument(detector) if metrics is not None else detector,
+            config=MonitorConfig(
+                policy=policy,
+                window_messages=settings.policy.window_messages,
+                evidence_messages=settings.policy.evidence_messages,
+            ),
+            clock=clock,
+            on_delivery_enqueued=self.notify_outbox,
+        )
+        self.cases = CaseService(
+            store=store,
+            clock=clock,
+            dismiss_snooze=timedelta(minutes=settings.policy.cooldown_minutes),
+            hold_period=settings.retention.schedule().hold_period,
+            on_delivery_enqueued=self.notify_outbox,
+        )
+        self._metrics = metrics
+        self._outbox: OutboxWorker | None = None
+
+    @property
+    def outbox(self) -> OutboxWorker | None:
+        """The outbox worker, once a sink is attached."""
+        return self._outbox
+
+    def attach_sink(self, sink: AlertSink) -> OutboxWorker:
+        if self._outbox is not None:
+            raise RuntimeError("an alert sink is already attached")
+        self._outbox = OutboxWorker(
+            store=self.store,
+            sink=sink,
+            config=OutboxConfig(
+                retry_initial_s=self.settings.outbox.retry_initial_s,
+                retry_max_s=self.settings.outbox.retry_max_s,
+                poll_interval_s=self.settings.outbox.poll_interval_s,
+            ),
+            clock=self.clock,
+        )
+        return self._outbox
+
+    def notify_outbox(self) -> None:
+        if self._outbox is not None:
+            self._outbox.notify()
+
+    # ------------------------------------------------------------------------------------------ replay
+
+    async def replay(
+        self, messages: Iterable[ChatMessage], *, chunk: int = REPLAY_CHUNK
+    ) -> AsyncIterator[list[HandleResult]]:
+        """Feed ``messages`` (in order; they may span conversations) to the monitor ``chunk`` at a time, and
+        yield each chunk's results. With a sink attached, what the chunk raised is delivered before the next
+        one, so alerts are printed beside the conversation that caused them."""
+        pending: list[ChatMessage] = []
+        for message in messages:
+            pending.append(message)
+            if len(pending) >= chunk:
+                yield await self._replay_chunk(pending)
+                pending = []
+        if pending:
+            yield await self._replay_chunk(pending)
+
+    async def _replay_chunk(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+        results = await self.monitor.handle_batch(messages)
+        if self._outbox is not None:
+            await self._outbox.drain_once()
+        return list(results)
+
+    # ------------------------------------------------------------------------------------------- serve
+
+    async def serve(self, *, secrets: Secrets, stop: asyncio.Event) -> None:
+        """``vigil run``: the enabled adapters, one bounded ingest queue, the outbox, retention and metrics,
+        until ``stop`` is set; then the work in flight is finished (accepted messages scored and stored, due
+        alerts posted) before it returns."""
+        # Platform libraries load only here: they cost every other command ~0.5 s.
+        from vigil.bots.discord import DiscordFatalError  # noqa: PLC0415
+        from vigil.bots.slack import SlackAdapterError  # noqa: PLC0415
+
+        settings = self.settings
+        metrics = self._metrics or VigilMetrics()
+        # Every platform feeds one bounded queue: backpressure, documented shedding (docs/operations.md).
+        queue = IngestQueue(
+            monitor=self.monitor,
+            capacity=settings.ingest.capacity,
+            max_batch=settings.detector.max_batch,
+            observer=metrics,
+        )
+        services = _build_services(self, secrets=secrets, handler=queue)
+        outbox = self.attach_sink(services.alert_sink())
+        retention = RetentionTask(store=self.store, schedule=settings.retention.schedule())
+        background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            outbox.run,
+            retention.run,
+            lambda: metrics.refresh_forever(self.store),
+        ]
+        if settings.metrics.enabled:
+            background.append(
+                MetricsServer(metrics, host=settings.metrics.host, port=settings.metrics.port).serve
+            )
+            services.names.append(f"metrics on {settings.metrics.host}:{settings.metrics.port}")
+        logger.info("vigil running: %s; database %s", ", ".join(services.names), self.database)
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(run()) for run in background]
+                draining = group.create_task(queue.run())
+                adapters = [group.create_task(run()) for run in services.runs]
+                await stop.wait()
+                logger.info("stopping: finishing work in flight")
+                for task in adapters:
+                    task.cancel()
+                queue.close()  # accepted messages are still scored and stored; then run() returns
+                await draining
+                await outbox.drain_once()
+                for task in workers:
+                    task.cancel()
+        except* (DiscordFatalError, SlackAdapterError) as fatal:
+            raise AppError("; ".join(str(error) for error in fatal.exceptions)) from None
+        finally:
+            for close in services.closers:
+                with contextlib.suppress(Exception):
+                    await close()
+        logger.info("vigil stopped")
+
+
+@contextlib.asynccontextmanager
+async def open_app(
+    settings: Settings,
+    *,
+    database: str,
+    replay: bool,
+    threshold: float | None = None,
+    metrics: VigilMetrics | None = None,
+) -> AsyncIterator[App]:
+    """Open the detector and the store (with the configured cipher) and build the app on them.
+
+    ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
+    timestamps and wall time mean nothing for moderators' workload.
+    """
+    model_dir = resolve_model_dir(settings.detector.model_dir)
+    detector = await OnnxDetector.load(
+        model_dir,
+        intra_op_threads=settings.detector.intra_op_threads,
+        inter_op_threads=settings.detector.inter_op_threads,
+        max_batch=settings.detector.max_batch,
+        queue_size=settings.detector.queue_size,
+        accept_runtime_drift=settings.detector.accept_runtime_drift,
+    )
+    try:
+        store = SqliteStore(database, cipher=TextCipher.from_environment(settings.encryption, os.environ))
+        await store.open()
+        try:
+            policy = _policy(settings, detector, replay=replay, threshold=threshold)
+            yield App(
+                settings=settings,
+                store=store,
+                detector=detector,
+                policy=policy,
+                metrics=metrics,
+                database=store.database,
+            )
+        finally:
+            await store.close()
+    finally:
+        await detector.aclose()
+
+
+def _policy(
+    settings: Settings, detector: OnnxDetector, *, replay: bool, threshold: float | None
+) -> PolicyConfig:
+    configured = settings.policy
+    defaults = detector.metadata.get("policy_defaults", {})
+    chosen_threshold = threshold or configured.threshold or detector.info.default_threshold
+    return PolicyConfig(
+        threshold=chosen_threshold,
+        sustain_messages=configured.sustain_messages or int(defaults.get("sustain_messages", 3)),
+        hysteresis=min(configured.hysteresis, chosen_threshold / 2),
+        cooldown=timedelta(0) if replay else timedelta(minutes=configured.cooldown_minutes),
+        update_min_delta=configured.update_min_delta,
+        max_alerts_per_hour=1_000_000 if replay else configured.max_alerts_per_hour,
+        shadow_mode=configured.shadow_mode,
+    )
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` while inside (a graceful stop instead of a KeyboardInterrupt)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@dataclass(slots=True)
+class _Services:
+    """What ``vigil run`` starts besides the outbox: long-running coroutines and how to close them."""
+
+    runs: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    closers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    sinks: dict[str, AlertSink] = field(default_factory=dict)
+    fallback: AlertSink | None = None
+    # [console] enabled: every alert delivered elsewhere is printed too (alone, the console is the sink).
+    console: AlertSink | None = None
+    names: list[str] = field(default_factory=list)
+
+    def alert_sink(self) -> AlertSink:
+        if self.console is not None and not self.sinks and self.fallback is None:
+            return self.console
+        routing = RoutingSink(self.sinks, fallback=self.fallback)
+        return routing if self.console is None else MirroredSink(routing, mirror=self.console)
+
+
+def _required(secret: Secret | None, *, what: str) -> Secret:
+    if secret is None:  # check_settings reported it already; this guards a changed environment
+        raise AppError(f"{what} is not set in the environment")
+    return secret
+
+
+def _build_services(app: App, *, secrets: Secrets, handler: IngestQueue) -> _Services:
+    from vigil.bots.discord import DiscordAdapter  # noqa: PLC0415
+    from vigil.bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
+    from vigil.bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415
+
+    settings = app.settings
+    labels = app.signal_labels
+    services = _Services()
+    if settings.discord.enabled:
+        discord_adapter = DiscordAdapter(
+            settings=settings.discord,
+            token=_required(secrets.discord_token, what=settings.discord.token_env),
+            handler=handler,
+            monitor=app.monitor,
+            cases=app.cases,
+            store=app.store,
+            signal_labels=labels,
+        )
+        services.sinks["discord"] = discord_adapter.sink
+        services.runs.append(discord_adapter.run)
+        services.closers.append(discord_adapter.aclose)
+        services.names.append("discord")
+    if settings.slack.enabled:
+        slack_adapter = SlackAdapter(
+            settings=settings.slack,
+            secrets=secrets,
+            handler=handler,
+            monitor=app.monitor,
+            cases=app.cases,
+            store=app.store,
+            oauth=read_oauth_credentials(settings.slack, os.environ) if settings.slack.oauth else None,
+            signal_labels=labels,
+        )
+        services.sinks["slack"] = slack_adapter.sink
+        services.runs.append(slack_adapter.run)
+        services.closers.append(slack_adapter.aclose)
+        services.names.append(f"slack ({settings.slack.mode} mode)")
+    if settings.http.enabled:
+        api = HttpApi(
+            settings=settings.http,
+            secret=_required(secrets.http_secret, what=settings.http.secret_env),
+            handler=handler,
+            cases=app.cases,
+            store=app.store,
+            signal_labels=labels,
+        )
+        services.runs.append(api.run)
+        services.closers.append(api.aclose)
+        services.names.append(f"http api on {settings.http.host}:{settings.http.port}")
+        # Self-hosted platforms name themselves, so their alerts take the fallback route.
+        if settings.http.webhook_url:
+            webhook = WebhookSink(
+                settings.http.webhook_url,
+                _required(secrets.webhook_secret, what=settings.http.webhook_secret_env),
+                signal_labels=labels,
+                cases=app.cases,
+            )
+            services.closers.append(webhook.aclose)
+            services.fallback = webhook
+    if settings.console.enabled:
+        services.names.append("console")
+        services.console = ConsoleSink(sys.stdout, signal_labels=labels, style="json")
+    if settings.http.enabled and services.fallback is None:
+        # No webhook: platforms read alerts through GET /v1/cases, so posting is a no-op that always succeeds.
+        services.fallback = PollingSink()
+    return services

@@ -1,0 +1,460 @@
+"""The ports: every contract the core needs from the outside world, owned here and implemented outside.
+
+Storage (``vigil.storage``), the detector (``vigil.detector``), alert sinks and the platform adapters import
+these; the core never imports them back (``tests/core/test_layers.py`` fails on an arrow the wrong way). The
+store is split by role, and each consumer takes the narrowest role, or union of roles, it needs; ``Store`` is
+all of them, what a backend implements and what ``tests/storage/test_store_contract.py`` checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
+from vigil.bots.core.models import (
+    Alert,
+    ChatMessage,
+    DeliveryResult,
+    OutboxItem,
+    OutboxKind,
+    PairKey,
+    PairState,
+    RiskPoint,
+    SpaceSettings,
+    WindowMessage,
+)
+from vigil.bots.core.pairing import TurnMemory
+
+if TYPE_CHECKING:
+    from vigil.bots.core.monitor import HandleResult
+
+
+# ---------------------------------------------------------------------------------------------- adapters
+class AlertSink(Protocol):
+    """Where alerts go: a private moderator channel, the console, a webhook.
+
+    Must not raise for platform failures: report them in the ``DeliveryResult`` so the outbox retries.
+    ``update`` receives the ``delivery_ref`` that ``post`` returned.
+    """
+
+    async def post(self, alert: Alert) -> DeliveryResult: ...
+
+    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult: ...
+
+
+class MessageHandler(Protocol):
+    """What adapters feed translated messages into: the ``Monitor``, or a load-shedding queue before it."""
+
+    async def handle(self, message: ChatMessage) -> HandleResult: ...
+
+
+# ---------------------------------------------------------------------------------------------- detector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageScore:
+    """Scores for one (normalised) message text.
+
+    ``risk`` is the probability that the message is written by an adult grooming a minor.
+    ``signals`` are probabilities aligned with ``ModelInfo.signals`` (e.g. ``asks_age``).
+    ``features`` is what a learned pair model reads (read-only float32: the message embedding, the signal
+    logits, the risk logit); set only when the model directory's pair model needs it, else None.
+    """
+
+    risk: float
+    signals: tuple[float, ...]
+    features: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInfo:
+    """What a model directory's metadata says about the model."""
+
+    name: str
+    version: str
+    max_length: int
+    default_threshold: float
+    signals: tuple[str, ...]
+    # Human-readable label per signal name, for alerts ("asks the other person's age").
+    signal_labels: tuple[str, ...]
+    signal_threshold: float
+
+    def signal_words(self) -> dict[str, str]:
+        """Each signal's name mapped to its plain words, as alerts, cases and evidence packs show them."""
+        return dict(zip(self.signals, self.signal_labels, strict=True))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorRisk:
+    """The pair model's view of one member of a pair after a message."""
+
+    author_id: str
+    risk: float
+
+
+class PairModel(Protocol):
+    """Turns per-message scores into a pair's risk, at O(1) cost per message.
+
+    ``state`` is an opaque JSON string the caller stores with the pair and hands back next time.
+    ``speaker_known=False`` marks a chunk of flattened text (a segment without speaker boundaries): it is
+    credited to ``author_id``, but may hold the other member's words too.
+    """
+
+    def initial_state(self) -> str: ...
+
+    def update(
+        self, *, state: str, author_id: str, other_id: str, score: MessageScore, speaker_known: bool = True
+    ) -> str: ...
+
+    def author_risks(self, *, state: str) -> tuple[AuthorRisk, ...]: ...
+
+
+class Detector(Protocol):
+    """Scores message texts. Implementations batch concurrent calls; order of results matches ``texts``."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def pair_model(self) -> PairModel: ...
+
+    async def score(self, texts: Sequence[str]) -> list[MessageScore]: ...
+
+    async def aclose(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+class StoreError(Exception):
+    """A store failure with a message meant for the person running Vigil."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer Vigil; refusing to touch it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseRecord:
+    """An alert with its case columns, as stored. ``bots.core.case_service`` owns every rule about them."""
+
+    alert: Alert
+    state: CaseState = CaseState.OPEN
+    source: CaseSource = CaseSource.ALERT
+    claimed_by: str | None = None
+    dismiss_reason: str | None = None
+    # A preservation hold: retention keeps everything of the case until then.
+    hold_until: datetime | None = None
+    # When the case was dismissed.
+    closed_at: datetime | None = None
+    # When retention removed the case's message text (its record and audit trail stay).
+    text_purged_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserErasure:
+    """What ``Store.erase_user`` removed, and what it kept because a preservation hold covers it."""
+
+    pairs: int = 0
+    window_messages: int = 0
+    risk_points: int = 0
+    evidence_messages: int = 0
+    case_evidence_texts: int = 0
+    held_pairs: int = 0
+    held_cases: int = 0
+    # (space_id, case_number) of each case whose evidence lost messages: their audit trails say so.
+    cases_changed: tuple[tuple[str, int], ...] = ()
+
+
+class StoreLifecycle(Protocol):
+    """Opening and closing a backend: the composition root's business, no consumer's."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Transactional(Protocol):
+    """The unit of atomic writes.
+
+    Writes made inside ``transaction()`` commit together or not at all; writes outside one commit at once.
+    Implementations serialise access themselves; callers may share one instance between tasks.
+    """
+
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class MessageLedger(Protocol):
+    """Which platform messages were seen: idempotency across redeliveries, and where a catch-up starts."""
+
+    # Idempotency: True the first time a platform message id is seen, False for a redelivery.
+    async def claim_message(
+        self, *, platform: str, space_id: str, message_id: str, seen_at: datetime
+    ) -> bool: ...
+
+    # Which of these message ids were claimed already (a read; ``claim_message`` stays the authority).
+    async def seen_message_ids(
+        self, *, platform: str, space_id: str, message_ids: Sequence[str]
+    ) -> frozenset[str]: ...
+
+    # When a message of this space was last claimed (None: never, or purged since): where an adapter that
+    # cannot be sent what it missed while stopped (Discord) starts reading channel history again.
+    async def last_claimed_at(self, *, platform: str, space_id: str) -> datetime | None: ...
+
+
+class PairStore(Protocol):
+    """Per-pair state: the pair model's state, the rolling window of messages, the risk history, and the
+    pair resolver's turn-taking memory.
+    """
+
+    async def load_pair(self, key: PairKey) -> PairState | None: ...
+
+    async def save_pair(self, state: PairState) -> None: ...
+
+    async def pairs_for_user(self, *, platform: str, space_id: str, user_id: str) -> list[PairState]: ...
+
+    async def count_pairs(self) -> int: ...
+
+    def iter_pairs(self, *, batch: int) -> AsyncIterator[Sequence[PairState]]: ...
+
+    # The rolling window: append then keep only the newest ``keep`` messages of the pair.
+    async def append_window(self, key: PairKey, message: WindowMessage, *, keep: int) -> None: ...
+
+    async def load_window(self, key: PairKey) -> list[WindowMessage]: ...
+
+    # A message the platform says was deleted leaves every window of its space, with its edits
+    # ("<id>:edit:..."), except where a case is open or a hold protects the pair (then it stays as evidence).
+    # Returns how many window rows were removed.
+    async def forget_message(
+        self, *, platform: str, space_id: str, message_id: str, now: datetime
+    ) -> int: ...
+
+    async def append_risk(self, point: RiskPoint) -> None: ...
+
+    async def risk_history(self, key: PairKey, *, limit: int) -> list[RiskPoint]: ...
+
+    # The pair resolver's turn-taking memory, one row per location (replaced); read back at start so a
+    # restart keeps the pairs that exist only through turn-taking.
+    async def save_turn_memory(self, memory: TurnMemory, *, saved_at: datetime) -> None: ...
+
+    # The most recently active locations (by their last message's time), newest first, at most ``limit``.
+    async def load_turn_memory(self, *, limit: int) -> list[TurnMemory]: ...
+
+
+class AlertStore(Protocol):
+    """Alerts, one per episode of a pair, numbered per space."""
+
+    # ``create_alert`` assigns ``alert_id`` and the space's next case number (numbers only go up);
+    # the alert_id and case_number passed in are ignored.
+    async def create_alert(self, alert: Alert) -> Alert: ...
+
+    async def update_alert(self, alert: Alert) -> None: ...
+
+    async def get_alert(self, alert_id: int) -> Alert | None: ...
+
+    async def open_alert_for_pair(self, key: PairKey) -> Alert | None: ...
+
+    async def alerts_for_space(self, *, platform: str, space_id: str, limit: int) -> list[Alert]: ...
+
+    async def count_alerts_since(self, *, platform: str, space_id: str, since: datetime) -> int: ...
+
+
+class OutboxStore(Protocol):
+    """The delivery outbox: what is still to be posted or updated, retried until it is."""
+
+    # At most one pending item per (alert, kind); enqueueing again bumps its revision.
+    async def enqueue_delivery(
+        self, *, alert_id: int, kind: OutboxKind, revision: int, now: datetime
+    ) -> None: ...
+
+    async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]: ...
+
+    # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
+    # meanwhile (revision still <= ``revision``); a newer revision stays pending. A non-None ``ref`` is stored
+    # on the alert either way.
+    async def complete_delivery(
+        self, item_id: int, *, alert_id: int, revision: int, ref: str | None
+    ) -> None: ...
+
+    async def fail_delivery(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None: ...
+
+    async def pending_delivery_count(self) -> int: ...
+
+
+class CaseStore(Protocol):
+    """Cases (the case columns of alerts), their append-only audit trail and their preserved evidence."""
+
+    # ``update_case`` writes the alert (as ``update_alert``) and its case
+    # columns together.
+    async def get_case(self, *, platform: str, space_id: str, case_number: int) -> CaseRecord | None: ...
+
+    async def case_for_alert(self, alert_id: int) -> CaseRecord | None: ...
+
+    async def update_case(self, case: CaseRecord) -> None: ...
+
+    # Newest first. ``user_id`` matches the suspect or either member of the pair; ``before_case_number``
+    # keeps only lower case numbers.
+    async def list_cases(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        limit: int,
+        user_id: str | None = None,
+        before_case_number: int | None = None,
+    ) -> list[CaseRecord]: ...
+
+    # Every case (of one platform, or all), oldest first, ``batch`` at a time.
+    def iter_cases(self, *, platform: str | None, batch: int) -> AsyncIterator[Sequence[CaseRecord]]: ...
+
+    # The append-only audit trail. ``case_number`` None: an entry about no case (e.g. an erasure request).
+    async def append_audit(
+        self,
+        *,
+        platform: str,
+        space_id: str,
+        case_number: int | None,
+        at: datetime,
+        actor_id: str,
+        action: str,
+        before: str | None = None,
+        after: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent: ...
+
+    # Oldest first. ``case_number`` None: the entries about no case.
+    async def audit_events(
+        self, *, platform: str, space_id: str, case_number: int | None
+    ) -> list[AuditEvent]: ...
+
+    # Preserved messages of a case, apart from the window. Messages already preserved (by message id) are
+    # skipped; returns how many were added.
+    async def preserve_evidence(self, *, alert_id: int, messages: Sequence[WindowMessage]) -> int: ...
+
+    async def load_evidence(self, alert_id: int) -> list[WindowMessage]: ...
+
+
+class SpaceSettingsStore(Protocol):
+    """What moderators set up per space (alert channel, roles, threshold, ignores)."""
+
+    async def get_space_settings(self, *, platform: str, space_id: str) -> SpaceSettings | None: ...
+
+    async def put_space_settings(self, settings: SpaceSettings) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Namespaced key-value records (Slack OAuth installations and states)."""
+
+    # ``put_record`` inserts or replaces; ``delete_record`` returns whether a record was there;
+    # ``list_records`` is ordered by key.
+    async def put_record(self, namespace: str, key: str, value: str) -> None: ...
+
+    async def get_record(self, namespace: str, key: str) -> str | None: ...
+
+    async def delete_record(self, namespace: str, key: str) -> bool: ...
+
+    async def list_records(self, namespace: str) -> dict[str, str]: ...
+
+
+class RetentionStore(Protocol):
+    """Retention and erasure (docs/privacy.md), in short batches of at most ``limit`` rows; with ``dry_run``
+    nothing changes and the result counts everything that would go. A case *protects* its pair while it is
+    open and not escalated, or while a hold covers it (``hold_until`` after ``now``).
+    """
+
+    # Window messages older than ``older_than`` of pairs no case protects.
+    async def purge_window_messages(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Pairs last seen before ``idle_since``, not snoozed at ``now``, that no case protects (with their window
+    # and risk history).
+    async def purge_idle_pairs(
+        self, *, idle_since: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Case text (alert evidence texts blanked, preserved messages deleted) of cases no hold covers at
+    # ``now`` that were dismissed before ``dismissed_before``, or escalated with their hold over (expired or
+    # released).
+    async def purge_case_texts(
+        self, *, dismissed_before: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    async def purge_seen_messages(
+        self, *, older_than: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Risk points older than ``older_than``, except those of pairs a case protects at ``now``.
+    async def purge_risk_history(
+        self, *, older_than: datetime, now: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Rows saved before ``saved_before`` (Vigil's clock, not the messages' times: an export may be years old).
+    async def purge_turn_memory(
+        self, *, saved_before: datetime, limit: int, dry_run: bool = False
+    ) -> int: ...
+
+    # Erasure: every pair of ``user_id`` in every space of ``platform`` (with window and risk history), the
+    # user's preserved messages, and the texts of their messages in alert evidence, except what a hold covers;
+    # also the turn-taking memory of every location that remembers them.
+    async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure: ...
+
+
+class Store(
+    StoreLifecycle,
+    Transactional,
+    MessageLedger,
+    PairStore,
+    AlertStore,
+    OutboxStore,
+    CaseStore,
+    SpaceSettingsStore,
+    RecordStore,
+    RetentionStore,
+    Protocol,
+):
+    """Every role: what a storage backend implements (``SqliteStore``), checked by the contract suite."""
+
+
+# The roles each core consumer needs together (a Protocol may only widen by listing its parts).
+
+
+class MonitorStore(
+    Transactional, MessageLedger, PairStore, AlertStore, OutboxStore, SpaceSettingsStore, Protocol
+):
+    """What ``Monitor`` reads and writes for each message."""
+
+
+class CaseServiceStore(Transactional, PairStore, AlertStore, OutboxStore, CaseStore, Protocol):
+    """What ``CaseService`` needs: cases, and the pair, alert and outbox rows a case action touches."""
+
+
+class EvidenceStore(Transactional, PairStore, CaseStore, Protocol):
+    """What evidence packs are built from: a case, its preserved messages, its pair's window and history."""
+
+
+class LabelStore(Transactional, PairStore, CaseStore, RecordStore, Protocol):
+    """What exporting moderators' verdicts as training labels reads (and the pseudonym key it keeps)."""
+
+
+class DeliveryStore(AlertStore, OutboxStore, Protocol):
+    """What the outbox worker drains."""
+
+
+class PseudonymStore(Transactional, RecordStore, Protocol):
+    """Where the salt of stable pseudonyms is kept (erasure reports, exported labels)."""
+
+
+class RetentionWorkStore(Transactional, RetentionStore, CaseStore, RecordStore, Protocol):
+    """What retention and erasure change, the audit entries they leave, and the pseudonym salt they read."""
+
+
+class SinkStore(SpaceSettingsStore, PairStore, Protocol):
+    """What a platform's alert sink reads: the space's alert channel and the pair's risk trend."""
