@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vigil.storage.crypto import TextCipher
+from vigil.storage.memory import InMemoryStore
 from vigil.storage.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "TextCipher"]
+__all__ = ["InMemoryStore", "SqliteStore", "TextCipher"]

@@ -22,7 +22,7 @@ from tests.storage.builders import (
 from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSettings
 from vigil.bots.core.pairing import PairResolver, TurnMemory
 from vigil.bots.core.ports import Store, StoreError
-from vigil.storage import SqliteStore
+from vigil.storage import InMemoryStore, SqliteStore
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
 
@@ -39,10 +39,17 @@ async def _open_sqlite_file(tmp_path: Path) -> Store:
     return store
 
 
+async def _open_memory(tmp_path: Path) -> Store:
+    store = InMemoryStore()
+    await store.open()
+    return store
+
+
 # Add a backend here and it runs the whole suite.
 STORE_FACTORIES: tuple[tuple[str, StoreFactory], ...] = (
     ("sqlite-memory", _open_sqlite_in_memory),
     ("sqlite-file", _open_sqlite_file),
+    ("memory", _open_memory),
 )
 
 
