@@ -20,8 +20,8 @@ from typing import Any
 
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.ingest import IngestQueue
-from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.ingest import IngestObserver, IngestQueue
+from vigil.bots.core.models import AlertStatus, ChatMessage, PairKey
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
@@ -139,6 +139,21 @@ class App:
 
     # ------------------------------------------------------------------------------------------- serve
 
+    async def ingest_queue(self, *, observer: IngestObserver | None = None) -> IngestQueue:
+        """The one bounded queue every platform feeds: backpressure and documented shedding
+        (docs/operations.md). Pairs with an open alert are watched from the start, so a flood right after a
+        restart never sheds their messages."""
+        watched: list[PairKey] = []
+        async for cases in self.store.iter_cases(platform=None, batch=500):
+            watched.extend(case.alert.key for case in cases if case.alert.status is AlertStatus.OPEN)
+        return IngestQueue(
+            monitor=self.monitor,
+            capacity=self.settings.ingest.capacity,
+            max_batch=self.settings.detector.max_batch,
+            observer=observer,
+            watched=watched,
+        )
+
     async def serve(self, *, secrets: Secrets, stop: asyncio.Event) -> None:
         """``vigil run``: the enabled adapters, one bounded ingest queue, the outbox, retention and metrics,
         until ``stop`` is set; then the work in flight is finished (accepted messages scored and stored, due
@@ -149,13 +164,7 @@ class App:
 
         settings = self.settings
         metrics = self._metrics or VigilMetrics()
-        # Every platform feeds one bounded queue: backpressure, documented shedding (docs/operations.md).
-        queue = IngestQueue(
-            monitor=self.monitor,
-            capacity=settings.ingest.capacity,
-            max_batch=settings.detector.max_batch,
-            observer=metrics,
-        )
+        queue = await self.ingest_queue(observer=metrics)
         services = _build_services(self, secrets=secrets, handler=queue)
         outbox = self.attach_sink(services.alert_sink())
         retention = RetentionTask(store=self.store, schedule=settings.retention.schedule())

@@ -36,8 +36,8 @@ from discord.ext import commands
 from vigil.bots.core.cases import Cases
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ChatMessage
-from vigil.bots.core.monitor import Monitor
-from vigil.bots.core.ports import AlertSink, MessageHandler
+from vigil.bots.core.monitor import HandleResult, Monitor
+from vigil.bots.core.ports import AlertSink, MessageHandler, Store
 from vigil.bots.discord.commands import (
     InteractionOptions,
     Interactions,
@@ -49,7 +49,6 @@ from vigil.bots.discord.render import ButtonAction, CaseButton
 from vigil.bots.discord.sink import DiscordSink, invite_url, missing_permissions
 from vigil.bots.discord.translate import DM_SPACE, PLATFORM, edit_message_id, is_ingestible, to_chat_message
 from vigil.config.settings import DiscordSettings, Secret
-from vigil.bots.core.ports import Store
 
 __all__ = ["DiscordAdapter", "DiscordFatalError", "DiscordOptions", "discord_intents"]
 
@@ -88,8 +87,12 @@ class DiscordFatalError(Exception):
 class DiscordOptions:
     """Tuning with production defaults; tests shorten the waits."""
 
-    # Events handled at once; more wait their turn (backpressure). Matches the ingest queue's batch size.
+    # Message deletions applied to the store at once; more wait their turn. (Messages go straight to the
+    # ingest queue, which admits or sheds each at once: its capacity bounds what is held in memory.)
     max_concurrent_events: int = 64
+    # Caught-up messages handed to the ingest queue and not yet stored, at most: a catch-up of thousands of
+    # messages must not fill the queue, where live chatter would be shed to make room.
+    catch_up_outstanding: int = 256
     sync_commands: bool = True
     # discord.py waits this long after the last GUILD_CREATE before "ready"; ingest does not wait for it.
     guild_ready_timeout_s: float = 2.0
@@ -574,32 +577,37 @@ class DiscordAdapter:
     async def _ingest(
         self, message: ChatMessage, *, live_in: discord.Guild | _NotLive | None = _NOT_LIVE
     ) -> None:
-        """Hand a message over in a slot. A live one (``live_in``: its server, None for a DM) first waits for
-        that server's catch-up, in arrival order: one that came after the catch-up ended must not overtake one
-        that waited for it."""
+        """Hand a message to the handler (the ingest queue) and wait for its result, only to log a failure.
+
+        The queue admits each message, or sheds it by its documented policy, the moment its ``handle`` starts,
+        so nothing piles up here in a flood: what is held is bounded by the queue's capacity. A live message
+        (``live_in``: its server, None for a DM) first waits for that server's catch-up, in arrival order,
+        and is admitted behind every earlier one (one that came after the catch-up ended must not overtake one
+        that waited for it)."""
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
             if isinstance(live_in, _NotLive):
-                await self._events.acquire()
+                handled = self._hand_over(message)
             else:
                 key = live_in.id if live_in is not None else None
                 async with self._arrivals.setdefault(key, asyncio.Lock()):
                     await self._caught_up(live_in)
-                    await self._events.acquire()
-            # No await between the slot and the hand-over: messages reach the handler in the order they came
-            # (turn-taking pairs depend on it). Ignored channels and threads are the monitor's to skip.
-            try:
-                await self._handler.handle(message)
-            finally:
-                self._events.release()
+                    handled = self._hand_over(message)
+            await handled
         except Exception:
             # Never the text; the id is enough to find the message on Discord.
             logger.exception("handling Discord message %s failed", message.message_id)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
+
+    def _hand_over(self, message: ChatMessage) -> asyncio.Task[HandleResult]:
+        # A task per message, created in arrival order: tasks start in the order they are created, so the
+        # handler admits messages in the order they came (turn-taking pairs depend on it). Ignored channels
+        # and threads are the monitor's to skip.
+        return asyncio.create_task(self._handler.handle(message), name=f"vigil-discord-{message.message_id}")
 
     # ---------------------------------------------------------------------------------------- catch-up
 
@@ -668,9 +676,24 @@ class DiscordAdapter:
             translated = [chat for chat in map(self._translated, missed) if chat is not None]
             if self._closing:
                 return
-            # All handed over at once, in order (tasks start in creation order, slots are taken first come
-            # first served), so the ingest queue batches them instead of scoring one message at a time.
-            await asyncio.gather(*(self._ingest(chat) for chat in translated))
+            # Handed over in order, at most ``catch_up_outstanding`` not yet stored at a time: enough for the
+            # ingest queue to batch them, never so many that live chatter is shed to make room.
+            outstanding = asyncio.Semaphore(max(1, self._options.catch_up_outstanding))
+
+            async def hand_over(chat: ChatMessage) -> None:
+                try:
+                    await self._ingest(chat)
+                finally:
+                    outstanding.release()
+
+            handing: list[asyncio.Task[None]] = []
+            for chat in translated:
+                await outstanding.acquire()
+                if self._closing:
+                    outstanding.release()
+                    break
+                handing.append(asyncio.create_task(hand_over(chat)))
+            await asyncio.gather(*handing)
             fed = len(translated)
             if fed:
                 logger.info(

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -305,7 +305,8 @@ class SlackAdapter:
         self._base_url = client_base_url or DEFAULT_BASE_URL
         self._sdk_logger = quiet_sdk_logger()
         self._app_token = secrets.slack_app_token
-        # bolt starts a task per event; at most this many are inside the handler at once, the rest wait.
+        # Caught-up messages and deletions handled at once; more wait their turn. (Live messages go straight
+        # to the ingest queue, which admits or sheds each at once: its capacity bounds what is held.)
         self._event_slots = asyncio.Semaphore(max_concurrent_events)
         # Per workspace, in arrival order: a live event waits for the catch-up and takes its slot behind every
         # earlier one (asyncio.Lock is first come, first served), so one that came just after the catch-up
@@ -849,27 +850,28 @@ class SlackAdapter:
             message = to_edited_message(event, team_id=team_id)
         elif subtype == "message_deleted":
             deleted = to_deleted_message(event, team_id=team_id)
-            async with self._live_slot(team_id):
-                if deleted is not None:
-                    await self._forget(deleted)
+            if deleted is not None:
+                await (await self._in_arrival_order(team_id, lambda: self._forget(deleted)))
             return
         else:
             message = to_chat_message(event, team_id=team_id)
-        async with self._live_slot(team_id):
-            if message is not None:
-                await self._ingest(message)
+        if message is not None:
+            chat = message
+            await (await self._in_arrival_order(team_id, lambda: self._ingest(chat)))
 
-    @contextlib.asynccontextmanager
-    async def _live_slot(self, team_id: str) -> AsyncIterator[None]:
-        """An event slot for a live event, taken once its workspace's catch-up is over, in arrival order."""
+    async def _in_arrival_order(
+        self, team_id: str, start: Callable[[], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None]:
+        """Start handling a live event once its workspace's catch-up is over, behind every earlier event.
+
+        Handling starts as a task created under the workspace's arrival lock: tasks start in the order they
+        are created, so the ingest queue admits messages in the order they came (turn-taking pairs depend on
+        it). The queue admits or sheds each one at once, so a flood never piles up here: what is held is
+        bounded by its capacity. The caller awaits the task (acknowledged means stored)."""
         arrived = asyncio.get_running_loop().time()
         async with self._arrivals.setdefault(team_id, asyncio.Lock()):
             await self._caught_up(team_id, arrived=arrived)
-            await self._event_slots.acquire()
-        try:
-            yield
-        finally:
-            self._event_slots.release()
+            return asyncio.create_task(start())
 
     async def _ingest(self, message: ChatMessage) -> None:
         """Hand the message on; raise ``_NotStored`` when it was not stored, so Slack sends it again."""
@@ -898,12 +900,13 @@ class SlackAdapter:
         alert stay there.
         """
         try:
-            removed = await self._store.forget_message(
-                platform=PLATFORM,
-                space_id=deleted.team_id,
-                message_id=deleted.message_id,
-                now=self._clock(),
-            )
+            async with self._event_slots:
+                removed = await self._store.forget_message(
+                    platform=PLATFORM,
+                    space_id=deleted.team_id,
+                    message_id=deleted.message_id,
+                    now=self._clock(),
+                )
         except Exception as error:
             logger.error("forgetting a deleted Slack message failed: %s", type(error).__name__)
             logger.debug("forgetting failure", exc_info=error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,10 @@ async def test_a_gateway_reconnect_resumes_without_losing_or_repeating_work(vigi
     assert vigil.handler.results[after["id"]].skipped is None
 
 
-async def test_event_handling_is_bounded_and_shutdown_waits_for_work_in_flight(
+async def test_shutdown_waits_for_work_in_flight(
     fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path
 ) -> None:
-    options = DiscordOptions(max_concurrent_events=2, guild_ready_timeout_s=0.05, shutdown_grace_s=5.0)
+    options = DiscordOptions(guild_ready_timeout_s=0.05, shutdown_grace_s=5.0)
     async with running_vigil(
         fake, database=tmp_path / "bounded.sqlite3", model_dir=keyword_model_dir, options=options
     ) as vigil:
@@ -224,18 +225,89 @@ async def test_event_handling_is_bounded_and_shutdown_waits_for_work_in_flight(
         payloads = [fake.message_payload(author=fake.kid, content=f"hello there {i}") for i in range(6)]
         for payload in payloads:
             await fake.send_message(payload)
-        await fake.wait_until(lambda: vigil.handler.active == 2, what="two events in flight")
-        await asyncio.sleep(0.05)
-        assert vigil.handler.max_active == 2, "at most max_concurrent_events at once"
+        await fake.wait_until(lambda: vigil.handler.active == 6, what="six events in flight")
 
         closing = asyncio.create_task(vigil.adapter.aclose())
         await asyncio.sleep(0.05)
         assert not closing.done(), "shutdown waits for the messages being handled"
         vigil.handler.gate.set()
         await asyncio.wait_for(closing, timeout=5.0)
-        handled = [p["id"] for p in payloads if p["id"] in vigil.handler.results]
-        assert len(handled) >= 2
+        assert [p["id"] for p in payloads if p["id"] in vigil.handler.results] == [p["id"] for p in payloads]
         assert vigil.adapter.client.is_closed()
+
+
+async def test_a_flood_is_shed_by_the_ingest_queue_and_never_piles_up_in_the_adapter(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the store is stalled (a slow disk, a long write) the server keeps talking: the real adapter hands
+    every message to the real ingest queue, which holds at most its capacity and sheds chatter by its
+    documented policy; direct messages and the pair with an open alert are never shed; all of it recovers."""
+    # Above the 64 events the adapter once held at a time (until stored), as in production (2,048).
+    capacity = 128
+    async with running_vigil(
+        fake, database=tmp_path / "flood.sqlite3", model_dir=keyword_model_dir, queue_capacity=capacity
+    ) as vigil:
+        queue = vigil.queue
+        assert queue is not None
+        worker = asyncio.create_task(queue.run())
+        try:
+            sent = await vigil.groom()
+            assert await vigil.store.open_alert_for_pair(_key(fake)) is not None
+            chatters = [fake.add_user(f"gamer{n}") for n in range(12)]
+            chatter: list[Json] = []
+            kept: list[Json] = []
+            caplog.set_level(logging.WARNING, logger="vigil.bots.core.ingest")
+            async with vigil.store.transaction():  # the worker's next batch waits for the store
+                for n in range(600):
+                    chatter.append(
+                        await fake.send_message(
+                            fake.message_payload(author=chatters[n % 12], content=f"gg round {n}")
+                        )
+                    )
+                    if n % 60 == 0:
+                        kept.append(
+                            await fake.send_message(
+                                fake.message_payload(author=fake.member, content=f"hi {n}", dm=True)
+                            )
+                        )
+                        kept.append(
+                            await fake.send_message(
+                                fake.message_payload(
+                                    author=fake.adult, content=f"you there {n}", reply_to=sent[0]
+                                )
+                            )
+                        )
+                flood = [p["id"] for p in chatter + kept]
+                await fake.wait_until(
+                    lambda: {m.message_id for m in vigil.handler.seen} >= set(flood), what="the flood"
+                )
+                stats = queue.stats()
+                assert stats.depth <= capacity
+                # What the adapter holds is what the queue admitted (queued, or taken by its two workers in
+                # batches of 8), not the flood.
+                assert stats.depth + stats.in_flight <= capacity + 2 * 8
+                await fake.wait_until(
+                    lambda: len(vigil.adapter._in_flight) <= stats.depth + stats.in_flight,
+                    what="the adapter to hold only what the queue admitted",
+                )
+                shed = [
+                    p["id"]
+                    for p in chatter
+                    if (r := vigil.handler.results.get(p["id"])) and r.skipped == "shed"
+                ]
+                assert len(shed) >= 600 - capacity
+            for payload in kept:
+                result = await vigil.handler.wait_for(payload["id"])
+                assert result.skipped != "shed", "direct messages and the alerted pair are never shed"
+            for payload in chatter:
+                await vigil.handler.wait_for(payload["id"])
+            assert sum(queue.stats().shed.values()) == len(shed)
+            assert any("overloaded: shedding messages" in r.getMessage() for r in caplog.records)
+            after = await vigil.say(fake.member, "good games everyone", reply_to=chatter[-1])
+            assert vigil.handler.results[after["id"]].skipped is None, "recovered: chatter is scored again"
+        finally:
+            queue.close()
+            await worker
 
 
 async def test_sharded_bots_ask_for_the_gateway_and_identify_a_shard(

@@ -21,10 +21,12 @@ import aiohttp
 from tests.slack.fake_slack import FakeSlack
 from vigil.bots.app import App
 from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import ChatMessage, SpaceSettings
 from vigil.bots.core.monitor import HandleResult, Monitor
 from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import MessageHandler
 from vigil.bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
 from vigil.bots.slack.blocks import (
     DISMISS_CALLBACK,
@@ -125,7 +127,7 @@ class ErasingSqliteStore(SqliteStore):
 class RecordingHandler:
     """The monitor, remembering what each message id came to (so tests know a listener finished)."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: MessageHandler) -> None:
         self._monitor = monitor
         self.results: dict[str, HandleResult] = {}
         self.messages: list[ChatMessage] = []
@@ -147,6 +149,8 @@ class SlackHarness:
     handler: RecordingHandler
     outbox: OutboxWorker
     session: aiohttp.ClientSession
+    # With ``queue_capacity``: the ingest queue between the adapter and the monitor (its worker not started).
+    queue: IngestQueue | None = None
     _ts: itertools.count[int] = field(default_factory=itertools.count)
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _start: int = field(default_factory=lambda: int(time.time()) - 3600)
@@ -400,6 +404,7 @@ async def running_slack(
     customise: Callable[[FakeSlack], None] | None = None,
     adapter_options: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
+    queue_capacity: int | None = None,
 ) -> AsyncIterator[SlackHarness]:
     fake = FakeSlack()
     populate(fake)
@@ -409,7 +414,12 @@ async def running_slack(
     # The composition root `vigil run` uses; the adapter is built here, with the test's options.
     app = App(settings=SETTINGS, store=store, detector=detector, policy=policy())
     monitor, cases = app.monitor, app.cases
-    handler = RecordingHandler(monitor)
+    queue = (
+        IngestQueue(monitor=monitor, capacity=queue_capacity, max_batch=8, log_interval_s=0.0)
+        if queue_capacity is not None
+        else None
+    )
+    handler = RecordingHandler(queue if queue is not None else monitor)
     slack_settings = SlackSettings(
         enabled=True, mode=mode, http_host="127.0.0.1", http_port=0, oauth=oauth, **dict(settings or {})
     )
@@ -453,6 +463,7 @@ async def running_slack(
             handler=handler,
             outbox=outbox,
             session=session,
+            queue=queue,
         )
     finally:
         worker.cancel()

@@ -548,8 +548,7 @@ async def test_a_live_message_arriving_as_the_catch_up_ends_does_not_overtake_on
             return message
 
         async def arrive(message: ChatMessage) -> None:
-            async with adapter._live_slot(TEAM):
-                await adapter._ingest(message)
+            await (await adapter._in_arrival_order(TEAM, lambda: adapter._ingest(message)))
 
         waited, late = live("sent during the catch-up"), live("sent as it ended")
         loop = asyncio.get_running_loop()
