@@ -458,3 +458,7 @@ class RetentionWorkStore(Transactional, RetentionStore, CaseStore, RecordStore, 
 
 class SinkStore(SpaceSettingsStore, PairStore, Protocol):
     """What a platform's alert sink reads: the space's alert channel and the pair's risk trend."""
+
+
+class ModeratorStore(SpaceSettingsStore, PairStore, AlertStore, OutboxStore, Protocol):
+    """What ``ModeratorService`` reads and writes: settings, and the pair and alert rows it reports on."""

@@ -10,7 +10,6 @@ nobody's message text.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,8 +24,9 @@ from discord import app_commands
 from vigil.bots.core.case_service import role_refusal
 from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock
-from vigil.bots.core.models import ChatMessage, PairKey, SpaceSettings
-from vigil.bots.core.policy import PolicyLookup, alert_outlook
+from vigil.bots.core.models import ChatMessage, SpaceSettings
+from vigil.bots.core.moderation import THRESHOLD_MAX, THRESHOLD_MIN, Denied, ModeratorService
+from vigil.bots.core.policy import PolicyLookup
 from vigil.bots.core.ports import Store
 from vigil.bots.discord.render import (
     ButtonAction,
@@ -86,6 +86,18 @@ class InteractionOptions:
     pair_history_points: int = 12
 
 
+# How Discord says each refusal ("{what}" is the action refused).
+_DENIED: Mapping[Denied, str] = MappingProxyType(
+    {
+        Denied.ADMINS_ONLY: "{what} needs the Manage Server permission.",
+        Denied.ROLES_ONLY: "That is for moderators and server managers.",
+        Denied.MODERATORS_ONLY: "That is for moderators.",
+        Denied.THRESHOLD_OUT_OF_RANGE: f"The threshold is between {THRESHOLD_MIN} and {THRESHOLD_MAX}.",
+        Denied.SAME_PERSON: "Pick two different people.",
+    }
+)
+
+
 class SettingsCache:
     """Per-server settings, read through to the store; our own writes refresh it, and entries expire so that
     changes made elsewhere (another process, the HTTP API) are picked up within ``ttl_s``."""
@@ -107,6 +119,13 @@ class SettingsCache:
     async def put(self, settings: SpaceSettings) -> None:
         await self._store.put_space_settings(settings)
         self._entries[settings.space_id] = (time.monotonic(), settings)
+
+    # The core's SpaceSettingsStore port, so that the moderator service reads and writes through the cache.
+    async def get_space_settings(self, *, platform: str, space_id: str) -> SpaceSettings | None:
+        return await self.get(space_id)
+
+    async def put_space_settings(self, settings: SpaceSettings) -> None:
+        await self.put(settings)
 
 
 def roles_of(interaction: discord.Interaction[Any], settings: SpaceSettings | None) -> frozenset[Role]:
@@ -179,7 +198,16 @@ class Interactions:
         self._latency_s = latency_s
         self._clock = clock
         self._options = options
-        self._policy_for = policy_for
+        self._moderation = ModeratorService(
+            platform=PLATFORM,
+            store=store,
+            settings=settings,
+            default_threshold=default_threshold,
+            default_shadow_mode=default_shadow_mode,
+            policy_for=policy_for,
+            history_points=options.pair_history_points,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------------------------------ plumbing
 
@@ -308,24 +336,23 @@ class Interactions:
         child_safety_role: discord.Role | None,
     ) -> None:
         if Role.ADMIN not in actor.roles:
-            await _reply(interaction, "Setting Vigil up needs the Manage Server permission.")
+            await _reply(interaction, _DENIED[Denied.ADMINS_ONLY].format(what="Setting Vigil up"))
             return
         if alert_channel.type not in _POSTABLE_CHANNEL_TYPES:
             await _reply(
                 interaction, "Pick a text channel for alerts (not a voice, forum or category channel)."
             )
             return
-        current = await self._settings.get(actor.space_id) or SpaceSettings(
-            platform=PLATFORM, space_id=actor.space_id
+        change = await self._moderation.setup(
+            actor,
+            alert_channel_id=str(alert_channel.id),
+            moderator_role_id=str(moderator_role.id),
+            child_safety_role_id=str(child_safety_role.id) if child_safety_role is not None else None,
+            replace_roles=True,
         )
-        await self._settings.put(
-            dataclasses.replace(
-                current,
-                alert_channel_id=str(alert_channel.id),
-                moderator_role_id=str(moderator_role.id),
-                child_safety_role_id=str(child_safety_role.id) if child_safety_role is not None else None,
-            )
-        )
+        if change.denied is not None:
+            await _reply(interaction, _DENIED[change.denied].format(what="Setting Vigil up"))
+            return
         lines = [
             f"Vigil is set up. Alerts go to <#{alert_channel.id}>.",
             f"Moderators: <@&{moderator_role.id}>.",
@@ -367,14 +394,10 @@ class Interactions:
     async def threshold(
         self, interaction: discord.Interaction[Any], actor: Actor, *, value: float | None
     ) -> None:
-        if Role.ADMIN not in actor.roles:
-            await _reply(interaction, "Changing the threshold needs the Manage Server permission.")
-            return
-        current = await self._settings.get(actor.space_id) or SpaceSettings(
-            platform=PLATFORM, space_id=actor.space_id
-        )
-        await self._settings.put(dataclasses.replace(current, threshold=value))
-        if value is None:
+        change = await self._moderation.set_threshold(actor, value=value)
+        if change.denied is not None:
+            await _reply(interaction, _DENIED[change.denied].format(what="Changing the threshold"))
+        elif value is None:
             await _reply(interaction, f"Threshold reset to the default ({self._default_threshold:.2f}).")
         else:
             await _reply(
@@ -386,18 +409,10 @@ class Interactions:
     async def ignore(
         self, interaction: discord.Interaction[Any], actor: Actor, *, channel_id: int, ignored: bool
     ) -> None:
-        if Role.ADMIN not in actor.roles:
-            await _reply(interaction, "Changing ignored channels needs the Manage Server permission.")
+        change = await self._moderation.set_ignored(actor, channel_ids=[str(channel_id)], ignored=ignored)
+        if change.denied is not None:
+            await _reply(interaction, _DENIED[change.denied].format(what="Changing ignored channels"))
             return
-        current = await self._settings.get(actor.space_id) or SpaceSettings(
-            platform=PLATFORM, space_id=actor.space_id
-        )
-        channels = set(current.ignored_channel_ids)
-        if ignored:
-            channels.add(str(channel_id))
-        else:
-            channels.discard(str(channel_id))
-        await self._settings.put(dataclasses.replace(current, ignored_channel_ids=frozenset(channels)))
         if ignored:
             text = f"Vigil now ignores <#{channel_id}> (and its threads). Messages already seen stay."
         else:
@@ -405,7 +420,7 @@ class Interactions:
         await _reply(interaction, text)
 
     async def test_alert(self, interaction: discord.Interaction[Any], actor: Actor) -> None:
-        if not actor.roles:
+        if not self._moderation.may_see_status(actor):
             await _reply(interaction, "Test alerts are for moderators and server managers.")
             return
         result = await self._sink.post_test(actor.space_id)
@@ -416,13 +431,13 @@ class Interactions:
             await _reply(interaction, f"The test alert could not be posted: {result.error}.")
 
     async def status(self, interaction: discord.Interaction[Any], actor: Actor) -> None:
-        if not actor.roles:
+        answer = await self._moderation.status(actor)
+        status = answer.value
+        if status is None:
             await _reply(interaction, "Vigil's status is for moderators.")
             return
-        settings = await self._settings.get(actor.space_id)
-        now = self._clock()
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        alert_channel = settings.alert_channel_id if settings is not None else None
+        settings = status.settings
+        alert_channel = settings.alert_channel_id
         missing: tuple[str, ...] = ()
         if alert_channel is not None and alert_channel.isdigit():
             found, _ = self._channel_check(interaction, int(alert_channel))
@@ -432,25 +447,15 @@ class Interactions:
             connected=self._is_connected(),
             latency_ms=latency * 1000 if latency is not None else None,
             model=self._model_name,
-            threshold=(
-                settings.threshold
-                if settings is not None and settings.threshold is not None
-                else self._default_threshold
-            ),
-            threshold_is_default=settings is None or settings.threshold is None,
-            shadow_mode=(
-                settings.shadow_mode
-                if settings is not None and settings.shadow_mode is not None
-                else self._default_shadow_mode
-            ),
+            threshold=status.threshold,
+            threshold_is_default=status.threshold_is_default,
+            shadow_mode=status.shadow_mode,
             alert_channel_id=alert_channel,
             alert_channel_missing=missing,
-            alerts_today=await self._store.count_alerts_since(
-                platform=PLATFORM, space_id=actor.space_id, since=midnight
-            ),
-            pending_deliveries=await self._store.pending_delivery_count(),
+            alerts_today=status.alerts_today,
+            pending_deliveries=status.pending_deliveries,
             delivery_problem=self._sink.problem_for(actor.space_id),
-            ignored_channel_ids=tuple(sorted(settings.ignored_channel_ids)) if settings is not None else (),
+            ignored_channel_ids=tuple(sorted(settings.ignored_channel_ids)),
         )
         await _reply(interaction, status_text(report))
 
@@ -462,27 +467,17 @@ class Interactions:
         first: discord.abc.User,
         second: discord.abc.User,
     ) -> None:
-        if not actor.roles & {Role.MODERATOR, Role.CHILD_SAFETY}:
-            await _reply(interaction, "Pair history is for moderators.")
-            return
-        if first.id == second.id:
-            await _reply(interaction, "Pick two different people.")
-            return
-        key = PairKey.of(
-            platform=PLATFORM, space_id=actor.space_id, first=str(first.id), second=str(second.id)
-        )
-        state = await self._store.load_pair(key)
-        points = await self._store.risk_history(key, limit=self._options.pair_history_points)
-        open_alert = await self._store.open_alert_for_pair(key)
-        outlook = None
-        if state is not None and open_alert is None:
-            outlook = alert_outlook(
-                await self._policy_for(platform=PLATFORM, space_id=actor.space_id),
-                risk=state.risk,
-                streak=state.above_threshold_streak,
-                snoozed_until=state.snoozed_until,
-                now=self._clock(),
+        answer = await self._moderation.pair_history(actor, first=str(first.id), second=str(second.id))
+        history = answer.value
+        if history is None:
+            await _reply(
+                interaction,
+                "Pick two different people."
+                if answer.denied is Denied.SAME_PERSON
+                else "Pair history is for moderators.",
             )
+            return
+        state = history.state
         await _reply(
             interaction,
             pair_history_text(
@@ -491,9 +486,9 @@ class Interactions:
                 risk=state.risk if state is not None else None,
                 suspect_id=state.suspect_id if state is not None else None,
                 message_count=state.message_count if state is not None else 0,
-                open_case=open_alert.case_number if open_alert is not None else None,
-                points=points,
-                outlook=outlook,
+                open_case=history.open_case,
+                points=list(history.points),
+                outlook=history.outlook,
             ),
         )
 
@@ -623,9 +618,12 @@ def build_vigil_group(interactions: Interactions) -> app_commands.Group:
         )
 
     @group.command(name="threshold", description="Set the alert threshold, or reset it to the default")
-    @app_commands.describe(value="Between 0.05 and 0.99; leave empty to use the default")
+    @app_commands.describe(
+        value=f"Between {THRESHOLD_MIN} and {THRESHOLD_MAX}; leave empty to use the default"
+    )
     async def threshold(
-        interaction: discord.Interaction[Any], value: app_commands.Range[float, 0.05, 0.99] | None = None
+        interaction: discord.Interaction[Any],
+        value: app_commands.Range[float, THRESHOLD_MIN, THRESHOLD_MAX] | None = None,
     ) -> None:
         await interactions.guarded(
             interaction,

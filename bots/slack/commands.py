@@ -23,14 +23,22 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from vigil.bots.core.cases import CaseAction, Cases, Role
+from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.models import PairKey, SpaceSettings
-from vigil.bots.core.policy import PolicyLookup, alert_outlook
+from vigil.bots.core.models import SpaceSettings
+from vigil.bots.core.moderation import (
+    THRESHOLD_MAX,
+    THRESHOLD_MIN,
+    Denied,
+    ModeratorService,
+    SpaceStatus,
+)
+from vigil.bots.core.policy import PolicyLookup
 from vigil.bots.core.ports import Store
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
@@ -63,10 +71,22 @@ _SETUP_KEYWORDS: Mapping[str, Literal["alerts", "moderators", "child_safety"]] =
     "childsafety": "child_safety",
     "safety": "child_safety",
 }
-_FORBIDDEN_ADMIN = "Only workspace admins and owners can change Vigil's settings."
 _FORBIDDEN_MOD = (
     "Only members of the moderator user group can do that. A workspace admin chooses the group with "
     "`/vigil setup`."
+)
+# How Slack says each refusal of the moderator service.
+_DENIED: Mapping[Denied, str] = MappingProxyType(
+    {
+        Denied.ADMINS_ONLY: "Only workspace admins and owners can change Vigil's settings.",
+        Denied.ROLES_ONLY: _FORBIDDEN_MOD,
+        Denied.MODERATORS_ONLY: _FORBIDDEN_MOD,
+        Denied.THRESHOLD_OUT_OF_RANGE: (
+            f"The threshold is a number between {THRESHOLD_MIN} and {THRESHOLD_MAX}, like `0.8` "
+            "(or `default`)."
+        ),
+        Denied.SAME_PERSON: "Usage: `/vigil pair @someone @someone-else`.",
+    }
 )
 
 HELP = """*Vigil* flags conversations that look like grooming and explains why; people decide.
@@ -133,8 +153,17 @@ class VigilCommands:
         self._model_name = model_name
         self._signal_labels = dict(signal_labels)
         self._connection = connection
-        self._policy_for = policy_for
         self._clock = clock
+        self._moderation = ModeratorService(
+            platform=PLATFORM,
+            store=store,
+            default_threshold=default_threshold,
+            default_shadow_mode=default_shadow_mode,
+            policy_for=policy_for,
+            # A new moderator group takes effect at once, not when the role cache expires.
+            on_settings_changed=lambda _: roles.forget(),
+            clock=clock,
+        )
         # One outbox serves all workspaces: with OAuth distribution its size is no tenant's business.
         self._show_pending = show_pending
 
@@ -145,27 +174,28 @@ class VigilCommands:
         settings = await self._store.get_space_settings(platform=PLATFORM, space_id=team_id)
         access = await self._roles.access(client, team_id=team_id, user_id=user_id, settings=settings)
         logger.info("/vigil %s in workspace %s", name if name.isalnum() else "?", team_id)
+        actor = access.actor
         if name in ("setup", "threshold", "ignore", "unignore"):
-            if not access.has(Role.ADMIN):
-                return self._refused(team_id, access, _FORBIDDEN_ADMIN)
+            # The service decides; refusing before parsing keeps what a non-admin typed out of the answer.
+            if Role.ADMIN not in actor.roles:
+                return self._refused(team_id, access, _DENIED[Denied.ADMINS_ONLY])
             current = settings or SpaceSettings(platform=PLATFORM, space_id=team_id)
             if name == "setup":
-                return await self._setup(client, current, args)
+                return await self._setup(client, actor, current, args)
             if name == "threshold":
-                return await self._threshold(current, args)
-            return await self._ignore(current, args, ignore=name == "ignore")
+                return await self._threshold(actor, current, args)
+            return await self._ignore(actor, current, args, ignore=name == "ignore")
         if name == "status":
-            if not (access.has(Role.ADMIN) or access.has(Role.MODERATOR)):
-                return self._refused(team_id, access, _FORBIDDEN_MOD)
-            return await self._status(team_id, settings)
+            status = await self._moderation.status(actor)
+            if status.value is None:
+                return self._refused(team_id, access, _DENIED[status.denied or Denied.ROLES_ONLY])
+            return self._status(team_id, status.value)
         if name == "test":
-            if not (access.has(Role.ADMIN) or access.has(Role.MODERATOR)):
-                return self._refused(team_id, access, _FORBIDDEN_MOD)
+            if not self._moderation.may_see_status(actor):
+                return self._refused(team_id, access, _DENIED[Denied.ROLES_ONLY])
             return await self._test_alert(client, settings)
         if name == "pair":
-            if not access.has(Role.MODERATOR):
-                return self._refused(team_id, access, _FORBIDDEN_MOD)
-            return await self._pair(team_id, args)
+            return await self._pair(team_id, access, args)
         if name == "case":
             return await self._case(access, args, raw=text)
         if name == "cases":
@@ -183,11 +213,9 @@ class VigilCommands:
 
     # ------------------------------------------------------------------ admin commands
 
-    async def _save(self, settings: SpaceSettings) -> None:
-        await self._store.put_space_settings(settings)
-        self._roles.forget()
-
-    async def _setup(self, client: AsyncWebClient, current: SpaceSettings, args: Sequence[str]) -> Reply:
+    async def _setup(
+        self, client: AsyncWebClient, actor: Actor, current: SpaceSettings, args: Sequence[str]
+    ) -> Reply:
         if not args:
             return Reply(text=self._describe_setup(current))
         target: Literal["alerts", "moderators", "child_safety"] | None = None
@@ -226,7 +254,14 @@ class VigilCommands:
                 + ". Use `/vigil setup #alert-channel @moderators @child-safety` (pick the channel and user "
                 "groups from Slack's suggestions so they become links)."
             )
-        await self._save(updated)
+        change = await self._moderation.setup(
+            actor,
+            alert_channel_id=updated.alert_channel_id,
+            moderator_role_id=updated.moderator_role_id,
+            child_safety_role_id=updated.child_safety_role_id,
+        )
+        if change.denied is not None:
+            return Reply(text=_DENIED[change.denied])
         notes: list[str] = []
         if updated.alert_channel_id and updated.alert_channel_id != current.alert_channel_id:
             notes.extend(await self._check_alert_channel(client, updated.alert_channel_id))
@@ -271,27 +306,32 @@ class VigilCommands:
             f"• Child-safety group (transcripts, evidence): {group(settings.child_safety_role_id)}"
         )
 
-    async def _threshold(self, current: SpaceSettings, args: Sequence[str]) -> Reply:
+    async def _threshold(self, actor: Actor, current: SpaceSettings, args: Sequence[str]) -> Reply:
         if not args:
             shown = current.threshold if current.threshold is not None else self._default_threshold
             origin = "set for this workspace" if current.threshold is not None else "the default"
             return Reply(text=f"The alert threshold is {shown:.2f} ({origin}).")
+        value: float | None
         if args[0].lower() in ("default", "reset"):
-            await self._save(dataclasses.replace(current, threshold=None))
+            value = None
+        else:
+            try:
+                value = float(args[0])
+            except ValueError:
+                return Reply(text=_DENIED[Denied.THRESHOLD_OUT_OF_RANGE])
+        change = await self._moderation.set_threshold(actor, value=value)
+        if change.denied is not None:
+            return Reply(text=_DENIED[change.denied])
+        if value is None:
             return Reply(text=f"The alert threshold is back to the default ({self._default_threshold:.2f}).")
-        try:
-            value = float(args[0])
-        except ValueError:
-            value = -1.0
-        if not 0.0 < value < 1.0:
-            return Reply(text="The threshold is a number between 0 and 1, like `0.8` (or `default`).")
-        await self._save(dataclasses.replace(current, threshold=value))
         hint = (
             " Lower values mean more alerts and more false alarms." if value < self._default_threshold else ""
         )
         return Reply(text=f"The alert threshold is now {value:.2f}.{hint}")
 
-    async def _ignore(self, current: SpaceSettings, args: Sequence[str], *, ignore: bool) -> Reply:
+    async def _ignore(
+        self, actor: Actor, current: SpaceSettings, args: Sequence[str], *, ignore: bool
+    ) -> Reply:
         if not args:
             listed = ", ".join(f"<#{c}>" for c in sorted(current.ignored_channel_ids)) or "none"
             return Reply(text=f"Ignored channels: {listed}.")
@@ -300,10 +340,11 @@ class VigilCommands:
             return Reply(
                 text="Name channels as links: `/vigil ignore #channel` (pick it from the suggestions)."
             )
-        chosen = frozenset(c for c in channels if c is not None)
-        ignored = current.ignored_channel_ids | chosen if ignore else current.ignored_channel_ids - chosen
-        await self._save(dataclasses.replace(current, ignored_channel_ids=ignored))
-        listed = ", ".join(f"<#{c}>" for c in sorted(chosen))
+        chosen = sorted(c for c in channels if c is not None)
+        change = await self._moderation.set_ignored(actor, channel_ids=chosen, ignored=ignore)
+        if change.denied is not None:
+            return Reply(text=_DENIED[change.denied])
+        listed = ", ".join(f"<#{c}>" for c in chosen)
         if ignore:
             return Reply(text=f"Vigil now ignores {listed}: messages there are not read or kept.")
         return Reply(text=f"Vigil watches {listed} again.")
@@ -332,20 +373,21 @@ class VigilCommands:
             text=f"Test alert posted in <#{channel_id}>. Real alerts will arrive there the same way."
         )
 
-    async def _status(self, team_id: str, settings: SpaceSettings | None) -> Reply:
-        current = settings or SpaceSettings(platform=PLATFORM, space_id=team_id)
-        threshold = current.threshold if current.threshold is not None else self._default_threshold
-        shadow = current.shadow_mode if current.shadow_mode is not None else self._default_shadow_mode
+    def _status(self, team_id: str, status: SpaceStatus) -> Reply:
+        current = status.settings
         problem = self._health.problem(team_id)
-        pending = await self._store.pending_delivery_count()
         lines = [
             f"*Vigil status* · {mrkdwn_escape(self._model_name)} · connected by {self._connection}",
             self._describe_setup(current),
-            f"• Threshold: {threshold:.2f}"
-            + (" · *shadow mode* (alerts recorded, not posted)" if shadow else ""),
+            f"• Threshold: {status.threshold:.2f}"
+            + (" · *shadow mode* (alerts recorded, not posted)" if status.shadow_mode else ""),
             "• Ignored channels: "
             + (", ".join(f"<#{c}>" for c in sorted(current.ignored_channel_ids)) or "none"),
-            *([f"• Alerts waiting to be delivered: {pending}"] if self._show_pending else []),
+            *(
+                [f"• Alerts waiting to be delivered: {status.pending_deliveries}"]
+                if self._show_pending
+                else []
+            ),
             (
                 f"• :warning: *Alerts are not being delivered:* {mrkdwn_escape(problem.description)}"
                 if problem is not None
@@ -354,15 +396,21 @@ class VigilCommands:
         ]
         return Reply(text="\n".join(lines))
 
-    async def _pair(self, team_id: str, args: Sequence[str]) -> Reply:
+    async def _pair(self, team_id: str, access: Access, args: Sequence[str]) -> Reply:
         users = [parse_user(token) for token in args]
-        if len(users) != 2 or users[0] is None or users[1] is None or users[0] == users[1]:
+        if len(users) != 2 or users[0] is None or users[1] is None:
+            if not access.actor.roles & {Role.MODERATOR, Role.CHILD_SAFETY}:
+                return self._refused(team_id, access, _DENIED[Denied.MODERATORS_ONLY])
             return Reply(text="Usage: `/vigil pair @someone @someone-else`.")
-        key = PairKey.of(platform=PLATFORM, space_id=team_id, first=users[0], second=users[1])
-        state = await self._store.load_pair(key)
+        answer = await self._moderation.pair_history(access.actor, first=users[0], second=users[1])
+        history = answer.value
+        if history is None:
+            if answer.denied is Denied.SAME_PERSON:
+                return Reply(text="Usage: `/vigil pair @someone @someone-else`.")
+            return self._refused(team_id, access, _DENIED[answer.denied or Denied.MODERATORS_ONLY])
+        key, state = history.key, history.state
         if state is None:
             return Reply(text=f"Vigil has not seen <@{users[0]}> and <@{users[1]}> talking to each other.")
-        alert = await self._store.open_alert_for_pair(key)
         lines = [
             f"*<@{key.user_a}> and <@{key.user_b}>*",
             f"• Risk {state.risk:.2f}"
@@ -374,17 +422,10 @@ class VigilCommands:
                 f"<#{c}>" if not c.startswith("D") else "a direct message" for c in state.channel_ids
             ),
         ]
-        if alert is not None:
-            lines.append(f"• Open case: #{alert.case_number}")
-        else:
-            outlook = alert_outlook(
-                await self._policy_for(platform=PLATFORM, space_id=team_id),
-                risk=state.risk,
-                streak=state.above_threshold_streak,
-                snoozed_until=state.snoozed_until,
-                now=self._clock(),
-            )
-            lines.append(f"• No open case: {outlook}")
+        if history.open_case is not None:
+            lines.append(f"• Open case: #{history.open_case}")
+        elif history.outlook is not None:
+            lines.append(f"• No open case: {history.outlook}")
         return Reply(text="\n".join(lines))
 
     async def _case(self, access: Access, args: Sequence[str], *, raw: str) -> Reply:
