@@ -177,8 +177,16 @@ def _resolve_target(args: argparse.Namespace) -> None:
 
 
 def discord_message_link(message: WindowMessage, *, guild_id: str) -> str:
-    channel = message.thread_id or message.channel_id
-    return f"https://discord.com/channels/{guild_id}/{channel}/{message.message_id}"
+    """The adapter's own link rule: an edit's id names the message it edited, a DM is under ``@me``."""
+    # Imported here: discord.py costs every other command ~0.5 s.
+    from vigil.bots.discord.translate import jump_url  # noqa: PLC0415
+
+    return jump_url(
+        space_id=guild_id,
+        channel_id=message.channel_id,
+        thread_id=message.thread_id,
+        message_id=message.message_id,
+    )
 
 
 def _operator(*, platform: str, space_id: str) -> Actor:

@@ -7,15 +7,23 @@ import base64
 import json
 import secrets
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
-from vigil.bots.case_commands import CaseCommandError, parse_case_target, register_case_commands
+from vigil.bots.case_commands import (
+    CaseCommandError,
+    discord_message_link,
+    parse_case_target,
+    register_case_commands,
+)
 from vigil.bots.core.cases import CaseAction
+from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.ports import StoreError
+from vigil.bots.discord.translate import DM_SPACE, edit_message_id
 from vigil.config.settings import ConfigError
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import TextCipher
@@ -162,6 +170,30 @@ async def test_export_case_for_discord_links_messages(tmp_path: Path, keyword_de
     document = json.loads((tmp_path / "o" / "case-42-1" / "case.json").read_text(encoding="utf-8"))
     link = document["messages"][0]["link"]
     assert link.startswith("https://discord.com/channels/42/")
+
+
+def test_export_links_follow_the_discord_adapter_s_rule_for_edits_dms_and_threads() -> None:
+    """An edited message's Vigil id names the edit; the link must name the message. DMs live under @me."""
+
+    def window(message_id: str, *, thread_id: str | None = None) -> WindowMessage:
+        return WindowMessage(
+            message_id=message_id,
+            channel_id="700",
+            thread_id=thread_id,
+            author_id="1",
+            text="x",
+            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+            risk=0.1,
+        )
+
+    edited = edit_message_id(900, datetime(2026, 1, 1, 12, tzinfo=UTC))
+    assert discord_message_link(window(edited), guild_id="42") == "https://discord.com/channels/42/700/900"
+    assert (
+        discord_message_link(window("901"), guild_id=DM_SPACE) == "https://discord.com/channels/@me/700/901"
+    )
+    assert discord_message_link(window("902", thread_id="800"), guild_id="42") == (
+        "https://discord.com/channels/42/800/902"
+    )
 
 
 async def test_purge_forget_and_export_labels(
