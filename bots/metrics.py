@@ -47,7 +47,7 @@ from vigil.bots.core.ingest import ShedReason
 from vigil.bots.core.monitor import HandleResult
 
 if TYPE_CHECKING:
-    from vigil.bots.core.ports import Detector, MessageScore, ModelInfo, PairModel, Store
+    from vigil.bots.core.ports import Detector, MessageScore, ModelInfo, PairModel, ServiceGaugeStore
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",
@@ -176,11 +176,11 @@ class VigilMetrics:
     def instrument(self, detector: Detector) -> InstrumentedDetector:
         return InstrumentedDetector(detector, histogram=self.detector_latency)
 
-    async def refresh_store_gauges(self, store: Store) -> None:
+    async def refresh_store_gauges(self, store: ServiceGaugeStore) -> None:
         self.pairs.set(await store.count_pairs())
         self.outbox_pending.set(await store.pending_delivery_count())
 
-    async def refresh_forever(self, store: Store, *, interval_s: float = 30.0) -> None:
+    async def refresh_forever(self, store: ServiceGaugeStore, *, interval_s: float = 30.0) -> None:
         """Refresh the store gauges every ``interval_s`` until cancelled; failures are counted and logged."""
         while True:
             try:

@@ -248,6 +248,19 @@ class InMemoryStore:
             seen[message_id] = seen_at
             return True
 
+    async def claim_messages(
+        self, *, platform: str, space_id: str, message_ids: Sequence[str], seen_at: datetime
+    ) -> frozenset[str]:
+        seen_at = _utc(seen_at)
+        async with self._tables_locked() as tables:
+            seen = tables.seen.setdefault((platform, space_id), {})
+            claimed: set[str] = set()
+            for message_id in message_ids:
+                if message_id not in seen:
+                    seen[message_id] = seen_at
+                    claimed.add(message_id)
+            return frozenset(claimed)
+
     async def seen_message_ids(
         self, *, platform: str, space_id: str, message_ids: Sequence[str]
     ) -> frozenset[str]:

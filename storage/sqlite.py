@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import aiosqlite
 
@@ -363,7 +363,8 @@ class SqliteStore:
     ) -> AsyncIterator[aiosqlite.Connection]:
         """One write operation: its own transaction, or a savepoint inside the caller's transaction.
 
-        ``single_statement``: the operation is one SQL statement, which SQLite already undoes on error, so the
+        ``single_statement``: the operation is one SQL statement, which SQLite already undoes on error (or its
+        statements leave a consistent state whichever of them fails, as the caller documents), so the
         savepoint (two more round trips to aiosqlite's thread, on the per-message hot path) is skipped.
         """
         async with self._exclusive() as joined:
@@ -522,6 +523,31 @@ class SqliteStore:
             )
         return inserted == 1
 
+    async def claim_messages(
+        self, *, platform: str, space_id: str, message_ids: Sequence[str], seen_at: datetime
+    ) -> frozenset[str]:
+        if not message_ids:
+            return frozenset()
+        claimed: set[str] = set()
+        seen = _timestamp_text(seen_at)
+        unique = list(dict.fromkeys(message_ids))
+        step = _IN_CHUNK // 4
+        single = len(unique) <= step
+        async with self._writing("recording seen messages", single_statement=single) as connection:
+            # One statement a chunk (SQLite binds at most 32,766 parameters); RETURNING names only the rows
+            # actually inserted, so the ids seen before are not claimed again.
+            for start in range(0, len(unique), step):
+                chunk = unique[start : start + step]
+                rows = await _fetch_rows(
+                    connection,
+                    "INSERT INTO seen_messages (platform, space_id, message_id, seen_at) VALUES "
+                    + ", ".join("(?, ?, ?, ?)" for _ in chunk)
+                    + " ON CONFLICT DO NOTHING RETURNING message_id",
+                    [value for message_id in chunk for value in (platform, space_id, message_id, seen)],
+                )
+                claimed.update(str(row["message_id"]) for row in rows)
+        return frozenset(claimed)
+
     async def seen_message_ids(
         self, *, platform: str, space_id: str, message_ids: Sequence[str]
     ) -> frozenset[str]:
@@ -629,14 +655,17 @@ class SqliteStore:
         if keep < 0:
             raise ValueError("keep must not be negative")
         timestamp = _timestamp_text(message.timestamp)
-        async with self._writing("appending to a pair's window") as connection:
-            pair_id = await self._require_pair_id(connection, key, action="append_window")
-            await _execute(
+        # No savepoint around the two statements (two more round trips per message): the INSERT changes
+        # nothing when it fails (no such pair, a constraint), and a trim that fails after it only leaves the
+        # window one message longer than ``keep`` until the next append trims it.
+        async with self._writing("appending to a pair's window", single_statement=True) as connection:
+            # The pair's id looked up in the INSERT itself: one round trip to aiosqlite's thread, not two.
+            inserted = await _execute(
                 connection,
                 "INSERT INTO window_messages (pair_id, message_id, channel_id, thread_id, author_id, text, "
-                "timestamp, risk, signals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "timestamp, risk, signals) SELECT pair_id, ?, ?, ?, ?, ?, ?, ?, ? FROM pairs "
+                f"WHERE {_PAIR_KEY_MATCH}",
                 (
-                    pair_id,
                     message.message_id,
                     message.channel_id,
                     message.thread_id,
@@ -645,14 +674,18 @@ class SqliteStore:
                     timestamp,
                     message.risk,
                     _json_strings(message.signals),
+                    *_key_parameters(key),
                 ),
             )
+            if inserted == 0:
+                self._no_such_pair(key, action="append_window")
             # Everything at or below the (keep+1)-th newest seq goes; NULL (a short window) deletes nothing.
             await _execute(
                 connection,
-                "DELETE FROM window_messages WHERE pair_id = ? AND seq <= ("
-                "SELECT seq FROM window_messages WHERE pair_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (pair_id, pair_id, keep),
+                "DELETE FROM window_messages WHERE pair_id = (SELECT pair_id FROM pairs WHERE "
+                f"{_PAIR_KEY_MATCH}) AND seq <= (SELECT seq FROM window_messages WHERE pair_id = "
+                f"(SELECT pair_id FROM pairs WHERE {_PAIR_KEY_MATCH}) ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (*_key_parameters(key), *_key_parameters(key), keep),
             )
 
     async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
@@ -683,13 +716,14 @@ class SqliteStore:
     async def append_risk(self, point: RiskPoint) -> None:
         timestamp = _timestamp_text(point.timestamp)
         async with self._writing("appending to a pair's risk history", single_statement=True) as connection:
-            pair_id = await self._require_pair_id(connection, point.key, action="append_risk")
-            await _execute(
+            inserted = await _execute(
                 connection,
                 "INSERT INTO risk_history (pair_id, timestamp, message_id, risk, suspect_id) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (pair_id, timestamp, point.message_id, point.risk, point.suspect_id),
+                f"SELECT pair_id, ?, ?, ?, ? FROM pairs WHERE {_PAIR_KEY_MATCH}",
+                (timestamp, point.message_id, point.risk, point.suspect_id, *_key_parameters(point.key)),
             )
+            if inserted == 0:
+                self._no_such_pair(point.key, action="append_risk")
 
     async def risk_history(self, key: PairKey, *, limit: int) -> list[RiskPoint]:
         """The newest ``limit`` points, oldest first (in the order they were appended)."""
@@ -715,15 +749,8 @@ class SqliteStore:
             for row in rows
         ]
 
-    async def _require_pair_id(self, connection: aiosqlite.Connection, key: PairKey, *, action: str) -> int:
-        pair_id = await _fetch_value(
-            connection, f"SELECT pair_id FROM pairs WHERE {_PAIR_KEY_MATCH}", _key_parameters(key)
-        )
-        if pair_id is None:
-            raise StoreError(
-                f"{action}: no such pair in {self._database} ({key}); save_pair must come first."
-            )
-        return int(pair_id)
+    def _no_such_pair(self, key: PairKey, *, action: str) -> NoReturn:
+        raise StoreError(f"{action}: no such pair in {self._database} ({key}); save_pair must come first.")
 
     # ------------------------------------------------------------------ alerts
 
@@ -1610,9 +1637,13 @@ class SqliteStore:
 
 
 async def _execute(connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
-    """Run one statement; return how many rows it changed."""
-    async with connection.execute(sql, parameters) as cursor:
-        return cursor.rowcount
+    """Run one statement; return how many rows it changed.
+
+    One round trip to aiosqlite's thread: the statement has run to completion when ``execute`` returns, and
+    closing its cursor (another round trip) is left to the garbage collector, which needs no thread.
+    """
+    cursor = await connection.execute(sql, parameters)
+    return cursor.rowcount
 
 
 async def _fetch_rows(
@@ -1622,10 +1653,12 @@ async def _fetch_rows(
 
 
 async def _fetch_value(connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any]) -> Any:
-    """The first column of the first row, or None when there is no row."""
-    async with connection.execute(sql, parameters) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else row[0]
+    """The first column of the first row, or None when there is no row (one round trip; the queries
+    passed here return at most one row)."""
+    rows = await connection.execute_fetchall(sql, parameters)
+    for row in rows:
+        return row[0]
+    return None
 
 
 def _cannot_open(database: str) -> str:

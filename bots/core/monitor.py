@@ -191,13 +191,19 @@ class Monitor:
             [*scored, *replayed], key=lambda entry: entry[0]
         )
         async with self._apply_lock, self._store.transaction():
+            fresh = await self._claim([entry.message for _, entry in pending if isinstance(entry, _Scored)])
             for index, entry in pending:
                 if isinstance(entry, ChatMessage):
                     results[index] = self._replayed(entry)
                     continue
-                result = await self._apply(
-                    entry, settings.get((entry.message.platform, entry.message.space_id))
-                )
+                message = entry.message
+                identity = (message.platform, message.space_id, message.message_id)
+                if identity not in fresh:
+                    # Claimed by a concurrent batch since the check before scoring, or twice in this one.
+                    results[index] = self._replayed(message)
+                    continue
+                fresh.discard(identity)
+                result = await self._apply(entry, settings.get((message.platform, message.space_id)))
                 enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
                 results[index] = result
             # In the same transaction as the claims: after a crash, the memory matches what was stored.
@@ -288,17 +294,22 @@ class Monitor:
             policy = dataclasses.replace(policy, shadow_mode=settings.shadow_mode)
         return policy
 
+    async def _claim(self, messages: Sequence[ChatMessage]) -> set[tuple[str, str, str]]:
+        """Claim a batch's messages, one store call per space: the (platform, space, id) claimed now."""
+        by_space: dict[tuple[str, str], list[str]] = {}
+        for message in messages:
+            by_space.setdefault((message.platform, message.space_id), []).append(message.message_id)
+        fresh: set[tuple[str, str, str]] = set()
+        now = self._clock()
+        for (platform, space_id), ids in by_space.items():
+            claimed = await self._store.claim_messages(
+                platform=platform, space_id=space_id, message_ids=ids, seen_at=now
+            )
+            fresh.update((platform, space_id, message_id) for message_id in claimed)
+        return fresh
+
     async def _apply(self, item: _Scored, settings: SpaceSettings | None) -> HandleResult:
         message = item.message
-        claimed = await self._store.claim_message(
-            platform=message.platform,
-            space_id=message.space_id,
-            message_id=message.message_id,
-            seen_at=self._clock(),
-        )
-        if not claimed:
-            # Claimed by a concurrent batch since the check before scoring.
-            return self._replayed(message)
         keys = self._resolver.resolve(
             message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
         )

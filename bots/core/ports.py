@@ -199,6 +199,12 @@ class MessageLedger(Protocol):
         self, *, platform: str, space_id: str, message_id: str, seen_at: datetime
     ) -> bool: ...
 
+    # ``claim_message`` for many ids of one space in one call: the ids claimed now (first seen). An id given
+    # twice is claimed once.
+    async def claim_messages(
+        self, *, platform: str, space_id: str, message_ids: Sequence[str], seen_at: datetime
+    ) -> frozenset[str]: ...
+
     # Which of these message ids were claimed already (a read; ``claim_message`` stays the authority).
     async def seen_message_ids(
         self, *, platform: str, space_id: str, message_ids: Sequence[str]
@@ -462,3 +468,12 @@ class SinkStore(SpaceSettingsStore, PairStore, Protocol):
 
 class ModeratorStore(SpaceSettingsStore, PairStore, AlertStore, OutboxStore, Protocol):
     """What ``ModeratorService`` reads and writes: settings, and the pair and alert rows it reports on."""
+
+
+class PlatformStore(ModeratorStore, MessageLedger, RecordStore, Protocol):
+    """What a chat platform's adapter needs: the moderator service's rows, where its catch-up starts, deleted
+    messages (``PairStore.forget_message``), and its own records (installations, when it first ran)."""
+
+
+class ServiceGaugeStore(PairStore, OutboxStore, Protocol):
+    """What the metrics and the HTTP API's health read: how many pairs, how many deliveries wait."""

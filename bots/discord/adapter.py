@@ -37,7 +37,7 @@ from vigil.bots.core.cases import Cases
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import HandleResult, Monitor
-from vigil.bots.core.ports import AlertSink, MessageHandler, Store
+from vigil.bots.core.ports import AlertSink, MessageHandler, PlatformStore
 from vigil.bots.discord.commands import (
     InteractionOptions,
     Interactions,
@@ -291,7 +291,7 @@ class DiscordAdapter:
         handler: MessageHandler,
         monitor: Monitor,
         cases: Cases,
-        store: Store,
+        store: PlatformStore,
         clock: Clock = utc_now,
         signal_labels: Mapping[str, str] | None = None,
         options: DiscordOptions | None = None,

@@ -27,7 +27,7 @@ from vigil.bots.core.clock import Clock
 from vigil.bots.core.models import ChatMessage, SpaceSettings
 from vigil.bots.core.moderation import THRESHOLD_MAX, THRESHOLD_MIN, Denied, ModeratorService
 from vigil.bots.core.policy import PolicyLookup
-from vigil.bots.core.ports import Store
+from vigil.bots.core.ports import ModeratorStore, SpaceSettingsStore
 from vigil.bots.discord.render import (
     ButtonAction,
     DismissModal,
@@ -102,7 +102,7 @@ class SettingsCache:
     """Per-server settings, read through to the store; our own writes refresh it, and entries expire so that
     changes made elsewhere (another process, the HTTP API) are picked up within ``ttl_s``."""
 
-    def __init__(self, *, store: Store, ttl_s: float = 30.0) -> None:
+    def __init__(self, *, store: SpaceSettingsStore, ttl_s: float = 30.0) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._entries: dict[str, tuple[float, SpaceSettings | None]] = {}
@@ -172,7 +172,7 @@ class Interactions:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ModeratorStore,
         cases: Cases,
         signal_labels: Mapping[str, str],
         settings: SettingsCache,

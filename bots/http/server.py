@@ -32,7 +32,7 @@ from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
-from vigil.bots.core.ports import MessageHandler, Store, StoreError
+from vigil.bots.core.ports import MessageHandler, ServiceGaugeStore, StoreError
 from vigil.bots.http.guard import (
     HEADER_TIMEOUT_S,
     KEEPALIVE_TIMEOUT_S,
@@ -227,7 +227,7 @@ class HttpApi:
         secret: Secret,
         handler: MessageHandler,
         cases: Cases,
-        store: Store,
+        store: ServiceGaugeStore,
         clock: Clock = utc_now,
         signal_labels: Mapping[str, str] | None = None,
         header_timeout_s: float = HEADER_TIMEOUT_S,

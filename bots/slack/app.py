@@ -45,7 +45,7 @@ from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import ShedReason, ShedResult
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
-from vigil.bots.core.ports import AlertSink, MessageHandler, Store
+from vigil.bots.core.ports import AlertSink, MessageHandler, PlatformStore
 from vigil.bots.http.guard import (
     HEADER_TIMEOUT_S,
     KEEPALIVE_TIMEOUT_S,
@@ -284,7 +284,7 @@ class SlackAdapter:
         handler: MessageHandler,
         monitor: Monitor,
         cases: Cases,
-        store: Store,
+        store: PlatformStore,
         clock: Clock = utc_now,
         client_base_url: str | None = None,
         oauth: SlackOAuthCredentials | None = None,

@@ -39,7 +39,7 @@ from vigil.bots.core.moderation import (
     SpaceStatus,
 )
 from vigil.bots.core.policy import PolicyLookup
-from vigil.bots.core.ports import Store
+from vigil.bots.core.ports import ModeratorStore
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
     Block,
@@ -131,7 +131,7 @@ class VigilCommands:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ModeratorStore,
         cases: Cases,
         roles: RoleResolver,
         health: DeliveryHealth,

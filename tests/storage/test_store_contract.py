@@ -143,6 +143,40 @@ async def test_claim_message_is_true_once_per_space(store: Store) -> None:
     assert await claim("guild-2") is False
 
 
+async def test_claim_messages_claims_many_at_once_as_claim_message_would(store: Store) -> None:
+    async def claim_many(ids: list[str], space_id: str = "guild-1") -> frozenset[str]:
+        return await store.claim_messages(
+            platform="discord", space_id=space_id, message_ids=ids, seen_at=BASE_TIME
+        )
+
+    await store.claim_message(platform="discord", space_id="guild-1", message_id="m-0", seen_at=BASE_TIME)
+    assert await claim_many([]) == frozenset()
+    assert await claim_many(["m-0", "m-1", "m-2", "m-1"]) == {"m-1", "m-2"}, "seen before, or given twice"
+    assert await claim_many(["m-1", "m-3"]) == {"m-3"}
+    assert await claim_many(["m-1"], space_id="guild-2") == {"m-1"}, "per space"
+    assert not await store.claim_message(
+        platform="discord", space_id="guild-1", message_id="m-2", seen_at=BASE_TIME
+    )
+    # More than one statement's worth of ids.
+    many = [f"n-{n}" for n in range(700)]
+    assert await claim_many(many) == frozenset(many)
+    assert await store.seen_message_ids(platform="discord", space_id="guild-1", message_ids=many) == set(many)
+    assert await store.last_claimed_at(platform="discord", space_id="guild-1") == BASE_TIME
+
+
+async def test_claims_made_in_a_failed_transaction_are_undone(store: Store) -> None:
+    with pytest.raises(Boom):
+        async with store.transaction():
+            await store.claim_messages(
+                platform="discord", space_id="guild-1", message_ids=["m-1", "m-2"], seen_at=BASE_TIME
+            )
+            raise Boom
+    assert (
+        await store.seen_message_ids(platform="discord", space_id="guild-1", message_ids=["m-1", "m-2"])
+        == frozenset()
+    )
+
+
 async def test_last_claimed_at_is_the_newest_claim_of_that_space(store: Store) -> None:
     assert await store.last_claimed_at(platform="discord", space_id="guild-1") is None
     for minutes, message_id in ((5, "m-2"), (9, "m-1"), (1, "m-3")):
