@@ -21,7 +21,7 @@ from typing import Any
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import IngestObserver, IngestQueue
-from vigil.bots.core.models import AlertStatus, ChatMessage, PairKey
+from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
@@ -143,15 +143,12 @@ class App:
         """The one bounded queue every platform feeds: backpressure and documented shedding
         (docs/operations.md). Pairs with an open alert are watched from the start, so a flood right after a
         restart never sheds their messages."""
-        watched: list[PairKey] = []
-        async for cases in self.store.iter_cases(platform=None, batch=500):
-            watched.extend(case.alert.key for case in cases if case.alert.status is AlertStatus.OPEN)
         return IngestQueue(
             monitor=self.monitor,
             capacity=self.settings.ingest.capacity,
             max_batch=self.settings.detector.max_batch,
             observer=observer,
-            watched=watched,
+            watched=await self.store.open_alert_keys(),
         )
 
     async def serve(self, *, secrets: Secrets, stop: asyncio.Event) -> None:

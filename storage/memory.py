@@ -440,6 +440,14 @@ class InMemoryStore:
             alert_id = _open_alert_id(tables, key)
             return None if alert_id is None else tables.alerts[alert_id].alert
 
+    async def open_alert_keys(self) -> list[PairKey]:
+        async with self._tables_locked() as tables:
+            return sorted(
+                record.alert.key
+                for record in tables.alerts.values()
+                if record.alert.status == AlertStatus.OPEN
+            )
+
     async def alerts_for_space(self, *, platform: str, space_id: str, limit: int) -> list[Alert]:
         """Newest first, by case number (the order the alerts were created in)."""
         if limit < 0:

@@ -835,6 +835,21 @@ class SqliteStore:
             )
         return self._alert_from_row(rows[0]) if rows else None
 
+    async def open_alert_keys(self) -> list[PairKey]:
+        async with self._reading("listing the pairs with an open alert") as connection:
+            rows = await _fetch_rows(
+                connection,
+                "SELECT platform, space_id, user_a, user_b FROM alerts WHERE status = 'open' "
+                "ORDER BY platform, space_id, user_a, user_b",
+                (),
+            )
+        return [
+            PairKey(
+                platform=row["platform"], space_id=row["space_id"], user_a=row["user_a"], user_b=row["user_b"]
+            )
+            for row in rows
+        ]
+
     async def alerts_for_space(self, *, platform: str, space_id: str, limit: int) -> list[Alert]:
         """Newest first, by case number (the order the alerts were created in)."""
         if limit < 0:

@@ -329,6 +329,20 @@ async def test_create_alert_assigns_ids_and_round_trips(store: Store) -> None:
     assert await store.get_alert(created.alert_id + 1000) is None
 
 
+async def test_open_alert_keys_lists_the_pairs_with_an_open_alert_in_every_space(store: Store) -> None:
+    assert await store.open_alert_keys() == []
+    open_here = make_pair_key("u1", "u2")
+    open_there = make_pair_key("u1", "u2", platform="slack", space_id="T1")
+    closed = make_pair_key("u3", "u4")
+    for key in (open_here, open_there, closed):
+        await store.save_pair(make_pair_state(key))
+    await store.create_alert(make_alert(open_there))
+    await store.create_alert(make_alert(open_here))
+    ended = await store.create_alert(make_alert(closed))
+    await store.update_alert(dataclasses.replace(ended, status=AlertStatus.CLOSED))
+    assert await store.open_alert_keys() == sorted([open_here, open_there])
+
+
 async def test_update_alert_and_open_alert_for_pair(store: Store) -> None:
     key = make_pair_key()
     await store.save_pair(make_pair_state(key))
