@@ -23,11 +23,11 @@ import dataclasses
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 from vigil.bots.core.cases import AuditEvent, CaseState
 from vigil.bots.core.models import (
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _MAX_DELIVERY_ERROR_CHARS = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_Row = TypeVar("_Row")
 
 # A case protects its pair while its alert is open and its state is one of these (not escalated), or while
 # a hold covers it.
@@ -760,11 +761,7 @@ class InMemoryStore:
             )
             if dry_run:
                 return len(candidates)
-            doomed: dict[int, set[int]] = {}
-            for _, seq, pair_id in candidates[:limit]:
-                doomed.setdefault(pair_id, set()).add(seq)
-            for pair_id, seqs in doomed.items():
-                tables.windows[pair_id] = [row for row in tables.windows[pair_id] if row.seq not in seqs]
+            _remove_rows(tables.windows, candidates[:limit], row_id=lambda row: row.seq)
             return min(limit, len(candidates))
 
     async def purge_idle_pairs(
@@ -895,13 +892,7 @@ class InMemoryStore:
             )
             if dry_run:
                 return len(candidates)
-            doomed: dict[int, set[int]] = {}
-            for _, point_id, pair_id in candidates[:limit]:
-                doomed.setdefault(pair_id, set()).add(point_id)
-            for pair_id, point_ids in doomed.items():
-                tables.risks[pair_id] = [
-                    row for row in tables.risks[pair_id] if row.point_id not in point_ids
-                ]
+            _remove_rows(tables.risks, candidates[:limit], row_id=lambda row: row.point_id)
             return min(limit, len(candidates))
 
     # ------------------------------------------------------------------ erasure
@@ -1011,6 +1002,20 @@ def _held(tables: _Tables, key: PairKey, *, now: datetime) -> bool:
         (hold_until := tables.alerts[alert_id].hold_until) is not None and hold_until > now
         for alert_id in tables.alerts_by_pair.get(key, ())
     )
+
+
+def _remove_rows(
+    rows_by_pair: dict[int, list[_Row]],
+    chosen: Iterable[tuple[datetime, int, int]],
+    *,
+    row_id: Callable[[_Row], int],
+) -> None:
+    """Delete the chosen ``(timestamp, row id, pair id)`` rows from a per-pair table."""
+    doomed: dict[int, set[int]] = {}
+    for _, chosen_id, pair_id in chosen:
+        doomed.setdefault(pair_id, set()).add(chosen_id)
+    for pair_id, ids in doomed.items():
+        rows_by_pair[pair_id] = [row for row in rows_by_pair[pair_id] if row_id(row) not in ids]
 
 
 def _open_alert_id(tables: _Tables, key: PairKey) -> int | None:
