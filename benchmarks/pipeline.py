@@ -52,6 +52,7 @@ from vigil.bots.core.ingest import IngestQueue, ShedResult
 from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult
 from vigil.bots.core.monitor import HandleResult
 from vigil.bots.core.outbox import OutboxWorker
+from vigil.bots.core.ports import Delivery
 from vigil.bots.metrics import VigilMetrics
 from vigil.config.settings import Settings
 from vigil.detector.onnx_detector import OnnxDetector, load_default_model_dir
@@ -87,11 +88,11 @@ class TimingSink:
         self.handed.setdefault(alert.alert_id, []).append((alert.revision, time.perf_counter()))
         return DeliveryResult(ok=True, ref=f"bench-{alert.alert_id}")
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        return self._record(alert)
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        return self._record(delivery.alert)
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
-        return self._record(alert)
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        return self._record(delivery.alert)
 
     def handed_at(self, alert_id: int, revision: int) -> float | None:
         times = [at for rev, at in self.handed.get(alert_id, ()) if rev >= revision]

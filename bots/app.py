@@ -100,6 +100,7 @@ class App:
             raise RuntimeError("an alert sink is already attached")
         self._outbox = OutboxWorker(
             store=self.store,
+            cases=self.cases,
             sink=sink,
             config=OutboxConfig(
                 retry_initial_s=self.settings.outbox.retry_initial_s,
@@ -351,7 +352,6 @@ def _build_services(app: App, *, secrets: Secrets, handler: IngestQueue) -> _Ser
                 settings.http.webhook_url,
                 _required(secrets.webhook_secret, what=settings.http.webhook_secret_env),
                 signal_labels=labels,
-                cases=app.cases,
             )
             services.closers.append(webhook.aclose)
             services.fallback = webhook

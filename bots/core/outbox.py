@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
-from vigil.bots.core.ports import AlertSink
+from vigil.bots.core.ports import TREND_POINTS, AlertSink, Delivery
 
 if TYPE_CHECKING:
+    from vigil.bots.core.cases import Cases
     from vigil.bots.core.ports import DeliveryStore
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ class OutboxWorker:
         self,
         *,
         store: DeliveryStore,
+        cases: Cases,
         sink: AlertSink,
         config: OutboxConfig,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
+        self._cases = cases
         self._sink = sink
         self._config = config
         self._clock = clock
@@ -117,13 +120,36 @@ class OutboxWorker:
 
     async def _call_sink(self, item: OutboxItem, alert: Alert) -> DeliveryResult:
         try:
+            delivery = await self.delivery(alert)
+        except Exception as exc:  # a store that fails now may not later: retry like a platform failure
+            logger.exception("could not read what case %d's alert shows", alert.case_number)
+            return DeliveryResult(ok=False, error=f"could not read the case: {type(exc).__name__}")
+        try:
             if item.kind is OutboxKind.UPDATE and alert.delivery_ref is not None:
-                return await self._sink.update(alert, ref=alert.delivery_ref)
+                return await self._sink.update(delivery, ref=alert.delivery_ref)
             # An update of an alert that was never posted (e.g. it was in shadow mode before) is a post.
-            return await self._sink.post(alert)
+            return await self._sink.post(delivery)
         except Exception as exc:  # a sink must not raise; one that does must not stop delivery
             logger.exception("alert sink raised while delivering case %d", alert.case_number)
             return DeliveryResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    async def delivery(self, alert: Alert) -> Delivery:
+        """Everything a sink shows for ``alert``, read once: the case, the space's alert channel and
+        moderator role, and the pair's latest risks."""
+        view = await self._cases.view(alert)
+        settings = await self._store.get_space_settings(
+            platform=alert.key.platform, space_id=alert.key.space_id
+        )
+        history = await self._store.risk_history(alert.key, limit=TREND_POINTS)
+        points = [point.risk for point in history]
+        if not points or abs(points[-1] - alert.risk) > 1e-9:
+            points.append(alert.risk)
+        return Delivery(
+            case=view,
+            channel_id=settings.alert_channel_id if settings is not None else None,
+            moderator_role_id=settings.moderator_role_id if settings is not None else None,
+            risk_points=tuple(points[-TREND_POINTS:]),
+        )
 
     def _backoff(self, attempts: int, result: DeliveryResult) -> float:
         if result.permanent:

@@ -8,6 +8,7 @@ all of them, what a backend implements and what ``tests/storage/test_store_contr
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
+from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState, CaseView
 from vigil.bots.core.models import (
     Alert,
     ChatMessage,
@@ -37,6 +38,52 @@ if TYPE_CHECKING:
 
 
 # ---------------------------------------------------------------------------------------------- adapters
+# How many of a pair's latest risk points an alert shows, and how far they must move to count as a trend.
+TREND_POINTS = 6
+TREND_STEP = 0.03
+
+
+class Trend(enum.StrEnum):
+    NEW = "new"
+    RISING = "rising"
+    FALLING = "falling"
+    STEADY = "steady"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One alert as a sink shows it, built once by the outbox: the case, where it goes, whom it pings and
+    the pair's risk trend. Sinks render this and talk to their platform; they never read storage."""
+
+    case: CaseView
+    # The space's alert channel; None when nobody has set one (a chat sink then fails permanently).
+    channel_id: str | None = None
+    moderator_role_id: str | None = None
+    # The pair's latest risks, oldest first, ending at the alert's risk.
+    risk_points: tuple[float, ...] = ()
+
+    @property
+    def alert(self) -> Alert:
+        return self.case.alert
+
+    @property
+    def trend(self) -> Trend:
+        return trend_of(self.risk_points)
+
+
+def trend_of(points: Sequence[float]) -> Trend:
+    """Whether a pair's latest risks (oldest first) rise, fall or hold; every platform shows this one."""
+    recent = points[-TREND_POINTS:]
+    if len(recent) < 2:
+        return Trend.NEW
+    change = recent[-1] - recent[0]
+    if change >= TREND_STEP:
+        return Trend.RISING
+    if change <= -TREND_STEP:
+        return Trend.FALLING
+    return Trend.STEADY
+
+
 class AlertSink(Protocol):
     """Where alerts go: a private moderator channel, the console, a webhook.
 
@@ -44,9 +91,9 @@ class AlertSink(Protocol):
     ``update`` receives the ``delivery_ref`` that ``post`` returned.
     """
 
-    async def post(self, alert: Alert) -> DeliveryResult: ...
+    async def post(self, delivery: Delivery) -> DeliveryResult: ...
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult: ...
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult: ...
 
 
 class MessageHandler(Protocol):
@@ -453,8 +500,9 @@ class LabelStore(Transactional, PairStore, CaseStore, RecordStore, Protocol):
     """What exporting moderators' verdicts as training labels reads (and the pseudonym key it keeps)."""
 
 
-class DeliveryStore(AlertStore, OutboxStore, Protocol):
-    """What the outbox worker drains."""
+class DeliveryStore(AlertStore, OutboxStore, SpaceSettingsStore, PairStore, Protocol):
+    """What the outbox worker drains, and reads to build each ``Delivery``: the space's alert channel and
+    moderator role, and the pair's risk trend."""
 
 
 class PseudonymStore(Transactional, RecordStore, Protocol):
@@ -463,10 +511,6 @@ class PseudonymStore(Transactional, RecordStore, Protocol):
 
 class RetentionWorkStore(Transactional, RetentionStore, CaseStore, RecordStore, Protocol):
     """What retention and erasure change, the audit entries they leave, and the pseudonym salt they read."""
-
-
-class SinkStore(SpaceSettingsStore, PairStore, Protocol):
-    """What a platform's alert sink reads: the space's alert channel and the pair's risk trend."""
 
 
 class ModeratorStore(SpaceSettingsStore, PairStore, AlertStore, OutboxStore, Protocol):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Literal, TextIO
 
 from vigil.bots.core.models import Alert, DeliveryResult
-from vigil.bots.core.ports import AlertSink
+from vigil.bots.core.ports import AlertSink, Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ class ConsoleSink:
         self._signal_labels = dict(signal_labels)
         self._style = style
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        return self._write(alert, updated=False)
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        return self._write(delivery.alert, updated=False)
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
-        return self._write(alert, updated=True)
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        return self._write(delivery.alert, updated=True)
 
     def _write(self, alert: Alert, *, updated: bool) -> DeliveryResult:
         try:
@@ -114,21 +114,23 @@ class RoutingSink:
     def _sink_for(self, alert: Alert) -> AlertSink | None:
         return self._sinks.get(alert.key.platform, self._fallback)
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        sink = self._sink_for(alert)
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        sink = self._sink_for(delivery.alert)
         if sink is None:
-            return DeliveryResult(
-                ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
-            )
-        return await sink.post(alert)
+            return _no_sink(delivery.alert)
+        return await sink.post(delivery)
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
-        sink = self._sink_for(alert)
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        sink = self._sink_for(delivery.alert)
         if sink is None:
-            return DeliveryResult(
-                ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
-            )
-        return await sink.update(alert, ref=ref)
+            return _no_sink(delivery.alert)
+        return await sink.update(delivery, ref=ref)
+
+
+def _no_sink(alert: Alert) -> DeliveryResult:
+    return DeliveryResult(
+        ok=False, error=f"no alert sink for platform {alert.key.platform!r}", permanent=True
+    )
 
 
 class MirroredSink:
@@ -141,19 +143,19 @@ class MirroredSink:
         self._primary = primary
         self._mirror = mirror
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        result = await self._primary.post(alert)
-        await self._show(alert, result, updated=False)
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        result = await self._primary.post(delivery)
+        await self._show(delivery, result, updated=False)
         return result
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
-        result = await self._primary.update(alert, ref=ref)
-        await self._show(alert, result, updated=True)
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        result = await self._primary.update(delivery, ref=ref)
+        await self._show(delivery, result, updated=True)
         return result
 
-    async def _show(self, alert: Alert, result: DeliveryResult, *, updated: bool) -> None:
+    async def _show(self, delivery: Delivery, result: DeliveryResult, *, updated: bool) -> None:
         if not result.ok:
             return
-        shown = await (self._mirror.update(alert, ref="") if updated else self._mirror.post(alert))
+        shown = await (self._mirror.update(delivery, ref="") if updated else self._mirror.post(delivery))
         if not shown.ok:
-            logger.warning("alert %s: mirror failed: %s", alert.alert_id, shown.error)
+            logger.warning("alert %s: mirror failed: %s", delivery.alert.alert_id, shown.error)

@@ -334,8 +334,6 @@ class DiscordAdapter:
         _guard_parsers(self._bot, skips=self._skips)
         self._sink = DiscordSink(
             client=self._bot,
-            store=store,
-            cases=cases,
             signal_labels=signal_labels or {},
             is_connected=self._rest_ready,
         )

@@ -423,7 +423,7 @@ class Interactions:
         if not self._moderation.may_see_status(actor):
             await _reply(interaction, "Test alerts are for moderators and server managers.")
             return
-        result = await self._sink.post_test(actor.space_id)
+        result = await self._sink.post_test(await self._moderation.current(actor.space_id))
         if result.ok:
             channel = (result.ref or "").split("/", 1)[0]
             await _reply(interaction, f"Test alert posted in <#{channel}>. Real alerts will look like it.")

@@ -31,6 +31,7 @@ from vigil.bots.core.cases import (
     TranscriptResult,
 )
 from vigil.bots.core.models import Alert, RiskPoint, WindowMessage
+from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
 from vigil.bots.core.sinks import excerpt
 from vigil.bots.discord.translate import jump_url
 
@@ -232,16 +233,25 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_TREND_WORDS = MappingProxyType(
+    {
+        Trend.NEW: "new",
+        Trend.RISING: "↑ rising",
+        Trend.FALLING: "↓ falling",
+        Trend.STEADY: "→ steady",
+    }
+)
+
+
 def trend_text(risk: float, points: Sequence[float]) -> str:
-    """``0.62 → 0.74 → 0.87 ↑``: the last few steps of the pair's risk, ending at the alert's risk."""
-    values = [*points[-4:]]
+    """``0.62 → 0.74 → 0.87 (↑ rising)``: the pair's latest risks, ending at the alert's risk."""
+    values = [*points[-TREND_POINTS:]]
     if not values or abs(values[-1] - risk) > 1e-9:
         values.append(risk)
+    values = values[-TREND_POINTS:]
     if len(values) < 2:
         return f"{risk:.2f}"
-    delta = values[-1] - values[0]
-    arrow = "↑ rising" if delta > 0.02 else "↓ falling" if delta < -0.02 else "→ steady"
-    return " → ".join(f"{v:.2f}" for v in values) + f" ({arrow})"
+    return " → ".join(f"{v:.2f}" for v in values) + f" ({_TREND_WORDS[trend_of(values)]})"
 
 
 def evidence_links(alert: Alert) -> list[str]:

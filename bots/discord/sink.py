@@ -14,11 +14,9 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from vigil.bots.core.cases import Cases, CaseView
-from vigil.bots.core.models import Alert, DeliveryResult
-from vigil.bots.core.ports import SinkStore
+from vigil.bots.core.models import DeliveryResult, SpaceSettings
+from vigil.bots.core.ports import Delivery
 from vigil.bots.discord.render import alert_embed, case_buttons
-from vigil.bots.discord.translate import PLATFORM
 
 __all__ = [
     "ALERT_CHANNEL_PERMISSIONS",
@@ -134,14 +132,10 @@ class DiscordSink:
         self,
         *,
         client: discord.Client,
-        store: SinkStore,
-        cases: Cases,
         signal_labels: Mapping[str, str],
         is_connected: Callable[[], bool],
     ) -> None:
         self._client = client
-        self._store = store
-        self._cases = cases
         self._signal_labels = dict(signal_labels)
         self._is_connected = is_connected
         self._problems: dict[str, str] = {}
@@ -150,13 +144,15 @@ class DiscordSink:
         """The last delivery failure in a server, until a delivery there succeeds (for /vigil status)."""
         return self._problems.get(space_id)
 
-    async def post(self, alert: Alert) -> DeliveryResult:
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        alert = delivery.alert
         space_id = alert.key.space_id
-        destination = await self._destination(space_id)
+        destination = self._destination(
+            space_id, channel_id=delivery.channel_id, role_id=delivery.moderator_role_id
+        )
         if isinstance(destination, DeliveryResult):
             return destination
-        view = await self._cases.view(alert)
-        embed, buttons = await self._render(view)
+        embed, buttons = self._render(delivery)
         return await self._send(
             space_id,
             destination,
@@ -165,9 +161,11 @@ class DiscordSink:
             view=buttons,
         )
 
-    async def post_test(self, space_id: str) -> DeliveryResult:
+    async def post_test(self, settings: SpaceSettings) -> DeliveryResult:
         """A test alert, exactly where and as real ones go (role ping, embed), with nothing to act on."""
-        destination = await self._destination(space_id)
+        destination = self._destination(
+            settings.space_id, channel_id=settings.alert_channel_id, role_id=settings.moderator_role_id
+        )
         if isinstance(destination, DeliveryResult):
             return destination
         embed = discord.Embed(
@@ -177,7 +175,7 @@ class DiscordSink:
         )
         # No buttons: there is no case to act on.
         return await self._send(
-            space_id, destination, content="Vigil test alert", embed=embed, view=discord.ui.View()
+            settings.space_id, destination, content="Vigil test alert", embed=embed, view=discord.ui.View()
         )
 
     async def _send(
@@ -201,14 +199,15 @@ class DiscordSink:
         self._succeeded(space_id)
         return DeliveryResult(ok=True, ref=f"{destination.channel_id}/{message.id}")
 
-    async def _destination(self, space_id: str) -> _Destination | DeliveryResult:
+    def _destination(
+        self, space_id: str, *, channel_id: str | None, role_id: str | None
+    ) -> _Destination | DeliveryResult:
         """Where a server's alerts go and whom they ping, or why they cannot go."""
         if not self._is_connected():
             return DeliveryResult(
                 ok=False, error="not connected to Discord yet", retry_after=_NOT_CONNECTED_RETRY_S
             )
-        settings = await self._store.get_space_settings(platform=PLATFORM, space_id=space_id)
-        if settings is None or settings.alert_channel_id is None:
+        if channel_id is None:
             return self._failed(
                 space_id,
                 DeliveryResult(
@@ -217,30 +216,28 @@ class DiscordSink:
                     error=f"no alert channel is set for Discord server {space_id}: run /vigil setup there",
                 ),
             )
-        role = settings.moderator_role_id
         ping = ""
         mentions = discord.AllowedMentions.none()
-        if role is not None and role.isdigit():
-            ping = f"<@&{role}> "
+        if role_id is not None and role_id.isdigit():
+            ping = f"<@&{role_id}> "
             mentions = discord.AllowedMentions(
-                everyone=False, users=False, roles=[discord.Object(id=int(role))]
+                everyone=False, users=False, roles=[discord.Object(id=int(role_id))]
             )
-        channel_id = settings.alert_channel_id
         channel = self._client.get_partial_messageable(int(channel_id), guild_id=_guild_id(space_id))
         return _Destination(channel_id=channel_id, channel=channel, ping=ping, mentions=mentions)
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        alert = delivery.alert
         space_id = alert.key.space_id
         target = _parse_ref(ref)
         if target is None or target.message_id is None:
             logger.warning("case %d has an unusable Discord reference; posting it again", alert.case_number)
-            return await self.post(alert)
+            return await self.post(delivery)
         if not self._is_connected():
             return DeliveryResult(
                 ok=False, error="not connected to Discord yet", retry_after=_NOT_CONNECTED_RETRY_S
             )
-        view = await self._cases.view(alert)
-        embed, buttons = await self._render(view)
+        embed, buttons = self._render(delivery)
         channel = self._client.get_partial_messageable(int(target.channel_id), guild_id=_guild_id(space_id))
         try:
             await channel.get_partial_message(target.message_id).edit(embed=embed, view=buttons)
@@ -248,16 +245,16 @@ class DiscordSink:
             if error.code == _UNKNOWN_MESSAGE:
                 # Someone deleted the alert message: moderators must still see the case, so post it anew.
                 logger.warning("the message of case %d was deleted; posting it again", alert.case_number)
-                return await self.post(alert)
+                return await self.post(delivery)
             return self._failed(space_id, delivery_failure(error, channel_id=target.channel_id))
         except _PLATFORM_ERRORS as error:
             return self._failed(space_id, delivery_failure(error, channel_id=target.channel_id))
         self._succeeded(space_id)
         return DeliveryResult(ok=True, ref=ref)
 
-    async def _render(self, view: CaseView) -> tuple[discord.Embed, discord.ui.View]:
-        points = await self._store.risk_history(view.alert.key, limit=5)
-        embed = alert_embed(view, signal_labels=self._signal_labels, risk_points=[p.risk for p in points])
+    def _render(self, delivery: Delivery) -> tuple[discord.Embed, discord.ui.View]:
+        view = delivery.case
+        embed = alert_embed(view, signal_labels=self._signal_labels, risk_points=delivery.risk_points)
         return embed, case_buttons(case_number=view.alert.case_number, state=view.state)
 
     def _failed(self, space_id: str, result: DeliveryResult) -> DeliveryResult:

@@ -1,7 +1,7 @@
 """An ``AlertSink`` that POSTs each alert (and every later revision of it) to a webhook, signed.
 
 The body is ``alert_to_dict(...)`` plus ``"updated": false`` for the first delivery and ``true`` for every
-later one (and ``"case": {state, claimed_by}`` when a ``Cases`` service is given). It is signed exactly like
+later one, and ``"case": {state, claimed_by}``. It is signed exactly like
 an API request (``bots.http.signing``), so receivers verify it with ``bots.http.client.verify_webhook``.
 
 Outcomes are results, never exceptions: 2xx is delivered; 429 carries ``Retry-After``; 408, 5xx, timeouts
@@ -25,9 +25,9 @@ from ipaddress import ip_address
 import aiohttp
 from yarl import URL
 
-from vigil.bots.core.cases import Cases
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.models import DeliveryResult
+from vigil.bots.core.ports import Delivery
 from vigil.bots.core.sinks import alert_to_dict
 from vigil.bots.http.signing import MIN_SECRET_CHARS, signed_headers
 from vigil.config.settings import Secret
@@ -78,7 +78,6 @@ class WebhookSink:
         *,
         session: aiohttp.ClientSession | None = None,
         signal_labels: Mapping[str, str] | None = None,
-        cases: Cases | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         clock: Clock = utc_now,
     ) -> None:
@@ -99,37 +98,31 @@ class WebhookSink:
         self._session = session
         self._owns_session = session is None
         self._signal_labels = dict(signal_labels or {})
-        self._cases = cases
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock = clock
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        return await self._send(alert, updated=False)
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        return await self._send(delivery, updated=False)
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
-        return await self._send(alert, updated=True)
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        return await self._send(delivery, updated=True)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
 
-    async def _payload(self, alert: Alert, *, updated: bool) -> dict[str, object]:
-        payload = alert_to_dict(alert, signal_labels=self._signal_labels) | {"updated": updated}
-        if self._cases is not None:
-            try:
-                view = await self._cases.view(alert)
-            except Exception:
-                logger.exception(
-                    "webhook: could not read case %d's state; sending without it", alert.case_number
-                )
-            else:
-                payload["case"] = {"state": str(view.state), "claimed_by": view.claimed_by}
-        return payload
+    def _payload(self, delivery: Delivery, *, updated: bool) -> dict[str, object]:
+        view = delivery.case
+        return alert_to_dict(view.alert, signal_labels=self._signal_labels) | {
+            "updated": updated,
+            "case": {"state": str(view.state), "claimed_by": view.claimed_by},
+        }
 
-    async def _send(self, alert: Alert, *, updated: bool) -> DeliveryResult:
+    async def _send(self, delivery: Delivery, *, updated: bool) -> DeliveryResult:
+        alert = delivery.alert
         body = json.dumps(
-            await self._payload(alert, updated=updated), ensure_ascii=False, separators=(",", ":")
+            self._payload(delivery, updated=updated), ensure_ascii=False, separators=(",", ":")
         ).encode("utf-8")
         headers = {
             "Content-Type": "application/json",
@@ -173,9 +166,10 @@ class PollingSink:
     not retry forever for lack of somewhere to push to.
     """
 
-    async def post(self, alert: Alert) -> DeliveryResult:
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        alert = delivery.alert
         logger.info("case %d is ready at GET /v1/cases (no webhook configured)", alert.case_number)
         return DeliveryResult(ok=True, ref=f"api:{alert.alert_id}")
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
         return DeliveryResult(ok=True, ref=ref)

@@ -384,9 +384,7 @@ class SlackAdapter:
             )
             clients = TokenClients(self._client)
         labels = dict(signal_labels or {})
-        self._sink = SlackSink(
-            clients=clients, store=store, cases=cases, signal_labels=labels, health=self._health
-        )
+        self._sink = SlackSink(clients=clients, signal_labels=labels, health=self._health)
         self._commands = VigilCommands(
             store=store,
             cases=cases,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from vigil.bots.core.cases import Cases, CaseView
 from vigil.bots.core.models import Alert, DeliveryResult
-from vigil.bots.core.ports import SinkStore
+from vigil.bots.core.ports import Delivery, Trend
 from vigil.bots.slack.blocks import Block, alert_blocks, alert_text
-from vigil.bots.slack.translate import PLATFORM, message_ref
+from vigil.bots.slack.translate import message_ref
 from vigil.bots.slack.web import (
     WEB_API_ERRORS,
     ApiFailure,
@@ -33,8 +33,9 @@ __all__ = ["SlackSink", "parse_ref"]
 logger = logging.getLogger(__name__)
 
 _PERMALINK_CACHE = 4096
-_TREND_POINTS = 6
-_TREND_STEP = 0.03
+_TREND_WORDS = MappingProxyType(
+    {Trend.NEW: "new", Trend.RISING: "rising ↑", Trend.FALLING: "falling ↓", Trend.STEADY: "steady"}
+)
 _REPOST_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 
 
@@ -56,29 +57,24 @@ class SlackSink:
         self,
         *,
         clients: SlackClients,
-        store: SinkStore,
-        cases: Cases,
         signal_labels: Mapping[str, str],
         health: DeliveryHealth,
     ) -> None:
         self._clients = clients
-        self._store = store
-        self._cases = cases
         self._signal_labels = dict(signal_labels)
         self._health = health
         self._permalinks: OrderedDict[str, str] = OrderedDict()
 
-    async def post(self, alert: Alert) -> DeliveryResult:
-        team_id = alert.key.space_id
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        view = delivery.case
+        team_id = view.alert.key.space_id
         client = await self._clients.for_team(team_id)
         if client is None:
             return self._failed(team_id, permanent_failure("no_installation"))
-        settings = await self._store.get_space_settings(platform=PLATFORM, space_id=team_id)
-        channel_id = settings.alert_channel_id if settings is not None else None
+        channel_id = delivery.channel_id
         if channel_id is None:
             return self._failed(team_id, permanent_failure("no_alert_channel"))
-        view = await self._cases.view(alert)
-        blocks = await self._blocks(client, view)
+        blocks = await self._blocks(client, delivery)
         try:
             response = await client.chat_postMessage(
                 channel=channel_id,
@@ -93,17 +89,18 @@ class SlackSink:
         posted_channel = str(response.get("channel") or channel_id)
         return DeliveryResult(ok=True, ref=f"{posted_channel}/{response['ts']}")
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        view = delivery.case
+        alert = view.alert
         target = parse_ref(ref)
         if target is None:
             logger.warning("case %d has an unusable Slack reference; posting it again", alert.case_number)
-            return await self.post(alert)
+            return await self.post(delivery)
         team_id = alert.key.space_id
         client = await self._clients.for_team(team_id)
         if client is None:
             return self._failed(team_id, permanent_failure("no_installation"))
-        view = await self._cases.view(alert)
-        blocks = await self._blocks(client, view)
+        blocks = await self._blocks(client, delivery)
         channel_id, ts = target
         try:
             await client.chat_update(channel=channel_id, ts=ts, text=alert_text(view), blocks=blocks)
@@ -113,7 +110,7 @@ class SlackSink:
                 logger.info(
                     "the message of case %d is gone (%s); posting it again", alert.case_number, failure.code
                 )
-                return await self.post(alert)
+                return await self.post(delivery)
             return self._failed(team_id, failure)
         self._health.succeeded(team_id)
         return DeliveryResult(ok=True, ref=ref)
@@ -122,14 +119,18 @@ class SlackSink:
         self._health.failed(team_id, failure)
         return _result(failure)
 
-    async def _blocks(self, client: AsyncWebClient, view: CaseView) -> list[Block]:
-        permalinks = await self._permalinks_for(client, view)
-        trend = await self._trend(view.alert)
-        return alert_blocks(view, signal_labels=self._signal_labels, permalinks=permalinks, trend=trend)
+    async def _blocks(self, client: AsyncWebClient, delivery: Delivery) -> list[Block]:
+        permalinks = await self._permalinks_for(client, delivery.alert)
+        return alert_blocks(
+            delivery.case,
+            signal_labels=self._signal_labels,
+            permalinks=permalinks,
+            trend=_TREND_WORDS[delivery.trend],
+        )
 
-    async def _permalinks_for(self, client: AsyncWebClient, view: CaseView) -> dict[str, str]:
+    async def _permalinks_for(self, client: AsyncWebClient, alert: Alert) -> dict[str, str]:
         links: dict[str, str] = {}
-        for message in view.alert.evidence:
+        for message in alert.evidence:
             cached = self._permalinks.get(message.message_id)
             if cached is not None:
                 self._permalinks.move_to_end(message.message_id)
@@ -142,9 +143,7 @@ class SlackSink:
                 response = await client.chat_getPermalink(channel=ref[0], message_ts=ref[1])
             except WEB_API_ERRORS as error:
                 failure = classify_failure(error)
-                logger.debug(
-                    "no permalink for a message of case %d (%s)", view.alert.case_number, failure.code
-                )
+                logger.debug("no permalink for a message of case %d (%s)", alert.case_number, failure.code)
                 if failure.permanent and failure.is_token_problem:
                     break
                 continue
@@ -155,14 +154,3 @@ class SlackSink:
                 if len(self._permalinks) > _PERMALINK_CACHE:
                     self._permalinks.popitem(last=False)
         return links
-
-    async def _trend(self, alert: Alert) -> str:
-        history = await self._store.risk_history(alert.key, limit=_TREND_POINTS)
-        if len(history) < 2:
-            return "new"
-        change = history[-1].risk - history[0].risk
-        if change >= _TREND_STEP:
-            return "rising ↑"
-        if change <= -_TREND_STEP:
-            return "falling ↓"
-        return "steady"

@@ -105,7 +105,9 @@ def make_harness(store: SqliteStore, detector: OnnxDetector, *, clock: FakeClock
     clock = clock or FakeClock(START)
     notified: list[int] = []
     sink = RecordingSink()
-    outbox = OutboxWorker(store=store, sink=sink, config=OutboxConfig(), clock=clock)
+    outbox = OutboxWorker(
+        store=store, cases=CaseService(store=store), sink=sink, config=OutboxConfig(), clock=clock
+    )
     monitor = Monitor(
         store=store,
         detector=detector,

@@ -135,3 +135,31 @@ def test_the_check_sees_every_kind_of_import(source: str, expected: list[str]) -
     assert (
         wrong_way_imports(CORE, module="vigil.bots.core.monitor", source=source, is_package=False) == expected
     )
+
+
+# Sinks render the ``Delivery`` the outbox built; a store role imported by one is a read behind its back.
+SINK_MODULES = (
+    "vigil.bots.core.sinks",
+    "vigil.bots.discord.sink",
+    "vigil.bots.slack.sink",
+    "vigil.bots.http.webhook",
+)
+
+
+def store_roles() -> frozenset[str]:
+    from vigil.bots.core import ports  # noqa: PLC0415
+
+    return frozenset(
+        name for name, value in vars(ports).items() if isinstance(value, type) and name.endswith("Store")
+    )
+
+
+@pytest.mark.parametrize("module", SINK_MODULES)
+def test_sinks_read_no_storage(module: str) -> None:
+    path = Path(importlib.import_module(module).__file__ or "")
+    names = {
+        imported.rsplit(".", 1)[-1]
+        for imported in imported_modules(path.read_text(), module=module, is_package=False)
+    }
+    assert not names & store_roles(), f"{module} imports a store role"
+    assert not any(name.startswith("vigil.storage") for name in names)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakes import FakeClock, RecordingSink
+from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey, PairState, SpaceSettings
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
@@ -208,7 +209,13 @@ async def test_hourly_cap_defers_posting_but_loses_nothing(
     clock = FakeClock(START)
     monitor = make_monitor(sqlite_store, keyword_detector, clock, max_alerts_per_hour=1)
     sink = RecordingSink()
-    outbox = OutboxWorker(store=sqlite_store, sink=sink, config=OutboxConfig(), clock=clock)
+    outbox = OutboxWorker(
+        store=sqlite_store,
+        cases=CaseService(store=sqlite_store),
+        sink=sink,
+        config=OutboxConfig(),
+        clock=clock,
+    )
     for pair in range(3):
         talk = Conversation(channel=f"dm-{pair}", a=f"adult-{pair}", b=f"kid-{pair}")
         for _ in range(3):
@@ -282,7 +289,11 @@ async def test_outbox_retries_failed_posts_then_updates_by_reference(
         ]
     )
     outbox = OutboxWorker(
-        store=sqlite_store, sink=sink, config=OutboxConfig(retry_initial_s=5.0, retry_max_s=60.0), clock=clock
+        store=sqlite_store,
+        cases=CaseService(store=sqlite_store),
+        sink=sink,
+        config=OutboxConfig(retry_initial_s=5.0, retry_max_s=60.0),
+        clock=clock,
     )
     talk = Conversation()
     for text in ["age age", "age age", "age age"]:
@@ -317,7 +328,11 @@ async def test_a_sink_that_raises_does_not_stop_delivery(
     monitor = make_monitor(sqlite_store, keyword_detector, clock)
     sink = RecordingSink(raise_times=1)
     outbox = OutboxWorker(
-        store=sqlite_store, sink=sink, config=OutboxConfig(retry_initial_s=1.0), clock=clock
+        store=sqlite_store,
+        cases=CaseService(store=sqlite_store),
+        sink=sink,
+        config=OutboxConfig(retry_initial_s=1.0),
+        clock=clock,
     )
     talk = Conversation()
     for _ in range(3):

@@ -109,24 +109,25 @@ async def test_missing_alert_channel_and_missing_permission_are_permanent_failur
     await vigil.groom(drain=False)
     alert = (await vigil.store.alerts_for_space(platform="discord", space_id=fake.guild_id, limit=5))[0]
 
-    result = await sink.post(alert)
+    result = await sink.post(await vigil.outbox.delivery(alert))
     assert not result.ok and result.permanent and "/vigil setup" in (result.error or "")
 
     await vigil.setup_server()
+    delivery = await vigil.outbox.delivery(alert)  # now with the alert channel and role that setup chose
     fake.fail_next(
         "POST",
         rf"/channels/{fake.alerts}/messages",
         status=403,
         body={"message": "Missing Permissions", "code": 50013},
     )
-    result = await sink.post(alert)
+    result = await sink.post(delivery)
     assert not result.ok and result.permanent
     assert "Send Messages" in (result.error or "") and "403" in (result.error or "")
     status = await fake.slash(user=fake.mod, subcommand="status")
     reply = (await fake.wait_for_reply(status))[-1].json["content"]
     assert "Last delivery problem" in reply and "403" in reply
 
-    result = await sink.post(alert)
+    result = await sink.post(delivery)
     assert result.ok and result.ref is not None and result.ref.startswith(f"{fake.alerts}/")
     status = await fake.slash(user=fake.mod, subcommand="status")
     assert "Last delivery problem" not in (await fake.wait_for_reply(status))[-1].json["content"]

@@ -47,13 +47,14 @@ async def test_cancelling_run_closes_the_connection(
         await vigil.setup_server()
         await vigil.groom(drain=False)
         [alert] = await vigil.store.alerts_for_space(platform="discord", space_id=fake.guild_id, limit=1)
+        delivery = await vigil.outbox.delivery(alert)
         vigil.task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await vigil.task
         assert vigil.adapter.client.is_closed()
         await fake.wait_until(lambda: not fake.connected, what="the socket to close")
         # The outbox may still run during shutdown: the sink answers with a result, it does not raise.
-        result = await vigil.adapter.sink.post(alert)
+        result = await vigil.adapter.sink.post(delivery)
         assert not result.ok and not result.permanent and result.retry_after == 5.0
 
 

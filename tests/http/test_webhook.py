@@ -16,10 +16,11 @@ from aiohttp import web
 from tests.http.conftest import START, Api, wire_message
 from tests.support.fakes import FakeClock
 from vigil.bots.core.case_service import CaseService
-from vigil.bots.core.cases import Actor, CaseAction, Role
+from vigil.bots.core.cases import Actor, CaseAction, CaseSource, CaseState, CaseView, Role
 from vigil.bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
 from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.ports import Delivery
 from vigil.bots.http.client import verify_webhook
 from vigil.bots.http.webhook import PollingSink, WebhookSink, parse_retry_after
 from vigil.config.settings import Secret
@@ -110,6 +111,20 @@ def an_alert(*, revision: int = 1) -> Alert:
     )
 
 
+def a_delivery(*, revision: int = 1) -> Delivery:
+    view = CaseView(
+        alert=an_alert(revision=revision),
+        state=CaseState.OPEN,
+        source=CaseSource.ALERT,
+        claimed_by=None,
+        dismiss_reason=None,
+        hold_until=None,
+        audit=(),
+        earlier_cases=(),
+    )
+    return Delivery(case=view, risk_points=(0.9,))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -119,9 +134,9 @@ def free_port() -> int:
 async def test_post_and_update_are_signed_and_marked(receiver: Receiver) -> None:
     sink = WebhookSink(receiver.url, Secret(WEBHOOK_SECRET), signal_labels={"secrecy": "asks for secrecy"})
     try:
-        posted = await sink.post(an_alert())
+        posted = await sink.post(a_delivery())
         assert posted.ok and posted.ref == "webhook:7"
-        updated = await sink.update(an_alert(revision=2), ref=posted.ref)
+        updated = await sink.update(a_delivery(revision=2), ref=posted.ref)
         assert updated.ok
     finally:
         await sink.aclose()
@@ -147,17 +162,17 @@ async def test_failures_are_results_never_exceptions(receiver: Receiver) -> None
     receiver.headers["Retry-After"] = "42"
     async with aiohttp.ClientSession() as session:
         sink = WebhookSink(receiver.url, Secret(WEBHOOK_SECRET), session=session)
-        server_error = await sink.post(an_alert())
+        server_error = await sink.post(a_delivery())
         assert not server_error.ok and not server_error.permanent and "500" in (server_error.error or "")
-        limited = await sink.post(an_alert())
+        limited = await sink.post(a_delivery())
         assert not limited.ok and limited.retry_after == 42.0
-        refused = await sink.post(an_alert())
+        refused = await sink.post(a_delivery())
         assert not refused.ok and refused.permanent
-        timeout = await sink.post(an_alert())
+        timeout = await sink.post(a_delivery())
         assert not timeout.ok and not timeout.permanent
         moved = await WebhookSink(
             receiver.url.replace("/hook", "/moved"), Secret(WEBHOOK_SECRET), session=session
-        ).post(an_alert())
+        ).post(a_delivery())
         assert not moved.ok and moved.permanent and "redirect" in (moved.error or "")
         await sink.aclose()
         assert not session.closed  # a shared session belongs to its owner
@@ -169,7 +184,7 @@ async def test_connection_errors_and_timeouts_are_transient() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook?token=do-not-log"
     sink = WebhookSink(url, Secret(WEBHOOK_SECRET), timeout_s=2.0)
     try:
-        result = await sink.post(an_alert())
+        result = await sink.post(a_delivery())
     finally:
         await sink.aclose()
     assert not result.ok and not result.permanent
@@ -196,7 +211,7 @@ async def test_an_alert_from_the_api_reaches_the_webhook_after_a_failure(
 ) -> None:
     """The whole path: signed ingest → monitor → outbox → webhook (500, then 200 on the retry)."""
     cases = CaseService(store=sqlite_store)
-    sink = WebhookSink(receiver.url, Secret(WEBHOOK_SECRET), cases=cases)
+    sink = WebhookSink(receiver.url, Secret(WEBHOOK_SECRET))
     receiver.statuses.append(500)
     try:
         status, _, _ = await api.send([wire_message(i, text="secret groom secret groom") for i in range(3)])
@@ -204,6 +219,7 @@ async def test_an_alert_from_the_api_reaches_the_webhook_after_a_failure(
         clock = FakeClock(datetime.now(UTC))
         outbox = OutboxWorker(
             store=sqlite_store,
+            cases=cases,
             sink=sink,
             config=OutboxConfig(retry_initial_s=5.0, retry_max_s=60.0),
             clock=clock,
@@ -239,6 +255,6 @@ async def test_an_alert_from_the_api_reaches_the_webhook_after_a_failure(
 
 async def test_without_a_webhook_alerts_count_as_delivered_for_polling() -> None:
     sink = PollingSink()
-    posted = await sink.post(an_alert())
+    posted = await sink.post(a_delivery())
     assert posted.ok and posted.ref == "api:7"
-    assert (await sink.update(an_alert(revision=2), ref="api:7")).ref == "api:7"
+    assert (await sink.update(a_delivery(revision=2), ref="api:7")).ref == "api:7"

@@ -17,12 +17,13 @@ import pytest
 
 from tests.reliability.helpers import START, ControlledDetector, MessageFactory, make_monitor, policy
 from tests.support.fakes import FakeClock
+from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import Decision
-from vigil.bots.core.ports import StoreError
+from vigil.bots.core.ports import Delivery, StoreError
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -233,18 +234,19 @@ class FlakySink:
             raise TimeoutError("sink timed out")
         return DeliveryResult(ok=False, error="503 service unavailable")
 
-    async def post(self, alert: Alert) -> DeliveryResult:
+    async def post(self, delivery: Delivery) -> DeliveryResult:
         failure = self._down()
         if failure is not None:
             return failure
+        alert = delivery.alert
         self.posted.append(alert)
         return DeliveryResult(ok=True, ref=f"ref-{alert.alert_id}")
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
         failure = self._down()
         if failure is not None:
             return failure
-        self.updated.append((alert, ref))
+        self.updated.append((delivery.alert, ref))
         return DeliveryResult(ok=True, ref=ref)
 
 
@@ -261,6 +263,7 @@ async def test_a_sink_down_for_hours_delivers_everything_once_it_recovers(
     sink = FlakySink(clock, recover_at=timedelta(hours=3))
     outbox = OutboxWorker(
         store=sqlite_store,
+        cases=CaseService(store=sqlite_store),
         sink=sink,
         config=OutboxConfig(retry_initial_s=5.0, retry_max_s=900.0),
         clock=clock,

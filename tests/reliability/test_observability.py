@@ -14,6 +14,7 @@ from aiohttp import ClientSession
 
 from tests.reliability.helpers import ControlledDetector, MessageFactory, make_monitor
 from tests.support.fakes import RecordingSink
+from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.ingest import IngestQueue
 from vigil.bots.core.models import DeliveryResult
 from vigil.bots.core.monitor import HandleResult
@@ -143,7 +144,9 @@ async def test_no_log_record_at_info_or_above_contains_message_text(
         metrics = VigilMetrics()
         monitor = make_monitor(store, metrics.instrument(detector))
         sink = RecordingSink(failures=[DeliveryResult(ok=False, error="503 unavailable")], raise_times=1)
-        outbox = OutboxWorker(store=store, sink=sink, config=OutboxConfig(retry_initial_s=0.01))
+        outbox = OutboxWorker(
+            store=store, cases=CaseService(store=store), sink=sink, config=OutboxConfig(retry_initial_s=0.01)
+        )
         queue = IngestQueue(monitor=monitor, capacity=16, max_batch=8, observer=metrics, log_interval_s=0.0)
         worker = asyncio.create_task(queue.run())
         try:

@@ -49,15 +49,16 @@ async def test_a_missing_channel_membership_is_permanent_and_shown_in_status(
     assert "Alerts are not being delivered" in status["text"] and "/invite @Vigil" in status["text"]
     # Reported once in the log however often delivery is tried.
     alert = (await slack.store.alerts_for_space(platform="slack", space_id=TEAM, limit=1))[0]
+    delivery = await slack.outbox.delivery(alert)
     for _ in range(3):
-        result = await slack.adapter.sink.post(alert)
+        result = await slack.adapter.sink.post(delivery)
         assert not result.ok and result.permanent
     web_logger = "vigil.bots.slack.web"
     reports = [r for r in caplog.records if r.name == web_logger and "not a member" in r.getMessage()]
     assert len(reports) == 1 and reports[0].levelno == logging.ERROR
     # Fixed by the admin: the next delivery works and the problem clears.
     slack.fake.channels[ALERTS]["is_member"] = True
-    assert (await slack.adapter.sink.post(alert)).ok
+    assert (await slack.adapter.sink.post(delivery)).ok
     assert slack.adapter.health.problem(TEAM) is None
 
 

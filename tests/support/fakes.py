@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from vigil.bots.core.models import Alert, DeliveryResult
+from vigil.bots.core.ports import Delivery
 
 
 class FakeClock:
@@ -29,6 +30,7 @@ class RecordingSink:
         self.attempts = 0
         self.posted: list[Alert] = []
         self.updated: list[tuple[Alert, str]] = []
+        self.deliveries: list[Delivery] = []
 
     def _next_failure(self) -> DeliveryResult | None:
         self.attempts += 1
@@ -37,16 +39,19 @@ class RecordingSink:
             raise ConnectionError("sink exploded")
         return self._failures.popleft() if self._failures else None
 
-    async def post(self, alert: Alert) -> DeliveryResult:
+    async def post(self, delivery: Delivery) -> DeliveryResult:
         failure = self._next_failure()
         if failure is not None:
             return failure
+        alert = delivery.alert
+        self.deliveries.append(delivery)
         self.posted.append(alert)
         return DeliveryResult(ok=True, ref=f"ref-{alert.alert_id}")
 
-    async def update(self, alert: Alert, *, ref: str) -> DeliveryResult:
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
         failure = self._next_failure()
         if failure is not None:
             return failure
-        self.updated.append((alert, ref))
+        self.deliveries.append(delivery)
+        self.updated.append((delivery.alert, ref))
         return DeliveryResult(ok=True, ref=ref)

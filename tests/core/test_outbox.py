@@ -1,0 +1,103 @@
+"""The outbox builds each alert's ``Delivery`` once (case, destination, trend); sinks read no storage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_monitor import START, Conversation, make_monitor
+from tests.support.fakes import FakeClock, RecordingSink
+from vigil.bots.core.case_service import CaseService
+from vigil.bots.core.cases import Actor, CaseAction, CaseState, Role
+from vigil.bots.core.models import PairKey, RiskPoint, SpaceSettings
+from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
+from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage.sqlite import SqliteStore
+
+
+def test_one_trend_rule_for_every_platform() -> None:
+    assert trend_of([]) is Trend.NEW and trend_of([0.8]) is Trend.NEW
+    assert trend_of([0.5, 0.7, 0.9]) is Trend.RISING
+    assert trend_of([0.9, 0.8]) is Trend.FALLING
+    assert trend_of([0.80, 0.82]) is Trend.STEADY
+    # Only the latest points count: an old low start does not make today's plateau "rising".
+    assert trend_of([0.1] + [0.9] * TREND_POINTS) is Trend.STEADY
+
+
+async def test_the_sink_gets_the_case_its_destination_and_the_trend(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    await sqlite_store.put_space_settings(
+        SpaceSettings(
+            platform="test", space_id="guild-1", alert_channel_id="alerts-1", moderator_role_id="mods-1"
+        )
+    )
+    monitor = make_monitor(sqlite_store, keyword_detector, clock, update_min_delta=0.01)
+    cases = CaseService(store=sqlite_store, clock=clock)
+    sink = RecordingSink()
+    outbox = OutboxWorker(store=sqlite_store, cases=cases, sink=sink, config=OutboxConfig(), clock=clock)
+    talk = Conversation()
+    for _ in range(3):
+        await monitor.handle(talk.say(talk.a, "secret groom"))
+    assert await outbox.drain_once() == 1
+    [first] = sink.deliveries
+    assert first.channel_id == "alerts-1" and first.moderator_role_id == "mods-1"
+    assert first.case.state is CaseState.OPEN and first.alert.suspect_id == "adult"
+    assert first.risk_points and first.risk_points[-1] == pytest.approx(first.alert.risk)
+
+    # Risk rises: the update shows the trend the store recorded, ending at the alert's new risk.
+    await monitor.handle(talk.say(talk.a, "secret groom secret groom age"))
+    assert await outbox.drain_once() == 1
+    rising = sink.deliveries[-1]
+    assert rising.alert.risk > first.alert.risk
+    assert rising.risk_points[-1] == pytest.approx(rising.alert.risk) and rising.trend is Trend.RISING
+    assert len(rising.risk_points) <= TREND_POINTS
+
+    # A moderator claims the case: the sink re-renders it with the new state, without asking anyone.
+    moderator = Actor(platform="test", space_id="guild-1", user_id="mod-7", roles=frozenset({Role.MODERATOR}))
+    claimed = await cases.act(actor=moderator, case_number=first.alert.case_number, action=CaseAction.CLAIM)
+    assert claimed.ok
+    assert await outbox.drain_once() == 1
+    last = sink.deliveries[-1]
+    assert last.case.state is CaseState.CLAIMED and last.case.claimed_by == "mod-7"
+    assert [event.action for event in last.case.audit][-1] == "claim"
+
+
+class _TrendFailsOnce(SqliteStore):
+    """A store whose risk-trend read fails once, as a locked or briefly unreachable database would."""
+
+    failures = 1
+
+    async def risk_history(self, key: PairKey, *, limit: int) -> list[RiskPoint]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database is locked")
+        return await super().risk_history(key, limit=limit)
+
+
+async def test_a_delivery_that_cannot_be_read_is_retried_not_lost(
+    tmp_path: Path, keyword_detector: OnnxDetector
+) -> None:
+    clock = FakeClock(START)
+    async with _TrendFailsOnce(tmp_path / "trend.sqlite3") as store:
+        monitor = make_monitor(store, keyword_detector, clock)
+        sink = RecordingSink()
+        outbox = OutboxWorker(
+            store=store,
+            cases=CaseService(store=store, clock=clock),
+            sink=sink,
+            config=OutboxConfig(retry_initial_s=5.0),
+            clock=clock,
+        )
+        talk = Conversation()
+        for _ in range(3):
+            await monitor.handle(talk.say(talk.a, "secret groom"))
+        assert await outbox.drain_once() == 0
+        assert sink.attempts == 0 and await store.pending_delivery_count() == 1
+        clock.advance(timedelta(seconds=6))
+        assert await outbox.drain_once() == 1
+        assert len(sink.posted) == 1 and await store.pending_delivery_count() == 0
