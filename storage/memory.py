@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -42,7 +42,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
-from vigil.bots.core.ports import CaseRecord, StoreError, UserErasure
+from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
 
 __all__ = ["InMemoryStore"]
 
@@ -301,6 +301,36 @@ class InMemoryStore:
                 tables.pair_ids[state.key] = pair_id
             tables.pairs[pair_id] = state
 
+    async def load_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, PairState]:
+        async with self._tables_locked() as tables:
+            return {
+                key: tables.pairs[pair_id]
+                for key in keys
+                if (pair_id := tables.pair_ids.get(key)) is not None
+            }
+
+    async def apply_pair_changes(self, changes: PairChanges) -> None:
+        if changes.keep < 0:
+            raise ValueError("keep must not be negative")
+        # All or nothing, as SQLite's savepoint makes it: checked before anything is written, so a caller
+        # that catches the error inside its own transaction finds nothing half applied.
+        async with self._transaction():
+            saved = {state.key for state in changes.pairs}
+            stored = await self.load_pairs([*(k for k, _ in changes.window), *(p.key for p in changes.risks)])
+            for key, action in [
+                *((key, "append_window") for key, _ in changes.window),
+                *((point.key, "append_risk") for point in changes.risks),
+            ]:
+                if key not in saved and key not in stored:
+                    async with self._tables_locked() as tables:
+                        _require_pair_id(tables, key, action=action)
+            for state in changes.pairs:
+                await self.save_pair(state)
+            for key, message in changes.window:
+                await self.append_window(key, message, keep=changes.keep)
+            for point in changes.risks:
+                await self.append_risk(point)
+
     async def pairs_for_user(self, *, platform: str, space_id: str, user_id: str) -> list[PairState]:
         async with self._tables_locked() as tables:
             return [
@@ -440,6 +470,14 @@ class InMemoryStore:
         async with self._tables_locked() as tables:
             alert_id = _open_alert_id(tables, key)
             return None if alert_id is None else tables.alerts[alert_id].alert
+
+    async def open_alerts_for_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, Alert]:
+        async with self._tables_locked() as tables:
+            return {
+                key: tables.alerts[alert_id].alert
+                for key in keys
+                if (alert_id := _open_alert_id(tables, key)) is not None
+            }
 
     async def open_alert_keys(self) -> list[PairKey]:
         async with self._tables_locked() as tables:

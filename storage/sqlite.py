@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
-from vigil.bots.core.ports import CaseRecord, StoreError, UserErasure
+from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
 
@@ -68,6 +68,22 @@ _AUDIT_COLUMNS = "event_id, case_number, at, actor_id, action, before, after, de
 # Encrypted columns; each name is the associated data of its values, so a value moved elsewhere won't open.
 # Ids per IN (...) query.
 _IN_CHUNK = 500
+# Pair keys per VALUES list (four parameters each; SQLite before 3.32 allows 999 parameters per statement).
+_KEYS_CHUNK = 240
+# A VALUES list of pair keys joined to a table aliased ``p`` through its unique (platform, space, a, b) index.
+_KEYS_JOIN = (
+    "p.platform = k.column1 AND p.space_id = k.column2 AND p.user_a = k.column3 AND p.user_b = k.column4"
+)
+_PAIR_UPSERT = (
+    "INSERT INTO pairs (platform, space_id, user_a, user_b, first_seen, last_seen, message_count, "
+    "channel_ids, model_state, risk, suspect_id, above_threshold_streak, snoozed_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (platform, space_id, user_a, user_b) DO UPDATE SET "
+    "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
+    "message_count = excluded.message_count, channel_ids = excluded.channel_ids, "
+    "model_state = excluded.model_state, risk = excluded.risk, suspect_id = excluded.suspect_id, "
+    "above_threshold_streak = excluded.above_threshold_streak, snoozed_until = excluded.snoozed_until"
+)
 _WINDOW_TEXT = "window_messages.text"
 _EVIDENCE_TEXT = "alerts.evidence.text"
 _DISMISS_REASON = "alerts.dismiss_reason"
@@ -584,34 +600,108 @@ class SqliteStore:
         return _pair_from_row(rows[0]) if rows else None
 
     async def save_pair(self, state: PairState) -> None:
-        parameters = (
-            *_key_parameters(state.key),
-            _timestamp_text(state.first_seen),
-            _timestamp_text(state.last_seen),
-            state.message_count,
-            _json_strings(state.channel_ids),
-            state.model_state,
-            state.risk,
-            state.suspect_id,
-            state.above_threshold_streak,
-            None if state.snoozed_until is None else _timestamp_text(state.snoozed_until),
-        )
-        async with self._writing("saving a pair", single_statement=True) as connection:
-            # An upsert, never INSERT OR REPLACE: replacing would delete the row and cascade to its window.
-            await _execute(
-                connection,
-                "INSERT INTO pairs (platform, space_id, user_a, user_b, first_seen, last_seen, "
-                "message_count, channel_ids, model_state, risk, suspect_id, above_threshold_streak, "
-                "snoozed_until) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (platform, space_id, user_a, user_b) DO UPDATE SET "
-                "first_seen = excluded.first_seen, last_seen = excluded.last_seen, "
-                "message_count = excluded.message_count, channel_ids = excluded.channel_ids, "
-                "model_state = excluded.model_state, risk = excluded.risk, suspect_id = excluded.suspect_id, "
-                "above_threshold_streak = excluded.above_threshold_streak, "
-                "snoozed_until = excluded.snoozed_until",
-                parameters,
+        await self.apply_pair_changes(PairChanges(pairs=(state,)))
+
+    async def load_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, PairState]:
+        found: dict[PairKey, PairState] = {}
+        unique = list(dict.fromkeys(keys))
+        async with self._reading("loading pairs") as connection:
+            for start in range(0, len(unique), _KEYS_CHUNK):
+                chunk = unique[start : start + _KEYS_CHUNK]
+                rows = await _fetch_rows(
+                    connection,
+                    f"SELECT {_qualified(_PAIR_COLUMNS, 'p')} FROM ({_key_values(len(chunk))}) AS k "
+                    f"JOIN pairs AS p ON {_KEYS_JOIN}",
+                    [value for key in chunk for value in _key_parameters(key)],
+                )
+                for row in rows:
+                    state = _pair_from_row(row)
+                    found[state.key] = state
+        return found
+
+    async def apply_pair_changes(self, changes: PairChanges) -> None:
+        """A handful of round trips to aiosqlite's thread for the whole batch (one ``executemany`` per
+        kind of row), under one savepoint when inside a transaction."""
+        if changes.keep < 0:
+            raise ValueError("keep must not be negative")
+        if not changes:
+            return
+        # The last state of each pair wins, as if saved one after another.
+        latest = {state.key: state for state in changes.pairs}
+        seal = self._sealer(_WINDOW_TEXT)
+        # One row alone needs no savepoint (two more round trips): a failed INSERT changes nothing, and a
+        # window trim that fails after its INSERT only leaves that window one message long until the next.
+        single = len(latest) + len(changes.window) + len(changes.risks) == 1
+        async with self._writing("saving pair state", single_statement=single) as connection:
+            if latest:
+                # An upsert, not INSERT OR REPLACE, whose delete would cascade to the window.
+                await connection.executemany(_PAIR_UPSERT, [_pair_parameters(s) for s in latest.values()])
+            if changes.window:
+                inserted = await _execute_many(
+                    connection,
+                    "INSERT INTO window_messages (pair_id, message_id, channel_id, thread_id, author_id, "
+                    "text, timestamp, risk, signals) SELECT pair_id, ?, ?, ?, ?, ?, ?, ?, ? FROM pairs "
+                    f"WHERE {_PAIR_KEY_MATCH}",
+                    [
+                        (
+                            message.message_id,
+                            message.channel_id,
+                            message.thread_id,
+                            message.author_id,
+                            seal(message.text, _message_row(message)),
+                            _timestamp_text(message.timestamp),
+                            message.risk,
+                            _json_strings(message.signals),
+                            *_key_parameters(key),
+                        )
+                        for key, message in changes.window
+                    ],
+                )
+                if inserted != len(changes.window):
+                    await self._missing_pair(connection, [key for key, _ in changes.window], "append_window")
+                # Everything at or below each window's (keep+1)-th newest seq goes; NULL deletes nothing.
+                await connection.executemany(
+                    "DELETE FROM window_messages WHERE pair_id = (SELECT pair_id FROM pairs WHERE "
+                    f"{_PAIR_KEY_MATCH}) AND seq <= (SELECT seq FROM window_messages WHERE pair_id = "
+                    f"(SELECT pair_id FROM pairs WHERE {_PAIR_KEY_MATCH}) ORDER BY seq DESC LIMIT 1 "
+                    "OFFSET ?)",
+                    [
+                        (*_key_parameters(key), *_key_parameters(key), changes.keep)
+                        for key in dict.fromkeys(key for key, _ in changes.window)
+                    ],
+                )
+            if changes.risks:
+                inserted = await _execute_many(
+                    connection,
+                    "INSERT INTO risk_history (pair_id, timestamp, message_id, risk, suspect_id) "
+                    f"SELECT pair_id, ?, ?, ?, ? FROM pairs WHERE {_PAIR_KEY_MATCH}",
+                    [
+                        (
+                            _timestamp_text(point.timestamp),
+                            point.message_id,
+                            point.risk,
+                            point.suspect_id,
+                            *_key_parameters(point.key),
+                        )
+                        for point in changes.risks
+                    ],
+                )
+                if inserted != len(changes.risks):
+                    await self._missing_pair(
+                        connection, [point.key for point in changes.risks], "append_risk"
+                    )
+
+    async def _missing_pair(
+        self, connection: aiosqlite.Connection, keys: Sequence[PairKey], action: str
+    ) -> NoReturn:
+        """Name the pair a batch wrote rows for but which does not exist (the error path only)."""
+        for key in dict.fromkeys(keys):
+            found = await _fetch_value(
+                connection, f"SELECT 1 FROM pairs WHERE {_PAIR_KEY_MATCH}", _key_parameters(key)
             )
+            if found is None:
+                self._no_such_pair(key, action=action)
+        raise StoreError(f"{action}: not every row was stored in {self._database}")
 
     async def pairs_for_user(self, *, platform: str, space_id: str, user_id: str) -> list[PairState]:
         async with self._reading("listing a user's pairs") as connection:
@@ -654,39 +744,7 @@ class SqliteStore:
     async def append_window(self, key: PairKey, message: WindowMessage, *, keep: int) -> None:
         if keep < 0:
             raise ValueError("keep must not be negative")
-        timestamp = _timestamp_text(message.timestamp)
-        # No savepoint around the two statements (two more round trips per message): the INSERT changes
-        # nothing when it fails (no such pair, a constraint), and a trim that fails after it only leaves the
-        # window one message longer than ``keep`` until the next append trims it.
-        async with self._writing("appending to a pair's window", single_statement=True) as connection:
-            # The pair's id looked up in the INSERT itself: one round trip to aiosqlite's thread, not two.
-            inserted = await _execute(
-                connection,
-                "INSERT INTO window_messages (pair_id, message_id, channel_id, thread_id, author_id, text, "
-                "timestamp, risk, signals) SELECT pair_id, ?, ?, ?, ?, ?, ?, ?, ? FROM pairs "
-                f"WHERE {_PAIR_KEY_MATCH}",
-                (
-                    message.message_id,
-                    message.channel_id,
-                    message.thread_id,
-                    message.author_id,
-                    self._seal(message.text, column=_WINDOW_TEXT, row=_message_row(message)),
-                    timestamp,
-                    message.risk,
-                    _json_strings(message.signals),
-                    *_key_parameters(key),
-                ),
-            )
-            if inserted == 0:
-                self._no_such_pair(key, action="append_window")
-            # Everything at or below the (keep+1)-th newest seq goes; NULL (a short window) deletes nothing.
-            await _execute(
-                connection,
-                "DELETE FROM window_messages WHERE pair_id = (SELECT pair_id FROM pairs WHERE "
-                f"{_PAIR_KEY_MATCH}) AND seq <= (SELECT seq FROM window_messages WHERE pair_id = "
-                f"(SELECT pair_id FROM pairs WHERE {_PAIR_KEY_MATCH}) ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (*_key_parameters(key), *_key_parameters(key), keep),
-            )
+        await self.apply_pair_changes(PairChanges(window=((key, message),), keep=keep))
 
     async def forget_message(self, *, platform: str, space_id: str, message_id: str, now: datetime) -> int:
         async with self._writing("forgetting a deleted message") as connection:
@@ -714,16 +772,7 @@ class SqliteStore:
         return [_window_message_from_row(row, unseal=unseal) for row in rows]
 
     async def append_risk(self, point: RiskPoint) -> None:
-        timestamp = _timestamp_text(point.timestamp)
-        async with self._writing("appending to a pair's risk history", single_statement=True) as connection:
-            inserted = await _execute(
-                connection,
-                "INSERT INTO risk_history (pair_id, timestamp, message_id, risk, suspect_id) "
-                f"SELECT pair_id, ?, ?, ?, ? FROM pairs WHERE {_PAIR_KEY_MATCH}",
-                (timestamp, point.message_id, point.risk, point.suspect_id, *_key_parameters(point.key)),
-            )
-            if inserted == 0:
-                self._no_such_pair(point.key, action="append_risk")
+        await self.apply_pair_changes(PairChanges(risks=(point,)))
 
     async def risk_history(self, key: PairKey, *, limit: int) -> list[RiskPoint]:
         """The newest ``limit`` points, oldest first (in the order they were appended)."""
@@ -834,6 +883,23 @@ class SqliteStore:
                 _key_parameters(key),
             )
         return self._alert_from_row(rows[0]) if rows else None
+
+    async def open_alerts_for_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, Alert]:
+        found: dict[PairKey, Alert] = {}
+        unique = list(dict.fromkeys(keys))
+        async with self._reading("loading pairs' open alerts") as connection:
+            for start in range(0, len(unique), _KEYS_CHUNK):
+                chunk = unique[start : start + _KEYS_CHUNK]
+                rows = await _fetch_rows(
+                    connection,
+                    f"SELECT {_qualified(_ALERT_COLUMNS, 'p')} FROM ({_key_values(len(chunk))}) AS k "
+                    f"JOIN alerts AS p ON {_KEYS_JOIN} AND p.status = 'open'",
+                    [value for key in chunk for value in _key_parameters(key)],
+                )
+                for row in rows:
+                    alert = self._alert_from_row(row)
+                    found[alert.key] = alert
+        return found
 
     async def open_alert_keys(self) -> list[PairKey]:
         async with self._reading("listing the pairs with an open alert") as connection:
@@ -1661,6 +1727,22 @@ async def _execute(connection: aiosqlite.Connection, sql: str, parameters: Seque
     return cursor.rowcount
 
 
+async def _execute_many(
+    connection: aiosqlite.Connection, sql: str, parameters: Iterable[Sequence[Any]]
+) -> int:
+    """Run one statement for every parameter row (one round trip); return the rows changed in all."""
+    cursor = await connection.executemany(sql, parameters)
+    return cursor.rowcount
+
+
+def _key_values(count: int) -> str:
+    return "VALUES " + ", ".join(["(?, ?, ?, ?)"] * count)
+
+
+def _qualified(columns: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
+
+
 async def _fetch_rows(
     connection: aiosqlite.Connection, sql: str, parameters: Sequence[Any]
 ) -> list[sqlite3.Row]:
@@ -1809,6 +1891,21 @@ def _evidence_from_json(text: Any, *, unseal: Seal = _same) -> tuple[WindowMessa
             signals=tuple(str(signal) for signal in item["signals"]),
         )
         for item in json.loads(str(text))
+    )
+
+
+def _pair_parameters(state: PairState) -> tuple[Any, ...]:
+    return (
+        *_key_parameters(state.key),
+        _timestamp_text(state.first_seen),
+        _timestamp_text(state.last_seen),
+        state.message_count,
+        _json_strings(state.channel_ids),
+        state.model_state,
+        state.risk,
+        state.suspect_id,
+        state.above_threshold_streak,
+        None if state.snoozed_until is None else _timestamp_text(state.snoozed_until),
     )
 
 

@@ -33,6 +33,7 @@ from vigil.bots.core.models import (
 from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver, location_of
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
+from vigil.bots.core.ports import PairChanges
 
 if TYPE_CHECKING:
     from vigil.bots.core.ports import Detector, MessageScore, MonitorStore
@@ -108,6 +109,38 @@ def _well_formed(message: ChatMessage) -> bool:
 class _Scored:
     message: ChatMessage
     score: MessageScore
+
+
+class _PairBatch:
+    """One batch's pair state: read once before it, changed in memory message by message, written back
+    once (and before anything that reads the stored window, such as an alert's evidence)."""
+
+    def __init__(
+        self, *, pairs: dict[PairKey, PairState], open_alerts: dict[PairKey, Alert], keep: int
+    ) -> None:
+        self.pairs = pairs
+        self.open_alerts = open_alerts
+        self.risks: list[RiskPoint] = []
+        self._keep = keep
+        self._saved: dict[PairKey, PairState] = {}
+        self._window: list[tuple[PairKey, WindowMessage]] = []
+
+    def save(self, state: PairState, message: WindowMessage) -> None:
+        self.pairs[state.key] = state
+        self._saved[state.key] = state
+        self._window.append((state.key, message))
+
+    def take_changes(self) -> PairChanges:
+        changes = PairChanges(
+            pairs=tuple(self._saved.values()),
+            window=tuple(self._window),
+            keep=self._keep,
+            risks=tuple(self.risks),
+        )
+        self._saved.clear()
+        self._window.clear()
+        self.risks.clear()
+        return changes
 
 
 class Monitor:
@@ -192,6 +225,9 @@ class Monitor:
         )
         async with self._apply_lock, self._store.transaction():
             fresh = await self._claim([entry.message for _, entry in pending if isinstance(entry, _Scored)])
+            # Pairs are resolved in arrival order (replays included: they rebuild turn-taking memory), then
+            # the batch's pairs are read in two calls, decided in memory and written back in one.
+            work: list[tuple[int, _Scored, tuple[PairKey, ...]]] = []
             for index, entry in pending:
                 if isinstance(entry, ChatMessage):
                     results[index] = self._replayed(entry)
@@ -203,9 +239,30 @@ class Monitor:
                     results[index] = self._replayed(message)
                     continue
                 fresh.discard(identity)
-                result = await self._apply(entry, settings.get((message.platform, message.space_id)))
-                enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
-                results[index] = result
+                keys = self._resolver.resolve(
+                    message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
+                )
+                if not keys:
+                    results[index] = HandleResult(
+                        message_id=message.message_id, skipped=SkipReason.NO_PAIR, risk=entry.score.risk
+                    )
+                    continue
+                work.append((index, entry, tuple(keys)))
+            if work:
+                touched = {key for _, _, keys in work for key in keys}
+                batch = _PairBatch(
+                    pairs=await self._store.load_pairs(touched),
+                    open_alerts=await self._store.open_alerts_for_pairs(touched),
+                    keep=self._config.window_messages,
+                )
+                for index, entry, keys in work:
+                    message = entry.message
+                    result = await self._apply(
+                        entry, keys, settings.get((message.platform, message.space_id)), batch
+                    )
+                    enqueued = enqueued or any(not event.alert.shadow for event in result.alerts)
+                    results[index] = result
+                await self._write(batch)
             # In the same transaction as the claims: after a crash, the memory matches what was stored.
             for location in {
                 location_of(entry if isinstance(entry, ChatMessage) else entry.message)
@@ -308,15 +365,19 @@ class Monitor:
             fresh.update((platform, space_id, message_id) for message_id in claimed)
         return fresh
 
-    async def _apply(self, item: _Scored, settings: SpaceSettings | None) -> HandleResult:
+    async def _write(self, batch: _PairBatch) -> None:
+        changes = batch.take_changes()
+        if changes:
+            await self._store.apply_pair_changes(changes)
+
+    async def _apply(
+        self,
+        item: _Scored,
+        keys: tuple[PairKey, ...],
+        settings: SpaceSettings | None,
+        batch: _PairBatch,
+    ) -> HandleResult:
         message = item.message
-        keys = self._resolver.resolve(
-            message, bot_user_ids=self._bot_user_ids.get(message.platform, frozenset())
-        )
-        if not keys:
-            return HandleResult(
-                message_id=message.message_id, skipped=SkipReason.NO_PAIR, risk=item.score.risk
-            )
         info = self._detector.info
         signals = tuple(
             name
@@ -337,7 +398,7 @@ class Monitor:
         updates: list[PairUpdate] = []
         events: list[AlertEvent] = []
         for key in keys:
-            update, event = await self._update_pair(key, item, window_message, policy)
+            update, event = await self._update_pair(key, item, window_message, policy, batch)
             updates.append(update)
             if event is not None:
                 events.append(event)
@@ -346,11 +407,16 @@ class Monitor:
         )
 
     async def _update_pair(
-        self, key: PairKey, item: _Scored, window_message: WindowMessage, policy: PolicyConfig
+        self,
+        key: PairKey,
+        item: _Scored,
+        window_message: WindowMessage,
+        policy: PolicyConfig,
+        batch: _PairBatch,
     ) -> tuple[PairUpdate, AlertEvent | None]:
         message = item.message
         pair_model = self._detector.pair_model
-        previous = await self._store.load_pair(key) or PairState(
+        previous = batch.pairs.get(key) or PairState(
             key=key,
             first_seen=message.timestamp,
             last_seen=message.timestamp,
@@ -371,7 +437,7 @@ class Monitor:
         )
         top = pair_model.author_risks(state=model_state)[0]
         now = self._clock()
-        open_alert = await self._store.open_alert_for_pair(key)
+        open_alert = batch.open_alerts.get(key)
         outcome = decide(
             policy,
             PolicyInput(
@@ -399,18 +465,23 @@ class Monitor:
             suspect_id=top.author_id if top.risk > 0.0 else None,
             above_threshold_streak=outcome.streak,
         )
-        await self._store.save_pair(state)
-        await self._store.append_window(key, window_message, keep=self._config.window_messages)
+        batch.save(state, window_message)
 
         event: AlertEvent | None = None
-        if outcome.decision is Decision.RAISE:
-            event = AlertEvent(decision=Decision.RAISE, alert=await self._raise_alert(state, policy, now))
-        elif outcome.decision is Decision.UPDATE and open_alert is not None:
-            event = AlertEvent(
-                decision=Decision.UPDATE, alert=await self._update_alert(open_alert, state, now)
-            )
+        raising = outcome.decision is Decision.RAISE
+        if raising or (outcome.decision is Decision.UPDATE and open_alert is not None):
+            # The alert's evidence is read from the stored window, so what the batch wrote so far goes first
+            # (alerts are rare: most batches write once, at their end).
+            await self._write(batch)
+            if raising:
+                alert = await self._raise_alert(state, policy, now)
+            else:
+                assert open_alert is not None
+                alert = await self._update_alert(open_alert, state, now)
+            event = AlertEvent(decision=outcome.decision, alert=alert)
+            batch.open_alerts[key] = alert
         if event is not None or abs(state.risk - previous.risk) >= _RISK_HISTORY_STEP:
-            await self._store.append_risk(
+            batch.risks.append(
                 RiskPoint(
                     key=key,
                     timestamp=message.timestamp,

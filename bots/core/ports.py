@@ -9,7 +9,7 @@ all of them, what a backend implements and what ``tests/storage/test_store_contr
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -262,6 +262,22 @@ class MessageLedger(Protocol):
     async def last_claimed_at(self, *, platform: str, space_id: str) -> datetime | None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairChanges:
+    """A batch's writes to pair state, applied together in this order: ``pairs`` saved (the last state of a
+    key wins), ``window`` messages appended in order (then each touched window keeps only its newest
+    ``keep``), ``risks`` appended in order. A window message or risk point of a pair that is neither stored
+    nor in ``pairs`` is a ``StoreError`` and nothing is applied."""
+
+    pairs: tuple[PairState, ...] = ()
+    window: tuple[tuple[PairKey, WindowMessage], ...] = ()
+    keep: int = 0
+    risks: tuple[RiskPoint, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.window or self.risks)
+
+
 class PairStore(Protocol):
     """Per-pair state: the pair model's state, the rolling window of messages, the risk history, and the
     pair resolver's turn-taking memory.
@@ -270,6 +286,12 @@ class PairStore(Protocol):
     async def load_pair(self, key: PairKey) -> PairState | None: ...
 
     async def save_pair(self, state: PairState) -> None: ...
+
+    # The monitor's hot path, a bounded number of round trips per batch however many pairs it touches:
+    # the stored states of ``keys`` (absent keys are left out), and one batch's writes.
+    async def load_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, PairState]: ...
+
+    async def apply_pair_changes(self, changes: PairChanges) -> None: ...
 
     async def pairs_for_user(self, *, platform: str, space_id: str, user_id: str) -> list[PairState]: ...
 
@@ -313,6 +335,9 @@ class AlertStore(Protocol):
     async def get_alert(self, alert_id: int) -> Alert | None: ...
 
     async def open_alert_for_pair(self, key: PairKey) -> Alert | None: ...
+
+    # The open alerts of ``keys`` in one call (pairs without one are left out).
+    async def open_alerts_for_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, Alert]: ...
 
     # The pairs with an open alert, in every space (the ingest queue watches them from the start).
     async def open_alert_keys(self) -> list[PairKey]: ...

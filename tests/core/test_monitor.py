@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -499,3 +500,96 @@ async def test_a_replay_is_not_scored_again(tmp_path: Path, keyword_detector: On
         assert all(r.skipped is not SkipReason.DUPLICATE for r in results[6:])
     finally:
         await store.close()
+
+
+async def _round_trips_for_a_batch(store: SqliteStore, monitor: Monitor, messages: list[ChatMessage]) -> int:
+    """How many calls a batch makes on aiosqlite's thread (each is a hand-off there and a wake-up back)."""
+    connection = store._require_connection()
+    calls = 0
+    original = connection._execute
+
+    async def counted(fn: object, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await original(fn, *args, **kwargs)
+
+    connection._execute = counted  # type: ignore[method-assign]
+    try:
+        results = await monitor.handle_batch(messages)
+    finally:
+        del connection._execute
+    assert all(result.skipped is None for result in results)
+    return calls
+
+
+async def test_a_batch_costs_the_same_round_trips_to_sqlite_however_many_messages_it_holds(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    """Pairs are read in two calls and written in one per batch, not several calls per message."""
+    clock = FakeClock(START)
+    monitor = make_monitor(sqlite_store, keyword_detector, clock)
+    talks = [Conversation(channel=f"dm-{n}", a=f"adult-{n}", b=f"kid-{n}") for n in range(8)]
+    # Every pair exists and the turn-taking memory is restored before the batches that are counted.
+    await monitor.handle_batch([talk.say(talk.a, "hello there") for talk in talks])
+
+    def batch(per_pair: int) -> list[ChatMessage]:
+        return [
+            talk.say(talk.a if turn % 2 else talk.b, "how was school today")
+            for turn in range(per_pair)
+            for talk in talks
+        ]
+
+    small = await _round_trips_for_a_batch(sqlite_store, monitor, batch(1))
+    large = await _round_trips_for_a_batch(sqlite_store, monitor, batch(8))
+    # The same handful for 8 messages and for 64 (one more when risk points are written at all): settings,
+    # seen, BEGIN, claim, pairs, open alerts, savepoint, pairs/window/trim/risks, release, turn memory per
+    # location, COMMIT. Five calls a message, as before batching, would be 40 and 320.
+    assert large - small <= 1, (small, large)
+    assert large <= 13 + len(talks), large
+    key = PairKey.of(platform="test", space_id="guild-1", first=talks[0].a, second=talks[0].b)
+    window = await sqlite_store.load_window(key)
+    assert [m.text for m in window][-8:] == ["how was school today"] * 8
+
+
+async def test_one_batch_decides_as_message_after_message_does(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector, tmp_path: Path
+) -> None:
+    """A whole conversation in one batch (its pairs read once and written at its end) raises and updates
+    the same alert, with the same evidence and pair state, as the messages handed over one at a time."""
+    script = [
+        ("adult", "hello there"),
+        ("kid", "hello"),
+        ("adult", "what is your age"),
+        ("adult", "keep it secret ok"),
+        ("kid", "ok"),
+        ("adult", "our secret tonight"),
+        ("adult", "secret groom"),
+        ("kid", "lol"),
+        ("adult", "secret groom secret groom age"),
+    ]
+
+    async def run(store: SqliteStore, *, batched: bool) -> tuple[list[tuple[str, ...]], list[object]]:
+        monitor = make_monitor(store, keyword_detector, FakeClock(START), update_min_delta=0.01)
+        talk = Conversation()
+        messages = [talk.say(author, text) for author, text in script]
+        if batched:
+            results = await monitor.handle_batch(messages)
+        else:
+            results = [await monitor.handle(message) for message in messages]
+        decisions = [tuple(e.decision.value for e in r.alerts) for r in results]
+        key = PairKey.of(platform="test", space_id="guild-1", first="adult", second="kid")
+        [alert] = await store.alerts_for_space(platform="test", space_id="guild-1", limit=5)
+        state = [
+            await store.load_pair(key),
+            await store.load_window(key),
+            await store.risk_history(key, limit=50),
+            dataclasses.replace(alert, alert_id=0, created_at=START, updated_at=START),
+            await store.pending_delivery_count(),
+        ]
+        return decisions, state
+
+    one_by_one = await run(sqlite_store, batched=False)
+    async with SqliteStore(tmp_path / "batched.sqlite3") as store:
+        batched = await run(store, batched=True)
+    assert batched == one_by_one
+    assert ("raise",) in batched[0] and ("update",) in batched[0]

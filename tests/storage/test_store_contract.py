@@ -21,7 +21,7 @@ from tests.storage.builders import (
 )
 from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSettings
 from vigil.bots.core.pairing import PairResolver, TurnMemory
-from vigil.bots.core.ports import Store, StoreError
+from vigil.bots.core.ports import PairChanges, Store, StoreError
 from vigil.storage import InMemoryStore, SqliteStore
 
 StoreFactory = Callable[[Path], Awaitable[Store]]
@@ -311,6 +311,101 @@ async def test_risk_history_returns_the_newest_points_oldest_first(store: Store)
 async def test_risk_for_an_unsaved_pair_is_refused(store: Store) -> None:
     with pytest.raises(StoreError):
         await store.append_risk(make_risk_point(make_pair_key("x", "y"), 1))
+
+
+# ---------------------------------------------------------------------- a batch's pair state at once
+
+
+async def test_load_pairs_returns_the_stored_ones_of_many_keys(store: Store) -> None:
+    stored = [make_pair_state(make_pair_key("u1", f"v{i}")) for i in range(300)]
+    for state in stored:
+        await store.save_pair(state)
+    absent = make_pair_key("x", "y")
+    wanted = [state.key for state in stored[::-1]] + [absent, stored[0].key]
+
+    found = await store.load_pairs(wanted)
+
+    assert found == {state.key: state for state in stored}
+    assert await store.load_pairs([]) == {}
+
+
+async def test_apply_pair_changes_is_the_same_as_one_call_after_another(store: Store) -> None:
+    """Saved pairs (the last state of a key wins), then window messages in order with each touched window
+    trimmed to ``keep``, then risk points in order."""
+    kept = make_pair_state()
+    await store.save_pair(kept)
+    for index in range(1, 4):
+        await store.append_window(kept.key, make_window_message(index), keep=3)
+    fresh = make_pair_state(make_pair_key("u1", "u3"), message_count=1)
+    later = dataclasses.replace(fresh, message_count=2, risk=0.75)
+
+    await store.apply_pair_changes(
+        PairChanges(
+            pairs=(fresh, dataclasses.replace(kept, risk=0.5), later),
+            window=(
+                (kept.key, make_window_message(4)),
+                (fresh.key, make_window_message(10)),
+                (kept.key, make_window_message(5)),
+            ),
+            keep=3,
+            risks=(
+                make_risk_point(fresh.key, 1),
+                make_risk_point(kept.key, 2),
+                make_risk_point(fresh.key, 3),
+            ),
+        )
+    )
+
+    assert await store.load_pairs([kept.key, fresh.key]) == {
+        kept.key: dataclasses.replace(kept, risk=0.5),
+        fresh.key: later,
+    }
+    assert await store.load_window(kept.key) == [make_window_message(i) for i in (3, 4, 5)]
+    assert await store.load_window(fresh.key) == [make_window_message(10)]
+    assert await store.risk_history(fresh.key, limit=5) == [
+        make_risk_point(fresh.key, 1),
+        make_risk_point(fresh.key, 3),
+    ]
+    assert await store.risk_history(kept.key, limit=5) == [make_risk_point(kept.key, 2)]
+
+
+@pytest.mark.parametrize("bad", ["window", "risk"])
+async def test_apply_pair_changes_for_an_unsaved_pair_applies_nothing(store: Store, bad: str) -> None:
+    saved = make_pair_state()
+    await store.save_pair(saved)
+    ghost = make_pair_key("x", "y")
+    changes = PairChanges(
+        pairs=(dataclasses.replace(saved, risk=0.9),),
+        window=((saved.key, make_window_message(1)),)
+        + (((ghost, make_window_message(2)),) if bad == "window" else ()),
+        keep=5,
+        risks=(make_risk_point(saved.key, 1),) + ((make_risk_point(ghost, 2),) if bad == "risk" else ()),
+    )
+
+    with pytest.raises(StoreError, match="save_pair"):
+        await store.apply_pair_changes(changes)
+
+    assert await store.load_pair(saved.key) == saved
+    assert await store.load_window(saved.key) == []
+    assert await store.risk_history(saved.key, limit=5) == []
+
+
+async def test_open_alerts_for_pairs(store: Store) -> None:
+    open_key, closed_key, quiet_key = (
+        make_pair_key("u1", "u2"),
+        make_pair_key("u3", "u4"),
+        make_pair_key("u5", "u6"),
+    )
+    for key in (open_key, closed_key, quiet_key):
+        await store.save_pair(make_pair_state(key))
+    opened = await store.create_alert(make_alert(open_key))
+    ended = await store.create_alert(make_alert(closed_key))
+    await store.update_alert(dataclasses.replace(ended, status=AlertStatus.CLOSED))
+
+    assert await store.open_alerts_for_pairs([open_key, closed_key, quiet_key, make_pair_key("x", "y")]) == {
+        open_key: opened
+    }
+    assert await store.open_alerts_for_pairs([]) == {}
 
 
 # ---------------------------------------------------------------------- alerts
