@@ -1,4 +1,5 @@
-"""Shared set-up for the case tests: a real SQLite file, the real monitor and the keyword model."""
+"""Shared set-up for the case tests: a real SQLite file and the keyword model under the composition root
+`vigil run` uses (``App``: monitor, case service and outbox wired as in production), on a fake clock."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tests.support.fakes import FakeClock, RecordingSink
+from vigil.bots.app import App
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, Role
 from vigil.bots.core.models import Alert, ChatMessage
-from vigil.bots.core.monitor import Monitor, MonitorConfig
-from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
+from vigil.bots.core.monitor import Monitor
+from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
+from vigil.config.settings import PolicySettings, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
 START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
+SETTINGS = Settings(policy=PolicySettings(window_messages=20, evidence_messages=3))
 PLATFORM = "test"
 SPACE = "guild-1"
 
@@ -49,6 +53,7 @@ class Harness:
     clock: FakeClock
     sink: RecordingSink
     outbox: OutboxWorker
+    # Wake-ups of the outbox since the last raise_alert: what case actions enqueued for delivery.
     notified: list[int] = field(default_factory=list)
     sent: int = 0
 
@@ -93,6 +98,7 @@ class Harness:
     async def raise_alert(self, adult: str = "adult", kid: str = "kid", *, space_id: str = SPACE) -> Alert:
         alerts = await self.talk(adult, kid, risky=True, space_id=space_id)
         assert alerts, "the keyword model should have raised an alert"
+        self.notified.clear()  # the monitor's own wake-up for the new alert
         alert = await self.store.get_alert(alerts[0].alert_id)
         assert alert is not None
         return alert
@@ -103,22 +109,21 @@ class Harness:
 
 def make_harness(store: SqliteStore, detector: OnnxDetector, *, clock: FakeClock | None = None) -> Harness:
     clock = clock or FakeClock(START)
-    notified: list[int] = []
+    app = App(settings=SETTINGS, store=store, detector=detector, policy=policy(), clock=clock)
     sink = RecordingSink()
-    outbox = OutboxWorker(
-        store=store, cases=CaseService(store=store), sink=sink, config=OutboxConfig(), clock=clock
-    )
-    monitor = Monitor(
-        store=store,
-        detector=detector,
-        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
-        clock=clock,
-    )
-    service = CaseService(store=store, clock=clock, on_delivery_enqueued=lambda: notified.append(1))
+    outbox = app.attach_sink(sink)
+    notified: list[int] = []
+    wake = outbox.notify
+
+    def noted() -> None:
+        notified.append(1)
+        wake()
+
+    outbox.notify = noted  # type: ignore[method-assign]
     return Harness(
         store=store,
-        monitor=monitor,
-        service=service,
+        monitor=app.monitor,
+        service=app.cases,
         clock=clock,
         sink=sink,
         outbox=outbox,

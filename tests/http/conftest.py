@@ -1,11 +1,13 @@
 """The HTTP API under test: the real server on 127.0.0.1 (port 0) in front of the real pipeline.
 
-Real SQLite file, real ONNX runtime on the keyword model (so "secret groom" raises an alert), real Monitor and
-real CaseService; requests go through a real aiohttp client over TCP.
+Built on the composition root `vigil run` uses (``App``): real SQLite file, real ONNX runtime on the keyword
+model (so "secret groom" raises an alert), the real ingest queue, Monitor and CaseService; requests go
+through a real aiohttp client over TCP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from vigil.bots.core.case_service import CaseService
-from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.app import App
+from vigil.bots.core.cases import Cases
+from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.core.ports import MessageHandler
 from vigil.bots.http.server import HttpApi
 from vigil.bots.http.signing import signed_headers, signed_request_headers
-from vigil.config.settings import HttpSettings, Secret
+from vigil.config.settings import HttpSettings, PolicySettings, Secret, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -41,12 +44,16 @@ def policy() -> PolicyConfig:
     )
 
 
+SETTINGS = Settings(policy=PolicySettings(window_messages=20, evidence_messages=3))
+
+
+def make_app(store: SqliteStore, detector: OnnxDetector) -> App:
+    """The pipeline as ``vigil run`` composes it, with the tests' policy."""
+    return App(settings=SETTINGS, store=store, detector=detector, policy=policy())
+
+
 def make_monitor(store: SqliteStore, detector: OnnxDetector) -> Monitor:
-    return Monitor(
-        store=store,
-        detector=detector,
-        config=MonitorConfig(policy=policy(), window_messages=20, evidence_messages=3),
-    )
+    return make_app(store, detector).monitor
 
 
 def wire_message(index: int, *, text: str = "hello there", **overrides: object) -> dict[str, object]:
@@ -73,7 +80,7 @@ class Api:
     base_url: str
     session: aiohttp.ClientSession
     store: SqliteStore
-    cases: CaseService
+    cases: Cases
 
     async def request(
         self,
@@ -109,34 +116,50 @@ class Api:
 
 async def start_api(
     *,
-    store: SqliteStore,
+    app: App,
     handler: MessageHandler,
     settings: HttpSettings | None = None,
 ) -> AsyncIterator[Api]:
-    cases = CaseService(store=store)
     http = HttpApi(
         settings=settings or HttpSettings(host="127.0.0.1", port=0),
         secret=Secret(SECRET),
         handler=handler,
-        cases=cases,
-        store=store,
+        cases=app.cases,
+        store=app.store,
+        signal_labels=app.signal_labels,
     )
     port = await http.start()
     try:
         async with aiohttp.ClientSession() as session:
             yield Api(
-                http=http, base_url=f"http://127.0.0.1:{port}", session=session, store=store, cases=cases
+                http=http,
+                base_url=f"http://127.0.0.1:{port}",
+                session=session,
+                store=app.store,
+                cases=app.cases,
             )
     finally:
         await http.aclose()
 
 
 @pytest.fixture
-async def monitor(sqlite_store: SqliteStore, keyword_detector: OnnxDetector) -> Monitor:
-    return make_monitor(sqlite_store, keyword_detector)
+async def app(sqlite_store: SqliteStore, keyword_detector: OnnxDetector) -> App:
+    return make_app(sqlite_store, keyword_detector)
 
 
 @pytest.fixture
-async def api(sqlite_store: SqliteStore, monitor: Monitor) -> AsyncIterator[Api]:
-    async for running in start_api(store=sqlite_store, handler=monitor):
-        yield running
+async def monitor(app: App) -> Monitor:
+    return app.monitor
+
+
+@pytest.fixture
+async def api(app: App) -> AsyncIterator[Api]:
+    """As in production: the API hands messages to the one ingest queue, which feeds the monitor."""
+    queue = await app.ingest_queue()
+    draining = asyncio.create_task(queue.run())
+    try:
+        async for running in start_api(app=app, handler=queue):
+            yield running
+    finally:
+        queue.close()
+        await draining

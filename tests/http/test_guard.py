@@ -13,12 +13,10 @@ from aiohttp import web
 
 from tests.http.conftest import SECRET
 from tests.http.raw import Connection, connect, get, trickling
-from vigil.bots.core.case_service import CaseService
-from vigil.bots.core.monitor import Monitor
+from vigil.bots.app import App
 from vigil.bots.http.guard import ConnectionGuard
 from vigil.bots.http.server import HttpApi
 from vigil.config.settings import HttpSettings, Secret
-from vigil.storage.sqlite import SqliteStore
 
 DEADLINE_S = 0.5
 # Event-loop and scheduling slack on a loaded CI machine.
@@ -28,15 +26,15 @@ GUARD_LOGGER = "vigil.bots.http.guard"
 
 @contextlib.asynccontextmanager
 async def serving(
-    store: SqliteStore, monitor: Monitor, *, header_timeout_s: float = DEADLINE_S, max_connections: int = 256
+    app: App, *, header_timeout_s: float = DEADLINE_S, max_connections: int = 256
 ) -> AsyncIterator[int]:
     """The HTTP API on 127.0.0.1; yields its port."""
     http = HttpApi(
         settings=HttpSettings(host="127.0.0.1", port=0),
         secret=Secret(SECRET),
-        handler=monitor,
-        cases=CaseService(store=store),
-        store=store,
+        handler=app.monitor,
+        cases=app.cases,
+        store=app.store,
         header_timeout_s=header_timeout_s,
         max_connections=max_connections,
     )
@@ -56,10 +54,8 @@ async def assert_served(connection: Connection) -> None:
 # ------------------------------------------------------------------ the header deadline
 
 
-async def test_a_request_head_trickled_in_is_closed_at_the_deadline(
-    sqlite_store: SqliteStore, monitor: Monitor
-) -> None:
-    async with serving(sqlite_store, monitor) as port, connect(port) as slow:
+async def test_a_request_head_trickled_in_is_closed_at_the_deadline(app: App) -> None:
+    async with serving(app) as port, connect(port) as slow:
         await slow.send(b"GET /healthz HT")
         async with trickling(slow, b"TP/1.1\r\nX-Slow: " + b"a" * 100, every_s=0.2):
             elapsed, answer = await slow.closed_within()
@@ -67,19 +63,15 @@ async def test_a_request_head_trickled_in_is_closed_at_the_deadline(
     assert answer == b"", "nothing is answered to a request that never arrived"
 
 
-async def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(
-    sqlite_store: SqliteStore, monitor: Monitor
-) -> None:
-    async with serving(sqlite_store, monitor) as port, connect(port) as silent:
+async def test_a_connection_that_sends_nothing_is_closed_at_the_deadline(app: App) -> None:
+    async with serving(app) as port, connect(port) as silent:
         elapsed, answer = await silent.closed_within()
     assert DEADLINE_S - 0.1 <= elapsed < DEADLINE_S + MARGIN_S, elapsed
     assert answer == b""
 
 
-async def test_keep_alive_requests_work_and_the_next_head_has_the_same_deadline(
-    sqlite_store: SqliteStore, monitor: Monitor
-) -> None:
-    async with serving(sqlite_store, monitor) as port, connect(port) as client:
+async def test_keep_alive_requests_work_and_the_next_head_has_the_same_deadline(app: App) -> None:
+    async with serving(app) as port, connect(port) as client:
         await assert_served(client)
         # Idle between requests for longer than the deadline: that is keep-alive's business, not the guard's.
         await asyncio.sleep(DEADLINE_S + 0.3)
@@ -92,10 +84,8 @@ async def test_keep_alive_requests_work_and_the_next_head_has_the_same_deadline(
     assert elapsed < DEADLINE_S + MARGIN_S, elapsed
 
 
-async def test_a_pipelined_head_trickled_in_behind_a_request_is_closed_at_the_deadline(
-    sqlite_store: SqliteStore, monitor: Monitor
-) -> None:
-    async with serving(sqlite_store, monitor) as port, connect(port) as client:
+async def test_a_pipelined_head_trickled_in_behind_a_request_is_closed_at_the_deadline(app: App) -> None:
+    async with serving(app) as port, connect(port) as client:
         # The first request whole, the next one's first bytes in the same packet, the rest trickled in.
         await client.send(get("/healthz") + b"GET /healthz HTTP/1.1\r\n")
         status, _, _ = await client.response()
@@ -110,11 +100,11 @@ async def test_a_pipelined_head_trickled_in_behind_a_request_is_closed_at_the_de
 
 
 async def test_connections_beyond_the_cap_are_refused_and_the_open_ones_served(
-    sqlite_store: SqliteStore, monitor: Monitor, caplog: pytest.LogCaptureFixture
+    app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with (
-        serving(sqlite_store, monitor, header_timeout_s=10.0, max_connections=3) as port,
+        serving(app, header_timeout_s=10.0, max_connections=3) as port,
         connect(port) as first,
         connect(port) as second,
         connect(port) as third,

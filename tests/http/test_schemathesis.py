@@ -29,8 +29,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.http.conftest import SECRET, make_monitor, wire_message
-from vigil.bots.core.case_service import CaseService
+from tests.http.conftest import SECRET, make_app, wire_message
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.http.schema import openapi_document, parse_message
 from vigil.bots.http.server import HttpApi
@@ -62,13 +61,15 @@ def _serve(
         detector = await OnnxDetector.load(model_dir, intra_op_threads=1, max_batch=32)
         store = SqliteStore(database)
         await store.open()
-        monitor = make_monitor(store, detector)
+        app = make_app(store, detector)
+        monitor = app.monitor
         api = HttpApi(
             settings=HttpSettings(host="127.0.0.1", port=0, max_batch_messages=50, max_body_bytes=200_000),
             secret=Secret(SECRET),
             handler=monitor,
-            cases=CaseService(store=store),
+            cases=app.cases,
             store=store,
+            signal_labels=app.signal_labels,
         )
         try:
             ports.put(await api.start())

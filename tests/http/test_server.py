@@ -15,6 +15,7 @@ import pytest
 
 from tests.http.conftest import SECRET, START, Api, start_api, wire_message
 from tests.support.fuzz import FUZZ_CASES, cases
+from vigil.bots.app import App
 from vigil.bots.core.cases import CaseState
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
 from vigil.bots.core.monitor import HandleResult, Monitor
@@ -24,7 +25,6 @@ from vigil.bots.http.server import BackpressureError
 from vigil.bots.http.signing import signed_headers, signed_request_headers
 from vigil.bots.slack.translate import PLATFORM as SLACK
 from vigil.config.settings import HttpSettings
-from vigil.storage.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -241,9 +241,9 @@ async def test_headers_are_refused_before_the_body_is_read(api: Api) -> None:
     assert sent < 400, "the whole 26 MB body was sent: the server read it before refusing the headers"
 
 
-async def test_a_batch_over_the_limit_is_413(sqlite_store: SqliteStore, monitor: Monitor) -> None:
+async def test_a_batch_over_the_limit_is_413(app: App, monitor: Monitor) -> None:
     settings = HttpSettings(host="127.0.0.1", port=0, max_batch_messages=3)
-    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+    async for api in start_api(app=app, handler=monitor, settings=settings):
         status, body, _ = await api.send([wire_message(i) for i in range(4)])
         assert status == 413 and body["field"] == "messages"
         status, _, _ = await api.send([wire_message(i) for i in range(3)])
@@ -278,11 +278,9 @@ class _QueueLike:
 
 
 @pytest.mark.parametrize("error", [_Overloaded(2.2), BackpressureError(2.2)])
-async def test_backpressure_is_429_with_retry_after(
-    sqlite_store: SqliteStore, monitor: Monitor, error: Exception
-) -> None:
+async def test_backpressure_is_429_with_retry_after(app: App, monitor: Monitor, error: Exception) -> None:
     handler = _QueueLike(monitor, capacity=1, error=error)
-    async for api in start_api(store=sqlite_store, handler=handler):
+    async for api in start_api(app=app, handler=handler):
         status, body, headers = await api.send([wire_message(1), wire_message(2), wire_message(3)])
         assert status == 429, body
         assert headers["Retry-After"] == "3"
@@ -294,11 +292,9 @@ async def test_backpressure_is_429_with_retry_after(
         assert all(may_shed is False for _, may_shed in handler.calls)
 
 
-async def test_resending_after_429_processes_each_message_once(
-    sqlite_store: SqliteStore, monitor: Monitor
-) -> None:
+async def test_resending_after_429_processes_each_message_once(app: App, monitor: Monitor) -> None:
     handler = _QueueLike(monitor, capacity=1, error=_Overloaded(1))
-    async for api in start_api(store=sqlite_store, handler=handler):
+    async for api in start_api(app=app, handler=handler):
         batch = [wire_message(1), wire_message(2)]
         status, _, _ = await api.send(batch)
         assert status == 429
@@ -313,8 +309,8 @@ class _Broken:
         raise RuntimeError("detector is gone")
 
 
-async def test_a_processing_failure_is_503_not_a_per_message_error(sqlite_store: SqliteStore) -> None:
-    async for api in start_api(store=sqlite_store, handler=_Broken()):
+async def test_a_processing_failure_is_503_not_a_per_message_error(app: App) -> None:
+    async for api in start_api(app=app, handler=_Broken()):
         status, body, headers = await api.send([wire_message(1)])
         assert status == 503 and body["error"] == "unavailable"
         assert int(headers["Retry-After"]) >= 1
@@ -492,9 +488,9 @@ def test_the_adapter_platforms_are_the_adapters_own_names() -> None:
     assert {DISCORD, SLACK} == ADAPTER_PLATFORMS
 
 
-async def test_platforms_listed_in_the_settings_are_open(sqlite_store: SqliteStore, monitor: Monitor) -> None:
+async def test_platforms_listed_in_the_settings_are_open(app: App, monitor: Monitor) -> None:
     settings = HttpSettings(host="127.0.0.1", port=0, platforms=("http", "forum"))
-    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+    async for api in start_api(app=app, handler=monitor, settings=settings):
         batch = [{**message, "platform": "forum"} for message in grooming_batch()]
         status, body, _ = await api.send(batch)
         assert status == 200 and {r["status"] for r in body["results"]} == {"accepted"}  # type: ignore[union-attr]
@@ -544,9 +540,9 @@ async def test_every_request_needs_a_well_formed_nonce(api: Api) -> None:
 
 
 async def test_v1_signatures_still_work_until_turned_off(
-    sqlite_store: SqliteStore, monitor: Monitor, caplog: pytest.LogCaptureFixture
+    app: App, monitor: Monitor, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async for api in start_api(store=sqlite_store, handler=monitor):
+    async for api in start_api(app=app, handler=monitor):
         for index in range(2):
             status, body, _ = await api.send([wire_message(index)], scheme="v1")
             assert status == 200, body
@@ -561,7 +557,7 @@ async def test_v1_signatures_still_work_until_turned_off(
                 statuses.append(r.status)
         assert statuses == [200, 401]
     settings = HttpSettings(host="127.0.0.1", port=0, accept_v1_signatures=False)
-    async for api in start_api(store=sqlite_store, handler=monitor, settings=settings):
+    async for api in start_api(app=app, handler=monitor, settings=settings):
         status, body, _ = await api.send([wire_message(9)], scheme="v1")
         assert status == 401 and "v2=" in str(body["detail"])
         status, body, _ = await api.send([wire_message(9)])

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from tests.http.conftest import START, Api, wire_message
 from tests.support.fakes import FakeClock
-from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseAction, CaseSource, CaseState, CaseView, Role
 from vigil.bots.core.models import Alert, AlertStatus, PairKey, WindowMessage
 from vigil.bots.core.monitor import Monitor
@@ -210,7 +209,7 @@ async def test_an_alert_from_the_api_reaches_the_webhook_after_a_failure(
     api: Api, monitor: Monitor, sqlite_store: SqliteStore, receiver: Receiver
 ) -> None:
     """The whole path: signed ingest → monitor → outbox → webhook (500, then 200 on the retry)."""
-    cases = CaseService(store=sqlite_store)
+    cases = api.cases
     sink = WebhookSink(receiver.url, Secret(WEBHOOK_SECRET))
     receiver.statuses.append(500)
     try:

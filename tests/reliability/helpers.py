@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vigil.bots.app import App
 from vigil.bots.core.models import ChatMessage
-from vigil.bots.core.monitor import Monitor, MonitorConfig
+from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.core.ports import MessageScore, ModelInfo, Store
+from vigil.config.settings import PolicySettings, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.detector.pair import EmaPairModel
 
@@ -33,12 +35,18 @@ def policy(**overrides: object) -> PolicyConfig:
     return PolicyConfig(**values)  # type: ignore[arg-type]
 
 
+SETTINGS = Settings(policy=PolicySettings(window_messages=20, evidence_messages=3))
+
+
 def make_monitor(store: Store, detector: object, **policy_overrides: object) -> Monitor:
-    return Monitor(
+    """The monitor as the composition root `vigil run` uses (``App``) builds it, with the tests' policy."""
+    app = App(
+        settings=SETTINGS,
         store=store,
         detector=detector,  # type: ignore[arg-type]
-        config=MonitorConfig(policy=policy(**policy_overrides), window_messages=20, evidence_messages=3),
+        policy=policy(**policy_overrides),
     )
+    return app.monitor
 
 
 class MessageFactory:
