@@ -34,11 +34,15 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from vigil.bots.core.cases import Actor, CaseAction, Cases
 from vigil.bots.core.clock import Clock, utc_now
@@ -264,6 +268,61 @@ def _moment(value: str | None) -> datetime | None:
         return None
 
 
+class _BotTokenAuthorize(AsyncAuthorize):
+    """bolt's authorization with the one bot token, from one auth.test call shared by every request.
+
+    bolt's built-in single-token authorization calls auth.test on the first request and keeps the answer only
+    once it is back, so each request arriving meanwhile (a Socket Mode backlog at start) makes its own call,
+    and Slack rate-limits auth.test. Here the adapter's check at start is the call, and requests that come
+    before any answer share the one in flight. A failed call is not kept (the next request asks again), and
+    its error reaches bolt's middleware as bolt's own did: the request is refused with bolt's message."""
+
+    def __init__(self, *, client: AsyncWebClient) -> None:
+        # AsyncAuthorize's own __init__ does nothing (and is untyped).
+        self._client = client
+        self._identity: AsyncSlackResponse | None = None
+        self._in_flight: asyncio.Task[AsyncSlackResponse] | None = None
+
+    async def check(self) -> AsyncSlackResponse:
+        """auth.test now, or the call already in flight; a success is what requests are authorized with."""
+        if self._in_flight is None:
+            self._in_flight = asyncio.create_task(self._auth_test(), name="vigil-slack-auth-test")
+        # Shielded: a request given up (cancelled) does not cancel the call the others wait for.
+        return await asyncio.shield(self._in_flight)
+
+    async def _auth_test(self) -> AsyncSlackResponse:
+        try:
+            identity = await self._client.auth_test()
+        finally:
+            self._in_flight = None
+        self._identity = identity
+        return identity
+
+    async def __call__(
+        self,
+        *,
+        context: AsyncBoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult:
+        identity = self._identity if self._identity is not None else await self.check()
+        # As bolt's single-token authorization builds it: the token's identity, whatever the request's team
+        # (never compared), and the request's user.
+        return AuthorizeResult(
+            enterprise_id=identity.get("enterprise_id"),
+            team_id=identity.get("team_id"),
+            bot_id=identity.get("bot_id"),
+            bot_user_id=identity.get("user_id"),
+            bot_token=self._client.token,
+            user_id=user_id,
+            bot_scopes=identity.headers.get("x-oauth-scopes"),
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Workspace:
     """A workspace to catch up: its id, a client with its bot token, and (OAuth) when it was installed."""
@@ -328,6 +387,7 @@ class SlackAdapter:
         self._catch_ups: dict[str, asyncio.Task[None]] = {}
         self._listening = asyncio.Event()
         self._token_team: str | None = None
+        self._token_authorize: _BotTokenAuthorize | None = None
         self._installations: VigilInstallationStore | None = None
         self._problems(settings, secrets, oauth)
 
@@ -374,9 +434,15 @@ class SlackAdapter:
             self._client = AsyncWebClient(
                 token=secrets.slack_bot_token.reveal(), base_url=self._base_url, logger=self._sdk_logger
             )
+            self._token_authorize = _BotTokenAuthorize(client=self._client)
             self._app = AsyncApp(
                 name=BOLT_APP_NAME,
-                client=self._client,
+                # Without the token: bolt warns that a token beside `authorize` goes unused. Each request's
+                # client gets it from the authorization.
+                client=AsyncWebClient(base_url=self._base_url, logger=self._sdk_logger),
+                # In place of bolt's single-token authorization, which calls auth.test once per request
+                # until the first call answers (see _BotTokenAuthorize).
+                authorize=self._token_authorize,
                 signing_secret=signing_secret or "",
                 logger=self._sdk_logger,
                 request_verification_enabled=settings.mode == "http",
@@ -461,8 +527,8 @@ class SlackAdapter:
         self._listening.clear()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                if not self._settings.oauth:
-                    await self._check_bot_token()
+                if self._token_authorize is not None:
+                    await self._check_bot_token(self._token_authorize)
                 stack.push_async_callback(self._stop_catch_ups)
                 # Before connecting: the first run is on record even if it stops before storing anything,
                 # and a message event arriving as soon as Vigil listens already knows to wait.
@@ -492,9 +558,10 @@ class SlackAdapter:
 
     # ------------------------------------------------------------------ connections
 
-    async def _check_bot_token(self) -> None:
+    async def _check_bot_token(self, authorize: _BotTokenAuthorize) -> None:
         try:
-            response = await self._client.auth_test()
+            # The one auth.test call bolt's requests are then authorized with.
+            response = await authorize.check()
         except WEB_API_ERRORS as error:
             failure = classify_failure(error)
             if failure.permanent:
