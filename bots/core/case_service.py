@@ -227,7 +227,11 @@ class CaseService:
                 detail=f"{len(messages)} messages",
             )
         logger.info("case %d: transcript read (%d messages)", case_number, len(messages))
-        return TranscriptResult(messages=tuple(messages), message=f"Case #{case_number}: transcript.")
+        return TranscriptResult(
+            messages=tuple(messages),
+            suspect_id=record.alert.suspect_id,
+            message=f"Case #{case_number}: transcript.",
+        )
 
     async def case_messages(self, record: CaseRecord) -> list[WindowMessage]:
         """A case's messages: the preserved copy if there is one, else the pair's current window."""

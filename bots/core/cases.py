@@ -129,12 +129,29 @@ class TranscriptResult:
     """Messages of a case for the child-safety role: preserved evidence if any, else the pair's window."""
 
     messages: tuple[WindowMessage, ...] = ()
+    # The case's likely groomer: transcripts show message scores for their messages only (``shown_risk``).
+    suspect_id: str | None = None
     error: CaseError | None = None
     message: str = ""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+# Said wherever a transcript shows message scores, so a number beside a line is never unexplained.
+RISK_LEGEND = (
+    "Scores are shown for the likely groomer's messages only: how strongly each reads like grooming on its "
+    "own (0-1). The other person's messages are read as context and never count against them."
+)
+
+
+def shown_risk(message: WindowMessage, *, suspect_id: str | None) -> float | None:
+    """A message's score as transcripts show it: the likely groomer's own messages only. A child's "ok"
+    or "why not" beside a number reads as if the child were suspected; their lines only inform the model."""
+    if suspect_id is not None and message.author_id != suspect_id:
+        return None
+    return message.risk
 
 
 class Cases(Protocol):

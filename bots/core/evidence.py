@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vigil.bots.core.cases import Actor, AuditEvent, CaseError, Role
+from vigil.bots.core.cases import RISK_LEGEND, Actor, AuditEvent, CaseError, Role, shown_risk
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
 from vigil.bots.core.models import WindowMessage
@@ -353,7 +353,7 @@ def _transcript_html(
     rows = "\n".join(
         f'<tr class="{"reported" if m.author_id == alert.suspect_id else ""}">'
         f"{cell(_time(m.timestamp))}{cell(m.author_id)}{cell(people.role(m.author_id))}"
-        f'<td class="text">{e(m.text)}</td>{cell(f"{m.risk:.2f}")}'
+        f'<td class="text">{e(m.text)}</td>{cell(_score(shown_risk(m, suspect_id=alert.suspect_id)))}'
         f"{cell(m.channel_id)}{cell(m.message_id)}{cell(links.get(m.message_id))}</tr>"
         for m in messages
     )
@@ -380,11 +380,11 @@ def _transcript_html(
 (peak {alert.peak_risk:.2f}) · model: {e(alert.model_name)} · signals: {e(signals)}
 · generated {e(_time(generated_at) or "")}</p>
 <p class="meta">Times are UTC. Media and attachments are never downloaded: only ids and links are listed.
-Scores are a model's estimate, not proof.</p>
+Scores are a model's estimate, not proof. {e(RISK_LEGEND)} (case.json keeps every message's score.)</p>
 <h2>Messages ({len(messages)})</h2>
 {f'<p class="meta"><strong>Not the whole conversation.</strong> {e(missing)}</p>' if missing else ""}
 <table>
-<tr><th>time (UTC)</th><th>author id</th><th>role</th><th>text</th><th>risk</th><th>channel</th>
+<tr><th>time (UTC)</th><th>author id</th><th>role</th><th>text</th><th>score</th><th>channel</th>
 <th>message id</th><th>link</th></tr>
 {rows}
 </table>
@@ -396,6 +396,10 @@ Scores are a model's estimate, not proof.</p>
 </body>
 </html>
 """
+
+
+def _score(risk: float | None) -> str | None:
+    return None if risk is None else f"{risk:.2f}"
 
 
 def _write_pack(target: Path, files: dict[str, bytes]) -> bytes:

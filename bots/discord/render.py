@@ -23,12 +23,14 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 
 from vigil.bots.core.cases import (
+    RISK_LEGEND,
     AuditEvent,
     CaseSource,
     CaseState,
     CaseSummary,
     CaseView,
     TranscriptResult,
+    shown_risk,
 )
 from vigil.bots.core.models import Alert, RiskPoint, WindowMessage
 from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
@@ -371,7 +373,7 @@ def transcript_pages(result: TranscriptResult, *, case_number: int, space_id: st
     """The case's messages as a few ephemeral pages, for the child-safety role only."""
     header = (
         f"Transcript of case #{case_number}: {len(result.messages)} message(s). "
-        "For the child-safety team only; do not copy it elsewhere."
+        f"For the child-safety team only; do not copy it elsewhere.\n-# {RISK_LEGEND}"
     )
     pages: list[str] = []
     current = header
@@ -383,9 +385,11 @@ def transcript_pages(result: TranscriptResult, *, case_number: int, space_id: st
             message_id=message.message_id,
         )
         text = discord.utils.escape_markdown(" ".join(message.text.split()), ignore_links=False)
+        risk = shown_risk(message, suspect_id=result.suspect_id)
+        score = f"score {risk:.2f}, " if risk is not None else ""
         line = (
             f"\n`{message.timestamp:%Y-%m-%d %H:%M}` <@{message.author_id}> "
-            f"(risk {message.risk:.2f}, <{link}>): {_clip(text, 800)}"
+            f"({score}<{link}>): {_clip(text, 800)}"
         )
         if len(current) + len(line) > MAX_MESSAGE_CHARS:
             pages.append(current)

@@ -1082,7 +1082,7 @@ class SlackAdapter:
                 return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
             return Reply(
                 text=f"Transcript of case #{case_number}",
-                blocks=tuple(transcript_blocks(case_number=case_number, messages=transcript.messages)),
+                blocks=tuple(transcript_blocks(case_number=case_number, transcript=transcript)),
             )
         if action_id == ACTION_SNOOZE:
             if hours is None:

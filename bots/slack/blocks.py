@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from vigil.bots.core.cases import CaseState, CaseSummary, CaseView
+from vigil.bots.core.cases import RISK_LEGEND, CaseState, CaseSummary, CaseView, TranscriptResult, shown_risk
 from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.sinks import excerpt
 
@@ -355,15 +355,16 @@ def escalation_guidance(*, case_number: int, hold_until: datetime | None) -> str
     return f"Case #{case_number} is escalated.{held}\n\n{_ESCALATION_GUIDANCE}"
 
 
-def transcript_blocks(*, case_number: int, messages: Sequence[WindowMessage]) -> list[Block]:
+def transcript_blocks(*, case_number: int, transcript: TranscriptResult) -> list[Block]:
     """A case's messages for the child-safety group (shown only to the person who asked)."""
+    messages = transcript.messages
     heading = (
         f"*Transcript of case #{case_number}* ({len(messages)} messages; only you can see this). "
-        "Handle it as evidence: do not copy it into other channels."
+        f"Handle it as evidence: do not copy it into other channels.\n_{RISK_LEGEND}_"
     )
     lines = [
-        f"`{m.risk:.2f}` {_when(m.timestamp)} <@{mrkdwn_escape(m.author_id)}>: "
-        f"{mrkdwn_escape(excerpt(m.text, limit=_TRANSCRIPT_LINE_CHARS))}"
+        f"{_score(shown_risk(m, suspect_id=transcript.suspect_id))}{_when(m.timestamp)} "
+        f"<@{mrkdwn_escape(m.author_id)}>: {mrkdwn_escape(excerpt(m.text, limit=_TRANSCRIPT_LINE_CHARS))}"
         for m in messages
     ]
     if not lines:
@@ -372,6 +373,10 @@ def transcript_blocks(*, case_number: int, messages: Sequence[WindowMessage]) ->
     if len(blocks) > _MAX_BLOCKS:
         blocks = [*blocks[: _MAX_BLOCKS - 1], _context("Transcript cut to fit Slack's limits.")]
     return blocks
+
+
+def _score(risk: float | None) -> str:
+    return f"`{risk:.2f}` " if risk is not None else ""
 
 
 def case_detail_blocks(view: CaseView, *, signal_labels: Mapping[str, str]) -> list[Block]:

@@ -440,7 +440,7 @@ class VigilCommands:
             transcript = await self._cases.transcript(actor=actor, case_number=number)
             if not transcript.ok:
                 return Reply(text=transcript.message or "You cannot see this case's transcript.")
-            blocks = transcript_blocks(case_number=number, messages=transcript.messages)
+            blocks = transcript_blocks(case_number=number, transcript=transcript)
             return Reply(text=f"Transcript of case #{number}", blocks=tuple(blocks))
         if verb == "note":
             note = raw.strip().split(None, 3)[3] if len(raw.strip().split(None, 3)) > 3 else ""

@@ -135,6 +135,31 @@ async def test_the_transcript_is_escaped_and_loads_nothing(harness: Harness, tmp
     assert "default-src 'none'" in page
 
 
+async def test_the_transcript_scores_only_the_likely_groomers_messages(
+    harness: Harness, tmp_path: Path
+) -> None:
+    alert = await harness.raise_alert()
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=alert.case_number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+    )
+    page = (folder / "transcript.html").read_text(encoding="utf-8")
+    assert "likely groomer&#x27;s messages only" in page
+    cells = [
+        re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr class=.*?</tr>", page, re.S)
+    ]
+    scores = {(row[1], row[4]) for row in cells if len(row) == 8}
+    assert {author for author, score in scores if score} == {alert.suspect_id}
+    assert {author for author, score in scores if not score} == {alert.other_id}
+    # The record keeps every score.
+    record = json.loads((folder / "case.json").read_text(encoding="utf-8"))
+    assert all(isinstance(m["risk"], float) for m in record["messages"])
+
+
 async def test_escalated_case_exports_its_preserved_evidence(harness: Harness, tmp_path: Path) -> None:
     alert = await harness.raise_alert()
     await harness.service.act(actor=MODERATOR, case_number=alert.case_number, action=CaseAction.ESCALATE)

@@ -127,3 +127,25 @@ def test_trend_text() -> None:
     assert trend_text(0.8, []) == "0.80"
     assert "steady" in trend_text(0.8, [0.8, 0.8])
     assert "falling" in trend_text(0.6, [0.9, 0.8])
+
+
+def test_transcripts_score_only_the_likely_groomers_lines_and_say_why() -> None:
+    def line(author: str, text: str, minute: int) -> WindowMessage:
+        return WindowMessage(
+            message_id=str(2000 + minute),
+            channel_id="55",
+            thread_id=None,
+            author_id=author,
+            text=text,
+            timestamp=AT + timedelta(minutes=minute),
+            risk=0.81 if author == "7" else 0.72,
+        )
+
+    messages = (line("7", "dont tell ur mum ok", 0), line("8", "ok", 1))
+    [page] = transcript_pages(
+        TranscriptResult(messages=messages, suspect_id="7"), case_number=4, space_id="99"
+    )
+    groomer, child = page.splitlines()[-2:]
+    assert "score 0.81" in groomer
+    assert "<@8>" in child and "0.72" not in child and "score" not in child
+    assert "likely groomer's messages only" in page

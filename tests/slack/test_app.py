@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -225,6 +226,11 @@ async def test_transcript_only_for_the_child_safety_group(slack: SlackHarness) -
     assert shown is not None and shown["response_type"] == "ephemeral"
     transcript = text_of(shown["blocks"])
     assert "secret groom" in transcript and f"<@{KID}>" in transcript
+    # Scores beside the likely groomer's lines only, and said so; the child's replies carry none.
+    assert "likely groomer's messages only" in transcript
+    scored = re.findall(r"(`[0-9.]+` )?\d{4}-\d\d-\d\d \d\d:\d\d UTC <@(\w+)>", transcript)
+    assert {author for score, author in scored if score} == {ADULT}
+    assert {author for score, author in scored if not score} == {KID}
     # The slash command form checks the same.
     assert "child-safety" in (await slack.command("case 1 transcript", user=MOD))["text"]
 
