@@ -603,20 +603,25 @@ class SqliteStore:
         await self.apply_pair_changes(PairChanges(pairs=(state,)))
 
     async def load_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, PairState]:
-        found: dict[PairKey, PairState] = {}
+        rows = await self._rows_for_keys(keys, table="pairs", columns=_PAIR_COLUMNS, action="loading pairs")
+        return {state.key: state for state in map(_pair_from_row, rows)}
+
+    async def _rows_for_keys(
+        self, keys: Collection[PairKey], *, table: str, columns: str, action: str, where: str = ""
+    ) -> list[sqlite3.Row]:
+        """The rows of ``table`` (keyed by pair) for ``keys``: one query per chunk of keys, through the
+        table's (platform, space_id, user_a, user_b) index."""
         unique = list(dict.fromkeys(keys))
-        async with self._reading("loading pairs") as connection:
+        found: list[sqlite3.Row] = []
+        async with self._reading(action) as connection:
             for start in range(0, len(unique), _KEYS_CHUNK):
                 chunk = unique[start : start + _KEYS_CHUNK]
-                rows = await _fetch_rows(
+                found += await _fetch_rows(
                     connection,
-                    f"SELECT {_qualified(_PAIR_COLUMNS, 'p')} FROM ({_key_values(len(chunk))}) AS k "
-                    f"JOIN pairs AS p ON {_KEYS_JOIN}",
+                    f"SELECT {_qualified(columns, 'p')} FROM ({_key_values(len(chunk))}) AS k "
+                    f"JOIN {table} AS p ON {_KEYS_JOIN}{where}",
                     [value for key in chunk for value in _key_parameters(key)],
                 )
-                for row in rows:
-                    state = _pair_from_row(row)
-                    found[state.key] = state
         return found
 
     async def apply_pair_changes(self, changes: PairChanges) -> None:
@@ -885,21 +890,15 @@ class SqliteStore:
         return self._alert_from_row(rows[0]) if rows else None
 
     async def open_alerts_for_pairs(self, keys: Collection[PairKey]) -> dict[PairKey, Alert]:
-        found: dict[PairKey, Alert] = {}
-        unique = list(dict.fromkeys(keys))
-        async with self._reading("loading pairs' open alerts") as connection:
-            for start in range(0, len(unique), _KEYS_CHUNK):
-                chunk = unique[start : start + _KEYS_CHUNK]
-                rows = await _fetch_rows(
-                    connection,
-                    f"SELECT {_qualified(_ALERT_COLUMNS, 'p')} FROM ({_key_values(len(chunk))}) AS k "
-                    f"JOIN alerts AS p ON {_KEYS_JOIN} AND p.status = 'open'",
-                    [value for key in chunk for value in _key_parameters(key)],
-                )
-                for row in rows:
-                    alert = self._alert_from_row(row)
-                    found[alert.key] = alert
-        return found
+        # The literal 'open' (not a parameter) lets SQLite use the partial index on open alerts.
+        rows = await self._rows_for_keys(
+            keys,
+            table="alerts",
+            columns=_ALERT_COLUMNS,
+            action="loading pairs' open alerts",
+            where=" AND p.status = 'open'",
+        )
+        return {alert.key: alert for alert in map(self._alert_from_row, rows)}
 
     async def open_alert_keys(self) -> list[PairKey]:
         async with self._reading("listing the pairs with an open alert") as connection:
