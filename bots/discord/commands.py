@@ -10,6 +10,7 @@ nobody's message text.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from vigil.bots.discord.render import (
     escalation_guidance,
     pair_history_text,
     status_text,
-    transcript_pages,
+    transcript,
 )
 from vigil.bots.discord.sink import DiscordSink, missing_permissions
 from vigil.bots.discord.translate import PLATFORM, is_ingestible, to_chat_message
@@ -147,18 +148,22 @@ def _has_role(member: discord.Member, role_id: str | None) -> bool:
 
 
 async def _reply(
-    interaction: discord.Interaction[Any], text: str, *, embed: discord.Embed | None = None
+    interaction: discord.Interaction[Any],
+    text: str,
+    *,
+    embed: discord.Embed | None = None,
+    file: discord.File | None = None,
 ) -> None:
     mentions = discord.AllowedMentions.none()
+    extras: dict[str, Any] = {}
+    if embed is not None:
+        extras["embed"] = embed
+    if file is not None:
+        extras["file"] = file
     if interaction.response.is_done():
-        if embed is None:
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=mentions)
-        else:
-            await interaction.followup.send(text, embed=embed, ephemeral=True, allowed_mentions=mentions)
-    elif embed is None:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=mentions)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=mentions, **extras)
     else:
-        await interaction.response.send_message(text, embed=embed, ephemeral=True, allowed_mentions=mentions)
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=mentions, **extras)
 
 
 async def _defer(interaction: discord.Interaction[Any]) -> None:
@@ -321,8 +326,9 @@ class Interactions:
         if not result.ok:
             await _reply(interaction, result.message or "Only the child-safety role can read transcripts.")
             return
-        for page in transcript_pages(result, case_number=case_number, space_id=actor.space_id):
-            await _reply(interaction, page)
+        whole = transcript(result, case_number=case_number, space_id=actor.space_id)
+        attached = discord.File(io.BytesIO(whole.text.encode("utf-8")), filename=whole.filename)
+        await _reply(interaction, whole.summary, file=attached)
 
     # ------------------------------------------------------------------------------------------ commands
 

@@ -44,6 +44,7 @@ __all__ = [
     "CaseButtonHost",
     "DismissModal",
     "StatusReport",
+    "Transcript",
     "alert_embed",
     "case_buttons",
     "case_list_text",
@@ -53,7 +54,7 @@ __all__ = [
     "pair_history_text",
     "spoiler_excerpt",
     "status_text",
-    "transcript_pages",
+    "transcript",
     "trend_text",
 ]
 
@@ -64,7 +65,6 @@ MAX_EVIDENCE_FIELDS = 8
 MAX_EARLIER_CASES = 5
 MAX_AUDIT_LINES = 3
 MAX_MESSAGE_CHARS = 1900
-MAX_TRANSCRIPT_PAGES = 10
 
 _STATE_COLOURS: Mapping[CaseState, int] = MappingProxyType(
     {
@@ -369,38 +369,46 @@ def escalation_guidance(view: CaseView) -> str:
     return _clip("\n".join(lines), MAX_MESSAGE_CHARS)
 
 
-def transcript_pages(result: TranscriptResult, *, case_number: int, space_id: str) -> list[str]:
-    """The case's messages as a few ephemeral pages, for the child-safety role only."""
-    header = (
-        f"Transcript of case #{case_number}: {len(result.messages)} message(s). "
-        f"For the child-safety team only; do not copy it elsewhere.\n-# {RISK_LEGEND}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transcript:
+    """A case's whole transcript for the child-safety role: a short ephemeral message, and the conversation
+    as one attached text file (Discord shows it in its viewer), instead of pages of ephemeral messages."""
+
+    summary: str
+    filename: str
+    text: str
+
+
+def transcript(result: TranscriptResult, *, case_number: int, space_id: str) -> Transcript:
+    count = len(result.messages)
+    summary = (
+        f"Transcript of case #{case_number}: {count} message(s), attached. For the child-safety team only; "
+        f"do not copy it elsewhere. Only you can see this message.\n-# {RISK_LEGEND}"
     )
-    pages: list[str] = []
-    current = header
+    lines = [
+        f"Vigil · transcript of case #{case_number} · {count} message(s) · times in UTC",
+        "For the child-safety team only; do not copy it elsewhere.",
+        RISK_LEGEND,
+        "",
+    ]
     for message in result.messages:
+        risk = shown_risk(message, suspect_id=result.suspect_id)
+        score = f" [score {risk:.2f}]" if risk is not None else ""
         link = jump_url(
             space_id=space_id,
             channel_id=message.channel_id,
             thread_id=message.thread_id,
             message_id=message.message_id,
         )
-        text = discord.utils.escape_markdown(" ".join(message.text.split()), ignore_links=False)
-        risk = shown_risk(message, suspect_id=result.suspect_id)
-        score = f"score {risk:.2f}, " if risk is not None else ""
-        line = (
-            f"\n`{message.timestamp:%Y-%m-%d %H:%M}` <@{message.author_id}> "
-            f"({score}<{link}>): {_clip(text, 800)}"
-        )
-        if len(current) + len(line) > MAX_MESSAGE_CHARS:
-            pages.append(current)
-            current = line.lstrip("\n")
-        else:
-            current += line
-    pages.append(current)
-    if len(pages) > MAX_TRANSCRIPT_PAGES:
-        dropped = len(pages) - MAX_TRANSCRIPT_PAGES + 1
-        pages = [*pages[: MAX_TRANSCRIPT_PAGES - 1], f"… {dropped} more page(s) not shown."]
-    return pages
+        lines.append(f"{message.timestamp:%Y-%m-%d %H:%M} · user {message.author_id}{score} · {link}")
+        lines.extend(f"    {line}" for line in message.text.splitlines() or [""])
+    if not result.messages:
+        lines.append("(no messages are kept for this case)")
+    return Transcript(
+        summary=_clip(summary, MAX_MESSAGE_CHARS),
+        filename=f"vigil-case-{case_number}-transcript.txt",
+        text="\n".join(lines) + "\n",
+    )
 
 
 def case_list_text(summaries: Sequence[CaseSummary], *, user_id: str | None) -> str:

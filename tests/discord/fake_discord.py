@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 API_PREFIX = "/api/v10"
@@ -53,6 +54,8 @@ class RestCall:
     query: Mapping[str, str]
     json: Any
     authorized: bool
+    # Uploaded attachments (multipart requests): file name -> bytes.
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -733,7 +736,17 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
         body: Any = None
-        if request.can_read_body:
+        files: dict[str, bytes] = {}
+        if request.can_read_body and request.content_type == "multipart/form-data":
+            # As Discord takes uploads: the JSON body in the part "payload_json", each file in its own part.
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                assert isinstance(part, aiohttp.BodyPartReader)
+                if part.name == "payload_json":
+                    body = json.loads(await part.read())
+                else:
+                    files[part.filename or part.name or "?"] = bytes(await part.read())
+        elif request.can_read_body:
             raw = await request.read()
             if raw and request.content_type == "application/json":
                 body = json.loads(raw)
@@ -743,6 +756,7 @@ class FakeDiscord:
             query=dict(request.query),
             json=body,
             authorized=request.headers.get("Authorization") == f"Bot {self.token}",
+            files=files,
         )
         self.calls.append(call)
         for failure in self._failures:

@@ -206,9 +206,16 @@ async def test_transcript_is_for_the_child_safety_role_only(vigil: Vigil) -> Non
     refused = await _click(fake, fake.mod, 1, "transcript")
     assert "child-safety" in refused and "groom" not in refused
     transcript = await _click(fake, fake.safety, 1, "transcript")
-    assert "Transcript of case #1" in transcript
-    assert "6 message(s)" in transcript and "): secret groom\n" in transcript
-    assert f"https://discord.com/channels/{fake.guild_id}/{fake.general}/" in transcript
+    assert "Transcript of case #1: 6 message(s), attached" in transcript and "secret" not in transcript
+    [reply] = [c for c in fake.calls if c.files]
+    [(name, data)] = reply.files.items()
+    assert name == "vigil-case-1-transcript.txt"
+    text = data.decode("utf-8")
+    assert (
+        text.count("    secret groom\n") >= 1
+        and text.count(f"/channels/{fake.guild_id}/{fake.general}/") == 6
+    )
+    assert text.count(f"user {fake.adult.id} [score") == 6
     audit = await vigil.store.audit_events(platform="discord", space_id=fake.guild_id, case_number=1)
     assert [e.action for e in audit] == ["transcript_viewed"] and audit[0].actor_id == fake.safety.id
 

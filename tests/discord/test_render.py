@@ -18,7 +18,7 @@ from vigil.bots.discord.render import (
     ButtonAction,
     custom_id,
     spoiler_excerpt,
-    transcript_pages,
+    transcript,
     trend_text,
 )
 from vigil.bots.discord.sink import delivery_failure
@@ -88,23 +88,26 @@ def test_custom_ids_carry_action_and_case_and_match_the_template() -> None:
     assert re.fullmatch(CUSTOM_ID_TEMPLATE, "vigil:ban:1") is None
 
 
-def test_transcripts_are_split_into_messages_discord_accepts() -> None:
+def test_a_whole_transcript_is_one_file_however_long_the_case() -> None:
     messages = tuple(
         WindowMessage(
             message_id=str(1000 + i),
             channel_id="55",
             thread_id=None,
             author_id="7",
-            text="x" * 700,
+            text="x" * 700 + "\nsecond line",
             timestamp=AT + timedelta(minutes=i),
             risk=0.5,
         )
-        for i in range(12)
+        for i in range(60)
     )
-    pages = transcript_pages(TranscriptResult(messages=messages), case_number=4, space_id="99")
-    assert len(pages) > 1 and all(len(page) <= MAX_MESSAGE_CHARS for page in pages)
-    assert pages[0].startswith("Transcript of case #4: 12 message(s)")
-    assert sum(page.count("https://discord.com/channels/99/55/") for page in pages) == 12
+    whole = transcript(TranscriptResult(messages=messages), case_number=4, space_id="99")
+    assert len(whole.summary) <= MAX_MESSAGE_CHARS
+    assert whole.summary.startswith("Transcript of case #4: 60 message(s), attached")
+    assert whole.filename == "vigil-case-4-transcript.txt"
+    # Every message, whole (no page limit, no excerpt), with its link.
+    assert whole.text.count("https://discord.com/channels/99/55/") == 60
+    assert whole.text.count("x" * 700) == 60 and whole.text.count("    second line") == 60
 
 
 def test_links_and_edit_ids() -> None:
@@ -142,10 +145,10 @@ def test_transcripts_score_only_the_likely_groomers_lines_and_say_why() -> None:
         )
 
     messages = (line("7", "dont tell ur mum ok", 0), line("8", "ok", 1))
-    [page] = transcript_pages(
-        TranscriptResult(messages=messages, suspect_id="7"), case_number=4, space_id="99"
+    whole = transcript(TranscriptResult(messages=messages, suspect_id="7"), case_number=4, space_id="99")
+    groomer, _, child, _ = whole.text.splitlines()[-4:]
+    assert "user 7 [score 0.81]" in groomer
+    assert "user 8 ·" in child and "0.72" not in child and "score" not in child
+    assert (
+        "likely groomer's messages only" in whole.text and "likely groomer's messages only" in whole.summary
     )
-    groomer, child = page.splitlines()[-2:]
-    assert "score 0.81" in groomer
-    assert "<@8>" in child and "0.72" not in child and "score" not in child
-    assert "likely groomer's messages only" in page
