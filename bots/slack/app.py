@@ -35,7 +35,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.authorization.async_authorize import AsyncAuthorize, AsyncInstallationStoreAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -323,6 +323,128 @@ class _BotTokenAuthorize(AsyncAuthorize):
         )
 
 
+# An installation's workspace as bolt looks it up: (enterprise id, team id), the team None for an
+# organisation-wide install (one installation, one token, for every workspace of the organisation).
+_InstallationKey = tuple[str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _AuthTest:
+    """An installation's auth.test call for one token: in flight, or answered (only successes are kept)."""
+
+    token: str
+    call: asyncio.Task[AsyncSlackResponse]
+
+
+class _SharedAuthTestClient:
+    """A request's client as bolt's OAuth authorization sees it: ``auth_test`` is the installation's call for
+    that token (see _InstallationAuthorize); anything else is the request's own client."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        auth_test: Callable[[AsyncWebClient, str], Coroutine[Any, Any, AsyncSlackResponse]],
+    ) -> None:
+        self._client = client
+        self._auth_test = auth_test
+
+    async def auth_test(self, *, token: str) -> AsyncSlackResponse:
+        return await self._auth_test(self._client, token)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class _InstallationAuthorize(AsyncInstallationStoreAuthorize):
+    """bolt's OAuth authorization, with one auth.test call per installation's token instead of one per event.
+
+    bolt's looks up each event's installation (kept: an uninstalled workspace's events are refused at once,
+    and token rotation is bolt's) and then calls auth.test with its token, every time; its optional cache
+    keeps every token it ever saw (rotated and uninstalled ones too) and lets concurrent first events each
+    call. Here the answer for an installation's token is kept while its lookup finds that token, and events
+    that find it while the call is in flight share the call. A failed call is not kept: the events that
+    shared it are refused as bolt refused them, and the next event asks again. An installation's entry goes
+    when its lookup finds nothing or Slack refuses its token, so at most one is kept per installed workspace.
+    """
+
+    def __init__(
+        self,
+        *,
+        installation_store: VigilInstallationStore,
+        client_id: str,
+        client_secret: str,
+        client: AsyncWebClient,
+        logger: logging.Logger,
+    ) -> None:
+        # As AsyncApp builds its own from the installation store and OAuth settings (bolt's cache off).
+        super().__init__(
+            logger=logger,
+            installation_store=installation_store,
+            client_id=client_id,
+            client_secret=client_secret,
+            bot_only=True,
+            client=client,
+        )
+        self._auth_tests: dict[_InstallationKey, _AuthTest] = {}
+
+    async def __call__(
+        self,
+        *,
+        context: AsyncBoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        key: _InstallationKey = (enterprise_id, None if context.is_enterprise_install else team_id)
+        client = context.client
+
+        async def auth_test(request_client: AsyncWebClient, token: str) -> AsyncSlackResponse:
+            return await self._auth_test(key=key, client=request_client, token=token)
+
+        # bolt calls auth.test through the request's client, after the lookup: for this call only, through
+        # one that shares the installation's call. The request goes on with its own client.
+        context["client"] = _SharedAuthTestClient(client=client, auth_test=auth_test)
+        try:
+            result = await super().__call__(
+                context=context,
+                enterprise_id=enterprise_id,
+                team_id=team_id,
+                user_id=user_id,
+                actor_enterprise_id=actor_enterprise_id,
+                actor_team_id=actor_team_id,
+                actor_user_id=actor_user_id,
+            )
+        finally:
+            context["client"] = client
+        if result is None:
+            # Uninstalled, revoked, or a token Slack refused: nothing to keep (a reinstall asks again).
+            self._auth_tests.pop(key, None)
+        return result
+
+    async def _auth_test(
+        self, *, key: _InstallationKey, client: AsyncWebClient, token: str
+    ) -> AsyncSlackResponse:
+        known = self._auth_tests.get(key)
+        if known is None or known.token != token:
+            # The first event with this token (a new install, a rotated or reinstalled token) makes the call.
+            call = asyncio.create_task(client.auth_test(token=token), name="vigil-slack-auth-test")
+            started = _AuthTest(token=token, call=call)
+            self._auth_tests[key] = known = started
+            call.add_done_callback(lambda _: self._settled(key=key, auth_test=started))
+        # Shielded: an event given up (cancelled) does not cancel the call the others wait for.
+        return await asyncio.shield(known.call)
+
+    def _settled(self, *, key: _InstallationKey, auth_test: _AuthTest) -> None:
+        call = auth_test.call
+        # exception() also marks a failure seen, should every event that shared the call have been cancelled.
+        if (call.cancelled() or call.exception() is not None) and self._auth_tests.get(key) is auth_test:
+            del self._auth_tests[key]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Workspace:
     """A workspace to catch up: its id, a client with its bot token, and (OAuth) when it was installed."""
@@ -414,6 +536,16 @@ class SlackAdapter:
                 state_store=VigilOAuthStateStore(records=store, clock=clock),
                 logger=self._sdk_logger,
             )
+            # In place of bolt's, which calls auth.test for every event (see _InstallationAuthorize). The
+            # OAuth flow does not authorize requests; its settings name the same one all the same.
+            authorize = _InstallationAuthorize(
+                installation_store=installations,
+                client_id=oauth.client_id,
+                client_secret=oauth.client_secret.reveal(),
+                client=self._client,
+                logger=self._sdk_logger,
+            )
+            oauth_settings.authorize = authorize
             self._app = AsyncApp(
                 name=BOLT_APP_NAME,
                 client=self._client,
@@ -421,6 +553,9 @@ class SlackAdapter:
                 installation_store=installations,
                 installation_store_bot_only=True,
                 oauth_settings=oauth_settings,
+                # bolt takes an AsyncAuthorize as it is (its annotation names only functions that never
+                # refuse: bolt's and this one answer None for an event to refuse).
+                authorize=authorize,  # type: ignore[arg-type]
                 logger=self._sdk_logger,
                 request_verification_enabled=settings.mode == "http",
                 process_before_response=True,
