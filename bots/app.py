@@ -22,6 +22,7 @@ from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import IngestObserver, IngestQueue
 from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.moderation import ModeratorService
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 # Replays feed the monitor in chunks; records are replayed concurrently so the detector can batch them.
 REPLAY_CHUNK = 64
 REPLAY_CONCURRENCY = 8
+# Risk points in a pair's history over HTTP: enough for a chart (the chat commands list fewer, as text).
+HTTP_PAIR_HISTORY_POINTS = 50
 
 
 class AppError(Exception):
@@ -114,6 +117,22 @@ class App:
     def notify_outbox(self) -> None:
         if self._outbox is not None:
             self._outbox.notify()
+
+    def moderator_service(
+        self, platform: str, *, history_points: int = HTTP_PAIR_HISTORY_POINTS
+    ) -> ModeratorService:
+        """The moderator service for ``platform``'s spaces, judged by the monitor's policy; the HTTP API asks
+        for one per request (it names the platform), which is cheap: the service holds no state."""
+        policy = self.monitor.config.policy
+        return ModeratorService(
+            platform=platform,
+            store=self.store,
+            default_threshold=policy.threshold,
+            default_shadow_mode=policy.shadow_mode,
+            policy_for=self.monitor.policy_for_space,
+            history_points=history_points,
+            clock=self.clock,
+        )
 
     # ------------------------------------------------------------------------------------------ replay
 
@@ -341,6 +360,7 @@ def _build_services(app: App, *, secrets: Secrets, handler: IngestQueue) -> _Ser
             handler=handler,
             cases=app.cases,
             store=app.store,
+            moderation=app.moderator_service,
             signal_labels=labels,
         )
         services.runs.append(api.run)

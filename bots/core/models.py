@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -76,6 +78,13 @@ class WindowMessage:
     timestamp: datetime
     risk: float
     signals: tuple[str, ...] = ()
+
+
+def signals_seen(window: Iterable[WindowMessage], *, author_id: str) -> tuple[str, ...]:
+    """The signals in ``author_id``'s own messages, most frequent first (ties by name): the order alerts list
+    them in and ``/vigil pair`` shows them in."""
+    counts = Counter(signal for m in window if m.author_id == author_id for signal in m.signals)
+    return tuple(name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

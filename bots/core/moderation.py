@@ -1,5 +1,6 @@
 """``ModeratorService``: what moderators and admins do to a space, with one set of permission and validation
-rules for every platform. Discord and Slack parse the command and render the answer; nothing here knows them.
+rules for every platform. Discord and Slack (and the HTTP API, for pair histories) parse the request and
+render the answer; nothing here knows them.
 
 Who may do what (also in docs/cases.md):
 
@@ -19,7 +20,7 @@ from typing import Generic, TypeVar
 
 from vigil.bots.core.cases import Actor, Role
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.models import PairKey, PairState, RiskPoint, SpaceSettings
+from vigil.bots.core.models import PairKey, PairState, RiskPoint, SpaceSettings, signals_seen
 from vigil.bots.core.policy import PolicyLookup, alert_outlook
 from vigil.bots.core.ports import ModeratorStore, SpaceSettingsStore
 
@@ -71,6 +72,11 @@ class PairHistory:
     open_case: int | None
     # Why there is no alert yet, in words (None when a case is open or the pair is unknown).
     outlook: str | None
+    # The signals in the likely groomer's messages still in the pair's window, most frequent first (the
+    # order an alert lists them in); names, which each platform puts in words.
+    signals: tuple[str, ...]
+    # The alert threshold the space's pairs are judged by (its own or the default), for charts.
+    threshold: float
 
 
 T = TypeVar("T")
@@ -205,11 +211,15 @@ class ModeratorService:
         key = PairKey.of(platform=self._platform, space_id=actor.space_id, first=first, second=second)
         state = await self._store.load_pair(key)
         points = await self._store.risk_history(key, limit=self._history_points) if state is not None else []
+        signals: tuple[str, ...] = ()
+        if state is not None and state.suspect_id is not None:
+            signals = signals_seen(await self._store.load_window(key), author_id=state.suspect_id)
         alert = await self._store.open_alert_for_pair(key)
+        policy = await self._policy_for(platform=self._platform, space_id=actor.space_id)
         outlook = None
         if state is not None and alert is None:
             outlook = alert_outlook(
-                await self._policy_for(platform=self._platform, space_id=actor.space_id),
+                policy,
                 risk=state.risk,
                 streak=state.above_threshold_streak,
                 snoozed_until=state.snoozed_until,
@@ -222,5 +232,7 @@ class ModeratorService:
                 points=tuple(points),
                 open_case=alert.case_number if alert is not None else None,
                 outlook=outlook,
+                signals=signals,
+                threshold=policy.threshold,
             )
         )

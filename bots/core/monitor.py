@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from vigil.bots.core.models import (
     RiskPoint,
     SpaceSettings,
     WindowMessage,
+    signals_seen,
 )
 from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver, location_of
@@ -499,9 +499,7 @@ class Monitor:
         own = [m for m in window if m.author_id == suspect_id]
         strongest = sorted(own, key=lambda m: m.risk, reverse=True)[: self._config.evidence_messages]
         evidence = tuple(sorted(strongest, key=lambda m: (m.timestamp, m.message_id)))
-        counts = Counter(signal for m in own for signal in m.signals)
-        signals = tuple(name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        return evidence, signals
+        return evidence, signals_seen(own, author_id=suspect_id)
 
     async def _raise_alert(self, state: PairState, policy: PolicyConfig, now: datetime) -> Alert:
         assert state.suspect_id is not None  # a raise needs risk > 0, which names a suspect

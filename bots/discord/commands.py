@@ -495,6 +495,7 @@ class Interactions:
                 open_case=history.open_case,
                 points=list(history.points),
                 outlook=history.outlook,
+                signals=[self._signal_labels.get(s, s.replace("_", " ")) for s in history.signals],
             ),
         )
 

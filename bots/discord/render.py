@@ -431,7 +431,9 @@ def pair_history_text(
     open_case: int | None,
     points: Sequence[RiskPoint],
     outlook: str | None = None,
+    signals: Sequence[str] = (),
 ) -> str:
+    """``signals``: in words, most frequent first. The chart of the risk is the HTTP API's (an SVG)."""
     head = f"**Pair** {_user(first)} and {_user(second)}"
     if risk is None:
         return f"{head}: Vigil has no conversation between them on record."
@@ -440,6 +442,7 @@ def pair_history_text(
         f"Current risk {risk:.2f} over {message_count} message(s)"
         + (f"; likely groomer {_user(suspect_id)}" if suspect_id and risk > 0 else ""),
         f"Open case: #{open_case}" if open_case is not None else "No open case.",
+        "Signals so far: " + ("; ".join(signals) if signals else "none"),
     ]
     if outlook is not None:
         lines.append(outlook[0].upper() + outlook[1:] + ".")

@@ -140,6 +140,14 @@ class VigilClient:
         params = {"space_id": space_id, "platform": platform}
         return await self._request("GET", f"/v1/cases/{case_number}", params=params)
 
+    async def get_pair(
+        self, *, space_id: str, first: str, second: str, platform: str = "http"
+    ) -> dict[str, object]:
+        """What Vigil knows about two members' conversation (``known`` is false for a pair it has not seen).
+        The chart is ``GET /v1/pairs/chart.svg`` with the same query."""
+        params = {"space_id": space_id, "platform": platform, "first": first, "second": second}
+        return await self._request("GET", "/v1/pairs", params=params)
+
     async def act(
         self,
         case_number: int,

@@ -21,6 +21,7 @@ from typing import Literal
 from vigil.bots.core.case_service import MAX_SNOOZE, MIN_SNOOZE
 from vigil.bots.core.cases import CaseAction, CaseSummary, CaseView
 from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.moderation import PairHistory
 from vigil.bots.core.replay import json_type
 from vigil.bots.core.sinks import alert_to_dict
 
@@ -434,6 +435,34 @@ def case_to_dict(view: CaseView, *, signal_labels: Mapping[str, str]) -> dict[st
     }
 
 
+def pair_to_dict(history: PairHistory, *, signal_labels: Mapping[str, str]) -> dict[str, object]:
+    """What Vigil knows about a pair, for moderators: risk, likely groomer, signals, why no alert yet."""
+    key, state = history.key, history.state
+    return {
+        "platform": key.platform,
+        "space_id": key.space_id,
+        "user_ids": [key.user_a, key.user_b],
+        "known": state is not None,
+        "risk": round(state.risk, 4) if state is not None else None,
+        "suspect_id": state.suspect_id if state is not None else None,
+        "message_count": state.message_count if state is not None else 0,
+        "first_seen": state.first_seen.isoformat() if state is not None else None,
+        "last_seen": state.last_seen.isoformat() if state is not None else None,
+        "channel_ids": list(state.channel_ids) if state is not None else [],
+        "threshold": round(history.threshold, 4),
+        "open_case": history.open_case,
+        "signals": [
+            {"name": name, "label": signal_labels.get(name, name.replace("_", " "))}
+            for name in history.signals
+        ],
+        "outlook": history.outlook,
+        "history": [
+            {"at": p.timestamp.isoformat(), "risk": round(p.risk, 4), "suspect_id": p.suspect_id}
+            for p in history.points
+        ],
+    }
+
+
 # --------------------------------------------------------------------------------------------- OpenAPI
 
 
@@ -489,8 +518,8 @@ def _time() -> dict[str, object]:
     return {"type": "string", "format": "date-time"}
 
 
-def _number() -> dict[str, object]:
-    return {"type": "number"}
+def _number(**extra: object) -> dict[str, object]:
+    return {"type": "number", **extra}
 
 
 def _int() -> dict[str, object]:
@@ -701,6 +730,61 @@ def _schemas() -> dict[str, object]:
                 "cases": {"type": "array", "items": _ref("CaseSummary")},
             }
         ),
+        "PairSignal": _object(
+            {
+                "name": _string(description="The model's name for the signal."),
+                "label": _string(description="The signal in plain words."),
+            }
+        ),
+        "RiskPoint": _object(
+            {
+                "at": _time(),
+                "risk": _number(),
+                "suspect_id": _nullable(_string()),
+            }
+        ),
+        "Pair": _object(
+            {
+                "platform": _string(),
+                "space_id": _string(),
+                "user_ids": {
+                    "type": "array",
+                    "items": _string(),
+                    "description": "The two members, in Vigil's order (sorted).",
+                },
+                "known": {
+                    "type": "boolean",
+                    "description": "false: Vigil has no conversation between them on record.",
+                },
+                "risk": _nullable(_number()),
+                "suspect_id": _nullable(
+                    _string(
+                        description="The member whose own messages look like grooming (the likely groomer)."
+                    )
+                ),
+                "message_count": _int(),
+                "first_seen": _nullable(_time()),
+                "last_seen": _nullable(_time()),
+                "channel_ids": {"type": "array", "items": _string()},
+                "threshold": _number(description="The space's alert threshold."),
+                "open_case": _nullable(_int()),
+                "signals": {
+                    "type": "array",
+                    "items": _ref("PairSignal"),
+                    "description": "Seen in the suspect's messages in the window, most frequent first.",
+                },
+                "outlook": _nullable(
+                    _string(
+                        description="Why there is no alert yet; null with an open case or an unknown pair."
+                    )
+                ),
+                "history": {
+                    "type": "array",
+                    "items": _ref("RiskPoint"),
+                    "description": "The latest changes in risk, oldest first.",
+                },
+            }
+        ),
         "Health": _object({"status": {"type": "string", "enum": ["ok", "unavailable"]}}),
         "WebhookPayload": webhook,
     }
@@ -741,6 +825,23 @@ def _space_params() -> list[dict[str, object]]:
 
 def _viewer_param() -> dict[str, object]:
     return _query("actor_id", f'Who is looking (the moderator\'s id); default "{DEFAULT_VIEWER}".')
+
+
+def _pair_params() -> list[dict[str, object]]:
+    return [
+        _query("space_id", "The space the two members are in.", required=True),
+        _query("platform", f'The platform; default "{DEFAULT_PLATFORM}".', maxLength=64),
+        _query("first", "One member of the pair.", required=True),
+        _query("second", "The other member (not the same as first).", required=True),
+        _viewer_param(),
+    ]
+
+
+def _pair_errors() -> dict[str, dict[str, object]]:
+    return {
+        "403": _error("Refused by the moderator service."),
+        "503": _error("Storage is unavailable; retry after Retry-After."),
+    }
 
 
 def _case_number_param() -> dict[str, object]:
@@ -881,6 +982,44 @@ def openapi_document() -> dict[str, object]:
                         _auth_errors(),
                         _case_errors(),
                         {"409": _error("The action is not possible in the case's state.")},
+                    ),
+                }
+            },
+            "/v1/pairs": {
+                "get": {
+                    "operationId": "getPair",
+                    "summary": "Two members' conversation: its risk, signals, and why there is no alert yet.",
+                    "description": (
+                        "An unknown pair is not an error: it is answered with known=false. The answer names "
+                        "the likely groomer and is for moderators only."
+                    ),
+                    "security": security,
+                    "parameters": _pair_params(),
+                    "responses": _responses(
+                        {"200": _ok("The pair.", "Pair")}, _auth_errors(), _pair_errors()
+                    ),
+                }
+            },
+            "/v1/pairs/chart.svg": {
+                "get": {
+                    "operationId": "getPairChart",
+                    "summary": "The pair's risk over time as an SVG chart, the alert threshold dashed.",
+                    "description": (
+                        "A self-contained image (no scripts, no external references), served with a "
+                        "Content-Security-Policy that forbids loading anything. An unknown pair gets a chart "
+                        "that says no risk is recorded yet."
+                    ),
+                    "security": security,
+                    "parameters": _pair_params(),
+                    "responses": _responses(
+                        {
+                            "200": {
+                                "description": "The chart.",
+                                "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                            }
+                        },
+                        _auth_errors(),
+                        _pair_errors(),
                     ),
                 }
             },

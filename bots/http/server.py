@@ -2,8 +2,8 @@
 
 Every request under ``/v1`` (except the OpenAPI document) is authenticated by an HMAC-SHA256 signature over
 the timestamp and the raw body (``bots.http.signing``). The holder of the shared secret is trusted as a
-moderator of every space it names: case endpoints act with the ``MODERATOR`` role. Child-safety operations
-(transcripts, releasing evidence holds) are not offered over HTTP.
+moderator of every space it names: case and pair endpoints act with the ``MODERATOR`` role. Child-safety
+operations (transcripts, releasing evidence holds) are not offered over HTTP.
 
 Bodies are bounded twice: by ``Content-Length`` before reading and while reading (chunked bodies), so a large
 or endless body costs at most ``max_body_bytes`` of memory.
@@ -29,8 +29,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
+from vigil.bots.core.charts import SVG_MEDIA_TYPE, risk_chart_svg
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ADAPTER_PLATFORMS, ChatMessage
+from vigil.bots.core.moderation import Denied, ModeratorService, PairHistory
 from vigil.bots.core.monitor import HandleResult, SkipReason
 from vigil.bots.core.ports import MessageHandler, ServiceGaugeStore, StoreError
 from vigil.bots.http.guard import (
@@ -51,6 +53,7 @@ from vigil.bots.http.schema import (
     case_to_dict,
     decode_json,
     openapi_json,
+    pair_to_dict,
     parse_action,
     parse_batch,
     parse_message,
@@ -97,6 +100,10 @@ _CASE_ERROR_STATUS: Mapping[CaseError, int] = MappingProxyType(
         CaseError.INVALID_INPUT: 400,
     }
 )
+# The chart is an image: it may load and run nothing, nor be framed.
+_SVG_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+# A user id in the chart's title is cut to this many characters (ids may be 256), so the title fits.
+_CHART_ID_CHARS = 24
 
 
 @runtime_checkable
@@ -208,6 +215,10 @@ def _message_result(index: int, result: HandleResult) -> dict[str, object]:
     return entry
 
 
+def _shortened(user_id: str) -> str:
+    return user_id if len(user_id) <= _CHART_ID_CHARS else user_id[: _CHART_ID_CHARS - 1] + "…"
+
+
 def _error_result(error: MessageError) -> dict[str, object]:
     return {
         "index": error.index,
@@ -228,6 +239,7 @@ class HttpApi:
         handler: MessageHandler,
         cases: Cases,
         store: ServiceGaugeStore,
+        moderation: Callable[[str], ModeratorService],
         clock: Clock = utc_now,
         signal_labels: Mapping[str, str] | None = None,
         header_timeout_s: float = HEADER_TIMEOUT_S,
@@ -241,6 +253,8 @@ class HttpApi:
         self._pinnable = "may_shed" in inspect.signature(handler.handle).parameters
         self._cases = cases
         self._store = store
+        # The platform a request names picks its moderator service (pair histories, by that platform's rules).
+        self._moderation = moderation
         self._clock = clock
         self._replays = ReplayCache(window_s=settings.timestamp_tolerance_s)
         self._in_flight = 0
@@ -259,6 +273,8 @@ class HttpApi:
         self._app.router.add_get("/v1/cases", self._list_cases)
         self._app.router.add_get("/v1/cases/{case_number}", self._get_case)
         self._app.router.add_post("/v1/cases/{case_number}/actions", self._act)
+        self._app.router.add_get("/v1/pairs", self._get_pair)
+        self._app.router.add_get("/v1/pairs/chart.svg", self._get_pair_chart)
         self._app.router.add_get("/healthz", self._health)
         self._app.router.add_get("/v1/openapi.json", self._openapi_document)
 
@@ -657,6 +673,39 @@ class HttpApi:
         if result.ok:
             logger.info("case %d: %s through the HTTP API", case_number, action.action)
         return self._case_response(result)
+
+    # ------------------------------------------------------------------ pairs
+
+    async def _pair_history(self, request: web.Request) -> PairHistory:
+        await self._authenticated_body(request)
+        actor = self._viewer(request)
+        try:
+            first = parse_query_id(request.query, "first")
+            second = parse_query_id(request.query, "second")
+        except RequestError as error:
+            raise self._bad_request(error) from None
+        answer = await self._moderation(actor.platform).pair_history(actor, first=first, second=second)
+        if answer.value is not None:
+            return answer.value
+        if answer.denied is Denied.SAME_PERSON:
+            raise _ApiError(400, "bad_request", "must not be the same user as first", field="second")
+        # Not expected: the API's actor is a moderator.
+        raise _ApiError(403, "forbidden", "pair histories are for moderators")
+
+    async def _get_pair(self, request: web.Request) -> web.Response:
+        history = await self._pair_history(request)
+        return web.json_response(pair_to_dict(history, signal_labels=self._signal_labels))
+
+    async def _get_pair_chart(self, request: web.Request) -> web.Response:
+        history = await self._pair_history(request)
+        first, second = (_shortened(u) for u in (history.key.user_a, history.key.user_b))
+        svg = risk_chart_svg(history.points, threshold=history.threshold, title=f"Risk: {first} and {second}")
+        return web.Response(
+            text=svg,
+            content_type=SVG_MEDIA_TYPE,
+            charset="utf-8",
+            headers={"Content-Security-Policy": _SVG_CSP},
+        )
 
     # ------------------------------------------------------------------ unauthenticated
 

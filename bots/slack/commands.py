@@ -422,6 +422,8 @@ class VigilCommands:
                 f"<#{c}>" if not c.startswith("D") else "a direct message" for c in state.channel_ids
             ),
         ]
+        words = [mrkdwn_escape(self._signal_labels.get(s, s.replace("_", " "))) for s in history.signals]
+        lines.append("• Signals so far: " + ("; ".join(words) if words else "none"))
         if history.open_case is not None:
             lines.append(f"• Open case: #{history.open_case}")
         elif history.outlook is not None:

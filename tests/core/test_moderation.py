@@ -14,7 +14,7 @@ import pytest
 
 from tests.storage.builders import make_pair_state, make_risk_point
 from vigil.bots.core.cases import Actor, Role
-from vigil.bots.core.models import PairKey, SpaceSettings
+from vigil.bots.core.models import PairKey, SpaceSettings, WindowMessage, signals_seen
 from vigil.bots.core.moderation import THRESHOLD_MAX, THRESHOLD_MIN, Denied, ModeratorService
 from vigil.bots.core.policy import PolicyConfig
 from vigil.storage import InMemoryStore
@@ -156,3 +156,54 @@ async def test_pair_history_is_for_moderators_and_the_child_safety_role(
 async def test_pair_history_of_one_person_with_themselves_is_refused(store: InMemoryStore) -> None:
     answer = await service(store).pair_history(MODERATOR, first="kid", second="kid")
     assert answer.denied is Denied.SAME_PERSON
+
+
+def window_message(index: int, *, author_id: str, signals: tuple[str, ...]) -> WindowMessage:
+    return WindowMessage(
+        message_id=f"m-{index}",
+        channel_id="c-1",
+        thread_id=None,
+        author_id=author_id,
+        text="not looked at",
+        timestamp=NOW + timedelta(seconds=index),
+        risk=0.5,
+        signals=signals,
+    )
+
+
+def test_signals_are_the_authors_own_most_frequent_first_ties_by_name() -> None:
+    window = [
+        window_message(1, author_id="adult", signals=("secrecy", "asks_age")),
+        window_message(2, author_id="adult", signals=("meeting",)),
+        window_message(3, author_id="adult", signals=("secrecy",)),
+        # The other member's signals are not the suspect's.
+        window_message(4, author_id="kid", signals=("meeting", "meeting_again", "gifts")),
+        window_message(5, author_id="adult", signals=()),
+    ]
+    assert signals_seen(window, author_id="adult") == ("secrecy", "asks_age", "meeting")
+    assert signals_seen(window, author_id="kid") == ("gifts", "meeting", "meeting_again")
+    assert signals_seen(window, author_id="nobody") == ()
+    assert signals_seen([], author_id="adult") == ()
+
+
+async def test_pair_history_lists_the_likely_groomers_signals_and_the_threshold(store: InMemoryStore) -> None:
+    key = PairKey.of(platform="test", space_id=SPACE, first="adult", second="kid")
+    state = dataclasses.replace(make_pair_state(key, risk=0.5), suspect_id="adult")
+    await store.save_pair(state)
+    for index, (author, signals) in enumerate(
+        [("kid", ("gifts",)), ("adult", ("asks_age",)), ("adult", ("secrecy", "asks_age")), ("adult", ())]
+    ):
+        await store.append_window(key, window_message(index, author_id=author, signals=signals), keep=10)
+
+    history = (await service(store).pair_history(MODERATOR, first="adult", second="kid")).value
+
+    assert history is not None
+    assert history.signals == ("asks_age", "secrecy")
+    assert history.threshold == POLICY.threshold
+
+
+async def test_an_unknown_pair_has_no_signals_but_still_a_threshold(store: InMemoryStore) -> None:
+    history = (await service(store).pair_history(MODERATOR, first="adult", second="kid")).value
+    assert history is not None and history.state is None
+    assert (history.signals, history.points, history.outlook) == ((), (), None)
+    assert history.threshold == POLICY.threshold

@@ -128,6 +128,8 @@ async def test_status_threshold_pair_case_and_cases_commands(vigil: Vigil) -> No
     pair = await _slash(fake, fake.mod, "pair", **pair_options)
     assert "Open case: #1" in pair and f"likely groomer <@{fake.adult.id}>" in pair
     assert "Risk history" in pair
+    # In words, most frequent first: "age" came in three of the adult's messages, "secret" in two.
+    assert "Signals so far: asks about age; asks to keep the conversation secret" in pair
 
     refused = await _slash(fake, fake.member, "case", options=[{"name": "number", "type": 4, "value": 1}])
     assert "Only moderators" in refused
@@ -289,7 +291,7 @@ async def test_pair_says_why_there_is_no_alert_yet(vigil: Vigil) -> None:
         resolved=fake.resolved_users(fake.member, fake.kid),
     )
 
-    assert "No open case." in shown
+    assert "No open case." in shown and "Signals so far: none" in shown
     assert "below the alert threshold (0.70)" in shown and "for 2 messages in a row" in shown
 
 

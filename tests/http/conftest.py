@@ -95,6 +95,33 @@ class Api:
         headers: Mapping[str, str] | None = None,
         scheme: str = "v2",
     ) -> tuple[int, dict[str, object], Mapping[str, str]]:
+        status, raw, answered = await self.fetch(
+            method,
+            path,
+            body=body,
+            params=params,
+            sign=sign,
+            now=now,
+            secret=secret,
+            headers=headers,
+            scheme=scheme,
+        )
+        return status, json.loads(raw) if raw.strip() else None, answered
+
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        params: Mapping[str, str] | None = None,
+        sign: bool = True,
+        now: float | None = None,
+        secret: str = SECRET,
+        headers: Mapping[str, str] | None = None,
+        scheme: str = "v2",
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """``request`` without reading the answer as JSON (the chart is an SVG)."""
         sent = dict(headers or {})
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
         if sign and scheme == "v2":
@@ -104,8 +131,7 @@ class Api:
         elif sign:
             sent.update(signed_headers(body, secret=secret, now=now))
         async with self.session.request(method, self.base_url + target, data=body, headers=sent) as response:
-            payload = await response.json(content_type=None)
-            return response.status, payload, response.headers
+            return response.status, await response.read(), response.headers
 
     async def send(
         self, messages: Sequence[object], **kwargs: object
@@ -126,6 +152,7 @@ async def start_api(
         handler=handler,
         cases=app.cases,
         store=app.store,
+        moderation=app.moderator_service,
         signal_labels=app.signal_labels,
     )
     port = await http.start()

@@ -79,6 +79,8 @@ async def test_the_client_sends_and_reads_cases(api: Api) -> None:
         assert [c["case_number"] for c in cases] == [1]
         case = await client.get_case(1, space_id="tenant-1")
         assert case["state"] == "open"
+        pair = await client.get_pair(space_id="tenant-1", first="adult", second="kid")
+        assert pair["known"] is True and pair["open_case"] == 1 and pair["suspect_id"] == "adult"
         acted = await client.act(1, space_id="tenant-1", action="note", actor_id="mod-1", reason="watching")
         assert acted["audit"]
         with pytest.raises(VigilApiError) as raised:

@@ -35,6 +35,7 @@ async def serving(
         handler=app.monitor,
         cases=app.cases,
         store=app.store,
+        moderation=app.moderator_service,
         header_timeout_s=header_timeout_s,
         max_connections=max_connections,
     )

@@ -44,6 +44,8 @@ OPERATIONS = [
     ("/v1/cases", "GET"),
     ("/v1/cases/{case_number}", "GET"),
     ("/v1/cases/{case_number}/actions", "POST"),
+    ("/v1/pairs", "GET"),
+    ("/v1/pairs/chart.svg", "GET"),
     ("/healthz", "GET"),
     ("/v1/openapi.json", "GET"),
 ]
@@ -69,11 +71,12 @@ def _serve(
             handler=monitor,
             cases=app.cases,
             store=store,
+            moderation=app.moderator_service,
             signal_labels=app.signal_labels,
         )
         try:
             ports.put(await api.start())
-            # A case to act on, so that positive case requests reach more than "not found".
+            # A case to act on, so that positive case requests reach more than "not found" (and a known pair).
             for index in range(3):
                 message = wire_message(index, text="secret groom secret groom", space_id="0")
                 await monitor.handle_batch([_parsed(message)])
@@ -126,6 +129,13 @@ def test_no_request_makes_the_server_fail(live_server: str, path: str, method: s
         strategies.append(
             operation.as_strategy(
                 GenerationMode.POSITIVE, path_parameters={"case_number": 1}, query={"space_id": "0"}
+            )
+        )
+    if path.startswith("/v1/pairs"):
+        # The pair of that case: a share of valid requests gets its history, signals and chart.
+        strategies.append(
+            operation.as_strategy(
+                GenerationMode.POSITIVE, query={"space_id": "0", "first": "adult", "second": "kid"}
             )
         )
     cases = st.one_of(strategies)

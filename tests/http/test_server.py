@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -389,6 +390,124 @@ async def test_a_case_action_enqueues_a_re_render_of_the_alert(api: Api) -> None
     )
     assert status == 200
     assert await api.store.pending_delivery_count() >= pending
+
+
+# ------------------------------------------------------------------ pairs
+
+PAIR = {"space_id": "tenant-1", "first": "kid", "second": "adult"}
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+async def test_a_pair_that_alerted_names_its_case_signals_and_history(api: Api) -> None:
+    await api.send(grooming_batch())
+
+    status, pair, headers = await api.request("GET", "/v1/pairs", params=PAIR)
+
+    assert status == 200, pair
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert pair["platform"] == "http" and pair["space_id"] == "tenant-1"
+    assert pair["user_ids"] == ["adult", "kid"] and pair["known"] is True
+    assert pair["suspect_id"] == "adult" and pair["open_case"] == 1 and pair["outlook"] is None
+    assert pair["message_count"] == 3 and pair["channel_ids"] == ["dm-1"]
+    assert pair["first_seen"] == "2026-03-01T18:00:00+00:00"
+    assert pair["last_seen"] == "2026-03-01T18:00:02+00:00"
+    assert isinstance(pair["risk"], float) and pair["risk"] >= pair["threshold"] == 0.7
+    assert pair["signals"] == [{"name": "secrecy", "label": "asks to keep the conversation secret"}]
+    history = pair["history"]
+    assert isinstance(history, list) and history
+    assert history[0] == {"at": "2026-03-01T18:00:00+00:00", "risk": 0.5, "suspect_id": "adult"}
+    assert history[-1]["risk"] == pair["risk"]
+    # Ids and scores only: the conversation itself stays in the case.
+    assert "groom" not in json.dumps(pair)
+
+
+async def test_a_pair_without_an_alert_yet_says_why(api: Api) -> None:
+    await api.send([wire_message(0, text="secret groom secret groom")])
+
+    status, pair, _ = await api.request("GET", "/v1/pairs", params=PAIR)
+
+    assert status == 200, pair
+    assert pair["known"] is True and pair["open_case"] is None and pair["risk"] == 0.5
+    outlook = str(pair["outlook"])
+    assert "below the alert threshold (0.70)" in outlook and "2 messages in a row" in outlook
+    assert [s["name"] for s in pair["signals"]] == ["secrecy"]  # type: ignore[union-attr]
+
+
+async def test_an_unknown_pair_is_answered_not_404(api: Api) -> None:
+    status, pair, _ = await api.request("GET", "/v1/pairs", params=PAIR)
+
+    assert status == 200, pair
+    assert pair["known"] is False and pair["user_ids"] == ["adult", "kid"]
+    assert (pair["risk"], pair["suspect_id"], pair["open_case"], pair["outlook"]) == (None, None, None, None)
+    assert (pair["message_count"], pair["first_seen"], pair["last_seen"]) == (0, None, None)
+    assert (pair["signals"], pair["history"], pair["channel_ids"]) == ([], [], [])
+    assert pair["threshold"] == 0.7
+
+
+@pytest.mark.parametrize("path", ["/v1/pairs", "/v1/pairs/chart.svg"])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"space_id": "tenant-1", "second": "adult"}, "first"),
+        ({"space_id": "tenant-1", "first": "kid"}, "second"),
+        ({"first": "kid", "second": "adult"}, "space_id"),
+        ({**PAIR, "first": "   "}, "first"),
+        ({**PAIR, "second": "adult\u202e"}, "second"),
+        ({**PAIR, "first": "adult"}, "second"),
+        ({**PAIR, "platform": "discord"}, "platform"),
+        ({**PAIR, "actor_id": "x" * 300}, "actor_id"),
+    ],
+    ids=[
+        "no-first",
+        "no-second",
+        "no-space",
+        "blank",
+        "bidi",
+        "same-person",
+        "closed-platform",
+        "long-actor",
+    ],
+)
+async def test_bad_pair_requests_are_400_naming_the_field(
+    api: Api, path: str, params: dict[str, str], field: str
+) -> None:
+    status, body, _ = await api.request("GET", path, params=params)
+    assert status == 400, body
+    assert body["error"] == "bad_request" and body["field"] == field
+
+
+@pytest.mark.parametrize("path", ["/v1/pairs", "/v1/pairs/chart.svg"])
+async def test_unsigned_pair_requests_are_refused(api: Api, path: str) -> None:
+    await api.send(grooming_batch())
+    status, body, _ = await api.request("GET", path, params=PAIR, sign=False)
+    assert status == 401 and body["error"] == "unauthorized"
+    status, body, _ = await api.request("GET", path, params=PAIR, secret="another-secret-0123456789")
+    assert status == 401
+
+
+async def test_the_pair_chart_is_an_svg_that_runs_and_loads_nothing(api: Api) -> None:
+    await api.send(grooming_batch())
+    _, pair, _ = await api.request("GET", "/v1/pairs", params=PAIR)
+
+    status, raw, headers = await api.fetch("GET", "/v1/pairs/chart.svg", params=PAIR)
+
+    assert status == 200, raw
+    assert headers["Content-Type"].startswith("image/svg+xml")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    root = ElementTree.fromstring(raw)
+    assert root.tag == f"{SVG_NS}svg"
+    assert len(list(root.iter(f"{SVG_NS}circle"))) == len(pair["history"])  # type: ignore[arg-type]
+    shown = [t.text for t in root.iter(f"{SVG_NS}text")]
+    assert "alert threshold 0.70" in shown and "Risk: adult and kid" in shown
+    assert not list(root.iter(f"{SVG_NS}script"))
+
+
+async def test_an_unknown_pairs_chart_says_no_risk_is_recorded(api: Api) -> None:
+    status, raw, headers = await api.fetch("GET", "/v1/pairs/chart.svg", params=PAIR)
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
+    root = ElementTree.fromstring(raw)
+    assert "no risk recorded yet" in [t.text for t in root.iter(f"{SVG_NS}text")]
 
 
 # ------------------------------------------------------------------ unauthenticated endpoints

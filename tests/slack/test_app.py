@@ -275,6 +275,9 @@ async def test_case_commands(slack: SlackHarness) -> None:
     assert "spoke to the parents" in text_of(detail["blocks"])
     pair = await slack.command(f"pair <@{ADULT}> <@{KID}>", user=MOD)
     assert "Open case: #1" in pair["text"]
+    # In words, most frequent first: "age" came in three of the adult's messages, "secret" in two.
+    signals = "• Signals so far: asks the other person's age; asks to keep the conversation secret"
+    assert signals in pair["text"]
     assert (
         "Only members of the moderator"
         in (await slack.command(f"pair <@{ADULT}> <@{KID}>", user=MEMBER))["text"]
@@ -292,6 +295,7 @@ async def test_pair_says_why_there_is_no_alert_yet(slack: SlackHarness) -> None:
     # The space's own threshold, and the sustain rule the monitor applies.
     assert "• No open case: no alert: the risk (" in pair["text"]
     assert "below the alert threshold (0.80)" in pair["text"] and "messages in a row" in pair["text"]
+    assert "• Signals so far: none" in pair["text"]
 
 
 async def test_member_report_from_the_message_shortcut(slack: SlackHarness) -> None:
