@@ -28,6 +28,7 @@ from vigil.bots.core.labels import export_labels
 from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.ports import CaseRecord, StoreError
 from vigil.bots.core.retention import ForgetReport, forget, purge
+from vigil.bots.progress import REKEY, Progress
 from vigil.config.settings import Settings, load_settings
 from vigil.detector import ModelLoadError, read_model_info, resolve_model_dir
 from vigil.storage.crypto import TextCipher
@@ -400,15 +401,12 @@ async def _rekey(args: argparse.Namespace) -> int:
             raise CaseCommandError(
                 f"no encryption key is set ({settings.encryption.key_env}): there is nothing to re-encrypt"
             )
-        done = 0
-
-        def progress(count: int) -> None:
-            nonlocal done
-            done += count
-            print(f"re-encrypted {done} values so far", flush=True)
-
         try:
-            count = await store.rekey(on_batch=progress)
+            with Progress("rekey", tally=REKEY, total=await store.count_rekey_rows()) as progress:
+                count = await store.rekey(
+                    on_batch=lambda rewritten: progress.tick(values=rewritten),
+                    on_rows=lambda read: progress.tick(done=read, rows=read),
+                )
         except StoreError as error:
             raise CaseCommandError(
                 f"{error} Values re-encrypted before it stopped stay so; run it again."

@@ -11,11 +11,10 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
 import aiohttp
 
@@ -38,6 +37,7 @@ from vigil.bots.core.sinks import ConsoleSink
 from vigil.bots.http.signing import MIN_SECRET_CHARS
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
+from vigil.bots.progress import CONVERSATIONS, Progress, input_size
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
 from vigil.bots.scan_report import write_scan_report
 from vigil.config.settings import (
@@ -79,36 +79,6 @@ async def _write_json(path: Path, payload: object) -> None:
 
 def _raised(results: Sequence[HandleResult]) -> int:
     return sum(1 for result in results for event in result.alerts if event.decision is Decision.RAISE)
-
-
-class _Progress:
-    """Prints a progress line to stderr at most every few seconds on long runs."""
-
-    def __init__(self, label: str, *, every_s: float = 5.0, stream: TextIO = sys.stderr) -> None:
-        self._label = label
-        self._every_s = every_s
-        self._stream = stream
-        self._started = time.perf_counter()
-        self._last = self._started
-        self.messages = 0
-        self.conversations = 0
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._started
-
-    def tick(self, *, messages: int, conversations: int = 0) -> None:
-        self.messages += messages
-        self.conversations += conversations
-        now = time.perf_counter()
-        if now - self._last >= self._every_s:
-            self._last = now
-            rate = self.messages / max(now - self._started, 1e-9)
-            self._stream.write(
-                f"{self._label}: {self.conversations:,} conversations, {self.messages:,} messages, "
-                f"{rate:,.0f} msg/s\n"
-            )
-            self._stream.flush()
 
 
 # ---------------------------------------------------------------- demo
@@ -160,22 +130,28 @@ async def _scan(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CliError(f"no such file: {path}")
     style: Literal["text", "json"] = "json" if args.json else "text"
+    sizes = await asyncio.to_thread(lambda: [input_size(path) for path in paths])
     async with open_app(settings, database=args.db, replay=True) as app:
         outbox = app.attach_sink(ConsoleSink(sys.stdout, signal_labels=app.signal_labels, style=style))
-        progress = _Progress("scan")
+        progress = Progress(
+            "scan",
+            tally=CONVERSATIONS,
+            total=sum(sizes),
+            # Alerts reach stdout as they come: on the same terminal they would land inside a rewritten line.
+            rewrite=False if sys.stdout.isatty() else None,
+        )
         alerts = bad = skipped = 0
         names: dict[str, str] = {}
         spaces: set[tuple[str, str]] = set()
 
         def scanned() -> Iterator[ChatMessage]:
             nonlocal bad, skipped
-            for path in paths:
-                for record in iter_conversations(path):
+            for path, size in zip(paths, sizes, strict=True):
+                share = progress.file(size)
+                for record in iter_conversations(path, on_read=share.read):
                     if isinstance(record, BadRecord):
                         bad += 1
-                        print(
-                            f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr
-                        )
+                        progress.note(f"{record.path}:{record.line_number}: skipped: {record.reason}")
                         continue
                     if isinstance(record, SegmentRecord):
                         skipped += 1
@@ -185,11 +161,14 @@ async def _scan(args: argparse.Namespace) -> int:
                     spaces.update((m.platform, m.space_id) for m in messages[:1])
                     # Chunks may span records (order is kept), so files of many tiny conversations batch too.
                     yield from messages
-                    progress.tick(messages=0, conversations=1)
+                    progress.tick(conversations=1)
+                # JSON Lines files report as they are read; an export counts whole once parsed.
+                share.done()
 
-        async for results in app.replay(scanned()):
-            progress.tick(messages=len(results))
-            alerts += _raised(results)
+        with progress:
+            async for results in app.replay(scanned()):
+                progress.tick(messages=len(results))
+                alerts += _raised(results)
         await outbox.drain_once()
         pairs = await app.store.count_pairs()
         # Read alerts back from the store, so a resumed scan's report includes the earlier run's alerts.
@@ -201,14 +180,14 @@ async def _scan(args: argparse.Namespace) -> int:
         elapsed = progress.elapsed
         summary = {
             "files": len(paths),
-            "conversations": progress.conversations,
-            "messages": progress.messages,
+            "conversations": progress.count("conversations"),
+            "messages": progress.count("messages"),
             "pairs": pairs,
             "alerts": alerts,
             "bad_records": bad,
             "segments_skipped": skipped,
             "seconds": round(elapsed, 2),
-            "messages_per_second": round(progress.messages / max(elapsed, 1e-9), 1),
+            "messages_per_second": round(progress.count("messages") / max(elapsed, 1e-9), 1),
         }
         if args.report:
             await write_scan_report(
@@ -286,9 +265,7 @@ class _Tracker:
         )
 
 
-async def _eval_conversation(
-    app: App, record: ConversationRecord, progress: _Progress
-) -> ConversationOutcome:
+async def _eval_conversation(app: App, record: ConversationRecord, progress: Progress) -> ConversationOutcome:
     # Each record is its own space so that no state leaks between conversations.
     messages = [
         dataclasses.replace(m, space_id=f"{record.source}/{record.id}")
@@ -298,7 +275,7 @@ async def _eval_conversation(
     async for results in app.replay(messages):
         tracker.add(results)
         progress.tick(messages=len(results))
-    progress.tick(messages=0, conversations=1)
+    progress.tick(conversations=1)
     return tracker.outcome()
 
 
@@ -312,35 +289,42 @@ async def _eval(args: argparse.Namespace) -> int:
     outcomes: list[ConversationOutcome] = []
     segments: list[SegmentOutcome] = []
     bad: list[dict[str, object]] = []
+    sizes = await asyncio.to_thread(lambda: [input_size(path) for path in paths])
     with tempfile.TemporaryDirectory(prefix="vigil-eval-") as tmp:
         database = str(Path(tmp) / "eval.sqlite3")
         async with open_app(settings, database=database, replay=True, threshold=args.threshold) as app:
-            progress = _Progress("eval")
+            progress = Progress("eval", tally=CONVERSATIONS, total=sum(sizes))
             pending: set[asyncio.Task[ConversationOutcome]] = set()
-            for path in paths:
-                for record in iter_records(path):
-                    if isinstance(record, BadRecord):
-                        bad.append(
-                            {"path": str(record.path), "line": record.line_number, "reason": record.reason}
-                        )
-                        print(
-                            f"{record.path}:{record.line_number}: skipped: {record.reason}", file=sys.stderr
-                        )
-                        continue
-                    if isinstance(record, SegmentRecord):
-                        # The whole text, cut into message-sized chunks run through the pair model.
-                        scored = await score_segment(app.detector, record.text)
-                        segments.append(
-                            SegmentOutcome(source=record.source, label=record.label, score=scored.risk)
-                        )
-                        progress.tick(messages=scored.chunks, conversations=1)
-                        continue
-                    if len(pending) >= REPLAY_CONCURRENCY:
-                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                        outcomes.extend(task.result() for task in done)
-                    pending.add(asyncio.create_task(_eval_conversation(app, record, progress)))
-            if pending:
-                outcomes.extend(await asyncio.gather(*pending))
+            with progress:
+                for path, size in zip(paths, sizes, strict=True):
+                    share = progress.file(size)
+                    for record in iter_records(path, on_read=share.read):
+                        if isinstance(record, BadRecord):
+                            bad.append(
+                                {
+                                    "path": str(record.path),
+                                    "line": record.line_number,
+                                    "reason": record.reason,
+                                }
+                            )
+                            progress.note(f"{record.path}:{record.line_number}: skipped: {record.reason}")
+                            continue
+                        if isinstance(record, SegmentRecord):
+                            # The whole text, cut into message-sized chunks run through the pair model.
+                            scored = await score_segment(app.detector, record.text)
+                            segments.append(
+                                SegmentOutcome(source=record.source, label=record.label, score=scored.risk)
+                            )
+                            progress.tick(messages=scored.chunks, conversations=1)
+                            continue
+                        if len(pending) >= REPLAY_CONCURRENCY:
+                            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                            outcomes.extend(task.result() for task in done)
+                        pending.add(asyncio.create_task(_eval_conversation(app, record, progress)))
+                    # Read, not yet all scored: at most REPLAY_CONCURRENCY conversations behind, close enough.
+                    share.done()
+                if pending:
+                    outcomes.extend(await asyncio.gather(*pending))
             elapsed = progress.elapsed
             threshold = app.monitor.config.policy.threshold
     report: dict[str, object] = {}

@@ -1329,12 +1329,19 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ key rotation
 
-    async def rekey(self, *, batch_rows: int = 500, on_batch: Callable[[int], None] | None = None) -> int:
+    async def rekey(
+        self,
+        *,
+        batch_rows: int = 500,
+        on_batch: Callable[[int], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> int:
         """Rewrite every encrypted value not yet under the current key and bound to its row; returns how many.
 
         Each batch of ``batch_rows`` rows commits on its own, so an interrupted run keeps its progress and a
         second run finishes the rest (values already current are skipped). ``on_batch`` gets each batch's
-        count. Refused on a database without encryption.
+        count of rewritten rows, ``on_rows`` its count of rows read (progress towards ``count_rekey_rows``).
+        Refused on a database without encryption.
         """
         cipher = self._cipher
         if cipher is None:
@@ -1368,6 +1375,18 @@ class SqliteStore:
                     total += cursor.rowcount
                     if on_batch is not None:
                         on_batch(cursor.rowcount)
+                if on_rows is not None:
+                    on_rows(len(rows))
+        return total
+
+    async def count_rekey_rows(self) -> int:
+        """How many rows ``rekey`` reads, for its progress: counted, nothing decrypted."""
+        if self._cipher is None:
+            raise StoreError(f"{self._database} is not encrypted: there is nothing to re-encrypt.")
+        total = 0
+        async with self._reading("counting the rows to re-encrypt") as connection:
+            for table, *_ in self._rekey_plan():
+                total += int(await _fetch_value(connection, f"SELECT count(*) FROM {table}", ()))
         return total
 
     def _rekey_plan(self) -> list[tuple[str, str, str, Callable[[sqlite3.Row], _Rewrite | None]]]:

@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import json
 import lzma
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.importers.exports import (
     write_json,
     write_slack_zip,
 )
+from vigil.bots import progress
 from vigil.bots.cli import build_parser, main
 from vigil.detector.metrics import CONVERSATION_METRIC_KEYS
 
@@ -192,6 +194,60 @@ def test_scan_prints_alerts_and_a_summary_and_resumes_without_duplicates(
     assert main(args) == 0
     again = json.loads(summary.read_text())
     assert again["alerts"] == 0 and again["pairs"] == first["pairs"]
+
+
+def test_scan_and_eval_show_the_share_done_on_stderr(
+    tmp_path: Path,
+    keyword_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)  # a line at every step of this short run
+    first = write_jsonl(tmp_path / "a.jsonl", [grooming("c-1"), ordinary("c-2")])
+    second = write_jsonl(tmp_path / "b.jsonl.xz", [ordinary("c-3")])
+    config = write_config(tmp_path, keyword_model_dir)
+    scan = ["--config", str(config), "scan", str(first), str(second), "--db", str(tmp_path / "s.sqlite3")]
+    assert main(scan) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("scan: ")]
+    shape = re.compile(
+        r"scan: (\d+)% · [\d,]+ conversations, [\d,]+ messages · [\d,]+ msg/s( · about .+ left)?"
+    )
+    assert lines and all(shape.fullmatch(line) for line in lines), lines
+    shares = [int(match[1]) for line in lines if (match := shape.fullmatch(line))]
+    # As the bytes are read, never backwards, ending at 100%.
+    assert shares == sorted(shares) and shares[-1] == 100
+    assert any(0 < share < 100 for share in shares)
+    assert lines[-1].startswith("scan: 100% · 3 conversations, 36 messages · ")
+    # Stderr only (stdout has the alerts), and never message text.
+    assert "scan: " not in captured.out and "groom" not in captured.err
+
+    assert main(["--config", str(config), "eval", "--data", str(first), str(second)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^eval: \d+% · ", err, re.MULTILINE)
+    assert err.splitlines()[-1].startswith("eval: 100% · 3 conversations, 36 messages · ")
+
+
+def test_one_large_file_shows_progress_as_it_is_read(
+    tmp_path: Path,
+    keyword_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single export is the usual scan: its share moves within the file, not only at its end."""
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    records = [grooming(f"g-{i}") if i % 5 == 0 else ordinary(f"o-{i}") for i in range(40)]
+    # (An .xz file reports its compressed bytes, read 8 KiB at a time: too coarse for a file this small.)
+    data = write_jsonl(tmp_path / "one.jsonl", records)
+    config = write_config(tmp_path, keyword_model_dir)
+    assert main(["--config", str(config), "scan", str(data), "--db", str(tmp_path / "one.sqlite3")]) == 0
+    shares = [
+        int(match[1])
+        for line in capsys.readouterr().err.splitlines()
+        if (match := re.match(r"scan: (\d+)%", line))
+    ]
+    assert shares == sorted(shares) and shares[-1] == 100
+    assert len({share for share in shares if 0 < share < 100}) >= 3, shares
 
 
 def test_scan_of_a_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

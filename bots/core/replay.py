@@ -12,7 +12,7 @@ import errno
 import json
 import logging
 import lzma
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,27 +83,36 @@ class _InvalidRecord(ValueError):
     """Internal: a line's JSON is well formed but does not match the format."""
 
 
-def iter_records(path: Path) -> Iterator[Record]:
+def iter_records(path: Path, *, on_read: Callable[[int], None] | None = None) -> Iterator[Record]:
     """Yield one record per non-blank line of ``path``, streaming.
 
     Raises ``FileNotFoundError`` (naming the path) at once when the file does not exist; everything wrong
     inside the file is reported as a ``BadRecord`` with its 1-based line number. A corrupt or truncated xz
-    stream ends the iteration with one ``BadRecord`` for the line where reading stopped.
+    stream ends the iteration with one ``BadRecord`` for the line where reading stopped. ``on_read`` is told,
+    after each record, how many bytes of the file (compressed, for xz) have been read: progress within a file.
     """
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "No such conversation file", str(path))
-    return _iter_records(path)
+    return _iter_records(path, on_read=on_read)
 
 
-def _iter_records(path: Path) -> Iterator[Record]:
+def _iter_records(path: Path, *, on_read: Callable[[int], None] | None) -> Iterator[Record]:
     with path.open("rb") as raw:
         compressed = raw.read(len(_XZ_MAGIC)) == _XZ_MAGIC
         raw.seek(0)
         if compressed:
             with lzma.open(raw, "rb") as decompressed:
-                yield from _iter_lines(decompressed, path=path)
+                records = _iter_lines(decompressed, path=path)
+                yield from records if on_read is None else _reporting(records, raw, on_read)
         else:
-            yield from _iter_lines(raw, path=path)
+            records = _iter_lines(raw, path=path)
+            yield from records if on_read is None else _reporting(records, raw, on_read)
+
+
+def _reporting(records: Iterator[Record], raw: IO[bytes], on_read: Callable[[int], None]) -> Iterator[Record]:
+    for record in records:
+        on_read(raw.tell())
+        yield record
 
 
 def _iter_lines(stream: IO[bytes], *, path: Path) -> Iterator[Record]:

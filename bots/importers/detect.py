@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vigil.bots.core.replay import BadRecord, Record, iter_records
@@ -30,17 +30,19 @@ _XZ_MAGIC = b"\xfd7zXZ\x00"
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def iter_conversations(path: Path) -> Iterator[Record]:
+def iter_conversations(path: Path, *, on_read: Callable[[int], None] | None = None) -> Iterator[Record]:
     """Yield the records of one export, JSON Lines file or unzipped Slack export folder.
 
     Raises ``FileNotFoundError`` at once for a missing path; bad content is a ``BadRecord``, never an error.
+    ``on_read``: told the bytes of a JSON Lines file read so far, after each record (exports are parsed
+    whole, so they report nothing until they end).
     """
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, "No such conversation file", str(path))
-    return _iter(path)
+    return _iter(path, on_read=on_read)
 
 
-def _iter(path: Path) -> Iterator[Record]:
+def _iter(path: Path, *, on_read: Callable[[int], None] | None) -> Iterator[Record]:
     if path.is_dir():
         if is_slack_export_folder(path):
             logger.info("%s: reading as an unzipped Slack export", path)
@@ -66,7 +68,7 @@ def _iter(path: Path) -> Iterator[Record]:
         logger.info("%s: reading as a Slack export zip", path)
         yield from iter_slack_export(path)
     elif kind == "jsonl":
-        yield from iter_records(path)
+        yield from iter_records(path, on_read=on_read)
     else:
         yield from _discord_or_bad(path)
 
