@@ -18,14 +18,17 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from vigil.bots.app import open_app
 from vigil.bots.cli_help import PLATFORM_HELP, add_command
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseSummary, CaseView, Role
+from vigil.bots.core.charts import risk_chart_svg
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.evidence import export_case
 from vigil.bots.core.files import make_private_dirs
 from vigil.bots.core.labels import export_labels
 from vigil.bots.core.models import WindowMessage
+from vigil.bots.core.moderation import Denied, PairHistory
 from vigil.bots.core.ports import CaseRecord, StoreError
 from vigil.bots.core.retention import ForgetReport, forget, purge
 from vigil.bots.progress import REKEY, Progress
@@ -44,7 +47,8 @@ class CaseCommandError(ValueError):
 
 
 def register_case_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``cases``, ``case``, ``export-case``, ``purge``, ``forget`` and ``export-labels``."""
+    """Add ``cases``, ``case``, ``export-case``, ``purge``, ``forget``, ``rekey``, ``pair`` and
+    ``export-labels``."""
     cases = add_command(
         subparsers,
         "cases",
@@ -114,6 +118,21 @@ def register_case_commands(subparsers: argparse._SubParsersAction[argparse.Argum
         ),
     )
     rekey_parser.set_defaults(handler=_rekey)
+
+    pair = add_command(
+        subparsers,
+        "pair",
+        summary="what Vigil knows about two members' conversation, and why there is no alert yet",
+        examples=(
+            "vigil pair discord/1234 5678 9012",
+            "vigil pair slack/T0123 U0AAA U0BBB --svg pair.svg     # also draws the risk chart",
+        ),
+    )
+    pair.add_argument("space", metavar="PLATFORM/SPACE", help="the community as `vigil cases` prints it")
+    pair.add_argument("first", metavar="USER", help="one member's platform user id")
+    pair.add_argument("second", metavar="OTHER", help="the other member's platform user id")
+    pair.add_argument("--svg", metavar="FILE", help="also write the pair's risk chart to FILE (SVG)")
+    pair.set_defaults(handler=_pair)
 
     labels = add_command(
         subparsers,
@@ -294,6 +313,71 @@ async def _case(args: argparse.Namespace) -> int:
         messages = await service.case_messages(record) if record is not None else []
     print(_render_case(result.case, messages=messages, signal_labels=_signal_labels(settings)))
     return 0
+
+
+async def _pair(args: argparse.Namespace) -> int:
+    platform, _, space_id = args.space.partition("/")
+    if not platform or not space_id or "/" in space_id:
+        raise CaseCommandError(
+            f"{args.space!r}: give the community as PLATFORM/SPACE, as `vigil cases` prints it (discord/1234)"
+        )
+    settings = _settings(args)
+    database = settings.resolved_database_path(None)
+    if database == ":memory:" or not await asyncio.to_thread(Path(database).exists):
+        raise CaseCommandError(f"no database at {database}: check [storage] database in the config")
+    # The app, not the bare store: the outlook is judged by the policy `vigil run` uses (the model's).
+    async with open_app(settings, database=database, replay=False) as app:
+        service = app.moderator_service(platform)
+        answer = await service.pair_history(
+            _operator(platform=platform, space_id=space_id), first=args.first, second=args.second
+        )
+        labels = app.signal_labels
+    history = answer.value
+    if history is None:
+        raise CaseCommandError(
+            "those are the same member: a pair is two people"
+            if answer.denied is Denied.SAME_PERSON
+            else f"refused: {answer.denied}"
+        )
+    print(render_pair(history, signal_labels=labels))
+    if args.svg:
+        chart = risk_chart_svg(
+            history.points,
+            threshold=history.threshold,
+            title=f"{platform}/{space_id}: {history.key.user_a} and {history.key.user_b}",
+        )
+        target = Path(args.svg)
+        await asyncio.to_thread(target.write_text, chart, encoding="utf-8")
+        print(f"chart written to {target}")
+    return 0
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def render_pair(history: PairHistory, *, signal_labels: Mapping[str, str]) -> str:
+    """A pair for the terminal: who, how risky and why, the signals so far, and the trajectory."""
+    key = history.key
+    lines = [f"Pair {key.platform}/{key.space_id}: {key.user_a} and {key.user_b}"]
+    state = history.state
+    if state is None:
+        lines.append("Vigil has not seen these two talking (or retention has removed them since).")
+        return "\n".join(lines)
+    groomer = f" · likely groomer {state.suspect_id}" if state.suspect_id else ""
+    lines += [
+        f"risk {state.risk:.2f}{groomer} · alert threshold {history.threshold:.2f} · "
+        f"{state.message_count} messages · first {_time(state.first_seen)} · last {_time(state.last_seen)}",
+        "signals so far: " + ("; ".join(signal_labels.get(n, n) for n in history.signals) or "none"),
+        f"open case: #{history.open_case}" if history.open_case is not None else (history.outlook or ""),
+    ]
+    if history.points:
+        risks = [point.risk for point in history.points]
+        spark = "".join(_SPARKS[min(len(_SPARKS) - 1, int(max(0.0, r) * len(_SPARKS)))] for r in risks)
+        lines.append(
+            f"risk over its last {len(risks)} recorded steps: {spark}  "
+            f"({risks[0]:.2f} → {risks[-1]:.2f}, peak {max(risks):.2f})"
+        )
+    return "\n".join(line for line in lines if line)
 
 
 def _render_case(view: CaseView, *, messages: list[WindowMessage], signal_labels: Mapping[str, str]) -> str:

@@ -343,3 +343,32 @@ async def test_rekey_rewrites_every_value_under_the_new_key_and_resumes(
         assert [event.action for event in audit] == ["rekey"]
         assert await vigil(path, "rekey") == 0  # nothing left to do
     assert "0 values re-encrypted" in capsys.readouterr().out
+
+
+async def test_pair_explains_a_pair_and_draws_its_chart(
+    config: Path, tmp_path: Path, keyword_detector: OnnxDetector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with SqliteStore(tmp_path / "data" / "vigil.sqlite3") as store:
+        # A pair that has talked without alerting (in another space: a new harness numbers its messages
+        # from m-1 again, which guild-1 has seen): its outlook says why.
+        await make_harness(store, keyword_detector).talk("quiet", "friend", risky=False, space_id="guild-2")
+    capsys.readouterr()
+    chart = tmp_path / "pair.svg"
+    assert await vigil(config, "pair", f"{PLATFORM}/{SPACE}", "kid", "adult", "--svg", str(chart)) == 0
+    shown = capsys.readouterr().out
+    assert f"Pair {PLATFORM}/{SPACE}: adult and kid" in shown
+    assert "likely groomer adult" in shown and "open case: #1" in shown
+    assert "signals so far: " in shown and "signals so far: none" not in shown
+    assert "risk over its last" in shown and "chart written to" in shown
+    svg = chart.read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "alert threshold" in svg
+
+    assert await vigil(config, "pair", f"{PLATFORM}/guild-2", "quiet", "friend") == 0
+    assert "no alert: the risk" in capsys.readouterr().out
+
+    assert await vigil(config, "pair", f"{PLATFORM}/{SPACE}", "nobody", "else") == 0
+    assert "has not seen these two talking" in capsys.readouterr().out
+    with pytest.raises(CaseCommandError, match="same member"):
+        await vigil(config, "pair", f"{PLATFORM}/{SPACE}", "kid", "kid")
+    with pytest.raises(CaseCommandError, match="PLATFORM/SPACE"):
+        await vigil(config, "pair", SPACE, "kid", "adult")
