@@ -13,15 +13,25 @@ times are written under the axis.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import re
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from vigil.bots.core.models import RiskPoint
 
-__all__ = ["EMPTY_CHART_TEXT", "SVG_MEDIA_TYPE", "ChartLayout", "risk_chart_svg"]
+__all__ = [
+    "EMPTY_CHART_TEXT",
+    "PNG_MEDIA_TYPE",
+    "SVG_MEDIA_TYPE",
+    "ChartLayout",
+    "risk_chart_png",
+    "risk_chart_svg",
+]
 
 SVG_MEDIA_TYPE = "image/svg+xml"
 EMPTY_CHART_TEXT = "no risk recorded yet"
@@ -166,3 +176,94 @@ def risk_chart_svg(
         parts.append(_label(left + width / 2, under + 16, "oldest to newest change in risk", anchor="middle"))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+PNG_MEDIA_TYPE = "image/png"
+_RGB = tuple[int, int, int]
+
+
+def _rgb(colour: str) -> _RGB:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+class _Canvas:
+    """An RGB pixel buffer with the two strokes a chart needs; encoded as PNG with the standard library."""
+
+    def __init__(self, *, width: int, height: int) -> None:
+        self.width = width
+        self.height = height
+        self._pixels = bytearray(b"\xff" * (width * height * 3))
+
+    def dot(self, x: int, y: int, colour: _RGB, *, size: int = 1) -> None:
+        for dy in range(-(size // 2), size - size // 2):
+            for dx in range(-(size // 2), size - size // 2):
+                px, py = x + dx, y + dy
+                if 0 <= px < self.width and 0 <= py < self.height:
+                    start = (py * self.width + px) * 3
+                    self._pixels[start : start + 3] = bytes(colour)
+
+    def line(
+        self,
+        start: tuple[float, float],
+        end: tuple[float, float],
+        colour: _RGB,
+        *,
+        size: int = 1,
+        dash: int = 0,
+    ) -> None:
+        (x0, y0), (x1, y1) = start, end
+        steps = max(1, round(max(abs(x1 - x0), abs(y1 - y0))))
+        for step in range(steps + 1):
+            if dash and (step // dash) % 2:
+                continue
+            t = step / steps
+            self.dot(round(x0 + (x1 - x0) * t), round(y0 + (y1 - y0) * t), colour, size=size)
+
+    def png(self) -> bytes:
+        rows = b"".join(
+            b"\x00" + bytes(self._pixels[y * self.width * 3 : (y + 1) * self.width * 3])
+            for y in range(self.height)
+        )
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+        header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(rows, 9))
+            + chunk(b"IEND", b"")
+        )
+
+
+def risk_chart_png(
+    points: Sequence[RiskPoint], *, threshold: float, layout: ChartLayout | None = None
+) -> bytes:
+    """The same chart as ``risk_chart_svg`` as a PNG, for chats that show only bitmaps (Discord), without
+    its words: the message it comes with says the numbers. Grid at 0.25 steps, the threshold dashed."""
+    box = layout or ChartLayout(width=480, height=200, left=12, right=12, top=12, bottom=12)
+    canvas = _Canvas(width=box.width, height=box.height)
+    left, top, width, height = box.left, box.top, box.plot_width, box.plot_height
+    bottom, right = top + height, left + width
+
+    def y_of(risk: float) -> float:
+        return bottom - _unit(risk) * height
+
+    for quarter in (0.25, 0.5, 0.75):
+        canvas.line((left, y_of(quarter)), (right, y_of(quarter)), _rgb(_GRID))
+    canvas.line((left, top), (left, bottom), _rgb(_AXIS))
+    canvas.line((left, bottom), (right, bottom), _rgb(_AXIS))
+    level = y_of(threshold)
+    canvas.line((left, level), (right, level), _rgb(_ABOVE), dash=6)
+    risks = [_unit(point.risk) for point in points]
+    if len(risks) == 1:
+        canvas.dot(round(left + width / 2), round(y_of(risks[0])), _rgb(_LINE), size=5)
+    coordinates = [
+        (left + width * index / max(1, len(risks) - 1), y_of(risk)) for index, risk in enumerate(risks)
+    ]
+    for start, end in itertools.pairwise(coordinates):
+        canvas.line(start, end, _rgb(_LINE), size=3)
+    for (x, y), risk in zip(coordinates, risks, strict=True):
+        canvas.dot(round(x), round(y), _rgb(_ABOVE if risk >= _unit(threshold) else _LINE), size=5)
+    return canvas.png()

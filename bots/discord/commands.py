@@ -24,6 +24,7 @@ from discord import app_commands
 
 from vigil.bots.core.case_service import role_refusal
 from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
+from vigil.bots.core.charts import risk_chart_png
 from vigil.bots.core.clock import Clock
 from vigil.bots.core.models import ChatMessage, SpaceSettings
 from vigil.bots.core.moderation import THRESHOLD_MAX, THRESHOLD_MIN, Denied, ModeratorService
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PAIR_CHART_FILE = "vigil-pair-risk.png"
 
 # Discord caps context-menu names at 32 characters ("... to moderators" would be 33).
 REPORT_COMMAND_NAME = "Report conversation to mods"
@@ -484,20 +487,27 @@ class Interactions:
             )
             return
         state = history.state
-        await _reply(
-            interaction,
-            pair_history_text(
-                first=str(first.id),
-                second=str(second.id),
-                risk=state.risk if state is not None else None,
-                suspect_id=state.suspect_id if state is not None else None,
-                message_count=state.message_count if state is not None else 0,
-                open_case=history.open_case,
-                points=list(history.points),
-                outlook=history.outlook,
-                signals=[self._signal_labels.get(s, s.replace("_", " ")) for s in history.signals],
-            ),
+        text = pair_history_text(
+            first=str(first.id),
+            second=str(second.id),
+            risk=state.risk if state is not None else None,
+            suspect_id=state.suspect_id if state is not None else None,
+            message_count=state.message_count if state is not None else 0,
+            open_case=history.open_case,
+            points=list(history.points),
+            outlook=history.outlook,
+            signals=[self._signal_labels.get(s, s.replace("_", " ")) for s in history.signals],
         )
+        chart = None
+        if len(history.points) >= 2:
+            # The trajectory as a picture; its numbers are in the text.
+            png = risk_chart_png(history.points, threshold=history.threshold)
+            chart = discord.File(io.BytesIO(png), filename=PAIR_CHART_FILE)
+            text += (
+                f"\n-# Chart: the pair's risk over its last {len(history.points)} recorded steps, oldest "
+                f"left; dashed: the alert threshold ({history.threshold:.2f})."
+            )
+        await _reply(interaction, text, file=chart)
 
     async def case(self, interaction: discord.Interaction[Any], actor: Actor, *, number: int) -> None:
         result = await self._cases.get(actor=actor, case_number=number)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vigil.bots.core.charts import EMPTY_CHART_TEXT, ChartLayout, risk_chart_svg
+from vigil.bots.core.charts import EMPTY_CHART_TEXT, ChartLayout, risk_chart_png, risk_chart_svg
 from vigil.bots.core.models import PairKey, RiskPoint
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -138,3 +140,31 @@ def test_the_same_points_give_the_same_bytes() -> None:
     history = points(0.1, 0.35, 0.8)
     assert risk_chart_svg(history, threshold=0.7) == risk_chart_svg(list(history), threshold=0.7)
     assert risk_chart_svg(history, threshold=0.7) != risk_chart_svg(history, threshold=0.8)
+
+
+def test_the_png_chart_is_a_valid_image_of_the_layout_size() -> None:
+    layout = ChartLayout(width=300, height=120, left=10, right=10, top=10, bottom=10)
+    png = risk_chart_png([], threshold=0.9, layout=layout)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (300, 120)
+    # Deterministic; a line drawn makes it differ from the empty chart.
+    assert png == risk_chart_png([], threshold=0.9, layout=layout)
+    length = struct.unpack(">I", png[33:37])[0]
+    empty_pixels = zlib.decompress(png[41 : 41 + length])
+    assert len(empty_pixels) == 120 * (1 + 300 * 3)
+
+
+def test_the_png_chart_draws_the_risk_line_and_marks_points_above_the_threshold() -> None:
+    layout = ChartLayout(width=200, height=100, left=10, right=10, top=10, bottom=10)
+
+    def pixels(png: bytes) -> bytes:
+        length = struct.unpack(">I", png[33:37])[0]
+        return zlib.decompress(png[41 : 41 + length])
+
+    empty = pixels(risk_chart_png([], threshold=0.9, layout=layout))
+    below = pixels(risk_chart_png(points(0.1, 0.5, 0.6), threshold=0.9, layout=layout))
+    above = pixels(risk_chart_png(points(0.1, 0.5, 0.95), threshold=0.9, layout=layout))
+    blue, red = bytes((0x1D, 0x4E, 0xD8)), bytes((0xB9, 0x1C, 0x1C))
+    assert blue not in empty and blue in below
+    # The dashed threshold is red in both; a point above it adds a red dot off the threshold's row.
+    assert above.count(red) > below.count(red)

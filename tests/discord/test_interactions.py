@@ -130,6 +130,11 @@ async def test_status_threshold_pair_case_and_cases_commands(vigil: Vigil) -> No
     assert "Risk history" in pair
     # In words, most frequent first: "age" came in three of the adult's messages, "secret" in two.
     assert "Signals so far: asks about age; asks to keep the conversation secret" in pair
+    # The trajectory as a picture beside the words (Discord shows bitmaps, not SVG).
+    assert "Chart: the pair's risk over its last" in pair
+    [chart] = [c.files for c in fake.calls if "vigil-pair-risk.png" in c.files]
+    png = chart["vigil-pair-risk.png"]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
     refused = await _slash(fake, fake.member, "case", options=[{"name": "number", "type": 4, "value": 1}])
     assert "Only moderators" in refused
