@@ -36,6 +36,7 @@ from vigil.bots.core.segments import score_segment
 from vigil.bots.core.sinks import ConsoleSink
 from vigil.bots.http.signing import MIN_SECRET_CHARS
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
+from vigil.bots.init_wizard import INIT_EXAMPLES, INIT_SUMMARY, add_init_arguments, init_command
 from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
 from vigil.bots.progress import CONVERSATIONS, Progress, input_size
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
@@ -541,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="override [logging] level")
     parser.add_argument("--version", action="version", version=f"vigil {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    init = add_command(sub, "init", summary=INIT_SUMMARY, examples=INIT_EXAMPLES)
+    add_init_arguments(init)
+    init.set_defaults(handler=init_command)
 
     demo = add_command(
         sub,
