@@ -1050,24 +1050,18 @@ class _Slack(_Platform):
         return f"workspace {self._team} ({space_id})" if self._team != space_id else f"workspace {space_id}"
 
     async def post_test(self, settings: SpaceSettings, say: Callable[[str], None]) -> str | None:
+        from vigil.bots.slack.commands import post_test_alert  # noqa: PLC0415
         from vigil.bots.slack.web import WEB_API_ERRORS, classify_failure  # noqa: PLC0415
 
         channel = settings.alert_channel_id or ""
-        group = settings.moderator_role_id
-        # As `/vigil test` words it (bots/slack/commands.py), pinging the moderator group if one is set.
-        ping = f"<!subteam^{group}> " if group and group.startswith("S") else ""
         try:
             info = await self._client.conversations_info(channel=channel)
         except WEB_API_ERRORS:
             info = None  # only for the warning below; posting says what is wrong
         try:
-            await self._client.chat_postMessage(
-                channel=channel,
-                text=f"{ping}Vigil test alert: alerts about likely grooming conversations will appear here, "
-                "with buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing "
-                "to do.",
-                unfurl_links=False,
-                unfurl_media=False,
+            # Exactly as `/vigil test` posts it, pinging the moderator group if one is set.
+            await post_test_alert(
+                self._client, channel_id=channel, moderator_group=settings.moderator_role_id
             )
         except WEB_API_ERRORS as error:
             return classify_failure(error).description

@@ -125,6 +125,19 @@ class Reply:
     blocks: tuple[Block, ...] = ()
 
 
+async def post_test_alert(client: AsyncWebClient, *, channel_id: str, moderator_group: str | None) -> None:
+    """A test alert where real ones go, pinging the moderator group as they do; no case, no buttons. Used by
+    `/vigil test` and `vigil init`. Raises what the Web API raises (``WEB_API_ERRORS``)."""
+    ping = f"<!subteam^{moderator_group}> " if moderator_group and moderator_group.startswith("S") else ""
+    await client.chat_postMessage(
+        channel=channel_id,
+        text=f"{ping}Vigil test alert: alerts about likely grooming conversations will appear here, with "
+        "buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing to do.",
+        unfurl_links=False,
+        unfurl_media=False,
+    )
+
+
 class VigilCommands:
     """Answers ``/vigil``. Settings live in the store's ``SpaceSettings``; cases go through ``Cases``."""
 
@@ -356,17 +369,8 @@ class VigilCommands:
         channel_id = settings.alert_channel_id if settings is not None else None
         if settings is None or channel_id is None:
             return Reply(text="No alert channel yet: run `/vigil setup #alert-channel @moderators` first.")
-        group = settings.moderator_role_id
-        ping = f"<!subteam^{group}> " if group and group.startswith("S") else ""
         try:
-            await client.chat_postMessage(
-                channel=channel_id,
-                text=f"{ping}Vigil test alert: alerts about likely grooming conversations will appear here, "
-                "with buttons to claim, dismiss, confirm or escalate them. This one is only a test: nothing "
-                "to do.",
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            await post_test_alert(client, channel_id=channel_id, moderator_group=settings.moderator_role_id)
         except WEB_API_ERRORS as error:
             return Reply(text=f"The test alert could not be posted: {classify_failure(error).description}.")
         return Reply(
