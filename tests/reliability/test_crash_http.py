@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.helpers import SEED_PAIRS, run_seed_pair, seed_pair_id
 from tests.reliability.test_crash_safety import DatabaseState, read_state, write_conversations
 from tests.test_run import REPO, SECRET, free_port, start_vigil, wait_until_listening
 from vigil.bots.http.client import VigilApiError, VigilClient
@@ -126,27 +127,22 @@ def clean_http_state(
     return state
 
 
-# Issue 14: at least 20 kill points per ingest path.
-@pytest.mark.parametrize("seed", range(1, 21))
-async def test_sigkill_mid_stream_then_resend_matches_a_clean_run(
-    seed: int,
-    http_batches: list[list[dict[str, object]]],
-    clean_http_state: DatabaseState,
-    tmp_path: Path,
-    keyword_model_dir: Path,
-) -> None:
+async def kill_and_resend(
+    seed: int, folder: Path, *, batches: list[list[dict[str, object]]], model_dir: Path
+) -> DatabaseState:
+    """``vigil run`` killed with batch ``seed``'s kill point in flight, then everything sent again."""
     rng = random.Random(seed)
-    killed_at = rng.randrange(1, len(http_batches) - 1)
+    killed_at = rng.randrange(1, len(batches) - 1)
     port = free_port()
-    config = write_config(tmp_path, model_dir=keyword_model_dir, port=port)
+    config = write_config(folder, model_dir=model_dir, port=port)
     env = {**os.environ, "VIGIL_HTTP_SECRET": SECRET, "PYTHONPATH": str(REPO)}
     process = await start_vigil(config, env)
     try:
         await wait_until_listening(port, process)
         async with VigilClient(f"http://127.0.0.1:{port}", SECRET) as client:
-            await send_all(client, http_batches[:killed_at])
+            await send_all(client, batches[:killed_at])
             # The next batch is in flight when the process dies: it may or may not have been committed.
-            in_flight = asyncio.create_task(client.send_messages(http_batches[killed_at]))
+            in_flight = asyncio.create_task(client.send_messages(batches[killed_at]))
             await asyncio.sleep(rng.uniform(0.0, 0.05))
             process.kill()
             await process.wait()
@@ -158,8 +154,24 @@ async def test_sigkill_mid_stream_then_resend_matches_a_clean_run(
             process.kill()
             await process.wait()
     # The platform sends everything again; what was stored is answered `duplicate`.
-    await run_once(tmp_path, model_dir=keyword_model_dir, batches=http_batches)
-    state = read_state(tmp_path / "run.sqlite3")
-    assert state.seen == clean_http_state.seen
-    assert state.pairs == clean_http_state.pairs
-    assert state.alerts == clean_http_state.alerts  # same pairs, one alert each: none lost, none doubled
+    await run_once(folder, model_dir=model_dir, batches=batches)
+    return read_state(folder / "run.sqlite3")
+
+
+# Issue 14: at least 20 kill points per ingest path, two seeds at a time (each its own process and database).
+@pytest.mark.parametrize("seeds", SEED_PAIRS, ids=seed_pair_id)
+async def test_sigkill_mid_stream_then_resend_matches_a_clean_run(
+    seeds: tuple[int, int],
+    http_batches: list[list[dict[str, object]]],
+    clean_http_state: DatabaseState,
+    tmp_path: Path,
+    keyword_model_dir: Path,
+) -> None:
+    async def one_seed(seed: int, folder: Path) -> DatabaseState:
+        return await kill_and_resend(seed, folder, batches=http_batches, model_dir=keyword_model_dir)
+
+    for seed, state in await run_seed_pair(seeds, tmp_path, one_seed):
+        assert state.seen == clean_http_state.seen, seed
+        assert state.pairs == clean_http_state.pairs, seed
+        # Same pairs, one alert each: none lost, none doubled.
+        assert state.alerts == clean_http_state.alerts, seed
