@@ -4,8 +4,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from tests.slack.fake_slack import FakeSlack
 from tests.slack.harness import ErasingSqliteStore, SlackHarness, running_slack
+from tests.slack.test_auth_herd import HeldAuthTest
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -25,3 +28,19 @@ async def erasing_slack(tmp_path: Path, keyword_detector: OnnxDetector) -> Async
             yield harness
     finally:
         await store.close()
+
+
+@pytest.fixture
+def held_auth_test(monkeypatch: pytest.MonkeyPatch) -> HeldAuthTest:
+    """The fake answers auth.test only after ``release()`` once ``hold()`` was called (test_auth_herd)."""
+    held = HeldAuthTest()
+    answer = FakeSlack._api
+
+    async def held_api(fake: FakeSlack, request: web.Request) -> web.Response:
+        if request.match_info["method"] == "auth.test":
+            await held.wait()
+        return await answer(fake, request)
+
+    # The fake routes to its bound method when it starts, so the class is patched before that.
+    monkeypatch.setattr(FakeSlack, "_api", held_api)
+    return held

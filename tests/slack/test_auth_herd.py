@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from tests.slack.fake_slack import Failure, FakeSlack
 from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
@@ -45,21 +44,6 @@ class HeldAuthTest:
         if self._holding:
             self.held += 1
             await self._released.wait()
-
-
-@pytest.fixture
-def held_auth_test(monkeypatch: pytest.MonkeyPatch) -> HeldAuthTest:
-    held = HeldAuthTest()
-    answer = FakeSlack._api
-
-    async def held_api(fake: FakeSlack, request: web.Request) -> web.Response:
-        if request.match_info["method"] == "auth.test":
-            await held.wait()
-        return await answer(fake, request)
-
-    # The fake routes to its bound method when it starts, so the class is patched before that.
-    monkeypatch.setattr(FakeSlack, "_api", held_api)
-    return held
 
 
 def burst(slack: SlackHarness, count: int) -> list[dict[str, Any]]:

@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.slack.fake_slack import FakeSlack, TokenInfo
+from tests.slack.fake_slack import TokenInfo
 from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
 from tests.slack.test_auth_herd import HeldAuthTest, handled, release_after_burst
 from tests.slack.test_oauth import TEAM_2, TOKEN_2, install, second_workspace
@@ -28,21 +27,6 @@ from vigil.storage.sqlite import SqliteStore
 BURST = 40  # HTTP: under the endpoint's 64 connections
 REFUSED = "no longer available"  # bolt's "reinstall this app" answer
 NEW_TOKEN = "xoxb-second-workspace-reinstalled"
-
-
-@pytest.fixture
-def held_auth_test(monkeypatch: pytest.MonkeyPatch) -> HeldAuthTest:
-    held = HeldAuthTest()
-    answer = FakeSlack._api
-
-    async def held_api(fake: FakeSlack, request: web.Request) -> web.Response:
-        if request.match_info["method"] == "auth.test":
-            await held.wait()
-        return await answer(fake, request)
-
-    # The fake routes to its bound method when it starts, so the class is patched before that.
-    monkeypatch.setattr(FakeSlack, "_api", held_api)
-    return held
 
 
 @pytest.fixture
