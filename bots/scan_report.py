@@ -8,14 +8,15 @@ holds the same facts for programs. Display names appear only when the importer r
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.files import replace_private_file
+from vigil.bots.core.html import render_html
 from vigil.bots.core.models import Alert
 from vigil.bots.core.sinks import alert_to_dict, excerpt
 
@@ -93,31 +94,6 @@ def scan_report_dict(
     }
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _who(person: object) -> str:
-    if not isinstance(person, dict):
-        return ""
-    name = person.get("display_name")
-    user_id = _e(person.get("id", ""))
-    return f"<b>{_e(name)}</b> <code>{user_id}</code>" if name else f"<code>{user_id}</code>"
-
-
-_STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}h2{font-size:1.1rem;margin:0 0 .4rem}
-.caution{background:#fff4e5;border-left:4px solid #e08a00;padding:.6rem .9rem}
-.pair{border:1px solid #ccc;border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
-.risk{font-weight:bold}.meta{color:#555;font-size:.9rem}
-table{border-collapse:collapse;width:100%;margin-top:.5rem}
-td,th{border-top:1px solid #eee;padding:.3rem .4rem;text-align:left;vertical-align:top;font-size:.9rem}
-code{font-size:.85em;background:#f3f3f3;padding:0 .2em;border-radius:3px}
-dl.summary{display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem}
-"""
-
-
 # The summary's keys (kept in the JSON for programs) as people read them.
 SUMMARY_WORDS: Mapping[str, str] = {
     "files": "Files scanned",
@@ -132,81 +108,105 @@ SUMMARY_WORDS: Mapping[str, str] = {
 }
 
 
+# What the template shows, every value already text. The report may come back from JSON, so the shapes are
+# checked here, once, and the template only lays the page out (and escapes every value).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PersonView:
+    id: str
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _EvidenceView:
+    risk: str
+    when: str
+    who: str
+    excerpt: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PairView:
+    case_number: str
+    risk: str
+    peak_risk: str
+    shadow: bool
+    suspect: _PersonView | None
+    other: _PersonView | None
+    where: str
+    space_id: str
+    channel_ids: list[str]
+    signals: list[str]
+    evidence: list[_EvidenceView]
+    model: str
+
+
 def _risk(value: object) -> str:
-    return f"{value:.2f}" if isinstance(value, float | int) else _e(value)
+    return f"{value:.2f}" if isinstance(value, float | int) else str(value)
 
 
 def _where(platform: object) -> str:
     # Exports are replayed under the platform name "scan": say what that is.
-    return "chat export" if platform == "scan" else _e(platform)
+    return "chat export" if platform == "scan" else str(platform)
+
+
+def _listed(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def _person_view(person: object) -> _PersonView | None:
+    if not isinstance(person, dict):
+        return None
+    name = person.get("display_name")
+    return _PersonView(id=str(person.get("id", "")), display_name=str(name) if name else None)
+
+
+def _evidence_view(item: dict[str, object]) -> _EvidenceView:
+    return _EvidenceView(
+        risk=_risk(item.get("risk")),
+        when=str(item.get("timestamp")),
+        who=str(item.get("author_display_name") or item.get("author_id")),
+        excerpt=str(item.get("excerpt")),
+    )
+
+
+def _pair_view(pair: dict[str, object]) -> _PairView:
+    return _PairView(
+        case_number=str(pair.get("case_number")),
+        risk=_risk(pair.get("risk")),
+        peak_risk=_risk(pair.get("peak_risk")),
+        shadow=bool(pair.get("shadow")),
+        suspect=_person_view(pair.get("suspect")),
+        other=_person_view(pair.get("other")),
+        where=_where(pair.get("platform")),
+        space_id=str(pair.get("space_id")),
+        channel_ids=[str(channel) for channel in _listed(pair.get("channel_ids"))],
+        signals=[str(signal) for signal in _listed(pair.get("signals"))],
+        evidence=[_evidence_view(item) for item in _listed(pair.get("evidence")) if isinstance(item, dict)],
+        model=str(pair.get("model")),
+    )
+
+
+def _summary_rows(summary: object) -> list[tuple[str, str]]:
+    if not isinstance(summary, dict):
+        return []
+    return [
+        (str(SUMMARY_WORDS.get(str(key), key)), f"{value:,}" if isinstance(value, int) else str(value))
+        for key, value in summary.items()
+    ]
 
 
 def render_scan_report_html(report: Mapping[str, object]) -> str:
     """The report as one self-contained HTML page (everything escaped, nothing loaded from anywhere)."""
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        '<meta name="referrer" content="no-referrer">',
-        "<title>Vigil scan report</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Vigil scan report</h1>",
-        f'<p class="meta">Generated {_e(report.get("generated_at", ""))}</p>',
-        f'<p class="caution">{_e(report.get("caution", CAUTION))}</p>',
-    ]
-    summary = report.get("summary")
-    if isinstance(summary, dict) and summary:
-        parts.append('<dl class="summary">')
-        parts.extend(
-            f"<dt>{_e(SUMMARY_WORDS.get(str(key), key))}</dt>"
-            f"<dd>{_e(f'{value:,}' if isinstance(value, int) else value)}</dd>"
-            for key, value in summary.items()
-        )
-        parts.append("</dl>")
-    pairs = report.get("flagged_pairs")
-    pairs = pairs if isinstance(pairs, list) else []
-    parts.append(f"<h2>{len(pairs)} flagged pair{'s' if len(pairs) != 1 else ''}</h2>")
-    if not pairs:
-        parts.append("<p>Nothing was flagged.</p>")
-    for pair in pairs:
-        if not isinstance(pair, dict):
-            continue
-        channels = pair.get("channel_ids")
-        channel_list = (
-            ", ".join(f"<code>{_e(c)}</code>" for c in channels) if isinstance(channels, list) else ""
-        )
-        signals = pair.get("signals")
-        parts.extend(
-            [
-                '<section class="pair">',
-                f"<h2>Case #{_e(pair.get('case_number'))} · "
-                f'<span class="risk">risk {_risk(pair.get("risk"))}</span> '
-                f"(peak {_risk(pair.get('peak_risk'))})"
-                f"{' · shadow' if pair.get('shadow') else ''}</h2>",
-                f"<div>Likely groomer: {_who(pair.get('suspect'))}</div>",
-                f"<div>Other person: {_who(pair.get('other'))}</div>",
-                f'<div class="meta">{_where(pair.get("platform"))} space '
-                f"<code>{_e(pair.get('space_id'))}</code> · where: {channel_list}</div>",
-            ]
-        )
-        if isinstance(signals, list) and signals:
-            parts.append("<div>Signals: " + "; ".join(_e(s) for s in signals) + "</div>")
-        evidence = pair.get("evidence")
-        if isinstance(evidence, list) and evidence:
-            parts.append("<table><tr><th>risk</th><th>when</th><th>who</th><th>excerpt</th></tr>")
-            for item in evidence:
-                if not isinstance(item, dict):
-                    continue
-                author = item.get("author_display_name") or item.get("author_id")
-                parts.append(
-                    f"<tr><td>{_risk(item.get('risk'))}</td><td>{_e(item.get('timestamp'))}</td>"
-                    f"<td>{_e(author)}</td><td>“{_e(item.get('excerpt'))}”</td></tr>"
-                )
-            parts.append("</table>")
-        parts.append(f'<p class="meta">model {_e(pair.get("model"))}</p></section>')
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    pairs = _listed(report.get("flagged_pairs"))
+    return render_html(
+        template="scan_report.html.j2",
+        generated_at=str(report.get("generated_at", "")),
+        caution=str(report.get("caution", CAUTION)),
+        summary=_summary_rows(report.get("summary")),
+        # Counted as the JSON lists them; an entry that is not a pair is counted but not shown.
+        pair_count=len(pairs),
+        pairs=[_pair_view(pair) for pair in pairs if isinstance(pair, dict)],
+    )
 
 
 async def write_scan_report(

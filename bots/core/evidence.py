@@ -3,9 +3,10 @@
 ``export_case`` writes ``case-<space>-<n>/`` with ``case.json`` (the case, its audit trail, the pair, the
 messages with platform ids, UTC times and links, the model and its scores, and a ``report`` section laid
 out for an NCMEC CyberTipline report), ``transcript.html`` (readable and printable offline: no scripts, no
-external resources, every text escaped) and ``manifest.sha256`` (``sha256sum -c`` checks it). The folder is
-written under a temporary name next to the target, flushed to disk and renamed at the end, so a crash never
-leaves a half-written pack. Media is never downloaded: a pack holds ids and links only. The pack quotes the
+external resources, every text escaped: it is rendered from ``templates/transcript.html.j2`` with Jinja2's
+autoescape on) and ``manifest.sha256`` (``sha256sum -c`` checks it). The folder is written under a
+temporary name next to the target, flushed to disk and renamed at the end, so a crash never leaves a
+half-written pack. Media is never downloaded: a pack holds ids and links only. The pack quotes the
 messages, so its files are created 0600 and the folders Vigil creates 0700, whatever the umask.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import html
 import json
 import logging
 import os
@@ -29,6 +29,7 @@ from pathlib import Path
 from vigil.bots.core.cases import RISK_LEGEND, Actor, AuditEvent, CaseError, Role, shown_risk
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
+from vigil.bots.core.html import render_html
 from vigil.bots.core.models import WindowMessage
 from vigil.bots.core.ports import CaseRecord, EvidenceStore
 
@@ -322,15 +323,33 @@ def _case_document(
     }
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #111; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
-table { border-collapse: collapse; width: 100%; }
-td, th { border: 1px solid #999; padding: 4px 6px; vertical-align: top; text-align: left; font-size: 0.9em; }
-.reported { background: #fdecea; } .text { white-space: pre-wrap; word-break: break-word; }
-.meta { color: #444; font-size: 0.85em; }
-@media print { body { margin: 0; } tr { page-break-inside: avoid; } }
-"""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _MessageRow:
+    """One transcript row, every cell already text: the template only lays it out (and escapes it)."""
+
+    reported: bool
+    time: str
+    author_id: str
+    role: str
+    text: str
+    score: str
+    channel_id: str
+    message_id: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _AuditRow:
+    time: str
+    actor_id: str
+    action: str
+    before: str
+    after: str
+    detail: str
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def _transcript_html(
@@ -345,57 +364,48 @@ def _transcript_html(
 ) -> str:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
-    e = html.escape
-
-    def cell(value: object) -> str:
-        return f"<td>{e('' if value is None else str(value))}</td>"
-
-    rows = "\n".join(
-        f'<tr class="{"reported" if m.author_id == alert.suspect_id else ""}">'
-        f"{cell(_time(m.timestamp))}{cell(m.author_id)}{cell(people.role(m.author_id))}"
-        f'<td class="text">{e(m.text)}</td>{cell(_score(shown_risk(m, suspect_id=alert.suspect_id)))}'
-        f"{cell(m.channel_id)}{cell(m.message_id)}{cell(links.get(m.message_id))}</tr>"
+    rows = [
+        _MessageRow(
+            reported=m.author_id == alert.suspect_id,
+            time=_cell(_time(m.timestamp)),
+            author_id=m.author_id,
+            role=people.role(m.author_id),
+            text=m.text,
+            score=_cell(_score(shown_risk(m, suspect_id=alert.suspect_id))),
+            channel_id=m.channel_id,
+            message_id=m.message_id,
+            link=_cell(links.get(m.message_id)),
+        )
         for m in messages
-    )
-    audit_rows = "\n".join(
-        f"<tr>{cell(_time(event.at))}{cell(event.actor_id)}{cell(event.action)}"
-        f"{cell(event.before)}{cell(event.after)}{cell(event.detail)}</tr>"
+    ]
+    audit_rows = [
+        _AuditRow(
+            time=_cell(_time(event.at)),
+            actor_id=_cell(event.actor_id),
+            action=_cell(event.action),
+            before=_cell(event.before),
+            after=_cell(event.after),
+            detail=_cell(event.detail),
+        )
         for event in audit
+    ]
+    return render_html(
+        template="transcript.html.j2",
+        title=f"Vigil case #{alert.case_number} ({alert.key.platform} {alert.key.space_id})",
+        state=case.state.value,
+        source=case.source.value,
+        suspect_id=alert.suspect_id,
+        other_id=alert.other_id,
+        risk=f"{alert.risk:.2f}",
+        peak_risk=f"{alert.peak_risk:.2f}",
+        model=alert.model_name,
+        signals="; ".join(signal_labels.get(name, name) for name in alert.signals) or "none",
+        generated_at=_cell(_time(generated_at)),
+        risk_legend=RISK_LEGEND,
+        missing=missing,
+        messages=rows,
+        audit=audit_rows,
     )
-    title = f"Vigil case #{alert.case_number} ({alert.key.platform} {alert.key.space_id})"
-    signals = "; ".join(signal_labels.get(name, name) for name in alert.signals) or "none"
-    # The policy forbids every load (scripts, images, fonts, styles from elsewhere): it is self-contained.
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>{e(title)}</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>{e(title)}</h1>
-<p class="meta">State: {e(case.state.value)} · source: {e(case.source.value)} · reported user:
-{e(alert.suspect_id)} · other participant: {e(alert.other_id)} · risk {alert.risk:.2f}
-(peak {alert.peak_risk:.2f}) · model: {e(alert.model_name)} · signals: {e(signals)}
-· generated {e(_time(generated_at) or "")}</p>
-<p class="meta">Times are UTC. Media and attachments are never downloaded: only ids and links are listed.
-Scores are a model's estimate, not proof. {e(RISK_LEGEND)} (case.json keeps every message's score.)</p>
-<h2>Messages ({len(messages)})</h2>
-{f'<p class="meta"><strong>Not the whole conversation.</strong> {e(missing)}</p>' if missing else ""}
-<table>
-<tr><th>time (UTC)</th><th>author id</th><th>role</th><th>text</th><th>score</th><th>channel</th>
-<th>message id</th><th>link</th></tr>
-{rows}
-</table>
-<h2>Audit trail</h2>
-<table>
-<tr><th>time (UTC)</th><th>actor</th><th>action</th><th>before</th><th>after</th><th>detail</th></tr>
-{audit_rows}
-</table>
-</body>
-</html>
-"""
 
 
 def _score(risk: float | None) -> str | None:

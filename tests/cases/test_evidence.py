@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,30 @@ from vigil.bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackErr
 from vigil.bots.core.models import Alert, WindowMessage
 
 HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png"> & \'quotes\''
+# Markup, quotes, an ampersand and template syntax: a page must show all of it as typed, and evaluate none.
+INJECTION = '<script>alert(1)</script> "quoted" & {{ 7*7 }} {% if true %}evaluated{% endif %}'
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def read_page(page: str) -> tuple[set[str], str]:
+    """The elements an HTML page holds and its text as a reader sees it (entities decoded, whatever their
+    spelling: ``&#34;`` and ``&quot;`` read the same)."""
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return set(parser.tags), "".join(parser.text)
 
 
 def names(folder: Path) -> list[str]:
@@ -127,12 +152,39 @@ async def test_the_transcript_is_escaped_and_loads_nothing(harness: Harness, tmp
 
     page = (folder / "transcript.html").read_text(encoding="utf-8")
     assert "<script" not in page.lower() and "<img" not in page.lower()
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-    assert "&amp; &#x27;quotes&#x27;" in page
+    tags, text = read_page(page)
+    assert HOSTILE in text and not {"script", "img"} & tags
     # No element pulls anything in: no src/href attributes, no @import or url() in the style.
     assert not re.search(r"<[^>]*\s(src|href)\s*=", page, re.IGNORECASE)
     assert "@import" not in page and "url(" not in page
     assert "default-src 'none'" in page
+
+
+async def test_the_transcript_shows_hostile_values_as_text_and_evaluates_no_template(
+    harness: Harness, tmp_path: Path
+) -> None:
+    # Every value the page shows comes from outside: the messages, the author ids, the links the platform
+    # builds and the signal words. None of it may become markup or be read as template syntax.
+    alert = await harness.raise_alert(adult=f"adult {INJECTION}")
+    await harness.monitor.handle(harness.message(alert.suspect_id, f"secret groom {INJECTION}", to="kid"))
+
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=alert.case_number,
+        out_dir=tmp_path / "packs",
+        actor=CHILD_SAFETY,
+        message_link=lambda m: f"{link(m)}?{INJECTION}",
+        signal_labels={"secrecy": f"secrecy {INJECTION}"},
+    )
+
+    page = (folder / "transcript.html").read_text(encoding="utf-8")
+    tags, text = read_page(page)
+    assert "script" not in tags and "<script" not in page
+    # Shown as typed: "{{ 7*7 }}" is still there (not 49), and so is the {% if %} around "evaluated".
+    for shown in (f"adult {INJECTION}", f"secret groom {INJECTION}", f"?{INJECTION}", f"secrecy {INJECTION}"):
+        assert shown in text, shown
 
 
 async def test_the_transcript_scores_only_the_likely_groomers_messages(
@@ -148,7 +200,7 @@ async def test_the_transcript_scores_only_the_likely_groomers_messages(
         actor=CHILD_SAFETY,
     )
     page = (folder / "transcript.html").read_text(encoding="utf-8")
-    assert "likely groomer&#x27;s messages only" in page
+    assert "likely groomer's messages only" in read_page(page)[1]
     cells = [
         re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in re.findall(r"<tr class=.*?</tr>", page, re.S)
     ]

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from tests.cases.test_evidence import INJECTION, read_page
 from tests.importers.exports import discord_author, discord_export, discord_message, write_json
 from vigil.bots.core.models import Alert
 from vigil.bots.core.monitor import Monitor, MonitorConfig
@@ -20,13 +21,13 @@ ADULT = discord_author("1", "adult", nickname="<script>alert(1)</script>")
 KID = discord_author("2", "kid")
 
 
-def grooming_dm(tmp_path: Path) -> Path:
+def grooming_dm(
+    tmp_path: Path, *, adult: dict[str, object] = ADULT, text: str = "secret groom <b>secret</b> & more"
+) -> Path:
     lines = []
     for second in range(12):
         if second % 2 == 0:
-            lines.append(
-                discord_message(f"m{second}", ADULT, "secret groom <b>secret</b> & more", second=second)
-            )
+            lines.append(discord_message(f"m{second}", adult, text, second=second))
         else:
             lines.append(discord_message(f"m{second}", KID, "ok lol", second=second))
     export = discord_export(
@@ -103,3 +104,31 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
 def test_an_empty_report_says_so() -> None:
     page = render_scan_report_html({"flagged_pairs": [], "summary": {}})
     assert "0 flagged pairs" in page and "Nothing was flagged" in page
+
+
+async def test_hostile_names_and_excerpts_are_shown_as_text_and_evaluate_no_template(
+    tmp_path: Path, sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    # Names and messages come from the export, signal words and the summary from the caller: all shown as
+    # typed, none of it markup or template syntax.
+    adult = discord_author("1", "adult", nickname=f"name {INJECTION}")
+    alerts, names = await scan(
+        grooming_dm(tmp_path, adult=adult, text=f"secret groom {INJECTION}"), sqlite_store, keyword_detector
+    )
+    assert alerts
+    out_html = tmp_path / "report.html"
+    await write_scan_report(
+        alerts,
+        out_html=out_html,
+        out_json=tmp_path / "report.json",
+        signal_labels={"secrecy": f"secrecy {INJECTION}"},
+        display_names=names,
+        summary={f"key {INJECTION}": f"value {INJECTION}"},
+    )
+    page = out_html.read_text(encoding="utf-8")
+    tags, text = read_page(page)
+    assert "script" not in tags and "<script" not in page
+    # Shown as typed: "{{ 7*7 }}" is still there (not 49), and so is the {% if %} around "evaluated".
+    for shown in (f"name {INJECTION}", f"secret groom {INJECTION}", f"secrecy {INJECTION}"):
+        assert shown in text, shown
+    assert f"key {INJECTION}" in text and f"value {INJECTION}" in text
