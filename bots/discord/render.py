@@ -30,11 +30,11 @@ from vigil.bots.core.cases import (
     CaseSummary,
     CaseView,
     TranscriptResult,
-    shown_risk,
 )
 from vigil.bots.core.models import Alert, RiskPoint, WindowMessage
 from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
 from vigil.bots.core.sinks import excerpt
+from vigil.bots.core.transcript_text import transcript_text
 from vigil.bots.discord.translate import jump_url
 
 __all__ = [
@@ -385,30 +385,17 @@ def transcript(result: TranscriptResult, *, case_number: int, space_id: str) -> 
         f"Transcript of case #{case_number}: {count} message(s), attached. For the child-safety team only; "
         f"do not copy it elsewhere. Only you can see this message.\n-# {RISK_LEGEND}"
     )
-    lines = [
-        f"Vigil · transcript of case #{case_number} · {count} message(s) · times in UTC",
-        "For the child-safety team only; do not copy it elsewhere.",
-        RISK_LEGEND,
-        "",
-    ]
-    for message in result.messages:
-        risk = shown_risk(message, suspect_id=result.suspect_id)
-        score = f" [score {risk:.2f}]" if risk is not None else ""
-        link = jump_url(
+    whole = transcript_text(
+        result,
+        case_number=case_number,
+        where=lambda message: jump_url(
             space_id=space_id,
             channel_id=message.channel_id,
             thread_id=message.thread_id,
             message_id=message.message_id,
-        )
-        lines.append(f"{message.timestamp:%Y-%m-%d %H:%M} · user {message.author_id}{score} · {link}")
-        lines.extend(f"    {line}" for line in message.text.splitlines() or [""])
-    if not result.messages:
-        lines.append("(no messages are kept for this case)")
-    return Transcript(
-        summary=_clip(summary, MAX_MESSAGE_CHARS),
-        filename=f"vigil-case-{case_number}-transcript.txt",
-        text="\n".join(lines) + "\n",
+        ),
     )
+    return Transcript(summary=_clip(summary, MAX_MESSAGE_CHARS), filename=whole.filename, text=whole.text)
 
 
 def case_list_text(summaries: Sequence[CaseSummary], *, user_id: str | None) -> str:

@@ -44,6 +44,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from vigil.bots.core.case_service import role_refusal
 from vigil.bots.core.cases import Actor, CaseAction, Cases
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import ShedReason, ShedResult
@@ -73,10 +74,10 @@ from vigil.bots.slack.blocks import (
     dismiss_modal,
     escalation_guidance,
     parse_dismiss_metadata,
-    transcript_blocks,
+    refusal_modal,
 )
 from vigil.bots.slack.catch_up import CatchUpOptions, catch_up_window, read_missed
-from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands
+from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands, transcript_reply
 from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
 from vigil.bots.slack.sink import SlackSink
 from vigil.bots.slack.translate import (
@@ -131,6 +132,9 @@ BOT_SCOPES: tuple[str, ...] = (
     "im:read",
     "mpim:read",
     "chat:write",
+    # The pair chart and the transcript file go to the requester's DM with Vigil (bots.slack.private_files).
+    "im:write",
+    "files:write",
     "commands",
     "users:read",
     "usergroups:read",
@@ -1149,14 +1153,32 @@ class SlackAdapter:
         channel_id = _str(_dict(body.get("channel")).get("id"))
         meta = DismissMetadata(team_id=team_id, case_number=case_number, channel_id=channel_id)
         try:
-            # The trigger expires three seconds after the click: open the modal before anything else.
-            await args.client.views_open(trigger_id=trigger_id, view=dismiss_modal(meta))
+            # The trigger expires three seconds after the click: open the modal before anything else (looking
+            # up the clicker's roles can take longer than that).
+            opened = await args.client.views_open(trigger_id=trigger_id, view=dismiss_modal(meta))
         except WEB_API_ERRORS as error:
             failure = classify_failure(error)
             logger.warning("could not open the dismiss dialog (%s)", failure.code)
             await self._respond(
                 args, Reply(text=f"Could not open the dismiss dialog ({failure.code}); try again.")
             )
+            return
+        user_id = _str(_dict(body.get("user")).get("id"))
+        view_id = _str(_dict(opened.get("view")).get("id"))
+        if user_id is None or view_id is None:
+            return
+        access = await self._access(args.client, team_id=team_id, user_id=user_id)
+        refused = role_refusal(access.actor, CaseAction.DISMISS)
+        if refused is None:
+            return
+        # Someone who may not dismiss sees why at once, instead of a form that is refused once filled in.
+        try:
+            await args.client.views_update(
+                view_id=view_id, view=refusal_modal(case_number=case_number, message=refused)
+            )
+        except WEB_API_ERRORS as error:
+            # The submission is still refused by the case service.
+            logger.warning("could not replace the dismiss dialog (%s)", classify_failure(error).code)
 
     async def _on_dismiss_submit(self, args: AsyncArgs) -> None:
         view = args.view or {}
@@ -1208,16 +1230,18 @@ class SlackAdapter:
         if team_id is None or user_id is None or case_number is None or action_id is None:
             return
         access = await self._access(args.client, team_id=team_id, user_id=user_id)
-        await self._respond(args, await self._case_action(access.actor, action_id, case_number, hours))
+        reply = await self._case_action(args.client, access.actor, action_id, case_number, hours)
+        await self._respond(args, reply)
 
-    async def _case_action(self, actor: Actor, action_id: str, case_number: int, hours: int | None) -> Reply:
+    async def _case_action(
+        self, client: AsyncWebClient, actor: Actor, action_id: str, case_number: int, hours: int | None
+    ) -> Reply:
         if action_id == ACTION_TRANSCRIPT:
             transcript = await self._cases.transcript(actor=actor, case_number=case_number)
             if not transcript.ok:
                 return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
-            return Reply(
-                text=f"Transcript of case #{case_number}",
-                blocks=tuple(transcript_blocks(case_number=case_number, transcript=transcript)),
+            return await transcript_reply(
+                client, user_id=actor.user_id, case_number=case_number, transcript=transcript
             )
         if action_id == ACTION_SNOOZE:
             if hours is None:

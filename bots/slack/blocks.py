@@ -40,6 +40,8 @@ __all__ = [
     "mrkdwn_escape",
     "parse_dismiss_metadata",
     "transcript_blocks",
+    "transcript_place",
+    "transcript_sent_text",
 ]
 
 Block = dict[str, Any]
@@ -335,6 +337,17 @@ def dismiss_modal(meta: DismissMetadata) -> Block:
     }
 
 
+def refusal_modal(*, case_number: int, message: str) -> Block:
+    """What replaces the dismiss form when the person who clicked may not dismiss: they learn it at once,
+    before writing a reason."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": f"Dismiss case #{case_number}"[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [_section(mrkdwn_escape(message))],
+    }
+
+
 def parse_dismiss_metadata(raw: str) -> DismissMetadata | None:
     try:
         data = json.loads(raw)
@@ -355,11 +368,13 @@ def escalation_guidance(*, case_number: int, hold_until: datetime | None) -> str
     return f"Case #{case_number} is escalated.{held}\n\n{_ESCALATION_GUIDANCE}"
 
 
-def transcript_blocks(*, case_number: int, transcript: TranscriptResult) -> list[Block]:
-    """A case's messages for the child-safety group (shown only to the person who asked)."""
+def transcript_blocks(*, case_number: int, transcript: TranscriptResult, note: str = "") -> list[Block]:
+    """A case's messages for the child-safety group (shown only to the person who asked): the fallback when
+    the transcript file could not be sent (``note`` says why)."""
     messages = transcript.messages
     heading = (
-        f"*Transcript of case #{case_number}* ({len(messages)} messages; only you can see this). "
+        (f"{note}\n" if note else "")
+        + f"*Transcript of case #{case_number}* ({len(messages)} messages; only you can see this). "
         f"Handle it as evidence: do not copy it into other channels.\n_{RISK_LEGEND}_"
     )
     lines = [
@@ -373,6 +388,38 @@ def transcript_blocks(*, case_number: int, transcript: TranscriptResult) -> list
     if len(blocks) > _MAX_BLOCKS:
         blocks = [*blocks[: _MAX_BLOCKS - 1], _context("Transcript cut to fit Slack's limits.")]
     return blocks
+
+
+def transcript_place(message: WindowMessage) -> str:
+    """Where a message was, for the transcript file: ids (a text file shows no mentions or channel links)."""
+    where = (
+        f"direct message {message.channel_id}"
+        if message.channel_id.startswith("D")
+        else f"channel {message.channel_id}"
+    )
+    return where + (" (in a thread)" if message.thread_id else "")
+
+
+def transcript_sent_text(*, case_number: int, transcript: TranscriptResult) -> str:
+    """The ephemeral answer once the transcript file is in the member's DM: where it went, who the ids in it
+    are (mentions render as names for the reader only), and what the scores mean."""
+    authors = list(dict.fromkeys(m.author_id for m in transcript.messages))
+    if transcript.suspect_id in authors:
+        authors.remove(transcript.suspect_id)
+        authors.insert(0, transcript.suspect_id)
+    shown = authors[:_MAX_PLACES_SHOWN]
+    named = [_user(a) + (", the likely groomer" if a == transcript.suspect_id else "") for a in shown]
+    more = len(authors) - len(shown)
+    people = " · ".join(named) + (f" and {more} more" if more > 0 else "")
+    return "\n".join(
+        [
+            f"*Transcript of case #{case_number}*: {len(transcript.messages)} messages, sent as a text file "
+            "to your direct messages with Vigil (only you and Vigil are in that conversation). Handle it as "
+            "evidence: do not copy it elsewhere, and delete the file there when you no longer need it.",
+            f"People in it: {people}",
+            f"_{RISK_LEGEND}_",
+        ]
+    )[:_SECTION_CHARS]
 
 
 def _score(risk: float | None) -> str:

@@ -12,6 +12,9 @@ Subcommands::
     /vigil case N [note TEXT | transcript | release-hold]        moderators (transcript: child-safety group)
     /vigil cases [@user]                                         moderators
 
+The pair's risk chart (a PNG) and a case's transcript (a text file) cannot be ephemeral: they go into the
+requester's DM with Vigil (``bots.slack.private_files``), never into the channel the command was typed in.
+
 Channel, user and user-group arguments arrive escaped (the manifest sets ``should_escape``):
 ``<#C123|name>``, ``<@U123|name>``, ``<!subteam^S123|@group>``; bare ids are accepted too.
 """
@@ -28,7 +31,8 @@ from typing import Literal
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from vigil.bots.core.cases import Actor, CaseAction, Cases, Role
+from vigil.bots.core.cases import Actor, CaseAction, Cases, Role, TranscriptResult
+from vigil.bots.core.charts import risk_chart_png
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import SpaceSettings
 from vigil.bots.core.moderation import (
@@ -36,10 +40,12 @@ from vigil.bots.core.moderation import (
     THRESHOLD_MIN,
     Denied,
     ModeratorService,
+    PairHistory,
     SpaceStatus,
 )
 from vigil.bots.core.policy import PolicyLookup
 from vigil.bots.core.ports import ModeratorStore
+from vigil.bots.core.transcript_text import transcript_text
 from vigil.bots.slack.access import Access, RoleResolver
 from vigil.bots.slack.blocks import (
     Block,
@@ -47,15 +53,29 @@ from vigil.bots.slack.blocks import (
     case_list_text,
     mrkdwn_escape,
     transcript_blocks,
+    transcript_place,
+    transcript_sent_text,
 )
+from vigil.bots.slack.private_files import PrivateFile, send_to_dm
 from vigil.bots.slack.translate import PLATFORM
 from vigil.bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
 
-__all__ = ["COMMAND", "Reply", "VigilCommands", "parse_channel", "parse_user", "parse_usergroup"]
+__all__ = [
+    "COMMAND",
+    "PAIR_CHART_FILE",
+    "Reply",
+    "VigilCommands",
+    "parse_channel",
+    "parse_user",
+    "parse_usergroup",
+    "transcript_reply",
+]
 
 logger = logging.getLogger(__name__)
 
 COMMAND = "/vigil"
+# The same name as on Discord.
+PAIR_CHART_FILE = "vigil-pair-risk.png"
 
 _CHANNEL = re.compile(r"^<#([CGD][A-Z0-9]+)(?:\|[^>]*)?>$|^([CG][A-Z0-9]{5,})$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]{5,})$")
@@ -138,6 +158,38 @@ async def post_test_alert(client: AsyncWebClient, *, channel_id: str, moderator_
     )
 
 
+async def transcript_reply(
+    client: AsyncWebClient, *, user_id: str, case_number: int, transcript: TranscriptResult
+) -> Reply:
+    """A case's whole transcript for a child-safety member (``transcript`` already allowed by ``Cases``): one
+    text file in their DM with Vigil, and a short ephemeral answer saying where it went. If the file cannot
+    be sent, the messages come in the ephemeral answer instead, with the reason."""
+    if not transcript.messages:
+        return Reply(text=f"Case #{case_number} has no messages kept: there is no transcript to send.")
+    whole = transcript_text(transcript, case_number=case_number, where=transcript_place)
+    sent = await send_to_dm(
+        client,
+        user_id=user_id,
+        file=PrivateFile(
+            filename=whole.filename,
+            data=whole.text.encode("utf-8"),
+            title=f"Vigil case #{case_number} transcript",
+            comment=(
+                f"Transcript of case #{case_number} ({whole.message_count} messages). For the child-safety "
+                "group only: do not copy it elsewhere, and delete this file when you no longer need it."
+            ),
+        ),
+    )
+    if sent.ok:
+        return Reply(text=transcript_sent_text(case_number=case_number, transcript=transcript))
+    reason = mrkdwn_escape(sent.problem or "unknown")
+    note = f":warning: The transcript file could not be sent to your direct messages: {reason}."
+    return Reply(
+        text=f"Transcript of case #{case_number} (the file could not be sent: {reason})",
+        blocks=tuple(transcript_blocks(case_number=case_number, transcript=transcript, note=note)),
+    )
+
+
 class VigilCommands:
     """Answers ``/vigil``. Settings live in the store's ``SpaceSettings``; cases go through ``Cases``."""
 
@@ -208,9 +260,9 @@ class VigilCommands:
                 return self._refused(team_id, access, _DENIED[Denied.ROLES_ONLY])
             return await self._test_alert(client, settings)
         if name == "pair":
-            return await self._pair(team_id, access, args)
+            return await self._pair(client, team_id, access, args)
         if name == "case":
-            return await self._case(access, args, raw=text)
+            return await self._case(client, access, args, raw=text)
         if name == "cases":
             return await self._case_list(access, args)
         return Reply(text=HELP)
@@ -400,7 +452,7 @@ class VigilCommands:
         ]
         return Reply(text="\n".join(lines))
 
-    async def _pair(self, team_id: str, access: Access, args: Sequence[str]) -> Reply:
+    async def _pair(self, client: AsyncWebClient, team_id: str, access: Access, args: Sequence[str]) -> Reply:
         users = [parse_user(token) for token in args]
         if len(users) != 2 or users[0] is None or users[1] is None:
             if not access.actor.roles & {Role.MODERATOR, Role.CHILD_SAFETY}:
@@ -432,9 +484,35 @@ class VigilCommands:
             lines.append(f"• Open case: #{history.open_case}")
         elif history.outlook is not None:
             lines.append(f"• No open case: {history.outlook}")
+        if len(history.points) >= 2:
+            # As on Discord: a trajectory needs two points; one is the risk line above.
+            lines.append(await self._pair_chart(client, user_id=access.actor.user_id, history=history))
         return Reply(text="\n".join(lines))
 
-    async def _case(self, access: Access, args: Sequence[str], *, raw: str) -> Reply:
+    async def _pair_chart(self, client: AsyncWebClient, *, user_id: str, history: PairHistory) -> str:
+        """The risk trajectory as a PNG in the moderator's DM with Vigil; the line saying where it went or
+        why it did not. The PNG has lines only, no words (``risk_chart_png``): no names, as on Discord."""
+        points, key = history.points, history.key
+        what = (
+            f"the pair's risk over its last {len(points)} recorded steps, oldest left; dashed line: the "
+            f"alert threshold ({history.threshold:.2f})"
+        )
+        sent = await send_to_dm(
+            client,
+            user_id=user_id,
+            file=PrivateFile(
+                filename=PAIR_CHART_FILE,
+                data=risk_chart_png(points, threshold=history.threshold),
+                title=f"Vigil pair risk {key.user_a} {key.user_b}",
+                alt_text=f"Line chart of {what}; latest risk {points[-1].risk:.2f}.",
+                comment=f"Risk chart for the pair `{key.user_a}` and `{key.user_b}` (`/vigil pair`): {what}.",
+            ),
+        )
+        if sent.ok:
+            return f"• Chart sent to your direct messages with Vigil: {what}."
+        return f"• :warning: The chart could not be sent: {mrkdwn_escape(sent.problem or 'unknown')}."
+
+    async def _case(self, client: AsyncWebClient, access: Access, args: Sequence[str], *, raw: str) -> Reply:
         if not args or not args[0].lstrip("#").isdigit():
             return Reply(
                 text="Usage: `/vigil case 12`, `/vigil case 12 note TEXT`, `/vigil case 12 transcript`."
@@ -446,8 +524,9 @@ class VigilCommands:
             transcript = await self._cases.transcript(actor=actor, case_number=number)
             if not transcript.ok:
                 return Reply(text=transcript.message or "You cannot see this case's transcript.")
-            blocks = transcript_blocks(case_number=number, transcript=transcript)
-            return Reply(text=f"Transcript of case #{number}", blocks=tuple(blocks))
+            return await transcript_reply(
+                client, user_id=actor.user_id, case_number=number, transcript=transcript
+            )
         if verb == "note":
             note = raw.strip().split(None, 3)[3] if len(raw.strip().split(None, 3)) > 3 else ""
             if not note.strip():

@@ -5,7 +5,10 @@ needed). It answers the methods Vigil uses from small in-memory tables the tests
 channels, history, OAuth codes), keeps the alert messages it was asked to post so tests can read their current
 blocks, and can be told to fail a method (rate limited with Retry-After, server error, or a Slack error code).
 Interaction ``response_url``s point at it too (``/respond/<id>``), as does the Socket Mode URL that
-``apps.connections.open`` hands out.
+``apps.connections.open`` hands out. File uploads follow Slack's external upload flow as ``files_upload_v2``
+drives it: ``files.getUploadURLExternal`` hands out ``/upload/<file id>``, the SDK POSTs the raw bytes there
+(recorded as a call to ``upload``, so it can be made to fail too), and ``files.completeUploadExternal`` shares
+the uploaded files into a conversation (``shared_files``); ``conversations.open`` opens the app's DMs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,31 @@ class Failure:
     status: int = 200
     error: str = "internal_error"
     retry_after: float | None = None
+    # More fields of the error answer, as Slack sends them (``missing_scope`` comes with ``needed``).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Upload:
+    """A file announced by ``files.getUploadURLExternal``; ``data`` once its bytes arrived."""
+
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A file ``files.completeUploadExternal`` shared into a conversation."""
+
+    file_id: str
+    channel_id: str
+    filename: str
+    title: str | None
+    alt_txt: str | None
+    initial_comment: str | None
+    data: bytes
 
 
 @dataclass(slots=True)
@@ -66,10 +94,15 @@ class FakeSlack:
     oauth_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     socket_connections: int = 0
+    # conversations.open: user id -> the app's DM with them.
+    dms: dict[str, str] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    shared_files: list[SharedFile] = field(default_factory=list)
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,6 +115,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{name}", self._respond)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -198,7 +232,7 @@ class FakeSlack:
             failure = queued.popleft()
             headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
             return web.json_response(
-                {"ok": False, "error": failure.error}, status=failure.status, headers=headers
+                {"ok": False, "error": failure.error, **failure.extra}, status=failure.status, headers=headers
             )
         if token in self.revoked_tokens:
             return web.json_response({"ok": False, "error": "token_revoked"})
@@ -207,6 +241,27 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: dict[str, Any] = handler(args, token)
         return web.json_response(result)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: Slack's file server takes the raw bytes (no token), answers ``OK - <length>``."""
+        file_id = request.match_info["file_id"]
+        data = await request.read()
+        header = request.headers.get("Authorization", "")
+        self.calls.append(
+            Call(method="upload", args={"file_id": file_id, "length": len(data)}, token=header or None)
+        )
+        self._record()
+        queued = self._failures.get("upload")
+        if queued:
+            failure = queued.popleft()
+            return web.Response(status=failure.status, text=failure.error)
+        upload = self.uploads.get(file_id)
+        if upload is None or upload.data is not None:
+            return web.Response(status=404, text="unknown upload")
+        if len(data) != upload.length:
+            return web.Response(status=400, text="length mismatch")
+        upload.data = data
+        return web.Response(text=f"OK - {len(data)}")
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -261,6 +316,11 @@ class FakeSlack:
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _m_views_open(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        return {"ok": True, "view": {"id": "V1"}}
+
+    def _m_views_update(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if args.get("view_id") != "V1":
+            return {"ok": False, "error": "not_found"}
         return {"ok": True, "view": {"id": "V1"}}
 
     def _m_users_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
@@ -342,6 +402,62 @@ class FakeSlack:
         if not args.get("cursor"):
             page["messages"] = parent + page["messages"]
         return page
+
+    def _m_conversations_open(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if len(users) != 1:
+            # Vigil only ever opens a DM with one person; group DMs are not faked.
+            return {"ok": False, "error": "invalid_arguments"}
+        user = users[0]
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        already = user in self.dms
+        channel = self.dms.setdefault(user, f"D{user[1:]}")
+        return {"ok": True, "no_op": already, "already_open": already, "channel": {"id": channel}}
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        filename, length = args.get("filename"), str(args.get("length") or "")
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        alt_txt = args.get("alt_txt")
+        self.uploads[file_id] = Upload(
+            filename=str(filename), length=int(length), alt_txt=str(alt_txt) if alt_txt else None
+        )
+        return {
+            "ok": True,
+            "file_id": file_id,
+            "upload_url": f"http://127.0.0.1:{self._port}/upload/{file_id}",
+        }
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        try:
+            files = json.loads(str(args.get("files")))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = args.get("channel_id")
+        if channel is not None and channel not in self.channels and channel not in self.dms.values():
+            return {"ok": False, "error": "channel_not_found"}
+        done: list[dict[str, Any]] = []
+        for entry in files:
+            upload = self.uploads.get(str(entry.get("id")))
+            if upload is None or upload.data is None:
+                return {"ok": False, "error": "file_not_found"}
+            title = entry.get("title")
+            if channel is not None:
+                self.shared_files.append(
+                    SharedFile(
+                        file_id=str(entry["id"]),
+                        channel_id=str(channel),
+                        filename=upload.filename,
+                        title=title,
+                        alt_txt=upload.alt_txt,
+                        initial_comment=args.get("initial_comment"),
+                        data=upload.data,
+                    )
+                )
+            done.append({"id": entry["id"], "title": title or upload.filename})
+        return {"ok": True, "files": done}
 
     def _m_oauth_v2_access(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         response = self.oauth_codes.pop(str(args.get("code")), None)

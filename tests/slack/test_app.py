@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.slack.fake_slack import Failure
 from tests.slack.harness import (
     ADMIN,
     ADULT,
@@ -222,6 +223,10 @@ async def test_transcript_only_for_the_child_safety_group(slack: SlackHarness) -
     _, ts = await slack.alert_posted()
     refused = await slack.click(ACTION_TRANSCRIPT, case=1, user=MOD, message_ts=ts)
     assert refused is not None and "child-safety" in refused["text"] and "blocks" not in refused
+    sent = await slack.click(ACTION_TRANSCRIPT, case=1, user=SAFETY, message_ts=ts)
+    assert sent is not None and "sent as a text file" in sent["text"]  # the file: test_private_files.py
+    # When the file cannot be sent, the messages come in the ephemeral answer instead.
+    slack.fake.fail("files.getUploadURLExternal", Failure(error="internal_error"))
     shown = await slack.click(ACTION_TRANSCRIPT, case=1, user=SAFETY, message_ts=ts)
     assert shown is not None and shown["response_type"] == "ephemeral"
     transcript = text_of(shown["blocks"])
@@ -260,6 +265,26 @@ async def test_dismiss_opens_a_modal_and_the_reason_closes_the_case(slack: Slack
     await slack.fake.wait_for_calls("chat.postEphemeral")
     case = await slack.command("case 1", user=MOD)
     assert "Dismissed" in text_of(case["blocks"]) and "dismiss" in text_of(case["blocks"])
+    # The moderator's form was never replaced by a refusal.
+    assert not slack.fake.calls_to("views.update")
+
+
+async def test_a_member_who_clicks_dismiss_is_told_at_once_not_after_writing_a_reason(
+    slack: SlackHarness,
+) -> None:
+    await slack.configure()
+    await slack.grooming_conversation()
+    _, ts = await slack.alert_posted()
+    await slack.click(ACTION_DISMISS, case=1, user=MEMBER, message_ts=ts, wait=False)
+    # The form opens first (Slack's trigger expires in 3 s), then is replaced by the refusal.
+    opened = (await slack.fake.wait_for_calls("views.open"))[0]
+    assert opened.args["view"]["callback_id"] == "vigil_dismiss_modal"
+    updated = (await slack.fake.wait_for_calls("views.update"))[0]
+    assert updated.args["view_id"] == "V1"
+    refusal = updated.args["view"]
+    assert "callback_id" not in refusal and "submit" not in refusal
+    assert "Only moderators" in text_of(refusal["blocks"])
+    assert await case_state(slack, 1) is CaseState.OPEN
 
 
 async def test_case_commands(slack: SlackHarness) -> None:

@@ -69,3 +69,8 @@ def test_members_can_message_the_app() -> None:
     # docs/slack.md says Vigil reads "DMs people send to Vigil itself": only with a writable Messages tab.
     assert value_of("messages_tab_enabled") == "true"
     assert value_of("messages_tab_read_only_enabled") == "false"
+
+
+def test_the_app_may_send_files_to_a_moderators_dm() -> None:
+    # The pair chart and the transcript file go to the requester's DM (bots/slack/private_files.py).
+    assert {"im:write", "files:write"} <= set(list_under("bot"))
