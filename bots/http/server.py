@@ -23,10 +23,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol, cast, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
+import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from msgspec import UNSET
 
 from vigil.bots.core.cases import Actor, CaseError, CaseResult, Cases, Role
 from vigil.bots.core.charts import SVG_MEDIA_TYPE, risk_chart_svg
@@ -46,20 +48,26 @@ from vigil.bots.http.schema import (
     DEFAULT_VIEWER,
     MAX_CASE_LIST,
     MAX_CASE_NUMBER,
+    BatchResult,
     BatchTooLargeError,
+    Case,
+    CaseList,
+    CaseSummary,
+    Error,
+    Health,
     MessageError,
+    MessageResult,
     MessageStatus,
+    Pair,
     RequestError,
-    case_to_dict,
+    RetryLater,
     decode_json,
     openapi_json,
-    pair_to_dict,
     parse_action,
     parse_batch,
     parse_message,
     parse_query_id,
     parse_query_int,
-    summary_to_dict,
 )
 from vigil.bots.http.signing import (
     MIN_SECRET_CHARS,
@@ -154,11 +162,28 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %d %.3fs", request.method, request.rel_url.raw_path, response.status, time)
 
 
+def _json(
+    answer: msgspec.Struct,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An answer, encoded from the Struct its schema is generated from."""
+    return web.Response(
+        body=msgspec.json.encode(answer),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 def _overloaded(request: web.Request) -> _ApiError:
     detail = f"more than {_MAX_IN_FLIGHT} requests are in progress; retry after 1 second"
     # The batch endpoint's 503 has the RetryLater shape.
-    extra = {"retry_after": 1, "results": []} if request.path == "/v1/messages" else None
-    return _ApiError(503, "overloaded", detail, headers={"Retry-After": "1"}, extra=extra)
+    batch = request.path == "/v1/messages"
+    answer = RetryLater(error="overloaded", detail=detail, retry_after=1, results=[]) if batch else None
+    return _ApiError(503, "overloaded", detail, headers={"Retry-After": "1"}, answer=answer)
 
 
 class _ApiError(Exception):
@@ -172,60 +197,53 @@ class _ApiError(Exception):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, object] | None = None,
+        answer: RetryLater | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
-        self.code = code
-        self.detail = detail
-        self.field = field
         self.headers = dict(headers or {})
-        # More body fields where an endpoint's error shape has them (the batch endpoint's 503).
-        self.extra = dict(extra or {})
+        # ``answer``: the shape of an endpoint whose errors have another (the batch endpoint's 503).
+        self.answer = answer or Error(error=code, detail=detail, field=field if field is not None else UNSET)
 
     def response(self) -> web.Response:
-        body: dict[str, object] = {"error": self.code, "detail": self.detail, **self.extra}
-        if self.field is not None:
-            body["field"] = self.field
-        return web.json_response(body, status=self.status, headers=self.headers)
+        return _json(self.answer, status=self.status, headers=self.headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Outcome:
     """One message's processing outcome inside a batch."""
 
-    result: dict[str, object] | None = None
+    result: MessageResult | None = None
     retry_after: float | None = None
     failed: bool = False
 
 
-def _message_result(index: int, result: HandleResult) -> dict[str, object]:
-    entry: dict[str, object] = {"index": index, "message_id": result.message_id}
-    if result.skipped is SkipReason.DUPLICATE:
-        entry["status"] = str(MessageStatus.DUPLICATE)
-    elif result.skipped is not None:
-        entry["status"] = str(MessageStatus.SKIPPED)
-        entry["reason"] = str(result.skipped)
-    else:
-        entry["status"] = str(MessageStatus.ACCEPTED)
+def _message_result(index: int, result: HandleResult) -> MessageResult:
     # Shadow alerts are recorded, not announced: they stay out of the platform's view too.
     cases = list(dict.fromkeys(e.alert.case_number for e in result.alerts if not e.alert.shadow))
-    if cases:
-        entry["alerts"] = cases
-    return entry
+    if result.skipped is SkipReason.DUPLICATE:
+        status, reason = MessageStatus.DUPLICATE, None
+    elif result.skipped is not None:
+        status, reason = MessageStatus.SKIPPED, str(result.skipped)
+    else:
+        status, reason = MessageStatus.ACCEPTED, None
+    return MessageResult(
+        index=index,
+        message_id=result.message_id,
+        status=status,
+        reason=reason if reason is not None else UNSET,
+        alerts=cases or UNSET,
+    )
 
 
 def _shortened(user_id: str) -> str:
     return user_id if len(user_id) <= _CHART_ID_CHARS else user_id[: _CHART_ID_CHARS - 1] + "…"
 
 
-def _error_result(error: MessageError) -> dict[str, object]:
-    return {
-        "index": error.index,
-        "message_id": error.message_id,
-        "status": str(MessageStatus.ERROR),
-        "reason": error.reason,
-    }
+def _error_result(error: MessageError) -> MessageResult:
+    return MessageResult(
+        index=error.index, message_id=error.message_id, status=MessageStatus.ERROR, reason=error.reason
+    )
 
 
 class HttpApi:
@@ -348,8 +366,8 @@ class HttpApi:
             response = error.response()
         except web.HTTPException as error:
             # Router answers (404, 405) and aiohttp's own limits, as JSON like every other error.
-            response = web.json_response(
-                {"error": error.reason.lower().replace(" ", "_"), "detail": error.reason},
+            response = _json(
+                Error(error=error.reason.lower().replace(" ", "_"), detail=error.reason),
                 status=error.status,
                 headers={k: v for k, v in error.headers.items() if k.lower() == "allow"},
             )
@@ -357,14 +375,14 @@ class HttpApi:
             logger.error(
                 "HTTP API: storage failed during %s %s: %s", request.method, request.rel_url.raw_path, error
             )
-            response = web.json_response(
-                {"error": "unavailable", "detail": "storage is unavailable; retry later"},
+            response = _json(
+                Error(error="unavailable", detail="storage is unavailable; retry later"),
                 status=503,
                 headers={"Retry-After": str(_UNAVAILABLE_RETRY_S)},
             )
         except Exception:
             logger.exception("HTTP API request failed: %s %s", request.method, request.rel_url.raw_path)
-            response = web.json_response({"error": "internal", "detail": "internal error"}, status=500)
+            response = _json(Error(error="internal", detail="internal error"), status=500)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "no-store"
         response.headers["Server"] = "vigil"
@@ -509,7 +527,7 @@ class HttpApi:
             status = _CASE_ERROR_STATUS.get(result.error, 400) if result.error is not None else 404
             code = str(result.error) if result.error is not None else "not_found"
             raise _ApiError(status, code, result.message or code.replace("_", " "))
-        return web.json_response(case_to_dict(result.case, signal_labels=self._signal_labels))
+        return _json(Case.of(result.case, signal_labels=self._signal_labels))
 
     # ------------------------------------------------------------------ messages
 
@@ -613,20 +631,19 @@ class HttpApi:
         if waits or failed:
             retry_after = max(waits) if waits else float(_UNAVAILABLE_RETRY_S)
             seconds = max(1, math.ceil(retry_after))
+            code: Literal["overloaded", "unavailable"]
             if waits:
                 status, code, detail = 429, "overloaded", "Vigil is overloaded; resend the batch later"
             else:
                 status, code = 503, "unavailable"
                 detail = "some messages could not be processed; resend the batch later"
-            return web.json_response(
-                {"error": code, "detail": detail, "retry_after": seconds, "results": results},
+            return _json(
+                RetryLater(error=code, detail=detail, retry_after=seconds, results=results),
                 status=status,
                 headers={"Retry-After": str(seconds)},
             )
-        counts = Counter(str(r["status"]) for r in results)
-        return web.json_response(
-            {"results": results, "counts": {str(s): counts[str(s)] for s in MessageStatus}}
-        )
+        counts = Counter(r.status for r in results)
+        return _json(BatchResult(results=results, counts={str(s): counts[s] for s in MessageStatus}))
 
     # ------------------------------------------------------------------ cases
 
@@ -641,12 +658,12 @@ class HttpApi:
         result, summaries = await self._cases.list_cases(actor=actor, user_id=user_id, limit=limit)
         if not result.ok:
             self._case_response(result)
-        return web.json_response(
-            {
-                "platform": actor.platform,
-                "space_id": actor.space_id,
-                "cases": [summary_to_dict(s) for s in summaries],
-            }
+        return _json(
+            CaseList(
+                platform=actor.platform,
+                space_id=actor.space_id,
+                cases=[CaseSummary.of(s) for s in summaries],
+            )
         )
 
     async def _get_case(self, request: web.Request) -> web.Response:
@@ -666,7 +683,7 @@ class HttpApi:
         result = await self._cases.act(
             actor=actor,
             case_number=case_number,
-            action=action.action,
+            action=action.case_action,
             reason=action.reason,
             snooze_for=action.snooze_for,
         )
@@ -694,7 +711,7 @@ class HttpApi:
 
     async def _get_pair(self, request: web.Request) -> web.Response:
         history = await self._pair_history(request)
-        return web.json_response(pair_to_dict(history, signal_labels=self._signal_labels))
+        return _json(Pair.of(history, signal_labels=self._signal_labels))
 
     async def _get_pair_chart(self, request: web.Request) -> web.Response:
         history = await self._pair_history(request)
@@ -714,8 +731,8 @@ class HttpApi:
             await self._store.pending_delivery_count()
         except Exception:
             logger.exception("health check: the store is unavailable")
-            return web.json_response({"status": "unavailable"}, status=503)
-        return web.json_response({"status": "ok"})
+            return _json(Health(status="unavailable"), status=503)
+        return _json(Health(status="ok"))
 
     async def _openapi_document(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")

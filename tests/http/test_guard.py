@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -49,7 +50,7 @@ async def serving(
 async def assert_served(connection: Connection) -> None:
     await connection.send(get("/healthz"))
     status, _, body = await connection.response()
-    assert (status, body) == (200, b'{"status": "ok"}')
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
 
 
 # ------------------------------------------------------------------ the header deadline

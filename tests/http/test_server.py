@@ -155,6 +155,28 @@ async def test_a_batch_mixing_good_and_bad_messages_processes_the_good_ones(api:
     assert all("hello" not in r for r in reasons)
 
 
+async def test_a_text_cut_inside_an_emoji_refuses_only_its_own_message(api: Api) -> None:
+    # JSON escapes for half an emoji (a client that cut the text short): one message's error, not the batch's.
+    batch = [
+        wire_message(1, text="see you \ud83d"),
+        wire_message(2, **{"note\ud800": 1}),
+        wire_message(3, message_id="m-3\udc00"),
+        wire_message(4, text="see you \U0001f600"),
+    ]
+    status, body, _ = await api.send(batch)
+    assert status == 200, body
+    results = body["results"]
+    assert isinstance(results, list)
+    assert [(r["status"], r["message_id"]) for r in results] == [
+        ("error", "m-1"),
+        ("error", "m-2"),
+        ("error", None),
+        ("accepted", "m-4"),
+    ]
+    assert results[0]["reason"] == "messages[0].text: contains an unpaired surrogate (\\ud800-\\udfff)"
+    assert results[1]["reason"] == "messages[1].note\\ud800: is not a known field"
+
+
 async def test_a_duplicate_message_id_is_reported_as_duplicate(api: Api) -> None:
     status, body, _ = await api.send([wire_message(1), wire_message(1)])
     assert status == 200

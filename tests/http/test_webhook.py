@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.ports import Delivery
 from vigil.bots.http.client import verify_webhook
+from vigil.bots.http.schema import WebhookPayload
 from vigil.bots.http.webhook import PollingSink, WebhookSink, parse_retry_after
 from vigil.config.settings import Secret
 from vigil.storage.sqlite import SqliteStore
@@ -141,6 +143,9 @@ async def test_post_and_update_are_signed_and_marked(receiver: Receiver) -> None
         await sink.aclose()
     first, second = receiver.verified()
     assert first["updated"] is False and second["updated"] is True
+    # The body is what the document's WebhookPayload says, to the key.
+    for payload in (first, second):
+        assert msgspec.to_builtins(msgspec.convert(payload, WebhookPayload)) == payload
     assert first["case_number"] == 3 and first["signals"] == ["asks for secrecy"]
     assert first["evidence"][0]["excerpt"] == "keep it secret"  # type: ignore[index]
     headers = [h for _, h in receiver.received]
