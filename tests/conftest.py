@@ -12,6 +12,29 @@ from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
 
+# The files whose tests take longest (crash suites, emulated CPUs, the shipped model's evaluations, fuzzers).
+# They run first: with several workers (`.ci/run` uses pytest-xdist), a long test started last would leave
+# the other workers idle while it finishes.
+LONGEST_FIRST = (
+    "tests/reliability/",
+    "tests/detector/test_portability.py",
+    "tests/realistic/test_shipped_model.py",
+    "tests/importers/test_slack_export.py",
+    "tests/http/test_server.py",
+    "tests/slack/test_app.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A stable sort of whole files: each file's tests stay together and in order, so module fixtures are
+    # set up once.
+    def longest_first(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return 0 if path.startswith(LONGEST_FIRST) else 1
+
+    items.sort(key=longest_first)
+
+
 @pytest.fixture(scope="session")
 def keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_keyword_model(tmp_path_factory.mktemp("keyword-model"))
