@@ -21,7 +21,8 @@ import aiohttp
 from vigil.bots.app import REPLAY_CONCURRENCY, App, AppError, open_app, stop_on_signals
 from vigil.bots.case_commands import register_case_commands
 from vigil.bots.cli_help import add_command
-from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.cases import Actor, Role
+from vigil.bots.core.models import Alert, ChatMessage, PairKey
 from vigil.bots.core.monitor import HandleResult
 from vigil.bots.core.policy import Decision
 from vigil.bots.core.ports import StoreError
@@ -40,7 +41,7 @@ from vigil.bots.init_wizard import INIT_EXAMPLES, INIT_SUMMARY, add_init_argumen
 from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
 from vigil.bots.progress import CONVERSATIONS, Progress, input_size
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
-from vigil.bots.scan_report import write_scan_report
+from vigil.bots.scan_report import PairTrajectory, latest_alerts, write_scan_report
 from vigil.config.settings import (
     ConfigError,
     Secret,
@@ -191,6 +192,7 @@ async def _scan(args: argparse.Namespace) -> int:
             "messages_per_second": round(progress.count("messages") / max(elapsed, 1e-9), 1),
         }
         if args.report:
+            trajectories = await _trajectories(app, flagged)
             await write_scan_report(
                 flagged,
                 out_html=Path(f"{args.report}.html"),
@@ -198,6 +200,7 @@ async def _scan(args: argparse.Namespace) -> int:
                 signal_labels=app.signal_labels,
                 display_names=names,
                 summary=summary,
+                trajectories=trajectories,
             )
             print(f"report: {args.report}.html and {args.report}.json", file=sys.stderr)
     print(
@@ -214,6 +217,22 @@ async def _scan(args: argparse.Namespace) -> int:
     if args.summary_json:
         await _write_json(Path(args.summary_json), summary)
     return 0
+
+
+async def _trajectories(app: App, flagged: Sequence[Alert]) -> dict[PairKey, PairTrajectory]:
+    """Each flagged pair's risk trajectory for the report's charts, through the moderators' one service."""
+    found: dict[PairKey, PairTrajectory] = {}
+    for alert in latest_alerts(flagged):
+        key = alert.key
+        operator = Actor(
+            platform=key.platform, space_id=key.space_id, user_id="cli:scan", roles=frozenset(Role)
+        )
+        answer = await app.moderator_service(key.platform).pair_history(
+            operator, first=alert.suspect_id, second=alert.other_id
+        )
+        if answer.value is not None:
+            found[key] = PairTrajectory(points=answer.value.points, threshold=answer.value.threshold)
+    return found
 
 
 # ---------------------------------------------------------------- eval

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from markupsafe import Markup
+
+from vigil.bots.core.charts import risk_chart_svg
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.files import replace_private_file
 from vigil.bots.core.html import render_html
-from vigil.bots.core.models import Alert
+from vigil.bots.core.models import Alert, PairKey, RiskPoint
 from vigil.bots.core.sinks import alert_to_dict, excerpt
 
 REPORT_FORMAT = 1
@@ -25,6 +28,14 @@ CAUTION = (
     "Vigil flags and explains; a person decides. Each entry is a reason to look at the conversation, never "
     "proof: the model misses things and flags innocent conversations."
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairTrajectory:
+    """A flagged pair's risk over its recorded steps (oldest first) and the threshold it is judged against."""
+
+    points: tuple[RiskPoint, ...]
+    threshold: float
 
 
 def latest_alerts(alerts: Iterable[Alert]) -> list[Alert]:
@@ -50,6 +61,7 @@ def scan_report_dict(
     display_names: Mapping[str, str] | None = None,
     summary: Mapping[str, object] | None = None,
     generated_at: datetime | None = None,
+    trajectories: Mapping[PairKey, PairTrajectory] | None = None,
 ) -> dict[str, object]:
     """The report's content (what the JSON file holds and the HTML shows)."""
     labels = dict(signal_labels or {})
@@ -57,6 +69,7 @@ def scan_report_dict(
     pairs: list[dict[str, object]] = []
     for alert in latest_alerts(alerts):
         base = alert_to_dict(alert, signal_labels=labels)
+        trajectory = (trajectories or {}).get(alert.key)
         pairs.append(
             {
                 "case_number": alert.case_number,
@@ -83,6 +96,11 @@ def scan_report_dict(
                 "created_at": base["created_at"],
                 "model": alert.model_name,
                 "shadow": alert.shadow,
+                "threshold": round(trajectory.threshold, 4) if trajectory is not None else None,
+                "risk_history": [
+                    {"at": point.timestamp.isoformat(), "risk": round(point.risk, 4)}
+                    for point in (trajectory.points if trajectory is not None else ())
+                ],
             }
         )
     return {
@@ -138,6 +156,8 @@ class _PairView:
     signals: list[str]
     evidence: list[_EvidenceView]
     model: str
+    # The risk chart, inline SVG: markup made by risk_chart_svg, which escapes every text it draws.
+    chart: Markup | None
 
 
 def _risk(value: object) -> str:
@@ -169,6 +189,33 @@ def _evidence_view(item: dict[str, object]) -> _EvidenceView:
     )
 
 
+def _chart(pair: dict[str, object]) -> Markup | None:
+    """The pair's risk trajectory as inline SVG (nothing is loaded), from the report's ``risk_history``."""
+    threshold = pair.get("threshold")
+    if not isinstance(threshold, float | int):
+        return None
+    key = PairKey.of(platform="report", space_id="report", first="a", second="b")
+    points: list[RiskPoint] = []
+    for item in _listed(pair.get("risk_history")):
+        if not isinstance(item, dict) or not isinstance(item.get("risk"), float | int):
+            continue
+        try:
+            at = datetime.fromisoformat(str(item.get("at")))
+        except ValueError:
+            continue
+        points.append(
+            RiskPoint(key=key, timestamp=at, message_id="", risk=float(item["risk"]), suspect_id=None)
+        )
+    if len(points) < 2:
+        # One point is the risk already printed; a trajectory needs two.
+        return None
+    svg = risk_chart_svg(points, threshold=float(threshold), title="Risk of this pair over time")
+    # Inline in HTML the parser puts <svg> in its namespace: without the attribute the page names no URL.
+    svg = svg.replace(' xmlns="http://www.w3.org/2000/svg"', "", 1)
+    # Trusted markup, the one value the template does not escape: risk_chart_svg escapes every text it draws.
+    return Markup(svg)
+
+
 def _pair_view(pair: dict[str, object]) -> _PairView:
     return _PairView(
         case_number=str(pair.get("case_number")),
@@ -183,6 +230,7 @@ def _pair_view(pair: dict[str, object]) -> _PairView:
         signals=[str(signal) for signal in _listed(pair.get("signals"))],
         evidence=[_evidence_view(item) for item in _listed(pair.get("evidence")) if isinstance(item, dict)],
         model=str(pair.get("model")),
+        chart=_chart(pair),
     )
 
 
@@ -218,6 +266,7 @@ async def write_scan_report(
     display_names: Mapping[str, str] | None = None,
     summary: Mapping[str, object] | None = None,
     generated_at: datetime | None = None,
+    trajectories: Mapping[PairKey, PairTrajectory] | None = None,
 ) -> dict[str, object]:
     """Write both files (UTF-8, mode 0600) and return the report's content."""
     report = scan_report_dict(
@@ -226,6 +275,7 @@ async def write_scan_report(
         display_names=display_names,
         summary=summary,
         generated_at=generated_at,
+        trajectories=trajectories,
     )
     page = render_scan_report_html(report)
     document = json.dumps(report, indent=2, ensure_ascii=False) + "\n"

@@ -321,3 +321,6 @@ def test_scan_reads_chat_exports_and_writes_a_report(
     assert "adult_gamer" in html and "<script" not in html
     [pair] = report["flagged_pairs"]
     assert pair["suspect"]["id"] == "201"
+    # The pair's risk trajectory from the scan's database, drawn inline for people.
+    assert len(pair["risk_history"]) >= 2 and pair["threshold"] > 0
+    assert html.count("<svg") == 1

@@ -128,3 +128,5 @@ def test_the_scan_report_renders(browser: str, tmp_path: Path, keyword_model_dir
     assert main([*args, "--report", str(prefix)]) == 0
     rendered = render(browser, Path(f"{prefix}.html"), profile=tmp_path / "profile")
     assert_shown(rendered, "u-adult")
+    # The flagged pair's risk chart is drawn inline (no console message: nothing blocked).
+    assert rendered.dom.count("<svg") == 1 and "<polyline" in rendered.dom

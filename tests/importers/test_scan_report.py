@@ -13,7 +13,7 @@ from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
 from vigil.bots.importers.records import ImportedConversation
-from vigil.bots.scan_report import latest_alerts, render_scan_report_html, write_scan_report
+from vigil.bots.scan_report import PairTrajectory, latest_alerts, render_scan_report_html, write_scan_report
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -71,6 +71,9 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
     assert len(newest) == 1 and newest[0].revision == max(a.revision for a in alerts)
 
     out_html, out_json = tmp_path / "report.html", tmp_path / "report.json"
+    key = newest[0].key
+    points = tuple(await sqlite_store.risk_history(key, limit=50))
+    assert len(points) >= 2
     report = await write_scan_report(
         alerts,
         out_html=out_html,
@@ -78,6 +81,7 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
         signal_labels={"secrecy": "asks to keep the conversation secret"},
         display_names=names,
         summary={"files": 1, "conversations": 1, "bad_records": 2, "messages_per_second": 1234.5},
+        trajectories={key: PairTrajectory(points=points, threshold=0.8)},
     )
     document = json.loads(out_json.read_text(encoding="utf-8"))
     assert document == json.loads(json.dumps(report))
@@ -87,6 +91,9 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
     assert pair["channel_ids"] == ["100"] and pair["platform"] == "scan" and pair["space_id"] == "0"
     assert "asks to keep the conversation secret" in pair["signals"]
     assert pair["evidence"] and all(e["author_id"] == "1" for e in pair["evidence"])
+    # The risk trajectory, for programs and as a chart for people.
+    assert pair["threshold"] == 0.8
+    assert [p["risk"] for p in pair["risk_history"]] == [round(p.risk, 4) for p in points]
 
     page = out_html.read_text(encoding="utf-8")
     # For people: plain words, two-decimal risks, the export named as such (the JSON keeps the raw values).
@@ -95,6 +102,8 @@ async def test_a_scanned_export_is_reported_with_names_and_escaped_excerpts(
     assert document["summary"]["bad_records"] == 2
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>secret</b>" not in page and "&lt;b&gt;secret&lt;/b&gt; &amp; more" in page
+    assert page.count("<svg") == 1 and "Risk of this pair over time" in page
+    assert f"{len(points)} risk point(s)" in page and "alert threshold 0.80" in page
     # Self-contained: nothing is loaded from anywhere.
     assert "default-src 'none'" in page
     for marker in ("http://", "https://", "src=", "@import", "url("):
