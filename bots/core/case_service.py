@@ -27,6 +27,7 @@ from vigil.bots.core.cases import (
     CaseView,
     Role,
     TranscriptResult,
+    whole_case,
 )
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import (
@@ -234,11 +235,11 @@ class CaseService:
         )
 
     async def case_messages(self, record: CaseRecord) -> list[WindowMessage]:
-        """A case's messages: the preserved copy if there is one, else the pair's current window."""
-        preserved = await self._store.load_evidence(record.alert.alert_id)
-        if preserved:
-            return preserved
-        return await self._store.load_window(record.alert.key)
+        """A case's messages: what it preserved (from its opening on) and the pair's window since."""
+        return whole_case(
+            preserved=await self._store.load_evidence(record.alert.alert_id),
+            window=await self._store.load_window(record.alert.key),
+        )
 
     # ------------------------------------------------------------------ acting
 

@@ -146,6 +146,15 @@ RISK_LEGEND = (
 )
 
 
+def whole_case(*, preserved: Sequence[WindowMessage], window: Sequence[WindowMessage]) -> list[WindowMessage]:
+    """All Vigil holds of a case's conversation, oldest first: its preserved messages (the window when it
+    opened, reports, escalation) and the pair's current window (what was said since), each message once."""
+    by_id = {message.message_id: message for message in window}
+    # A preserved copy wins: it is what the case was opened, reported or escalated on.
+    by_id.update((message.message_id, message) for message in preserved)
+    return sorted(by_id.values(), key=lambda m: (m.timestamp, m.message_id))
+
+
 def shown_risk(message: WindowMessage, *, suspect_id: str | None) -> float | None:
     """A message's score as transcripts show it: the likely groomer's own messages only. A child's "ok"
     or "why not" beside a number reads as if the child were suspected; their lines only inform the model."""

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vigil.bots.core.cases import RISK_LEGEND, Actor, AuditEvent, CaseError, Role, shown_risk
+from vigil.bots.core.cases import RISK_LEGEND, Actor, AuditEvent, CaseError, Role, shown_risk, whole_case
 from vigil.bots.core.clock import utc_now
 from vigil.bots.core.files import PRIVATE_DIR_MODE, make_private_dirs, write_private_file
 from vigil.bots.core.html import render_html
-from vigil.bots.core.models import WindowMessage
+from vigil.bots.core.models import PairState, WindowMessage
 from vigil.bots.core.ports import CaseRecord, EvidenceStore
 
 __all__ = [
@@ -111,12 +111,13 @@ async def export_case(
         if case is None:
             raise EvidencePackError(f"No case #{case_number} here.", error=CaseError.NOT_FOUND)
         preserved = await store.load_evidence(case.alert.alert_id)
-        window = [] if preserved else await store.load_window(case.alert.key)
+        window = await store.load_window(case.alert.key)
         audit = await store.audit_events(platform=platform, space_id=space_id, case_number=case_number)
         risk_history = await store.risk_history(case.alert.key, limit=1000)
         pair = await store.load_pair(case.alert.key)
     messages, source = _pack_messages(case, preserved=preserved, window=window)
-    missing = _missing_note(messages, source=source, seen=pair.message_count if pair is not None else None)
+    gaps = _Gaps.of(messages, preserved=preserved, window=window, pair=pair)
+    missing = _missing_note(messages, source=source, gaps=gaps)
     words = dict(signal_labels or {})
     generated_at = utc_now()
     links = {m.message_id: message_link(m) if message_link is not None else None for m in messages}
@@ -131,6 +132,7 @@ async def export_case(
         generated_at=generated_at,
         signal_labels=words,
         missing=missing,
+        start_kept=missing is None or gaps.start_kept,
     )
     case_json = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
     transcript = _transcript_html(
@@ -164,6 +166,8 @@ async def export_case(
 def _pack_messages(
     case: CaseRecord, *, preserved: Sequence[WindowMessage], window: Sequence[WindowMessage]
 ) -> tuple[list[WindowMessage], str]:
+    if preserved and window:
+        return whole_case(preserved=preserved, window=window), "preserved+window"
     if preserved:
         return list(preserved), "preserved"
     if window:
@@ -172,21 +176,73 @@ def _pack_messages(
     return list(case.alert.evidence), "alert_evidence"
 
 
-def _missing_note(messages: Sequence[WindowMessage], *, source: str, seen: int | None) -> str | None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Gaps:
+    """What a pack lacks of the conversation, as far as Vigil can tell from what it kept."""
+
+    seen: int | None  # messages Vigil counted for the pair (None: the pair's state is gone)
+    start_kept: bool  # the pack's first message is the conversation's first Vigil saw
+    between: bool  # messages may be missing between the case's opening copy and the latest window
+
+    @classmethod
+    def of(
+        cls,
+        messages: Sequence[WindowMessage],
+        *,
+        preserved: Sequence[WindowMessage],
+        window: Sequence[WindowMessage],
+        pair: PairState | None,
+    ) -> _Gaps:
+        if pair is None or not messages:
+            return cls(seen=None, start_kept=False, between=False)
+        kept_ids = {m.message_id for m in preserved}
+        return cls(
+            seen=pair.message_count,
+            start_kept=messages[0].timestamp <= pair.first_seen,
+            # Only when the two copies do not overlap can messages have been said between them unkept.
+            between=bool(preserved and window) and not kept_ids & {m.message_id for m in window},
+        )
+
+
+def _missing_note(messages: Sequence[WindowMessage], *, source: str, gaps: _Gaps) -> str | None:
     """What the pack lacks of the conversation, in words for the person filing a report; None when whole."""
     if source == "alert_evidence":
         return (
             "The pair's messages were already removed under the retention schedule: only the excerpts in the "
             "alert remain, so the conversation's start and most of its messages are missing."
         )
-    if seen is not None and seen > len(messages):
+    seen = gaps.seen
+    if seen is None or seen <= len(messages):
+        return None
+    lost = seen - len(messages)
+    if source == "preserved+window":
+        if gaps.start_kept:
+            where = (
+                "they were sent between the messages that led to the case (copied when it opened) and the "
+                "latest ones, which the pair's rolling window keeps"
+            )
+        elif gaps.between:
+            where = (
+                "some are the conversation's first messages, sent before those the case copied when it "
+                "opened, and the others were sent between that copy and the latest ones, which the pair's "
+                "rolling window keeps"
+            )
+        else:
+            where = (
+                f"they are the conversation's first {lost}, sent before the messages the case copied when "
+                "it opened"
+            )
         return (
-            f"Vigil saw {seen} messages between these two people and keeps only the latest {len(messages)} "
-            "(a rolling window, by design: see the retention schedule), so the conversation's first "
-            f"{seen - len(messages)} messages are missing: the times below are those of the first and last "
-            "kept message, and the conversation began earlier. The platform holds the rest."
+            f"Vigil saw {seen} messages between these two people and this pack holds {len(messages)}: "
+            f"{lost} are missing, by design (see the retention schedule): {where}. The platform holds the "
+            "rest."
         )
-    return None
+    return (
+        f"Vigil saw {seen} messages between these two people and keeps only the latest {len(messages)} "
+        "(a rolling window, by design: see the retention schedule), so the conversation's first "
+        f"{lost} messages are missing: the times below are those of the first and last "
+        "kept message, and the conversation began earlier. The platform holds the rest."
+    )
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -221,6 +277,7 @@ def _case_document(
     generated_at: datetime,
     signal_labels: Mapping[str, str],
     missing: str | None,
+    start_kept: bool,
 ) -> dict[str, object]:
     alert = case.alert
     people = _Participants(suspect_id=alert.suspect_id, other_id=alert.other_id)
@@ -309,7 +366,7 @@ def _case_document(
                     "first_message": _time(first),
                     "last_message": _time(last),
                     # Without this, "first_message" reads as the conversation's start.
-                    "first_message_is_conversation_start": missing is None,
+                    "first_message_is_conversation_start": start_kept,
                 },
             },
             "platform_report_path": platform_report_path(alert.key.platform),

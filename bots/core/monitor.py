@@ -492,10 +492,9 @@ class Monitor:
             )
         return PairUpdate(key=key, risk=state.risk, suspect_id=state.suspect_id), event
 
-    async def _evidence(
-        self, state: PairState, suspect_id: str
+    def _evidence(
+        self, window: Sequence[WindowMessage], suspect_id: str
     ) -> tuple[tuple[WindowMessage, ...], tuple[str, ...]]:
-        window = await self._store.load_window(state.key)
         own = [m for m in window if m.author_id == suspect_id]
         strongest = sorted(own, key=lambda m: m.risk, reverse=True)[: self._config.evidence_messages]
         evidence = tuple(sorted(strongest, key=lambda m: (m.timestamp, m.message_id)))
@@ -503,7 +502,8 @@ class Monitor:
 
     async def _raise_alert(self, state: PairState, policy: PolicyConfig, now: datetime) -> Alert:
         assert state.suspect_id is not None  # a raise needs risk > 0, which names a suspect
-        evidence, signals = await self._evidence(state, state.suspect_id)
+        window = await self._store.load_window(state.key)
+        evidence, signals = self._evidence(window, state.suspect_id)
         alert = await self._store.create_alert(
             Alert(
                 alert_id=0,
@@ -529,6 +529,9 @@ class Monitor:
                 "shadow alert recorded: case %d (alert %d), not posted", alert.case_number, alert.alert_id
             )
             return alert
+        # The case keeps the messages that led to it (the conversation's opening: an age, a school) even as
+        # the window rolls on; the copy follows the case's retention (docs/privacy.md).
+        await self._store.preserve_evidence(alert_id=alert.alert_id, messages=window)
         recent = await self._store.count_alerts_since(
             platform=state.key.platform, space_id=state.key.space_id, since=now - timedelta(hours=1)
         )
@@ -551,7 +554,7 @@ class Monitor:
 
     async def _update_alert(self, alert: Alert, state: PairState, now: datetime) -> Alert:
         suspect = state.suspect_id or alert.suspect_id
-        evidence, signals = await self._evidence(state, suspect)
+        evidence, signals = self._evidence(await self._store.load_window(state.key), suspect)
         updated = dataclasses.replace(
             alert,
             risk=state.risk,

@@ -369,7 +369,17 @@ class OutboxStore(Protocol):
     async def pending_delivery_count(self) -> int: ...
 
 
-class CaseStore(Protocol):
+class PreservedEvidence(Protocol):
+    """A case's messages kept apart from the rolling window: from the window when the case opens, the
+    messages a member reports, and the whole conversation again when it is escalated."""
+
+    # Messages already preserved (by message id) are skipped; returns how many were added.
+    async def preserve_evidence(self, *, alert_id: int, messages: Sequence[WindowMessage]) -> int: ...
+
+    async def load_evidence(self, alert_id: int) -> list[WindowMessage]: ...
+
+
+class CaseStore(PreservedEvidence, Protocol):
     """Cases (the case columns of alerts), their append-only audit trail and their preserved evidence."""
 
     # ``update_case`` writes the alert (as ``update_alert``) and its case
@@ -414,12 +424,6 @@ class CaseStore(Protocol):
     async def audit_events(
         self, *, platform: str, space_id: str, case_number: int | None
     ) -> list[AuditEvent]: ...
-
-    # Preserved messages of a case, apart from the window. Messages already preserved (by message id) are
-    # skipped; returns how many were added.
-    async def preserve_evidence(self, *, alert_id: int, messages: Sequence[WindowMessage]) -> int: ...
-
-    async def load_evidence(self, alert_id: int) -> list[WindowMessage]: ...
 
 
 class SpaceSettingsStore(Protocol):
@@ -508,9 +512,17 @@ class Store(
 
 
 class MonitorStore(
-    Transactional, MessageLedger, PairStore, AlertStore, OutboxStore, SpaceSettingsStore, Protocol
+    Transactional,
+    MessageLedger,
+    PairStore,
+    AlertStore,
+    OutboxStore,
+    SpaceSettingsStore,
+    PreservedEvidence,
+    Protocol,
 ):
-    """What ``Monitor`` reads and writes for each message."""
+    """What ``Monitor`` reads and writes for each message (and, when a case opens, the messages that led to
+    it)."""
 
 
 class CaseServiceStore(Transactional, PairStore, AlertStore, OutboxStore, CaseStore, Protocol):

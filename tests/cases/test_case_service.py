@@ -17,6 +17,7 @@ from vigil.bots.core.cases import (
     CaseSource,
     CaseState,
     Role,
+    whole_case,
 )
 from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind
 from vigil.storage.sqlite import SqliteStore
@@ -92,7 +93,10 @@ async def test_escalate_preserves_the_window_and_alert_evidence_under_a_hold(har
     await harness.talk("adult", "kid", risky=False, turns=15)
     assert await harness.store.load_evidence(alert.alert_id) == preserved
     transcript = await harness.service.transcript(actor=CHILD_SAFETY, case_number=alert.case_number)
-    assert transcript.ok and list(transcript.messages) == preserved
+    # The transcript is the preserved copy and what the pair said since, each message once.
+    later = await harness.store.load_window(alert.key)
+    assert transcript.ok and list(transcript.messages) == whole_case(preserved=preserved, window=later)
+    assert set(preserved) <= set(transcript.messages) and later[-1] == transcript.messages[-1]
 
 
 async def test_dismiss_closes_the_alert_and_snoozes_the_pair(harness: Harness) -> None:

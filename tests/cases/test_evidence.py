@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness, actor
-from vigil.bots.core.cases import Actor, CaseAction, CaseError, Role
+from vigil.bots.core.cases import Actor, CaseAction, CaseError, Role, whole_case
 from vigil.bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackError, export_case
 from vigil.bots.core.models import Alert, WindowMessage
 
@@ -104,36 +106,70 @@ async def test_the_pack_is_complete_and_verifiable(harness: Harness, tmp_path: P
     assert [(e.action, e.actor_id) for e in audit][-1] == ("evidence_exported", "cs-1")
 
 
+async def _pack(harness: Harness, tmp_path: Path, case_number: int) -> tuple[dict[str, Any], str]:
+    # A pack is never overwritten: each export into a folder of its own.
+    out_dir = tmp_path / f"packs-{case_number}-{uuid.uuid4().hex[:8]}"
+    folder = await export_case(
+        harness.store,
+        platform=PLATFORM,
+        space_id=SPACE,
+        case_number=case_number,
+        out_dir=out_dir,
+        actor=CHILD_SAFETY,
+    )
+    return (
+        json.loads((folder / "case.json").read_text(encoding="utf-8")),
+        (folder / "transcript.html").read_text(encoding="utf-8"),
+    )
+
+
+async def test_a_case_keeps_its_opening_though_the_window_rolls_on(harness: Harness, tmp_path: Path) -> None:
+    alert = await harness.raise_alert()  # within the first 6 messages
+    opening = await harness.store.load_evidence(alert.alert_id)
+    # The window as it was when the case opened: the conversation from its first message.
+    assert opening and opening == (await harness.store.load_window(alert.key))[: len(opening)]
+    await harness.talk("adult", "kid", risky=False, turns=7)  # 20 messages in all: the window still holds all
+
+    document, page = await _pack(harness, tmp_path, alert.case_number)
+    assert document["messages_complete"] and document["messages_missing"] is None
+    assert document["messages_source"] == "preserved+window" and len(document["messages"]) == 20
+    assert document["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
+    assert "Not the whole conversation" not in page
+
+    await harness.talk("adult", "kid", risky=False, turns=10)  # 40 in all: the window keeps the latest 20
+    window = await harness.store.load_window(alert.key)
+    assert opening[0] not in window
+    document, page = await _pack(harness, tmp_path, alert.case_number)
+    held = [m["message_id"] for m in document["messages"]]
+    # The opening (what led to the case) and the latest 20, in order; only the messages between are missing.
+    assert held == [m.message_id for m in [*opening, *window]]
+    missing = document["messages_missing"]
+    assert "saw 40 messages" in missing and f"holds {len(held)}" in missing
+    assert (
+        f"{40 - len(held)} are missing" in missing
+        and "sent between the messages that led to the case" in missing
+    )
+    assert document["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
+    assert "Not the whole conversation" in page
+
+
 async def test_a_pack_says_when_the_conversation_s_start_is_missing(harness: Harness, tmp_path: Path) -> None:
     short = await harness.raise_alert("adult-1", "kid-1")
+    await harness.talk("adult-2", "kid-2", risky=False, turns=12)  # 24 quiet messages; the window keeps 20
     long = await harness.raise_alert("adult-2", "kid-2")
-    await harness.talk("adult-2", "kid-2", risky=False, turns=12)  # 30 messages in all; the window keeps 20
 
-    packs = {}
-    for alert in (short, long):
-        folder = await export_case(
-            harness.store,
-            platform=PLATFORM,
-            space_id=SPACE,
-            case_number=alert.case_number,
-            out_dir=tmp_path / "packs",
-            actor=CHILD_SAFETY,
-        )
-        packs[alert.case_number] = (
-            json.loads((folder / "case.json").read_text(encoding="utf-8")),
-            (folder / "transcript.html").read_text(encoding="utf-8"),
-        )
-
-    whole, whole_page = packs[short.case_number]
+    whole, whole_page = await _pack(harness, tmp_path, short.case_number)
     assert whole["messages_complete"] and whole["messages_missing"] is None
     assert whole["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
     assert "Not the whole conversation" not in whole_page
-    cut, cut_page = packs[long.case_number]
-    assert not cut["messages_complete"] and len(cut["messages"]) == 20
-    assert (
-        "saw 30 messages" in cut["messages_missing"]
-        and "first 10 messages are missing" in cut["messages_missing"]
-    )
+    cut, cut_page = await _pack(harness, tmp_path, long.case_number)
+    pair = await harness.store.load_pair(long.key)
+    assert pair is not None
+    seen = pair.message_count
+    assert not cut["messages_complete"] and 20 <= len(cut["messages"]) < seen and seen > 24
+    assert f"saw {seen} messages" in cut["messages_missing"]
+    lost = seen - len(cut["messages"])
+    assert f"the conversation's first {lost}, sent before" in cut["messages_missing"]
     assert not cut["report"]["cybertipline"]["incident_time_utc"]["first_message_is_conversation_start"]
     assert "Not the whole conversation" in cut_page
 
@@ -228,8 +264,13 @@ async def test_escalated_case_exports_its_preserved_evidence(harness: Harness, t
 
     document = json.loads((folder / "case.json").read_text(encoding="utf-8"))
     preserved = await harness.store.load_evidence(alert.alert_id)
-    assert document["messages_source"] == "preserved"
-    assert [m["message_id"] for m in document["messages"]] == [m.message_id for m in preserved]
+    later = await harness.store.load_window(alert.key)
+    # The preserved copy (the window when the case opened and when it was escalated) and what was said since.
+    assert document["messages_source"] == "preserved+window"
+    assert [m["message_id"] for m in document["messages"]] == [
+        m.message_id for m in whole_case(preserved=preserved, window=later)
+    ]
+    assert {m.message_id for m in preserved} <= {m["message_id"] for m in document["messages"]}
     assert document["case"]["hold_until"] is not None
 
 

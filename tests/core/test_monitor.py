@@ -192,6 +192,29 @@ async def test_shadow_mode_records_but_never_enqueues(
     alerts = await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
     assert len(alerts) == 1 and alerts[0].shadow
     assert await sqlite_store.pending_delivery_count() == 0
+    # Nor is any text copied into the case: shadow mode keeps no more than watching does.
+    assert await sqlite_store.load_evidence(alerts[0].alert_id) == []
+
+
+async def test_a_raised_alert_keeps_the_window_that_led_to_it(
+    sqlite_store: SqliteStore, keyword_detector: OnnxDetector
+) -> None:
+    monitor = make_monitor(sqlite_store, keyword_detector, FakeClock(START))
+    talk = Conversation()
+    raised, raised_by = [], []
+    for text in ("i'm 13", "what school", "secret groom", "secret groom", "secret groom", "secret groom"):
+        message = talk.say(talk.a, text)
+        result = await monitor.handle(message)
+        for event in result.alerts:
+            if event.decision is Decision.RAISE:
+                raised.append(event.alert)
+                raised_by.append(message.message_id)
+    assert len(raised) == 1
+    preserved = await sqlite_store.load_evidence(raised[0].alert_id)
+    # The window as it stood when the case opened: from the first message, up to the one that raised it.
+    window = await sqlite_store.load_window(raised[0].key)
+    assert preserved and preserved == window[: len(preserved)]
+    assert preserved[0].text == "i'm 13" and preserved[-1].message_id == raised_by[0]
 
 
 async def test_space_threshold_override_and_shadow_override(
