@@ -36,7 +36,12 @@ from vigil.bots.core.replay import (
 from vigil.bots.core.segments import score_segment
 from vigil.bots.core.sinks import ConsoleSink
 from vigil.bots.http.signing import MIN_SECRET_CHARS
-from vigil.bots.importers import conversation_to_messages, display_names_of, iter_conversations
+from vigil.bots.importers import (
+    conversation_to_messages,
+    display_names_of,
+    iter_conversations,
+    place_names_of,
+)
 from vigil.bots.init_wizard import INIT_EXAMPLES, INIT_SUMMARY, add_init_arguments, init_command
 from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
 from vigil.bots.progress import CONVERSATIONS, Progress, input_size
@@ -144,6 +149,7 @@ async def _scan(args: argparse.Namespace) -> int:
         )
         alerts = bad = skipped = 0
         names: dict[str, str] = {}
+        places: dict[tuple[str, str], str] = {}
         spaces: set[tuple[str, str]] = set()
 
         def scanned() -> Iterator[ChatMessage]:
@@ -160,6 +166,7 @@ async def _scan(args: argparse.Namespace) -> int:
                         continue
                     messages = conversation_to_messages(record, platform="scan")
                     names.update(display_names_of(record))
+                    places.update(place_names_of(record))
                     spaces.update((m.platform, m.space_id) for m in messages[:1])
                     # Chunks may span records (order is kept), so files of many tiny conversations batch too.
                     yield from messages
@@ -201,6 +208,7 @@ async def _scan(args: argparse.Namespace) -> int:
                 display_names=names,
                 summary=summary,
                 trajectories=trajectories,
+                place_names=places,
             )
             print(f"report: {args.report}.html and {args.report}.json", file=sys.stderr)
     print(

@@ -62,10 +62,13 @@ def scan_report_dict(
     summary: Mapping[str, object] | None = None,
     generated_at: datetime | None = None,
     trajectories: Mapping[PairKey, PairTrajectory] | None = None,
+    place_names: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, object]:
-    """The report's content (what the JSON file holds and the HTML shows)."""
+    """The report's content (what the JSON file holds and the HTML shows). ``place_names``: the export's
+    names of servers or workspaces (``("space", id)``) and channels (``("channel", id)``)."""
     labels = dict(signal_labels or {})
     names = dict(display_names or {})
+    places = dict(place_names or {})
     pairs: list[dict[str, object]] = []
     for alert in latest_alerts(alerts):
         base = alert_to_dict(alert, signal_labels=labels)
@@ -75,7 +78,9 @@ def scan_report_dict(
                 "case_number": alert.case_number,
                 "platform": alert.key.platform,
                 "space_id": alert.key.space_id,
+                "space_name": places.get(("space", alert.key.space_id)),
                 "channel_ids": list(alert.channel_ids),
+                "channel_names": [places.get(("channel", channel)) for channel in alert.channel_ids],
                 "suspect": _person(alert.suspect_id, names),
                 "other": _person(alert.other_id, names),
                 "risk": base["risk"],
@@ -152,7 +157,9 @@ class _PairView:
     other: _PersonView | None
     where: str
     space_id: str
-    channel_ids: list[str]
+    space_name: str | None
+    # (id, name or None) per channel.
+    channels: list[tuple[str, str | None]]
     signals: list[str]
     evidence: list[_EvidenceView]
     model: str
@@ -216,6 +223,16 @@ def _chart(pair: dict[str, object]) -> Markup | None:
     return Markup(svg)
 
 
+def _optional_text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+def _channels(pair: dict[str, object]) -> list[tuple[str, str | None]]:
+    ids = [str(channel) for channel in _listed(pair.get("channel_ids"))]
+    names = _listed(pair.get("channel_names"))
+    return [(channel, _optional_text(names[i]) if i < len(names) else None) for i, channel in enumerate(ids)]
+
+
 def _pair_view(pair: dict[str, object]) -> _PairView:
     return _PairView(
         case_number=str(pair.get("case_number")),
@@ -226,7 +243,8 @@ def _pair_view(pair: dict[str, object]) -> _PairView:
         other=_person_view(pair.get("other")),
         where=_where(pair.get("platform")),
         space_id=str(pair.get("space_id")),
-        channel_ids=[str(channel) for channel in _listed(pair.get("channel_ids"))],
+        space_name=_optional_text(pair.get("space_name")),
+        channels=_channels(pair),
         signals=[str(signal) for signal in _listed(pair.get("signals"))],
         evidence=[_evidence_view(item) for item in _listed(pair.get("evidence")) if isinstance(item, dict)],
         model=str(pair.get("model")),
@@ -267,6 +285,7 @@ async def write_scan_report(
     summary: Mapping[str, object] | None = None,
     generated_at: datetime | None = None,
     trajectories: Mapping[PairKey, PairTrajectory] | None = None,
+    place_names: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, object]:
     """Write both files (UTF-8, mode 0600) and return the report's content."""
     report = scan_report_dict(
@@ -276,6 +295,7 @@ async def write_scan_report(
         summary=summary,
         generated_at=generated_at,
         trajectories=trajectories,
+        place_names=place_names,
     )
     page = render_scan_report_html(report)
     document = json.dumps(report, indent=2, ensure_ascii=False) + "\n"

@@ -324,3 +324,28 @@ def test_scan_reads_chat_exports_and_writes_a_report(
     # The pair's risk trajectory from the scan's database, drawn inline for people.
     assert len(pair["risk_history"]) >= 2 and pair["threshold"] > 0
     assert html.count("<svg") == 1
+    # A DM has no server; its channel is named as the export names it.
+    assert pair["space_name"] is None and pair["channel_names"] == ["general"]
+
+
+def test_the_scan_report_names_servers_and_channels_as_the_export_does(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    adult, kid = discord_author("201", "adult_gamer"), discord_author("202", "kid_player")
+    messages = [
+        discord_message(
+            f"9{i:02d}", adult if i % 2 == 0 else kid, "secret groom" if i % 2 == 0 else "ok lol", second=i
+        )
+        for i in range(12)
+    ]
+    guild = {"id": "900", "name": "Minecraft <Club> & Friends"}
+    export = write_json(tmp_path / "discord.json", discord_export(messages, guild=guild))
+    config = write_config(tmp_path, keyword_model_dir)
+    args = ["--config", str(config), "scan", str(export), "--db", str(tmp_path / "s.sqlite3")]
+    assert main([*args, "--report", str(tmp_path / "report")]) == 0
+    [pair] = json.loads((tmp_path / "report.json").read_text())["flagged_pairs"]
+    assert pair["space_name"] == "Minecraft <Club> & Friends" and pair["space_id"] == "900"
+    assert pair["channel_ids"] == ["100"] and pair["channel_names"] == ["general"]
+    html = (tmp_path / "report.html").read_text()
+    assert "<b>Minecraft &lt;Club&gt; &amp; Friends</b> <code>900</code>" in html
+    assert "<b>#general</b> <code>100</code>" in html

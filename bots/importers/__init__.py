@@ -9,6 +9,7 @@ from vigil.bots.importers.records import (
     ImportedMessage,
     conversation_to_messages,
     display_names_of,
+    place_names_of,
 )
 from vigil.bots.importers.slack_export import iter_slack_export
 
@@ -20,4 +21,5 @@ __all__ = [
     "iter_conversations",
     "iter_discord_export",
     "iter_slack_export",
+    "place_names_of",
 ]

@@ -126,6 +126,8 @@ def discord_export_records(data: object, *, path: Path) -> Iterator[ImportedConv
         space_id=guild_id,
         channel_id=channel_id,
         display_names=tuple(sorted(names.items())),
+        space_name=None if is_dm else _name(guild),
+        channel_name=_name(channel),
     )
 
 
@@ -216,3 +218,9 @@ def _kind(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _name(entry: Mapping[str, object]) -> str | None:
+    """A server's or channel's name as the export gives it, if it is a usable one (for the scan report)."""
+    name = entry.get("name")
+    return name.strip()[:100] if isinstance(name, str) and name.strip() else None

@@ -39,11 +39,27 @@ class ImportedConversation(ConversationRecord):
     members: tuple[str, ...] = ()
     # (user id, display name) for the authors of this conversation: for the scan report, never for scoring.
     display_names: tuple[tuple[str, str], ...] = ()
+    # The server or workspace and the channel as the export names them (the scan report shows them beside
+    # the ids); None when the export does not say.
+    space_name: str | None = None
+    channel_name: str | None = None
 
 
 def display_names_of(record: ConversationRecord) -> Mapping[str, str]:
     """The display names an importer found for a record's authors (empty for JSON Lines records)."""
     return dict(record.display_names) if isinstance(record, ImportedConversation) else {}
+
+
+def place_names_of(record: ConversationRecord) -> Mapping[tuple[str, str], str]:
+    """``("space", id)`` and ``("channel", id)`` to the names the export gives them (empty for JSON Lines)."""
+    if not isinstance(record, ImportedConversation):
+        return {}
+    names: dict[tuple[str, str], str] = {}
+    if record.space_name:
+        names["space", record.space_id] = record.space_name
+    if record.channel_name:
+        names["channel", record.channel_id] = record.channel_name
+    return names
 
 
 def conversation_to_messages(record: ConversationRecord, *, platform: str | None = None) -> list[ChatMessage]:

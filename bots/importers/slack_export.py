@@ -390,4 +390,6 @@ def _conversation(
         channel_id=conversation.channel_id,
         members=conversation.members,
         display_names=tuple(sorted(names.items())),
+        # A channel's export folder is its name; a DM's is its id. An export does not name the workspace.
+        channel_name=None if conversation.is_dm else conversation.folder[:100],
     )

@@ -8,7 +8,12 @@ from pathlib import Path
 from tests.importers.exports import discord_author, discord_export, discord_message, drain_fuzzed, write_json
 from tests.support.fuzz import FUZZ_CASES, cases
 from vigil.bots.core.replay import BadRecord
-from vigil.bots.importers import ImportedConversation, conversation_to_messages, iter_conversations
+from vigil.bots.importers import (
+    ImportedConversation,
+    conversation_to_messages,
+    iter_conversations,
+    place_names_of,
+)
 from vigil.bots.importers.discord_export import discord_export_records, iter_discord_export
 
 ADULT = discord_author("1", "adult_user", nickname="Ad")
@@ -50,6 +55,8 @@ def test_a_channel_export_becomes_one_channel_record(tmp_path: Path) -> None:
     assert [m.author for m in record.messages] == ["1", "2", "1", "2"]
     assert [m.reply_to for m in record.messages] == [None, 0, None, None]
     assert dict(record.display_names) == {"1": "Ad", "2": "kid_user"}
+    # The server's and channel's names, for the scan report only.
+    assert place_names_of(record) == {("space", "900"): "Test Guild", ("channel", "100"): "general"}
 
 
 def test_replayed_messages_keep_platform_ids_times_replies_and_mentions(tmp_path: Path) -> None:

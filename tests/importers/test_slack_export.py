@@ -16,6 +16,7 @@ from vigil.bots.importers import (
     ImportedConversation,
     conversation_to_messages,
     iter_conversations,
+    place_names_of,
     slack_export,
 )
 from vigil.bots.importers.slack_export import clean_text, iter_slack_export
@@ -58,6 +59,8 @@ def test_a_channel_keeps_people_text_threads_and_mentions(tmp_path: Path) -> Non
     # Display names from users.json, for the report only.
     assert dict(general.display_names) == {"U1": "Ad", "U2": "Kid Person", "U3": "friend"}
     assert all(m.author_display_name is None for m in messages)
+    # A channel's name is its export folder's; an export does not name the workspace, nor a DM.
+    assert place_names_of(general) == {("channel", "C1"): "general"}
 
 
 def test_dm_messages_are_addressed_to_the_listed_members(tmp_path: Path) -> None:
