@@ -281,6 +281,9 @@ class SlackSettings:
     # At start, read conversation history for the messages sent while Vigil was away (Slack stops resending
     # an event after about five minutes), up to this many hours back; 0: never (what was missed is lost).
     catch_up_hours: int = _setting(24, at_least=0, at_most=24 * 14)
+    # Files Vigil sends to a moderator's DM (a pair's chart, a case transcript) stay there until someone
+    # deletes them: Vigil deletes each this many hours after sending it (docs/privacy.md).
+    shared_file_hours: int = _setting(24, at_least=1, at_most=24 * 30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

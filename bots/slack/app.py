@@ -9,7 +9,9 @@ What it wires:
   moderators" message shortcut → ``Cases``; every answer is ephemeral;
 * ``sink``: the ``AlertSink`` for platform ``"slack"`` (``SlackSink``);
 * catch-up at start: what each workspace's conversations got while Vigil was away is read back from their
-  history (``bots.slack.catch_up``) and handed over oldest first before any new message of that workspace.
+  history (``bots.slack.catch_up``) and handed over oldest first before any new message of that workspace;
+* files sent to moderators' DMs (charts, transcripts) are deleted ``shared_file_hours`` later, by a sweep at
+  start and every 15 minutes (``bots.slack.shared_files``).
 
 Connection modes: Socket Mode (the default: an outbound WebSocket, no public URL; the SDK reconnects) or HTTP
 (bolt's request handling on an aiohttp server at ``http_host:http_port``, path ``/slack/events``; bolt rejects
@@ -79,6 +81,7 @@ from vigil.bots.slack.blocks import (
 from vigil.bots.slack.catch_up import CatchUpOptions, catch_up_window, read_missed
 from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands, transcript_reply
 from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
+from vigil.bots.slack.shared_files import SWEEP_INTERVAL, SharedFiles
 from vigil.bots.slack.sink import SlackSink
 from vigil.bots.slack.translate import (
     PLATFORM,
@@ -132,7 +135,8 @@ BOT_SCOPES: tuple[str, ...] = (
     "im:read",
     "mpim:read",
     "chat:write",
-    # The pair chart and the transcript file go to the requester's DM with Vigil (bots.slack.private_files).
+    # The pair chart and the transcript file go to the requester's DM with Vigil (bots.slack.private_files);
+    # files:write also lets Vigil delete them there later (bots.slack.shared_files).
     "im:write",
     "files:write",
     "commands",
@@ -480,6 +484,7 @@ class SlackAdapter:
         http_body_timeout_s: float = _HTTP_BODY_TIMEOUT_S,
         http_max_connections: int = _HTTP_MAX_CONNECTIONS,
         catch_up: CatchUpOptions | None = None,
+        shared_file_sweep: timedelta = SWEEP_INTERVAL,
     ) -> None:
         self._settings = settings
         self._handler = handler
@@ -589,6 +594,13 @@ class SlackAdapter:
             )
             clients = TokenClients(self._client)
         labels = dict(signal_labels or {})
+        self._files = SharedFiles(
+            records=store,
+            client_for=self._files_client,
+            keep_for=timedelta(hours=settings.shared_file_hours),
+            clock=clock,
+        )
+        self._file_sweep = shared_file_sweep
         self._sink = SlackSink(clients=clients, signal_labels=labels, health=self._health)
         self._commands = VigilCommands(
             store=store,
@@ -601,6 +613,7 @@ class SlackAdapter:
             signal_labels=labels,
             connection="Socket Mode" if settings.mode == "socket" else "HTTP",
             policy_for=monitor.policy_for_space,
+            files=self._files,
             show_pending=not settings.oauth,
         )
         self._register()
@@ -643,6 +656,11 @@ class SlackAdapter:
         return self._health
 
     @property
+    def shared_files(self) -> SharedFiles:
+        """Files sent to moderators' DMs and their deletion (``sweep()`` runs one now, for diagnostics)."""
+        return self._files
+
+    @property
     def http_port(self) -> int | None:
         """The port the HTTP server listens on once started (useful with ``http_port = 0`` in tests)."""
         return self._http_port
@@ -679,6 +697,11 @@ class SlackAdapter:
                 # Stopping ends the catch-ups first (again: the callback above covers a failed start), so
                 # that no request handler is left waiting for one while the server shuts down.
                 stack.push_async_callback(self._stop_catch_ups)
+                # Files sent to DMs before a stop are deleted on time after a restart: they are on record.
+                sweeper = asyncio.create_task(
+                    self._files.run(every=self._file_sweep), name="vigil-slack-shared-files"
+                )
+                stack.push_async_callback(_cancelled, sweeper)
                 # History is read once connected: what is said from now on arrives as events too, and the
                 # overlap is recognised by message id.
                 self._listening.set()
@@ -825,6 +848,21 @@ class SlackAdapter:
         stack.push_async_callback(handler.close_async)
         await handler.connect_async()  # type: ignore[no-untyped-call]
         logger.info("Slack: connected by Socket Mode")
+
+    async def _files_client(self, team_id: str, enterprise_id: str | None) -> AsyncWebClient | None:
+        """The client whose token may delete the files Vigil shared in a workspace; None once the workspace's
+        installation is gone (OAuth). With one bot token, that token (every file Vigil shared is its own)."""
+        if self._installations is None:
+            return self._client
+        bot = await self._installations.async_find_bot(enterprise_id=enterprise_id, team_id=team_id)
+        if bot is None and enterprise_id is not None:
+            # An organisation-wide install: one installation for the enterprise's every workspace.
+            bot = await self._installations.async_find_bot(
+                enterprise_id=enterprise_id, team_id=None, is_enterprise_install=True
+            )
+        if bot is None or not bot.bot_token:
+            return None
+        return AsyncWebClient(token=bot.bot_token, base_url=self._base_url, logger=self._sdk_logger)
 
     # ------------------------------------------------------------------ catch-up
 
@@ -1137,7 +1175,11 @@ class SlackAdapter:
         if team_id is None or user_id is None:
             return
         reply = await self._commands.handle(
-            client=args.client, team_id=team_id, user_id=user_id, text=str(command.get("text") or "")
+            client=args.client,
+            team_id=team_id,
+            user_id=user_id,
+            text=str(command.get("text") or ""),
+            enterprise_id=_str(args.context.enterprise_id) or _str(command.get("enterprise_id")),
         )
         await self._respond(args, reply)
 
@@ -1230,18 +1272,34 @@ class SlackAdapter:
         if team_id is None or user_id is None or case_number is None or action_id is None:
             return
         access = await self._access(args.client, team_id=team_id, user_id=user_id)
-        reply = await self._case_action(args.client, access.actor, action_id, case_number, hours)
+        enterprise_id = _str(args.context.enterprise_id)
+        reply = await self._case_action(
+            args.client, access.actor, action_id, case_number, hours, enterprise_id=enterprise_id
+        )
         await self._respond(args, reply)
 
     async def _case_action(
-        self, client: AsyncWebClient, actor: Actor, action_id: str, case_number: int, hours: int | None
+        self,
+        client: AsyncWebClient,
+        actor: Actor,
+        action_id: str,
+        case_number: int,
+        hours: int | None,
+        *,
+        enterprise_id: str | None,
     ) -> Reply:
         if action_id == ACTION_TRANSCRIPT:
             transcript = await self._cases.transcript(actor=actor, case_number=case_number)
             if not transcript.ok:
                 return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
             return await transcript_reply(
-                client, user_id=actor.user_id, case_number=case_number, transcript=transcript
+                client,
+                files=self._files,
+                team_id=actor.space_id,
+                enterprise_id=enterprise_id,
+                user_id=actor.user_id,
+                case_number=case_number,
+                transcript=transcript,
             )
         if action_id == ACTION_SNOOZE:
             if hours is None:
@@ -1358,6 +1416,13 @@ class SlackAdapter:
             author_id = _str(reported.get("user"))
             messages = [_with_dm_partner(m, reporter_id=reporter_id, author_id=author_id) for m in messages]
         return messages
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _with_dm_partner(message: ChatMessage, *, reporter_id: str, author_id: str | None) -> ChatMessage:

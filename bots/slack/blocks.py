@@ -400,9 +400,10 @@ def transcript_place(message: WindowMessage) -> str:
     return where + (" (in a thread)" if message.thread_id else "")
 
 
-def transcript_sent_text(*, case_number: int, transcript: TranscriptResult) -> str:
-    """The ephemeral answer once the transcript file is in the member's DM: where it went, who the ids in it
-    are (mentions render as names for the reader only), and what the scores mean."""
+def transcript_sent_text(*, case_number: int, transcript: TranscriptResult, expiry_note: str) -> str:
+    """The ephemeral answer once the transcript file is in the member's DM: where it went and when Vigil
+    deletes it (``expiry_note``), who the ids in it are (mentions render as names for the reader only), and
+    what the scores mean."""
     authors = list(dict.fromkeys(m.author_id for m in transcript.messages))
     if transcript.suspect_id in authors:
         authors.remove(transcript.suspect_id)
@@ -415,7 +416,7 @@ def transcript_sent_text(*, case_number: int, transcript: TranscriptResult) -> s
         [
             f"*Transcript of case #{case_number}*: {len(transcript.messages)} messages, sent as a text file "
             "to your direct messages with Vigil (only you and Vigil are in that conversation). Handle it as "
-            "evidence: do not copy it elsewhere, and delete the file there when you no longer need it.",
+            f"evidence: do not copy it elsewhere. {expiry_note}; delete it sooner if you no longer need it.",
             f"People in it: {people}",
             f"_{RISK_LEGEND}_",
         ]

@@ -13,7 +13,8 @@ Subcommands::
     /vigil cases [@user]                                         moderators
 
 The pair's risk chart (a PNG) and a case's transcript (a text file) cannot be ephemeral: they go into the
-requester's DM with Vigil (``bots.slack.private_files``), never into the channel the command was typed in.
+requester's DM with Vigil (``bots.slack.private_files``), never into the channel the command was typed in,
+and Vigil deletes them there after ``shared_file_hours`` (``bots.slack.shared_files``).
 
 Channel, user and user-group arguments arrive escaped (the manifest sets ``should_escape``):
 ``<#C123|name>``, ``<@U123|name>``, ``<!subteam^S123|@group>``; bare ids are accepted too.
@@ -56,7 +57,8 @@ from vigil.bots.slack.blocks import (
     transcript_place,
     transcript_sent_text,
 )
-from vigil.bots.slack.private_files import PrivateFile, send_to_dm
+from vigil.bots.slack.private_files import PrivateFile
+from vigil.bots.slack.shared_files import SharedFiles
 from vigil.bots.slack.translate import PLATFORM
 from vigil.bots.slack.web import WEB_API_ERRORS, DeliveryHealth, classify_failure
 
@@ -159,29 +161,45 @@ async def post_test_alert(client: AsyncWebClient, *, channel_id: str, moderator_
 
 
 async def transcript_reply(
-    client: AsyncWebClient, *, user_id: str, case_number: int, transcript: TranscriptResult
+    client: AsyncWebClient,
+    *,
+    files: SharedFiles,
+    team_id: str,
+    enterprise_id: str | None,
+    user_id: str,
+    case_number: int,
+    transcript: TranscriptResult,
 ) -> Reply:
     """A case's whole transcript for a child-safety member (``transcript`` already allowed by ``Cases``): one
-    text file in their DM with Vigil, and a short ephemeral answer saying where it went. If the file cannot
-    be sent, the messages come in the ephemeral answer instead, with the reason."""
+    text file in their DM with Vigil (deleted there after ``shared_file_hours``), and a short ephemeral
+    answer saying where it went. If the file cannot be sent, the messages come in the ephemeral answer
+    instead, with the reason."""
     if not transcript.messages:
         return Reply(text=f"Case #{case_number} has no messages kept: there is no transcript to send.")
     whole = transcript_text(transcript, case_number=case_number, where=transcript_place)
-    sent = await send_to_dm(
+    sent = await files.send(
         client,
+        team_id=team_id,
+        enterprise_id=enterprise_id,
         user_id=user_id,
+        kind="transcript",
         file=PrivateFile(
             filename=whole.filename,
             data=whole.text.encode("utf-8"),
             title=f"Vigil case #{case_number} transcript",
             comment=(
                 f"Transcript of case #{case_number} ({whole.message_count} messages). For the child-safety "
-                "group only: do not copy it elsewhere, and delete this file when you no longer need it."
+                f"group only: do not copy it elsewhere. {files.expiry_note}; delete it sooner if you no "
+                "longer need it."
             ),
         ),
     )
     if sent.ok:
-        return Reply(text=transcript_sent_text(case_number=case_number, transcript=transcript))
+        return Reply(
+            text=transcript_sent_text(
+                case_number=case_number, transcript=transcript, expiry_note=files.expiry_note
+            )
+        )
     reason = mrkdwn_escape(sent.problem or "unknown")
     note = f":warning: The transcript file could not be sent to your direct messages: {reason}."
     return Reply(
@@ -206,6 +224,7 @@ class VigilCommands:
         signal_labels: Mapping[str, str],
         connection: str,
         policy_for: PolicyLookup,
+        files: SharedFiles,
         show_pending: bool = True,
         clock: Clock = utc_now,
     ) -> None:
@@ -219,6 +238,7 @@ class VigilCommands:
         self._signal_labels = dict(signal_labels)
         self._connection = connection
         self._clock = clock
+        self._files = files
         self._moderation = ModeratorService(
             platform=PLATFORM,
             store=store,
@@ -232,7 +252,15 @@ class VigilCommands:
         # One outbox serves all workspaces: with OAuth distribution its size is no tenant's business.
         self._show_pending = show_pending
 
-    async def handle(self, *, client: AsyncWebClient, team_id: str, user_id: str, text: str) -> Reply:
+    async def handle(
+        self,
+        *,
+        client: AsyncWebClient,
+        team_id: str,
+        user_id: str,
+        text: str,
+        enterprise_id: str | None = None,
+    ) -> Reply:
         words = text.strip().split()
         name = words[0].lower() if words else "help"
         args = words[1:]
@@ -260,9 +288,9 @@ class VigilCommands:
                 return self._refused(team_id, access, _DENIED[Denied.ROLES_ONLY])
             return await self._test_alert(client, settings)
         if name == "pair":
-            return await self._pair(client, team_id, access, args)
+            return await self._pair(client, team_id, enterprise_id, access, args)
         if name == "case":
-            return await self._case(client, access, args, raw=text)
+            return await self._case(client, enterprise_id, access, args, raw=text)
         if name == "cases":
             return await self._case_list(access, args)
         return Reply(text=HELP)
@@ -452,7 +480,14 @@ class VigilCommands:
         ]
         return Reply(text="\n".join(lines))
 
-    async def _pair(self, client: AsyncWebClient, team_id: str, access: Access, args: Sequence[str]) -> Reply:
+    async def _pair(
+        self,
+        client: AsyncWebClient,
+        team_id: str,
+        enterprise_id: str | None,
+        access: Access,
+        args: Sequence[str],
+    ) -> Reply:
         users = [parse_user(token) for token in args]
         if len(users) != 2 or users[0] is None or users[1] is None:
             if not access.actor.roles & {Role.MODERATOR, Role.CHILD_SAFETY}:
@@ -486,33 +521,65 @@ class VigilCommands:
             lines.append(f"• No open case: {history.outlook}")
         if len(history.points) >= 2:
             # As on Discord: a trajectory needs two points; one is the risk line above.
-            lines.append(await self._pair_chart(client, user_id=access.actor.user_id, history=history))
+            lines.append(
+                await self._pair_chart(
+                    client,
+                    team_id=team_id,
+                    enterprise_id=enterprise_id,
+                    user_id=access.actor.user_id,
+                    history=history,
+                )
+            )
         return Reply(text="\n".join(lines))
 
-    async def _pair_chart(self, client: AsyncWebClient, *, user_id: str, history: PairHistory) -> str:
-        """The risk trajectory as a PNG in the moderator's DM with Vigil; the line saying where it went or
-        why it did not. The PNG has lines only, no words (``risk_chart_png``): no names, as on Discord."""
+    async def _pair_chart(
+        self,
+        client: AsyncWebClient,
+        *,
+        team_id: str,
+        enterprise_id: str | None,
+        user_id: str,
+        history: PairHistory,
+    ) -> str:
+        """The risk trajectory as a PNG in the moderator's DM with Vigil (deleted there after
+        ``shared_file_hours``); the line saying where it went or why it did not. The PNG has lines only, no
+        words (``risk_chart_png``): no names, as on Discord."""
         points, key = history.points, history.key
         what = (
             f"the pair's risk over its last {len(points)} recorded steps, oldest left; dashed line: the "
             f"alert threshold ({history.threshold:.2f})"
         )
-        sent = await send_to_dm(
+        expiry = self._files.expiry_note
+        sent = await self._files.send(
             client,
+            team_id=team_id,
+            enterprise_id=enterprise_id,
             user_id=user_id,
+            kind="chart",
             file=PrivateFile(
                 filename=PAIR_CHART_FILE,
                 data=risk_chart_png(points, threshold=history.threshold),
                 title=f"Vigil pair risk {key.user_a} {key.user_b}",
                 alt_text=f"Line chart of {what}; latest risk {points[-1].risk:.2f}.",
-                comment=f"Risk chart for the pair `{key.user_a}` and `{key.user_b}` (`/vigil pair`): {what}.",
+                comment=(
+                    f"Risk chart for the pair `{key.user_a}` and `{key.user_b}` (`/vigil pair`): {what}. "
+                    f"{expiry}."
+                ),
             ),
         )
         if sent.ok:
-            return f"• Chart sent to your direct messages with Vigil: {what}."
+            return f"• Chart sent to your direct messages with Vigil: {what}. {expiry}."
         return f"• :warning: The chart could not be sent: {mrkdwn_escape(sent.problem or 'unknown')}."
 
-    async def _case(self, client: AsyncWebClient, access: Access, args: Sequence[str], *, raw: str) -> Reply:
+    async def _case(
+        self,
+        client: AsyncWebClient,
+        enterprise_id: str | None,
+        access: Access,
+        args: Sequence[str],
+        *,
+        raw: str,
+    ) -> Reply:
         if not args or not args[0].lstrip("#").isdigit():
             return Reply(
                 text="Usage: `/vigil case 12`, `/vigil case 12 note TEXT`, `/vigil case 12 transcript`."
@@ -525,7 +592,13 @@ class VigilCommands:
             if not transcript.ok:
                 return Reply(text=transcript.message or "You cannot see this case's transcript.")
             return await transcript_reply(
-                client, user_id=actor.user_id, case_number=number, transcript=transcript
+                client,
+                files=self._files,
+                team_id=actor.space_id,
+                enterprise_id=enterprise_id,
+                user_id=actor.user_id,
+                case_number=number,
+                transcript=transcript,
             )
         if verb == "note":
             note = raw.strip().split(None, 3)[3] if len(raw.strip().split(None, 3)) > 3 else ""

@@ -6,7 +6,8 @@ then ``files_upload_v2``: ``files.getUploadURLExternal``, the upload, ``files.co
 into the channel where the command was typed, which people other than moderators may read.
 
 Sending never raises: ``FileSent.problem`` says in plain words why the file did not arrive, for the
-ephemeral answer that still goes out. Needs the ``im:write`` and ``files:write`` scopes.
+ephemeral answer that still goes out. Needs the ``im:write`` and ``files:write`` scopes. Commands send through
+``bots.slack.shared_files.SharedFiles``, which remembers each file and deletes it after ``shared_file_hours``.
 """
 
 from __future__ import annotations

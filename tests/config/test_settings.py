@@ -78,6 +78,7 @@ def test_no_file_gives_the_defaults() -> None:
     assert loaded.discord.token_env == "VIGIL_DISCORD_TOKEN"
     assert loaded.slack.mode == "socket"
     assert loaded.slack.http_port == 3000
+    assert loaded.slack.shared_file_hours == 24
     assert not (loaded.discord.enabled or loaded.slack.enabled or loaded.console.enabled)
 
 
@@ -130,7 +131,9 @@ def test_every_value_in_the_schema_is_read_back() -> None:
         storage=dataclasses.replace(Settings().storage, database="/var/lib/vigil/db.sqlite3"),
         policy=dataclasses.replace(Settings().policy, threshold=0.7, sustain_messages=4, shadow_mode=True),
         logging=dataclasses.replace(Settings().logging, level="DEBUG", json=True),
-        slack=dataclasses.replace(Settings().slack, enabled=True, mode="http", http_port=8080),
+        slack=dataclasses.replace(
+            Settings().slack, enabled=True, mode="http", http_port=8080, shared_file_hours=2
+        ),
     )
 
     assert settings_from_mapping(as_mapping(non_defaults)) == non_defaults
@@ -270,6 +273,14 @@ def test_integer_is_accepted_where_a_number_is_expected() -> None:
         (
             {"slack": {"http_port": 70000}},
             "slack.http_port: expected an integer between 1 and 65535, got 70000",
+        ),
+        (
+            {"slack": {"shared_file_hours": 0}},
+            "slack.shared_file_hours: expected an integer between 1 and 720, got 0",
+        ),
+        (
+            {"slack": {"shared_file_hours": 721}},
+            "slack.shared_file_hours: expected an integer between 1 and 720, got 721",
         ),
         ({"storage": {"database": ""}}, "storage.database: expected a non-empty string, got ''"),
         (

@@ -8,7 +8,9 @@ Interaction ``response_url``s point at it too (``/respond/<id>``), as does the S
 ``apps.connections.open`` hands out. File uploads follow Slack's external upload flow as ``files_upload_v2``
 drives it: ``files.getUploadURLExternal`` hands out ``/upload/<file id>``, the SDK POSTs the raw bytes there
 (recorded as a call to ``upload``, so it can be made to fail too), and ``files.completeUploadExternal`` shares
-the uploaded files into a conversation (``shared_files``); ``conversations.open`` opens the app's DMs.
+the uploaded files into a conversation (``shared_files``); ``conversations.open`` opens the app's DMs;
+``files.delete`` deletes a shared file (``deleted_files``; ``file_not_found`` for ids it never shared or a
+member deleted, see ``delete_as_member``, and ``file_deleted`` the second time).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Failure:
     retry_after: float | None = None
     # More fields of the error answer, as Slack sends them (``missing_scope`` comes with ``needed``).
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # No answer at all: the connection is dropped (the client sees a network error).
+    disconnect: bool = False
 
 
 @dataclass(slots=True)
@@ -98,6 +102,9 @@ class FakeSlack:
     dms: dict[str, str] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
     shared_files: list[SharedFile] = field(default_factory=list)
+    # files.delete: the ids the app deleted, in order; files a member deleted themselves.
+    deleted_files: list[str] = field(default_factory=list)
+    deleted_by_members: set[str] = field(default_factory=set)
     _failures: dict[str, deque[Failure]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _port: int = 0
@@ -142,6 +149,10 @@ class FakeSlack:
 
     def fail(self, method: str, failure: Failure, *, times: int = 1) -> None:
         self._failures.setdefault(method, deque()).extend([failure] * times)
+
+    def delete_as_member(self, file_id: str) -> None:
+        """A member deleted the file in Slack: it is gone for the app too."""
+        self.deleted_by_members.add(file_id)
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -230,6 +241,10 @@ class FakeSlack:
         queued = self._failures.get(method)
         if queued:
             failure = queued.popleft()
+            if failure.disconnect:
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
             headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
             return web.json_response(
                 {"ok": False, "error": failure.error, **failure.extra}, status=failure.status, headers=headers
@@ -458,6 +473,16 @@ class FakeSlack:
                 )
             done.append({"id": entry["id"], "title": title or upload.filename})
         return {"ok": True, "files": done}
+
+    def _m_files_delete(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        file_id = str(args.get("file") or "")
+        if file_id in self.deleted_files:
+            return {"ok": False, "error": "file_deleted"}
+        shared = any(f.file_id == file_id for f in self.shared_files)
+        if not shared or file_id in self.deleted_by_members:
+            return {"ok": False, "error": "file_not_found"}
+        self.deleted_files.append(file_id)
+        return {"ok": True}
 
     def _m_oauth_v2_access(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         response = self.oauth_codes.pop(str(args.get("code")), None)

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.slack.fake_slack import FakeSlack
+from tests.slack.fake_slack import FakeSlack, TokenInfo
 from vigil.bots.app import App
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.ingest import IngestQueue
@@ -27,7 +28,14 @@ from vigil.bots.core.monitor import HandleResult, Monitor
 from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
 from vigil.bots.core.ports import MessageHandler
-from vigil.bots.slack.app import EVENTS_PATH, SlackAdapter, SlackOAuthCredentials
+from vigil.bots.slack.app import (
+    BOT_SCOPES,
+    EVENTS_PATH,
+    INSTALL_PATH,
+    REDIRECT_PATH,
+    SlackAdapter,
+    SlackOAuthCredentials,
+)
 from vigil.bots.slack.blocks import (
     DISMISS_CALLBACK,
     DISMISS_REASON_ACTION,
@@ -474,3 +482,35 @@ async def running_slack(
             await run
         await session.close()
         await fake.close()
+
+
+# A second workspace installing the app through the OAuth flow (the OAuth tests and those that need two).
+TEAM_2 = "T2"
+TOKEN_2 = "xoxb-second-workspace"
+
+
+def second_workspace(fake: FakeSlack) -> None:
+    fake.tokens[TOKEN_2] = TokenInfo(team_id=TEAM_2, user_id="UBOT2", bot_id="BBOT2")
+    fake.oauth_codes["code-1"] = {
+        "app_id": "A1",
+        "access_token": TOKEN_2,
+        "token_type": "bot",
+        "scope": ",".join(BOT_SCOPES),
+        "bot_user_id": "UBOT2",
+        "team": {"id": TEAM_2, "name": "Second"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "authed_user": {"id": "UINSTALL"},
+    }
+
+
+async def install(slack: SlackHarness) -> tuple[int, str]:
+    async with slack.session.get(slack.root + INSTALL_PATH, allow_redirects=False) as page:
+        assert page.status == 200
+        html = await page.text()
+        cookie = page.headers["Set-Cookie"].split(";")[0]
+    state = re.search(r"state=([\w-]+)", html)
+    assert state is not None and "client_id=111.222" in html and "scope=channels:history" in html
+    url = f"{slack.root}{REDIRECT_PATH}?code=code-1&state={state.group(1)}"
+    async with slack.session.get(url, headers={"Cookie": cookie}, allow_redirects=False) as done:
+        return done.status, await done.text()

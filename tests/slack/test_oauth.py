@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from slack_sdk.oauth.installation_store.models.installation import Installation
 
-from tests.slack.fake_slack import FakeSlack, TokenInfo
-from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
+from tests.slack.harness import (
+    ADULT,
+    KID,
+    TEAM_2,
+    TOKEN_2,
+    SlackHarness,
+    install,
+    running_slack,
+    second_workspace,
+)
 from tests.support.fakes import FakeClock
-from vigil.bots.slack.app import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
+from vigil.bots.slack.app import REDIRECT_PATH
 from vigil.bots.slack.installation_store import BOT_NAMESPACE, VigilInstallationStore, VigilOAuthStateStore
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
-
-TEAM_2 = "T2"
-TOKEN_2 = "xoxb-second-workspace"
-
-
-def second_workspace(fake: FakeSlack) -> None:
-    fake.tokens[TOKEN_2] = TokenInfo(team_id=TEAM_2, user_id="UBOT2", bot_id="BBOT2")
-    fake.oauth_codes["code-1"] = {
-        "app_id": "A1",
-        "access_token": TOKEN_2,
-        "token_type": "bot",
-        "scope": ",".join(BOT_SCOPES),
-        "bot_user_id": "UBOT2",
-        "team": {"id": TEAM_2, "name": "Second"},
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "authed_user": {"id": "UINSTALL"},
-    }
 
 
 @pytest.fixture
@@ -44,18 +33,6 @@ async def distributed(
         store=sqlite_store, detector=keyword_detector, oauth=True, customise=second_workspace
     ) as harness:
         yield harness
-
-
-async def install(slack: SlackHarness) -> tuple[int, str]:
-    async with slack.session.get(slack.root + INSTALL_PATH, allow_redirects=False) as page:
-        assert page.status == 200
-        html = await page.text()
-        cookie = page.headers["Set-Cookie"].split(";")[0]
-    state = re.search(r"state=([\w-]+)", html)
-    assert state is not None and "client_id=111.222" in html and "scope=channels:history" in html
-    url = f"{slack.root}{REDIRECT_PATH}?code=code-1&state={state.group(1)}"
-    async with slack.session.get(url, headers={"Cookie": cookie}, allow_redirects=False) as done:
-        return done.status, await done.text()
 
 
 async def test_installing_stores_the_workspace_and_its_events_are_handled(distributed: SlackHarness) -> None:

@@ -16,9 +16,17 @@ from typing import Any
 import pytest
 
 from tests.slack.fake_slack import TokenInfo
-from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
+from tests.slack.harness import (
+    ADULT,
+    KID,
+    TEAM_2,
+    TOKEN_2,
+    SlackHarness,
+    install,
+    running_slack,
+    second_workspace,
+)
 from tests.slack.test_auth_herd import HeldAuthTest, handled, release_after_burst
-from tests.slack.test_oauth import TEAM_2, TOKEN_2, install, second_workspace
 from vigil.bots.slack.app import BOT_SCOPES
 from vigil.bots.slack.installation_store import BOT_NAMESPACE
 from vigil.detector.onnx_detector import OnnxDetector
