@@ -1,6 +1,7 @@
 """The store contract added with schema version 2: records, cases, audit, evidence, retention, erasure.
 
-Runs against every backend in ``STORE_FACTORIES`` (and an encrypted SQLite store), like the base contract.
+Runs against every backend in ``STORE_FACTORIES`` (and encrypted SQLite and Postgres stores), like the base
+contract.
 """
 
 from __future__ import annotations
@@ -28,10 +29,21 @@ from vigil.bots.core.models import AlertStatus, PairKey, WindowMessage
 from vigil.bots.core.ports import CaseRecord, Store
 from vigil.storage import SqliteStore
 from vigil.storage.crypto import TextCipher
+from vigil.storage.postgres import PostgresStore
 
 
-async def _open_sqlite_encrypted(tmp_path: Path) -> Store:
+async def _open_sqlite_encrypted(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store = SqliteStore(tmp_path / "encrypted.sqlite3", cipher=TextCipher(key=secrets.token_bytes(32)))
+    await store.open()
+    return store
+
+
+async def _open_postgres_encrypted(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    store = PostgresStore(
+        request.getfixturevalue("postgres_dsn"),
+        cipher=TextCipher(key=secrets.token_bytes(32)),
+        max_connections=2,
+    )
     await store.open()
     return store
 
@@ -39,13 +51,14 @@ async def _open_sqlite_encrypted(tmp_path: Path) -> Store:
 FACTORIES: tuple[tuple[str, StoreFactory], ...] = (
     *STORE_FACTORIES,
     ("sqlite-encrypted", _open_sqlite_encrypted),
+    ("postgres-encrypted", _open_postgres_encrypted),
 )
 
 
 @pytest.fixture(params=[factory for _, factory in FACTORIES], ids=[name for name, _ in FACTORIES])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     factory: StoreFactory = request.param
-    opened = await factory(tmp_path)
+    opened = await factory(request, tmp_path)
     try:
         yield opened
     finally:
