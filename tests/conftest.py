@@ -11,7 +11,6 @@ from tests.support.keyword_model import build_keyword_model
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
-
 # The files whose tests take longest (crash suites, emulated CPUs, the shipped model's evaluations, fuzzers).
 # They run first: with several workers (`.ci/run` uses pytest-xdist), a long test started last would leave
 # the other workers idle while it finishes.
