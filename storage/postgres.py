@@ -482,7 +482,7 @@ class PostgresStore:
         )
 
     def _case_from_row(self, row: Any) -> CaseRecord:
-        reason = row["dismiss_reason"]
+        reason = _optional_text(row["dismiss_reason"])
         return CaseRecord(
             alert=self._alert_from_row(row),
             state=CaseState(row["case_state"]),
@@ -505,7 +505,7 @@ class PostgresStore:
             thread_id=row["thread_id"],
             author_id=str(row["author_id"]),
             text=self._unseal(
-                str(row["text"]),
+                _text(row["text"]),
                 column=column,
                 row=_message_row_of(str(row["message_id"]), str(row["author_id"]), str(row["channel_id"])),
             ),
@@ -658,7 +658,7 @@ class PostgresStore:
                     "INSERT INTO window_messages (pair_id, message_id, channel_id, thread_id, author_id, "
                     "text, timestamp, risk, signals) SELECT pair_id, message_id, channel_id, thread_id, "
                     "author_id, text, timestamp, risk, signals FROM unnest($1::bigint[], $2::text[], "
-                    "$3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::float8[], "
+                    "$3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::float8[], "
                     "$9::text[]) WITH ORDINALITY AS w(pair_id, message_id, channel_id, thread_id, "
                     "author_id, text, timestamp, risk, signals, ord) ORDER BY ord",
                     [ids[key] for key, _, _ in window],
@@ -666,7 +666,7 @@ class PostgresStore:
                     [message.channel_id for _, message, _ in window],
                     [message.thread_id for _, message, _ in window],
                     [message.author_id for _, message, _ in window],
-                    [sealed for _, _, sealed in window],
+                    [_utf8(sealed) for _, _, sealed in window],
                     window_times,
                     [message.risk for _, message, _ in window],
                     [_json_strings(message.signals) for _, message, _ in window],
@@ -1014,7 +1014,8 @@ class PostgresStore:
             await connection.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 "
                 "WHERE item_id = $3",
-                error[:_MAX_DELIVERY_ERROR_CHARS],
+                # A diagnostic, cut short anyway: NUL (which TEXT refuses) becomes U+FFFD.
+                error[:_MAX_DELIVERY_ERROR_CHARS].replace("\x00", "\ufffd"),
                 moment,
                 item_id,
             )
@@ -1070,7 +1071,7 @@ class PostgresStore:
     # ------------------------------------------------------------------ records (namespaced key-value)
 
     async def put_record(self, namespace: str, key: str, value: str) -> None:
-        sealed = self._seal(value, column=_RECORD_VALUE, row=_record_row(namespace, key))
+        sealed = _utf8(self._seal(value, column=_RECORD_VALUE, row=_record_row(namespace, key)))
         async with self._connection("saving a record") as connection:
             await connection.execute(
                 "INSERT INTO records (namespace, key, value) VALUES ($1, $2, $3) "
@@ -1087,7 +1088,7 @@ class PostgresStore:
             )
         if value is None:
             return None
-        return self._unseal(str(value), column=_RECORD_VALUE, row=_record_row(namespace, key))
+        return self._unseal(_text(value), column=_RECORD_VALUE, row=_record_row(namespace, key))
 
     async def delete_record(self, namespace: str, key: str) -> bool:
         async with self._connection("deleting a record") as connection:
@@ -1103,7 +1104,7 @@ class PostgresStore:
             )
         return {
             str(row["key"]): self._unseal(
-                str(row["value"]), column=_RECORD_VALUE, row=_record_row(namespace, str(row["key"]))
+                _text(row["value"]), column=_RECORD_VALUE, row=_record_row(namespace, str(row["key"]))
             )
             for row in rows
         }
@@ -1138,7 +1139,7 @@ class PostgresStore:
             (
                 None
                 if case.dismiss_reason is None
-                else self._seal(case.dismiss_reason, column=_DISMISS_REASON, row=str(alert.alert_id))
+                else _utf8(self._seal(case.dismiss_reason, column=_DISMISS_REASON, row=str(alert.alert_id)))
             ),
             _optional_utc(case.hold_until),
             _optional_utc(case.closed_at),
@@ -1247,9 +1248,9 @@ class PostgresStore:
                 moment,
                 actor_id,
                 action,
-                before,
-                after,
-                sealed,
+                _optional_utf8(before),
+                _optional_utf8(after),
+                _optional_utf8(sealed),
             )
         return AuditEvent(
             event_id=int(event_id),
@@ -1276,7 +1277,7 @@ class PostgresStore:
         events = []
         for row in rows:
             at = _utc_from_db(row["at"])
-            detail = row["detail"]
+            detail = _optional_text(row["detail"])
             events.append(
                 AuditEvent(
                     event_id=int(row["event_id"]),
@@ -1284,13 +1285,13 @@ class PostgresStore:
                     at=at,
                     actor_id=str(row["actor_id"]),
                     action=str(row["action"]),
-                    before=row["before"],
-                    after=row["after"],
+                    before=_optional_text(row["before"]),
+                    after=_optional_text(row["after"]),
                     detail=(
                         None
                         if detail is None
                         else self._unseal(
-                            str(detail),
+                            detail,
                             column=_AUDIT_DETAIL,
                             row=_audit_row(
                                 platform=platform,
@@ -1318,7 +1319,7 @@ class PostgresStore:
             status = await connection.execute(
                 f"INSERT INTO case_evidence (alert_id, {_WINDOW_COLUMNS}) SELECT $1, message_id, channel_id, "
                 "thread_id, author_id, text, timestamp, risk, signals FROM unnest($2::text[], $3::text[], "
-                "$4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::float8[], $9::text[]) "
+                "$4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::float8[], $9::text[]) "
                 "WITH ORDINALITY AS e(message_id, channel_id, thread_id, author_id, text, timestamp, risk, "
                 "signals, ord) ORDER BY ord ON CONFLICT (alert_id, message_id) DO NOTHING",
                 alert_id,
@@ -1327,7 +1328,7 @@ class PostgresStore:
                 [message.thread_id for message in unique],
                 [message.author_id for message in unique],
                 [
-                    self._seal(message.text, column=_CASE_EVIDENCE_TEXT, row=_message_row(message))
+                    _utf8(self._seal(message.text, column=_CASE_EVIDENCE_TEXT, row=_message_row(message)))
                     for message in unique
                 ],
                 times,
@@ -1646,6 +1647,22 @@ async def _close_pool_quietly(pool: Any, *, database: str) -> None:
     except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as error:
         logger.warning("Closing the %s after a failed open also failed: %s", database, type(error).__name__)
         pool.terminate()
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _optional_utf8(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8")
+
+
+def _text(value: bytes) -> str:
+    return bytes(value).decode("utf-8")
+
+
+def _optional_text(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).decode("utf-8")
 
 
 def _row_count(status: str) -> int:

@@ -35,7 +35,9 @@ MIGRATION_LOCK = 1
 ENCRYPTION_CHECK_LOCK = 2
 
 # TEXT COLLATE "C" wherever text is compared or sorted: SQLite compares bytes, and the pair key's
-# user_a < user_b (and every ORDER BY on ids) must not depend on the server's locale.
+# user_a < user_b (and every ORDER BY on ids) must not depend on the server's locale. Free text written by
+# people (messages, moderators' notes, record values) is BYTEA holding UTF-8: Postgres' TEXT refuses the
+# character NUL, which chat platforms pass through and SQLite stores. JSON columns escape it already.
 _SCHEMA_V1 = """
 CREATE TABLE vigil_schema_version (
     singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
@@ -83,7 +85,7 @@ CREATE TABLE window_messages (
     channel_id TEXT NOT NULL,
     thread_id  TEXT,
     author_id  TEXT NOT NULL,
-    text       TEXT NOT NULL,
+    text       BYTEA NOT NULL,  -- UTF-8 (sealed when encrypted)
     timestamp  TIMESTAMPTZ NOT NULL,
     risk       DOUBLE PRECISION NOT NULL,
     signals    TEXT NOT NULL  -- JSON array of signal names
@@ -129,7 +131,7 @@ CREATE TABLE alerts (
         CHECK (case_state IN ('open', 'claimed', 'dismissed', 'confirmed', 'escalated')),
     case_source    TEXT NOT NULL DEFAULT 'alert' CHECK (case_source IN ('alert', 'member_report')),
     claimed_by     TEXT,
-    dismiss_reason TEXT,
+    dismiss_reason BYTEA,  -- UTF-8 (sealed when encrypted)
     hold_until     TIMESTAMPTZ,
     closed_at      TIMESTAMPTZ,
     text_purged_at TIMESTAMPTZ,
@@ -183,9 +185,9 @@ CREATE TABLE case_audit (
     at          TIMESTAMPTZ NOT NULL,
     actor_id    TEXT NOT NULL,
     action      TEXT NOT NULL,
-    before      TEXT,
-    after       TEXT,
-    detail      TEXT
+    before      BYTEA,  -- UTF-8
+    after       BYTEA,  -- UTF-8
+    detail      BYTEA  -- UTF-8 (sealed when encrypted)
 );
 CREATE INDEX case_audit_by_case ON case_audit (platform, space_id, case_number, event_id);
 
@@ -205,7 +207,7 @@ CREATE TABLE case_evidence (
     channel_id  TEXT NOT NULL,
     thread_id   TEXT,
     author_id   TEXT NOT NULL,
-    text        TEXT NOT NULL,
+    text        BYTEA NOT NULL,  -- UTF-8 (sealed when encrypted)
     timestamp   TIMESTAMPTZ NOT NULL,
     risk        DOUBLE PRECISION NOT NULL,
     signals     TEXT NOT NULL,  -- JSON array
@@ -216,7 +218,7 @@ CREATE INDEX case_evidence_by_author ON case_evidence (author_id);
 CREATE TABLE records (
     namespace TEXT COLLATE "C" NOT NULL,
     key       TEXT COLLATE "C" NOT NULL,
-    value     TEXT NOT NULL,
+    value     BYTEA NOT NULL,  -- UTF-8 (sealed when encrypted)
     PRIMARY KEY (namespace, key)
 );
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from tests.storage import postgres_server
 from tests.storage.builders import (
     BASE_TIME,
     deadline,
@@ -21,10 +22,13 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
-from vigil.bots.app import AppError, _configured_store
+from tests.support.fakes import RecordingSink
+from tests.test_app import POLICY, SETTINGS, grooming
+from vigil.bots.app import App, AppError, _configured_store
 from vigil.bots.core.models import OutboxKind
 from vigil.bots.core.ports import PairChanges, SchemaTooNewError, StoreError
 from vigil.config.settings import Settings, StorageSettings, check_settings
+from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.postgres import PostgresStore
 from vigil.storage.postgres_migrations import LATEST_SCHEMA_VERSION
 
@@ -231,3 +235,33 @@ def test_the_app_takes_the_dsn_from_the_environment_variable_the_config_names() 
     assert any("MY_DSN" in problem for problem in problems)
     assert not any("MY_DSN" in problem for problem in check_settings(settings, {"MY_DSN": dsn}))
     assert not any(PASSWORD in problem for problem in check_settings(settings, {"MY_DSN": dsn}))
+
+
+# ---------------------------------------------------------------------- the app on Postgres
+
+
+async def test_the_app_raises_and_delivers_an_alert_on_postgres(
+    postgres_dsn: str, keyword_detector: OnnxDetector
+) -> None:
+    async with PostgresStore(postgres_dsn) as store:
+        app = App(settings=SETTINGS, store=store, detector=keyword_detector, policy=POLICY)
+        sink = RecordingSink()
+        app.attach_sink(sink)
+        async for _ in app.replay(grooming(10), chunk=4):
+            pass
+        assert len(sink.posted) == 1
+        assert len(await store.open_alert_keys()) == 1
+        assert await store.pending_delivery_count() == 0
+
+
+# ---------------------------------------------------------------------- no server binaries
+
+
+def test_without_server_binaries_the_tests_skip_but_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres_server, "find_postgres_bin", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        postgres_server.postgres_server_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"\.ci/run installs"):
+        postgres_server.postgres_server_or_skip()
