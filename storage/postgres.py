@@ -233,6 +233,8 @@ class PostgresStore:
                 min_size=self._min_connections,
                 max_size=self._max_connections,
                 timeout=self._connect_timeout_s,
+                # What pg_stat_activity shows for these connections.
+                server_settings={"application_name": "vigil"},
             )
         except asyncpg.PostgresError as error:
             raise StoreError(f"Cannot connect to the {self._database}: {_server_message(error)}") from None
