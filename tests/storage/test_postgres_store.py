@@ -29,6 +29,7 @@ from vigil.bots.core.models import OutboxKind
 from vigil.bots.core.ports import PairChanges, SchemaTooNewError, StoreError
 from vigil.config.settings import Settings, StorageSettings, check_settings
 from vigil.detector.onnx_detector import OnnxDetector
+from vigil.storage import postgres_migrations
 from vigil.storage.postgres import PostgresStore
 from vigil.storage.postgres_migrations import LATEST_SCHEMA_VERSION
 
@@ -77,6 +78,26 @@ async def test_a_database_from_a_newer_vigil_is_refused_and_left_untouched(postg
     assert "upgrade Vigil" in str(raised.value)
     assert postgres_dsn not in str(raised.value)
     assert await _fetchval(postgres_dsn, "SELECT version FROM vigil_schema_version") == 99
+
+
+async def test_a_failed_migration_leaves_the_database_at_the_version_before(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with PostgresStore(postgres_dsn):
+        pass
+    broken = "CREATE TABLE half_done (x INTEGER); SELECT 1 / 0;"
+    monkeypatch.setattr(postgres_migrations, "MIGRATIONS", (*postgres_migrations.MIGRATIONS, broken))
+    monkeypatch.setattr(postgres_migrations, "LATEST_SCHEMA_VERSION", LATEST_SCHEMA_VERSION + 1)
+
+    with pytest.raises(StoreError, match="division by zero"):
+        await PostgresStore(postgres_dsn).open()
+
+    assert await _fetchval(postgres_dsn, "SELECT version FROM vigil_schema_version") == LATEST_SCHEMA_VERSION
+    assert await _fetchval(postgres_dsn, "SELECT to_regclass('half_done') IS NULL") is True
+    # And the migration lock was given back: the next start is not kept waiting.
+    monkeypatch.undo()
+    async with deadline(), PostgresStore(postgres_dsn) as reopened:
+        assert await reopened.count_pairs() == 0
 
 
 async def test_processes_starting_together_migrate_once(postgres_dsn: str) -> None:
