@@ -251,7 +251,7 @@ async def open_app(
         accept_runtime_drift=settings.detector.accept_runtime_drift,
     )
     try:
-        store = _configured_store(settings, database=database, backend=backend, environ=os.environ)
+        store = configured_store(settings, database=database, backend=backend, environ=os.environ)
         await store.open()
         try:
             policy = _policy(settings, detector, replay=replay, threshold=threshold)
@@ -269,9 +269,11 @@ async def open_app(
         await detector.aclose()
 
 
-def _configured_store(
+def configured_store(
     settings: Settings, *, database: str, backend: StorageBackend, environ: Mapping[str, str]
 ) -> SqliteStore | PostgresStore:
+    """The store ``backend`` names, not yet opened: the SQLite file ``database``, or the Postgres server whose
+    DSN is in the environment variable the config names. Raises ``AppError`` when that is not possible."""
     cipher = TextCipher.from_environment(settings.encryption, environ)
     if backend == "sqlite":
         return SqliteStore(database, cipher=cipher)

@@ -8,10 +8,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
+from tests.cases.test_case_commands import vigil
 from tests.storage import postgres_server
 from tests.storage.builders import (
     BASE_TIME,
@@ -24,7 +27,9 @@ from tests.storage.builders import (
 )
 from tests.support.fakes import RecordingSink
 from tests.test_app import POLICY, SETTINGS, grooming
-from vigil.bots.app import App, AppError, _configured_store
+from vigil.bots.app import App, AppError, configured_store
+from vigil.bots.case_commands import CaseCommandError
+from vigil.bots.core.cases import CaseAction
 from vigil.bots.core.models import OutboxKind
 from vigil.bots.core.ports import PairChanges, SchemaTooNewError, StoreError
 from vigil.config.settings import Settings, StorageSettings, check_settings
@@ -243,15 +248,13 @@ def test_the_app_takes_the_dsn_from_the_environment_variable_the_config_names() 
     settings = Settings(storage=StorageSettings(backend="postgres", postgres_dsn_env="MY_DSN"))
     dsn = f"postgresql://vigil:{PASSWORD}@db.example/vigil"
 
-    store = _configured_store(
-        settings, database="unused.sqlite3", backend="postgres", environ={"MY_DSN": dsn}
-    )
+    store = configured_store(settings, database="unused.sqlite3", backend="postgres", environ={"MY_DSN": dsn})
 
     assert isinstance(store, PostgresStore)
     assert store.database == "PostgreSQL database vigil"
     assert PASSWORD not in repr(store)
     with pytest.raises(AppError, match="MY_DSN"):
-        _configured_store(settings, database="unused.sqlite3", backend="postgres", environ={})
+        configured_store(settings, database="unused.sqlite3", backend="postgres", environ={})
     problems = check_settings(settings, {})
     assert any("MY_DSN" in problem for problem in problems)
     assert not any("MY_DSN" in problem for problem in check_settings(settings, {"MY_DSN": dsn}))
@@ -286,3 +289,38 @@ def test_without_server_binaries_the_tests_skip_but_fail_under_ci(monkeypatch: p
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match=r"\.ci/run installs"):
         postgres_server.postgres_server_or_skip()
+
+
+# ---------------------------------------------------------------------- the case commands on Postgres
+
+
+async def test_the_case_commands_read_the_configured_postgres_database(
+    *,
+    postgres_dsn: str,
+    keyword_detector: OnnxDetector,
+    keyword_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with PostgresStore(postgres_dsn) as store:
+        harness = make_harness(store, keyword_detector)
+        first = await harness.raise_alert("adult", "kid")
+        await harness.service.act(actor=MODERATOR, case_number=first.case_number, action=CaseAction.CLAIM)
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[storage]\nbackend = "postgres"\npostgres_dsn_env = "TEST_DSN"\n'
+        f'[detector]\nmodel_dir = "{keyword_model_dir}"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TEST_DSN", postgres_dsn)
+
+    assert await vigil(config, "cases") == 0
+    assert f"{PLATFORM}/{SPACE}/1 " in capsys.readouterr().out
+    assert await vigil(config, "case", "1", "--platform", PLATFORM, "--space", SPACE) == 0
+    assert "claimed by mod-1" in capsys.readouterr().out
+    with pytest.raises(CaseCommandError, match="not built for the Postgres backend"):
+        await vigil(config, "rekey")
+    monkeypatch.delenv("TEST_DSN")
+    with pytest.raises(CaseCommandError, match="TEST_DSN"):
+        await vigil(config, "cases")
