@@ -13,10 +13,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.clock import Clock, utc_now
@@ -30,10 +30,13 @@ from vigil.bots.core.ports import AlertSink, Detector, Store
 from vigil.bots.core.retention import RetentionTask
 from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
 from vigil.bots.metrics import MetricsServer, VigilMetrics
-from vigil.config.settings import Secret, Secrets, Settings
+from vigil.config.settings import Secret, Secrets, Settings, StorageBackend
 from vigil.detector.onnx_detector import OnnxDetector, resolve_model_dir
 from vigil.storage.crypto import TextCipher
 from vigil.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from vigil.storage.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
 
@@ -227,8 +230,13 @@ async def open_app(
     replay: bool,
     threshold: float | None = None,
     metrics: VigilMetrics | None = None,
+    backend: StorageBackend = "sqlite",
 ) -> AsyncIterator[App]:
     """Open the detector and the store (with the configured cipher) and build the app on them.
+
+    ``backend`` "sqlite" opens ``database``; "postgres" opens the server whose DSN is in the environment
+    variable ``[storage] postgres_dsn_env`` (``vigil run`` passes the configured backend; replays over files
+    always use their own SQLite file).
 
     ``replay`` is for offline runs over files (scan, eval): no hourly cap and no cooldown, since replayed
     timestamps and wall time mean nothing for moderators' workload.
@@ -243,7 +251,7 @@ async def open_app(
         accept_runtime_drift=settings.detector.accept_runtime_drift,
     )
     try:
-        store = SqliteStore(database, cipher=TextCipher.from_environment(settings.encryption, os.environ))
+        store = configured_store(settings, database=database, backend=backend, environ=os.environ)
         await store.open()
         try:
             policy = _policy(settings, detector, replay=replay, threshold=threshold)
@@ -259,6 +267,29 @@ async def open_app(
             await store.close()
     finally:
         await detector.aclose()
+
+
+def configured_store(
+    settings: Settings, *, database: str, backend: StorageBackend, environ: Mapping[str, str]
+) -> SqliteStore | PostgresStore:
+    """The store ``backend`` names, not yet opened: the SQLite file ``database``, or the Postgres server whose
+    DSN is in the environment variable the config names. Raises ``AppError`` when that is not possible."""
+    cipher = TextCipher.from_environment(settings.encryption, environ)
+    if backend == "sqlite":
+        return SqliteStore(database, cipher=cipher)
+    variable = settings.storage.postgres_dsn_env
+    dsn = environ.get(variable, "").strip()
+    if not dsn:
+        # The variable's name only: its value is a secret.
+        raise AppError(f'[storage] backend is "postgres" but the environment variable {variable} is not set')
+    try:
+        # Imported here: asyncpg is an optional extra (pip install vigil[postgres]).
+        from vigil.storage.postgres import PostgresStore  # noqa: PLC0415
+    except ImportError:
+        raise AppError(
+            '[storage] backend is "postgres" but asyncpg is not installed: pip install "vigil[postgres]"'
+        ) from None
+    return PostgresStore(dsn, cipher=cipher, max_connections=settings.storage.postgres_max_connections)
 
 
 def _policy(

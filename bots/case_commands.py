@@ -17,8 +17,9 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vigil.bots.app import open_app
+from vigil.bots.app import AppError, configured_store, open_app
 from vigil.bots.cli_help import PLATFORM_HELP, add_command
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseSummary, CaseView, Role
@@ -36,6 +37,9 @@ from vigil.config.settings import Settings, load_settings
 from vigil.detector import ModelLoadError, read_model_info, resolve_model_dir
 from vigil.storage.crypto import TextCipher
 from vigil.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from vigil.storage.postgres import PostgresStore
 
 __all__ = ["CaseCommandError", "discord_message_link", "register_case_commands"]
 
@@ -223,18 +227,34 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def _open_store(args: argparse.Namespace) -> AsyncIterator[tuple[Settings, SqliteStore]]:
+async def _open_store(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[Settings, SqliteStore | PostgresStore]]:
+    """The configured store ([storage] backend): the SQLite file, which must exist, or the Postgres server."""
     settings = _settings(args)
     database = settings.resolved_database_path(None)
-    if database != ":memory:" and not await asyncio.to_thread(Path(database).exists):
-        raise CaseCommandError(f"no database at {database}: check [storage] database in the config")
-    cipher = TextCipher.from_environment(settings.encryption, os.environ)
-    store = SqliteStore(database, cipher=cipher)
+    await _check_database_exists(settings, database, allow_memory=True)
+    try:
+        store = configured_store(
+            settings, database=database, backend=settings.storage.backend, environ=os.environ
+        )
+    except AppError as error:
+        raise CaseCommandError(str(error)) from None
     await store.open()
     try:
         yield settings, store
     finally:
         await store.close()
+
+
+async def _check_database_exists(settings: Settings, database: str, *, allow_memory: bool) -> None:
+    """A SQLite file is never created by a case command (a typo would open an empty database)."""
+    if settings.storage.backend != "sqlite":
+        return
+    if database == ":memory:" and allow_memory:
+        return
+    if database == ":memory:" or not await asyncio.to_thread(Path(database).exists):
+        raise CaseCommandError(f"no database at {database}: check [storage] database in the config")
 
 
 def _signal_labels(settings: Settings) -> dict[str, str]:
@@ -323,10 +343,9 @@ async def _pair(args: argparse.Namespace) -> int:
         )
     settings = _settings(args)
     database = settings.resolved_database_path(None)
-    if database == ":memory:" or not await asyncio.to_thread(Path(database).exists):
-        raise CaseCommandError(f"no database at {database}: check [storage] database in the config")
+    await _check_database_exists(settings, database, allow_memory=False)
     # The app, not the bare store: the outlook is judged by the policy `vigil run` uses (the model's).
-    async with open_app(settings, database=database, replay=False) as app:
+    async with open_app(settings, database=database, replay=False, backend=settings.storage.backend) as app:
         service = app.moderator_service(platform)
         answer = await service.pair_history(
             _operator(platform=platform, space_id=space_id), first=args.first, second=args.second
@@ -480,6 +499,8 @@ async def _forget(args: argparse.Namespace) -> int:
 
 async def _rekey(args: argparse.Namespace) -> int:
     async with _open_store(args) as (settings, store):
+        if not isinstance(store, SqliteStore):
+            raise CaseCommandError("rekey is not built for the Postgres backend yet (docs/scale.md)")
         cipher = TextCipher.from_environment(settings.encryption, os.environ)
         if cipher is None:
             raise CaseCommandError(

@@ -528,7 +528,9 @@ async def _run(args: argparse.Namespace) -> int:
     secrets = resolve_secrets(settings, os.environ)
     database = settings.resolved_database_path(config_dir)
     stop = asyncio.Event()
-    async with open_app(settings, database=database, replay=False, metrics=VigilMetrics()) as app:
+    async with open_app(
+        settings, database=database, replay=False, metrics=VigilMetrics(), backend=settings.storage.backend
+    ) as app:
         with stop_on_signals(stop):
             await app.serve(secrets=secrets, stop=stop)
     return 0

@@ -50,6 +50,7 @@ __all__ = [
     "Settings",
     "SlackMode",
     "SlackSettings",
+    "StorageBackend",
     "StorageSettings",
     "check_settings",
     "load_settings",
@@ -170,10 +171,19 @@ class _SelfChecking(Protocol):
     def consistency_problems(self, *, path: str) -> list[str]: ...
 
 
+StorageBackend = Literal["sqlite", "postgres"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageSettings:
-    # A relative path is relative to the config file's directory; ":memory:" keeps nothing on disk.
+    # "sqlite": one file, one process (the default). "postgres": a PostgreSQL server (docs/scale.md).
+    backend: StorageBackend = "sqlite"
+    # SQLite only. Relative paths are relative to the config file's folder; ":memory:" keeps nothing on disk.
     database: str = _setting("vigil.sqlite3", non_empty=True)
+    # Postgres only: the NAME of the environment variable holding the DSN (it may hold a password).
+    postgres_dsn_env: str = _setting("VIGIL_POSTGRES_DSN", env_var_name=True)
+    # Postgres only: the most connections one Vigil process opens.
+    postgres_max_connections: int = _setting(4, at_least=1, at_most=100)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,8 +446,12 @@ def _missing_env_problem(environ: Mapping[str, str], *, enabled: str, name: str,
 
 
 def check_settings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
-    """Problems that would stop an enabled platform from starting; never includes a secret's value."""
+    """Problems that would stop the store or an enabled platform from starting; never a secret's value."""
     needed: list[tuple[str, str, str]] = []
+    if settings.storage.backend == "postgres":
+        needed.append(
+            ('storage.backend is "postgres"', settings.storage.postgres_dsn_env, "the PostgreSQL DSN")
+        )
     if settings.discord.enabled:
         needed.append(("discord is enabled", settings.discord.token_env, "the Discord bot token"))
     if settings.slack.enabled:

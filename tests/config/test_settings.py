@@ -675,3 +675,22 @@ def test_check_settings_for_http_and_slack_oauth() -> None:
     secrets = resolve_secrets(settings, {"VIGIL_HTTP_SECRET": " h-secret ", "VIGIL_WEBHOOK_SECRET": "w"})
     assert secrets.http_secret is not None and secrets.http_secret.reveal() == "h-secret"
     assert "h-secret" not in repr(secrets)
+
+
+# --- storage backend ------------------------------------------------------------------------------------
+
+
+def test_the_storage_backend_is_sqlite_or_postgres_and_the_dsn_only_comes_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(None).storage.backend == "sqlite"
+    chosen = load_settings(write_config(tmp_path, '[storage]\nbackend = "postgres"\n'))
+    assert chosen.storage.backend == "postgres"
+    assert chosen.storage.postgres_dsn_env == "VIGIL_POSTGRES_DSN"
+
+    with pytest.raises(ConfigError, match=r"storage\.backend"):
+        load_settings(write_config(tmp_path, '[storage]\nbackend = "mysql"\n'))
+    pasted = "postgresql://vigil:hunter2@db/vigil"
+    with pytest.raises(ConfigError, match=r"storage\.postgres_dsn_env") as raised:
+        load_settings(write_config(tmp_path, f'[storage]\npostgres_dsn_env = "{pasted}"\n'))
+    assert "hunter2" not in str(raised.value)

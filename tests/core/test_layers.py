@@ -28,6 +28,7 @@ class Layer:
 _OUTSIDE_WORLD = (
     "aiohttp",
     "aiosqlite",
+    "asyncpg",
     "cryptography",
     "discord",
     "onnxruntime",

@@ -1,6 +1,7 @@
 """The store contract added with schema version 2: records, cases, audit, evidence, retention, erasure.
 
-Runs against every backend in ``STORE_FACTORIES`` (and an encrypted SQLite store), like the base contract.
+Runs against every backend in ``STORE_FACTORIES`` (and encrypted SQLite and Postgres stores), like the base
+contract.
 """
 
 from __future__ import annotations
@@ -28,10 +29,21 @@ from vigil.bots.core.models import AlertStatus, PairKey, WindowMessage
 from vigil.bots.core.ports import CaseRecord, Store
 from vigil.storage import SqliteStore
 from vigil.storage.crypto import TextCipher
+from vigil.storage.postgres import PostgresStore
 
 
-async def _open_sqlite_encrypted(tmp_path: Path) -> Store:
+async def _open_sqlite_encrypted(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store = SqliteStore(tmp_path / "encrypted.sqlite3", cipher=TextCipher(key=secrets.token_bytes(32)))
+    await store.open()
+    return store
+
+
+async def _open_postgres_encrypted(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    store = PostgresStore(
+        request.getfixturevalue("postgres_dsn"),
+        cipher=TextCipher(key=secrets.token_bytes(32)),
+        max_connections=2,
+    )
     await store.open()
     return store
 
@@ -39,13 +51,14 @@ async def _open_sqlite_encrypted(tmp_path: Path) -> Store:
 FACTORIES: tuple[tuple[str, StoreFactory], ...] = (
     *STORE_FACTORIES,
     ("sqlite-encrypted", _open_sqlite_encrypted),
+    ("postgres-encrypted", _open_postgres_encrypted),
 )
 
 
 @pytest.fixture(params=[factory for _, factory in FACTORIES], ids=[name for name, _ in FACTORIES])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     factory: StoreFactory = request.param
-    opened = await factory(tmp_path)
+    opened = await factory(request, tmp_path)
     try:
         yield opened
     finally:
@@ -117,6 +130,47 @@ async def test_records_roll_back_with_the_transaction(store: Store) -> None:
             await store.put_record("ns", "k", "v")
             raise RuntimeError("boom")
     assert await store.get_record("ns", "k") is None
+
+
+async def test_every_stored_text_takes_any_character_even_nul(store: Store) -> None:
+    # Chat platforms pass control characters through; one in a message must not stop a backend (PostgreSQL's
+    # text type refuses NUL) from storing the window, the evidence or the moderators' notes.
+    odd = "a\x00b\x01c \u2028 \ud7ff \U0001f600 end"
+    case = await new_case(store)
+    key = case.alert.key
+    window_message = message(1, text=odd)
+    await store.append_window(key, window_message, keep=5)
+    assert await store.load_window(key) == [window_message]
+    assert await store.preserve_evidence(alert_id=case.alert.alert_id, messages=[window_message]) == 1
+    assert await store.load_evidence(case.alert.alert_id) == [window_message]
+    changed = dataclasses.replace(
+        case,
+        alert=dataclasses.replace(case.alert, evidence=(window_message,)),
+        state=CaseState.DISMISSED,
+        dismiss_reason=odd,
+        closed_at=BASE_TIME,
+    )
+    await store.update_case(changed)
+    assert await store.case_for_alert(case.alert.alert_id) == changed
+    await store.put_record("ns", "k", odd)
+    assert await store.get_record("ns", "k") == odd
+    assert await store.list_records("ns") == {"k": odd}
+    event = await store.append_audit(
+        platform=key.platform,
+        space_id=key.space_id,
+        case_number=case.alert.case_number,
+        at=BASE_TIME,
+        actor_id="mod-1",
+        action="note",
+        before=odd,
+        after=odd,
+        detail=odd,
+    )
+    stored = await store.audit_events(
+        platform=key.platform, space_id=key.space_id, case_number=case.alert.case_number
+    )
+    assert stored == [event]
+    assert (event.before, event.after, event.detail) == (odd, odd, odd)
 
 
 # ---------------------------------------------------------------------- cases

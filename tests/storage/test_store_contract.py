@@ -23,24 +23,33 @@ from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSe
 from vigil.bots.core.pairing import PairResolver, TurnMemory
 from vigil.bots.core.ports import PairChanges, Store, StoreError
 from vigil.storage import InMemoryStore, SqliteStore
+from vigil.storage.postgres import PostgresStore
 
-StoreFactory = Callable[[Path], Awaitable[Store]]
+# A factory gets the test's request (to ask for fixtures such as a Postgres database) and its tmp_path.
+StoreFactory = Callable[[pytest.FixtureRequest, Path], Awaitable[Store]]
 
 
-async def _open_sqlite_in_memory(tmp_path: Path) -> Store:
+async def _open_sqlite_in_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store = SqliteStore(":memory:")
     await store.open()
     return store
 
 
-async def _open_sqlite_file(tmp_path: Path) -> Store:
+async def _open_sqlite_file(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store = SqliteStore(tmp_path / "contract.sqlite3")
     await store.open()
     return store
 
 
-async def _open_memory(tmp_path: Path) -> Store:
+async def _open_memory(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store = InMemoryStore()
+    await store.open()
+    return store
+
+
+async def _open_postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    # A fresh database on this test process's throwaway server (tests/storage/conftest.py).
+    store = PostgresStore(request.getfixturevalue("postgres_dsn"), max_connections=2)
     await store.open()
     return store
 
@@ -50,13 +59,14 @@ STORE_FACTORIES: tuple[tuple[str, StoreFactory], ...] = (
     ("sqlite-memory", _open_sqlite_in_memory),
     ("sqlite-file", _open_sqlite_file),
     ("memory", _open_memory),
+    ("postgres", _open_postgres),
 )
 
 
 @pytest.fixture(params=[factory for _, factory in STORE_FACTORIES], ids=[name for name, _ in STORE_FACTORIES])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     factory: StoreFactory = request.param
-    opened = await factory(tmp_path)
+    opened = await factory(request, tmp_path)
     try:
         yield opened
     finally:
