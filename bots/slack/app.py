@@ -79,7 +79,7 @@ from vigil.bots.slack.blocks import (
     refusal_modal,
 )
 from vigil.bots.slack.catch_up import CatchUpOptions, catch_up_window, read_missed
-from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands, transcript_reply
+from vigil.bots.slack.commands import COMMAND, Reply, VigilCommands
 from vigil.bots.slack.installation_store import VigilInstallationStore, VigilOAuthStateStore
 from vigil.bots.slack.shared_files import SWEEP_INTERVAL, SharedFiles
 from vigil.bots.slack.sink import SlackSink
@@ -1289,17 +1289,8 @@ class SlackAdapter:
         enterprise_id: str | None,
     ) -> Reply:
         if action_id == ACTION_TRANSCRIPT:
-            transcript = await self._cases.transcript(actor=actor, case_number=case_number)
-            if not transcript.ok:
-                return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
-            return await transcript_reply(
-                client,
-                files=self._files,
-                team_id=actor.space_id,
-                enterprise_id=enterprise_id,
-                user_id=actor.user_id,
-                case_number=case_number,
-                transcript=transcript,
+            return await self._commands.send_transcript(
+                client, actor=actor, case_number=case_number, enterprise_id=enterprise_id
             )
         if action_id == ACTION_SNOOZE:
             if hours is None:

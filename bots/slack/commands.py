@@ -571,6 +571,24 @@ class VigilCommands:
             return f"• Chart sent to your direct messages with Vigil: {what}. {expiry}."
         return f"• :warning: The chart could not be sent: {mrkdwn_escape(sent.problem or 'unknown')}."
 
+    async def send_transcript(
+        self, client: AsyncWebClient, *, actor: Actor, case_number: int, enterprise_id: str | None
+    ) -> Reply:
+        """A case's whole transcript for the child-safety group (``/vigil case N transcript`` and the
+        alert's Transcript button): a file in the asker's DM, or why not."""
+        transcript = await self._cases.transcript(actor=actor, case_number=case_number)
+        if not transcript.ok:
+            return Reply(text=transcript.message or "Only the child-safety group can see transcripts.")
+        return await transcript_reply(
+            client,
+            files=self._files,
+            team_id=actor.space_id,
+            enterprise_id=enterprise_id,
+            user_id=actor.user_id,
+            case_number=case_number,
+            transcript=transcript,
+        )
+
     async def _case(
         self,
         client: AsyncWebClient,
@@ -588,17 +606,8 @@ class VigilCommands:
         verb = args[1].lower() if len(args) > 1 else ""
         actor = access.actor
         if verb == "transcript":
-            transcript = await self._cases.transcript(actor=actor, case_number=number)
-            if not transcript.ok:
-                return Reply(text=transcript.message or "You cannot see this case's transcript.")
-            return await transcript_reply(
-                client,
-                files=self._files,
-                team_id=actor.space_id,
-                enterprise_id=enterprise_id,
-                user_id=actor.user_id,
-                case_number=number,
-                transcript=transcript,
+            return await self.send_transcript(
+                client, actor=actor, case_number=number, enterprise_id=enterprise_id
             )
         if verb == "note":
             note = raw.strip().split(None, 3)[3] if len(raw.strip().split(None, 3)) > 3 else ""
