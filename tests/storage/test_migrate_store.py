@@ -4,6 +4,7 @@ reads back identically through ``PostgresStore``; the refusals leave both databa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
 from datetime import timedelta
@@ -15,6 +16,8 @@ import pytest
 
 from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, START, make_harness
 from tests.support.fakes import FakeClock
+from vigil.bots import progress
+from vigil.bots.cli import main
 from vigil.bots.core.cases import CaseAction
 from vigil.bots.core.models import PairKey, SpaceSettings
 from vigil.bots.core.monitor import SkipReason
@@ -260,3 +263,53 @@ async def _fetch_regclass(dsn: str) -> object:
         return await connection.fetchval("SELECT to_regclass('vigil_schema_version')")
     finally:
         await connection.close()
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def _config(tmp_path: Path, *, backend: str) -> Path:
+    config = tmp_path / "vigil.toml"
+    config.write_text(f'[storage]\nbackend = "{backend}"\npostgres_dsn_env = "TEST_DSN"\n', encoding="utf-8")
+    return config
+
+
+async def test_the_command_copies_reports_counts_and_refuses_a_sqlite_config(
+    *,
+    postgres_dsn: str,
+    keyword_detector: OnnxDetector,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = tmp_path / "vigil.sqlite3"
+    await _build_sqlite(source, keyword_detector, cipher=None)
+    monkeypatch.setenv("TEST_DSN", postgres_dsn)
+    postgres_config = _config(tmp_path, backend="postgres")
+
+    def vigil(*args: str) -> int:
+        return main(["migrate-store", "--from", str(source), *args])
+
+    sqlite_config = tmp_path / "sqlite.toml"
+    sqlite_config.write_text('[storage]\nbackend = "sqlite"\n', encoding="utf-8")
+    assert await asyncio.to_thread(vigil, "--config", str(sqlite_config)) == 2
+    assert 'backend = "postgres"' in capsys.readouterr().err
+
+    assert await asyncio.to_thread(vigil, "--config", str(postgres_config), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would copy" in out and "alerts" in out
+    assert await _fetch_regclass(postgres_dsn) is None
+
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)  # a progress line on every batch, even this small run
+    assert await asyncio.to_thread(vigil, "--config", str(postgres_config)) == 0
+    captured = capsys.readouterr()
+    assert "Copied" in captured.out and "3 alerts" in captured.out
+    assert "migrate-store: 100%" in captured.err and "rows copied" in captured.err
+    assert postgres_dsn not in captured.out + captured.err
+
+    assert await asyncio.to_thread(vigil, "--config", str(postgres_config)) == 2
+    assert "already holds data" in capsys.readouterr().err
+
+    monkeypatch.delenv("TEST_DSN")
+    assert await asyncio.to_thread(vigil, "--config", str(postgres_config)) == 2
+    assert "TEST_DSN" in capsys.readouterr().err
