@@ -87,6 +87,16 @@ async def _build_sqlite(path: Path, detector: OnnxDetector, *, cipher: TextCiphe
             )
         )
         await store.put_record("slack.installations", "T123", '{"bot_token": "xoxb-not-real"}')
+        # An entry about no case (as `vigil forget` writes), with a time that is not a whole second.
+        await store.append_audit(
+            platform=PLATFORM,
+            space_id=SPACE,
+            case_number=None,
+            at=START + timedelta(microseconds=123_457),
+            actor_id="cli:admin",
+            action="forget",
+            detail="erased 3 messages of member-9",
+        )
         await store.save_turn_memory(
             TurnMemory(location=(PLATFORM, SPACE, "general", None), turns='[["m1", "adult"]]', last_at_s=1e9),
             saved_at=START,
@@ -138,6 +148,13 @@ async def test_everything_reads_back_identically_and_case_numbers_continue(
     await _build_sqlite(source, keyword_detector, cipher=_cipher(encrypted))
     async with SqliteStore(source, cipher=_cipher(encrypted)) as sqlite_store:
         before = await _snapshot(sqlite_store)
+    # Nothing compared below is vacuous: every kind of row the build made is there to compare.
+    cases = before["cases"]
+    assert [case.alert.case_number for case in cases] == [1, 2, 3]
+    assert cases[0].hold_until is not None and cases[1].dismiss_reason == "a game: né"
+    assert before["evidence"][0] and before["deliveries"] and before["turns"] and before["records"]
+    assert all(before["windows"]) and all(before["risk"]) and before["settings"] is not None
+    assert [event.action for event in before["audit"][3]] == ["forget"]
     source_bytes = source.read_bytes()
 
     totals: list[int] = []
@@ -178,6 +195,28 @@ async def test_the_same_key_is_needed_after_the_copy(
     await migrate_sqlite_to_postgres(source=source, dsn=postgres_dsn)
     with pytest.raises(Exception, match="encrypted, but no encryption key is set"):
         await PostgresStore(postgres_dsn).open()
+
+
+async def test_a_copy_that_fails_half_way_leaves_nothing_and_can_be_run_again(
+    postgres_dsn: str, keyword_detector: OnnxDetector, tmp_path: Path
+) -> None:
+    source = tmp_path / "vigil.sqlite3"
+    await _build_sqlite(source, keyword_detector, cipher=None)
+    batches: list[int] = []
+
+    def fail_on_the_fourth_batch(rows: int) -> None:
+        batches.append(rows)
+        if len(batches) == 4:
+            raise RuntimeError("the connection dropped")
+
+    with pytest.raises(RuntimeError, match="the connection dropped"):
+        await migrate_sqlite_to_postgres(
+            source=source, dsn=postgres_dsn, batch=2, on_rows=fail_on_the_fourth_batch
+        )
+    assert set((await _table_counts(postgres_dsn)).values()) == {0}
+
+    report = await migrate_sqlite_to_postgres(source=source, dsn=postgres_dsn)
+    assert await _table_counts(postgres_dsn) == {name: dict(report.counts)[name] for name in TABLES_WITH_DATA}
 
 
 async def test_a_non_empty_target_is_refused_and_left_as_it_was(
