@@ -417,7 +417,7 @@ async def _copy(
             order = f" ORDER BY {table.identity}" if table.identity else ""
             async with reader.execute(f"SELECT {table.column_names} FROM {table.name}{order}") as cursor:
                 while rows := list(await cursor.fetchmany(batch)):
-                    await connection.executemany(insert, [table.convert(row) for row in rows])
+                    await connection.executemany(insert, _converted(table, rows, target=target))
                     if on_rows is not None:
                         on_rows(len(rows))
             if table.identity:
@@ -435,3 +435,14 @@ async def _copy(
                     f"{name}: {copied} rows in the {target} after the copy, {expected[name]} in the source; "
                     "nothing was copied."
                 )
+
+
+def _converted(table: _Table, rows: Sequence[Sequence[Any]], *, target: str) -> list[tuple[Any, ...]]:
+    try:
+        return [table.convert(row) for row in rows]
+    except (ValueError, TypeError) as error:
+        # The kind of failure only: the offending value may be someone's message.
+        raise MigrationError(
+            f"{table.name}: a row of the SQLite database cannot be read ({type(error).__name__}: a damaged "
+            f"value?). Nothing was copied into the {target}."
+        ) from None

@@ -219,6 +219,21 @@ async def test_a_copy_that_fails_half_way_leaves_nothing_and_can_be_run_again(
     assert await _table_counts(postgres_dsn) == {name: dict(report.counts)[name] for name in TABLES_WITH_DATA}
 
 
+async def test_a_damaged_value_stops_the_copy_without_quoting_it(
+    postgres_dsn: str, keyword_detector: OnnxDetector, tmp_path: Path
+) -> None:
+    source = tmp_path / "vigil.sqlite3"
+    await _build_sqlite(source, keyword_detector, cipher=None)
+    with sqlite3.connect(source) as connection:
+        connection.execute("UPDATE risk_history SET timestamp = 'private words' WHERE point_id = 2")
+    connection.close()
+
+    with pytest.raises(MigrationError, match=r"risk_history: a row .* cannot be read") as raised:
+        await migrate_sqlite_to_postgres(source=source, dsn=postgres_dsn)
+    assert "private words" not in str(raised.value)
+    assert set((await _table_counts(postgres_dsn)).values()) == {0}
+
+
 async def test_a_non_empty_target_is_refused_and_left_as_it_was(
     postgres_dsn: str, keyword_detector: OnnxDetector, tmp_path: Path
 ) -> None:
