@@ -260,7 +260,7 @@ async def migrate_sqlite_to_postgres(
     async with _open_source(source) as reader:
         await _check_source(reader, source=source)
         # One read transaction: the counts and the copy see one snapshot, whatever else reads the file.
-        await reader.execute("BEGIN")
+        await _run(reader, "BEGIN")
         try:
             counts = tuple([(name, await _count(reader, name)) for name in TABLE_NAMES])
             encrypted = await _source_encrypted(reader)
@@ -279,13 +279,18 @@ async def migrate_sqlite_to_postgres(
             finally:
                 await connection.close()
         finally:
-            await reader.execute("ROLLBACK")
+            await _run(reader, "ROLLBACK")  # it only read
     report = MigrationReport(
         source=str(source), target=target, counts=counts, encrypted=encrypted, dry_run=dry_run
     )
     if not dry_run:
         logger.info("Copied %d rows from %s into the %s", report.total, source, target)
     return report
+
+
+async def _run(reader: aiosqlite.Connection, statement: str) -> None:
+    async with reader.execute(statement):
+        pass
 
 
 @asynccontextmanager
