@@ -44,6 +44,7 @@ from vigil.bots.importers import (
 )
 from vigil.bots.init_wizard import INIT_EXAMPLES, INIT_SUMMARY, add_init_arguments, init_command
 from vigil.bots.metrics import VigilMetrics, configure_logging, fetch_metrics, format_status
+from vigil.bots.migrate_store import register_migrate_store
 from vigil.bots.progress import CONVERSATIONS, Progress, input_size
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
 from vigil.bots.scan_report import PairTrajectory, latest_alerts, write_scan_report
@@ -658,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_show)
 
     register_case_commands(sub)
+    register_migrate_store(sub)
     # The global options also work after the command (`vigil run --config my-vigil.toml`, as people type it);
     # SUPPRESS keeps a value given before the command when none is given after it.
     for command in sub.choices.values():

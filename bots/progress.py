@@ -1,6 +1,7 @@
-"""The progress line of long ``vigil`` runs (scan, eval, rekey): how far, how fast, about how long is left.
+"""The progress line of long ``vigil`` runs (scan, eval, rekey, migrate-store): how far, how fast, about
+how long is left.
 
-One rule for all three: the share done of a total known up front (the input files' bytes, the database's
+One rule for all of them: the share done of a total known up front (the input files' bytes, the database's
 rows), the counts so far, a rate, and the time left extrapolated from the share done, written to stderr at
 most every few seconds. Never any message text.
 """
@@ -19,6 +20,7 @@ from typing import Self, TextIO
 
 __all__ = [
     "CONVERSATIONS",
+    "MIGRATE",
     "REKEY",
     "Progress",
     "Tally",
@@ -51,6 +53,7 @@ CONVERSATIONS = Tally(
     rate_of="messages",
     rate_unit="msg/s",
 )
+MIGRATE = Tally(counts=(("rows", "rows copied"),), rate_of="rows", rate_unit="rows/s")
 REKEY = Tally(
     counts=(("rows", "rows checked"), ("values", "values re-encrypted")), rate_of="rows", rate_unit="rows/s"
 )
