@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,18 @@ class App:
         """The outbox worker, once a sink is attached."""
         return self._outbox
 
-    def attach_sink(self, sink: AlertSink) -> OutboxWorker:
+    def attach_sink(self, sink: AlertSink, *, worker_name: str | None = None) -> OutboxWorker:
+        """The app's outbox worker, delivering to ``sink``. ``worker_name`` (by default this host's name and
+        "vigil") must differ between live workers sharing the store, and stay the same across a worker's
+        restarts: a worker starting takes back the claims its name holds."""
         if self._outbox is not None:
             raise RuntimeError("an alert sink is already attached")
-        self._outbox = OutboxWorker(
+        self._outbox = self.outbox_worker(sink, name=worker_name or outbox_worker_name("vigil"))
+        return self._outbox
+
+    def outbox_worker(self, sink: AlertSink, *, name: str) -> OutboxWorker:
+        """A delivery worker on this app's store, as configured; ``vigil deliver`` runs several."""
+        return OutboxWorker(
             store=self.store,
             cases=self.cases,
             sink=sink,
@@ -114,8 +123,8 @@ class App:
                 poll_interval_s=self.settings.outbox.poll_interval_s,
             ),
             clock=self.clock,
+            name=name,
         )
-        return self._outbox
 
     def notify_outbox(self) -> None:
         if self._outbox is not None:
@@ -220,6 +229,11 @@ class App:
                 with contextlib.suppress(Exception):
                     await close()
         logger.info("vigil stopped")
+
+
+def outbox_worker_name(role: str) -> str:
+    """A delivery worker's default name: this host and its role, stable across restarts."""
+    return f"{socket.gethostname()}:{role}"
 
 
 @contextlib.asynccontextmanager

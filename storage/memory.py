@@ -43,7 +43,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
-from vigil.storage.claims import new_claim_token
+from vigil.storage.claims import claim_prefix, new_claim_token
 
 __all__ = ["InMemoryStore"]
 
@@ -563,6 +563,16 @@ class InMemoryStore:
             for item in due:
                 tables.outbox_claims[item.item_id] = (claim, now + lease)
         return [dataclasses.replace(item, claim=claim) for item in due]
+
+    async def release_claims(self, *, worker: str) -> int:
+        prefix = claim_prefix(worker)
+        async with self._tables_locked() as tables:
+            released = [
+                item_id for item_id, (claim, _) in tables.outbox_claims.items() if claim.startswith(prefix)
+            ]
+            for item_id in released:
+                del tables.outbox_claims[item_id]
+        return len(released)
 
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None

@@ -53,7 +53,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
-from vigil.storage.claims import new_claim_token
+from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.postgres_migrations import (
     ADVISORY_LOCK_CLASS,
@@ -998,6 +998,14 @@ class PostgresStore:
             )
         ordered = sorted(rows, key=lambda row: (row["next_attempt_at"], row["item_id"]))
         return [dataclasses.replace(_outbox_item_from_row(row), claim=claim) for row in ordered]
+
+    async def release_claims(self, *, worker: str) -> int:
+        async with self._connection("releasing delivery claims") as connection:
+            status = await connection.execute(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE starts_with(claimed_by, $1)",
+                claim_prefix(worker),
+            )
+        return int(status.rsplit(" ", 1)[-1])
 
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None

@@ -37,7 +37,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
-from vigil.storage.claims import new_claim_token
+from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
 
@@ -1006,6 +1006,16 @@ class SqliteStore:
                     (claim, _timestamp_text(now + lease), *ids),
                 )
         return [dataclasses.replace(_outbox_item_from_row(row), claim=claim) for row in rows]
+
+    async def release_claims(self, *, worker: str) -> int:
+        prefix = claim_prefix(worker)
+        async with self._writing("releasing delivery claims") as connection:
+            return await _execute(
+                connection,
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE substr(claimed_by, 1, length(?)) = ?",
+                (prefix, prefix),
+            )
 
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None

@@ -368,6 +368,11 @@ class OutboxStore(Protocol):
         self, *, now: datetime, limit: int, lease: timedelta, worker: str
     ) -> list[OutboxItem]: ...
 
+    # Gives back every item held under any claim ``worker`` made (a previous life of that worker, killed
+    # mid-delivery, or one stopping with a batch undelivered): due again at once, attempts unchanged. Returns
+    # how many were released.
+    async def release_claims(self, *, worker: str) -> int: ...
+
     # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
     # meanwhile (revision still <= ``revision``); a newer revision stays pending (and unclaimed). A non-None
     # ``ref`` is stored on the alert either way. With ``claim``: only while the item is still held under that

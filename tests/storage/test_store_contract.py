@@ -950,6 +950,21 @@ async def test_a_revision_enqueued_during_a_claimed_update_keeps_the_claim_then_
     assert (newer.item_id, newer.revision) == (held.item_id, 3)
 
 
+async def test_a_restarted_worker_takes_back_its_own_claims_only(store: Store) -> None:
+    alert_ids = await _posts_due(store, 3)
+    mine = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="host-1")
+    [theirs] = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="host-10")
+
+    # "host-1" died mid-delivery and starts again: its items are due at once; "host-10"'s claim stays.
+    assert await store.release_claims(worker="host-1") == 2
+    again = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="host-1")
+
+    assert [item.alert_id for item in again] == [item.alert_id for item in mine] == alert_ids[:2]
+    assert (again[0].attempts, again[0].next_attempt_at) == (0, BASE_TIME)
+    assert theirs.alert_id == alert_ids[2]
+    assert await store.release_claims(worker="nobody") == 0
+
+
 async def test_claim_arguments_are_checked(store: Store) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.claim_deliveries(now=BASE_TIME, limit=-1, lease=LEASE, worker="a")
