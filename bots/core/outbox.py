@@ -83,12 +83,17 @@ class OutboxWorker:
     def name(self) -> str:
         return self._name
 
+    async def release_claims(self) -> int:
+        """Give back every item this worker holds (call once its ``run`` is cancelled: a batch cut short is
+        due again at once for every worker, rather than at the end of its lease)."""
+        return await self._store.release_claims(worker=self._name)
+
     async def drain_once(self) -> int:
         """Attempt every item that is due now and no other worker holds; returns how many were delivered."""
         if not self._recovered:
             # What this worker claimed before a crash or a stop is its own again, rather than waiting out
             # the lease.
-            released = await self._store.release_claims(worker=self._name)
+            released = await self.release_claims()
             self._recovered = True
             if released:
                 logger.info("outbox worker %s took back %d claimed deliveries", self._name, released)
