@@ -8,15 +8,17 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.storage.builders import BASE_TIME, deadline, make_alert, make_pair_key, make_pair_state
+from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.models import DeliveryResult, OutboxKind
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
-from vigil.bots.core.ports import Delivery, Store
+from vigil.bots.core.ports import AlertSink, Delivery, Store
 from vigil.storage import InMemoryStore, SqliteStore
 from vigil.storage.postgres import PostgresStore
 
@@ -158,3 +160,68 @@ async def test_two_workers_post_each_alert_once_and_its_update_after_it(stores: 
             (OutboxKind.UPDATE, 2, f"ref-{alert_id}"),
         ], "the update after the post, onto the posted message"
     assert {entry.worker for entry in shown} == {"worker-a", "worker-b"}, "both workers took part"
+
+
+class StuckSink:
+    """A post that never returns: the worker holding it is as good as killed."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        self.started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        return await self.post(delivery)
+
+
+async def test_a_killed_workers_alert_goes_to_another_after_the_lease_or_back_to_it_on_restart(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    key = make_pair_key()
+    await first.save_pair(make_pair_state(key))
+    alert = await first.create_alert(make_alert(key))
+    await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    clock = FakeClock(BASE_TIME)
+    config = OutboxConfig(lease_s=60.0)
+
+    def worker(store: Store, sink: AlertSink, name: str) -> OutboxWorker:
+        return OutboxWorker(
+            store=store, cases=CaseService(store=store), sink=sink, config=config, clock=clock, name=name
+        )
+
+    stuck = StuckSink()
+    async with deadline():
+        killed = asyncio.create_task(worker(first, stuck, "worker-a").drain_once())
+        await stuck.started.wait()
+        killed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await killed
+
+        other = RecordingSink()
+        # Within the lease the alert is still worker-a's: nobody else posts it.
+        clock.advance(timedelta(seconds=59))
+        assert await worker(second, other, "worker-b").drain_once() == 0
+        # worker-a started again under its name takes its claim back at once.
+        restarted = RecordingSink()
+        assert await worker(first, restarted, "worker-a").drain_once() == 1
+        assert [posted.alert_id for posted in restarted.posted] == [alert.alert_id] and other.posted == []
+
+        # The same again, but worker-a never comes back: after the lease, worker-b delivers it.
+        await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.UPDATE, revision=2, now=clock())
+        stuck = StuckSink()
+        killed = asyncio.create_task(worker(first, stuck, "worker-a").drain_once())
+        await stuck.started.wait()
+        killed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await killed
+        assert await worker(second, other, "worker-b").drain_once() == 0
+        clock.advance(timedelta(seconds=60))
+        assert await worker(second, other, "worker-b").drain_once() == 1
+        assert [(updated.alert_id, ref) for updated, ref in other.updated] == [
+            (alert.alert_id, f"ref-{alert.alert_id}")
+        ]
+    assert await first.pending_delivery_count() == 0
