@@ -92,9 +92,9 @@ class OutboxWorker:
         """Attempt every item that is due now and no other worker holds; returns how many were delivered."""
         if not self._recovered:
             # What this worker claimed before a crash or a stop is its own again, rather than waiting out
-            # the lease.
-            released = await self.release_claims()
+            # the lease. Marked first: a second drain started meanwhile must not release this one's claims.
             self._recovered = True
+            released = await self.release_claims()
             if released:
                 logger.info("outbox worker %s took back %d claimed deliveries", self._name, released)
         lease = timedelta(seconds=self._config.lease_s)
