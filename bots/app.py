@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,18 @@ class App:
         """The outbox worker, once a sink is attached."""
         return self._outbox
 
-    def attach_sink(self, sink: AlertSink) -> OutboxWorker:
+    def attach_sink(self, sink: AlertSink, *, worker_name: str | None = None) -> OutboxWorker:
+        """The app's outbox worker, delivering to ``sink``. ``worker_name`` (by default this host's name and
+        "vigil") must differ between live workers sharing the store, and stay the same across a worker's
+        restarts: a worker starting takes back the claims its name holds."""
         if self._outbox is not None:
             raise RuntimeError("an alert sink is already attached")
-        self._outbox = OutboxWorker(
+        self._outbox = self.outbox_worker(sink, name=worker_name or outbox_worker_name("vigil"))
+        return self._outbox
+
+    def outbox_worker(self, sink: AlertSink, *, name: str) -> OutboxWorker:
+        """A delivery worker on this app's store, as configured; ``vigil deliver`` runs several."""
+        return OutboxWorker(
             store=self.store,
             cases=self.cases,
             sink=sink,
@@ -114,8 +123,8 @@ class App:
                 poll_interval_s=self.settings.outbox.poll_interval_s,
             ),
             clock=self.clock,
+            name=name,
         )
-        return self._outbox
 
     def notify_outbox(self) -> None:
         if self._outbox is not None:
@@ -220,6 +229,53 @@ class App:
                 with contextlib.suppress(Exception):
                     await close()
         logger.info("vigil stopped")
+
+    async def deliver(self, *, secrets: Secrets, stop: asyncio.Event, workers: int, name: str) -> None:
+        """``vigil deliver``: ``workers`` outbox workers and nothing else (no adapter, no ingest), until
+        ``stop`` is set; then what is due is attempted once more. Beside ``vigil run`` or other ``vigil
+        deliver`` processes on one store, each alert is still delivered by one worker (claims with leases).
+
+        Only the webhook ([http] webhook_url) and the console deliver here: Discord's and Slack's sinks live
+        inside their adapters (the bot's client, the workspace installations, the delivery health their
+        status commands show), so their alerts are delivered by ``vigil run`` alone, and a worker here would
+        take them over and fail them; such a config is refused.
+        """
+        if workers < 1:
+            raise AppError("vigil deliver needs at least one worker")
+        services = _delivery_services(self, secrets=secrets)
+        sink = services.alert_sink()
+        outboxes = [self.outbox_worker(sink, name=f"{name}-{index + 1}") for index in range(workers)]
+        logger.info(
+            "vigil delivering: %d worker(s) %s..%s to %s; database %s",
+            workers,
+            outboxes[0].name,
+            outboxes[-1].name,
+            ", ".join(services.names),
+            self.database,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(outbox.run()) for outbox in outboxes]
+                await stop.wait()
+                logger.info("stopping: delivering what is due")
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for outbox in outboxes:
+                    # A batch cut short is given back at once rather than at the lease's end, then what is
+                    # due is attempted once more (the run is over: no two drains of one worker overlap).
+                    await outbox.release_claims()
+                    await outbox.drain_once()
+        finally:
+            for close in services.closers:
+                with contextlib.suppress(Exception):
+                    await close()
+        logger.info("vigil delivery stopped")
+
+
+def outbox_worker_name(role: str) -> str:
+    """A delivery worker's default name: this host and its role, stable across restarts."""
+    return f"{socket.gethostname()}:{role}"
 
 
 @contextlib.asynccontextmanager
@@ -339,6 +395,43 @@ class _Services:
             return self.console
         routing = RoutingSink(self.sinks, fallback=self.fallback)
         return routing if self.console is None else MirroredSink(routing, mirror=self.console)
+
+
+def _delivery_services(app: App, *, secrets: Secrets) -> _Services:
+    """The sinks ``vigil deliver`` can run without the adapters: the webhook and the console."""
+    from vigil.bots.http import PollingSink, WebhookSink  # noqa: PLC0415
+
+    settings = app.settings
+    platforms = [
+        name for name, on in (("discord", settings.discord.enabled), ("slack", settings.slack.enabled)) if on
+    ]
+    if platforms:
+        raise AppError(
+            f"vigil deliver cannot deliver {' or '.join(platforms)} alerts (their sinks need the platform "
+            "connection that `vigil run` holds); run it with a config that enables only [http] (a webhook) "
+            "and/or [console]"
+        )
+    services = _Services()
+    if settings.http.enabled:
+        if settings.http.webhook_url:
+            webhook = WebhookSink(
+                settings.http.webhook_url,
+                _required(secrets.webhook_secret, what=settings.http.webhook_secret_env),
+                signal_labels=app.signal_labels,
+            )
+            services.closers.append(webhook.aclose)
+            services.fallback = webhook
+            services.names.append("webhook")
+        else:
+            # As under `vigil run`: platforms read alerts through GET /v1/cases, so a delivery is a no-op.
+            services.fallback = PollingSink()
+            services.names.append("http api (polled, nothing to post)")
+    if settings.console.enabled:
+        services.names.append("console")
+        services.console = ConsoleSink(sys.stdout, signal_labels=app.signal_labels, style="json")
+    if not services.names:
+        raise AppError("nothing to deliver to: enable [http] (with webhook_url) or [console] in the config")
+    return services
 
 
 def _required(secret: Secret | None, *, what: str) -> Secret:

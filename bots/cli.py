@@ -18,7 +18,14 @@ from typing import Literal
 
 import aiohttp
 
-from vigil.bots.app import REPLAY_CONCURRENCY, App, AppError, open_app, stop_on_signals
+from vigil.bots.app import (
+    REPLAY_CONCURRENCY,
+    App,
+    AppError,
+    open_app,
+    outbox_worker_name,
+    stop_on_signals,
+)
 from vigil.bots.case_commands import register_case_commands
 from vigil.bots.cli_help import add_command
 from vigil.bots.core.cases import Actor, Role
@@ -537,6 +544,28 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _deliver(args: argparse.Namespace) -> int:
+    settings, config_dir = _settings(args.config)
+    configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
+    problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
+    if problems:
+        raise CliError("cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    secrets = resolve_secrets(settings, os.environ)
+    database = settings.resolved_database_path(config_dir)
+    stop = asyncio.Event()
+    async with open_app(settings, database=database, replay=False, backend=settings.storage.backend) as app:
+        with stop_on_signals(stop):
+            await app.deliver(
+                secrets=secrets,
+                stop=stop,
+                workers=args.workers,
+                name=args.name or outbox_worker_name("deliver"),
+            )
+    return 0
+
+
 async def _status(args: argparse.Namespace) -> int:
     settings, _ = _settings(args.config)
     host, port = settings.metrics.host, settings.metrics.port
@@ -640,6 +669,26 @@ def build_parser() -> argparse.ArgumentParser:
         examples=("vigil run --config my-vigil.toml", "vigil run --config my-vigil.toml --log-level debug"),
     )
     run.set_defaults(handler=_run)
+
+    deliver = add_command(
+        sub,
+        "deliver",
+        summary="only deliver alerts from the shared outbox (webhook, console): extra delivery workers "
+        "beside `vigil run` (docs/scale.md)",
+        examples=(
+            "vigil deliver --config my-vigil.toml",
+            "vigil deliver --config my-vigil.toml --workers 4 --name deliver-b",
+        ),
+    )
+    deliver.add_argument(
+        "--workers", type=int, default=1, help="delivery workers in this process (default: %(default)s)"
+    )
+    deliver.add_argument(
+        "--name",
+        help="this process's worker name, unique among live workers and the same across its restarts "
+        "(default: the host name and 'deliver')",
+    )
+    deliver.set_defaults(handler=_deliver)
 
     status = add_command(
         sub,

@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
@@ -43,6 +43,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
+from vigil.storage.claims import claim_prefix, new_claim_token
 
 __all__ = ["InMemoryStore"]
 
@@ -105,6 +106,8 @@ class _Tables:
     alerts_by_case: dict[tuple[str, str, int], int] = dataclasses.field(default_factory=dict)
     case_counters: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     outbox: dict[int, OutboxItem] = dataclasses.field(default_factory=dict)
+    # item_id -> (claim token, lease end): the claim columns of SQLite's outbox. Items are stored claim=None.
+    outbox_claims: dict[int, tuple[str, datetime]] = dataclasses.field(default_factory=dict)
     settings: dict[tuple[str, str], SpaceSettings] = dataclasses.field(default_factory=dict)
     # namespace -> key -> value
     records: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
@@ -132,6 +135,7 @@ class _Tables:
             alerts_by_case=dict(self.alerts_by_case),
             case_counters=dict(self.case_counters),
             outbox=dict(self.outbox),
+            outbox_claims=dict(self.outbox_claims),
             settings=dict(self.settings),
             records={namespace: dict(values) for namespace, values in self.records.items()},
             audit=list(self.audit),
@@ -537,49 +541,91 @@ class InMemoryStore:
                 )
 
     async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]:
-        """Items due at ``now``, oldest first; an UPDATE waits while its alert's POST is pending."""
+        """Items due at ``now`` and not claimed, oldest first; an UPDATE waits while its alert's POST is
+        pending."""
         if limit < 0:
             raise ValueError("limit must not be negative")
         now = _utc(now)
         async with self._tables_locked() as tables:
-            posting = {item.alert_id for item in tables.outbox.values() if item.kind == OutboxKind.POST}
-            due = [
-                item
-                for item in tables.outbox.values()
-                if item.next_attempt_at <= now
-                and not (item.kind == OutboxKind.UPDATE and item.alert_id in posting)
-            ]
-        due.sort(key=lambda item: (item.next_attempt_at, item.item_id))
-        return due[:limit]
+            return _due_items(tables, now=now, limit=limit)
 
-    async def complete_delivery(self, item_id: int, *, alert_id: int, revision: int, ref: str | None) -> None:
+    async def claim_deliveries(
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+    ) -> list[OutboxItem]:
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        if lease <= timedelta(0):
+            raise ValueError("lease must be positive")
+        now = _utc(now)
+        claim = new_claim_token(worker)
         async with self._tables_locked() as tables:
+            due = _due_items(tables, now=now, limit=limit)
+            for item in due:
+                tables.outbox_claims[item.item_id] = (claim, now + lease)
+        return [dataclasses.replace(item, claim=claim) for item in due]
+
+    async def release_claims(self, *, worker: str) -> int:
+        prefix = claim_prefix(worker)
+        async with self._tables_locked() as tables:
+            released = [
+                item_id for item_id, (claim, _) in tables.outbox_claims.items() if claim.startswith(prefix)
+            ]
+            for item_id in released:
+                del tables.outbox_claims[item_id]
+        return len(released)
+
+    async def complete_delivery(
+        self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
+    ) -> bool:
+        async with self._tables_locked() as tables:
+            if claim is not None and _claim_of(tables, item_id) != claim:
+                return False
             # The alert as delivered covers every pending item of it up to that revision (a post and an
-            # update due together); a newer revision enqueued meanwhile stays.
+            # update due together); a newer revision enqueued meanwhile stays, and so does another's claim.
             done = [
                 item.item_id
                 for item in tables.outbox.values()
-                if (item.item_id == item_id or item.alert_id == alert_id) and item.revision <= revision
+                if (
+                    item.item_id == item_id
+                    or (item.alert_id == alert_id and _claim_of(tables, item.item_id) in (None, claim))
+                )
+                and item.revision <= revision
             ]
             for done_id in done:
                 del tables.outbox[done_id]
+                tables.outbox_claims.pop(done_id, None)
+            if claim is not None:
+                # A newer revision enqueued during the post is due again at once, for any worker.
+                for held_id in [
+                    item.item_id
+                    for item in tables.outbox.values()
+                    if (item.item_id == item_id or item.alert_id == alert_id)
+                    and _claim_of(tables, item.item_id) == claim
+                ]:
+                    del tables.outbox_claims[held_id]
             case = tables.alerts.get(alert_id)
             if ref is not None and case is not None:
                 tables.alerts[alert_id] = dataclasses.replace(
                     case, alert=dataclasses.replace(case.alert, delivery_ref=ref)
                 )
+        return True
 
-    async def fail_delivery(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
+    async def fail_delivery(
+        self, item_id: int, *, error: str, next_attempt_at: datetime, claim: str | None = None
+    ) -> bool:
         next_attempt_at = _utc(next_attempt_at)
         async with self._tables_locked() as tables:
             item = tables.outbox.get(item_id)
-            if item is not None:
-                tables.outbox[item_id] = dataclasses.replace(
-                    item,
-                    attempts=item.attempts + 1,
-                    last_error=error[:_MAX_DELIVERY_ERROR_CHARS],
-                    next_attempt_at=next_attempt_at,
-                )
+            if item is None or (claim is not None and _claim_of(tables, item_id) != claim):
+                return False
+            tables.outbox[item_id] = dataclasses.replace(
+                item,
+                attempts=item.attempts + 1,
+                last_error=error[:_MAX_DELIVERY_ERROR_CHARS],
+                next_attempt_at=next_attempt_at,
+            )
+            tables.outbox_claims.pop(item_id, None)
+        return True
 
     async def pending_delivery_count(self) -> int:
         async with self._tables_locked() as tables:
@@ -1149,3 +1195,26 @@ def _updated_alert(stored: Alert, values: Alert) -> Alert:
         model_name=values.model_name,
         delivery_ref=stored.delivery_ref if values.delivery_ref is None else values.delivery_ref,
     )
+
+
+def _claim_of(tables: _Tables, item_id: int) -> str | None:
+    held = tables.outbox_claims.get(item_id)
+    return held[0] if held is not None else None
+
+
+def _due_items(tables: _Tables, *, now: datetime, limit: int) -> list[OutboxItem]:
+    """SQLite's ``_DUE``: due, not under a live claim, no other item of its alert under one, and an UPDATE
+    behind its alert's pending POST waits."""
+    posting = {item.alert_id for item in tables.outbox.values() if item.kind == OutboxKind.POST}
+    leased = {item_id for item_id, (_, until) in tables.outbox_claims.items() if until > now}
+    busy_alerts = {tables.outbox[item_id].alert_id for item_id in leased if item_id in tables.outbox}
+    due = [
+        item
+        for item in tables.outbox.values()
+        if item.next_attempt_at <= now
+        and item.item_id not in leased
+        and item.alert_id not in busy_alerts
+        and not (item.kind == OutboxKind.UPDATE and item.alert_id in posting)
+    ]
+    due.sort(key=lambda item: (item.next_attempt_at, item.item_id))
+    return due[:limit]

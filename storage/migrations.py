@@ -265,7 +265,15 @@ CREATE TABLE turn_memory (
 CREATE INDEX turn_memory_by_saved ON turn_memory (saved_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+# Version 5: several delivery workers share the outbox. An item handed to one worker carries that claim's
+# token and the end of its lease; other workers skip it until the lease has run out (a worker killed
+# mid-post).
+_SCHEMA_V5 = """
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claimed_until TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

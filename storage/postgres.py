@@ -15,8 +15,8 @@ processes the server's locks take over:
   two writers never deadlock) before writing, so two processes appending to one pair are serialised: no
   window message or risk point is lost and each window is trimmed consistently.
 * ``create_alert`` numbers cases through an upsert on the space's counter row, whose row lock serialises it.
-* ``claim_deliveries`` (Postgres only, for several delivery workers) claims due outbox items with
-  ``FOR UPDATE SKIP LOCKED`` and leases them, so two workers never get one item.
+* ``claim_deliveries`` (several delivery workers) claims due outbox items with ``FOR UPDATE SKIP LOCKED``
+  and leases them, so two workers never get one item.
 * Migrations and the encryption check run under advisory locks (``storage/postgres_migrations.py``).
 
 The DSN is a secret (it may hold a password): it is never logged nor put in an error message; errors name
@@ -53,6 +53,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
+from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.postgres_migrations import (
     ADVISORY_LOCK_CLASS,
@@ -144,10 +145,14 @@ _ENCRYPTION_MARKER = "encryption"
 _ENCRYPTION_NONE = "none"
 _ENCRYPTION_AES_GCM = "aes-256-gcm"
 
-# Outbox items due at $1, except an UPDATE waiting behind its alert's pending POST.
+# Outbox items (alias item) due at $1: not under a live claim, no other item of the alert under one (an alert
+# is delivered by one worker at a time), and an UPDATE waits behind its alert's pending POST.
 _DUE = (
-    "item.next_attempt_at <= $1 AND NOT (item.kind = 'update' AND EXISTS ("
-    "SELECT 1 FROM outbox AS post WHERE post.alert_id = item.alert_id AND post.kind = 'post'))"
+    "item.next_attempt_at <= $1 AND (item.claimed_until IS NULL OR item.claimed_until <= $1) "
+    "AND NOT (item.kind = 'update' AND EXISTS ("
+    "SELECT 1 FROM outbox AS post WHERE post.alert_id = item.alert_id AND post.kind = 'post')) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS other WHERE other.alert_id = item.alert_id "
+    "AND other.item_id <> item.item_id AND other.claimed_until > $1)"
 )
 
 # Connection-level failures (the server went away, a timeout, a refused socket): no SQLSTATE to report.
@@ -952,10 +957,8 @@ class PostgresStore:
             )
 
     async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]:
-        """Items due at ``now``, oldest first; an UPDATE waits while its alert's POST is pending.
-
-        A read, as the contract says: one delivery worker. Several workers use ``claim_deliveries``.
-        """
+        """Items due at ``now`` and not claimed, oldest first; an UPDATE waits while its alert's POST is
+        pending. A read: several workers use ``claim_deliveries``."""
         if limit < 0:
             raise ValueError("limit must not be negative")
         moment = _utc(now)
@@ -968,59 +971,92 @@ class PostgresStore:
             )
         return [_outbox_item_from_row(row) for row in rows]
 
-    async def claim_deliveries(self, *, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
-        """Take up to ``limit`` due items for this worker alone: each is leased (``next_attempt_at`` moved to
-        ``now + lease``) in the same statement that selects it, skipping rows another worker is claiming
-        (``FOR UPDATE SKIP LOCKED``). ``complete_delivery`` or ``fail_delivery`` end the lease; a worker
-        that dies leaves its items to come due again when the lease runs out.
-
-        The items come back oldest first by their due time before the claim; their ``next_attempt_at`` is
-        the lease's end.
-        """
+    async def claim_deliveries(
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+    ) -> list[OutboxItem]:
+        """Take up to ``limit`` due items for one new claim: each is leased (``claimed_by``, ``claimed_until =
+        now + lease``) in the same statement that selects it, skipping rows another worker is claiming
+        (``FOR UPDATE SKIP LOCKED``; a row claimed and committed meanwhile is re-checked and no longer due).
+        The items come back oldest first, as ``due_deliveries``."""
         if limit < 0:
             raise ValueError("limit must not be negative")
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
         moment = _utc(now)
+        claim = new_claim_token(worker)
         async with self._connection("claiming due deliveries") as connection:
             rows = await connection.fetch(
-                "WITH due AS (SELECT item.item_id, item.next_attempt_at AS due_at FROM outbox AS item "
+                "WITH due AS (SELECT item.item_id FROM outbox AS item "
                 f"WHERE {_DUE} ORDER BY item.next_attempt_at, item.item_id LIMIT $2 "
                 "FOR UPDATE SKIP LOCKED) "
-                "UPDATE outbox AS o SET next_attempt_at = $3 FROM due WHERE o.item_id = due.item_id "
-                f"RETURNING {_qualified(_OUTBOX_COLUMNS, 'o')}, due.due_at",
+                "UPDATE outbox AS o SET claimed_by = $4, claimed_until = $3 FROM due "
+                f"WHERE o.item_id = due.item_id RETURNING {_qualified(_OUTBOX_COLUMNS, 'o')}",
                 moment,
                 limit,
                 moment + lease,
+                claim,
             )
-        ordered = sorted(rows, key=lambda row: (row["due_at"], row["item_id"]))
-        return [_outbox_item_from_row(row) for row in ordered]
+        ordered = sorted(rows, key=lambda row: (row["next_attempt_at"], row["item_id"]))
+        return [dataclasses.replace(_outbox_item_from_row(row), claim=claim) for row in ordered]
 
-    async def complete_delivery(self, item_id: int, *, alert_id: int, revision: int, ref: str | None) -> None:
+    async def release_claims(self, *, worker: str) -> int:
+        async with self._connection("releasing delivery claims") as connection:
+            status = await connection.execute(
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL WHERE starts_with(claimed_by, $1)",
+                claim_prefix(worker),
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def complete_delivery(
+        self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
+    ) -> bool:
         async with self._connection("completing a delivery") as connection:
-            # The alert as delivered covers every pending item of it up to that revision.
+            # The row lock keeps the claim from being taken over between this check and the writes below.
+            if claim is not None and not await connection.fetchval(
+                "SELECT 1 FROM outbox WHERE item_id = $1 AND claimed_by = $2 FOR UPDATE", item_id, claim
+            ):
+                return False
+            # The alert as delivered covers every pending item of it up to that revision; a newer revision
+            # enqueued meanwhile stays, and so does another worker's claim.
             await connection.execute(
-                "DELETE FROM outbox WHERE (item_id = $1 OR alert_id = $2) AND revision <= $3",
+                "DELETE FROM outbox WHERE (item_id = $1 OR (alert_id = $2 AND (claimed_by IS NULL "
+                "OR claimed_by = $4))) AND revision <= $3",
                 item_id,
                 alert_id,
                 revision,
+                claim,
             )
+            if claim is not None:
+                # A newer revision enqueued during the post is due again at once, for any worker.
+                await connection.execute(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE claimed_by = $1 AND (item_id = $2 OR alert_id = $3)",
+                    claim,
+                    item_id,
+                    alert_id,
+                )
             if ref is not None:
                 await connection.execute(
                     "UPDATE alerts SET delivery_ref = $1 WHERE alert_id = $2", ref, alert_id
                 )
+        return True
 
-    async def fail_delivery(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
+    async def fail_delivery(
+        self, item_id: int, *, error: str, next_attempt_at: datetime, claim: str | None = None
+    ) -> bool:
         moment = _utc(next_attempt_at)
         async with self._connection("recording a failed delivery") as connection:
-            await connection.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 "
-                "WHERE item_id = $3",
+            status = await connection.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, "
+                "claimed_by = NULL, claimed_until = NULL "
+                "WHERE item_id = $3 AND ($4::text IS NULL OR claimed_by = $4)",
                 # A diagnostic, cut short anyway: NUL (which TEXT refuses) becomes U+FFFD.
                 error[:_MAX_DELIVERY_ERROR_CHARS].replace("\x00", "\ufffd"),
                 moment,
                 item_id,
+                claim,
             )
+        return bool(status != "UPDATE 0")
 
     async def pending_delivery_count(self) -> int:
         async with self._connection("counting pending deliveries", write=False) as connection:

@@ -243,7 +243,14 @@ CREATE INDEX turn_memory_by_saved ON turn_memory (saved_at);
 CREATE INDEX turn_memory_by_last ON turn_memory (last_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+# Version 2 (SQLite's version 5): several delivery workers share the outbox. An item handed to one worker
+# carries that claim's token and the end of its lease; other workers skip it until the lease has run out.
+_SCHEMA_V2 = """
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT COLLATE "C";
+ALTER TABLE outbox ADD COLUMN claimed_until TIMESTAMPTZ;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

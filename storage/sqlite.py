@@ -15,7 +15,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -37,6 +37,7 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.pairing import TurnMemory
 from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
+from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.migrations import apply_migrations, ensure_schema_not_too_new, read_schema_version
 
@@ -58,6 +59,15 @@ _ALERT_COLUMNS = (
     "delivery_ref"
 )
 _OUTBOX_COLUMNS = "item_id, alert_id, kind, revision, attempts, next_attempt_at, last_error"
+# Outbox items (alias item) due at the three ? (now): not under a live claim, no other item of the alert under
+# one (an alert is delivered by one worker at a time), and an UPDATE waits behind its alert's pending POST.
+_DUE = (
+    "item.next_attempt_at <= ? AND (item.claimed_until IS NULL OR item.claimed_until <= ?) "
+    "AND NOT (item.kind = 'update' AND EXISTS ("
+    "SELECT 1 FROM outbox AS post WHERE post.alert_id = item.alert_id AND post.kind = 'post')) "
+    "AND NOT EXISTS (SELECT 1 FROM outbox AS other WHERE other.alert_id = item.alert_id "
+    "AND other.item_id <> item.item_id AND other.claimed_until > ?)"
+)
 _CASE_COLUMNS = (
     f"{_ALERT_COLUMNS}, case_state, case_source, claimed_by, dismiss_reason, hold_until, closed_at, "
     "text_purged_at"
@@ -955,44 +965,101 @@ class SqliteStore:
             )
 
     async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]:
-        """Items due at ``now``, oldest first; an UPDATE waits while its alert's POST is pending."""
+        """Items due at ``now`` and not claimed, oldest first; an UPDATE waits while its alert's POST is
+        pending."""
         if limit < 0:
             raise ValueError("limit must not be negative")
-        parameters = (_timestamp_text(now), limit)
+        moment = _timestamp_text(now)
         async with self._reading("listing due deliveries") as connection:
             rows = await _fetch_rows(
                 connection,
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS item WHERE item.next_attempt_at <= ? "
-                "AND NOT (item.kind = 'update' AND EXISTS ("
-                "SELECT 1 FROM outbox AS post WHERE post.alert_id = item.alert_id AND post.kind = 'post')) "
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS item WHERE {_DUE} "
                 "ORDER BY item.next_attempt_at, item.item_id LIMIT ?",
-                parameters,
+                (moment, moment, moment, limit),
             )
         return [_outbox_item_from_row(row) for row in rows]
 
-    async def complete_delivery(self, item_id: int, *, alert_id: int, revision: int, ref: str | None) -> None:
+    async def claim_deliveries(
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+    ) -> list[OutboxItem]:
+        """The due items (as ``due_deliveries``), leased to one new claim in one write transaction: SQLite
+        has a single writer (``BEGIN IMMEDIATE``, across processes too), so no other claim can interleave."""
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        if lease <= timedelta(0):
+            raise ValueError("lease must be positive")
+        moment = _timestamp_text(now)
+        claim = new_claim_token(worker)
+        async with self._writing("claiming due deliveries") as connection:
+            rows = await _fetch_rows(
+                connection,
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS item WHERE {_DUE} "
+                "ORDER BY item.next_attempt_at, item.item_id LIMIT ?",
+                (moment, moment, moment, limit),
+            )
+            if rows:
+                ids = [int(row["item_id"]) for row in rows]
+                await _execute(
+                    connection,
+                    "UPDATE outbox SET claimed_by = ?, claimed_until = ? "
+                    f"WHERE item_id IN ({', '.join('?' * len(ids))})",
+                    (claim, _timestamp_text(now + lease), *ids),
+                )
+        return [dataclasses.replace(_outbox_item_from_row(row), claim=claim) for row in rows]
+
+    async def release_claims(self, *, worker: str) -> int:
+        prefix = claim_prefix(worker)
+        async with self._writing("releasing delivery claims") as connection:
+            return await _execute(
+                connection,
+                "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL "
+                "WHERE substr(claimed_by, 1, length(?)) = ?",
+                (prefix, prefix),
+            )
+
+    async def complete_delivery(
+        self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
+    ) -> bool:
         async with self._writing("completing a delivery") as connection:
+            if claim is not None and not await _fetch_value(
+                connection, "SELECT 1 FROM outbox WHERE item_id = ? AND claimed_by = ?", (item_id, claim)
+            ):
+                return False
             # The alert as delivered covers every pending item of it up to that revision (a post and an
-            # update due together); a newer revision enqueued meanwhile stays.
+            # update due together); a newer revision enqueued meanwhile stays. Another worker's claim stays.
             await _execute(
                 connection,
-                "DELETE FROM outbox WHERE (item_id = ? OR alert_id = ?) AND revision <= ?",
-                (item_id, alert_id, revision),
+                "DELETE FROM outbox WHERE (item_id = ? OR (alert_id = ? AND (claimed_by IS NULL "
+                "OR claimed_by = ?))) AND revision <= ?",
+                (item_id, alert_id, claim, revision),
             )
+            if claim is not None:
+                # A newer revision enqueued during the post is due again at once, for any worker.
+                await _execute(
+                    connection,
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE claimed_by = ? AND (item_id = ? OR alert_id = ?)",
+                    (claim, item_id, alert_id),
+                )
             if ref is not None:
                 await _execute(
                     connection, "UPDATE alerts SET delivery_ref = ? WHERE alert_id = ?", (ref, alert_id)
                 )
+        return True
 
-    async def fail_delivery(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
-        parameters = (error[:_MAX_DELIVERY_ERROR_CHARS], _timestamp_text(next_attempt_at), item_id)
+    async def fail_delivery(
+        self, item_id: int, *, error: str, next_attempt_at: datetime, claim: str | None = None
+    ) -> bool:
+        error = error[:_MAX_DELIVERY_ERROR_CHARS]
+        parameters = (error, _timestamp_text(next_attempt_at), item_id, claim, claim)
         async with self._writing("recording a failed delivery") as connection:
-            await _execute(
+            changed = await _execute(
                 connection,
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
-                "WHERE item_id = ?",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+                "claimed_by = NULL, claimed_until = NULL WHERE item_id = ? AND (? IS NULL OR claimed_by = ?)",
                 parameters,
             )
+        return changed > 0
 
     async def pending_delivery_count(self) -> int:
         async with self._reading("counting pending deliveries") as connection:

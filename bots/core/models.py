@@ -161,6 +161,9 @@ class OutboxItem:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    # The claim this item was handed out under by ``claim_deliveries`` (None from ``due_deliveries``):
+    # only its holder may complete or reschedule it.
+    claim: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

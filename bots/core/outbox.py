@@ -3,6 +3,13 @@
 An alert is written to the outbox in the same transaction that creates it, so a crash or a dead platform
 connection never loses one; the worker posts it, stores the sink's reference and only then removes the item.
 Delivery is at-least-once: a crash between a successful post and its acknowledgement re-posts on restart.
+
+Several workers (in one process or several) may share one store: each takes its items with
+``claim_deliveries``, a lease that hides them from every other worker, and an alert is claimed as a whole, so
+one alert's post and updates are delivered by one worker at a time and in order. A worker killed mid-post
+leaves its items to the others once the lease runs out, or takes them back itself when it starts again under
+the same name. Completing or rescheduling needs the claim still held: a worker whose lease ran out and was
+taken over writes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ class OutboxConfig:
     retry_initial_s: float = 5.0
     retry_max_s: float = 900.0
     poll_interval_s: float = 1.0
-    batch: int = 50
+    # Items claimed at a time; they are delivered one after another under one lease, so a batch must be
+    # delivered within lease_s or another worker may take its last items over (and post them again).
+    batch: int = 10
+    lease_s: float = 300.0
 
 
 class OutboxWorker:
@@ -42,7 +52,14 @@ class OutboxWorker:
         sink: AlertSink,
         config: OutboxConfig,
         clock: Clock = utc_now,
+        name: str = "vigil",
     ) -> None:
+        """``name`` identifies this worker among those sharing the store, and across its restarts: a worker
+        starting takes back the claims made under its name, so two live workers must not share one."""
+        if config.lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        self._name = name
+        self._recovered = False
         self._store = store
         self._cases = cases
         self._sink = sink
@@ -62,11 +79,30 @@ class OutboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll_interval_s)
             self._wake.clear()
 
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def release_claims(self) -> int:
+        """Give back every item this worker holds (call once its ``run`` is cancelled: a batch cut short is
+        due again at once for every worker, rather than at the end of its lease)."""
+        return await self._store.release_claims(worker=self._name)
+
     async def drain_once(self) -> int:
-        """Attempt every item that is due now; returns how many were delivered."""
+        """Attempt every item that is due now and no other worker holds; returns how many were delivered."""
+        if not self._recovered:
+            # What this worker claimed before a crash or a stop is its own again, rather than waiting out
+            # the lease. Marked first: a second drain started meanwhile must not release this one's claims.
+            self._recovered = True
+            released = await self.release_claims()
+            if released:
+                logger.info("outbox worker %s took back %d claimed deliveries", self._name, released)
+        lease = timedelta(seconds=self._config.lease_s)
         delivered = 0
         while True:
-            due = await self._store.due_deliveries(now=self._clock(), limit=self._config.batch)
+            due = await self._store.claim_deliveries(
+                now=self._clock(), limit=self._config.batch, lease=lease, worker=self._name
+            )
             if not due:
                 return delivered
             progressed = False
@@ -89,16 +125,22 @@ class OutboxWorker:
         alert = await self._store.get_alert(item.alert_id)
         if alert is None or alert.shadow:
             await self._store.complete_delivery(
-                item.item_id, alert_id=item.alert_id, revision=item.revision, ref=None
+                item.item_id, alert_id=item.alert_id, revision=item.revision, ref=None, claim=item.claim
             )
             return None
         result = await self._call_sink(item, alert)
         if result.ok:
             # The sink rendered the alert as read just now, so everything up to its revision is delivered.
             revision = max(item.revision, alert.revision)
-            await self._store.complete_delivery(
-                item.item_id, alert_id=alert.alert_id, revision=revision, ref=result.ref
-            )
+            if not await self._store.complete_delivery(
+                item.item_id, alert_id=alert.alert_id, revision=revision, ref=result.ref, claim=item.claim
+            ):
+                logger.warning(
+                    "case %d delivered after this worker's lease ran out and another worker took it over: "
+                    "it may be shown twice (the outbox lease must outlast a batch of deliveries)",
+                    alert.case_number,
+                )
+                return None
             logger.info("case %d delivered (%s, revision %d)", alert.case_number, item.kind, alert.revision)
             return revision
         delay = self._backoff(item.attempts, result)
@@ -115,6 +157,7 @@ class OutboxWorker:
             item.item_id,
             error=result.error or "unknown error",
             next_attempt_at=self._clock() + timedelta(seconds=delay),
+            claim=item.claim,
         )
         return None
 

@@ -12,7 +12,7 @@ import enum
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -355,16 +355,38 @@ class OutboxStore(Protocol):
         self, *, alert_id: int, kind: OutboxKind, revision: int, now: datetime
     ) -> None: ...
 
+    # Items due at ``now`` and not under a live claim, oldest first; an UPDATE waits while its alert's POST is
+    # pending. A read: two workers may get the same item. Several workers use ``claim_deliveries``.
     async def due_deliveries(self, *, now: datetime, limit: int) -> list[OutboxItem]: ...
 
-    # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
-    # meanwhile (revision still <= ``revision``); a newer revision stays pending. A non-None ``ref`` is stored
-    # on the alert either way.
-    async def complete_delivery(
-        self, item_id: int, *, alert_id: int, revision: int, ref: str | None
-    ) -> None: ...
+    # Takes up to ``limit`` items due at ``now`` for one worker: each comes back with a fresh ``claim`` token
+    # and stays invisible to every other claim (and to ``due_deliveries``) until ``now + lease``. An alert is
+    # claimed as a whole: no item of an alert with another item under a live claim is handed out, so one
+    # alert's post and updates are never delivered by two workers at once. A worker killed mid-post leaves its
+    # items to be claimed again once the lease has run out. ``worker`` names the claimant (diagnostics only).
+    async def claim_deliveries(
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+    ) -> list[OutboxItem]: ...
 
-    async def fail_delivery(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None: ...
+    # Gives back every item held under any claim ``worker`` made (a previous life of that worker, killed
+    # mid-delivery, or one stopping with a batch undelivered): due again at once, attempts unchanged. Returns
+    # how many were released.
+    async def release_claims(self, *, worker: str) -> int: ...
+
+    # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
+    # meanwhile (revision still <= ``revision``); a newer revision stays pending (and unclaimed). A non-None
+    # ``ref`` is stored on the alert either way. With ``claim``: only while the item is still held under that
+    # claim (its lease may have run out, but nobody claimed it since); otherwise nothing at all is written
+    # and False comes back, so a worker whose lease was taken over cannot clobber the new holder's work.
+    async def complete_delivery(
+        self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
+    ) -> bool: ...
+
+    # Counts a failed attempt and reschedules the item, releasing its claim. With ``claim``: only while the
+    # item is still held under that claim (as ``complete_delivery``); returns whether it was written.
+    async def fail_delivery(
+        self, item_id: int, *, error: str, next_attempt_at: datetime, claim: str | None = None
+    ) -> bool: ...
 
     async def pending_delivery_count(self) -> int: ...
 

@@ -40,4 +40,4 @@ async def test_version_1_alerts_become_open_cases(tmp_path: Path) -> None:
     )
     assert audit == []
     with sqlite3.connect(database) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == LATEST_SCHEMA_VERSION == 4
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == LATEST_SCHEMA_VERSION == 5

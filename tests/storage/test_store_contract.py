@@ -818,6 +818,160 @@ async def test_complete_delivery_removes_the_item_and_records_the_ref(store: Sto
     assert await store.due_deliveries(now=BASE_TIME + timedelta(days=1), limit=10) == []
 
 
+# ---------------------------------------------------------------------- outbox claims (several workers)
+
+LEASE = timedelta(minutes=5)
+
+
+async def _posts_due(store: Store, count: int) -> list[int]:
+    alert_ids = [await _saved_alert_id(store, f"u{index + 2}") for index in range(count)]
+    for alert_id in alert_ids:
+        await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    return alert_ids
+
+
+async def test_two_workers_never_claim_the_same_item(store: Store) -> None:
+    alert_ids = await _posts_due(store, 5)
+
+    first = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="a")
+    second = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b")
+    third = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="c")
+
+    assert [item.alert_id for item in first] == alert_ids[:2]
+    assert [item.alert_id for item in second] == alert_ids[2:]
+    assert third == []
+    assert first[0].claim is not None and {item.claim for item in first} == {first[0].claim}
+    assert second[0].claim not in (None, first[0].claim)
+    # A claimed item is not due for a plain reader either, and still pending.
+    assert await store.due_deliveries(now=BASE_TIME, limit=10) == []
+    assert await store.pending_delivery_count() == 5
+
+
+async def test_a_lapsed_lease_is_claimed_again(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [held] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+
+    assert await store.claim_deliveries(now=BASE_TIME + LEASE / 2, limit=10, lease=LEASE, worker="b") == []
+    [again] = await store.claim_deliveries(now=BASE_TIME + LEASE, limit=10, lease=LEASE, worker="b")
+
+    assert (again.item_id, again.alert_id, again.attempts) == (held.item_id, alert_id, 0)
+    assert again.next_attempt_at == BASE_TIME, "a lease is not a failed attempt: the schedule is unchanged"
+    assert again.claim != held.claim
+
+
+async def test_a_stale_claim_does_not_clobber_the_new_holders_work(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [stale] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+    [held] = await store.claim_deliveries(now=BASE_TIME + LEASE, limit=10, lease=LEASE, worker="b")
+
+    # The first worker comes back after its lease ran out: neither its failure nor its success is written.
+    assert not await store.fail_delivery(
+        stale.item_id, error="late", next_attempt_at=BASE_TIME, claim=stale.claim
+    )
+    assert not await store.complete_delivery(
+        stale.item_id, alert_id=alert_id, revision=1, ref="chan/stale", claim=stale.claim
+    )
+    alert = await store.get_alert(alert_id)
+    assert alert is not None and alert.delivery_ref is None
+    assert await store.pending_delivery_count() == 1
+    later = BASE_TIME + LEASE + timedelta(seconds=1)
+    assert await store.claim_deliveries(now=later, limit=10, lease=LEASE, worker="c") == []
+
+    assert await store.complete_delivery(
+        held.item_id, alert_id=alert_id, revision=1, ref="chan/new", claim=held.claim
+    )
+    alert = await store.get_alert(alert_id)
+    assert alert is not None and alert.delivery_ref == "chan/new"
+    assert await store.pending_delivery_count() == 0
+    assert not await store.complete_delivery(
+        stale.item_id, alert_id=alert_id, revision=1, ref="chan/stale", claim=stale.claim
+    )
+
+
+async def test_a_holder_whose_lease_lapsed_unclaimed_may_still_finish(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [held] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+
+    assert await store.complete_delivery(
+        held.item_id, alert_id=alert_id, revision=1, ref="chan/1", claim=held.claim
+    )
+    assert await store.pending_delivery_count() == 0
+
+
+async def test_a_failed_claimed_item_is_rescheduled_and_released(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [held] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+    retry_at = BASE_TIME + timedelta(seconds=30)
+
+    assert await store.fail_delivery(
+        held.item_id, error="rate limited", next_attempt_at=retry_at, claim=held.claim
+    )
+
+    assert (
+        await store.claim_deliveries(now=retry_at - timedelta(seconds=1), limit=10, lease=LEASE, worker="b")
+        == []
+    )
+    [retry] = await store.claim_deliveries(now=retry_at, limit=10, lease=LEASE, worker="b")
+    assert (retry.alert_id, retry.attempts, retry.last_error) == (alert_id, 1, "rate limited")
+
+
+async def test_an_alert_is_claimed_by_one_worker_at_a_time(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [post] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+    # The alert changes while its post is on its way: the update waits for the post, not for another worker.
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    assert await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b") == []
+
+    assert await store.complete_delivery(
+        post.item_id, alert_id=alert_id, revision=1, ref="chan/1", claim=post.claim
+    )
+
+    [update] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b")
+    assert (update.alert_id, update.kind, update.revision) == (alert_id, OutboxKind.UPDATE, 2)
+
+
+async def test_a_revision_enqueued_during_a_claimed_update_keeps_the_claim_then_is_released(
+    store: Store,
+) -> None:
+    alert_id = await _saved_alert_id(store)
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    [held] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+
+    await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.UPDATE, revision=3, now=BASE_TIME)
+    # Enqueueing again must not hand the item to a second worker while the first is updating the post.
+    assert await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b") == []
+
+    assert await store.complete_delivery(
+        held.item_id, alert_id=alert_id, revision=2, ref=None, claim=held.claim
+    )
+
+    # Revision 3 is still to be shown, and due at once for any worker.
+    [newer] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b")
+    assert (newer.item_id, newer.revision) == (held.item_id, 3)
+
+
+async def test_a_restarted_worker_takes_back_its_own_claims_only(store: Store) -> None:
+    alert_ids = await _posts_due(store, 3)
+    mine = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="host-1")
+    [theirs] = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="host-10")
+
+    # "host-1" died mid-delivery and starts again: its items are due at once; "host-10"'s claim stays.
+    assert await store.release_claims(worker="host-1") == 2
+    again = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="host-1")
+
+    assert [item.alert_id for item in again] == [item.alert_id for item in mine] == alert_ids[:2]
+    assert (again[0].attempts, again[0].next_attempt_at) == (0, BASE_TIME)
+    assert theirs.alert_id == alert_ids[2]
+    assert await store.release_claims(worker="nobody") == 0
+
+
+async def test_claim_arguments_are_checked(store: Store) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await store.claim_deliveries(now=BASE_TIME, limit=-1, lease=LEASE, worker="a")
+    with pytest.raises(ValueError, match="lease"):
+        await store.claim_deliveries(now=BASE_TIME, limit=1, lease=timedelta(0), worker="a")
+
+
 async def test_update_alert_without_a_ref_keeps_the_delivered_one(store: Store) -> None:
     alert_id = await _saved_alert_id(store)
     stale_copy = await store.get_alert(alert_id)
