@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import aiosqlite
@@ -33,7 +34,7 @@ from vigil.storage import postgres_migrations
 from vigil.storage.postgres import _CONNECTION_ERRORS, _describe, _server_message
 from vigil.storage.sqlite import _timestamp_from_text
 
-__all__ = ["MigrationError", "MigrationReport", "migrate_sqlite_to_postgres"]
+__all__ = ["NOT_COPIED", "MigrationError", "MigrationReport", "copied_columns", "migrate_sqlite_to_postgres"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,19 @@ _TABLES: tuple[_Table, ...] = (
         ),
     ),
 )
+
+# SQLite columns left behind on purpose. A delivery claim names a worker of the database being left: after
+# the move every pending item is free for the new database's workers.
+NOT_COPIED: Mapping[str, frozenset[str]] = MappingProxyType(
+    {"outbox": frozenset({"claimed_by", "claimed_until"})}
+)
+
+
+def copied_columns() -> dict[str, frozenset[str]]:
+    """The columns the copy carries, per table (a test holds them against the SQLite schema)."""
+    return {table.name: frozenset(name for name, _ in table.columns) for table in _TABLES}
+
+
 TABLE_NAMES: tuple[str, ...] = tuple(table.name for table in _TABLES)
 # meta holds facts about the database (the encryption marker), which a Vigil started once against an empty
 # target writes: it is replaced by the source's, and does not make the target "hold data".

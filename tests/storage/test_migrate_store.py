@@ -24,7 +24,7 @@ from vigil.bots.core.monitor import SkipReason
 from vigil.bots.core.pairing import TurnMemory
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import TextCipher
-from vigil.storage.migrate import MigrationError, migrate_sqlite_to_postgres
+from vigil.storage.migrate import NOT_COPIED, MigrationError, copied_columns, migrate_sqlite_to_postgres
 from vigil.storage.migrations import LATEST_SCHEMA_VERSION
 from vigil.storage.postgres import PostgresStore
 from vigil.storage.sqlite import SqliteStore
@@ -367,3 +367,25 @@ async def test_the_command_copies_reports_counts_and_refuses_a_sqlite_config(
     monkeypatch.delenv("TEST_DSN")
     assert await asyncio.to_thread(vigil, "--config", str(postgres_config)) == 2
     assert "TEST_DSN" in capsys.readouterr().err
+
+
+async def test_every_sqlite_column_is_copied_or_left_on_purpose(tmp_path: Path) -> None:
+    """A column added to SQLite's schema and forgotten here would be lost by every move to Postgres."""
+    store = SqliteStore(tmp_path / "schema.sqlite3")
+    await store.open()
+    await store.close()
+    connection = sqlite3.connect(tmp_path / "schema.sqlite3")
+    try:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        schema = {
+            table: frozenset(row[1] for row in connection.execute(f'PRAGMA table_info("{table}")'))
+            for table in tables
+            if not table.startswith("sqlite_")
+        }
+    finally:
+        connection.close()
+    copied = copied_columns()
+    assert set(schema) == set(copied), "a table is neither copied nor known"
+    for table, columns in schema.items():
+        left = columns - copied[table]
+        assert left == NOT_COPIED.get(table, frozenset()), f"{table}: {sorted(left)} not copied"
