@@ -233,7 +233,7 @@ async def test_discord_unattended_with_flags_writes_the_names_and_skips_the_test
         "# The NAME of the environment variable holding the Discord bot token (not the token itself).\n"
         'token_env = "MY_BOT_TOKEN"\n'
     ) in text
-    assert "[storage]\n# The SQLite database file." in text and 'database = "data/vigil.sqlite3"' in text
+    assert "[storage]\n# sqlite: the database file." in text and 'database = "data/vigil.sqlite3"' in text
     assert "[policy]\n# Risk (greater than 0, less than 1)" in text and "threshold = 0.9\n" in text
     settings = load_settings(config)
     assert settings.discord.token_env == "MY_BOT_TOKEN"
