@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.support.app_data import POLICY, SETTINGS, channel_message, grooming
 from tests.support.fakes import RecordingSink
 from vigil.bots.app import App
 from vigil.bots.core.ingest import Priority
-from vigil.bots.core.models import ChatMessage
-from vigil.bots.core.policy import PolicyConfig
-from vigil.config.settings import PolicySettings, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
-
-START = datetime(2026, 3, 1, 18, 0, tzinfo=UTC)
-SETTINGS = Settings(policy=PolicySettings(window_messages=20, evidence_messages=3))
-POLICY = PolicyConfig(
-    threshold=0.7,
-    sustain_messages=2,
-    hysteresis=0.1,
-    cooldown=timedelta(0),
-    update_min_delta=0.05,
-    max_alerts_per_hour=1000,
-    shadow_mode=False,
-)
-
-
-def channel_message(number: int, *, author: str, to: str, text: str) -> ChatMessage:
-    return ChatMessage(
-        platform="test",
-        space_id="guild-1",
-        channel_id="general",
-        message_id=f"m-{number}",
-        author_id=author,
-        text=text,
-        timestamp=START + timedelta(seconds=number),
-        reply_to_author_id=to,
-    )
-
-
-def grooming(count: int) -> list[ChatMessage]:
-    return [
-        channel_message(n, author="adult", to="kid", text="secret groom")
-        if n % 2 == 0
-        else channel_message(n, author="kid", to="adult", text="hello there")
-        for n in range(count)
-    ]
 
 
 async def test_replay_feeds_chunks_in_order_and_delivers_what_each_raised(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.storage.builders import BASE_TIME, deadline, make_alert, make_pair_key, make_pair_state
-from tests.test_cli import write_config
+from tests.support.cli_data import write_config
 from vigil.bots.app import App, AppError, open_app
 from vigil.bots.cli import main
 from vigil.bots.core.models import OutboxKind

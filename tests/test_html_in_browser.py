@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cases.helpers import CHILD_SAFETY, Harness, make_harness
-from tests.cases.test_evidence import HOSTILE, hostile_case, link
-from tests.test_cli import grooming, ordinary, write_config, write_jsonl
+from tests.cases.helpers import CHILD_SAFETY, HOSTILE, Harness, hostile_case, link, make_harness
+from tests.support.cli_data import grooming, ordinary, write_config, write_jsonl
 from vigil.bots.cli import main
 from vigil.bots.core.evidence import export_case
 from vigil.detector.onnx_detector import OnnxDetector

@@ -6,24 +6,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
 
+from tests.support.process import REPO, SECRET, free_port, start_vigil, wait_until_listening
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.http.client import VigilClient
-
-SECRET = "a-test-secret-of-some-length"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def grooming_batch(start: datetime) -> list[ChatMessage]:
@@ -41,36 +31,6 @@ def grooming_batch(start: datetime) -> list[ChatMessage]:
         )
         for i in range(10)
     ]
-
-
-async def start_vigil(config: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vigil",
-        "--config",
-        str(config),
-        "run",
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -> None:
-    for _ in range(300):
-        if process.returncode is not None:
-            raise AssertionError(f"vigil run exited early with {process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
-    raise AssertionError("vigil run never started listening")
 
 
 async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(

@@ -1,16 +1,21 @@
 """Shared set-up for the case tests: a real SQLite file and the keyword model under the composition root
-`vigil run` uses (``App``: monitor, case service and outbox wired as in production), on a fake clock."""
+`vigil run` uses (``App``: monitor, case service and outbox wired as in production), on a fake clock;
+hostile text and an HTML page reader for the evidence pages, and the case commands run in-process."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
 
 from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.app import App
+from vigil.bots.case_commands import register_case_commands
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, Role
-from vigil.bots.core.models import Alert, ChatMessage
+from vigil.bots.core.models import Alert, ChatMessage, WindowMessage
 from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.outbox import OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
@@ -129,3 +134,55 @@ def make_harness(store: SqliteStore, detector: OnnxDetector, *, clock: FakeClock
         outbox=outbox,
         notified=notified,
     )
+
+
+HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png"> & \'quotes\''
+
+
+# Markup, quotes, an ampersand and template syntax: a page must show all of it as typed, and evaluate none.
+INJECTION = '<script>alert(1)</script> "quoted" & {{ 7*7 }} {% if true %}evaluated{% endif %}'
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def read_page(page: str) -> tuple[set[str], str]:
+    """The elements an HTML page holds and its text as a reader sees it (entities decoded, whatever their
+    spelling: ``&#34;`` and ``&quot;`` read the same)."""
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return set(parser.tags), "".join(parser.text)
+
+
+def link(message: WindowMessage) -> str:
+    return f"https://chat.example/{message.channel_id}/{message.message_id}"
+
+
+async def hostile_case(harness: Harness) -> Alert:
+    alert = await harness.raise_alert()
+    await harness.monitor.handle(harness.message("adult", HOSTILE, to="kid"))
+    return alert
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="vigil")
+    root.add_argument("--config")
+    register_case_commands(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+async def vigil(config: Path, *argv: str) -> int:
+    args = parser().parse_args(["--config", str(config), *argv])
+    result: int = await args.handler(args)
+    return result

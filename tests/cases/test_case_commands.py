@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import secrets
@@ -13,12 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
+from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness, vigil
 from vigil.bots.case_commands import (
     CaseCommandError,
     discord_message_link,
     parse_case_target,
-    register_case_commands,
 )
 from vigil.bots.core.cases import CaseAction
 from vigil.bots.core.models import WindowMessage
@@ -28,19 +26,6 @@ from vigil.config.settings import ConfigError
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import TextCipher
 from vigil.storage.sqlite import SqliteStore
-
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="vigil")
-    root.add_argument("--config")
-    register_case_commands(root.add_subparsers(dest="command", required=True))
-    return root
-
-
-async def vigil(config: Path, *argv: str) -> int:
-    args = parser().parse_args(["--config", str(config), *argv])
-    result: int = await args.handler(args)
-    return result
 
 
 @pytest.fixture

@@ -6,56 +6,30 @@ import hashlib
 import json
 import re
 import uuid
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cases.helpers import CHILD_SAFETY, MODERATOR, PLATFORM, SPACE, Harness, actor
+from tests.cases.helpers import (
+    CHILD_SAFETY,
+    HOSTILE,
+    INJECTION,
+    MODERATOR,
+    PLATFORM,
+    SPACE,
+    Harness,
+    actor,
+    hostile_case,
+    link,
+    read_page,
+)
 from vigil.bots.core.cases import Actor, CaseAction, CaseError, Role, whole_case
 from vigil.bots.core.evidence import CYBERTIPLINE_INCIDENT_TYPE, EvidencePackError, export_case
-from vigil.bots.core.models import Alert, WindowMessage
-
-HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.png"> & \'quotes\''
-# Markup, quotes, an ampersand and template syntax: a page must show all of it as typed, and evaluate none.
-INJECTION = '<script>alert(1)</script> "quoted" & {{ 7*7 }} {% if true %}evaluated{% endif %}'
-
-
-class _Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def read_page(page: str) -> tuple[set[str], str]:
-    """The elements an HTML page holds and its text as a reader sees it (entities decoded, whatever their
-    spelling: ``&#34;`` and ``&quot;`` read the same)."""
-    parser = _Page()
-    parser.feed(page)
-    parser.close()
-    return set(parser.tags), "".join(parser.text)
 
 
 def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
-
-
-def link(message: WindowMessage) -> str:
-    return f"https://chat.example/{message.channel_id}/{message.message_id}"
-
-
-async def hostile_case(harness: Harness) -> Alert:
-    alert = await harness.raise_alert()
-    await harness.monitor.handle(harness.message("adult", HOSTILE, to="kid"))
-    return alert
 
 
 async def test_the_pack_is_complete_and_verifiable(harness: Harness, tmp_path: Path) -> None:

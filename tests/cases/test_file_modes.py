@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.cases.helpers import CHILD_SAFETY, PLATFORM, SPACE, Harness
+from tests.support.cli_data import grooming, write_jsonl
 from tests.support.files import mode
-from tests.test_cli import grooming, write_jsonl
 from vigil.bots.cli import main
 from vigil.bots.core.evidence import export_case
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.core.test_monitor import START, Conversation, make_monitor
+from tests.core.monitoring import START, Conversation, make_monitor
 from tests.support.fakes import FakeClock
 from tests.support.gru_model import (
     KEYWORD_GRU_WEIGHTS,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.test_monitor import START, Conversation, make_monitor
+from tests.core.monitoring import START, Conversation, make_monitor
 from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseAction, CaseState, Role

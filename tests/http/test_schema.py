@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from tests.http.conftest import wire_message
-from tests.http.test_webhook import a_delivery
+from tests.http.deliveries import a_delivery
 from vigil.bots.core.cases import CaseAction as CoreAction
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.sinks import alert_to_dict

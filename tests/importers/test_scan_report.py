@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from tests.cases.test_evidence import INJECTION, read_page
+from tests.cases.helpers import INJECTION, read_page
 from tests.importers.exports import discord_author, discord_export, discord_message, write_json
 from vigil.bots.core.models import Alert
 from vigil.bots.core.monitor import Monitor, MonitorConfig

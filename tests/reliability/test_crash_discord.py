@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.discord.fake_discord import FakeDiscord, Json, User
-from tests.reliability.test_crash_safety import DatabaseState, read_state, seen_count, write_conversations
-from tests.test_run import REPO
+from tests.reliability.state import DatabaseState, read_state, seen_count, write_conversations
+from tests.support.process import REPO
 
 REPLY_CHANNEL_MESSAGES = 40
 

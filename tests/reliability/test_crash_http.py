@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import SEED_PAIRS, run_seed_pair, seed_pair_id
-from tests.reliability.test_crash_safety import DatabaseState, read_state, write_conversations
-from tests.test_run import REPO, SECRET, free_port, start_vigil, wait_until_listening
+from tests.reliability.state import DatabaseState, read_state, write_conversations
+from tests.support.process import REPO, SECRET, free_port, start_vigil, wait_until_listening
 from vigil.bots.http.client import VigilApiError, VigilClient
 
 BATCH = 50

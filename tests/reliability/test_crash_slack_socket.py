@@ -26,8 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import SEED_PAIRS, run_seed_pair, seed_pair_id
-from tests.reliability.test_crash_safety import DatabaseState, read_state, seen_count
-from tests.reliability.test_crash_slack import (
+from tests.reliability.slack_stream import (
     SlackEvent,
     assert_same_as_clean,
     checked_clean_run,
@@ -35,8 +34,9 @@ from tests.reliability.test_crash_slack import (
     populate,
     slack_events,
 )
+from tests.reliability.state import DatabaseState, read_state, seen_count
 from tests.slack.fake_slack import FakeSlack
-from tests.test_run import REPO
+from tests.support.process import REPO
 
 # How long one envelope may wait for its acknowledgement before the suite calls it lost.
 ACK_WITHIN_S = 30.0

@@ -7,8 +7,7 @@ import pytest
 from aiohttp import web
 
 from tests.slack.fake_slack import FakeSlack
-from tests.slack.harness import ErasingSqliteStore, SlackHarness, running_slack
-from tests.slack.test_auth_herd import HeldAuthTest
+from tests.slack.harness import ErasingSqliteStore, HeldAuthTest, SlackHarness, running_slack
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 

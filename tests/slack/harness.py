@@ -1,5 +1,6 @@
 """Drives the real slack-bolt ``AsyncApp`` inside ``SlackAdapter`` with signed HTTP requests, against the fake
-Web API, with the real monitor, SQLite store, ONNX keyword model, case service and outbox worker."""
+Web API, with the real monitor, SQLite store, ONNX keyword model, case service and outbox worker;
+and an auth.test the fake can hold back (the auth.test herd tests)."""
 
 from __future__ import annotations
 
@@ -514,3 +515,41 @@ async def install(slack: SlackHarness) -> tuple[int, str]:
     url = f"{slack.root}{REDIRECT_PATH}?code=code-1&state={state.group(1)}"
     async with slack.session.get(url, headers={"Cookie": cookie}, allow_redirects=False) as done:
         return done.status, await done.text()
+
+
+class HeldAuthTest:
+    """Once ``hold()`` is called, the fake answers auth.test only after ``release()``."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self._holding = False
+        self._released = asyncio.Event()
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def wait(self) -> None:
+        if self._holding:
+            self.held += 1
+            await self._released.wait()
+
+
+def body_of(slack: SlackHarness, event: dict[str, Any]) -> dict[str, Any]:
+    return slack.event_body(event, team=str(event["team"]))
+
+
+def handled(slack: SlackHarness, events: list[dict[str, Any]]) -> bool:
+    return all(f"{e['channel']}/{e['ts']}" in slack.handler.results for e in events)
+
+
+async def release_after_burst(
+    held: HeldAuthTest, slack: SlackHarness, events: list[dict[str, Any]], *, within: float = 2.0
+) -> None:
+    """Lets auth.test answer once every event waits for one (the old herd) or all were handled; else after
+    ``within`` seconds (the burst then waits for the one call in flight)."""
+    with contextlib.suppress(AssertionError):
+        await slack.fake.wait_for(lambda: held.held >= len(events) or handled(slack, events), within=within)
+    held.release()

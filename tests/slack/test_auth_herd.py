@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from tests.slack.fake_slack import Failure, FakeSlack
-from tests.slack.harness import ADULT, KID, SlackHarness, running_slack
+from tests.slack.harness import (
+    ADULT,
+    KID,
+    HeldAuthTest,
+    SlackHarness,
+    body_of,
+    handled,
+    release_after_burst,
+    running_slack,
+)
 from vigil.bots.slack.app import SlackAdapterError
 from vigil.config.settings import SlackMode
 from vigil.detector.onnx_detector import OnnxDetector
@@ -24,26 +33,6 @@ from vigil.storage.sqlite import SqliteStore
 
 OTHER_TEAM = "T2"
 OTHER_CHANNEL = "COTHER001"
-
-
-class HeldAuthTest:
-    """Once ``hold()`` is called, the fake answers auth.test only after ``release()``."""
-
-    def __init__(self) -> None:
-        self.held = 0
-        self._holding = False
-        self._released = asyncio.Event()
-
-    def hold(self) -> None:
-        self._holding = True
-
-    def release(self) -> None:
-        self._released.set()
-
-    async def wait(self) -> None:
-        if self._holding:
-            self.held += 1
-            await self._released.wait()
 
 
 def burst(slack: SlackHarness, count: int) -> list[dict[str, Any]]:
@@ -54,14 +43,6 @@ def burst(slack: SlackHarness, count: int) -> list[dict[str, Any]]:
         else slack.message_event(user=KID, text=f"<@{ADULT}> round {n}")
         for n in range(count)
     ]
-
-
-def body_of(slack: SlackHarness, event: dict[str, Any]) -> dict[str, Any]:
-    return slack.event_body(event, team=str(event["team"]))
-
-
-def handled(slack: SlackHarness, events: list[dict[str, Any]]) -> bool:
-    return all(f"{e['channel']}/{e['ts']}" in slack.handler.results for e in events)
 
 
 async def deliver(slack: SlackHarness, mode: SlackMode, events: list[dict[str, Any]]) -> list[str]:
@@ -82,16 +63,6 @@ async def deliver(slack: SlackHarness, mode: SlackMode, events: list[dict[str, A
     answers = await asyncio.gather(*(slack.post_json(body_of(slack, event)) for event in events))
     assert [status for status, _ in answers] == [200] * len(events)
     return [text for _, text in answers]
-
-
-async def release_after_burst(
-    held: HeldAuthTest, slack: SlackHarness, events: list[dict[str, Any]], *, within: float = 2.0
-) -> None:
-    """Lets auth.test answer once every event waits for one (the old herd) or all were handled; else after
-    ``within`` seconds (the burst then waits for the one call in flight)."""
-    with contextlib.suppress(AssertionError):
-        await slack.fake.wait_for(lambda: held.held >= len(events) or handled(slack, events), within=within)
-    held.release()
 
 
 @contextlib.asynccontextmanager

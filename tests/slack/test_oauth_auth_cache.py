@@ -21,12 +21,14 @@ from tests.slack.harness import (
     KID,
     TEAM_2,
     TOKEN_2,
+    HeldAuthTest,
     SlackHarness,
+    handled,
     install,
+    release_after_burst,
     running_slack,
     second_workspace,
 )
-from tests.slack.test_auth_herd import HeldAuthTest, handled, release_after_burst
 from vigil.bots.slack.app import BOT_SCOPES
 from vigil.bots.slack.installation_store import BOT_NAMESPACE
 from vigil.detector.onnx_detector import OnnxDetector

@@ -23,7 +23,7 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
-from tests.storage.test_store_contract import STORE_FACTORIES, StoreFactory
+from tests.storage.factories import STORE_FACTORIES, StoreFactory
 from vigil.bots.core.cases import CaseSource, CaseState
 from vigil.bots.core.models import AlertStatus, PairKey, WindowMessage
 from vigil.bots.core.ports import CaseRecord, Store

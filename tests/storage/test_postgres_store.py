@@ -13,8 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness
-from tests.cases.test_case_commands import vigil
+from tests.cases.helpers import MODERATOR, PLATFORM, SPACE, make_harness, vigil
 from tests.storage import postgres_server
 from tests.storage.builders import (
     BASE_TIME,
@@ -25,8 +24,8 @@ from tests.storage.builders import (
     make_risk_point,
     make_window_message,
 )
+from tests.support.app_data import POLICY, SETTINGS, grooming
 from tests.support.fakes import RecordingSink
-from tests.test_app import POLICY, SETTINGS, grooming
 from vigil.bots.app import App, AppError, configured_store
 from vigil.bots.case_commands import CaseCommandError
 from vigil.bots.core.cases import CaseAction
