@@ -258,7 +258,9 @@ async def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     metrics = VigilMetrics()
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as folder:
         database = Path(folder) / "bench.sqlite3"
-        async with open_app(settings, database=str(database), replay=True, metrics=metrics) as p:
+        async with open_app(
+            settings, database=str(database), replay=True, metrics=metrics, backend=arguments.backend
+        ) as p:
             outbox: OutboxWorker = p.attach_sink(sink)
             # As `vigil run` wires it: the detector timed by the metrics, the queue observed.
             queue = IngestQueue(
@@ -304,6 +306,7 @@ async def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     alert = _summary(alerts_timed)
     stats = queue.stats()
     result: dict[str, Any] = {
+        "store": arguments.backend,
         "model": model_name,
         "model_dir": str(model_dir),
         "model_sha256": model_fingerprint(model_dir),
@@ -362,6 +365,7 @@ def report(result: dict[str, Any]) -> str:
         f"machine: {result['machine_before']['nproc']} cores {result['machine_before']['cpu_model']}; "
         f"load average before {result['machine_before']['load_average']}, "
         f"after {result['machine_after']['load_average']}",
+        f"store: {result['store']}",
         f"mix: {result['mix']['conversations']} conversations {result['mix']['by_class']}",
         f"pipeline (saturated, {result['saturation_messages']} messages): "
         f"{result['pipeline_msgs_per_s']:.1f} msg/s",
@@ -398,6 +402,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rate", type=float, help="offered rate of the latency phase (default: 50%% of saturation)"
     )
     parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the store: a fresh SQLite file (default), or the empty PostgreSQL database whose DSN is in "
+        "VIGIL_POSTGRES_DSN",
+    )
     return parser.parse_args(argv)
 
 
