@@ -52,7 +52,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
-from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
+from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, TransientStoreError, UserErasure
 from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.postgres_migrations import (
@@ -157,6 +157,8 @@ _DUE = (
 
 # Connection-level failures (the server went away, a timeout, a refused socket): no SQLSTATE to report.
 _CONNECTION_ERRORS = (asyncpg.InterfaceError, OSError, TimeoutError)
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server is stopping or starting.
+_SERVER_GOING_AWAY = frozenset({"57P01", "57P02", "57P03"})
 
 
 class PostgresStore:
@@ -425,14 +427,19 @@ class PostgresStore:
         except asyncpg.PostgresError as error:
             raise self._store_error(error, action=action) from None
         except _CONNECTION_ERRORS as error:
-            raise StoreError(
+            raise TransientStoreError(
                 f"Lost the connection to the {self._database} while {action} ({type(error).__name__})."
             ) from None
 
     def _store_error(self, error: asyncpg.PostgresError, *, action: str) -> StoreError:
-        state = getattr(error, "sqlstate", None)
+        state = str(getattr(error, "sqlstate", None) or "")
+        if state.startswith("08") or state in _SERVER_GOING_AWAY:
+            # The connection broke or the server is restarting: the transaction was rolled back.
+            return TransientStoreError(
+                f"PostgreSQL error while {action} in the {self._database}: {_server_message(error)}"
+            )
         if state in ("40001", "40P01"):
-            return StoreError(
+            return TransientStoreError(
                 f"A concurrent writer conflicted with {action} in the {self._database} ({state}); nothing "
                 "of it was saved: try again."
             )

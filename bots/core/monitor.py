@@ -33,7 +33,7 @@ from vigil.bots.core.models import (
 from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver, location_of
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
-from vigil.bots.core.ports import PairChanges
+from vigil.bots.core.ports import PairChanges, TransientStoreError
 
 if TYPE_CHECKING:
     from vigil.bots.core.ports import Detector, MessageScore, MonitorStore
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 # A stored risk point is skipped when the risk moved less than this: the trajectory keeps its shape without a
 # row per message.
 _RISK_HISTORY_STEP = 0.01
+# Pauses before trying a batch again after a transient store failure (a database restart takes seconds).
+_TRANSIENT_RETRY_PAUSES_S = (0.2, 1.0, 3.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +185,26 @@ class Monitor:
         return (await self.handle_batch([message]))[0]
 
     async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+        # A store that failed transiently (a dropped connection, a server restarting) saved nothing of the
+        # batch, so it is tried again rather than lost. Safe even when a commit's answer was what got lost:
+        # the retry finds its messages claimed and skips them as duplicates.
+        for attempt, pause_s in enumerate((*_TRANSIENT_RETRY_PAUSES_S, None), start=1):
+            try:
+                return await self._handle_batch_once(messages)
+            except TransientStoreError as error:
+                if pause_s is None:
+                    raise
+                logger.warning(
+                    "the store failed transiently (%s); trying the batch of %d again in %.1f s (attempt %d)",
+                    error,
+                    len(messages),
+                    pause_s,
+                    attempt + 1,
+                )
+                await asyncio.sleep(pause_s)
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    async def _handle_batch_once(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
         if not self._turns_restored:
             await self._restore_turn_memory()
         results: list[HandleResult | None] = [None] * len(messages)

@@ -184,6 +184,11 @@ class StoreError(Exception):
     """A store failure with a message meant for the person running Vigil."""
 
 
+class TransientStoreError(StoreError):
+    """A failure that saved nothing and may pass: a dropped connection (a database server restarting), a
+    conflict with a concurrent writer. The same work may be tried again."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer Vigil; refusing to touch it."""
 

@@ -30,7 +30,7 @@ from vigil.bots.app import App, AppError, configured_store
 from vigil.bots.case_commands import CaseCommandError
 from vigil.bots.core.cases import CaseAction
 from vigil.bots.core.models import OutboxKind
-from vigil.bots.core.ports import PairChanges, SchemaTooNewError, StoreError
+from vigil.bots.core.ports import PairChanges, SchemaTooNewError, StoreError, TransientStoreError
 from vigil.config.settings import Settings, StorageSettings, check_settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage import postgres_migrations
@@ -260,6 +260,44 @@ async def test_the_app_raises_and_delivers_an_alert_on_postgres(
         assert len(sink.posted) == 1
         assert len(await store.open_alert_keys()) == 1
         assert await store.pending_delivery_count() == 0
+
+
+async def test_a_dropped_connection_loses_no_batch(
+    postgres_server: postgres_server.PostgresServer,
+    postgres_dsn: str,
+    keyword_detector: OnnxDetector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As a database restart looks to Vigil: every connection it holds is cut between two batches."""
+    messages = grooming(10)
+    async with PostgresStore(postgres_dsn) as store:
+        app = App(settings=SETTINGS, store=store, detector=keyword_detector, policy=POLICY)
+        sink = RecordingSink()
+        app.attach_sink(sink)
+        await app.monitor.handle_batch(messages[:4])
+        postgres_server.psql_command(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vigil'"
+        )
+        with caplog.at_level(logging.WARNING, logger="vigil.bots.core.monitor"):
+            results = await app.monitor.handle_batch(messages[4:])
+        assert [r.skipped for r in results] == [None] * 6
+        assert "the store failed transiently" in caplog.text
+        [key] = {pair.key for r in results for pair in r.pairs}
+        state = await store.load_pair(key)
+        assert state is not None and state.message_count == 10  # none lost, none counted twice
+        assert len(await store.open_alert_keys()) == 1
+
+
+async def test_a_lasting_store_failure_is_not_retried_forever(
+    postgres_dsn: str, keyword_detector: OnnxDetector
+) -> None:
+    async with PostgresStore(postgres_dsn) as store:
+        app = App(settings=SETTINGS, store=store, detector=keyword_detector, policy=POLICY)
+        await app.monitor.handle_batch(grooming(2))
+    # The store is closed: not transient, so the caller hears of it at once.
+    with pytest.raises(StoreError) as raised:
+        await app.monitor.handle_batch(grooming(4)[2:])
+    assert not isinstance(raised.value, TransientStoreError)
 
 
 # ---------------------------------------------------------------------- no server binaries
