@@ -27,7 +27,7 @@ from vigil.bots.core.moderation import ModeratorService
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
-from vigil.bots.core.ports import AlertSink, Detector, Store
+from vigil.bots.core.ports import AlertSink, Detector, MessageHandler, Store
 from vigil.bots.core.retention import RetentionTask
 from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
 from vigil.bots.metrics import MetricsServer, VigilMetrics
@@ -37,6 +37,7 @@ from vigil.storage.crypto import TextCipher
 from vigil.storage.sqlite import SqliteStore
 
 if TYPE_CHECKING:
+    from vigil.bots.broker.nats import NatsBroker
     from vigil.storage.postgres import PostgresStore
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ class App:
         clock: Clock = utc_now,
         metrics: VigilMetrics | None = None,
         database: str = "(in memory)",
+        cipher: TextCipher | None = None,
     ) -> None:
         self.settings = settings
+        # The store's encryption at rest; the broker seals message text with it too.
+        self.cipher = cipher
         self.store = store
         self.detector = detector
         self.clock = clock
@@ -183,19 +187,35 @@ class App:
             watched=await self.store.open_alert_keys(),
         )
 
-    async def serve(self, *, secrets: Secrets, stop: asyncio.Event) -> None:
+    async def serve(
+        self,
+        *,
+        secrets: Secrets,
+        stop: asyncio.Event,
+        publisher: MessageHandler | None = None,
+        worker_name: str | None = None,
+    ) -> None:
         """``vigil run``: the enabled adapters, one bounded ingest queue, the outbox, retention and metrics,
         until ``stop`` is set; then the work in flight is finished (accepted messages scored and stored, due
-        alerts posted) before it returns."""
+        alerts posted) before it returns.
+
+        With a ``publisher`` (``vigil gateway``), the adapters hand every message to it (the broker) instead
+        of the ingest queue, and scoring workers elsewhere score them; commands, delivery, retention and
+        metrics run here as under ``vigil run``."""
         # Platform libraries load only here: they cost every other command ~0.5 s.
         from vigil.bots.discord import DiscordFatalError  # noqa: PLC0415
         from vigil.bots.slack import SlackAdapterError  # noqa: PLC0415
 
         settings = self.settings
         metrics = self._metrics or VigilMetrics()
-        queue = await self.ingest_queue(observer=metrics)
-        services = _build_services(self, secrets=secrets, handler=queue)
-        outbox = self.attach_sink(services.alert_sink())
+        queue: IngestQueue | None = None
+        handler: MessageHandler
+        if publisher is None:
+            queue = handler = await self.ingest_queue(observer=metrics)
+        else:
+            handler = publisher
+        services = _build_services(self, secrets=secrets, handler=handler)
+        outbox = self.attach_sink(services.alert_sink(), worker_name=worker_name)
         retention = RetentionTask(store=self.store, schedule=settings.retention.schedule())
         background: list[Callable[[], Coroutine[Any, Any, None]]] = [
             outbox.run,
@@ -211,14 +231,15 @@ class App:
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(run()) for run in background]
-                draining = group.create_task(queue.run())
+                draining = group.create_task(queue.run()) if queue is not None else None
                 adapters = [group.create_task(run()) for run in services.runs]
                 await stop.wait()
                 logger.info("stopping: finishing work in flight")
                 for task in adapters:
                     task.cancel()
-                queue.close()  # accepted messages are still scored and stored; then run() returns
-                await draining
+                if queue is not None and draining is not None:
+                    queue.close()  # accepted messages are still scored and stored; then run() returns
+                    await draining
                 await outbox.drain_once()
                 for task in workers:
                     task.cancel()
@@ -229,6 +250,38 @@ class App:
                 with contextlib.suppress(Exception):
                     await close()
         logger.info("vigil stopped")
+
+    async def work(
+        self, *, broker: NatsBroker, cipher: TextCipher | None, stop: asyncio.Event, name: str
+    ) -> None:
+        """``vigil worker``: score the messages of this worker's share of the broker's partitions, until
+        ``stop`` is set; then the batch in flight is finished and the partitions are handed back at once.
+        Alerts go to the shared outbox, which gateways and ``vigil deliver`` drain."""
+        from vigil.bots.broker.nats import ScoringWorker  # noqa: PLC0415
+
+        worker = ScoringWorker(
+            broker=broker,
+            monitor=self.monitor,
+            name=name,
+            max_batch=self.settings.detector.max_batch,
+            cipher=cipher,
+        )
+        logger.info(
+            "vigil worker %s scoring partitions of %s (%d in all); database %s",
+            name,
+            broker.layout.stream,
+            broker.layout.partitions,
+            self.database,
+        )
+        await worker.run(stop)
+        stats = worker.stats()
+        logger.info(
+            "vigil worker %s stopped: %d message(s) in %d batch(es), %d partition takeover(s)",
+            name,
+            stats.messages,
+            stats.batches,
+            stats.takeovers,
+        )
 
     async def deliver(self, *, secrets: Secrets, stop: asyncio.Event, workers: int, name: str) -> None:
         """``vigil deliver``: ``workers`` outbox workers and nothing else (no adapter, no ingest), until
@@ -273,6 +326,35 @@ class App:
         logger.info("vigil delivery stopped")
 
 
+@contextlib.asynccontextmanager
+async def open_broker(settings: Settings, *, secrets: Secrets, name: str) -> AsyncIterator[NatsBroker]:
+    """The NATS connection ``[broker]`` describes, with its stream and ownership bucket ready."""
+    try:
+        # Imported here: nats-py is an optional extra (pip install vigil[broker]).
+        from vigil.bots.broker.nats import BrokerError, BrokerLayout, NatsBroker  # noqa: PLC0415
+    except ImportError:
+        raise AppError(
+            '[broker] is enabled but nats-py is not installed: pip install "vigil[broker]"'
+        ) from None
+    configured = settings.broker
+    url = _required(secrets.nats_url, what=configured.url_env)
+    servers = [part.strip() for part in url.reveal().split(",") if part.strip()]
+    layout = BrokerLayout(
+        stream=configured.stream,
+        partitions=configured.partitions,
+        lease_s=configured.lease_s,
+        max_age_s=configured.max_age_hours * 3600.0,
+    )
+    try:
+        broker = await NatsBroker.connect(servers=servers, layout=layout, name=name)
+    except BrokerError as error:
+        raise AppError(str(error)) from None
+    try:
+        yield broker
+    finally:
+        await broker.aclose()
+
+
 def outbox_worker_name(role: str) -> str:
     """A delivery worker's default name: this host and its role, stable across restarts."""
     return f"{socket.gethostname()}:{role}"
@@ -307,6 +389,7 @@ async def open_app(
         accept_runtime_drift=settings.detector.accept_runtime_drift,
     )
     try:
+        cipher = TextCipher.from_environment(settings.encryption, os.environ)
         store = configured_store(settings, database=database, backend=backend, environ=os.environ)
         await store.open()
         try:
@@ -318,6 +401,7 @@ async def open_app(
                 policy=policy,
                 metrics=metrics,
                 database=store.database,
+                cipher=cipher,
             )
         finally:
             await store.close()
@@ -440,7 +524,7 @@ def _required(secret: Secret | None, *, what: str) -> Secret:
     return secret
 
 
-def _build_services(app: App, *, secrets: Secrets, handler: IngestQueue) -> _Services:
+def _build_services(app: App, *, secrets: Secrets, handler: MessageHandler) -> _Services:
     from vigil.bots.discord import DiscordAdapter  # noqa: PLC0415
     from vigil.bots.http import HttpApi, PollingSink, WebhookSink  # noqa: PLC0415
     from vigil.bots.slack import SlackAdapter, read_oauth_credentials  # noqa: PLC0415

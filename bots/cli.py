@@ -23,6 +23,7 @@ from vigil.bots.app import (
     App,
     AppError,
     open_app,
+    open_broker,
     outbox_worker_name,
     stop_on_signals,
 )
@@ -58,6 +59,7 @@ from vigil.bots.scan_report import PairTrajectory, latest_alerts, write_scan_rep
 from vigil.config.settings import (
     ConfigError,
     Secret,
+    Secrets,
     Settings,
     check_settings,
     load_settings,
@@ -566,6 +568,52 @@ async def _deliver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale_out_settings(args: argparse.Namespace, *, command: str) -> tuple[Settings, Secrets]:
+    """The settings of ``vigil gateway`` and ``vigil worker``, refused unless they describe a scale-out."""
+    settings, _ = _settings(args.config)
+    configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
+    if not settings.broker.enabled:
+        raise CliError(f"vigil {command} needs [broker] enabled = true in the config (docs/scale.md)")
+    if settings.storage.backend != "postgres":
+        # Processes on several machines share one database: a SQLite file cannot be shared that way.
+        raise CliError(f'vigil {command} needs [storage] backend = "postgres" (docs/scale.md)')
+    problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
+    if problems:
+        raise CliError("cannot start:\n" + "\n".join(f"- {p}" for p in problems))
+    return settings, resolve_secrets(settings, os.environ)
+
+
+async def _gateway(args: argparse.Namespace) -> int:
+    settings, secrets = _scale_out_settings(args, command="gateway")
+    if not any((settings.discord.enabled, settings.slack.enabled, settings.http.enabled)):
+        raise CliError("nothing to receive: enable [discord], [slack] or [http] in the config")
+    from vigil.bots.broker.nats import JetStreamPublisher  # noqa: PLC0415
+
+    name = args.name or outbox_worker_name("gateway")
+    stop = asyncio.Event()
+    async with (
+        open_app(settings, database="", replay=False, metrics=VigilMetrics(), backend="postgres") as app,
+        open_broker(settings, secrets=secrets, name=name) as broker,
+    ):
+        publisher = JetStreamPublisher(broker=broker, cipher=app.cipher)
+        with stop_on_signals(stop):
+            await app.serve(secrets=secrets, stop=stop, publisher=publisher, worker_name=name)
+    return 0
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    settings, secrets = _scale_out_settings(args, command="worker")
+    name = args.name or outbox_worker_name("worker")
+    stop = asyncio.Event()
+    async with (
+        open_app(settings, database="", replay=False, backend="postgres") as app,
+        open_broker(settings, secrets=secrets, name=name) as broker,
+    ):
+        with stop_on_signals(stop):
+            await app.work(broker=broker, cipher=app.cipher, stop=stop, name=name)
+    return 0
+
+
 async def _status(args: argparse.Namespace) -> int:
     settings, _ = _settings(args.config)
     host, port = settings.metrics.host, settings.metrics.port
@@ -689,6 +737,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the host name and 'deliver')",
     )
     deliver.set_defaults(handler=_deliver)
+
+    gateway = add_command(
+        sub,
+        "gateway",
+        summary="scale-out: receive from the platforms enabled in the config and publish to the broker; "
+        "commands and alert delivery as under `vigil run` ([broker], docs/scale.md)",
+        examples=("vigil gateway --config scale.toml", "vigil gateway --config scale.toml --name gw-b"),
+    )
+    gateway.add_argument(
+        "--name",
+        help="this process's name, unique among live processes and the same across its restarts "
+        "(default: the host name and 'gateway')",
+    )
+    gateway.set_defaults(handler=_gateway)
+
+    worker = add_command(
+        sub,
+        "worker",
+        summary="scale-out: score the broker's messages, sharing its partitions with the other workers "
+        "([broker], docs/scale.md)",
+        examples=("vigil worker --config scale.toml", "vigil worker --config scale.toml --name worker-b"),
+    )
+    worker.add_argument(
+        "--name",
+        help="this worker's name, unique among live workers and the same across its restarts "
+        "(default: the host name and 'worker')",
+    )
+    worker.set_defaults(handler=_worker)
 
     status = add_command(
         sub,

@@ -36,6 +36,7 @@ from vigil.bots.core.retention import RetentionSchedule
 
 __all__ = [
     "EXAMPLE_CONFIG_PATH",
+    "BrokerSettings",
     "ConfigError",
     "ConsoleSettings",
     "DetectorSettings",
@@ -184,6 +185,33 @@ class StorageSettings:
     postgres_dsn_env: str = _setting("VIGIL_POSTGRES_DSN", env_var_name=True)
     # Postgres only: the most connections one Vigil process opens.
     postgres_max_connections: int = _setting(4, at_least=1, at_most=100)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSettings:
+    """Scale-out (docs/scale.md): gateways publish messages to NATS JetStream, workers score them."""
+
+    # false: one process scores what it receives (``vigil run``); true: ``vigil gateway`` + ``vigil worker``.
+    enabled: bool = False
+    # The NAME of the environment variable holding the NATS server URL(s), comma-separated (may hold a
+    # password or token, so never in this file).
+    url_env: str = _setting("VIGIL_NATS_URL", env_var_name=True)
+    # The JetStream stream and key-value bucket Vigil creates; change them to run two Vigils on one server.
+    stream: str = _setting("VIGIL_MESSAGES", non_empty=True)
+    # Spaces are spread over this many partitions, each scored in order by one worker at a time. Fixed for
+    # the life of the stream: the most workers that can share the work.
+    partitions: int = _setting(32, at_least=1, at_most=1024)
+    # A worker that stops renewing its partitions for this long is taken over by the others.
+    lease_s: float = _setting(10.0, at_least=2.0, at_most=300.0)
+    # A message nobody scored within this many hours is dropped by the broker (privacy: text does not wait
+    # forever on a broker's disk while no worker runs).
+    max_age_hours: int = _setting(24, at_least=1, at_most=24 * 14)
+
+    def consistency_problems(self, *, path: str) -> list[str]:
+        # JetStream names: no dots, spaces, wildcards or path characters; the bucket adds a suffix.
+        if len(self.stream) > 48 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in self.stream):
+            return [f"{path}.stream: expected at most 48 letters, digits, '-' or '_', got {self.stream!r}"]
+        return []
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,6 +394,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
 
     def resolved_database_path(self, config_dir: Path | None) -> str:
         """The database to open: relative paths resolved against ``config_dir``; ":memory:" as is.
@@ -414,6 +443,7 @@ class Secrets:
     slack_signing_secret: Secret | None = None
     http_secret: Secret | None = None
     webhook_secret: Secret | None = None
+    nats_url: Secret | None = None
 
 
 def _read_secret(environ: Mapping[str, str], name: str) -> Secret | None:
@@ -432,6 +462,7 @@ def resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> Secrets:
         slack_signing_secret=_read_secret(environ, settings.slack.signing_secret_env),
         http_secret=_read_secret(environ, settings.http.secret_env),
         webhook_secret=_read_secret(environ, settings.http.webhook_secret_env),
+        nats_url=_read_secret(environ, settings.broker.url_env),
     )
 
 
@@ -452,6 +483,8 @@ def check_settings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
         needed.append(
             ('storage.backend is "postgres"', settings.storage.postgres_dsn_env, "the PostgreSQL DSN")
         )
+    if settings.broker.enabled:
+        needed.append(("broker is enabled", settings.broker.url_env, "the NATS server URL"))
     if settings.discord.enabled:
         needed.append(("discord is enabled", settings.discord.token_env, "the Discord bot token"))
     if settings.slack.enabled:

@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.storage.postgres_server import (
+    PostgresServer,
+    fresh_database,
+    postgres_server_or_skip,
+    start_postgres_server,
+)
 from tests.support.files import umask
 from tests.support.gru_model import build_gru_keyword_model
 from tests.support.keyword_model import build_keyword_model
+from tests.support.nats_server import NatsServer, nats_server_or_skip, start_nats_server
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -78,3 +85,25 @@ def permissive_umask() -> Iterator[None]:
     # The usual default umask: without Vigil's own modes, new files would be world-readable.
     with umask(0o022):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server per test process, started on first use only: a run without Postgres
+    tests starts no server."""
+    with start_postgres_server(postgres_server_or_skip()) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh empty database for one test."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A NATS server with JetStream for one test (the broker tests restart it, so it is not shared)."""
+    with start_nats_server(nats_server_or_skip()) as server:
+        yield server

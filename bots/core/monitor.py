@@ -88,6 +88,8 @@ class HandleResult:
     risk: float | None = None
     pairs: tuple[PairUpdate, ...] = ()
     alerts: tuple[AlertEvent, ...] = ()
+    # Handed to a message broker, to be scored by a worker (docs/scale.md): nothing is known of it yet.
+    queued: bool = False
 
 
 def _storable(text: str) -> str:
@@ -296,6 +298,14 @@ class Monitor:
         if enqueued and self._on_delivery_enqueued is not None:
             self._on_delivery_enqueued()
         return [r for r in results if r is not None]
+
+    async def reload_turn_memory(self) -> None:
+        """Forget the turn-taking memory and read it from the store again before the next message: for a
+        scoring worker taking over a partition whose locations another worker was writing (docs/scale.md).
+        The store holds each location's memory as of its last batch (saved in the batch's transaction)."""
+        async with self._apply_lock:
+            self._resolver.forget_all()
+            self._turns_restored = False
 
     async def _restore_turn_memory(self) -> None:
         """Once, before the first message: the turn-taking memory of the most recently active locations, as

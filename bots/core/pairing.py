@@ -165,6 +165,10 @@ class PairResolver:
         for turn in turns[-self._memory_per_location :]:
             self._remember(memory.location, turn)
 
+    def forget_all(self) -> None:
+        """Forget every remembered turn (before reading them again from the store)."""
+        self._turns_by_location.clear()
+
     def replay(self, message: ChatMessage, *, bot_user_ids: frozenset[str] = frozenset()) -> None:
         """A message stored before (a redelivery, a replay after a restart): remembered as ``resolve`` would,
         unless its location already remembers a later message. A restored memory then stays as the last run

@@ -423,6 +423,8 @@ class _Answer(Struct, kw_only=True):
 
 class MessageStatus(enum.StrEnum):
     ACCEPTED = "accepted"
+    # Scale-out (vigil gateway): stored on the broker for a scoring worker; alerts come as for any message.
+    QUEUED = "queued"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"
     ERROR = "error"

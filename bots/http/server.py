@@ -221,7 +221,9 @@ class _Outcome:
 def _message_result(index: int, result: HandleResult) -> MessageResult:
     # Shadow alerts are recorded, not announced: they stay out of the platform's view too.
     cases = list(dict.fromkeys(e.alert.case_number for e in result.alerts if not e.alert.shadow))
-    if result.skipped is SkipReason.DUPLICATE:
+    if result.queued:
+        status, reason = MessageStatus.QUEUED, None
+    elif result.skipped is SkipReason.DUPLICATE:
         status, reason = MessageStatus.DUPLICATE, None
     elif result.skipped is not None:
         status, reason = MessageStatus.SKIPPED, str(result.skipped)
@@ -643,7 +645,9 @@ class HttpApi:
                 headers={"Retry-After": str(seconds)},
             )
         counts = Counter(r.status for r in results)
-        return _json(BatchResult(results=results, counts={str(s): counts[s] for s in MessageStatus}))
+        # "queued" only where it can happen (vigil gateway): one process answers as it always has.
+        shown = [s for s in MessageStatus if s is not MessageStatus.QUEUED or counts[s]]
+        return _json(BatchResult(results=results, counts={str(s): counts[s] for s in shown}))
 
     # ------------------------------------------------------------------ cases
 
