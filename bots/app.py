@@ -14,7 +14,16 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.ingest import IngestObserver, IngestQueue
-from vigil.bots.core.models import ChatMessage
+from vigil.bots.core.models import ADAPTER_PLATFORMS, ANY_PLATFORM, ChatMessage, DeliveryScope
 from vigil.bots.core.moderation import ModeratorService
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
@@ -106,17 +115,23 @@ class App:
         """The outbox worker, once a sink is attached."""
         return self._outbox
 
-    def attach_sink(self, sink: AlertSink, *, worker_name: str | None = None) -> OutboxWorker:
-        """The app's outbox worker, delivering to ``sink``. ``worker_name`` (by default this host's name and
-        "vigil") must differ between live workers sharing the store, and stay the same across a worker's
-        restarts: a worker starting takes back the claims its name holds."""
+    def attach_sink(
+        self, sink: AlertSink, *, worker_name: str | None = None, scope: DeliveryScope = ANY_PLATFORM
+    ) -> OutboxWorker:
+        """The app's outbox worker, delivering to ``sink`` the alerts of the platforms ``scope`` covers.
+        ``worker_name`` (by default this host's name and "vigil") must differ between live workers sharing
+        the store, and stay the same across a worker's restarts: a worker starting takes back the claims its
+        name holds."""
         if self._outbox is not None:
             raise RuntimeError("an alert sink is already attached")
-        self._outbox = self.outbox_worker(sink, name=worker_name or outbox_worker_name("vigil"))
+        self._outbox = self.outbox_worker(sink, name=worker_name or outbox_worker_name("vigil"), scope=scope)
         return self._outbox
 
-    def outbox_worker(self, sink: AlertSink, *, name: str) -> OutboxWorker:
-        """A delivery worker on this app's store, as configured; ``vigil deliver`` runs several."""
+    def outbox_worker(
+        self, sink: AlertSink, *, name: str, scope: DeliveryScope = ANY_PLATFORM
+    ) -> OutboxWorker:
+        """A delivery worker on this app's store, as configured, claiming the alerts ``scope`` covers;
+        ``vigil deliver`` runs several."""
         return OutboxWorker(
             store=self.store,
             cases=self.cases,
@@ -128,6 +143,7 @@ class App:
             ),
             clock=self.clock,
             name=name,
+            scope=scope,
         )
 
     def notify_outbox(self) -> None:
@@ -215,7 +231,9 @@ class App:
         else:
             handler = publisher
         services = _build_services(self, secrets=secrets, handler=handler)
-        outbox = self.attach_sink(services.alert_sink(), worker_name=worker_name)
+        outbox = self.attach_sink(
+            services.alert_sink(), worker_name=worker_name, scope=services.delivery_scope()
+        )
         retention = RetentionTask(store=self.store, schedule=settings.retention.schedule())
         background: list[Callable[[], Coroutine[Any, Any, None]]] = [
             outbox.run,
@@ -227,7 +245,12 @@ class App:
                 MetricsServer(metrics, host=settings.metrics.host, port=settings.metrics.port).serve
             )
             services.names.append(f"metrics on {settings.metrics.host}:{settings.metrics.port}")
-        logger.info("vigil running: %s; database %s", ", ".join(services.names), self.database)
+        logger.info(
+            "vigil running: %s; delivering alerts of %s; database %s",
+            ", ".join(services.names),
+            outbox.scope,
+            self.database,
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(run()) for run in background]
@@ -290,20 +313,24 @@ class App:
 
         Only the webhook ([http] webhook_url) and the console deliver here: Discord's and Slack's sinks live
         inside their adapters (the bot's client, the workspace installations, the delivery health their
-        status commands show), so their alerts are delivered by ``vigil run`` alone, and a worker here would
-        take them over and fail them; such a config is refused.
+        status commands show), so their alerts are delivered by ``vigil run`` alone; such a config is refused.
+        With [http] enabled the workers never claim Discord or Slack alerts (``delivery_scope``).
         """
         if workers < 1:
             raise AppError("vigil deliver needs at least one worker")
         services = _delivery_services(self, secrets=secrets)
         sink = services.alert_sink()
-        outboxes = [self.outbox_worker(sink, name=f"{name}-{index + 1}") for index in range(workers)]
+        scope = services.delivery_scope()
+        outboxes = [
+            self.outbox_worker(sink, name=f"{name}-{index + 1}", scope=scope) for index in range(workers)
+        ]
         logger.info(
-            "vigil delivering: %d worker(s) %s..%s to %s; database %s",
+            "vigil delivering: %d worker(s) %s..%s to %s, alerts of %s; database %s",
             workers,
             outboxes[0].name,
             outboxes[-1].name,
             ", ".join(services.names),
+            scope,
             self.database,
         )
         try:
@@ -353,6 +380,23 @@ async def open_broker(settings: Settings, *, secrets: Secrets, name: str) -> Asy
         yield broker
     finally:
         await broker.aclose()
+
+
+def delivery_scope(*, chat_sinks: Collection[str], fallback: bool) -> DeliveryScope:
+    """The alerts a process's delivery workers claim: those its sinks can deliver. Processes with different
+    sinks share one store (Discord gateways, ``vigil deliver`` for the webhook), and a worker that claimed an
+    alert it has no sink for would fail it instead of leaving it to the process that can deliver it.
+
+    ``chat_sinks``: the platforms (of ``ADAPTER_PLATFORMS``) whose adapter's sink is here. ``fallback``: the
+    HTTP API's route is here (a webhook, or polling), delivering any other platform. With it: every platform
+    but the chat platforms without their sink here. Without it: those chat platforms alone; with neither,
+    only the console is there, and it prints any alert.
+    """
+    if fallback:
+        return DeliveryScope(except_platforms=ADAPTER_PLATFORMS - frozenset(chat_sinks))
+    if chat_sinks:
+        return DeliveryScope(platforms=frozenset(chat_sinks))
+    return ANY_PLATFORM
 
 
 def outbox_worker_name(role: str) -> str:
@@ -473,6 +517,9 @@ class _Services:
     # [console] enabled: every alert delivered elsewhere is printed too (alone, the console is the sink).
     console: AlertSink | None = None
     names: list[str] = field(default_factory=list)
+
+    def delivery_scope(self) -> DeliveryScope:
+        return delivery_scope(chat_sinks=self.sinks.keys(), fallback=self.fallback is not None)
 
     def alert_sink(self) -> AlertSink:
         if self.console is not None and not self.sinks and self.fallback is None:

@@ -31,8 +31,10 @@ from typing import Any, NamedTuple, Self, TypeVar
 
 from vigil.bots.core.cases import AuditEvent, CaseState
 from vigil.bots.core.models import (
+    ANY_PLATFORM,
     Alert,
     AlertStatus,
+    DeliveryScope,
     OutboxItem,
     OutboxKind,
     PairKey,
@@ -550,7 +552,7 @@ class InMemoryStore:
             return _due_items(tables, now=now, limit=limit)
 
     async def claim_deliveries(
-        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str, scope: DeliveryScope = ANY_PLATFORM
     ) -> list[OutboxItem]:
         if limit < 0:
             raise ValueError("limit must not be negative")
@@ -559,7 +561,7 @@ class InMemoryStore:
         now = _utc(now)
         claim = new_claim_token(worker)
         async with self._tables_locked() as tables:
-            due = _due_items(tables, now=now, limit=limit)
+            due = _due_items(tables, now=now, limit=limit, scope=scope)
             for item in due:
                 tables.outbox_claims[item.item_id] = (claim, now + lease)
         return [dataclasses.replace(item, claim=claim) for item in due]
@@ -1202,9 +1204,11 @@ def _claim_of(tables: _Tables, item_id: int) -> str | None:
     return held[0] if held is not None else None
 
 
-def _due_items(tables: _Tables, *, now: datetime, limit: int) -> list[OutboxItem]:
+def _due_items(
+    tables: _Tables, *, now: datetime, limit: int, scope: DeliveryScope = ANY_PLATFORM
+) -> list[OutboxItem]:
     """SQLite's ``_DUE``: due, not under a live claim, no other item of its alert under one, and an UPDATE
-    behind its alert's pending POST waits."""
+    behind its alert's pending POST waits; of an alert whose platform ``scope`` covers."""
     posting = {item.alert_id for item in tables.outbox.values() if item.kind == OutboxKind.POST}
     leased = {item_id for item_id, (_, until) in tables.outbox_claims.items() if until > now}
     busy_alerts = {tables.outbox[item_id].alert_id for item_id in leased if item_id in tables.outbox}
@@ -1215,6 +1219,12 @@ def _due_items(tables: _Tables, *, now: datetime, limit: int) -> list[OutboxItem
         and item.item_id not in leased
         and item.alert_id not in busy_alerts
         and not (item.kind == OutboxKind.UPDATE and item.alert_id in posting)
+        and (scope.is_everything or _alert_covered(tables, item.alert_id, scope))
     ]
     due.sort(key=lambda item: (item.next_attempt_at, item.item_id))
     return due[:limit]
+
+
+def _alert_covered(tables: _Tables, alert_id: int, scope: DeliveryScope) -> bool:
+    case = tables.alerts.get(alert_id)
+    return case is not None and scope.covers(case.alert.key.platform)

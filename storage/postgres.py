@@ -41,8 +41,10 @@ import asyncpg
 
 from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
 from vigil.bots.core.models import (
+    ANY_PLATFORM,
     Alert,
     AlertStatus,
+    DeliveryScope,
     OutboxItem,
     OutboxKind,
     PairKey,
@@ -979,22 +981,23 @@ class PostgresStore:
         return [_outbox_item_from_row(row) for row in rows]
 
     async def claim_deliveries(
-        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str, scope: DeliveryScope = ANY_PLATFORM
     ) -> list[OutboxItem]:
-        """Take up to ``limit`` due items for one new claim: each is leased (``claimed_by``, ``claimed_until =
-        now + lease``) in the same statement that selects it, skipping rows another worker is claiming
-        (``FOR UPDATE SKIP LOCKED``; a row claimed and committed meanwhile is re-checked and no longer due).
-        The items come back oldest first, as ``due_deliveries``."""
+        """Take up to ``limit`` due items of the alerts ``scope`` covers for one new claim: each is leased
+        (``claimed_by``, ``claimed_until = now + lease``) in the same statement that selects it, skipping rows
+        another worker is claiming (``FOR UPDATE SKIP LOCKED``; a row claimed and committed meanwhile is
+        re-checked and no longer due). The items come back oldest first, as ``due_deliveries``."""
         if limit < 0:
             raise ValueError("limit must not be negative")
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
         moment = _utc(now)
         claim = new_claim_token(worker)
+        in_scope, scope_parameters = _scope_condition(scope, first_parameter=5)
         async with self._connection("claiming due deliveries") as connection:
             rows = await connection.fetch(
                 "WITH due AS (SELECT item.item_id FROM outbox AS item "
-                f"WHERE {_DUE} ORDER BY item.next_attempt_at, item.item_id LIMIT $2 "
+                f"WHERE {_DUE}{in_scope} ORDER BY item.next_attempt_at, item.item_id LIMIT $2 "
                 "FOR UPDATE SKIP LOCKED) "
                 "UPDATE outbox AS o SET claimed_by = $4, claimed_until = $3 FROM due "
                 f"WHERE o.item_id = due.item_id RETURNING {_qualified(_OUTBOX_COLUMNS, 'o')}",
@@ -1002,6 +1005,7 @@ class PostgresStore:
                 limit,
                 moment + lease,
                 claim,
+                *scope_parameters,
             )
         ordered = sorted(rows, key=lambda row: (row["next_attempt_at"], row["item_id"]))
         return [dataclasses.replace(_outbox_item_from_row(row), claim=claim) for row in ordered]
@@ -1802,4 +1806,26 @@ def _outbox_item_from_row(row: Any) -> OutboxItem:
         attempts=int(row["attempts"]),
         next_attempt_at=_utc_from_db(row["next_attempt_at"]),
         last_error=row["last_error"],
+    )
+
+
+def _scope_condition(scope: DeliveryScope, *, first_parameter: int) -> tuple[str, tuple[list[str], ...]]:
+    """What ``_DUE`` gains under ``scope`` (outbox items aliased item), numbering its parameters (text arrays)
+    from ``first_parameter``: the item's alert is of a platform the scope covers. A subquery rather than a
+    join, so ``FOR UPDATE`` still locks outbox rows alone. Nothing for any platform."""
+    if scope.is_everything:
+        return "", ()
+    conditions: list[str] = []
+    parameters: list[list[str]] = []
+    if scope.platforms is not None:
+        # An empty array matches nothing: a scope naming no platform claims nothing.
+        conditions.append(f"scoped.platform = ANY(${first_parameter + len(parameters)}::text[])")
+        parameters.append(sorted(scope.platforms))
+    if scope.except_platforms:
+        conditions.append(f"scoped.platform <> ALL(${first_parameter + len(parameters)}::text[])")
+        parameters.append(sorted(scope.except_platforms))
+    return (
+        " AND EXISTS (SELECT 1 FROM alerts AS scoped WHERE scoped.alert_id = item.alert_id "
+        f"AND {' AND '.join(conditions)})",
+        tuple(parameters),
     )

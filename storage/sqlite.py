@@ -25,8 +25,10 @@ import aiosqlite
 from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState
 from vigil.bots.core.files import create_private_file, tighten_private_file
 from vigil.bots.core.models import (
+    ANY_PLATFORM,
     Alert,
     AlertStatus,
+    DeliveryScope,
     OutboxItem,
     OutboxKind,
     PairKey,
@@ -980,22 +982,24 @@ class SqliteStore:
         return [_outbox_item_from_row(row) for row in rows]
 
     async def claim_deliveries(
-        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str, scope: DeliveryScope = ANY_PLATFORM
     ) -> list[OutboxItem]:
-        """The due items (as ``due_deliveries``), leased to one new claim in one write transaction: SQLite
-        has a single writer (``BEGIN IMMEDIATE``, across processes too), so no other claim can interleave."""
+        """The due items (as ``due_deliveries``) of the alerts ``scope`` covers, leased to one new claim in
+        one write transaction: SQLite has a single writer (``BEGIN IMMEDIATE``, across processes too), so no
+        other claim can interleave."""
         if limit < 0:
             raise ValueError("limit must not be negative")
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
         moment = _timestamp_text(now)
         claim = new_claim_token(worker)
+        in_scope, scope_parameters = _scope_condition(scope)
         async with self._writing("claiming due deliveries") as connection:
             rows = await _fetch_rows(
                 connection,
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS item WHERE {_DUE} "
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox AS item WHERE {_DUE}{in_scope} "
                 "ORDER BY item.next_attempt_at, item.item_id LIMIT ?",
-                (moment, moment, moment, limit),
+                (moment, moment, moment, *scope_parameters, limit),
             )
             if rows:
                 ids = [int(row["item_id"]) for row in rows]
@@ -2086,4 +2090,27 @@ def _outbox_item_from_row(row: sqlite3.Row) -> OutboxItem:
         attempts=int(row["attempts"]),
         next_attempt_at=_timestamp_from_text(row["next_attempt_at"]),
         last_error=_optional_text(row["last_error"]),
+    )
+
+
+def _scope_condition(scope: DeliveryScope) -> tuple[str, tuple[str, ...]]:
+    """What ``_DUE`` gains under ``scope`` (outbox items aliased item), and its parameters: the item's alert
+    is of a platform the scope covers. Nothing for any platform: an unscoped claim reads the outbox alone."""
+    if scope.is_everything:
+        return "", ()
+    conditions: list[str] = []
+    parameters: list[str] = []
+    if scope.platforms is not None:
+        included = sorted(scope.platforms)
+        # SQLite accepts an empty IN (): a scope naming no platform claims nothing.
+        conditions.append(f"scoped.platform IN ({', '.join('?' * len(included))})")
+        parameters.extend(included)
+    if scope.except_platforms:
+        excluded = sorted(scope.except_platforms)
+        conditions.append(f"scoped.platform NOT IN ({', '.join('?' * len(excluded))})")
+        parameters.extend(excluded)
+    return (
+        " AND EXISTS (SELECT 1 FROM alerts AS scoped WHERE scoped.alert_id = item.alert_id "
+        f"AND {' AND '.join(conditions)})",
+        tuple(parameters),
     )

@@ -65,6 +65,8 @@ async def test_run_serves_http_ingest_posts_alerts_and_stops_cleanly(
     assert SECRET not in stderr.decode()
     # One logging setup: each line once (the CLI's early handler is replaced by the config's, not doubled).
     assert stderr.decode().count("vigil stopped") == 1
+    # Its worker claims what the HTTP API's route delivers: Discord's and Slack's alerts are their adapters'.
+    assert "delivering alerts of any platform but discord, slack;" in stderr.decode()
     # The state outlives the process: the alert is in the database for the next start.
     assert (tmp_path / "run.sqlite3").exists()
 

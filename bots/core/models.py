@@ -167,6 +167,36 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryScope:
+    """Which outbox items a delivery worker claims, by the platform of their alert: those in ``platforms``
+    (None: any) and not in ``except_platforms``. A worker claims only alerts its sink can deliver, so it never
+    takes over (and fails) alerts that another process holds the sink for."""
+
+    platforms: frozenset[str] | None = None
+    except_platforms: frozenset[str] = frozenset()
+
+    def covers(self, platform: str) -> bool:
+        return (
+            self.platforms is None or platform in self.platforms
+        ) and platform not in self.except_platforms
+
+    @property
+    def is_everything(self) -> bool:
+        return self.platforms is None and not self.except_platforms
+
+    def __str__(self) -> str:
+        if self.platforms is not None:
+            return ", ".join(sorted(self.platforms - self.except_platforms)) or "no platform"
+        if self.except_platforms:
+            return f"any platform but {', '.join(sorted(self.except_platforms))}"
+        return "any platform"
+
+
+# The scope of a worker that delivers every alert (one sink for all, or the only worker there is).
+ANY_PLATFORM = DeliveryScope()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SpaceSettings:
     """Per-space overrides set by moderators (slash commands); ``None`` means "use the config default"."""
 

@@ -9,7 +9,8 @@ Several workers (in one process or several) may share one store: each takes its 
 one alert's post and updates are delivered by one worker at a time and in order. A worker killed mid-post
 leaves its items to the others once the lease runs out, or takes them back itself when it starts again under
 the same name. Completing or rescheduling needs the claim still held: a worker whose lease ran out and was
-taken over writes nothing.
+taken over writes nothing. A worker claims only alerts of the platforms its ``DeliveryScope`` covers (those
+its sink can deliver), so workers with different sinks share one store without taking each other's alerts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from vigil.bots.core.clock import Clock, utc_now
-from vigil.bots.core.models import Alert, DeliveryResult, OutboxItem, OutboxKind
+from vigil.bots.core.models import ANY_PLATFORM, Alert, DeliveryResult, DeliveryScope, OutboxItem, OutboxKind
 from vigil.bots.core.ports import TREND_POINTS, AlertSink, Delivery
 
 if TYPE_CHECKING:
@@ -53,12 +54,15 @@ class OutboxWorker:
         config: OutboxConfig,
         clock: Clock = utc_now,
         name: str = "vigil",
+        scope: DeliveryScope = ANY_PLATFORM,
     ) -> None:
         """``name`` identifies this worker among those sharing the store, and across its restarts: a worker
-        starting takes back the claims made under its name, so two live workers must not share one."""
+        starting takes back the claims made under its name, so two live workers must not share one.
+        ``scope``: the platforms whose alerts it claims, those ``sink`` can deliver."""
         if config.lease_s <= 0:
             raise ValueError("lease_s must be positive")
         self._name = name
+        self._scope = scope
         self._recovered = False
         self._store = store
         self._cases = cases
@@ -83,13 +87,18 @@ class OutboxWorker:
     def name(self) -> str:
         return self._name
 
+    @property
+    def scope(self) -> DeliveryScope:
+        return self._scope
+
     async def release_claims(self) -> int:
         """Give back every item this worker holds (call once its ``run`` is cancelled: a batch cut short is
         due again at once for every worker, rather than at the end of its lease)."""
         return await self._store.release_claims(worker=self._name)
 
     async def drain_once(self) -> int:
-        """Attempt every item that is due now and no other worker holds; returns how many were delivered."""
+        """Attempt every item of its scope that is due now and no other worker holds; returns how many were
+        delivered."""
         if not self._recovered:
             # What this worker claimed before a crash or a stop is its own again, rather than waiting out
             # the lease. Marked first: a second drain started meanwhile must not release this one's claims.
@@ -101,7 +110,7 @@ class OutboxWorker:
         delivered = 0
         while True:
             due = await self._store.claim_deliveries(
-                now=self._clock(), limit=self._config.batch, lease=lease, worker=self._name
+                now=self._clock(), limit=self._config.batch, lease=lease, worker=self._name, scope=self._scope
             )
             if not due:
                 return delivered

@@ -20,9 +20,11 @@ import numpy.typing as npt
 
 from vigil.bots.core.cases import AuditEvent, CaseSource, CaseState, CaseView
 from vigil.bots.core.models import (
+    ANY_PLATFORM,
     Alert,
     ChatMessage,
     DeliveryResult,
+    DeliveryScope,
     OutboxItem,
     OutboxKind,
     PairKey,
@@ -369,8 +371,9 @@ class OutboxStore(Protocol):
     # claimed as a whole: no item of an alert with another item under a live claim is handed out, so one
     # alert's post and updates are never delivered by two workers at once. A worker killed mid-post leaves its
     # items to be claimed again once the lease has run out. ``worker`` names the claimant (diagnostics only).
+    # Only items whose alert's platform ``scope`` covers are claimed; the others stay due for other workers.
     async def claim_deliveries(
-        self, *, now: datetime, limit: int, lease: timedelta, worker: str
+        self, *, now: datetime, limit: int, lease: timedelta, worker: str, scope: DeliveryScope = ANY_PLATFORM
     ) -> list[OutboxItem]: ...
 
     # Gives back every item held under any claim ``worker`` made (a previous life of that worker, killed

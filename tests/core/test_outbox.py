@@ -11,7 +11,7 @@ from tests.core.monitoring import START, Conversation, make_monitor
 from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseAction, CaseState, Role
-from vigil.bots.core.models import PairKey, RiskPoint, SpaceSettings
+from vigil.bots.core.models import ANY_PLATFORM, DeliveryScope, PairKey, RiskPoint, SpaceSettings
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
 from vigil.detector.onnx_detector import OnnxDetector
@@ -25,6 +25,26 @@ def test_one_trend_rule_for_every_platform() -> None:
     assert trend_of([0.80, 0.82]) is Trend.STEADY
     # Only the latest points count: an old low start does not make today's plateau "rising".
     assert trend_of([0.1] + [0.9] * TREND_POINTS) is Trend.STEADY
+
+
+def test_a_delivery_scope_covers_its_platforms_but_the_excepted_ones() -> None:
+    gateway = DeliveryScope(platforms=frozenset({"discord", "slack"}), except_platforms=frozenset({"slack"}))
+    webhook = DeliveryScope(except_platforms=frozenset({"discord", "slack"}))
+    nothing = DeliveryScope(platforms=frozenset())
+    names = ("discord", "slack", "forum")
+
+    assert [name for name in names if ANY_PLATFORM.covers(name)] == ["discord", "slack", "forum"]
+    assert [name for name in names if gateway.covers(name)] == ["discord"]
+    assert [name for name in names if webhook.covers(name)] == ["forum"]
+    assert not any(nothing.covers(name) for name in names)
+    assert DeliveryScope().is_everything and ANY_PLATFORM.is_everything and not webhook.is_everything
+    # As the logs name a worker's scope.
+    assert [str(scope) for scope in (ANY_PLATFORM, gateway, webhook, nothing)] == [
+        "any platform",
+        "discord",
+        "any platform but discord, slack",
+        "no platform",
+    ]
 
 
 async def test_the_sink_gets_the_case_its_destination_and_the_trend(

@@ -16,7 +16,7 @@ import pytest
 from tests.storage.builders import BASE_TIME, deadline, make_alert, make_pair_key, make_pair_state
 from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.core.case_service import CaseService
-from vigil.bots.core.models import DeliveryResult, OutboxKind
+from vigil.bots.core.models import DeliveryResult, DeliveryScope, OutboxKind
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.ports import AlertSink, Delivery, Store
 from vigil.storage import InMemoryStore, SqliteStore
@@ -160,6 +160,48 @@ async def test_two_workers_post_each_alert_once_and_its_update_after_it(stores: 
             (OutboxKind.UPDATE, 2, f"ref-{alert_id}"),
         ], "the update after the post, onto the posted message"
     assert {entry.worker for entry in shown} == {"worker-a", "worker-b"}, "both workers took part"
+
+
+async def test_workers_with_different_sinks_claim_only_the_alerts_their_scope_covers(
+    stores: tuple[Store, Store],
+) -> None:
+    setup = stores[0]
+    platforms = ("discord", "forum", "slack", "http") * 3
+    for index, platform in enumerate(platforms):
+        key = make_pair_key("u0", f"u{index + 1:02d}", platform=platform)
+        await setup.save_pair(make_pair_state(key))
+        alert = await setup.create_alert(make_alert(key))
+        await setup.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+    # A Discord gateway process and a webhook process (``vigil deliver``); nobody here has Slack's sink.
+    scopes = {
+        "gateway": DeliveryScope(platforms=frozenset({"discord"})),
+        "webhook": DeliveryScope(except_platforms=frozenset({"discord", "slack"})),
+    }
+    sinks = {name: RecordingSink() for name in scopes}
+    workers = [
+        OutboxWorker(
+            store=store,
+            cases=CaseService(store=store),
+            sink=sinks[name],
+            config=OutboxConfig(batch=2),
+            name=name,
+            scope=scopes[name],
+        )
+        for name, store in zip(scopes, stores, strict=True)
+    ]
+
+    async with deadline():
+        delivered = await asyncio.gather(*(worker.drain_once() for worker in workers))
+
+    assert delivered == [3, 6]
+    assert sorted(alert.key.platform for alert in sinks["gateway"].posted) == ["discord"] * 3
+    assert sorted(alert.key.platform for alert in sinks["webhook"].posted) == ["forum"] * 3 + ["http"] * 3
+    # Slack's alerts wait, never attempted, for a worker with its sink.
+    left = await setup.due_deliveries(now=BASE_TIME, limit=10)
+    assert [item.attempts for item in left] == [0, 0, 0]
+    for item in left:
+        alert = await setup.get_alert(item.alert_id)
+        assert alert is not None and alert.key.platform == "slack"
 
 
 class StuckSink:

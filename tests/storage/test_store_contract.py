@@ -23,7 +23,14 @@ from tests.storage.factories import (
     STORE_FACTORIES,
     StoreFactory,
 )
-from vigil.bots.core.models import AlertStatus, ChatMessage, OutboxKind, SpaceSettings
+from vigil.bots.core.models import (
+    ANY_PLATFORM,
+    AlertStatus,
+    ChatMessage,
+    DeliveryScope,
+    OutboxKind,
+    SpaceSettings,
+)
 from vigil.bots.core.pairing import PairResolver, TurnMemory
 from vigil.bots.core.ports import PairChanges, Store, StoreError
 
@@ -928,6 +935,95 @@ async def test_a_restarted_worker_takes_back_its_own_claims_only(store: Store) -
     assert (again[0].attempts, again[0].next_attempt_at) == (0, BASE_TIME)
     assert theirs.alert_id == alert_ids[2]
     assert await store.release_claims(worker="nobody") == 0
+
+
+async def _posts_due_on(store: Store, *platforms: str) -> dict[str, int]:
+    """A due post for one alert of each platform, oldest first in the order given: platform -> alert id."""
+    alert_ids: dict[str, int] = {}
+    for index, platform in enumerate(platforms):
+        key = make_pair_key("u1", "u2", platform=platform)
+        await store.save_pair(make_pair_state(key))
+        alert_id = (await store.create_alert(make_alert(key))).alert_id
+        due_at = BASE_TIME + timedelta(seconds=index)
+        await store.enqueue_delivery(alert_id=alert_id, kind=OutboxKind.POST, revision=1, now=due_at)
+        alert_ids[platform] = alert_id
+    return alert_ids
+
+
+def _scope(*platforms: str, but: tuple[str, ...] = ()) -> DeliveryScope:
+    return DeliveryScope(platforms=frozenset(platforms), except_platforms=frozenset(but))
+
+
+async def test_a_scope_naming_platforms_claims_only_their_alerts(store: Store) -> None:
+    alert_ids = await _posts_due_on(store, "discord", "slack", "forum", "http")
+    later = BASE_TIME + timedelta(minutes=1)
+
+    assert await store.claim_deliveries(now=later, limit=10, lease=LEASE, worker="none", scope=_scope()) == []
+    # The limit counts claimable items only: older items of other platforms do not use it up.
+    [forum] = await store.claim_deliveries(now=later, limit=1, lease=LEASE, worker="a", scope=_scope("forum"))
+    assert forum.alert_id == alert_ids["forum"]
+    both = await store.claim_deliveries(
+        now=later, limit=10, lease=LEASE, worker="b", scope=_scope("http", "discord", "forum")
+    )
+    assert [item.alert_id for item in both] == [alert_ids["discord"], alert_ids["http"]]
+    assert [item.alert_id for item in await store.due_deliveries(now=later, limit=10)] == [alert_ids["slack"]]
+
+
+async def test_except_platforms_leaves_those_alerts_due_for_a_worker_that_covers_them(store: Store) -> None:
+    alert_ids = await _posts_due_on(store, "discord", "forum", "slack", "http")
+    later = BASE_TIME + timedelta(minutes=1)
+    webhook = DeliveryScope(except_platforms=frozenset({"discord", "slack"}))
+
+    claimed = await store.claim_deliveries(now=later, limit=10, lease=LEASE, worker="deliver", scope=webhook)
+    assert [item.alert_id for item in claimed] == [alert_ids["forum"], alert_ids["http"]]
+    assert await store.claim_deliveries(now=later, limit=10, lease=LEASE, worker="more", scope=webhook) == []
+
+    # What the webhook's workers left is due at once, untouched, for the workers with those sinks.
+    left = await store.due_deliveries(now=later, limit=10)
+    assert [(item.alert_id, item.attempts) for item in left] == [
+        (alert_ids["discord"], 0),
+        (alert_ids["slack"], 0),
+    ]
+    [discord] = await store.claim_deliveries(
+        now=later, limit=10, lease=LEASE, worker="gateway", scope=_scope("discord", "slack", but=("slack",))
+    )
+    assert discord.alert_id == alert_ids["discord"]
+    [slack] = await store.claim_deliveries(now=later, limit=10, lease=LEASE, worker="any", scope=ANY_PLATFORM)
+    assert slack.alert_id == alert_ids["slack"]
+
+
+async def test_a_lapsed_lease_is_claimed_again_by_a_worker_whose_scope_covers_it(store: Store) -> None:
+    alert_ids = await _posts_due_on(store, "slack")
+    [held] = await store.claim_deliveries(
+        now=BASE_TIME, limit=10, lease=LEASE, worker="a", scope=_scope("slack")
+    )
+
+    after = BASE_TIME + LEASE
+    assert await store.claim_deliveries(now=after, limit=10, lease=LEASE, worker="b", scope=_scope("x")) == []
+    [again] = await store.claim_deliveries(
+        now=after, limit=10, lease=LEASE, worker="c", scope=_scope("slack")
+    )
+    assert (again.item_id, again.alert_id) == (held.item_id, alert_ids["slack"])
+
+
+async def test_an_alert_is_claimed_as_a_whole_under_a_scope(store: Store) -> None:
+    [forum_id] = (await _posts_due_on(store, "forum")).values()
+    discord_id = await _saved_alert_id(store, "u3")
+    gateway = _scope("discord")
+    now = BASE_TIME + timedelta(minutes=1)
+    # An update of an alert never posted (it was in shadow mode), then a post queued while it is claimed:
+    # the post is not behind a pending post, only behind its alert's claim.
+    await store.enqueue_delivery(alert_id=discord_id, kind=OutboxKind.UPDATE, revision=2, now=BASE_TIME)
+    [update] = await store.claim_deliveries(now=now, limit=10, lease=LEASE, worker="a", scope=gateway)
+    await store.enqueue_delivery(alert_id=discord_id, kind=OutboxKind.POST, revision=3, now=BASE_TIME)
+
+    assert await store.claim_deliveries(now=now, limit=10, lease=LEASE, worker="b", scope=gateway) == []
+    [forum] = await store.claim_deliveries(now=now, limit=10, lease=LEASE, worker="c")
+    assert forum.alert_id == forum_id, "another alert is not held up"
+
+    assert await store.fail_delivery(update.item_id, error="down", next_attempt_at=now, claim=update.claim)
+    [post] = await store.claim_deliveries(now=now, limit=10, lease=LEASE, worker="b", scope=gateway)
+    assert (post.alert_id, post.kind, post.revision) == (discord_id, OutboxKind.POST, 3)
 
 
 async def test_claim_arguments_are_checked(store: Store) -> None:
