@@ -1,4 +1,4 @@
-"""Some of a bot's shards per process: ``shard_ids = "1-2"``, ``shard_count = 4`` through the real discord.py.
+"""Some of a bot's shards per process: ``vigil run --shards 1-2 --shard-count 4`` through the real discord.py.
 
 The fake Discord sends a shard's session only the servers on that shard (guild id >> 22 modulo the count), as
 Discord does, so the process sees its own servers and nothing of the others'.
@@ -6,6 +6,10 @@ Discord does, so the process sees its own servers and nothing of the others'.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 
 import discord
@@ -13,8 +17,11 @@ import pytest
 
 from tests.discord.conftest import GROOMING_SCRIPT, running_vigil
 from tests.discord.fake_discord import FakeDiscord, User
+from tests.reliability.state import seen_count
+from tests.support.process import REPO
+from vigil.bots.cli import build_parser, with_shard_options
 from vigil.bots.discord import DiscordOptions, InteractionOptions
-from vigil.config.settings import DiscordSettings
+from vigil.config.settings import DiscordSettings, Settings
 
 # discord.py waits 5 s between two shards' IDENTIFYs; the fake has no such limit.
 FAST = DiscordOptions(
@@ -26,11 +33,9 @@ FAST = DiscordOptions(
 
 
 def run_options(*options: str) -> DiscordSettings:
-    """The ``[discord]`` settings for ``--shards IDS --shard-count N`` (or only the count)."""
-    values = dict(zip(options[::2], options[1::2], strict=True))
-    return DiscordSettings(
-        enabled=True, shard_ids=values.get("--shards", ""), shard_count=int(values["--shard-count"])
-    )
+    """The ``[discord]`` settings of ``vigil run`` with these options, over a config enabling Discord."""
+    args = build_parser().parse_args(["run", *options])
+    return with_shard_options(Settings(discord=DiscordSettings(enabled=True)), args).discord
 
 
 async def status_reply(fake: FakeDiscord, user: User) -> str:
@@ -116,3 +121,60 @@ async def test_a_whole_bot_in_one_process_is_not_said_to_run_a_subset(
         await vigil.setup_server()
         status = await status_reply(fake, fake.mod)
         assert "**Vigil status**: connected" in status and "shards" not in status
+
+
+async def test_vigil_run_with_shard_options_runs_those_shards(
+    fake: FakeDiscord, tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    # One shard: a second would wait discord.py's 5 s before identifying (the test above runs two).
+    fake.move_guild_to_shard(2, 4)
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "run.sqlite3"\n[detector]\nmodel_dir = "{keyword_model_dir.as_posix()}"\n'
+        "intra_op_threads = 1\n[discord]\nenabled = true\n",
+        encoding="utf-8",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.support.run_against_fakes",
+        "--discord-api",
+        fake.api_base,
+        "--discord-gateway",
+        fake.gateway_url,
+        "--",
+        "--config",
+        str(config),
+        "run",
+        "--shards",
+        "2",
+        "--shard-count",
+        "4",
+        cwd=REPO,
+        env={**os.environ, "VIGIL_DISCORD_TOKEN": fake.token, "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await fake.wait_until(
+            lambda: process.returncode is not None or fake.connected,
+            within_s=60,
+            what="vigil run to identify",
+        )
+        opener = fake.message_payload(author=fake.kid, content="hello there")
+        await fake.send_message(opener)
+        await fake.send_message(fake.message_payload(author=fake.adult, content="age age", reply_to=opener))
+        await fake.wait_until(
+            lambda: process.returncode is not None or seen_count(tmp_path / "run.sqlite3") == 2,
+            within_s=30,
+            what="both messages to be stored",
+        )
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    log = stderr.decode(errors="replace")
+    assert process.returncode == 0, log[-2000:]
+    assert [identify["shard"] for identify in fake.identifies] == [[2, 4]]
+    assert "vigil running: discord (shard 2 of 4)" in log
+    assert "this process runs Discord shard 2 of 4" in log
