@@ -592,7 +592,8 @@ def _build_services(app: App, *, secrets: Secrets, handler: MessageHandler) -> _
         services.sinks["discord"] = discord_adapter.sink
         services.runs.append(discord_adapter.run)
         services.closers.append(discord_adapter.aclose)
-        services.names.append("discord")
+        shards = settings.discord.shards_summary()
+        services.names.append(f"discord ({shards})" if shards is not None else "discord")
     if settings.slack.enabled:
         slack_adapter = SlackAdapter(
             settings=settings.slack,

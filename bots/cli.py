@@ -57,12 +57,15 @@ from vigil.bots.progress import CONVERSATIONS, Progress, input_size
 from vigil.bots.resources import SHOWABLE, demo_conversations_path, shipped_text
 from vigil.bots.scan_report import PairTrajectory, latest_alerts, write_scan_report
 from vigil.config.settings import (
+    MAX_SHARD_COUNT,
     ConfigError,
     Secret,
     Secrets,
     Settings,
     check_settings,
+    format_shard_ids,
     load_settings,
+    parse_shard_ids,
     resolve_secrets,
 )
 from vigil.detector.golden import GoldenCheck, RuntimeVersions
@@ -525,8 +528,59 @@ def _runtime_notes(check: RuntimeCheck, *, model_dir: Path) -> list[str]:
     return []
 
 
+def add_shard_options(parser: argparse.ArgumentParser) -> None:
+    """``--shards`` and ``--shard-count``: the Discord shards a process runs, over the config's choice.
+
+    Read them with ``with_shard_options``; every command that connects to Discord takes the same two."""
+    parser.add_argument(
+        "--shards",
+        metavar="IDS",
+        help='only these Discord shards, as "0-3" or "0,2,5-7" (overrides [discord] shard_ids; needs '
+        "--shard-count or [discord] shard_count)",
+    )
+    parser.add_argument(
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help="the bot's number of Discord shards, the same in each of its processes (overrides [discord] "
+        "shard_count)",
+    )
+
+
+def with_shard_options(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with ``--shards`` and ``--shard-count`` applied; ``CliError`` when they cannot be."""
+    shards: str | None = args.shards
+    count: int | None = args.shard_count
+    given = [name for name, value in (("--shards", shards), ("--shard-count", count)) if value is not None]
+    if not given:
+        return settings
+    if not settings.discord.enabled:
+        raise CliError(
+            f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} Discord shards, but [discord] is "
+            "not enabled in the config"
+        )
+    if count is not None and not 1 <= count <= MAX_SHARD_COUNT:
+        raise CliError(f"--shard-count: expected an integer between 1 and {MAX_SHARD_COUNT}, got {count}")
+    shard_count = count if count is not None else settings.discord.shard_count
+    shard_ids = shards if shards is not None else settings.discord.shard_ids
+    if shards is not None and shard_count == 0:
+        raise CliError(
+            "--shards needs --shard-count (or [discord] shard_count in the config): the bot's number of "
+            "shards, the same in each of its processes"
+        )
+    if shards is not None or shard_ids.strip():
+        try:
+            shard_ids = format_shard_ids(parse_shard_ids(shard_ids, shard_count=shard_count))
+        except ValueError as error:
+            where = "--shards" if shards is not None else f"[discord] shard_ids with --shard-count {count}"
+            raise CliError(f"{where}: {error}") from None
+    discord = dataclasses.replace(settings.discord, shard_ids=shard_ids, shard_count=shard_count)
+    return dataclasses.replace(settings, discord=discord)
+
+
 async def _run(args: argparse.Namespace) -> int:
     settings, config_dir = _settings(args.config)
+    settings = with_shard_options(settings, args)
     configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
     problems = [p for p in check_settings(settings, os.environ) if not p.startswith("note:")]
     if problems:
@@ -585,6 +639,7 @@ def _scale_out_settings(args: argparse.Namespace, *, command: str) -> tuple[Sett
 
 async def _gateway(args: argparse.Namespace) -> int:
     settings, secrets = _scale_out_settings(args, command="gateway")
+    settings = with_shard_options(settings, args)
     if not any((settings.discord.enabled, settings.slack.enabled, settings.http.enabled)):
         raise CliError("nothing to receive: enable [discord], [slack] or [http] in the config")
     from vigil.bots.broker.nats import JetStreamPublisher  # noqa: PLC0415
@@ -714,8 +769,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "run",
         summary="start the adapters enabled in the config",
-        examples=("vigil run --config my-vigil.toml", "vigil run --config my-vigil.toml --log-level debug"),
+        examples=(
+            "vigil run --config my-vigil.toml",
+            "vigil run --config my-vigil.toml --log-level debug",
+            "vigil run --config my-vigil.toml --shards 0-3 --shard-count 16   # a quarter of a bot's shards",
+        ),
     )
+    add_shard_options(run)
     run.set_defaults(handler=_run)
 
     deliver = add_command(
@@ -743,8 +803,12 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway",
         summary="scale-out: receive from the platforms enabled in the config and publish to the broker; "
         "commands and alert delivery as under `vigil run` ([broker], docs/scale.md)",
-        examples=("vigil gateway --config scale.toml", "vigil gateway --config scale.toml --name gw-b"),
+        examples=(
+            "vigil gateway --config scale.toml",
+            "vigil gateway --config scale.toml --shards 0-3 --shard-count 16 --name gateway-a",
+        ),
     )
+    add_shard_options(gateway)
     gateway.add_argument(
         "--name",
         help="this process's name, unique among live processes and the same across its restarts "

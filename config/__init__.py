@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vigil.config.settings import (
     EXAMPLE_CONFIG_PATH,
+    MAX_SHARD_COUNT,
     ConfigError,
     ConsoleSettings,
     DetectorSettings,
@@ -24,13 +25,16 @@ from vigil.config.settings import (
     SlackSettings,
     StorageSettings,
     check_settings,
+    format_shard_ids,
     load_settings,
+    parse_shard_ids,
     resolve_secrets,
     settings_from_mapping,
 )
 
 __all__ = [
     "EXAMPLE_CONFIG_PATH",
+    "MAX_SHARD_COUNT",
     "ConfigError",
     "ConsoleSettings",
     "DetectorSettings",
@@ -51,7 +55,9 @@ __all__ = [
     "SlackSettings",
     "StorageSettings",
     "check_settings",
+    "format_shard_ids",
     "load_settings",
+    "parse_shard_ids",
     "resolve_secrets",
     "settings_from_mapping",
 ]

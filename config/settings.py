@@ -36,6 +36,7 @@ from vigil.bots.core.retention import RetentionSchedule
 
 __all__ = [
     "EXAMPLE_CONFIG_PATH",
+    "MAX_SHARD_COUNT",
     "BrokerSettings",
     "ConfigError",
     "ConsoleSettings",
@@ -54,7 +55,9 @@ __all__ = [
     "StorageBackend",
     "StorageSettings",
     "check_settings",
+    "format_shard_ids",
     "load_settings",
+    "parse_shard_ids",
     "resolve_secrets",
     "settings_from_mapping",
 ]
@@ -77,6 +80,10 @@ _MAX_SHOWN_CHARS = 60
 _MINUTES_PER_YEAR = 366 * 24 * 60
 _SECONDS_PER_DAY = 24 * 60 * 60.0
 _DAYS_PER_CENTURY = 36_525
+# Discord documents no largest shard count; a bound keeps a typo like "0-99999999" from listing millions.
+MAX_SHARD_COUNT = 100_000
+_SHARD_ITEM = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+_NEGATIVE_SHARD = re.compile(r"\s*-\s*[0-9]+\s*(?:-.*)?")
 
 
 class ConfigError(Exception):
@@ -292,15 +299,113 @@ class RetentionSettings:
         )
 
 
+def parse_shard_ids(text: str, *, shard_count: int | None = None) -> tuple[int, ...]:
+    """The shard ids written in ``text`` ("0-3", "0,2,5-7"), sorted; each at most once, none negative.
+
+    With ``shard_count``, every id must be below it. Raises ``ValueError`` saying what is wrong (the item
+    is quoted, cut short when long), never anything else.
+    """
+    if not text.strip():
+        raise ValueError('no shard ids given; write them like "0-3" or "0,2,5-7"')
+    if shard_count is not None and shard_count < 1:
+        raise ValueError(f"the number of shards must be greater than 0, got {shard_count}")
+    limit = shard_count if shard_count is not None else MAX_SHARD_COUNT
+    found: set[int] = set()
+    for item in text.split(","):
+        match = _SHARD_ITEM.fullmatch(item)
+        if match is None:
+            raise ValueError(_bad_shard_item(item))
+        first_digits, last_digits = match.group(1), match.group(2) or match.group(1)
+        for digits in (first_digits, last_digits):
+            # Compared as text first: int() refuses strings of more than 4,300 digits.
+            if len(digits.lstrip("0")) > len(str(limit)) or int(digits) >= limit:
+                raise ValueError(_shard_out_of_range(digits, shard_count=shard_count))
+        first, last = int(first_digits), int(last_digits)
+        if first > last:
+            raise ValueError(f"the range {first}-{last} runs backwards (write {last}-{first})")
+        ids = set(range(first, last + 1))
+        if repeated := ids & found:
+            raise ValueError(f"shard {min(repeated)} is listed twice")
+        found |= ids
+    return tuple(sorted(found))
+
+
+def _bad_shard_item(item: str) -> str:
+    if not item.strip():
+        return 'an empty item between commas; write shard ids like "0-3" or "0,2,5-7"'
+    if _NEGATIVE_SHARD.fullmatch(item):
+        return f"a shard id cannot be negative: {_describe_value(item.strip())}"
+    return f'{_describe_value(item.strip())} is not a shard id or a range of them like "0-3"'
+
+
+def _shard_out_of_range(digits: str, *, shard_count: int | None) -> str:
+    shown = digits if len(digits) <= _MAX_SHOWN_CHARS else digits[: _MAX_SHOWN_CHARS - 3] + "..."
+    if shard_count is None:
+        return f"shard {shown} is out of range: shard ids are below {MAX_SHARD_COUNT}"
+    count = "1 shard" if shard_count == 1 else f"{shard_count} shards"
+    return f"shard {shown} is out of range: with {count} the ids are 0 to {shard_count - 1}"
+
+
+def format_shard_ids(shard_ids: Sequence[int]) -> str:
+    """Shard ids written as ``parse_shard_ids`` reads them, runs as ranges: (0, 1, 2, 3, 5) -> "0-3,5"."""
+    runs: list[list[int]] = []
+    for shard in sorted(set(shard_ids)):
+        if runs and shard == runs[-1][1] + 1:
+            runs[-1][1] = shard
+        else:
+            runs.append([shard, shard])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in runs)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscordSettings:
     enabled: bool = False
     # The NAME of the environment variable holding the token, never the token itself.
     token_env: str = _setting("VIGIL_DISCORD_TOKEN", env_var_name=True)
     sharded: bool = False
+    # Only these shards in this process ("0-3", "0,2,5-7"; parse_shard_ids); empty: all. Implies sharded.
+    shard_ids: str = ""
+    # The bot's number of shards, the same in all its processes; 0: as Discord recommends. Implies sharded.
+    shard_count: int = _setting(0, at_least=0, at_most=MAX_SHARD_COUNT)
     # After a restart or a new gateway session, read channel history for the messages sent while Vigil was
     # away, up to this many hours back; 0: never (what was missed is lost).
     catch_up_hours: int = _setting(24, at_least=0, at_most=24 * 14)
+
+    @property
+    def runs_sharded(self) -> bool:
+        """Whether discord.py's sharded client runs: asked for, or implied by a shard setting."""
+        return self.sharded or bool(self.shard_ids.strip()) or self.shard_count > 0
+
+    def shard_subset(self) -> tuple[int, ...] | None:
+        """The shards this process runs when ``shard_ids`` names some (None: all of them).
+
+        Raises ``ValueError`` for ids the loader would have refused (settings built in code)."""
+        if not self.shard_ids.strip():
+            return None
+        return parse_shard_ids(self.shard_ids, shard_count=self.shard_count or None)
+
+    def shards_summary(self) -> str | None:
+        """What this process runs, such as "shards 0-3 of 16", when it runs only some shards (None: all)."""
+        subset = self.shard_subset()
+        if subset is None:
+            return None
+        noun = "shard" if len(subset) == 1 else "shards"
+        return f"{noun} {format_shard_ids(subset)} of {self.shard_count}"
+
+    def consistency_problems(self, *, path: str) -> list[str]:
+        if not self.shard_ids.strip():
+            return []
+        problems: list[str] = []
+        if self.shard_count == 0:
+            problems.append(
+                f"{path}.shard_count: expected the bot's number of shards (greater than 0) when "
+                f"{path}.shard_ids is set, got 0; every process of the bot must use the same count"
+            )
+        try:
+            parse_shard_ids(self.shard_ids, shard_count=self.shard_count or None)
+        except ValueError as error:
+            problems.append(f"{path}.shard_ids: {error}")
+        return problems
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

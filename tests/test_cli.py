@@ -20,7 +20,8 @@ from tests.importers.exports import (
 )
 from tests.support.cli_data import grooming, ordinary, write_config, write_jsonl
 from vigil.bots import progress
-from vigil.bots.cli import build_parser, main
+from vigil.bots.cli import build_parser, main, with_shard_options
+from vigil.config.settings import load_settings
 from vigil.detector.metrics import CONVERSATION_METRIC_KEYS
 
 
@@ -301,3 +302,82 @@ def test_the_scan_report_names_servers_and_channels_as_the_export_does(
     html = (tmp_path / "report.html").read_text()
     assert "<b>Minecraft &lt;Club&gt; &amp; Friends</b> <code>900</code>" in html
     assert "<b>#general</b> <code>100</code>" in html
+
+
+def test_run_shard_options_override_the_config(tmp_path: Path, keyword_model_dir: Path) -> None:
+    config = write_config(
+        tmp_path, keyword_model_dir, '[discord]\nenabled = true\nshard_ids = "0-7"\nshard_count = 16\n'
+    )
+    settings = load_settings(config)
+
+    def run_with(*options: str) -> tuple[str, int]:
+        args = build_parser().parse_args(["run", "--config", str(config), *options])
+        discord = with_shard_options(settings, args).discord
+        return discord.shard_ids, discord.shard_count
+
+    assert run_with() == ("0-7", 16)
+    assert run_with("--shards", "8-11") == ("8-11", 16)
+    assert run_with("--shards", "12, 15,13-14", "--shard-count", "16") == ("12-15", 16)
+    assert run_with("--shard-count", "32") == ("0-7", 32)
+    assert run_with("--shards", "1-2", "--shard-count", "4") == ("1-2", 4)
+
+
+@pytest.mark.parametrize(
+    ("config_text", "options", "expected"),
+    [
+        ("", ["--shards", "0-3", "--shard-count", "16"], "--shards and --shard-count choose Discord shards"),
+        ("[discord]\nenabled = false\n", ["--shard-count", "16"], "--shard-count chooses Discord shards"),
+        ("[discord]\nenabled = true\n", ["--shards", "0-3"], "--shards needs --shard-count"),
+        (
+            "[discord]\nenabled = true\n",
+            ["--shards", "3-1", "--shard-count", "4"],
+            "--shards: the range 3-1 runs backwards (write 1-3)",
+        ),
+        (
+            "[discord]\nenabled = true\n",
+            ["--shards", "", "--shard-count", "4"],
+            "--shards: no shard ids given",
+        ),
+        (
+            "[discord]\nenabled = true\n",
+            ["--shards", "1,1", "--shard-count", "4"],
+            "--shards: shard 1 is listed twice",
+        ),
+        (
+            "[discord]\nenabled = true\n",
+            ["--shards", "4", "--shard-count", "4"],
+            "--shards: shard 4 is out of range: with 4 shards the ids are 0 to 3",
+        ),
+        (
+            "[discord]\nenabled = true\n",
+            ["--shards", "0", "--shard-count", "0"],
+            "--shard-count: expected an integer between 1 and 100000, got 0",
+        ),
+        (
+            '[discord]\nenabled = true\nshard_ids = "0-7"\nshard_count = 16\n',
+            ["--shard-count", "4"],
+            "[discord] shard_ids with --shard-count 4: shard 7 is out of range: with 4 shards the ids are "
+            "0 to 3",
+        ),
+    ],
+)
+def test_run_refuses_shard_options_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config_text: str, options: list[str], expected: str
+) -> None:
+    # Refused before the model or the store is opened.
+    config = tmp_path / "vigil.toml"
+    config.write_text(config_text, encoding="utf-8")
+    assert main(["--config", str(config), "run", *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vigil: ") and expected in err, err
+
+
+def test_run_documents_its_shard_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert "--shards IDS" in shown and "--shard-count N" in shown
+    assert "--shards 0-3 --shard-count 16" in shown.split("examples:")[1]
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["run", "--shard-count", "many"])
+    assert refused.value.code == 2

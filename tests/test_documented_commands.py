@@ -37,6 +37,7 @@ _SAMPLES = {
     "DIR": "evidence",
     "PATH": "my-vigil.toml",
     "PREFIX": "scan",
+    "IDS": "0-3",
 }
 _PLACEHOLDER = re.compile(r"^(?:[A-Z]+(?:/[A-Z]+)*)$")
 

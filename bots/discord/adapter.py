@@ -63,7 +63,7 @@ _HEALTHY_CONNECTION_S = 300.0
 _CLOSE_CODE_HINTS: Mapping[int, str] = MappingProxyType(
     {
         4004: "authentication failed; check the bot token",
-        4010: "invalid shard; check [discord] sharded",
+        4010: "invalid shard; check [discord] shard_ids and shard_count (or --shards and --shard-count)",
         4011: "this bot is in too many servers for one connection: set [discord] sharded = true",
         4012: "invalid gateway API version; upgrade discord.py",
         4013: "invalid intents",
@@ -100,6 +100,9 @@ class DiscordOptions:
     max_ratelimit_timeout_s: float = 30.0
     shutdown_grace_s: float = 10.0
     login_retry_initial_s: float = 1.0
+    # Between the IDENTIFYs of this process's shards (discord.py's own wait): Discord lets a bot start one
+    # session per 5 s (more with large-bot sharding's max_concurrency).
+    identify_interval_s: float = 5.0
     # After an unexpected connection failure, the first wait before restarting it (doubling to a minute).
     restart_initial_s: float = 1.0
     # Catch-up after a new session: at most this many missed messages per channel, read from this long before
@@ -228,6 +231,10 @@ class _VigilEvents:
     async def setup_hook(self) -> None:
         await self._vigil._setup()
 
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await asyncio.sleep(self._vigil._options.identify_interval_s)
+
     async def on_message(self, message: discord.Message, /) -> None:
         await self._vigil._on_message(message)
 
@@ -327,9 +334,19 @@ class DiscordAdapter:
             "guild_ready_timeout": self._options.guild_ready_timeout_s,
             "chunk_guilds_at_startup": False,
         }
-        self._bot: _VigilBot | _ShardedVigilBot = (
-            _ShardedVigilBot(**bot_options) if settings.sharded else _VigilBot(**bot_options)
-        )
+        self._shards = settings.shards_summary()
+        self._bot: _VigilBot | _ShardedVigilBot
+        if settings.runs_sharded:
+            if settings.shard_count > 0:
+                bot_options["shard_count"] = settings.shard_count
+            subset = settings.shard_subset()
+            if subset is not None:
+                # Discord sends each shard only its own servers (guild id >> 22 modulo the count), so the
+                # catch-up and per-server state below only ever see this process's servers.
+                bot_options["shard_ids"] = list(subset)
+            self._bot = _ShardedVigilBot(**bot_options)
+        else:
+            self._bot = _VigilBot(**bot_options)
         self._skips = _SkipReporter()
         _guard_parsers(self._bot, skips=self._skips)
         self._sink = DiscordSink(
@@ -352,6 +369,7 @@ class DiscordAdapter:
             clock=clock,
             options=self._options.interactions,
             policy_for=monitor.policy_for_space,
+            shards=self._shards,
         )
 
     @property
@@ -371,6 +389,10 @@ class DiscordAdapter:
         try:
             await self._login()
             logger.info("logged in to Discord as bot user %s", self._bot.user.id if self._bot.user else "?")
+            if self._shards is not None:
+                logger.info(
+                    "this process runs Discord %s; the other shards need their own processes", self._shards
+                )
             if self._bot.application_id is not None:
                 logger.info("to add Vigil to a server, open %s", invite_url(self._bot.application_id))
             await self._load_watching_since()

@@ -193,6 +193,7 @@ class Interactions:
         clock: Clock,
         options: InteractionOptions,
         policy_for: PolicyLookup,
+        shards: str | None,
     ) -> None:
         self._store = store
         self._cases = cases
@@ -204,6 +205,8 @@ class Interactions:
         self._default_shadow_mode = default_shadow_mode
         self._is_connected = is_connected
         self._latency_s = latency_s
+        # "shards 0-3 of 16" when this process runs only some shards: /vigil status says which answered.
+        self._shards = shards
         self._clock = clock
         self._options = options
         self._moderation = ModeratorService(
@@ -455,6 +458,7 @@ class Interactions:
         report = StatusReport(
             connected=self._is_connected(),
             latency_ms=latency * 1000 if latency is not None else None,
+            shards=self._shards,
             model=self._model_name,
             threshold=status.threshold,
             threshold_is_default=status.threshold_is_default,

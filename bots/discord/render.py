@@ -443,6 +443,8 @@ def pair_history_text(
 class StatusReport:
     connected: bool
     latency_ms: float | None
+    # "shards 0-3 of 16" when this process runs only some of the bot's shards.
+    shards: str | None
     model: str
     threshold: float
     threshold_is_default: bool
@@ -459,6 +461,8 @@ def status_text(report: StatusReport) -> str:
     connected = "connected" if report.connected else "not connected"
     if report.connected and report.latency_ms is not None:
         connected += f" ({report.latency_ms:.0f} ms)"
+    if report.shards is not None:
+        connected += f"; this process runs {report.shards}"
     lines = [
         f"**Vigil status**: {connected}",
         f"Model: {report.model}",

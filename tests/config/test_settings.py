@@ -21,7 +21,9 @@ from vigil.config import (
     Secrets,
     Settings,
     check_settings,
+    format_shard_ids,
     load_settings,
+    parse_shard_ids,
     resolve_secrets,
     settings_from_mapping,
 )
@@ -323,6 +325,131 @@ def test_settings_that_contradict_each_other_are_reported() -> None:
         "evidence is taken from the window",
         "outbox.retry_initial_s: expected at most outbox.retry_max_s (10), got 60",
     )
+
+
+# --- Discord shards ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0-3", (0, 1, 2, 3)),
+        ("0,2,5-7", (0, 2, 5, 6, 7)),
+        ("7", (7,)),
+        (" 5 - 6 , 0 ", (0, 5, 6)),
+        ("3-3", (3,)),
+    ],
+)
+def test_shard_ids_are_single_ids_and_ranges(text: str, expected: tuple[int, ...]) -> None:
+    assert parse_shard_ids(text, shard_count=8) == expected
+    assert parse_shard_ids(format_shard_ids(expected), shard_count=8) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "shard_count", "expected"),
+    [
+        ("3-1", 8, "the range 3-1 runs backwards (write 1-3)"),
+        ("a", 8, "'a' is not a shard id or a range of them like \"0-3\""),
+        ("0-x", 8, "'0-x' is not a shard id or a range of them like \"0-3\""),
+        ("٣", 8, "'٣' is not a shard id or a range of them like \"0-3\""),
+        ("1,1", 8, "shard 1 is listed twice"),
+        ("0-3,2", 8, "shard 2 is listed twice"),
+        ("", 8, 'no shard ids given; write them like "0-3" or "0,2,5-7"'),
+        ("  ", 8, 'no shard ids given; write them like "0-3" or "0,2,5-7"'),
+        ("0,,2", 8, 'an empty item between commas; write shard ids like "0-3" or "0,2,5-7"'),
+        ("0,", 8, 'an empty item between commas; write shard ids like "0-3" or "0,2,5-7"'),
+        ("-1", 8, "a shard id cannot be negative: '-1'"),
+        ("0,-2-3", 8, "a shard id cannot be negative: '-2-3'"),
+        ("8", 8, "shard 8 is out of range: with 8 shards the ids are 0 to 7"),
+        ("2-9", 8, "shard 9 is out of range: with 8 shards the ids are 0 to 7"),
+        ("1", 1, "shard 1 is out of range: with 1 shard the ids are 0 to 0"),
+        ("100000", None, "shard 100000 is out of range: shard ids are below 100000"),
+        ("0", 0, "the number of shards must be greater than 0, got 0"),
+    ],
+)
+def test_bad_shard_ids_say_what_is_wrong(text: str, shard_count: int | None, expected: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_shard_ids(text, shard_count=shard_count)
+    assert str(raised.value) == expected
+
+
+def test_a_shard_id_of_thousands_of_digits_is_out_of_range_not_a_crash() -> None:
+    with pytest.raises(ValueError, match=r"^shard 9{57}\.\.\. is out of range") as raised:
+        parse_shard_ids("0-" + "9" * 5000, shard_count=4)
+    assert len(str(raised.value)) < 200
+
+
+@given(st.text(max_size=30), st.one_of(st.none(), st.integers(min_value=1, max_value=64)))
+def test_any_shard_text_gives_ids_or_a_value_error(text: str, shard_count: int | None) -> None:
+    try:
+        ids = parse_shard_ids(text, shard_count=shard_count)
+    except ValueError as error:
+        assert str(error)
+    else:
+        assert ids and list(ids) == sorted(set(ids)) and ids[0] >= 0
+        assert shard_count is None or ids[-1] < shard_count
+        assert parse_shard_ids(format_shard_ids(ids), shard_count=shard_count) == ids
+
+
+def test_shard_settings_are_read_and_imply_the_sharded_client() -> None:
+    assert not Settings().discord.runs_sharded
+    assert Settings().discord.shard_subset() is None and Settings().discord.shards_summary() is None
+    subset = settings_from_mapping({"discord": {"shard_ids": "0-3,8", "shard_count": 16}}).discord
+    assert subset.runs_sharded and not subset.sharded
+    assert subset.shard_subset() == (0, 1, 2, 3, 8)
+    assert subset.shards_summary() == "shards 0-3,8 of 16"
+    one = settings_from_mapping({"discord": {"shard_ids": "5", "shard_count": 16}}).discord
+    assert one.shards_summary() == "shard 5 of 16"
+    # A fixed count alone: every shard in this process, none said to be a subset.
+    whole = settings_from_mapping({"discord": {"shard_count": 4}}).discord
+    assert whole.runs_sharded and whole.shard_subset() is None and whole.shards_summary() is None
+
+
+@pytest.mark.parametrize(
+    ("discord", "expected"),
+    [
+        (
+            {"shard_ids": "0-3"},
+            (
+                "discord.shard_count: expected the bot's number of shards (greater than 0) when "
+                "discord.shard_ids is set, got 0; every process of the bot must use the same count",
+            ),
+        ),
+        (
+            {"shard_ids": "0-3", "shard_count": 2},
+            ("discord.shard_ids: shard 3 is out of range: with 2 shards the ids are 0 to 1",),
+        ),
+        (
+            {"shard_ids": "3-1", "shard_count": 4},
+            ("discord.shard_ids: the range 3-1 runs backwards (write 1-3)",),
+        ),
+        ({"shard_ids": "1,1", "shard_count": 4}, ("discord.shard_ids: shard 1 is listed twice",)),
+        (
+            {"shard_ids": "-1", "shard_count": 4},
+            ("discord.shard_ids: a shard id cannot be negative: '-1'",),
+        ),
+        (
+            {"shard_ids": "a", "shard_count": 0},
+            (
+                "discord.shard_count: expected the bot's number of shards (greater than 0) when "
+                "discord.shard_ids is set, got 0; every process of the bot must use the same count",
+                "discord.shard_ids: 'a' is not a shard id or a range of them like \"0-3\"",
+            ),
+        ),
+        ({"shard_ids": 3, "shard_count": 4}, ("discord.shard_ids: expected a string, got 3",)),
+        (
+            {"shard_count": -1},
+            ("discord.shard_count: expected an integer between 0 and 100000, got -1",),
+        ),
+        (
+            {"shard_count": 100_001},
+            ("discord.shard_count: expected an integer between 0 and 100000, got 100001",),
+        ),
+        ({"shard_id": "0-3"}, ("unknown key 'discord.shard_id' (did you mean 'shard_ids'?)",)),
+    ],
+)
+def test_bad_shard_settings_are_reported(discord: dict[str, object], expected: tuple[str, ...]) -> None:
+    assert problems_of({"discord": discord}) == expected
 
 
 # --- reporting ------------------------------------------------------------------------------------------

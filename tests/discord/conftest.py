@@ -183,6 +183,7 @@ async def running_vigil(
     database: Path,
     model_dir: Path,
     sharded: bool = False,
+    discord_settings: DiscordSettings | None = None,
     clock: FakeClock | None = None,
     token: str | None = None,
     store_class: type[SqliteStore] = SqliteStore,
@@ -206,7 +207,8 @@ async def running_vigil(
         )
         handler = RecordingHandler(queue if queue is not None else monitor)
         adapter = DiscordAdapter(
-            settings=DiscordSettings(enabled=True, sharded=sharded, catch_up_hours=catch_up_hours),
+            settings=discord_settings
+            or DiscordSettings(enabled=True, sharded=sharded, catch_up_hours=catch_up_hours),
             token=Secret(token or fake.token),
             handler=handler,
             monitor=monitor,

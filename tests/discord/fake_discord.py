@@ -15,6 +15,9 @@ setting ``discord.http.Route.BASE`` and ``discord.gateway.DiscordWebSocket.DEFAU
 
 The fake keeps one server ("guild") with roles, channels (one thread) and members, and the messages it has
 dispatched or that the bot posted, so history reads and component clicks refer to real message payloads.
+As on Discord, a session identified as a shard (IDENTIFY's ``shard``: ``[shard_id, shard_count]``) gets the
+guild only when the guild is on that shard (``(guild_id >> 22) % shard_count``); ``move_guild_to_shard``
+picks the shard. Every event goes to the guild's session (also DMs, which Discord sends on shard 0).
 """
 
 from __future__ import annotations
@@ -152,6 +155,17 @@ class FakeDiscord:
         moment = at or datetime.now(UTC)
         ms = int(moment.timestamp() * 1000) - DISCORD_EPOCH_MS
         return str((ms << 22) | (next(self._ids) & 0x3FFFFF))
+
+    def guild_shard(self, shard_count: int) -> int:
+        """The shard Discord sends the guild's events on (its id's timestamp modulo the count)."""
+        return (int(self.guild_id) >> 22) % shard_count
+
+    def move_guild_to_shard(self, shard_id: int, shard_count: int) -> None:
+        """Give the guild a new id on ``shard_id`` of ``shard_count`` (its time at most ``shard_count`` ms
+        back). Call it before the bot connects; payloads take the guild's id when they are built."""
+        ms = int(datetime.now(UTC).timestamp() * 1000) - DISCORD_EPOCH_MS
+        ms -= (ms - shard_id) % shard_count
+        self.guild_id = str((ms << 22) | (next(self._ids) & 0x3FFFFF))
 
     # ------------------------------------------------------------------------------------------- server
 
@@ -484,7 +498,10 @@ class FakeDiscord:
     async def dispatch(self, event: str, data: Json) -> int:
         """Send a DISPATCH to the current session (buffered for RESUME when it is not connected)."""
         session = self._current
-        assert session is not None, "no gateway session yet"
+        assert session is not None, "no gateway session (of the guild's shard) yet"
+        return await self._dispatch_to(session, event, data)
+
+    async def _dispatch_to(self, session: _Session, event: str, data: Json) -> int:
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.events.append((session.seq, frame))
@@ -563,7 +580,8 @@ class FakeDiscord:
                     session_id=secrets.token_hex(8), socket=socket, shard=message["d"].get("shard")
                 )
                 self._sessions[session.session_id] = session
-                self._current = session
+                if self._has_guild(session):
+                    self._current = session
                 await self._ready(session)
             elif op == 6:
                 self.resumes.append(message["d"])
@@ -573,21 +591,26 @@ class FakeDiscord:
                     continue
                 session = resumed
                 session.socket = socket
-                self._current = session
+                if self._has_guild(session):
+                    self._current = session
                 last_seen = int(message["d"].get("seq") or 0) - self.replay_overlap
                 for seq, event in list(session.events):
                     if seq > last_seen:
                         await socket.send_str(json.dumps(event))
-                await self.dispatch("RESUMED", {})
+                await self._dispatch_to(session, "RESUMED", {})
         if session is not None and session.socket is socket:
             session.socket = None
         return socket
 
+    def _has_guild(self, session: _Session) -> bool:
+        return session.shard is None or self.guild_shard(session.shard[1]) == session.shard[0]
+
     async def _ready(self, session: _Session) -> None:
+        has_guild = self._has_guild(session)
         ready: Json = {
             "v": 10,
             "user": {**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "guilds": [{"id": self.guild_id, "unavailable": True}] if has_guild else [],
             "session_id": session.session_id,
             "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume-gateway",
             "application": {"id": self.app_id, "flags": 0},
@@ -599,8 +622,9 @@ class FakeDiscord:
         }
         if session.shard is not None:
             ready["shard"] = session.shard
-        await self.dispatch("READY", ready)
-        await self.dispatch("GUILD_CREATE", self.guild_payload())
+        await self._dispatch_to(session, "READY", ready)
+        if has_guild:
+            await self._dispatch_to(session, "GUILD_CREATE", self.guild_payload())
 
     # ------------------------------------------------------------------------------------------- interactions
 
