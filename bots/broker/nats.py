@@ -131,6 +131,9 @@ class NatsBroker:
         self.layout = layout
         self.js: JetStreamContext = client.jetstream()
         self._owners: KeyValue | None = None
+        # Counted so workers can restart their partitions: a reconnection may have lost acknowledgements,
+        # and a partition delivered again from its first unacknowledged message keeps its order.
+        self.reconnections = 0
 
     @classmethod
     async def connect(
@@ -146,8 +149,12 @@ class NatsBroker:
         async def on_disconnected() -> None:
             logger.warning("disconnected from NATS; reconnecting")
 
+        connected: list[NatsBroker] = []
+
         async def on_reconnected() -> None:
             logger.info("reconnected to NATS")
+            for broker in connected:
+                broker.reconnections += 1
 
         try:
             connecting = nats.connect(
@@ -165,6 +172,7 @@ class NatsBroker:
         except Exception as error:
             raise BrokerError(f"cannot connect to the NATS server ({type(error).__name__})") from None
         broker = cls(client=client, layout=layout)
+        connected.append(broker)
         try:
             await broker._prepare()
         except BaseException:
@@ -391,9 +399,20 @@ class ScoringWorker:
         """Until ``stop`` is set; then the batch in flight is finished and the partitions are released, so
         the other workers take them at once instead of after the lease."""
         scoring = asyncio.create_task(self._score_forever(), name=f"vigil-worker-{self.name}")
+        reconnections = self._broker.reconnections
         try:
+            try:
+                await self._take_back_own_leases()
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as error:
+                _raise_if_cancelled()
+                logger.warning("could not look for this worker's old leases (%s)", type(error).__name__)
             while not stop.is_set():
                 try:
+                    if self._broker.reconnections != reconnections:
+                        reconnections = self._broker.reconnections
+                        async with self._batch_lock:
+                            for partition in sorted(self._owned):
+                                await self._restart(partition)
                     await self._rebalance()
                 except (nats.errors.Error, nats.js.errors.Error, OSError) as error:
                     _raise_if_cancelled()
@@ -415,6 +434,24 @@ class ScoringWorker:
                 await self._broker.owners.delete(f"w.{self.name}")
 
     # -- ownership
+
+    async def _take_back_own_leases(self) -> None:
+        """Partitions held under this worker's name belong to a previous life of it (killed, restarted):
+        free them now rather than after their lease. Names are unique among live workers."""
+        owners = self._broker.owners
+        try:
+            keys = await owners.keys()
+        except nats.js.errors.NoKeysError:
+            return
+        for key in keys:
+            if not key.startswith("p."):
+                continue
+            with contextlib.suppress(nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                entry = await owners.get(key)
+                if entry.value == self.name.encode() and entry.revision is not None:
+                    with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                        await owners.delete(key, last=entry.revision)
+                        logger.info("took back partition %s from this worker's previous run", key[2:])
 
     async def _rebalance(self) -> None:
         owners = self._broker.owners

@@ -1,0 +1,187 @@
+"""The scale-out topology as real processes, fed real chat: one ``vigil gateway`` (HTTP API), two ``vigil
+worker`` processes, one ``vigil deliver``, a real NATS server and a real Postgres database, with the shipped
+model scoring the realistic example conversations (grooming and benign, spread over 8 spaces).
+
+The end state must equal one ``vigil run`` process (SQLite) fed the same messages: the same alerts for the
+same pairs with the same case numbers, risks, revisions and evidence, none lost and none doubled, while
+workers are SIGKILLed at seeded random moments mid-stream (and restarted, as a supervisor would) and, in one
+run, the broker is restarted. Each alert is posted to the webhook exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import nats
+import pytest
+
+from tests.broker.replay import alert_snapshot, conversation_messages
+from tests.broker.scale_out import (
+    STREAM,
+    Topology,
+    environment,
+    send_all,
+    wait_for_gateway,
+    wait_until,
+    webhook_receiver,
+    write_config,
+)
+from tests.support.nats_server import NatsServer
+from tests.support.process import REPO, free_port, start_vigil
+from vigil.bots.core.models import ChatMessage
+from vigil.storage.postgres import PostgresStore
+from vigil.storage.sqlite import SqliteStore
+
+SPACES = 8
+# Per run: kills of a worker at seeded random batches (two runs: ten kills in all).
+KILLS_PER_RUN = 5
+
+
+@pytest.fixture(scope="module")
+def messages() -> list[ChatMessage]:
+    lines = (REPO / "examples" / "realistic_conversations.jsonl").read_text(encoding="utf-8").splitlines()
+    return conversation_messages([json.loads(line) for line in lines], spaces=SPACES)
+
+
+@pytest.fixture(scope="module")
+def single_process(messages: list[ChatMessage], tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The reference: ``vigil run`` alone (SQLite, no broker) fed the same batches through its HTTP API."""
+    folder = tmp_path_factory.mktemp("single-process")
+    return asyncio.run(_single_process(messages, folder))
+
+
+async def _single_process(messages: list[ChatMessage], folder: Path) -> object:
+    http_port, webhook_port = free_port(), free_port()
+    config = write_config(
+        folder, http_port=http_port, webhook_port=webhook_port, backend="sqlite", broker=False
+    )
+    async with webhook_receiver(webhook_port) as receiver:
+        process = await start_vigil(config, environment(dsn=None, nats_url=None))
+        try:
+            await wait_until_listening_or_fail(http_port, process)
+            await send_all(http_port, messages)
+            store = SqliteStore(str(folder / "single.sqlite3"))
+            await store.open()
+            try:
+                snapshot = await alert_snapshot(store, spaces=SPACES)
+            finally:
+                await store.close()
+            await wait_until(
+                lambda: _delivered(receiver.created, len(snapshot)), timeout_s=60, what="webhook posts"
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+    assert len(snapshot) >= 10, "the replay must raise alerts for the comparison to mean anything"
+    assert set(receiver.created.values()) == {1}
+    return snapshot
+
+
+@pytest.fixture
+def servers(nats_server: NatsServer, postgres_dsn: str) -> tuple[NatsServer, str]:
+    """The broker and an empty database of one run."""
+    return nats_server, postgres_dsn
+
+
+async def wait_until_listening_or_fail(port: int, process: asyncio.subprocess.Process) -> None:
+    from tests.support.process import wait_until_listening  # noqa: PLC0415
+
+    await wait_until_listening(port, process)
+
+
+async def _delivered(created: object, count: int) -> bool:
+    return len(created) >= count  # type: ignore[arg-type]
+
+
+async def stream_empty(url: str) -> bool:
+    client = await nats.connect(url)
+    try:
+        info = await client.jetstream().stream_info(STREAM)
+        return info.state.messages == 0
+    finally:
+        await client.close()
+
+
+async def scale_out_run(
+    messages: Sequence[ChatMessage],
+    *,
+    folder: Path,
+    dsn: str,
+    nats_server: NatsServer,
+    seed: int,
+    restart_broker: bool,
+) -> tuple[dict[tuple[str, str, str], object], Topology, dict[tuple[str, int], int]]:
+    rng = random.Random(seed)
+    http_port, webhook_port = free_port(), free_port()
+    config = write_config(folder, http_port=http_port, webhook_port=webhook_port)
+    topology = Topology(config=config, env=environment(dsn=dsn, nats_url=nats_server.url), folder=folder)
+    batches = -(-len(messages) // 50)
+    kill_at = sorted(rng.sample(range(2, batches - 1), KILLS_PER_RUN))
+    broker_restart_at = rng.randrange(2, batches - 1) if restart_broker else None
+
+    async def between_batches(index: int, total: int) -> None:
+        if index in kill_at:
+            # Mid-stream: the worker may be scoring, committing or acknowledging a batch.
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            victim = rng.choice(["worker-1", "worker-2"])
+            await topology.kill(victim)
+            await topology.start("worker", victim)
+        if index == broker_restart_at:
+            await asyncio.to_thread(nats_server.restart)
+
+    async with webhook_receiver(webhook_port) as receiver:
+        await topology.start("gateway", "gateway")
+        await topology.start("worker", "worker-1")
+        await topology.start("worker", "worker-2")
+        await topology.start("deliver", "deliver-1")
+        try:
+            await wait_for_gateway(http_port, topology, "gateway")
+            await send_all(http_port, messages, between_batches=between_batches)
+            await wait_until(lambda: stream_empty(nats_server.url), timeout_s=180, what="the stream")
+            store = PostgresStore(dsn)
+            await store.open()
+            try:
+                # The last batch is acknowledged after its commit: once the stream is empty, all is stored.
+                snapshot = await alert_snapshot(store, spaces=SPACES)
+            finally:
+                await store.close()
+            await wait_until(
+                lambda: _delivered(receiver.created, len(snapshot)), timeout_s=90, what="webhook posts"
+            )
+            await asyncio.sleep(1.0)  # a second post of some alert would show now
+        finally:
+            codes = await topology.stop_all()
+    assert codes == {name: 0 for name in codes}, {name: topology.log(name)[-3000:] for name in codes}
+    assert topology.kills == KILLS_PER_RUN
+    return dict(snapshot), topology, dict(receiver.created)
+
+
+@pytest.mark.parametrize("run", [(1, True), (2, False)], ids=["seed1-broker-restart", "seed2"])
+async def test_workers_killed_mid_stream_and_a_broker_restart_change_no_alert(
+    run: tuple[int, bool],
+    messages: list[ChatMessage],
+    single_process: dict[tuple[str, str, str], object],
+    servers: tuple[NatsServer, str],
+    tmp_path: Path,
+) -> None:
+    nats_server, postgres_dsn = servers
+    seed, restart_broker = run
+    snapshot, topology, created = await scale_out_run(
+        messages,
+        folder=tmp_path,
+        dsn=postgres_dsn,
+        nats_server=nats_server,
+        seed=seed,
+        restart_broker=restart_broker,
+    )
+    assert snapshot == single_process
+    # Every alert posted once: none lost, none doubled.
+    assert sorted(created) == sorted({(space, s.case_number) for (space, _, _), s in single_process.items()})  # type: ignore[attr-defined]
+    assert set(created.values()) == {1}
+    # Both workers scored, and partitions moved when one died.
+    assert "took partition" in topology.log("worker-1") and "took partition" in topology.log("worker-2")
