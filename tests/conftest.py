@@ -23,6 +23,7 @@ from vigil.storage.sqlite import SqliteStore
 # the other workers idle while it finishes.
 LONGEST_FIRST = (
     "tests/reliability/",
+    "tests/broker/test_scale_out_processes.py",
     "tests/detector/test_portability.py",
     "tests/realistic/test_shipped_model.py",
     "tests/importers/test_slack_export.py",

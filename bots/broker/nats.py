@@ -134,6 +134,7 @@ class NatsBroker:
         # Counted so workers can restart their partitions: a reconnection may have lost acknowledgements,
         # and a partition delivered again from its first unacknowledged message keeps its order.
         self.reconnections = 0
+        self.closing = False
 
     @classmethod
     async def connect(
@@ -147,7 +148,8 @@ class NatsBroker:
             logger.warning("NATS connection problem (%s)", type(error).__name__)
 
         async def on_disconnected() -> None:
-            logger.warning("disconnected from NATS; reconnecting")
+            if not any(broker.closing for broker in connected):
+                logger.warning("disconnected from NATS; reconnecting")
 
         connected: list[NatsBroker] = []
 
@@ -225,6 +227,7 @@ class NatsBroker:
         await self._client.flush(timeout=int(_PUBLISH_TIMEOUT_S))
 
     async def aclose(self) -> None:
+        self.closing = True
         with contextlib.suppress(Exception):
             await self._client.drain()
         with contextlib.suppress(Exception):

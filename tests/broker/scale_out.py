@@ -115,9 +115,13 @@ class Topology:
         self.folder = folder
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.kills = 0
+        # Where each process's current life starts in its log.
+        self._log_offsets: dict[str, int] = {}
 
     async def start(self, role: str, name: str, *extra: str) -> None:
-        log = (self.folder / f"{name}.log").open("ab")
+        path = self.folder / f"{name}.log"
+        self._log_offsets[name] = path.stat().st_size if path.exists() else 0
+        log = path.open("ab")
         self.processes[name] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -154,6 +158,12 @@ class Topology:
             codes[name] = process.returncode
         return codes
 
+    def current_log(self, name: str) -> str:
+        """What the process wrote since its last start."""
+        with (self.folder / f"{name}.log").open("rb") as log:
+            log.seek(self._log_offsets[name])
+            return log.read().decode(errors="replace")
+
     def log(self, name: str) -> str:
         return (self.folder / f"{name}.log").read_text(errors="replace")
 
@@ -172,13 +182,13 @@ def environment(*, dsn: str | None, nats_url: str | None) -> dict[str, str]:
     return env
 
 
-async def send_all(port: int, messages: Sequence[ChatMessage], *, between_batches: object = None) -> None:
-    """POST every message in batches, resending a batch answered 429/503 (as the API asks)."""
+async def send_all(port: int, messages: Sequence[ChatMessage], *, pace_s: float = 0.0) -> None:
+    """POST every message in batches, ``pace_s`` apart (live traffic), resending a batch answered 429/503
+    (as the API asks)."""
     batches = [[wire(m) for m in messages[i : i + BATCH]] for i in range(0, len(messages), BATCH)]
     async with VigilClient(f"http://127.0.0.1:{port}", SECRET, timeout_s=180) as client:
-        for index, batch in enumerate(batches):
-            if callable(between_batches):
-                await between_batches(index, len(batches))
+        for batch in batches:
+            await asyncio.sleep(pace_s)
             for _ in range(100):
                 try:
                     await client.send_messages(batch)

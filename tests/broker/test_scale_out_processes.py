@@ -5,13 +5,15 @@ model scoring the realistic example conversations (grooming and benign, spread o
 The end state must equal one ``vigil run`` process (SQLite) fed the same messages: the same alerts for the
 same pairs with the same case numbers, risks, revisions and evidence, none lost and none doubled, while
 workers are SIGKILLed at seeded random moments mid-stream (and restarted, as a supervisor would) and, in one
-run, the broker is restarted. Each alert is posted to the webhook exactly once.
+run, the broker is restarted. Each alert is posted to the webhook exactly once. Each run (seed) kills a
+worker five times; the suite runs two seeds, ``VIGIL_SCALE_OUT_SEEDS=10`` runs ten.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 from collections.abc import Sequence
@@ -40,6 +42,9 @@ from vigil.storage.sqlite import SqliteStore
 SPACES = 8
 # Per run: kills of a worker at seeded random batches (two runs: ten kills in all).
 KILLS_PER_RUN = 5
+# Runs (seeds) in a suite run; VIGIL_SCALE_OUT_SEEDS=10 for the issue's measurement (docs/scale.md).
+SEEDS = int(os.environ.get("VIGIL_SCALE_OUT_SEEDS", "2"))
+PACE_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,10 @@ async def wait_until_listening_or_fail(port: int, process: asyncio.subprocess.Pr
     await wait_until_listening(port, process)
 
 
+async def _holds_partitions(topology: Topology, name: str) -> bool:
+    return "took partition" in topology.current_log(name)
+
+
 async def _delivered(created: object, count: int) -> bool:
     return len(created) >= count  # type: ignore[arg-type]
 
@@ -120,19 +129,22 @@ async def scale_out_run(
     http_port, webhook_port = free_port(), free_port()
     config = write_config(folder, http_port=http_port, webhook_port=webhook_port)
     topology = Topology(config=config, env=environment(dsn=dsn, nats_url=nats_server.url), folder=folder)
-    batches = -(-len(messages) // 50)
-    kill_at = sorted(rng.sample(range(2, batches - 1), KILLS_PER_RUN))
-    broker_restart_at = rng.randrange(2, batches - 1) if restart_broker else None
+    broker_restart_after = rng.randrange(1, KILLS_PER_RUN) if restart_broker else None
 
-    async def between_batches(index: int, total: int) -> None:
-        if index in kill_at:
-            # Mid-stream: the worker may be scoring, committing or acknowledging a batch.
-            await asyncio.sleep(rng.uniform(0.0, 0.3))
+    async def kill_workers_mid_stream() -> None:
+        """Each kill hits a worker that is scoring (it holds partitions and the stream is being fed), at a
+        seeded random moment, so it may be scoring, committing or acknowledging a batch; it is started
+        again at once, as a supervisor would."""
+        for kill in range(KILLS_PER_RUN):
             victim = rng.choice(["worker-1", "worker-2"])
+            await wait_until(
+                lambda v=victim: _holds_partitions(topology, v), timeout_s=60, what=f"{victim} scoring"
+            )
+            await asyncio.sleep(rng.uniform(0.3, 1.5))
             await topology.kill(victim)
             await topology.start("worker", victim)
-        if index == broker_restart_at:
-            await asyncio.to_thread(nats_server.restart)
+            if kill + 1 == broker_restart_after:
+                await asyncio.to_thread(nats_server.restart)
 
     async with webhook_receiver(webhook_port) as receiver:
         await topology.start("gateway", "gateway")
@@ -141,7 +153,10 @@ async def scale_out_run(
         await topology.start("deliver", "deliver-1")
         try:
             await wait_for_gateway(http_port, topology, "gateway")
-            await send_all(http_port, messages, between_batches=between_batches)
+            killer = asyncio.create_task(kill_workers_mid_stream())
+            # Live traffic over about 25 s, long enough for every kill to land while messages flow.
+            await send_all(http_port, messages, pace_s=PACE_S)
+            await killer
             await wait_until(lambda: stream_empty(nats_server.url), timeout_s=180, what="the stream")
             store = PostgresStore(dsn)
             await store.open()
@@ -161,16 +176,16 @@ async def scale_out_run(
     return dict(snapshot), topology, dict(receiver.created)
 
 
-@pytest.mark.parametrize("run", [(1, True), (2, False)], ids=["seed1-broker-restart", "seed2"])
+@pytest.mark.parametrize("seed", range(1, SEEDS + 1))
 async def test_workers_killed_mid_stream_and_a_broker_restart_change_no_alert(
-    run: tuple[int, bool],
+    seed: int,
     messages: list[ChatMessage],
     single_process: dict[tuple[str, str, str], object],
     servers: tuple[NatsServer, str],
     tmp_path: Path,
 ) -> None:
     nats_server, postgres_dsn = servers
-    seed, restart_broker = run
+    restart_broker = seed == 1
     snapshot, topology, created = await scale_out_run(
         messages,
         folder=tmp_path,
