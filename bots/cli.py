@@ -650,7 +650,7 @@ async def _gateway(args: argparse.Namespace) -> int:
         open_app(settings, database="", replay=False, metrics=VigilMetrics(), backend="postgres") as app,
         open_broker(settings, secrets=secrets, name=name) as broker,
     ):
-        publisher = JetStreamPublisher(broker=broker, cipher=app.cipher)
+        publisher = JetStreamPublisher(broker=broker, cipher=app.cipher, is_bot_user=app.monitor.is_bot_user)
         with stop_on_signals(stop):
             await app.serve(secrets=secrets, stop=stop, publisher=publisher, worker_name=name)
     return 0

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import nats
@@ -276,14 +276,28 @@ def _raise_if_cancelled() -> None:
 # --------------------------------------------------------------------------------------------- publisher
 
 
+class BotUserCheck(Protocol):
+    """``Monitor.is_bot_user``: whether a user is an adapter's own bot user."""
+
+    def __call__(self, *, platform: str, user_id: str) -> bool: ...
+
+
+
 class JetStreamPublisher:
     """The ``MessageHandler`` of a gateway: each message goes to its partition's subject, in arrival order
     per partition, and counts as handled once the server has stored it (its answer: ``queued``)."""
 
     def __init__(
-        self, *, broker: NatsBroker, cipher: TextCipher | None, give_up_s: float = _PUBLISH_GIVE_UP_S
+        self,
+        *,
+        broker: NatsBroker,
+        cipher: TextCipher | None,
+        is_bot_user: BotUserCheck | None = None,
+        give_up_s: float = _PUBLISH_GIVE_UP_S,
     ) -> None:
         self._broker = broker
+        # The gateway's adapters know their own bot user; the workers, elsewhere, learn it from the flag.
+        self._is_bot_user = is_bot_user
         self._cipher = cipher
         self._give_up_s = give_up_s
         # One at a time per partition: a retry never lets a later message of the partition overtake.
@@ -292,6 +306,12 @@ class JetStreamPublisher:
 
     async def handle(self, message: ChatMessage) -> HandleResult:
         layout = self._broker.layout
+        if (
+            not message.author_is_bot
+            and self._is_bot_user is not None
+            and self._is_bot_user(platform=message.platform, user_id=message.author_id)
+        ):
+            message = dataclasses.replace(message, author_is_bot=True)
         key = broker_id(message)
         payload = encode_message(message, cipher=self._cipher, message_key=key)
         if payload is None:

@@ -183,6 +183,10 @@ class Monitor:
         """Record the adapter's own user id: its messages never form pairs, even without a bot flag."""
         self._bot_user_ids[platform] = self._bot_user_ids.get(platform, frozenset()) | {user_id}
 
+    def is_bot_user(self, *, platform: str, user_id: str) -> bool:
+        """Whether ``user_id`` is an adapter's own user (registered with ``register_bot_user``)."""
+        return user_id in self._bot_user_ids.get(platform, frozenset())
+
     async def handle(self, message: ChatMessage) -> HandleResult:
         return (await self.handle_batch([message]))[0]
 

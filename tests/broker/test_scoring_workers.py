@@ -309,3 +309,40 @@ async def test_an_unreachable_broker_is_a_clear_error_without_the_url() -> None:
         )
     assert "hunter2" not in str(error.value)
     assert "cannot connect" in str(error.value)
+
+
+async def test_the_gateway_marks_its_own_bot_users_messages_for_the_workers(nats_server: NatsServer) -> None:
+    """Workers never see the gateway's adapters register their bot user, so the gateway flags its messages:
+    they must not form pairs on a worker either."""
+    gateway = await NatsBroker.connect(servers=[nats_server.url], layout=layout(), name="gateway")
+    try:
+        publisher = JetStreamPublisher(
+            broker=gateway,
+            cipher=None,
+            is_bot_user=lambda *, platform, user_id: (platform, user_id) == ("slack", "U-VIGIL"),
+        )
+        said = [
+            ChatMessage(
+                platform="slack",
+                space_id="T1",
+                channel_id="C1",
+                message_id=str(n),
+                author_id=author,
+                text="hello",
+                timestamp=START,
+            )
+            for n, author in enumerate(["U-VIGIL", "U-PERSON"])
+        ]
+        for message in said:
+            await publisher.handle(message)
+        stored = [
+            decode_message(
+                (await gateway.js.get_msg(gateway.layout.stream, seq)).data or b"",
+                cipher=None,
+                message_key="",
+            )
+            for seq in (1, 2)
+        ]
+        assert [m.author_is_bot for m in stored] == [True, False]
+    finally:
+        await gateway.aclose()
