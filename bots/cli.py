@@ -626,6 +626,8 @@ def _scale_out_settings(args: argparse.Namespace, *, command: str) -> tuple[Sett
     """The settings of ``vigil gateway`` and ``vigil worker``, refused unless they describe a scale-out."""
     settings, _ = _settings(args.config)
     configure_logging(args.log_level or settings.logging.level, json=settings.logging.json)
+    if command == "gateway":
+        settings = with_shard_options(settings, args)
     if not settings.broker.enabled:
         raise CliError(f"vigil {command} needs [broker] enabled = true in the config (docs/scale.md)")
     if settings.storage.backend != "postgres":
@@ -639,7 +641,6 @@ def _scale_out_settings(args: argparse.Namespace, *, command: str) -> tuple[Sett
 
 async def _gateway(args: argparse.Namespace) -> int:
     settings, secrets = _scale_out_settings(args, command="gateway")
-    settings = with_shard_options(settings, args)
     if not any((settings.discord.enabled, settings.slack.enabled, settings.http.enabled)):
         raise CliError("nothing to receive: enable [discord], [slack] or [http] in the config")
     from vigil.bots.broker.nats import JetStreamPublisher  # noqa: PLC0415
