@@ -36,7 +36,7 @@ from vigil.bots.core.moderation import ModeratorService
 from vigil.bots.core.monitor import HandleResult, Monitor, MonitorConfig
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
 from vigil.bots.core.policy import PolicyConfig
-from vigil.bots.core.ports import AlertSink, Detector, MessageHandler, Store
+from vigil.bots.core.ports import AlertSink, Detector, MessageHandler, PartitionFences, Store
 from vigil.bots.core.retention import RetentionTask
 from vigil.bots.core.sinks import ConsoleSink, MirroredSink, RoutingSink
 from vigil.bots.metrics import MetricsServer, VigilMetrics
@@ -288,6 +288,7 @@ class App:
             name=name,
             max_batch=self.settings.detector.max_batch,
             cipher=cipher,
+            fences=self.store if isinstance(self.store, PartitionFences) else None,
         )
         logger.info(
             "vigil worker %s scoring partitions of %s (%d in all); database %s",

@@ -116,6 +116,8 @@ class _Tables:
     audit: list[_AuditRow] = dataclasses.field(default_factory=list)
     evidence: dict[int, list[_EvidenceRow]] = dataclasses.field(default_factory=dict)
     turn_memory: dict[_LocationKey, _TurnRow] = dataclasses.field(default_factory=dict)
+    # Scale-out fencing: (stream, partition) -> the highest lease token that wrote (PartitionFences).
+    fences: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
     # The last id handed out per kind of row (a rolled-back transaction hands its ids out again).
     last_pair_id: int = 0
     last_seq: int = 0
@@ -143,6 +145,7 @@ class _Tables:
             audit=list(self.audit),
             evidence={alert_id: list(rows) for alert_id, rows in self.evidence.items()},
             turn_memory=dict(self.turn_memory),
+            fences=dict(self.fences),
             last_pair_id=self.last_pair_id,
             last_seq=self.last_seq,
             last_point_id=self.last_point_id,
@@ -930,6 +933,13 @@ class InMemoryStore:
         row = _TurnRow(turns=memory.turns, last_at=_utc(memory.last_at), saved_at=_utc(saved_at))
         async with self._tables_locked() as tables:
             tables.turn_memory[(platform, space_id, channel_id, thread_id or "")] = row
+
+    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool:
+        async with self._tables_locked() as tables:
+            if tables.fences.get((stream, partition), token) > token:
+                return False
+            tables.fences[(stream, partition)] = token
+            return True
 
     async def load_turn_memory(self, *, limit: int) -> list[TurnMemory]:
         async with self._tables_locked() as tables:

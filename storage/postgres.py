@@ -1527,6 +1527,19 @@ class PostgresStore:
                 saved,
             )
 
+    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool:
+        async with self._connection("advancing a partition's fence") as connection:
+            # ON CONFLICT locks the row even when the WHERE refuses the update: a racing owner waits.
+            row = await connection.fetchrow(
+                "INSERT INTO partition_fences (stream, partition, token) VALUES ($1, $2, $3) "
+                "ON CONFLICT (stream, partition) DO UPDATE SET token = excluded.token "
+                "WHERE partition_fences.token <= excluded.token RETURNING token",
+                stream,
+                partition,
+                token,
+            )
+        return row is not None
+
     async def load_turn_memory(self, *, limit: int) -> list[TurnMemory]:
         async with self._connection("loading turn-taking memory", write=False) as connection:
             rows = await connection.fetch(

@@ -250,7 +250,18 @@ ALTER TABLE outbox ADD COLUMN claimed_by TEXT COLLATE "C";
 ALTER TABLE outbox ADD COLUMN claimed_until TIMESTAMPTZ;
 """
 
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
+# Version 3 (Postgres only): scale-out fencing. The lease revision of the scoring worker that last wrote a
+# partition's pairs; a worker whose lease was taken over cannot commit after the new owner has written.
+_SCHEMA_V3 = """
+CREATE TABLE partition_fences (
+    stream    TEXT COLLATE "C" NOT NULL,
+    partition INTEGER NOT NULL,
+    token     BIGINT NOT NULL,
+    PRIMARY KEY (stream, partition)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 LATEST_SCHEMA_VERSION = len(MIGRATIONS)
 
 

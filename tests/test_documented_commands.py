@@ -38,6 +38,7 @@ _SAMPLES = {
     "PATH": "my-vigil.toml",
     "PREFIX": "scan",
     "IDS": "0-3",
+    "NAME": "worker-a",
 }
 _PLACEHOLDER = re.compile(r"^(?:[A-Z]+(?:/[A-Z]+)*)$")
 

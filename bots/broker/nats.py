@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
     from vigil.bots.core.monitor import Monitor
+    from vigil.bots.core.ports import PartitionFences
     from vigil.storage.crypto import TextCipher
 
 __all__ = [
@@ -77,10 +78,20 @@ _FETCH_WAIT_S = 1.0
 # Publisher de-duplication window: a gateway's retry within it is recognised and not stored again.
 _DUPLICATE_WINDOW_S = 300.0
 _CIPHER_COLUMN = "broker.message"
+# A worker logs what it holds and has done this often (its progress, for operators reading the log).
+_REPORT_EVERY_S = 60.0
 
 
 class BrokerError(Exception):
     """The broker cannot be used as configured (unreachable at start, a stream of another layout)."""
+
+
+class _FencedOff(Exception):
+    """Another worker holds a newer lease of the partition and has written since."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition} is fenced off")
+        self.partition = partition
 
 
 class BrokerUnavailable(Exception):
@@ -282,7 +293,6 @@ class BotUserCheck(Protocol):
     def __call__(self, *, platform: str, user_id: str) -> bool: ...
 
 
-
 class JetStreamPublisher:
     """The ``MessageHandler`` of a gateway: each message goes to its partition's subject, in arrival order
     per partition, and counts as handled once the server has stored it (its answer: ``queued``)."""
@@ -388,6 +398,7 @@ class ScoringWorker:
         name: str,
         max_batch: int,
         cipher: TextCipher | None,
+        fences: PartitionFences | None = None,
         on_batch: Callable[[Sequence[HandleResult]], Awaitable[None] | None] | None = None,
     ) -> None:
         if "." in name or "*" in name or ">" in name or not name.strip():
@@ -398,6 +409,7 @@ class ScoringWorker:
         self.name = name
         self._max_batch = max_batch
         self._cipher = cipher
+        self._fences = fences
         self._on_batch = on_batch
         self._owned: dict[int, _Owned] = {}
         self._generation = 0
@@ -423,6 +435,7 @@ class ScoringWorker:
         the other workers take them at once instead of after the lease."""
         scoring = asyncio.create_task(self._score_forever(), name=f"vigil-worker-{self.name}")
         reconnections = self._broker.reconnections
+        next_report = time.monotonic() + _REPORT_EVERY_S
         try:
             try:
                 await self._take_back_own_leases()
@@ -437,6 +450,11 @@ class ScoringWorker:
                             for partition in sorted(self._owned):
                                 await self._restart(partition)
                     await self._rebalance()
+                    stalled = [p for p, o in self._owned.items() if o.fetcher is None or o.fetcher.done()]
+                    if stalled:
+                        async with self._batch_lock:
+                            for partition in stalled:
+                                await self._restart(partition)
                 except (nats.errors.Error, nats.js.errors.Error, OSError) as error:
                     _raise_if_cancelled()
                     logger.warning(
@@ -446,6 +464,9 @@ class ScoringWorker:
                     await asyncio.wait_for(stop.wait(), timeout=self._layout.lease_s / 3)
                 if scoring.done():
                     scoring.result()  # a bug in the scoring loop: surface it
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + _REPORT_EVERY_S
+                    self._report()
         finally:
             async with self._batch_lock:
                 scoring.cancel()
@@ -455,6 +476,18 @@ class ScoringWorker:
                 await self._release(partition)
             with contextlib.suppress(Exception):
                 await self._broker.owners.delete(f"w.{self.name}")
+
+    def _report(self) -> None:
+        stats = self.stats()
+        logger.info(
+            "worker %s: %d partition(s) (%s); %d message(s) in %d batch(es) so far, %d takeover(s)",
+            self.name,
+            len(stats.owned),
+            ",".join(map(str, stats.owned)) or "none",
+            stats.messages,
+            stats.batches,
+            stats.takeovers,
+        )
 
     # -- ownership
 
@@ -490,7 +523,7 @@ class ScoringWorker:
                 owned.valid_until = renewed_at + self._layout.lease_s * 2 / 3
             except nats.js.errors.KeyWrongLastSequenceError:
                 logger.warning("lost partition %d (its lease ran out and another worker took it)", partition)
-                await self._stop_partition(partition)
+                self._stop_partition(partition)
         for partition in sorted(set(self._owned) - wanted):
             await self._release(partition)
         for partition in sorted(wanted - set(self._owned)):
@@ -529,12 +562,28 @@ class ScoringWorker:
             return
         if owned.fetcher is not None:
             owned.fetcher.cancel()
+            owned.fetcher = None
         self._generation += 1
         owned.generation = self._generation
+        try:
+            subscription = await self._subscribe_from_first_unacknowledged(partition)
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as error:
+            _raise_if_cancelled()
+            # No fetcher: the lease loop tries again on its next round (the broker may be restarting).
+            logger.warning(
+                "re-reading partition %d failed (%s); trying again", partition, type(error).__name__
+            )
+            return
+        owned.fetcher = asyncio.create_task(
+            self._fetch_forever(partition, owned.generation, subscription),
+            name=f"vigil-fetch-{partition}",
+        )
+
+    async def _subscribe_from_first_unacknowledged(self, partition: int) -> Any:
         consumer = self._layout.consumer(partition)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._broker.js.delete_consumer(self._layout.stream, consumer)
-        subscription = await self._broker.js.pull_subscribe(
+        return await self._broker.js.pull_subscribe(
             self._layout.subject(partition),
             durable=consumer,
             stream=self._layout.stream,
@@ -547,24 +596,20 @@ class ScoringWorker:
                 filter_subject=self._layout.subject(partition),
             ),
         )
-        owned.fetcher = asyncio.create_task(
-            self._fetch_forever(partition, owned.generation, subscription),
-            name=f"vigil-fetch-{partition}",
-        )
 
-    async def _stop_partition(self, partition: int) -> None:
+    def _stop_partition(self, partition: int) -> _Owned | None:
+        """Forget the partition: no batch scores its chunks from now on and its fetcher stops (it checks
+        its generation, since nats-py can swallow a cancellation)."""
         owned = self._owned.pop(partition, None)
         if owned is not None and owned.fetcher is not None:
             owned.fetcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await owned.fetcher
+        return owned
 
     async def _release(self, partition: int) -> None:
-        owned = self._owned.get(partition)
+        async with self._batch_lock:  # never while one of its messages is being scored
+            owned = self._stop_partition(partition)
         if owned is None:
             return
-        async with self._batch_lock:  # never while one of its messages is being scored
-            await self._stop_partition(partition)
         with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
             await self._broker.owners.delete(f"p.{partition}", last=owned.revision)
         logger.info("released partition %d", partition)
@@ -574,10 +619,11 @@ class ScoringWorker:
     async def _fetch_forever(self, partition: int, generation: int, subscription: Any) -> None:
         ahead = asyncio.Semaphore(_CHUNKS_AHEAD)
         try:
-            while True:
+            while self._fetching(partition, generation):
                 await ahead.acquire()
                 try:
                     messages = await subscription.fetch(self._max_batch, timeout=_FETCH_WAIT_S)
+                    _raise_if_cancelled()
                 except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as error:
                     ahead.release()
                     _raise_if_cancelled()
@@ -587,6 +633,8 @@ class ScoringWorker:
                         logger.warning("fetching partition %d failed (%s)", partition, type(error).__name__)
                         await asyncio.sleep(0.5)
                     continue
+                if not self._fetching(partition, generation):
+                    return  # unacknowledged: delivered again from them to whoever holds it now
                 chunk = _Chunk(partition=partition, generation=generation, messages=messages)
                 self._ready.put_nowait(chunk)
                 task = asyncio.create_task(self._release_when_done(chunk, ahead))
@@ -596,10 +644,27 @@ class ScoringWorker:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
+    def _fetching(self, partition: int, generation: int) -> bool:
+        owned = self._owned.get(partition)
+        return owned is not None and owned.generation == generation
+
     @staticmethod
     async def _release_when_done(chunk: _Chunk, ahead: asyncio.Semaphore) -> None:
         await chunk.done.wait()
         ahead.release()
+
+    def _fence_check(self, tokens: dict[int, int]) -> Callable[[], Awaitable[None]]:
+        fences = self._fences
+        stream = self._layout.stream
+
+        async def check() -> None:
+            if fences is None:
+                return
+            for partition, token in sorted(tokens.items()):  # in order: two workers never deadlock
+                if not await fences.advance_fence(stream=stream, partition=partition, token=token):
+                    raise _FencedOff(partition)
+
+        return check
 
     def _current(self, chunk: _Chunk, *, now: float) -> bool:
         owned = self._owned.get(chunk.partition)
@@ -649,8 +714,25 @@ class ScoringWorker:
                 envelopes.append(envelope)
         if not live:
             return
+        tokens = {chunk.partition: self._owned[chunk.partition].revision for chunk in live}
         try:
-            results = await self._monitor.handle_batch(messages) if messages else []
+            results = (
+                await self._monitor.handle_batch(
+                    messages, fence=self._fence_check(tokens) if self._fences is not None else None
+                )
+                if messages
+                else []
+            )
+        except _FencedOff as fenced:
+            logger.warning(
+                "partition %d was taken over by another worker: this batch was rolled back, not saved here",
+                fenced.partition,
+            )
+            self._dropped += 1
+            self._stop_partition(fenced.partition)
+            for partition in sorted(set(tokens) - {fenced.partition}):
+                await self._restart(partition)
+            return
         except Exception as error:
             logger.error(
                 "scoring a batch of %d message(s) failed (%s); their partitions are read again from them",

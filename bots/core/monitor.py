@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -190,13 +190,17 @@ class Monitor:
     async def handle(self, message: ChatMessage) -> HandleResult:
         return (await self.handle_batch([message]))[0]
 
-    async def handle_batch(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+    async def handle_batch(
+        self, messages: Sequence[ChatMessage], *, fence: Callable[[], Awaitable[None]] | None = None
+    ) -> list[HandleResult]:
+        """Score and apply ``messages`` in order, in one store transaction. ``fence`` (a scoring worker's
+        lease check, docs/scale.md) runs first inside that transaction; what it raises rolls it back."""
         # A store that failed transiently (a dropped connection, a server restarting) saved nothing of the
         # batch, so it is tried again rather than lost. Safe even when a commit's answer was what got lost:
         # the retry finds its messages claimed and skips them as duplicates.
         for attempt, pause_s in enumerate((*_TRANSIENT_RETRY_PAUSES_S, None), start=1):
             try:
-                return await self._handle_batch_once(messages)
+                return await self._handle_batch_once(messages, fence=fence)
             except TransientStoreError as error:
                 if pause_s is None:
                     raise
@@ -210,7 +214,9 @@ class Monitor:
                 await asyncio.sleep(pause_s)
         raise AssertionError("unreachable")  # the last attempt returned or raised
 
-    async def _handle_batch_once(self, messages: Sequence[ChatMessage]) -> list[HandleResult]:
+    async def _handle_batch_once(
+        self, messages: Sequence[ChatMessage], *, fence: Callable[[], Awaitable[None]] | None
+    ) -> list[HandleResult]:
         if not self._turns_restored:
             await self._restore_turn_memory()
         results: list[HandleResult | None] = [None] * len(messages)
@@ -252,6 +258,8 @@ class Monitor:
             [*scored, *replayed], key=lambda entry: entry[0]
         )
         async with self._apply_lock, self._store.transaction():
+            if fence is not None:
+                await fence()
             fresh = await self._claim([entry.message for _, entry in pending if isinstance(entry, _Scored)])
             # Pairs are resolved in arrival order (replays included: they rebuild turn-taking memory), then
             # the batch's pairs are read in two calls, decided in memory and written back in one.

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -520,6 +520,19 @@ class RetentionStore(Protocol):
     # user's preserved messages, and the texts of their messages in alert evidence, except what a hold covers;
     # also the turn-taking memory of every location that remembers them.
     async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure: ...
+
+
+@runtime_checkable
+class PartitionFences(Protocol):
+    """Scale-out (docs/scale.md): which lease of a partition last wrote its pairs. A scoring worker advances
+    the fence inside each batch's transaction, first; a worker whose lease was taken over (and the new owner
+    has written since) is refused, so its batch is rolled back instead of overwriting the new owner's work.
+    Implemented by the stores scoring workers can share (Postgres; in memory for tests)."""
+
+    # True when ``token`` is at least the highest recorded for the partition (it becomes the highest); False
+    # when a later lease has written since. Inside a transaction, the row stays locked until it ends, so the
+    # next owner's batch waits for this one and then reads what it wrote.
+    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool: ...
 
 
 class Store(

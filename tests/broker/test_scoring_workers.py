@@ -106,7 +106,12 @@ async def running_worker(
     await store.open()
     broker = await NatsBroker.connect(servers=[url], layout=layout(lease_s=lease_s), name=name)
     worker = ScoringWorker(
-        broker=broker, monitor=monitor_on(store, detector), name=name, max_batch=32, cipher=None
+        broker=broker,
+        monitor=monitor_on(store, detector),
+        name=name,
+        max_batch=32,
+        cipher=None,
+        fences=store,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -271,6 +276,7 @@ async def test_a_worker_that_vanishes_is_taken_over_after_its_lease(
                 name="doomed",
                 max_batch=32,
                 cipher=None,
+                fences=doomed_store,
             )
             task = asyncio.create_task(doomed.run(asyncio.Event()))
             await publish_all(publisher, messages[:half])
@@ -344,5 +350,48 @@ async def test_the_gateway_marks_its_own_bot_users_messages_for_the_workers(nats
             for seq in (1, 2)
         ]
         assert [m.author_is_bot for m in stored] == [True, False]
+    finally:
+        await gateway.aclose()
+
+
+async def test_a_worker_whose_lease_was_taken_over_cannot_commit(
+    nats_server: NatsServer, postgres_dsn: str, keyword_detector: OnnxDetector
+) -> None:
+    """Fencing: a worker that still believes it owns its partitions (paused past its lease, say) while a
+    newer lease has written them gets its batch rolled back, and gives the partition up."""
+    gateway = await NatsBroker.connect(servers=[nats_server.url], layout=layout(), name="gateway")
+    try:
+        async with running_worker(
+            "paused", url=nats_server.url, dsn=postgres_dsn, detector=keyword_detector
+        ) as paused:
+            await asyncio.sleep(1.0)
+            assert len(paused.worker.stats().owned) == PARTITIONS
+            # Another owner's newer lease has written every partition meanwhile.
+            for partition in range(PARTITIONS):
+                assert await paused.store.advance_fence(
+                    stream=layout().stream, partition=partition, token=10**15
+                )
+            message = ChatMessage(
+                platform="http",
+                space_id="space-1",
+                channel_id="c1",
+                message_id="after-takeover",
+                author_id="a1",
+                text="hello there",
+                timestamp=START,
+                is_dm=True,
+                recipient_ids=("b1",),
+            )
+            await JetStreamPublisher(broker=gateway, cipher=None).handle(message)
+            partition = gateway.layout.partition_of(message)
+            for _ in range(50):
+                if partition not in paused.worker.stats().owned:
+                    break
+                await asyncio.sleep(0.1)
+            assert partition not in paused.worker.stats().owned
+            seen = await paused.store.seen_message_ids(
+                platform="http", space_id="space-1", message_ids=["after-takeover"]
+            )
+            assert seen == frozenset(), "the fenced-off batch must not be saved"
     finally:
         await gateway.aclose()
