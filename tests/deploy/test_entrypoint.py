@@ -1,4 +1,5 @@
-"""``deploy/entrypoint.sh`` run by bash as the container runs it: checks, ``vigil run``, health, SIGTERM.
+"""``deploy/entrypoint.sh`` run by bash as the container runs it: checks, ``vigil run``, health, SIGTERM, and
+the scale-out roles (``gateway``, ``worker``, ``deliver``).
 
 The script's two paths come from ``VIGIL_CONFIG`` and ``VIGIL_DATA`` here, so no root and no container are
 needed; ``vigil`` is the one installed next to this Python.
@@ -189,3 +190,52 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     result = entrypoint(env=environment(config=tmp_path / "vigil.toml", data=data))
     assert result.returncode == 1
     assert f"no config file at {tmp_path / 'vigil.toml'}: mount your vigil.toml there" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- scaled out
+
+SCALE_ROLES = ("gateway", "worker", "deliver")
+
+
+@pytest.mark.parametrize("role", SCALE_ROLES)
+def test_the_scale_out_roles_name_a_missing_config_file(tmp_path: Path, role: str) -> None:
+    result = entrypoint(role, env=environment(config=tmp_path / "vigil.toml", data=tmp_path / "no-data"))
+    assert result.returncode == 1
+    assert f"no config file at {tmp_path / 'vigil.toml'}: mount your vigil.toml there" in result.stderr
+
+
+def test_a_bad_scale_out_config_stops_a_worker_before_it_starts(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    config = tmp_path / "vigil.toml"
+    config.write_text(
+        '[storage]\nbackend = "postgres"\npostgres_dsn_env = "VIGIL_TEST_UNSET_DSN"\n'
+        '[broker]\nenabled = true\nurl_env = "VIGIL_TEST_UNSET_NATS"\n'
+        f'[detector]\nmodel_dir = "{keyword_model_dir}"\nintra_op_threads = 1\n',
+        encoding="utf-8",
+    )
+    env = environment(config=config, data=tmp_path / "no-data")
+    env.pop("VIGIL_TEST_UNSET_DSN", None)
+    env.pop("VIGIL_TEST_UNSET_NATS", None)
+
+    result = entrypoint("worker", "--name", "worker-1", env=env)
+
+    assert result.returncode == 1
+    assert "VIGIL_TEST_UNSET_DSN" in result.stderr and "VIGIL_TEST_UNSET_NATS" in result.stderr
+    assert f"{config} has the problems listed above; not starting" in result.stderr
+
+
+def test_the_scale_out_roles_need_no_data_folder_and_reach_vigil(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    # A valid config that is not a scale-out one: the checks pass without a data folder, and `vigil worker`
+    # itself gives the refusal, with the same config.
+    config = write_config(
+        tmp_path / "vigil.toml", data=tmp_path, model_dir=keyword_model_dir, metrics_port=free_port()
+    )
+    result = entrypoint(
+        "worker", "--name", "worker-1", env=environment(config=config, data=tmp_path / "no-data")
+    )
+    assert result.returncode != 0
+    assert "OK" in result.stderr and "is missing" not in result.stderr  # check-config ran, no data check
+    assert "vigil worker needs [broker] enabled = true in the config" in result.stderr
