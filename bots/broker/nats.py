@@ -399,7 +399,6 @@ class ScoringWorker:
         max_batch: int,
         cipher: TextCipher | None,
         fences: PartitionFences | None = None,
-        on_batch: Callable[[Sequence[HandleResult]], Awaitable[None] | None] | None = None,
     ) -> None:
         if "." in name or "*" in name or ">" in name or not name.strip():
             raise ValueError("a worker name may not contain '.', '*' or '>'")
@@ -410,7 +409,6 @@ class ScoringWorker:
         self._max_batch = max_batch
         self._cipher = cipher
         self._fences = fences
-        self._on_batch = on_batch
         self._owned: dict[int, _Owned] = {}
         self._generation = 0
         self._ready: asyncio.Queue[_Chunk] = asyncio.Queue()
@@ -444,13 +442,13 @@ class ScoringWorker:
                 logger.warning("could not look for this worker's old leases (%s)", type(error).__name__)
             while not stop.is_set():
                 try:
+                    # Leases first: re-reading partitions waits for the batch in flight.
+                    await self._rebalance()
                     if self._broker.reconnections != reconnections:
                         reconnections = self._broker.reconnections
-                        async with self._batch_lock:
-                            for partition in sorted(self._owned):
-                                await self._restart(partition)
-                    await self._rebalance()
-                    stalled = [p for p, o in self._owned.items() if o.fetcher is None or o.fetcher.done()]
+                        stalled = sorted(self._owned)
+                    else:
+                        stalled = [p for p, o in self._owned.items() if o.fetcher is None or o.fetcher.done()]
                     if stalled:
                         async with self._batch_lock:
                             for partition in stalled:
@@ -716,13 +714,10 @@ class ScoringWorker:
             return
         tokens = {chunk.partition: self._owned[chunk.partition].revision for chunk in live}
         try:
-            results = (
+            if messages:
                 await self._monitor.handle_batch(
                     messages, fence=self._fence_check(tokens) if self._fences is not None else None
                 )
-                if messages
-                else []
-            )
         except _FencedOff as fenced:
             logger.warning(
                 "partition %d was taken over by another worker: this batch was rolled back, not saved here",
@@ -751,7 +746,3 @@ class ScoringWorker:
             await self._broker.flush()
         self._batches += 1
         self._messages += len(messages)
-        if self._on_batch is not None:
-            outcome = self._on_batch(results)
-            if outcome is not None:
-                await outcome
