@@ -144,6 +144,12 @@ async def scale_out_run(
             await topology.kill(victim)
             await topology.start("worker", victim)
             if kill + 1 == broker_restart_after:
+                # While both workers are scoring (not loading after a kill), so both must reconnect.
+                for name in ("worker-1", "worker-2"):
+                    await wait_until(
+                        lambda n=name: _holds_partitions(topology, n), timeout_s=60, what=f"{name} scoring"
+                    )
+                await asyncio.sleep(rng.uniform(0.3, 1.0))
                 await asyncio.to_thread(nats_server.restart)
 
     async with webhook_receiver(webhook_port) as receiver:
@@ -200,3 +206,6 @@ async def test_workers_killed_mid_stream_and_a_broker_restart_change_no_alert(
     assert set(created.values()) == {1}
     # Both workers scored, and partitions moved when one died.
     assert "took partition" in topology.log("worker-1") and "took partition" in topology.log("worker-2")
+    if restart_broker:
+        for name in ("gateway", "worker-1", "worker-2"):
+            assert "reconnected to NATS" in topology.log(name), f"{name} never saw the broker restart"
