@@ -282,6 +282,7 @@ class App:
         Alerts go to the shared outbox, which gateways and ``vigil deliver`` drain."""
         from vigil.bots.broker.nats import ScoringWorker  # noqa: PLC0415
 
+        metrics = self._metrics
         worker = ScoringWorker(
             broker=broker,
             monitor=self.monitor,
@@ -289,6 +290,7 @@ class App:
             max_batch=self.settings.detector.max_batch,
             cipher=cipher,
             fences=self.store if isinstance(self.store, PartitionFences) else None,
+            observer=metrics,
         )
         logger.info(
             "vigil worker %s scoring partitions of %s (%d in all); database %s",
@@ -297,7 +299,16 @@ class App:
             broker.layout.partitions,
             self.database,
         )
-        await worker.run(stop)
+        settings = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics is not None and settings.metrics.enabled:
+                server = await stack.enter_async_context(
+                    MetricsServer(metrics, host=settings.metrics.host, port=settings.metrics.port)
+                )
+                refresh = asyncio.create_task(metrics.refresh_forever(self.store))
+                stack.callback(refresh.cancel)
+                logger.info("metrics on %s:%d", settings.metrics.host, server.port)
+            await worker.run(stop)
         stats = worker.stats()
         logger.info(
             "vigil worker %s stopped: %d message(s) in %d batch(es), %d partition takeover(s)",

@@ -659,10 +659,17 @@ async def _gateway(args: argparse.Namespace) -> int:
 
 async def _worker(args: argparse.Namespace) -> int:
     settings, secrets = _scale_out_settings(args, command="worker")
+    if args.metrics_port is not None:
+        if not 1 <= args.metrics_port <= 65535:
+            raise CliError("--metrics-port must be between 1 and 65535")
+        # Several workers on one host share a config but not a port.
+        settings = dataclasses.replace(
+            settings, metrics=dataclasses.replace(settings.metrics, enabled=True, port=args.metrics_port)
+        )
     name = args.name or outbox_worker_name("worker")
     stop = asyncio.Event()
     async with (
-        open_app(settings, database="", replay=False, backend="postgres") as app,
+        open_app(settings, database="", replay=False, backend="postgres", metrics=VigilMetrics()) as app,
         open_broker(settings, secrets=secrets, name=name) as broker,
     ):
         with stop_on_signals(stop):
@@ -828,6 +835,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--name",
         help="this worker's name, unique among live workers and the same across its restarts "
         "(default: the host name and 'worker')",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this worker's Prometheus metrics on this port (overrides [metrics]; enables them)",
     )
     worker.set_defaults(handler=_worker)
 

@@ -69,7 +69,8 @@ _OUTCOME_SCORED = "scored"
 
 
 class VigilMetrics:
-    """The process's metrics, in a private registry. Implements ``bots.core.ingest.IngestObserver``."""
+    """The process's metrics, in a private registry. Implements ``bots.core.ingest.IngestObserver`` and the
+    scoring worker's ``WorkerObserver``."""
 
     def __init__(self) -> None:
         registry = CollectorRegistry(auto_describe=True)
@@ -130,6 +131,22 @@ class VigilMetrics:
             registry=registry,
             buckets=DEFAULT_LATENCY_BUCKETS,
         )
+        # Scale-out (vigil worker): what the worker holds and what waits on the broker for any worker.
+        self.partitions_owned = Gauge(
+            "partitions_owned",
+            "Broker partitions this scoring worker holds (vigil worker).",
+            # Labelled so that only a worker exports it (a labelled metric has no sample until set).
+            ["role"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.broker_backlog = Gauge(
+            "broker_backlog",
+            "Messages on the broker not yet scored by any worker (vigil worker); growing: too few workers.",
+            ["role"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self.refresh_errors = Counter(
             "metrics_refresh_errors",
             "Failed periodic reads of the store gauges (pairs, outbox_pending).",
@@ -162,6 +179,14 @@ class VigilMetrics:
 
     def on_batch_failed(self, size: int) -> None:
         self.messages.labels(outcome="error").inc(size)
+
+    # ------------------------------------------------------------------ WorkerObserver (vigil worker)
+
+    def on_partitions(self, count: int) -> None:
+        self.partitions_owned.labels(role="worker").set(count)
+
+    def on_backlog(self, count: int) -> None:
+        self.broker_backlog.labels(role="worker").set(count)
 
     def observe_results(self, results: Sequence[HandleResult]) -> None:
         """Count outcomes and alert decisions (also usable without a queue, e.g. for a replay)."""
@@ -320,8 +345,17 @@ def format_status(snapshot: MetricsSnapshot) -> str:
     count = snapshot.value("vigil_detector_latency_seconds_count") or 0.0
     total = snapshot.value("vigil_detector_latency_seconds_sum") or 0.0
     mean_ms = f"{1000 * total / count:.1f} ms" if count else "-"
+    partitions = snapshot.value("vigil_partitions_owned", role="worker")
+    backlog = snapshot.value("vigil_broker_backlog", role="worker") or 0
+    # Only a scoring worker (vigil worker) exports the broker's figures.
+    broker = (
+        [f"broker: {partitions:,.0f} partition(s) held; {backlog:,.0f} message(s) waiting for a worker"]
+        if partitions is not None
+        else []
+    )
     return "\n".join(
         [
+            *broker,
             f"messages: {labelled('vigil_messages_total', 'outcome')}",
             f"pairs: {snapshot.value('vigil_pairs') or 0:,.0f}",
             f"queue depth: {snapshot.value('vigil_queue_depth') or 0:,.0f}",

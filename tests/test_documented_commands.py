@@ -39,6 +39,7 @@ _SAMPLES = {
     "PREFIX": "scan",
     "IDS": "0-3",
     "NAME": "worker-a",
+    "PORT": "9465",
 }
 _PLACEHOLDER = re.compile(r"^(?:[A-Z]+(?:/[A-Z]+)*)$")
 

@@ -60,6 +60,7 @@ __all__ = [
     "JetStreamPublisher",
     "NatsBroker",
     "ScoringWorker",
+    "WorkerObserver",
     "WorkerStats",
 ]
 
@@ -359,6 +360,18 @@ class JetStreamPublisher:
 # ------------------------------------------------------------------------------------------------ worker
 
 
+class WorkerObserver(Protocol):
+    """What a scoring worker reports as it works (``bots.metrics.VigilMetrics`` implements it)."""
+
+    def on_results(self, results: Sequence[HandleResult], *, seconds: float) -> None: ...
+
+    def on_batch_failed(self, size: int) -> None: ...
+
+    def on_partitions(self, count: int) -> None: ...
+
+    def on_backlog(self, count: int) -> None: ...
+
+
 @dataclass(slots=True, kw_only=True)
 class _Chunk:
     partition: int
@@ -399,6 +412,7 @@ class ScoringWorker:
         max_batch: int,
         cipher: TextCipher | None,
         fences: PartitionFences | None = None,
+        observer: WorkerObserver | None = None,
     ) -> None:
         if "." in name or "*" in name or ">" in name or not name.strip():
             raise ValueError("a worker name may not contain '.', '*' or '>'")
@@ -409,6 +423,7 @@ class ScoringWorker:
         self._max_batch = max_batch
         self._cipher = cipher
         self._fences = fences
+        self._observer = observer
         self._owned: dict[int, _Owned] = {}
         self._generation = 0
         self._ready: asyncio.Queue[_Chunk] = asyncio.Queue()
@@ -444,6 +459,7 @@ class ScoringWorker:
                 try:
                     # Leases first: re-reading partitions waits for the batch in flight.
                     await self._rebalance()
+                    await self._observe_broker()
                     if self._broker.reconnections != reconnections:
                         reconnections = self._broker.reconnections
                         stalled = sorted(self._owned)
@@ -474,6 +490,13 @@ class ScoringWorker:
                 await self._release(partition)
             with contextlib.suppress(Exception):
                 await self._broker.owners.delete(f"w.{self.name}")
+
+    async def _observe_broker(self) -> None:
+        if self._observer is None:
+            return
+        self._observer.on_partitions(len(self._owned))
+        info = await self._broker.js.stream_info(self._layout.stream)
+        self._observer.on_backlog(int(info.state.messages))
 
     def _report(self) -> None:
         stats = self.stats()
@@ -714,10 +737,13 @@ class ScoringWorker:
             return
         tokens = {chunk.partition: self._owned[chunk.partition].revision for chunk in live}
         try:
+            started = time.perf_counter()
             if messages:
-                await self._monitor.handle_batch(
+                results = await self._monitor.handle_batch(
                     messages, fence=self._fence_check(tokens) if self._fences is not None else None
                 )
+                if self._observer is not None:
+                    self._observer.on_results(results, seconds=time.perf_counter() - started)
         except _FencedOff as fenced:
             logger.warning(
                 "partition %d was taken over by another worker: this batch was rolled back, not saved here",
@@ -729,6 +755,8 @@ class ScoringWorker:
                 await self._restart(partition)
             return
         except Exception as error:
+            if self._observer is not None:
+                self._observer.on_batch_failed(len(messages))
             logger.error(
                 "scoring a batch of %d message(s) failed (%s); their partitions are read again from them",
                 len(messages),

@@ -57,3 +57,14 @@ def test_shard_options_need_discord(tmp_path: Path, capsys: pytest.CaptureFixtur
     path = config(tmp_path, SCALE)
     assert main(["--config", str(path), "gateway", "--shards", "0-1", "--shard-count", "4"]) == 2
     assert "[discord] is" in capsys.readouterr().err
+
+
+def test_a_worker_metrics_port_out_of_range_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIGIL_NATS_URL", "nats://127.0.0.1:9")
+    monkeypatch.setenv("VIGIL_POSTGRES_DSN", "postgresql://vigil@127.0.0.1:9/vigil")
+    monkeypatch.setenv("VIGIL_HTTP_SECRET", "a-test-secret-of-some-length")
+    path = config(tmp_path, SCALE)
+    assert main(["--config", str(path), "worker", "--metrics-port", "70000"]) == 2
+    assert "--metrics-port must be between 1 and 65535" in capsys.readouterr().err

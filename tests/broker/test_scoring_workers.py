@@ -36,6 +36,7 @@ from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.partitioning import assignment, partition_of, preferred_partitions
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.metrics import MetricsSnapshot, VigilMetrics, format_status
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.postgres import PostgresStore
@@ -100,7 +101,13 @@ class RunningWorker:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    name: str, *, url: str, dsn: str, detector: OnnxDetector, lease_s: float = 2.0
+    name: str,
+    *,
+    url: str,
+    dsn: str,
+    detector: OnnxDetector,
+    lease_s: float = 2.0,
+    observer: VigilMetrics | None = None,
 ) -> AsyncIterator[RunningWorker]:
     store = PostgresStore(dsn)
     await store.open()
@@ -112,6 +119,7 @@ async def running_worker(
         max_batch=32,
         cipher=None,
         fences=store,
+        observer=observer,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -395,3 +403,35 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_commit(
             assert seen == frozenset(), "the fenced-off batch must not be saved"
     finally:
         await gateway.aclose()
+
+
+async def test_a_workers_metrics_show_its_partitions_its_work_and_the_backlog(
+    messages: list[ChatMessage],
+    nats_server: NatsServer,
+    postgres_dsn: str,
+    keyword_detector: OnnxDetector,
+) -> None:
+    metrics = VigilMetrics()
+    gateway = await NatsBroker.connect(servers=[nats_server.url], layout=layout(), name="gateway")
+    try:
+        async with running_worker(
+            "measured",
+            url=nats_server.url,
+            dsn=postgres_dsn,
+            detector=keyword_detector,
+            observer=metrics,
+        ):
+            await publish_all(JetStreamPublisher(broker=gateway, cipher=None), messages[:300])
+            await stream_drained(gateway)
+            await asyncio.sleep(1.5)  # one lease round: the gauges are read then
+            snapshot = MetricsSnapshot.parse(metrics.render().decode())
+    finally:
+        await gateway.aclose()
+    assert snapshot.value("vigil_partitions_owned", role="worker") == PARTITIONS
+    assert snapshot.value("vigil_broker_backlog", role="worker") == 0
+    assert format_status(snapshot).startswith(f"broker: {PARTITIONS} partition(s) held; 0 message(s)")
+    # One process (vigil run) exports neither, and its status has no broker line.
+    single = MetricsSnapshot.parse(VigilMetrics().render().decode())
+    assert not format_status(single).startswith("broker")
+    assert snapshot.total("vigil_messages_total") == 300
+    assert (snapshot.value("vigil_messages_total", outcome="scored") or 0) > 0
