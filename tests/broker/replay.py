@@ -113,3 +113,12 @@ async def alert_snapshot(store: Store, *, spaces: int) -> dict[tuple[str, str, s
             pair_risk=round(pair.risk, 4),
         )
     return snapshot
+
+
+async def stored_snapshot(store: Store, *, spaces: int) -> dict[tuple[str, str, str], AlertSnapshot]:
+    """``alert_snapshot`` of a store not yet opened: opened for the read, closed after."""
+    await store.open()
+    try:
+        return await alert_snapshot(store, spaces=spaces)
+    finally:
+        await store.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.broker.replay import alert_snapshot, conversation_messages
+from tests.broker.replay import conversation_messages, stored_snapshot
 from tests.broker.scale_out import (
     STREAM,
     Topology,
@@ -34,7 +34,7 @@ from tests.broker.scale_out import (
     write_config,
 )
 from tests.support.nats_server import NatsServer
-from tests.support.process import REPO, free_port, start_vigil
+from tests.support.process import REPO, free_port, start_vigil, wait_until_listening
 from vigil.bots.core.models import ChatMessage
 from vigil.storage.postgres import PostgresStore
 from vigil.storage.sqlite import SqliteStore
@@ -68,14 +68,9 @@ async def _single_process(messages: list[ChatMessage], folder: Path) -> object:
     async with webhook_receiver(webhook_port) as receiver:
         process = await start_vigil(config, environment(dsn=None, nats_url=None))
         try:
-            await wait_until_listening_or_fail(http_port, process)
+            await wait_until_listening(http_port, process)
             await send_all(http_port, messages)
-            store = SqliteStore(str(folder / "single.sqlite3"))
-            await store.open()
-            try:
-                snapshot = await alert_snapshot(store, spaces=SPACES)
-            finally:
-                await store.close()
+            snapshot = await stored_snapshot(SqliteStore(str(folder / "single.sqlite3")), spaces=SPACES)
             await wait_until(
                 lambda: _delivered(receiver.created, len(snapshot)), timeout_s=60, what="webhook posts"
             )
@@ -91,12 +86,6 @@ async def _single_process(messages: list[ChatMessage], folder: Path) -> object:
 def servers(nats_server: NatsServer, postgres_dsn: str) -> tuple[NatsServer, str]:
     """The broker and an empty database of one run."""
     return nats_server, postgres_dsn
-
-
-async def wait_until_listening_or_fail(port: int, process: asyncio.subprocess.Process) -> None:
-    from tests.support.process import wait_until_listening  # noqa: PLC0415
-
-    await wait_until_listening(port, process)
 
 
 async def _holds_partitions(topology: Topology, name: str) -> bool:
@@ -164,13 +153,8 @@ async def scale_out_run(
             await send_all(http_port, messages, pace_s=PACE_S)
             await killer
             await wait_until(lambda: stream_empty(nats_server.url), timeout_s=180, what="the stream")
-            store = PostgresStore(dsn)
-            await store.open()
-            try:
-                # The last batch is acknowledged after its commit: once the stream is empty, all is stored.
-                snapshot = await alert_snapshot(store, spaces=SPACES)
-            finally:
-                await store.close()
+            # The last batch is acknowledged after its commit: once the stream is empty, all is stored.
+            snapshot = await stored_snapshot(PostgresStore(dsn), spaces=SPACES)
             await wait_until(
                 lambda: _delivered(receiver.created, len(snapshot)), timeout_s=90, what="webhook posts"
             )
