@@ -44,7 +44,7 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
-from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, UserErasure
+from vigil.bots.core.ports import CaseRecord, FenceToken, PairChanges, StoreError, UserErasure
 from vigil.storage.claims import claim_prefix, new_claim_token
 
 __all__ = ["InMemoryStore"]
@@ -117,7 +117,7 @@ class _Tables:
     evidence: dict[int, list[_EvidenceRow]] = dataclasses.field(default_factory=dict)
     turn_memory: dict[_LocationKey, _TurnRow] = dataclasses.field(default_factory=dict)
     # Scale-out fencing: (stream, partition) -> the highest lease token that wrote (PartitionFences).
-    fences: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+    fences: dict[tuple[str, int], FenceToken] = dataclasses.field(default_factory=dict)
     # The last id handed out per kind of row (a rolled-back transaction hands its ids out again).
     last_pair_id: int = 0
     last_seq: int = 0
@@ -934,7 +934,7 @@ class InMemoryStore:
         async with self._tables_locked() as tables:
             tables.turn_memory[(platform, space_id, channel_id, thread_id or "")] = row
 
-    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool:
+    async def advance_fence(self, *, stream: str, partition: int, token: FenceToken) -> bool:
         async with self._tables_locked() as tables:
             if tables.fences.get((stream, partition), token) > token:
                 return False

@@ -54,7 +54,14 @@ from vigil.bots.core.models import (
     WindowMessage,
 )
 from vigil.bots.core.pairing import TurnMemory
-from vigil.bots.core.ports import CaseRecord, PairChanges, StoreError, TransientStoreError, UserErasure
+from vigil.bots.core.ports import (
+    CaseRecord,
+    FenceToken,
+    PairChanges,
+    StoreError,
+    TransientStoreError,
+    UserErasure,
+)
 from vigil.storage.claims import claim_prefix, new_claim_token
 from vigil.storage.crypto import CipherError, TextCipher
 from vigil.storage.postgres_migrations import (
@@ -1527,16 +1534,19 @@ class PostgresStore:
                 saved,
             )
 
-    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool:
+    async def advance_fence(self, *, stream: str, partition: int, token: FenceToken) -> bool:
         async with self._connection("advancing a partition's fence") as connection:
             # ON CONFLICT locks the row even when the WHERE refuses the update: a racing owner waits.
             row = await connection.fetchrow(
-                "INSERT INTO partition_fences (stream, partition, token) VALUES ($1, $2, $3) "
-                "ON CONFLICT (stream, partition) DO UPDATE SET token = excluded.token "
-                "WHERE partition_fences.token <= excluded.token RETURNING token",
+                "INSERT INTO partition_fences (stream, partition, epoch, revision) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (stream, partition) DO UPDATE "
+                "SET epoch = excluded.epoch, revision = excluded.revision "
+                "WHERE (partition_fences.epoch, partition_fences.revision) "
+                "<= (excluded.epoch, excluded.revision) RETURNING epoch",
                 stream,
                 partition,
-                token,
+                token.epoch,
+                token.revision,
             )
         return row is not None
 

@@ -256,7 +256,8 @@ _SCHEMA_V3 = """
 CREATE TABLE partition_fences (
     stream    TEXT COLLATE "C" NOT NULL,
     partition INTEGER NOT NULL,
-    token     BIGINT NOT NULL,
+    epoch     BIGINT NOT NULL,  -- the lease registry's incarnation (the broker's bucket creation time)
+    revision  BIGINT NOT NULL,  -- the lease's revision within it
     PRIMARY KEY (stream, partition)
 );
 """

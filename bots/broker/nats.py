@@ -43,6 +43,7 @@ from nats.js import api
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
 from vigil.bots.core.partitioning import partition_of, preferred_partitions
+from vigil.bots.core.ports import FenceToken
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -147,6 +148,7 @@ class NatsBroker:
         # and a partition delivered again from its first unacknowledged message keeps its order.
         self.reconnections = 0
         self.closing = False
+        self.fence_epoch = 0
 
     @classmethod
     async def connect(
@@ -195,6 +197,17 @@ class NatsBroker:
         return broker
 
     async def _prepare(self) -> None:
+        try:
+            await self._prepare_stream()
+            await self._prepare_bucket()
+        except BrokerError:
+            raise
+        except (nats.errors.Error, nats.js.errors.Error, OSError) as error:
+            # The server's own words (no credentials in them): e.g. JetStream not enabled, no disk space.
+            detail = getattr(error, "description", None) or type(error).__name__
+            raise BrokerError(f"the NATS server refused Vigil's stream or bucket ({detail})") from None
+
+    async def _prepare_stream(self) -> None:
         layout = self.layout
         partitions = str(layout.partitions)
         config = api.StreamConfig(
@@ -204,7 +217,8 @@ class NatsBroker:
             retention=api.RetentionPolicy.WORK_QUEUE,
             storage=api.StorageType.FILE,
             max_age=layout.max_age_s,
-            duplicate_window=_DUPLICATE_WINDOW_S,
+            # The server refuses a window longer than the messages' life.
+            duplicate_window=min(_DUPLICATE_WINDOW_S, layout.max_age_s),
             metadata={"vigil_partitions": partitions},
         )
         try:
@@ -213,8 +227,6 @@ class NatsBroker:
             with contextlib.suppress(nats.js.errors.BadRequestError):  # created meanwhile by another process
                 await self.js.add_stream(config)
             info = await self.js.stream_info(layout.stream)
-        except Exception as error:
-            raise BrokerError(f"the NATS server has no usable JetStream ({type(error).__name__})") from None
         existing = (info.config.metadata or {}).get("vigil_partitions")
         if existing != partitions:
             raise BrokerError(
@@ -223,11 +235,27 @@ class NatsBroker:
             )
         if info.config.max_age != layout.max_age_s:
             await self.js.update_stream(config)
-        self._owners = await self.js.create_key_value(
-            api.KeyValueConfig(
-                bucket=layout.bucket, history=1, ttl=layout.lease_s, storage=api.StorageType.FILE
+
+    async def _prepare_bucket(self) -> None:
+        layout = self.layout
+        try:
+            self._owners = await self.js.create_key_value(
+                api.KeyValueConfig(
+                    bucket=layout.bucket, history=1, ttl=layout.lease_s, storage=api.StorageType.FILE
+                )
             )
-        )
+        except nats.js.errors.BadRequestError:
+            # The bucket exists with another lease ([broker] lease_s changed): keep it, change the lease.
+            stream = f"KV_{layout.bucket}"
+            current = (await self.js.stream_info(stream)).config
+            current.max_age = layout.lease_s
+            current.duplicate_window = min(120.0, layout.lease_s)
+            await self.js.update_stream(current)
+            self._owners = await self.js.key_value(layout.bucket)
+        created = (await self.js.stream_info(f"KV_{layout.bucket}")).created
+        # Fence tokens grow with the bucket's revisions; a bucket created again (the broker's data wiped)
+        # starts its revisions at 1, so its creation time comes first, or its tokens would lose to the old.
+        self.fence_epoch = int(created.timestamp()) if created is not None else 0
 
     @property
     def owners(self) -> KeyValue:
@@ -674,7 +702,7 @@ class ScoringWorker:
         await chunk.done.wait()
         ahead.release()
 
-    def _fence_check(self, tokens: dict[int, int]) -> Callable[[], Awaitable[None]]:
+    def _fence_check(self, tokens: dict[int, FenceToken]) -> Callable[[], Awaitable[None]]:
         fences = self._fences
         stream = self._layout.stream
 
@@ -735,7 +763,12 @@ class ScoringWorker:
                 envelopes.append(envelope)
         if not live:
             return
-        tokens = {chunk.partition: self._owned[chunk.partition].revision for chunk in live}
+        tokens = {
+            chunk.partition: FenceToken(
+                epoch=self._broker.fence_epoch, revision=self._owned[chunk.partition].revision
+            )
+            for chunk in live
+        }
         try:
             started = time.perf_counter()
             if messages:

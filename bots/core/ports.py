@@ -522,6 +522,15 @@ class RetentionStore(Protocol):
     async def erase_user(self, *, platform: str, user_id: str, now: datetime) -> UserErasure: ...
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class FenceToken:
+    """A lease of a partition, ordered: ``epoch`` (the lease registry's incarnation, e.g. when the broker's
+    bucket was created) first, then ``revision`` (grows with every lease within one incarnation)."""
+
+    epoch: int
+    revision: int
+
+
 @runtime_checkable
 class PartitionFences(Protocol):
     """Scale-out (docs/scale.md): which lease of a partition last wrote its pairs. A scoring worker advances
@@ -532,7 +541,7 @@ class PartitionFences(Protocol):
     # True when ``token`` is at least the highest recorded for the partition (it becomes the highest); False
     # when a later lease has written since. Inside a transaction, the row stays locked until it ends, so the
     # next owner's batch waits for this one and then reads what it wrote.
-    async def advance_fence(self, *, stream: str, partition: int, token: int) -> bool: ...
+    async def advance_fence(self, *, stream: str, partition: int, token: FenceToken) -> bool: ...
 
 
 class Store(

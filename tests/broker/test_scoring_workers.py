@@ -36,6 +36,7 @@ from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig
 from vigil.bots.core.partitioning import assignment, partition_of, preferred_partitions
 from vigil.bots.core.policy import PolicyConfig
+from vigil.bots.core.ports import FenceToken
 from vigil.bots.metrics import MetricsSnapshot, VigilMetrics, format_status
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.crypto import CipherError, TextCipher
@@ -377,7 +378,9 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_commit(
             # Another owner's newer lease has written every partition meanwhile.
             for partition in range(PARTITIONS):
                 assert await paused.store.advance_fence(
-                    stream=layout().stream, partition=partition, token=10**15
+                    stream=layout().stream,
+                    partition=partition,
+                    token=FenceToken(epoch=paused.broker.fence_epoch + 1, revision=1),
                 )
             message = ChatMessage(
                 platform="http",
@@ -435,3 +438,24 @@ async def test_a_workers_metrics_show_its_partitions_its_work_and_the_backlog(
     assert not format_status(single).startswith("broker")
     assert snapshot.total("vigil_messages_total") == 300
     assert (snapshot.value("vigil_messages_total", outcome="scored") or 0) > 0
+
+
+async def test_a_changed_lease_or_a_short_message_life_is_taken_as_configured(
+    nats_server: NatsServer,
+) -> None:
+    first = await NatsBroker.connect(servers=[nats_server.url], layout=layout(lease_s=2.0), name="a")
+    epoch = first.fence_epoch
+    await first.aclose()
+    # [broker] lease_s changed between restarts: the bucket is kept (same epoch), its lease changed.
+    changed = BrokerLayout(stream="VIGIL_TEST", partitions=PARTITIONS, lease_s=5.0, max_age_s=60.0)
+    second = await NatsBroker.connect(servers=[nats_server.url], layout=changed, name="b")
+    try:
+        bucket = await second.js.stream_info(f"KV_{changed.bucket}")
+        assert bucket.config.max_age == 5.0
+        assert second.fence_epoch == epoch > 0
+        # A message life shorter than the de-duplication window: the window shrinks to fit.
+        stream = await second.js.stream_info(changed.stream)
+        assert stream.config.max_age == 60.0
+        assert stream.config.duplicate_window is not None and stream.config.duplicate_window <= 60.0
+    finally:
+        await second.aclose()
