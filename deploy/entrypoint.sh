@@ -6,8 +6,8 @@
 #                                 check the config, then exec that command (scaled out, compose.scale.yaml)
 #   vigil-entrypoint COMMAND ...  any other vigil command with the same config: cases, status, purge, ...
 #
-# `status` is the health check: it reads the metrics endpoint, which `vigil run` and `vigil gateway` serve
-# (`vigil worker` and `vigil deliver` serve none, so it fails beside them).
+# `status` is the health check: it reads the metrics endpoint, which `vigil run`, `vigil gateway` and
+# `vigil worker` serve with [metrics] enabled (`vigil deliver` serves none, so it fails beside it).
 #
 # VIGIL_CONFIG (default /etc/vigil/vigil.toml) and VIGIL_DATA (default /data) move the two paths.
 # Secrets come from the environment only (docker's env_file); nothing here reads or prints them.

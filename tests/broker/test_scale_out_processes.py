@@ -36,10 +36,13 @@ from tests.broker.scale_out import (
 from tests.support.nats_server import NatsServer
 from tests.support.process import REPO, free_port, start_vigil, wait_until_listening
 from vigil.bots.core.models import ChatMessage
+from vigil.bots.metrics import fetch_metrics
 from vigil.storage.postgres import PostgresStore
 from vigil.storage.sqlite import SqliteStore
 
 SPACES = 8
+# [broker] partitions in the topology's config (tests/broker/scale_out.py).
+PARTITIONS = 16
 # Per run: kills of a worker at seeded random batches (two runs: ten kills in all).
 KILLS_PER_RUN = 5
 # Runs (seeds) in a suite run; VIGIL_SCALE_OUT_SEEDS=10 for the issue's measurement (docs/scale.md).
@@ -88,6 +91,13 @@ def servers(nats_server: NatsServer, postgres_dsn: str) -> tuple[NatsServer, str
     return nats_server, postgres_dsn
 
 
+async def _workers_report(ports: object) -> bool:
+    snapshots = [await fetch_metrics(port=port) for port in ports]  # type: ignore[attr-defined]
+    held = sum(snap.value("vigil_partitions_owned", role="worker") or 0 for snap in snapshots)
+    waiting = [snap.value("vigil_broker_backlog", role="worker") for snap in snapshots]
+    return held == PARTITIONS and waiting == [0, 0]
+
+
 async def _holds_partitions(topology: Topology, name: str) -> bool:
     return "took partition" in topology.current_log(name)
 
@@ -118,6 +128,11 @@ async def scale_out_run(
     http_port, webhook_port = free_port(), free_port()
     config = write_config(folder, http_port=http_port, webhook_port=webhook_port)
     topology = Topology(config=config, env=environment(dsn=dsn, nats_url=nats_server.url), folder=folder)
+    metrics_ports = {"worker-1": free_port(), "worker-2": free_port()}
+
+    async def start_worker(name: str) -> None:
+        await topology.start("worker", name, "--metrics-port", str(metrics_ports[name]))
+
     broker_restart_after = rng.randrange(1, KILLS_PER_RUN) if restart_broker else None
 
     async def kill_workers_mid_stream() -> None:
@@ -131,7 +146,7 @@ async def scale_out_run(
             )
             await asyncio.sleep(rng.uniform(0.3, 1.5))
             await topology.kill(victim)
-            await topology.start("worker", victim)
+            await start_worker(victim)
             if kill + 1 == broker_restart_after:
                 # While both workers are scoring (not loading after a kill), so both must reconnect.
                 for name in ("worker-1", "worker-2"):
@@ -143,8 +158,8 @@ async def scale_out_run(
 
     async with webhook_receiver(webhook_port) as receiver:
         await topology.start("gateway", "gateway")
-        await topology.start("worker", "worker-1")
-        await topology.start("worker", "worker-2")
+        await start_worker("worker-1")
+        await start_worker("worker-2")
         await topology.start("deliver", "deliver-1")
         try:
             await wait_for_gateway(http_port, topology, "gateway")
@@ -159,6 +174,10 @@ async def scale_out_run(
                 lambda: _delivered(receiver.created, len(snapshot)), timeout_s=90, what="webhook posts"
             )
             await asyncio.sleep(1.0)  # a second post of some alert would show now
+            # Each worker's metrics: together they hold every partition, and nothing waits on the broker.
+            await wait_until(
+                lambda: _workers_report(metrics_ports.values()), timeout_s=30, what="the workers' metrics"
+            )
         finally:
             codes = await topology.stop_all()
     assert codes == {name: 0 for name in codes}, {name: topology.log(name)[-3000:] for name in codes}

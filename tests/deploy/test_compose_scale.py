@@ -158,9 +158,12 @@ def test_the_gateway_publishes_on_loopback_what_the_config_serves_and_checks_hea
     assert settings.http.host == "0.0.0.0" and settings.metrics.host == "0.0.0.0"
     assert gateway["healthcheck"]["test"] == ["CMD", *healthcheck_command()]
     assert settings.metrics.enabled  # `vigil status` reads it
-    # Workers and delivery workers serve no metrics: the image's health check would fail, so it is off.
+    # Workers serve their metrics too (inside their own containers, unpublished): the same health check.
+    # Delivery workers serve none: the image's health check would fail, so it is off.
+    for name in ("worker-1", "worker-2"):
+        assert compose["services"][name]["healthcheck"]["test"] == ["CMD", *healthcheck_command()], name
+    assert compose["services"]["deliver"]["healthcheck"] == {"disable": True}
     for name in ("worker-1", "worker-2", "deliver"):
-        assert compose["services"][name]["healthcheck"] == {"disable": True}, name
         assert "ports" not in compose["services"][name], name
 
 
