@@ -579,6 +579,14 @@ class InMemoryStore:
                 del tables.outbox_claims[item_id]
         return len(released)
 
+    async def extend_claim(self, *, claim: str, until: datetime) -> int:
+        until = _utc(until)
+        async with self._tables_locked() as tables:
+            held = [item_id for item_id, (token, _) in tables.outbox_claims.items() if token == claim]
+            for item_id in held:
+                tables.outbox_claims[item_id] = (claim, until)
+        return len(held)
+
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
     ) -> bool:

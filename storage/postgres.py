@@ -1025,6 +1025,13 @@ class PostgresStore:
             )
         return int(status.rsplit(" ", 1)[-1])
 
+    async def extend_claim(self, *, claim: str, until: datetime) -> int:
+        async with self._connection("extending a delivery claim") as connection:
+            status = await connection.execute(
+                "UPDATE outbox SET claimed_until = $1 WHERE claimed_by = $2", _utc(until), claim
+            )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
     ) -> bool:

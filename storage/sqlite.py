@@ -1021,6 +1021,14 @@ class SqliteStore:
                 (prefix, prefix),
             )
 
+    async def extend_claim(self, *, claim: str, until: datetime) -> int:
+        async with self._writing("extending a delivery claim") as connection:
+            return await _execute(
+                connection,
+                "UPDATE outbox SET claimed_until = ? WHERE claimed_by = ?",
+                (_timestamp_text(until), claim),
+            )
+
     async def complete_delivery(
         self, item_id: int, *, alert_id: int, revision: int, ref: str | None, claim: str | None = None
     ) -> bool:

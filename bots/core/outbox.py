@@ -8,9 +8,11 @@ Several workers (in one process or several) may share one store: each takes its 
 ``claim_deliveries``, a lease that hides them from every other worker, and an alert is claimed as a whole, so
 one alert's post and updates are delivered by one worker at a time and in order. A worker killed mid-post
 leaves its items to the others once the lease runs out, or takes them back itself when it starts again under
-the same name. Completing or rescheduling needs the claim still held: a worker whose lease ran out and was
-taken over writes nothing. A worker claims only alerts of the platforms its ``DeliveryScope`` covers (those
-its sink can deliver), so workers with different sinks share one store without taking each other's alerts.
+the same name. A worker whose deliveries are slow renews its claim before an item once half the lease has
+passed, so a live worker keeps its batch however long the batch takes. Completing or rescheduling needs the
+claim still held: a worker whose lease ran out and was taken over writes nothing. A worker claims only alerts
+of the platforms its ``DeliveryScope`` covers (those its sink can deliver), so workers with different sinks
+share one store without taking each other's alerts.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class OutboxConfig:
     retry_initial_s: float = 5.0
     retry_max_s: float = 900.0
     poll_interval_s: float = 1.0
-    # Items claimed at a time; they are delivered one after another under one lease, so a batch must be
-    # delivered within lease_s or another worker may take its last items over (and post them again).
+    # Items claimed at a time; they are delivered one after another under one claim, renewed to lease_s
+    # ahead once half of it has passed, so it is one delivery (not a batch) that must fit in half the lease.
     batch: int = 10
     lease_s: float = 300.0
 
@@ -109,11 +111,15 @@ class OutboxWorker:
         lease = timedelta(seconds=self._config.lease_s)
         delivered = 0
         while True:
+            claimed_at = self._clock()
             due = await self._store.claim_deliveries(
-                now=self._clock(), limit=self._config.batch, lease=lease, worker=self._name, scope=self._scope
+                now=claimed_at, limit=self._config.batch, lease=lease, worker=self._name, scope=self._scope
             )
             if not due:
                 return delivered
+            claim = due[0].claim
+            renewed_at = claimed_at
+            lost = False
             progressed = False
             # Delivering an alert renders its latest revision, so a post and an update of one alert due
             # together are one delivery: the store completes both, and the second is skipped here.
@@ -121,6 +127,18 @@ class OutboxWorker:
             for item in due:
                 if item.revision <= delivered_revisions.get(item.alert_id, -1):
                     continue
+                now = self._clock()
+                if claim is not None and not lost and now - renewed_at > lease / 2:
+                    # Slow deliveries (rate limits, timeouts) must not let the lease lapse mid-batch: another
+                    # worker would take the rest over and post it again.
+                    renewed_at = now
+                    if not await self._store.extend_claim(claim=claim, until=now + lease):
+                        lost = True
+                        logger.warning(
+                            "outbox worker %s lost its claim mid-batch (its lease ran out and another worker "
+                            "took the rest over): those items may be shown twice",
+                            self._name,
+                        )
                 revision = await self._deliver(item)
                 if revision is not None:
                     delivered_revisions[item.alert_id] = revision
@@ -146,7 +164,7 @@ class OutboxWorker:
             ):
                 logger.warning(
                     "case %d delivered after this worker's lease ran out and another worker took it over: "
-                    "it may be shown twice (the outbox lease must outlast a batch of deliveries)",
+                    "it may be shown twice (a delivery must take under half the outbox lease)",
                     alert.case_number,
                 )
                 return None

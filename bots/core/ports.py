@@ -381,6 +381,12 @@ class OutboxStore(Protocol):
     # how many were released.
     async def release_claims(self, *, worker: str) -> int: ...
 
+    # Moves the lease end of every item still held under ``claim`` to ``until`` (a worker whose deliveries are
+    # slow keeps its batch). Items another worker claimed since keep that worker's claim and are not touched;
+    # a held item whose lease ran out but that nobody claimed since is extended. Returns how many were: 0 once
+    # the claim is wholly lost (taken over, released) or its items are all delivered.
+    async def extend_claim(self, *, claim: str, until: datetime) -> int: ...
+
     # Completes the item, and any other pending item of the same alert, only if nothing newer was enqueued
     # meanwhile (revision still <= ``revision``); a newer revision stays pending (and unclaimed). A non-None
     # ``ref`` is stored on the alert either way. With ``claim``: only while the item is still held under that

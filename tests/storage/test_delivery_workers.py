@@ -267,3 +267,82 @@ async def test_a_killed_workers_alert_goes_to_another_after_the_lease_or_back_to
             (alert.alert_id, f"ref-{alert.alert_id}")
         ]
     assert await first.pending_delivery_count() == 0
+
+
+class SlowClockSink:
+    """Records each post by the worker it is named for; each takes ``takes`` on the shared fake clock, and
+    the other worker drains once meanwhile (deterministically, inside the post)."""
+
+    def __init__(
+        self,
+        *,
+        worker: str,
+        clock: FakeClock,
+        takes: timedelta,
+        posted: list[tuple[str, int]],
+        meanwhile: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        self._worker = worker
+        self._clock = clock
+        self._takes = takes
+        self._posted = posted
+        self._meanwhile = meanwhile
+
+    async def post(self, delivery: Delivery) -> DeliveryResult:
+        self._posted.append((self._worker, delivery.alert.alert_id))
+        self._clock.advance(self._takes)
+        if self._meanwhile is not None:
+            await self._meanwhile()
+        return DeliveryResult(ok=True, ref=f"ref-{delivery.alert.alert_id}")
+
+    async def update(self, delivery: Delivery, *, ref: str) -> DeliveryResult:
+        raise AssertionError("only posts are due")
+
+
+async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    alert_ids: list[int] = []
+    for index in range(4):
+        key = make_pair_key("u0", f"u{index + 1:02d}")
+        await first.save_pair(make_pair_state(key))
+        alert = await first.create_alert(make_alert(key))
+        await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+        alert_ids.append(alert.alert_id)
+    clock = FakeClock(BASE_TIME)
+    # The batch takes 4 x 40 s under a 60 s lease: without renewal its last items lapse mid-batch.
+    config = OutboxConfig(batch=4, lease_s=60.0)
+    posted: list[tuple[str, int]] = []
+    other = OutboxWorker(
+        store=second,
+        cases=CaseService(store=second),
+        sink=SlowClockSink(worker="worker-b", clock=clock, takes=timedelta(0), posted=posted),
+        config=config,
+        clock=clock,
+        name="worker-b",
+    )
+    slow = OutboxWorker(
+        store=first,
+        cases=CaseService(store=first),
+        sink=SlowClockSink(
+            worker="worker-a",
+            clock=clock,
+            takes=timedelta(seconds=40),
+            posted=posted,
+            meanwhile=other.drain_once,
+        ),
+        config=config,
+        clock=clock,
+        name="worker-a",
+    )
+
+    async with deadline():
+        delivered = await slow.drain_once()
+        assert await other.drain_once() == 0
+
+    assert posted == [("worker-a", alert_id) for alert_id in alert_ids], (
+        "each alert posted once, by one worker"
+    )
+    assert delivered == 4
+    assert await first.pending_delivery_count() == 0

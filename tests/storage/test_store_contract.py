@@ -870,6 +870,57 @@ async def test_a_holder_whose_lease_lapsed_unclaimed_may_still_finish(store: Sto
     assert await store.pending_delivery_count() == 0
 
 
+async def test_extending_a_claim_moves_the_lease_end_of_its_items_only(store: Store) -> None:
+    alert_ids = await _posts_due(store, 3)
+    mine = await store.claim_deliveries(now=BASE_TIME, limit=2, lease=LEASE, worker="a")
+    [theirs] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="b")
+    assert mine[0].claim is not None
+
+    assert await store.extend_claim(claim=mine[0].claim, until=BASE_TIME + 2 * LEASE) == 2
+
+    # The other claim lapses at its own end; the extended items stay held until the new one.
+    [taken] = await store.claim_deliveries(now=BASE_TIME + LEASE, limit=10, lease=3 * LEASE, worker="c")
+    assert taken.alert_id == theirs.alert_id == alert_ids[2]
+    just_before = BASE_TIME + 2 * LEASE - timedelta(seconds=1)
+    assert await store.claim_deliveries(now=just_before, limit=10, lease=LEASE, worker="d") == []
+    assert await store.due_deliveries(now=just_before, limit=10) == []
+    again = await store.claim_deliveries(now=BASE_TIME + 2 * LEASE, limit=10, lease=LEASE, worker="d")
+    assert [item.alert_id for item in again] == alert_ids[:2]
+    assert (again[0].attempts, again[0].next_attempt_at) == (0, BASE_TIME), "an extension is not an attempt"
+
+
+async def test_extending_a_claim_skips_items_taken_over_and_keeps_lapsed_unclaimed_ones(store: Store) -> None:
+    alert_ids = await _posts_due(store, 2)
+    mine = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+    # Both lapse; another worker takes the first over, the second is still (only) this claim's.
+    [theirs] = await store.claim_deliveries(now=BASE_TIME + LEASE, limit=1, lease=LEASE, worker="b")
+    assert theirs.alert_id == alert_ids[0] and mine[0].claim is not None
+
+    assert await store.extend_claim(claim=mine[0].claim, until=BASE_TIME + 3 * LEASE) == 1
+
+    # The item taken over keeps its new holder's claim and lease end; the other is held until the new end.
+    [taken] = await store.claim_deliveries(now=BASE_TIME + 2 * LEASE, limit=10, lease=LEASE, worker="c")
+    assert taken.alert_id == alert_ids[0]
+    assert await store.claim_deliveries(now=BASE_TIME + 2 * LEASE, limit=10, lease=LEASE, worker="d") == []
+    assert await store.complete_delivery(
+        mine[1].item_id, alert_id=alert_ids[1], revision=1, ref="chan/1", claim=mine[1].claim
+    )
+
+
+async def test_extending_a_claim_taken_over_changes_nothing(store: Store) -> None:
+    [alert_id] = await _posts_due(store, 1)
+    [stale] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
+    [held] = await store.claim_deliveries(now=BASE_TIME + LEASE, limit=10, lease=LEASE, worker="b")
+    assert stale.claim is not None
+
+    assert await store.extend_claim(claim=stale.claim, until=BASE_TIME + 10 * LEASE) == 0
+
+    # The new holder's lease ends when it did: the old token moved nothing.
+    [again] = await store.claim_deliveries(now=BASE_TIME + 2 * LEASE, limit=10, lease=LEASE, worker="c")
+    assert again.alert_id == alert_id and again.claim not in (stale.claim, held.claim)
+    assert await store.extend_claim(claim="nobody-0", until=BASE_TIME + 10 * LEASE) == 0
+
+
 async def test_a_failed_claimed_item_is_rescheduled_and_released(store: Store) -> None:
     [alert_id] = await _posts_due(store, 1)
     [held] = await store.claim_deliveries(now=BASE_TIME, limit=10, lease=LEASE, worker="a")
