@@ -119,7 +119,6 @@ class OutboxWorker:
                 return delivered
             claim = due[0].claim
             renewed_at = claimed_at
-            lost = False
             progressed = False
             # Delivering an alert renders its latest revision, so a post and an update of one alert due
             # together are one delivery: the store completes both, and the second is skipped here.
@@ -128,17 +127,17 @@ class OutboxWorker:
                 if item.revision <= delivered_revisions.get(item.alert_id, -1):
                     continue
                 now = self._clock()
-                if claim is not None and not lost and now - renewed_at > lease / 2:
+                if claim is not None and now - renewed_at > lease / 2:
                     # Slow deliveries (rate limits, timeouts) must not let the lease lapse mid-batch: another
                     # worker would take the rest over and post it again.
                     renewed_at = now
                     if not await self._store.extend_claim(claim=claim, until=now + lease):
-                        lost = True
                         logger.warning(
                             "outbox worker %s lost its claim mid-batch (its lease ran out and another worker "
-                            "took the rest over): those items may be shown twice",
+                            "took the rest over): leaving the rest to that worker",
                             self._name,
                         )
+                        break
                 revision = await self._deliver(item)
                 if revision is not None:
                     delivered_revisions[item.alert_id] = revision

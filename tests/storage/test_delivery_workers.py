@@ -346,3 +346,52 @@ async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
     )
     assert delivered == 4
     assert await first.pending_delivery_count() == 0
+
+
+async def test_a_worker_that_lost_its_claim_leaves_the_rest_to_the_new_holder(
+    stores: tuple[Store, Store],
+) -> None:
+    """One delivery outlasts the whole lease: another worker takes the batch over meanwhile, and the first,
+    finding its claim gone at its next renewal, posts none of the rest a second time."""
+    first, second = stores
+    alert_ids: list[int] = []
+    for index in range(4):
+        key = make_pair_key("u0", f"u{index + 1:02d}")
+        await first.save_pair(make_pair_state(key))
+        alert = await first.create_alert(make_alert(key))
+        await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
+        alert_ids.append(alert.alert_id)
+    clock = FakeClock(BASE_TIME)
+    config = OutboxConfig(batch=4, lease_s=60.0)
+    posted: list[tuple[str, int]] = []
+    other = OutboxWorker(
+        store=second,
+        cases=CaseService(store=second),
+        sink=SlowClockSink(worker="worker-b", clock=clock, takes=timedelta(0), posted=posted),
+        config=config,
+        clock=clock,
+        name="worker-b",
+    )
+    stuck = OutboxWorker(
+        store=first,
+        cases=CaseService(store=first),
+        sink=SlowClockSink(
+            worker="worker-a",
+            clock=clock,
+            takes=timedelta(seconds=70),
+            posted=posted,
+            meanwhile=other.drain_once,
+        ),
+        config=config,
+        clock=clock,
+        name="worker-a",
+    )
+
+    async with deadline():
+        await stuck.drain_once()
+
+    # The post that outlasted the lease is the documented at-least-once case (the new holder posts it too);
+    # the rest of the batch is posted by the new holder alone.
+    assert [alert_id for worker, alert_id in posted if worker == "worker-a"] == [alert_ids[0]]
+    assert [alert_id for worker, alert_id in posted if worker == "worker-b"] == alert_ids
+    assert await first.pending_delivery_count() == 0
