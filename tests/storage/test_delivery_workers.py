@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -299,10 +300,18 @@ class SlowClockSink:
         raise AssertionError("only posts are due")
 
 
-async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
-    stores: tuple[Store, Store],
-) -> None:
-    first, second = stores
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowRace:
+    """Four alerts due on the first store; worker A delivers them (each post taking ``takes``), and worker B
+    on the second store drains once during each of A's posts."""
+
+    alert_ids: list[int]
+    posted: list[tuple[str, int]]
+    slow: OutboxWorker
+    other: OutboxWorker
+
+
+async def slow_race(first: Store, second: Store, *, takes: timedelta) -> SlowRace:
     alert_ids: list[int] = []
     for index in range(4):
         key = make_pair_key("u0", f"u{index + 1:02d}")
@@ -311,7 +320,6 @@ async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
         await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
         alert_ids.append(alert.alert_id)
     clock = FakeClock(BASE_TIME)
-    # The batch takes 4 x 40 s under a 60 s lease: without renewal its last items lapse mid-batch.
     config = OutboxConfig(batch=4, lease_s=60.0)
     posted: list[tuple[str, int]] = []
     other = OutboxWorker(
@@ -326,22 +334,27 @@ async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
         store=first,
         cases=CaseService(store=first),
         sink=SlowClockSink(
-            worker="worker-a",
-            clock=clock,
-            takes=timedelta(seconds=40),
-            posted=posted,
-            meanwhile=other.drain_once,
+            worker="worker-a", clock=clock, takes=takes, posted=posted, meanwhile=other.drain_once
         ),
         config=config,
         clock=clock,
         name="worker-a",
     )
+    return SlowRace(alert_ids=alert_ids, posted=posted, slow=slow, other=other)
+
+
+async def test_a_batch_slower_than_the_lease_is_renewed_and_not_taken_over(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    # The batch takes 4 x 40 s under a 60 s lease: without renewal its last items lapse mid-batch.
+    race = await slow_race(first, second, takes=timedelta(seconds=40))
 
     async with deadline():
-        delivered = await slow.drain_once()
-        assert await other.drain_once() == 0
+        delivered = await race.slow.drain_once()
+        assert await race.other.drain_once() == 0
 
-    assert posted == [("worker-a", alert_id) for alert_id in alert_ids], (
+    assert race.posted == [("worker-a", alert_id) for alert_id in race.alert_ids], (
         "each alert posted once, by one worker"
     )
     assert delivered == 4
@@ -354,44 +367,13 @@ async def test_a_worker_that_lost_its_claim_leaves_the_rest_to_the_new_holder(
     """One delivery outlasts the whole lease: another worker takes the batch over meanwhile, and the first,
     finding its claim gone at its next renewal, posts none of the rest a second time."""
     first, second = stores
-    alert_ids: list[int] = []
-    for index in range(4):
-        key = make_pair_key("u0", f"u{index + 1:02d}")
-        await first.save_pair(make_pair_state(key))
-        alert = await first.create_alert(make_alert(key))
-        await first.enqueue_delivery(alert_id=alert.alert_id, kind=OutboxKind.POST, revision=1, now=BASE_TIME)
-        alert_ids.append(alert.alert_id)
-    clock = FakeClock(BASE_TIME)
-    config = OutboxConfig(batch=4, lease_s=60.0)
-    posted: list[tuple[str, int]] = []
-    other = OutboxWorker(
-        store=second,
-        cases=CaseService(store=second),
-        sink=SlowClockSink(worker="worker-b", clock=clock, takes=timedelta(0), posted=posted),
-        config=config,
-        clock=clock,
-        name="worker-b",
-    )
-    stuck = OutboxWorker(
-        store=first,
-        cases=CaseService(store=first),
-        sink=SlowClockSink(
-            worker="worker-a",
-            clock=clock,
-            takes=timedelta(seconds=70),
-            posted=posted,
-            meanwhile=other.drain_once,
-        ),
-        config=config,
-        clock=clock,
-        name="worker-a",
-    )
+    race = await slow_race(first, second, takes=timedelta(seconds=70))
 
     async with deadline():
-        await stuck.drain_once()
+        await race.slow.drain_once()
 
     # The post that outlasted the lease is the documented at-least-once case (the new holder posts it too);
     # the rest of the batch is posted by the new holder alone.
-    assert [alert_id for worker, alert_id in posted if worker == "worker-a"] == [alert_ids[0]]
-    assert [alert_id for worker, alert_id in posted if worker == "worker-b"] == alert_ids
+    assert [alert_id for worker, alert_id in race.posted if worker == "worker-a"] == [race.alert_ids[0]]
+    assert [alert_id for worker, alert_id in race.posted if worker == "worker-b"] == race.alert_ids
     assert await first.pending_delivery_count() == 0
