@@ -5,9 +5,9 @@ workspace, an HTTP tenant): every pair lives in one space, so all the messages t
 partition, in order. One scoring worker at a time owns a partition.
 
 Ownership follows rendezvous (highest random weight) hashing over the live workers, capped at a fair share
-each: every worker computes the same owners from the same list of names, with no coordinator; the load is
-even (a share differs by at most one partition), and when a worker joins or leaves mostly the partitions it
-gains or loses move.
+each: every worker computes the same owners from the same list of names, with no coordinator; no worker
+holds more than ``ceil(partitions / workers)`` (three workers on 16 partitions: 6, 6 and 4), and when a
+worker joins or leaves mostly the partitions it gains or loses move.
 """
 
 from __future__ import annotations
