@@ -44,6 +44,7 @@ from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import HandleResult, SkipReason
 from vigil.bots.core.partitioning import partition_of, preferred_partitions
 from vigil.bots.core.ports import FenceToken
+from vigil.storage.crypto import TextCipher
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
     from vigil.bots.core.monitor import Monitor
     from vigil.bots.core.ports import PartitionFences
-    from vigil.storage.crypto import TextCipher
 
 __all__ = [
     "BrokerError",
@@ -294,8 +294,6 @@ def encode_message(message: ChatMessage, *, cipher: TextCipher | None, message_k
 def decode_message(data: bytes, *, cipher: TextCipher | None, message_key: str) -> ChatMessage:
     """The inverse of ``encode_message``; raises ``ValueError`` on anything else."""
     text = data.decode("utf-8")
-    from vigil.storage.crypto import TextCipher  # noqa: PLC0415
-
     if TextCipher.is_encrypted(text):
         if cipher is None:
             raise ValueError("an encrypted message, and no encryption key is set")
@@ -341,7 +339,6 @@ class JetStreamPublisher:
         self._give_up_s = give_up_s
         # One at a time per partition: a retry never lets a later message of the partition overtake.
         self._locks = [asyncio.Lock() for _ in range(broker.layout.partitions)]
-        self.published = 0
 
     async def handle(self, message: ChatMessage) -> HandleResult:
         layout = self._broker.layout
@@ -359,7 +356,6 @@ class JetStreamPublisher:
         partition = layout.partition_of(message)
         async with self._locks[partition]:
             await self._publish(layout.subject(partition), payload, key)
-        self.published += 1
         return HandleResult(message_id=message.message_id, queued=True)
 
     async def _publish(self, subject: str, payload: bytes, key: str) -> None:
