@@ -134,6 +134,13 @@ class CandidateSequence:
     interleaved: bool
     # Set by hard-negative mining: an ordinary sequence the first model alerted on, trained every epoch.
     mined: bool = False
+    # For a restyled copy (standard English, modern apps, chat-speak): the same member's texts in the original
+    # conversation, step for step (``link_restyled``); the restyle-consistency loss reads them.
+    original_ids: np.ndarray | None = None
+    # Per step, who wrote the message as far as the record says: WRITER_MINOR (presents as a child: a decoy,
+    # the child of a grooming DM), WRITER_ADULT (a suspect, an adult-only source) or WRITER_UNKNOWN; the
+    # writer-age auxiliary loss reads it. None where no step is known.
+    writer_minor: np.ndarray | None = None
 
 
 # ================================================================================ records and pairs
@@ -177,6 +184,22 @@ def source_weight(source: str, label: int) -> float:
     return 1.0
 
 
+WRITER_UNKNOWN, WRITER_ADULT, WRITER_MINOR = -1.0, 0.0, 1.0
+# Ordinary sources whose every writer is an adult.
+ADULT_SOURCES = ("sexting_adult",)
+
+
+def writer_role(conversation: Conversation, author: str) -> float:
+    """Who wrote a message, as far as the record says: a suspect is an adult; a Perverted-Justice decoy
+    (``dec-`` ids) and the other member of a grooming DM present as children; everyone in an adult-only
+    source is an adult. In grooming channels only the suspect is known (a bystander may be an adult)."""
+    if author in conversation.suspects or conversation.source in ADULT_SOURCES:
+        return WRITER_ADULT
+    if conversation.label == 1 and (author.startswith("dec-") or conversation.setting == "dm"):
+        return WRITER_MINOR
+    return WRITER_UNKNOWN
+
+
 def sequences_of(
     conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random
 ) -> list[CandidateSequence]:
@@ -185,6 +208,9 @@ def sequences_of(
 
     def add(pair_id: str, candidate: str, indices: Sequence[int], own: Sequence[int]) -> None:
         label = int(conversation.label == 1 and candidate in suspects)
+        roles = np.array(
+            [writer_role(conversation, conversation.messages[i].author) for i in indices], dtype=np.float32
+        )
         out.append(
             CandidateSequence(
                 conversation_id=conversation.id,
@@ -196,6 +222,7 @@ def sequences_of(
                 pair_id=pair_id,
                 candidate=candidate,
                 interleaved=conversation.interleaved,
+                writer_minor=roles if (roles != WRITER_UNKNOWN).any() else None,
             )
         )
 
@@ -238,6 +265,10 @@ MODERNISED_SHARE = 0.5
 CHATIFIED_SHARE = 0.15
 
 
+# Marks a restyled copy's conversation id: ``<original id>~<kind>``.
+RESTYLE_MARK = "~"
+
+
 def _restyled(
     conversation: Conversation,
     suffix: str,
@@ -245,7 +276,7 @@ def _restyled(
     rng: random.Random,
 ) -> Conversation:
     messages = tuple(dataclasses.replace(m, text=transform(m.text, rng)) for m in conversation.messages)
-    return dataclasses.replace(conversation, id=f"{conversation.id}~{suffix}", messages=messages)
+    return dataclasses.replace(conversation, id=f"{conversation.id}{RESTYLE_MARK}{suffix}", messages=messages)
 
 
 def _victim_restyled(conversation: Conversation, restyled: Conversation) -> Conversation:
@@ -255,7 +286,7 @@ def _victim_restyled(conversation: Conversation, restyled: Conversation) -> Conv
         original if original.author in suspects else copy
         for original, copy in zip(conversation.messages, restyled.messages, strict=True)
     )
-    return dataclasses.replace(conversation, id=f"{conversation.id}~vstd", messages=messages)
+    return dataclasses.replace(conversation, id=f"{conversation.id}{RESTYLE_MARK}vstd", messages=messages)
 
 
 def augment(
@@ -282,6 +313,54 @@ def augment(
         elif conversation.source not in WRITTEN_SOURCES and rng.random() < CHATIFIED_SHARE:
             out.append(_restyled(conversation, "chat", chatify, rng))
     return out
+
+
+def link_restyled(sequences: Sequence[CandidateSequence]) -> tuple[list[CandidateSequence], int]:
+    """Each restyled copy's sequence gets its original's text ids (``original_ids``) where the original
+    conversation gave the same member the same pair, step for step; returns the sequences and how many were
+    linked. Copies whose pair the original did not sample stay unlinked."""
+    originals: dict[tuple[str, str, str], CandidateSequence] = {}
+    for sequence in sequences:
+        if RESTYLE_MARK not in sequence.conversation_id:
+            key = (sequence.conversation_id, _pair_suffix(sequence), sequence.candidate)
+            originals[key] = sequence
+    out: list[CandidateSequence] = []
+    linked = 0
+    for sequence in sequences:
+        original = None
+        if RESTYLE_MARK in sequence.conversation_id:
+            base = sequence.conversation_id.split(RESTYLE_MARK, 1)[0]
+            original = originals.get((base, _pair_suffix(sequence), sequence.candidate))
+        if (
+            original is not None
+            and len(original.text_ids) == len(sequence.text_ids)
+            and np.array_equal(original.own, sequence.own)
+        ):
+            out.append(dataclasses.replace(sequence, original_ids=original.text_ids))
+            linked += 1
+        else:
+            out.append(sequence)
+    return out, linked
+
+
+def _pair_suffix(sequence: CandidateSequence) -> str:
+    return sequence.pair_id[len(sequence.conversation_id) + 1 :]
+
+
+def restyle_consistency(logits: Any, original_logits: Any, labels: Any) -> Any:
+    """Per-step loss that pulls a restyled copy's risk towards its original's where the copy is on the
+    wrong side of it: below it for the suspect (a groomer writing standard English is as much evidence),
+    above it for everyone else (chat-speak is no evidence against a decoy or an ordinary chatter). Where the
+    copy is already on the right side the gradient is zero, so the original is never pulled towards the copy,
+    and the originals' own speed is left to the ordinary loss. ``original_logits`` are a fixed target."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    copy = torch.sigmoid(logits).detach()
+    original = torch.sigmoid(original_logits).detach()
+    target = torch.where(labels > 0, torch.maximum(original, copy), torch.minimum(original, copy))
+    # BCE against a soft target: its gradient (p - target) is zero where target == p.
+    return nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
 
 
 # ========================================================================================== features
@@ -518,9 +597,12 @@ def build_model(
     members: Sequence[str] = ("full",),
     explanation_signals: bool = False,
     text_cues: int = 0,
+    writer_head: bool = False,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
-    conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each)."""
+    conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each).
+    ``writer_head``: each member also gets a linear head on its per-message input that says whether the
+    message's writer is a child (the writer-age auxiliary loss; training only, never exported)."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -539,12 +621,20 @@ def build_model(
                 kind, feature_size=feature_size, explanation_signals=explanation_signals, text_cues=text_cues
             )
             self.register_buffer("feature_mask", torch.from_numpy(mask))
+            # Created last, so that the other weights draw the same random numbers with or without it.
+            self.writer: Any = nn.Linear(HIDDEN_IN, 1) if writer_head else None
 
         def step(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
             z = self.inp(torch.cat([features * self.feature_mask, own], -1))
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
             next_state = hidden.squeeze(0)
             return self.out(torch.cat([next_state, z], -1)).squeeze(-1), next_state
+
+        def writer_logits(self, x: Any, own: Any) -> Any:
+            """Per message: is its writer a child? From the same input the GRU reads."""
+            return self.writer(self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))).squeeze(
+                -1
+            )
 
         def sequence(self, x: Any, own: Any) -> Any:
             z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
@@ -678,9 +768,16 @@ def train(
     text_cues: int = 0,
     branch: str = CHAT,
     member: int = 0,
+    consistency: float = 0.0,
+    writer_age: float = 0.0,
 ) -> Any:
     """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
-    only its chat ``member``; everything else stays as it is."""
+    only its chat ``member``; everything else stays as it is. ``consistency`` > 0 adds, for restyled copies
+    linked to their original (``link_restyled``), that weight of ``restyle_consistency`` at every own step:
+    the member's risk on its original is the target where the copy falls on the wrong side of it.
+    ``writer_age`` > 0 adds that weight of a per-message loss on the member's writer head (who wrote the
+    message, a child or an adult, where ``writer_minor`` knows): the input layer learns age, which the
+    message's risk alone does not say."""
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
@@ -688,7 +785,11 @@ def train(
     rng = random.Random(seed)
     if model is None:
         model = build_model(
-            table.shape[1], members=members, explanation_signals=explanation_signals, text_cues=text_cues
+            table.shape[1],
+            members=members,
+            explanation_signals=explanation_signals,
+            text_cues=text_cues,
+            writer_head=writer_age > 0.0,
         )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
@@ -718,6 +819,12 @@ def train(
             loss = (
                 nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none") * w * step_mask
             ).sum()
+            if consistency > 0.0 and branch == CHAT:
+                loss = loss + consistency * _consistency_sum(
+                    model, group, table, logits=logits, own=own, step_mask=step_mask, member=member
+                )
+            if writer_age > 0.0 and branch == CHAT:
+                loss = loss + writer_age * _writer_age_sum(model.chat[member], group, x=x, own=own, mask=mask)
             loss = loss / step_mask.sum().clamp(min=1.0)
             optimiser.zero_grad()
             loss.backward()
@@ -729,6 +836,59 @@ def train(
     return model.eval()
 
 
+def _consistency_sum(
+    model: Any,
+    group: Sequence[CandidateSequence],
+    table: np.ndarray,
+    *,
+    logits: Any,
+    own: Any,
+    step_mask: Any,
+    member: int,
+) -> Any:
+    """``restyle_consistency`` summed over the linked copies' own steps, each weighted as its sequence."""
+    import torch  # noqa: PLC0415
+
+    linked = [i for i, s in enumerate(group) if s.original_ids is not None]
+    if not linked:
+        return logits.new_zeros(())
+    originals = [
+        dataclasses.replace(s, text_ids=s.original_ids)
+        for s in (group[i] for i in linked)
+        if s.original_ids is not None
+    ]
+    x_original, own_original, _ = _pad(originals, table)
+    rows = torch.tensor(linked)
+    length = logits.shape[1]
+    # The target is the member's judgement of the original, without dropout's noise.
+    model.eval()
+    with torch.no_grad():
+        target = model.forward_sequence(x_original, own_original, member=member)
+    model.train()
+    padded = logits.new_zeros((len(linked), length))
+    padded[:, : target.shape[1]] = target
+    labels = torch.tensor([float(group[i].label) for i in linked]).unsqueeze(1).expand(-1, length)
+    weights = torch.tensor([group[i].weight for i in linked]).unsqueeze(1).expand(-1, length)
+    per_step = restyle_consistency(logits[rows], padded, labels)
+    return (per_step * weights * step_mask[rows]).sum()
+
+
+def _writer_age_sum(member: Any, group: Sequence[CandidateSequence], *, x: Any, own: Any, mask: Any) -> Any:
+    """Binary cross-entropy of the member's writer head at every message whose writer's age is known."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    roles = np.full(tuple(mask.shape), WRITER_UNKNOWN, dtype=np.float32)
+    for i, sequence in enumerate(group):
+        if sequence.writer_minor is not None:
+            roles[i, : len(sequence.writer_minor)] = sequence.writer_minor
+    labels = torch.from_numpy(roles)
+    known = (labels != WRITER_UNKNOWN).float() * mask
+    logits = member.writer_logits(x, own)
+    losses = nn.functional.binary_cross_entropy_with_logits(logits, labels.clamp(min=0.0), reduction="none")
+    return (losses * known).sum()
+
+
 def train_chat_members(
     sequences: Sequence[CandidateSequence],
     table: np.ndarray,
@@ -738,6 +898,8 @@ def train_chat_members(
     seed: int,
     explanation_signals: bool = False,
     text_cues: int = 0,
+    consistency: float = 0.0,
+    writer_age: float = 0.0,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -750,10 +912,21 @@ def train_chat_members(
         members=members,
         explanation_signals=explanation_signals,
         text_cues=text_cues,
+        consistency=consistency,
+        writer_age=writer_age,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
-        model = train(sequences, table, epochs=epochs, seed=seed + index, model=model, member=index)
+        model = train(
+            sequences,
+            table,
+            epochs=epochs,
+            seed=seed + index,
+            model=model,
+            member=index,
+            consistency=consistency,
+            writer_age=writer_age,
+        )
     return model
 
 
@@ -1185,8 +1358,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seed=train_seed,
             explanation_signals=explanation_signals,
             text_cues=text_cues,
+            consistency=args.consistency,
+            writer_age=args.writer_age,
         )
 
+    if args.consistency > 0.0:
+        by_split["train"], linked = link_restyled(by_split["train"])
+        logger.info(
+            "restyle consistency %.2f: %d restyled sequences linked to their originals",
+            args.consistency,
+            linked,
+        )
     model = new_model(by_split["train"])
     if args.mine_weight > 1.0:
         # Hard-negative mining: the ordinary chats the first model alerted on weigh more in a second model.
@@ -1419,6 +1601,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also a copy of each standardised grooming chat with only the others' messages in standard "
         "English (weighted as the standard-English copies)",
+    )
+    parser.add_argument(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="weight of the restyle-consistency loss: a restyled copy's risk is pulled towards its original's"
+        " where it falls on the wrong side of it (0: off)",
+    )
+    parser.add_argument(
+        "--writer-age",
+        type=float,
+        default=0.0,
+        help="weight of the writer-age auxiliary loss: each member's input layer also learns whether a"
+        " message's writer is a child (decoys, the child of a grooming DM) or an adult (0: off)",
     )
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"

@@ -18,24 +18,31 @@ from training.data import Conversation, Message
 from training.pair_head import (
     EMBEDDING_OUTPUT,
     MEMBER_KINDS,
+    WRITER_ADULT,
+    WRITER_MINOR,
+    WRITER_UNKNOWN,
     WRITTEN_SOURCES,
     CandidateSequence,
     augment,
     choose_policy,
     fit_calibration,
+    link_restyled,
     member_mask,
     mine_hard_negatives,
     platt_fit,
     production_pairs,
     replay_pairs,
+    restyle_consistency,
     segment_figures,
     segment_sequence,
     sequences_of,
     source_weight,
     to_record,
     with_embedding_output,
+    writer_role,
 )
 from training.pair_head import _source_weight as main_source_weight
+from training.pair_head import _writer_age_sum as writer_age_sum
 from vigil.bots.core.pairing import PairResolver
 from vigil.bots.core.replay import record_to_messages
 from vigil.bots.core.segments import segment_texts
@@ -340,3 +347,97 @@ def test_a_mixed_style_copy_restyles_only_the_others_and_leaves_the_other_copies
     assert [m.text for m in victim_only.messages if m.author == DEC] != texts[1::2]  # restyled indeed
     negative = dataclasses.replace(grooming, label=0, suspects=())
     assert not any(c.id.endswith("~vstd") for c in augment([negative], seed=3, mixed_style=True))
+
+
+def test_restyled_copies_are_linked_to_their_originals_member_by_member_and_step_by_step() -> None:
+    _, id_of = _texts()
+    original = dataclasses.replace(
+        _conversation(),
+        messages=tuple(
+            Message(author=a, text=t)
+            for a, t in zip(
+                [OFF, DEC, OFF, DEC], ["hey wat r u up 2", "nm u", "ur cute lol", "thx"], strict=True
+            )
+        ),
+    )
+    (standard,) = [c for c in augment([original], seed=0, standardised_share=1.0) if c.id.endswith("~std")]
+    rng = random.Random(0)
+    sequences = sequences_of(original, texts=id_of, rng=rng) + sequences_of(  # type: ignore[arg-type]
+        standard,
+        texts=id_of,  # type: ignore[arg-type]
+        rng=rng,
+    )
+    # A copy whose pair the original lacks (another length) stays unlinked.
+    stray = dataclasses.replace(sequences[-1], text_ids=sequences[-1].text_ids[:2], own=sequences[-1].own[:2])
+    linked, count = link_restyled([*sequences, stray])
+    assert count == 2
+    by_key = {(s.conversation_id, s.candidate): s for s in linked[:4]}
+    for candidate in (OFF, DEC):
+        copy, source = by_key[(standard.id, candidate)], by_key[(original.id, candidate)]
+        assert copy.original_ids is not None and copy.original_ids.tolist() == source.text_ids.tolist()
+        assert copy.text_ids.tolist() != source.text_ids.tolist()  # restyled indeed
+        assert source.original_ids is None  # originals are never linked
+    assert linked[-1].original_ids is None
+
+
+def test_restyle_consistency_pulls_a_copy_only_towards_its_original_and_only_from_the_wrong_side() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    original = torch.tensor([[2.0, 2.0, -2.0, -2.0]])
+    copy = torch.tensor([[0.0, 3.0, 0.0, -3.0]], requires_grad=True)
+    for label, wrong_side in ((1.0, [True, False, False, True]), (0.0, [False, True, True, False])):
+        copy.grad = None
+        restyle_consistency(copy, original, torch.full_like(original, label)).sum().backward()
+        gradient = copy.grad[0].tolist()
+        # A suspect's copy under the original is pulled up (negative gradient); a non-suspect's copy over it
+        # down; a copy already on the right side is left alone.
+        assert [g != 0.0 for g in gradient] == wrong_side
+        assert all(g < 0.0 if label else g > 0.0 for g, w in zip(gradient, wrong_side, strict=True) if w)
+
+
+def test_a_writer_is_a_child_or_an_adult_only_where_the_record_says_so() -> None:
+    pj = _conversation(setting="channel", authors=[OFF, DEC, BYSTANDER, OFF, DEC, OFF])
+    assert [writer_role(pj, a) for a in (OFF, DEC, BYSTANDER)] == [WRITER_ADULT, WRITER_MINOR, WRITER_UNKNOWN]
+    child, adult = "u-dddddddddddd", "u-eeeeeeeeeeee"
+    written_dm = dataclasses.replace(pj, source="vigil_written_train", setting="dm", suspects=(adult,))
+    assert [writer_role(written_dm, a) for a in (adult, child)] == [WRITER_ADULT, WRITER_MINOR]
+    # In a grooming channel a non-suspect may be another adult: unknown.
+    assert writer_role(dataclasses.replace(written_dm, setting="channel"), child) == WRITER_UNKNOWN
+    look_alike = dataclasses.replace(written_dm, label=0, suspects=())
+    assert (
+        writer_role(look_alike, child) == WRITER_UNKNOWN and writer_role(look_alike, adult) == WRITER_UNKNOWN
+    )
+    sexting = dataclasses.replace(look_alike, source="sexting_adult")
+    assert writer_role(sexting, child) == WRITER_ADULT
+
+    _, id_of = _texts()
+    by_candidate = {
+        s.candidate: s
+        for s in sequences_of(_conversation(), texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
+    }
+    # Both members' sequences carry every step's writer: the suspect's steps adult, the decoy's child.
+    for sequence in by_candidate.values():
+        assert sequence.writer_minor is not None
+        assert sequence.writer_minor.tolist() == [WRITER_ADULT, WRITER_MINOR] * 3
+    ordinary = dataclasses.replace(_conversation(), source="personachat", label=0, suspects=())
+    assert all(
+        s.writer_minor is None
+        for s in sequences_of(ordinary, texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
+    )
+
+
+def test_the_writer_age_loss_reads_only_the_steps_whose_writer_is_known() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    logits = torch.zeros((1, 4), requires_grad=True)
+
+    class Member:
+        def writer_logits(self, x: object, own: object) -> object:
+            return logits
+
+    sequence = dataclasses.replace(
+        _sequence(OFF, 1, [1, 0, 1]),
+        writer_minor=np.array([WRITER_ADULT, WRITER_MINOR, WRITER_UNKNOWN], dtype=np.float32),
+    )
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the fourth step is padding
+    writer_age_sum(Member(), [sequence], x=None, own=None, mask=mask).backward()
+    # An adult's message is pushed towards "adult" (positive gradient), a child's towards "child".
+    assert logits.grad[0].tolist() == [0.5, -0.5, 0.0, 0.0]
