@@ -821,7 +821,7 @@ def train(
             ).sum()
             if consistency > 0.0 and branch == CHAT:
                 loss = loss + consistency * _consistency_sum(
-                    model, group, table, logits=logits, own=own, step_mask=step_mask, member=member
+                    model, group, table, logits=logits, step_mask=step_mask, member=member
                 )
             if writer_age > 0.0 and branch == CHAT:
                 loss = loss + writer_age * _writer_age_sum(model.chat[member], group, x=x, own=own, mask=mask)
@@ -842,7 +842,6 @@ def _consistency_sum(
     table: np.ndarray,
     *,
     logits: Any,
-    own: Any,
     step_mask: Any,
     member: int,
 ) -> Any:
