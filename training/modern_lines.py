@@ -1950,6 +1950,92 @@ _KINDS: tuple[_Kind, ...] = (
     ),
 )
 
+# A child asking an adult they know (a relative, a family friend) about their age, school, job and family:
+# the curious questions a groomer also asks, from the child's side. Not in the default mix (which stays as it
+# was for earlier recipes); ``--kind curious_child`` writes these alone. Perverted-Justice decoys ask such
+# questions about the adult's family and home, and a pair model that has only seen adults ask them blames the
+# child.
+_CURIOUS_CHILD_BEATS: tuple[Beat, ...] = (
+    _b(
+        ("k", "what grade [are you|r u] in"),
+        ("r", "[i'm|im] not in school anymore, i [work|have a job] [lol|haha|]"),
+        ("k", "[wait|oh] so [you're|ur] [like|] a grown up {laugh}"),
+        ("k", "[i'm|im] [still|] in {grade}"),
+    ),
+    _b(
+        ("k", "how old [are you|r u] [actually|]"),
+        ("r", "{grown_age} {laugh}"),
+        ("k", "[thats|that's] [old|so old] [lol|]"),
+        ("r", "[thanks|rude] {laugh} [and ur {age} now right|how old are you now]"),
+        ("k", "[{age}|{age} in [march|may|june]]"),
+    ),
+    _b(
+        ("k", "[do you|do u] and [your|ur] [mom|dad] [fight|argue] [ever|a lot]"),
+        ("r", "[sometimes|not really|all the time] {laugh}"),
+        ("k", "does anyone else live [with you|w u|at ur house]"),
+        ("r", "[nope just me|my brother|just me and the dog]"),
+    ),
+    _b(
+        ("k", "[my mom|mom] wont stop [nagging me|making me do chores] [today|]"),
+        ("r", "[lol|haha] [thats|that's] [her job|what moms do]"),
+        ("k", "[ugh|still] [lol|]"),
+    ),
+    _b(
+        (
+            "k",
+            "can i call [you|u] [later|after dinner|when i get back]? [my mom is making me|i have to] "
+            "[do homework|clean my room|go to practice]",
+        ),
+        ("r", "[sure|ok|of course] [call whenever|ill be up|]"),
+    ),
+    _b(
+        ("k", "[i'm|im] getting [a new backpack|new sneakers] for school [today|this weekend]"),
+        ("r", "[nice|cool] what kind"),
+        ("k", "[nikes|the white ones|jordans] {laugh}"),
+    ),
+    _b(
+        ("k", "[are you|r u] coming to [grandmas|thanksgiving|my birthday|the cookout]"),
+        ("r", "[wouldn't miss it|yes|of course] [see u there|]"),
+        ("k", "[yay|ok] {laugh}"),
+    ),
+    _b(
+        ("k", "[do you|do u] have [a girlfriend|a boyfriend|a dog|kids]"),
+        ("r", "[nope|yes|not yet] {laugh} [why|]"),
+        ("k", "[just wondering|mom said|idk] [lol|]"),
+    ),
+    _b(
+        ("k", "what do [you|u] do at [your|ur] job"),
+        ("r", "[i'm a|im a] [vet|nurse|mechanic|teacher|programmer]"),
+        ("k", "[cool|so cool|boring] [lol|]"),
+    ),
+    _b(
+        ("r", "[are you|r u] excited for [middle school|high school|summer]"),
+        ("k", "[kinda|yes|no] [i'm|im] [just|] excited [for recess|to see my friends|for the pool]"),
+    ),
+    _b(
+        ("k", "where do [you|u] live [now|again]"),
+        ("r", "[still in|by] [the city|the lake|grandmas old place] {laugh}"),
+        ("k", "[can we|can i] visit [you|u] [this summer|sometime] [with mom|]"),
+        ("r", "[ask your mom|if your mom says yes|sure, ask your parents]"),
+    ),
+)
+
+# Kinds a recipe asks for by name (``--kind``); not drawn in the default mix.
+_NAMED_KINDS: tuple[_Kind, ...] = (
+    _Kind(
+        name="curious_child",
+        roles={"k": "kid", "r": "adult"},
+        extra_role="adult",
+        settings=("dm",),
+        beats=_CURIOUS_CHILD_BEATS,
+        talk=_TALK,
+        weight=1.0,
+        platforms=("discord_gaming", "roblox", "minecraft", "instagram"),
+        asker="k",
+    ),
+)
+KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in (*_KINDS, *_NAMED_KINDS))
+
 # ---------------------------------------------------------------------------------------- rendering
 
 _SLOT_RE = re.compile(r"\{(\w+)\}")
@@ -2270,8 +2356,8 @@ def _with_bystanders(
     return out
 
 
-def _benign_draft(rng: random.Random, taken: set[str]) -> _Draft:
-    kind = rng.choices(_KINDS, weights=[k.weight for k in _KINDS])[0]
+def _benign_draft(rng: random.Random, taken: set[str], *, kinds: Sequence[_Kind] = _KINDS) -> _Draft:
+    kind = rng.choices(kinds, weights=[k.weight for k in kinds])[0]
     platform = rng.choice(kind.platforms)
     setting = rng.choice(kind.settings)
     speakers: dict[str, _Speaker] = {
@@ -2342,7 +2428,7 @@ def _cast(beat: Beat, members: Sequence[str], extras: Sequence[str], rng: random
     return out
 
 
-def _record(draft: _Draft, *, label: int, rng: random.Random, index: int) -> dict[str, Any]:
+def _record(draft: _Draft, *, label: int, rng: random.Random, index: int, id_prefix: str) -> dict[str, Any]:
     fixed = draft.meta["fixed"]
     context = _Context(rng=rng, platform=draft.platform, fixed=fixed)
     messages: list[dict[str, Any]] = []
@@ -2361,7 +2447,7 @@ def _record(draft: _Draft, *, label: int, rng: random.Random, index: int) -> dic
     if label == 1:
         meta["child_age"] = int(fixed["age"])
     return {
-        "id": f"vmod-{index:05d}",
+        "id": f"{id_prefix}-{index:05d}",
         "interleaved": True,
         "label": label,
         "messages": messages,
@@ -2372,13 +2458,26 @@ def _record(draft: _Draft, *, label: int, rng: random.Random, index: int) -> dic
     }
 
 
-def modern_conversations(*, seed: int, count_grooming: int, count_benign: int) -> list[dict[str, Any]]:
+def modern_conversations(
+    *,
+    seed: int,
+    count_grooming: int,
+    count_benign: int,
+    kinds: Sequence[str] = (),
+    id_prefix: str = "vmod",
+) -> list[dict[str, Any]]:
     """``count_grooming`` label-1 and ``count_benign`` label-0 conversations, shared format, sorted by id.
 
     Deterministic for ``seed``. Labels are shuffled across ids so that an id says nothing about its label.
+    ``kinds`` names the benign kinds to draw from (default: the standard mix, ``curious_child`` excluded);
+    ``id_prefix`` keeps ids apart when several generated files train together.
     """
     if count_grooming < 0 or count_benign < 0:
         raise ValueError("counts must be >= 0")
+    unknown = sorted(set(kinds) - set(KIND_NAMES))
+    if unknown:
+        raise ValueError(f"unknown conversation kinds {unknown}; known: {', '.join(KIND_NAMES)}")
+    chosen = tuple(kind for kind in (*_KINDS, *_NAMED_KINDS) if kind.name in kinds) if kinds else _KINDS
     order_rng = random.Random(f"vigil-modern:{seed}:order")
     labels = [1] * count_grooming + [0] * count_benign
     order_rng.shuffle(labels)
@@ -2386,8 +2485,8 @@ def modern_conversations(*, seed: int, count_grooming: int, count_benign: int) -
     records: list[dict[str, Any]] = []
     for index, label in enumerate(labels):
         rng = random.Random(f"vigil-modern:{seed}:{index}")
-        draft = _grooming_draft(rng, taken) if label == 1 else _benign_draft(rng, taken)
-        records.append(_record(draft, label=label, rng=rng, index=index))
+        draft = _grooming_draft(rng, taken) if label == 1 else _benign_draft(rng, taken, kinds=chosen)
+        records.append(_record(draft, label=label, rng=rng, index=index, id_prefix=id_prefix))
     return records
 
 
@@ -2409,9 +2508,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grooming", type=int, default=600, help="label-1 conversations")
     parser.add_argument("--benign", type=int, default=900, help="label-0 conversations")
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        choices=KIND_NAMES,
+        help="draw the benign conversations from this kind only (repeatable; default: the standard mix)",
+    )
+    parser.add_argument("--id-prefix", default="vmod", help="conversation ids are PREFIX-00000, ...")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    records = modern_conversations(seed=args.seed, count_grooming=args.grooming, count_benign=args.benign)
+    records = modern_conversations(
+        seed=args.seed,
+        count_grooming=args.grooming,
+        count_benign=args.benign,
+        kinds=args.kind,
+        id_prefix=args.id_prefix,
+    )
     write_jsonl(records, args.out)
     messages = sum(len(record["messages"]) for record in records)
     logger.info("wrote %d conversations (%d messages) to %s", len(records), messages, args.out)

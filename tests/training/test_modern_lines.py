@@ -253,6 +253,26 @@ def test_counts_are_validated() -> None:
         modern_conversations(seed=0, count_grooming=-1, count_benign=3)
 
 
+def test_curious_child_kind_is_named_not_mixed(corpus: list[dict[str, Any]]) -> None:
+    # The default mix is what earlier recipes trained on: the named kind must not leak into it.
+    assert "curious_child" not in {r["meta"]["kind"] for r in corpus if r["label"] == 0}
+    records = modern_conversations(
+        seed=11, count_grooming=0, count_benign=40, kinds=("curious_child",), id_prefix="vkid"
+    )
+    assert [r["id"] for r in records] == [f"vkid-{i:05d}" for i in range(40)]
+    assert {r["meta"]["kind"] for r in records} == {"curious_child"}
+    assert {r["label"] for r in records} == {0} and all(r["suspects"] == [] for r in records)
+    assert all(r["setting"] == "dm" and len({m["author"] for m in r["messages"]}) == 2 for r in records)
+    # The child asks the adult the questions a groomer would ask a child.
+    asks = re.compile(r"how old|what grade|anyone else live|call (?:you|u|ya)")
+    assert sum(any(asks.search(m["text"].lower()) for m in r["messages"]) for r in records) >= 20
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown conversation kinds"):
+        modern_conversations(seed=0, count_grooming=0, count_benign=3, kinds=("pen_pals",))
+
+
 def test_no_overlap_with_the_realistic_test_set(corpus: list[dict[str, Any]]) -> None:
     held_out: list[str] = []
     for record in iter_records(REALISTIC):
