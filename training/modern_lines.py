@@ -15,6 +15,11 @@ in both labels, so style does not give the label away. Output is the shared data
 
     python -m training.modern_lines --out .artifacts/modern.jsonl --seed 0 --grooming 600 --benign 900
 
+``--kind NAME`` draws the benign conversations from named kinds only, including ``curious_child`` (a child
+asking an adult they know about age, school and home), which the default mix leaves out so that earlier
+recipes' files stay byte for byte; ``--id-prefix`` keeps ids apart when several generated files train
+together.
+
 Templates: ``{slot}`` takes a value from the conversation's context (fixed per conversation: the child's age,
 the game, the app) or a fresh draw from a pool; ``[a|b|c]`` picks one alternative (an empty one is allowed).
 The lines are written for this module and are not taken from ``examples/realistic_conversations.jsonl``
@@ -37,7 +42,7 @@ from typing import Any
 
 from training.style import chatify, modernise, standardise
 
-__all__ = ["GROOMING_STAGES", "SOURCE", "main", "modern_conversations"]
+__all__ = ["GROOMING_STAGES", "KIND_NAMES", "SOURCE", "main", "modern_conversations"]
 
 logger = logging.getLogger(__name__)
 
