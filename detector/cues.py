@@ -1,4 +1,5 @@
-"""Age cues read from a message's text, for the pair model: who says they are a child, who an adult.
+"""Cues read from a message's text, for the pair model: who says they are a child, who an adult, and (from
+``behaviour_v3``) which of grooming's steps a message asks for.
 
 Grooming is an adult-minor pattern, and the sentence encoder hardly tells "im 13" from "im 23": to it both
 are a person giving an age. These cues say it outright, as 0/1 features per message that the GRU pair model
@@ -18,6 +19,21 @@ reads beside the encoder's. A model names the version it was trained on (metadat
 a parent's rules at home, shifts and clients, "you're so young") and adds a sixth:
 
 - ``adults_remark``: both said to be adults ("we're both adults", "consenting adults", "you're an adult").
+
+``behaviour_v3`` reads age_v2's six and five of grooming's steps, in chat-speak and standard English alike:
+
+- ``secrecy``: keeping the talk from others ("don't tell your mom", "you don't need to mention it to your
+  parents", "just between us", "delete our chat");
+- ``private_channel``: moving somewhere private ("do you have snap?", "add me on telegram", "somewhere more
+  private", "send me your number");
+- ``gift``: an offer of gifts or money ("want some robux?", "I could give you my old laptop", "a gift card");
+- ``meeting``: meeting in person ("I can pick you up", "meet up irl", "near your school", "where do you
+  live");
+- ``photo``: asking for pictures or a camera ("send me a pic", "what are you wearing", "turn on your cam").
+
+Each is as common between friends, family and adults as in grooming ("don't tell mom about the party", "dm me
+your number"): the cue only says the step was asked for; the model learns from both kinds of chat when it
+matters (between an adult and a child, beside the other steps).
 
 They are cues, not facts: the model weighs them with everything else, for both sides of a pair. The text is
 the model text (``vigil.bots.core.normalise.model_text``) in serving and in training alike, so one set of
@@ -113,6 +129,64 @@ _ADULTS_REMARK = (
 )
 
 
+# behaviour_v3: grooming's steps. "'?" also takes the typographic apostrophe, which model text keeps.
+_Q = r"['\u2019]?"
+_YOU = r"(?:you|u|ya|yu)"
+_YOUR = rf"(?:your|ur|yr|you{_Q}re)"
+_KIN = (
+    r"(?:mom|mum|mommy|mother|dad|daddy|father|parents|folks|family|sister|brother|teacher|coach|anyone|anybody|"
+    r"any\s*one|no\s*one|nobody|friends|bff|grandma|grandpa|aunt|uncle|guardian|step\s*(?:mom|dad))"
+)
+_APPS = (
+    r"(?:snap(?:chat)?|sc|telegram|tg|kik|whats\s*app|whatsapp|signal|insta(?:gram)?|ig|wickr|session|wechat|"
+    r"line|skype|facetime|ome\s*tv|discord|tiktok|messenger|text(?:ing)?)"
+)
+_SECRECY = (
+    rf"\b(?:don{_Q}t|dont|do\s+not|never|no\s+need\s+to|(?:you|u)\s+don{_Q}t\s+(?:need|have)\s+to|don{_Q}t\s+need\s+to|"
+    rf"dont\s+need\s+to|shouldn{_Q}t|better\s+not|not\s+supposed\s+to|won{_Q}t|wont|can{_Q}t|cant)\s+(?:ever\s+)?"
+    rf"(?:tell|mention|show|say\s+anything|talk\s+about\s+(?:this|it|us|me)|let)\b[^.?!]{{0,40}}?\b{_YOUR}?\s*{_KIN}\b|"
+    rf"\bbetween\s+(?:us|{_YOU}\s+(?:and|n|&)\s+me|the\s+two\s+of\s+us)\b|\bour\s+(?:little\s+)?secret\b|"
+    rf"\b(?:keep|keeping)\s+(?:it|this|that|us|these|our\s+\w+)\s+(?:a\s+)?(?:secret|private|quiet|on\s+the\s+down\s*low|"
+    rf"between)|\bon\s+the\s+(?:dl|down\s*low)\b|\b(?:can|could)\s+{_YOU}\s+keep\s+a\s+secret\b|"
+    rf"\b(?:no\s*one|nobody)\s+(?:needs|has|have|gotta|will|would|ever)\s+(?:to\s+)?(?:know|find\s+out)\b|"
+    rf"\b(?:delete|clear|wipe|erase|unsend)\s+(?:the|our|this|these|those|{_YOUR}|all|it|them|every)?\s*"
+    rf"(?:chats?|messages?|msgs?|texts?|convos?|conversations?|dms?|history|pics?|photos?)\b"
+)
+_PRIVATE_CHANNEL = (
+    rf"\b(?:do|d|did)\s+{_YOU}\s+(?:have|got|use)\s+(?:an?\s+)?{_APPS}\b|\b(?:got|have|u\s+on|you\s+on|on)\s+{_APPS}\s*\?|"
+    rf"\b(?:add|hmu|text|message|msg|dm|find|follow|call)\s+me\s+(?:on|at|over)\s+{_APPS}\b|"
+    rf"\b(?:move|switch|go|talk|chat|continue)\s+(?:this\s+|it\s+)?(?:to|on|over\s+to)\s+{_APPS}\b|"
+    rf"\b(?:download|install|get|make)\s+(?:an?\s+)?{_APPS}\b|"
+    rf"\b(?:somewhere|some\s*place|someplace)\s+(?:more\s+)?private\b|\bprivate(?:ly)?\s+(?:chat|talk|dm|message)|"
+    rf"\b(?:{_YOUR}|my)\s+(?:phone\s+)?(?:number|#|digits|cell)\b|\b(?:{_YOUR}|my)\s+(?:snap|sc|insta|ig|kik|telegram)\s*"
+    rf"(?:name|username|user|handle|@)?\b"
+)
+_GIFT = (
+    r"\b(?:gift\s*cards?|robux|v-?bucks|vbucks|nitro|steam\s+(?:card|credit|gift)|battle\s*pass|apple\s+pay|"
+    r"cash\s*app|venmo|paypal)\b|"
+    rf"\bi{_Q}?(?:ll|l|m\s+gonna|m\s+going\s+to|\s+will|\s+can|\s+could|\s+would)\s+(?:buy|get|send|give|pay\s+for|"
+    rf"gift|order)\s+{_YOU}\b(?!\s+(?:my|the|a|an)\s+(?:number|address|link|invite|location|message|text|dm|"
+    rf"email|code|file|screenshot|list|details)\b)|\b(?:buy|get|give)\s+{_YOU}\s+(?:a|an|some|one|my|the|new|free)\b"
+    rf"(?!\s+(?:number|address|link|invite|location|message|text|dm|email|code|file|screenshot|list|details)\b)|"
+    rf"\b(?:want|wanna|would\s+{_YOU}\s+like)\s+(?:some|a|an|my|free)\s+\w+\s*\?|\bfree\s+\w+\s*\?"
+)
+_MEETING = (
+    rf"\bpick\s+{_YOU}\s+up\b|\b(?:meet|hang\s*out|chill)\s+(?:up\s+)?(?:irl|in\s+person|in\s+real\s+life|for\s+real)\b|"
+    rf"\b(?:meet|see)\s+{_YOU}\s+(?:at|after|before|near|outside|tomorrow|this|on|sometime|somewhere|in\s+person|irl)\b|"
+    rf"\bmeet\s+up\b|\bcome\s+(?:over|to\s+my|see\s+me|pick|get\s+{_YOU})\b|\bdrop\s+(?:\w+\s+){{0,2}}off\b|"
+    rf"\b(?:near|outside|by|behind|at)\s+{_YOUR}\s+(?:school|house|home|place|bus\s+stop)\b|"
+    rf"\b{_YOUR}\s+(?:home\s+)?address\b|\bwhere\s+(?:do|d)\s+{_YOU}\s+live\b|\bwhat\s+school\b|"
+    rf"\b(?:give|drive|take)\s+{_YOU}\s+(?:a\s+ride|home)\b|\bsleep\s*over\s+at\s+my\b|"
+    r"\b(?:to|at|over\s+to)\s+my\s+(?:place|house|apartment|apt|hotel|room|car)\b"
+)
+_PHOTO = (
+    rf"\b(?:send|show|snap|post)\s+(?:me\s+)?(?:a\s+|some\s+|more\s+|another\s+|{_YOUR}\s+)?(?:pics?|pix|picture|photos?|"
+    rf"selfies?|nudes?|vids?|videos?)\b|\b(?:pics?|pix|photos?|pictures?)\s+of\s+{_YOU}\b|"
+    rf"\bwhat\s+(?:are|r)\s+{_YOU}\s+wearing\b|\bwyw\b|\b(?:turn\s+on|open|on)\s+{_YOUR}?\s*(?:cam|camera|webcam)\b|"
+    rf"\bon\s+cam\b|\bvideo\s*call\b|\bfacetime\s+me\b|\bsee\s+(?:what\s+)?{_YOU}\s+look\s+like\b"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class TextCues:
     """One version of the cues: their names and one lower-case pattern per cue."""
@@ -172,8 +246,24 @@ def _age_v2() -> TextCues:
     )
 
 
-CUE_VERSIONS = ("age_v1", "age_v2")
-LATEST_CUES = "age_v2"
+def _behaviour_v3() -> TextCues:
+    age = _age_v2()
+    return TextCues(
+        "behaviour_v3",
+        (*age.names, "secrecy", "private_channel", "gift", "meeting", "photo"),
+        (
+            *age.patterns,
+            _compiled(_SECRECY),
+            _compiled(_PRIVATE_CHANNEL),
+            _compiled(_GIFT),
+            _compiled(_MEETING),
+            _compiled(_PHOTO),
+        ),
+    )
+
+
+CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3")
+LATEST_CUES = "behaviour_v3"
 
 
 def text_cues(version: str) -> TextCues:
@@ -183,6 +273,8 @@ def text_cues(version: str) -> TextCues:
             return _age_v1()
         case "age_v2":
             return _age_v2()
+        case "behaviour_v3":
+            return _behaviour_v3()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -7,7 +7,7 @@ import pytest
 from vigil.bots.core.normalise import model_text
 from vigil.detector.cues import CUE_VERSIONS, LATEST_CUES, UnknownCuesError, text_cues
 
-MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS = range(6)
+MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS, SECRECY, PRIVATE, GIFT, MEETING, PHOTO = range(11)
 
 # Read by every version: a later version reads more, never less.
 EVERY_VERSION = [
@@ -54,6 +54,63 @@ FROM_V2 = [
 ]
 
 
+# Grooming's steps, read from behaviour_v3 on, in chat-speak and standard English alike.
+FROM_V3 = [
+    ("dont tell ur mom ok", SECRECY),
+    ("Yes, and you don't need to mention it to your parents.", SECRECY),
+    ("You don\u2019t have to tell your dad about this.", SECRECY),
+    ("just between us for now", SECRECY),
+    ("this is our little secret", SECRECY),
+    ("delete our chat after ok", SECRECY),
+    ("nobody needs to know", SECRECY),
+    ("do you have snap? its easier to talk there", PRIVATE),
+    ("u on snap?", PRIVATE),
+    ("add me on telegram", PRIVATE),
+    ("Let's discuss it somewhere more private.", PRIVATE),
+    ("whats ur number", PRIVATE),
+    ("I'll send you my number later", PRIVATE),
+    ("want some robux? i can send you a gift card", GIFT),
+    ("I have an old laptop I could give you.", GIFT),
+    ("ill buy u the battle pass", GIFT),
+    ("i can pick u up after school", MEETING),
+    ("we should meet up irl", MEETING),
+    ("I could drop the laptop off near your school one afternoon.", MEETING),
+    ("where do you live", MEETING),
+    ("send me a pic", PHOTO),
+    ("what r u wearing", PHOTO),
+    ("turn on your cam", PHOTO),
+]
+# Near misses: talk that names an app, a gift or a place without asking for the step.
+NOT_A_STEP = [
+    "I sent you a DM, by the way.",
+    "ill send you the link",
+    "my house is a mess lol",
+    "gg wp",
+    "can you get me the notes from class",
+    "i'll get you the file tomorrow",
+    "snap peas are gross",
+    "the picture on the wall",
+    "hey how are you",
+]
+
+
+@pytest.mark.parametrize(("text", "cue"), FROM_V3)
+def test_behaviour_v3_reads_the_steps(text: str, cue: int) -> None:
+    cues = text_cues("behaviour_v3")
+    read = cues.of(model_text(text))
+    assert read[cue] == 1.0, cues.names[cue]
+    # The age cues are age_v2's, unchanged.
+    assert read[: ADULTS + 1] == text_cues("age_v2").of(model_text(text))
+
+
+@pytest.mark.parametrize("text", NOT_A_STEP)
+def test_near_misses_are_no_step(text: str) -> None:
+    read = text_cues("behaviour_v3").of(model_text(text))
+    assert read[SECRECY:] == (0.0,) * 5, read
+    # one cue and one only where the text asks for one step
+    assert sum(text_cues("behaviour_v3").of(model_text("dont tell ur mom ok"))[SECRECY:]) == 1.0
+
+
 @pytest.mark.parametrize("version", CUE_VERSIONS)
 @pytest.mark.parametrize(("text", "cue"), EVERY_VERSION)
 def test_a_cue_is_read(version: str, text: str, cue: int) -> None:
@@ -97,6 +154,6 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 
 def test_an_unknown_version_is_refused_by_name() -> None:
-    with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2"):
+    with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3"):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
