@@ -1460,6 +1460,23 @@ TEXT_CUES_BIAS = (
     " school ages read as minors, and a child who never says their age is judged on the conversation's"
     " behaviour alone."
 )
+BEHAVIOUR_CUES_BIAS = (
+    "The pair model (from cues behaviour_v3) also reads five of grooming's steps from each message's text"
+    " (vigil.detector.cues: secrecy, a private channel, gifts, meeting, photos), in chat-speak and standard"
+    " English alike. Steps asked for in words the patterns do not know (other languages, euphemism, new"
+    " apps) are judged by the encoder alone, and the same words between friends, family or adults fire the"
+    " cues too: the model learned when they matter from both kinds of chat, but a look-alike that also gives"
+    " a child's age is the likeliest false alert."
+)
+
+
+def cue_biases(text_cues: str) -> tuple[str, ...]:
+    """The known biases a model reading the text cues of this version inherits from them."""
+    if "secrecy" in cues_of(text_cues).names:
+        return (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS)
+    return (TEXT_CUES_BIAS,)
+
+
 WRITTEN_BIAS = (
     "The pair model (2026.12.4) also learned from conversations hand-written for Vigil (examples/written):"
     " modern grooming is found far more often, but Perverted-Justice-style explicit chats alert later than"
@@ -1533,10 +1550,11 @@ def write_model_dir(
         metadata["pair_model"]["signals_output"] = PAIR_SIGNALS_OUTPUT
         metadata["pair_model"]["explanation_signals"] = True
     if text_cues is not None:
-        # The features end with the text's age cues; serving computes them with the same module.
+        # The features end with the text's cues; serving computes them with the same module.
         metadata["pair_model"]["text_cues"] = text_cues
-        if TEXT_CUES_BIAS not in metadata["known_biases"]:
-            metadata["known_biases"].append(TEXT_CUES_BIAS)
+        for bias in cue_biases(text_cues):
+            if bias not in metadata["known_biases"]:
+                metadata["known_biases"].append(bias)
     (out / "metadata.json").write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -1632,7 +1650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         const=LATEST_CUES,
         default=None,
         choices=CUE_VERSIONS,
-        help=f"the pair model also reads each message's age cues of this version (vigil.detector.cues; "
+        help=f"the pair model also reads each message's text cues of this version (vigil.detector.cues; "
         f"{LATEST_CUES} when none is named), as serving then does",
     )
     parser.add_argument(

@@ -16,8 +16,10 @@ import pytest
 
 from training.data import Conversation, Message
 from training.pair_head import (
+    BEHAVIOUR_CUES_BIAS,
     EMBEDDING_OUTPUT,
     MEMBER_KINDS,
+    TEXT_CUES_BIAS,
     WRITER_ADULT,
     WRITER_MINOR,
     WRITER_UNKNOWN,
@@ -25,6 +27,7 @@ from training.pair_head import (
     CandidateSequence,
     augment,
     choose_policy,
+    cue_biases,
     fit_calibration,
     link_restyled,
     member_mask,
@@ -260,6 +263,11 @@ def test_every_member_kind_reads_the_age_cues_after_its_own_columns() -> None:
         without = member_mask(kind, feature_size=size - cues, explanation_signals=True)
         assert list(mask[: size - cues]) == list(without)
         assert list(mask[size - cues :]) == [1.0] * cues
+
+
+def test_a_model_reading_the_steps_names_their_bias_too() -> None:
+    assert cue_biases("age_v1") == cue_biases("age_v2") == (TEXT_CUES_BIAS,)
+    assert cue_biases("behaviour_v3") == (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS)
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
