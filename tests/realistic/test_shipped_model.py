@@ -1,10 +1,10 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
-2026.12.6 alerts on 19 of 20 grooming conversations and 2 of 21 look-alikes (2026.12.5: 19 and 3); on the
+2026.12.7 alerts on 20 of 20 grooming conversations and 1 of 21 look-alikes (2026.12.6: 19 and 2); on the
 held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
-template and training conversation and never used to choose a model) 23 of 24 and 2 of 30 (2026.12.5: 23 and
-4); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
-writers also wrote the trained-on three quarters) 69 of 80 and 7 of 70 (2026.12.5: 71 and 7). The development
+template and training conversation and never used to choose a model) 24 of 24 and 1 of 30 (2026.12.6: 23 and
+2); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``, whose
+writers also wrote the trained-on three quarters) 69 of 80 and 5 of 70 (2026.12.6: 69 and 7). The development
 set was read while earlier models were chosen, so its figures flatter them. A retrained model that falls
 below these fails here before it ships.
 """
@@ -42,7 +42,7 @@ def evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_pos"] == 20
-    assert evaluation["recall"] >= 0.9
+    assert evaluation["recall"] >= 0.95  # 20 of 20
     assert evaluation["suspect_accuracy"] == 1.0
     assert evaluation["victim_flag_rate"] == 0.0
     # Conversation messages (both sides) before the first alert.
@@ -51,8 +51,8 @@ def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evalua
 
 def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_neg"] == 21
-    assert evaluation["precision"] >= 0.9  # two look-alikes of 21
-    assert evaluation["pr_auc"] >= 0.95
+    assert evaluation["precision"] >= 0.95  # one look-alike of 21
+    assert evaluation["pr_auc"] >= 0.98  # 1.000
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +62,11 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
     assert (held_out["conversations_pos"], held_out["conversations_neg"]) == (24, 30)
-    assert held_out["recall"] >= 0.9  # 23 of 24
-    assert held_out["precision"] >= 0.9  # two look-alikes of 30
+    assert held_out["recall"] == 1.0  # 24 of 24
+    assert held_out["precision"] >= 0.95  # one look-alike of 30
     assert held_out["suspect_accuracy"] == 1.0
     assert held_out["victim_flag_rate"] == 0.0
-    assert held_out["pr_auc"] >= 0.98  # 0.995
+    assert held_out["pr_auc"] >= 0.99  # 0.997
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
     assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (80, 70)
     assert written_held["recall"] >= 0.85  # 69 of 80
-    assert written_held["precision"] >= 0.9  # seven look-alikes of 70 (69 of 76)
-    assert written_held["pr_auc"] >= 0.95  # 0.968
+    assert written_held["precision"] >= 0.92  # five look-alikes of 70 (69 of 74)
+    assert written_held["pr_auc"] >= 0.95  # 0.976
 
 
 @pytest.fixture(scope="module")
