@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from vigil.bots.core.normalise import model_text
@@ -157,3 +159,19 @@ def test_an_unknown_version_is_refused_by_name() -> None:
     with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3"):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
+
+
+# A model names the cue version it was trained on: a version's names and patterns never change once a model
+# reads them (a new rule is a new version). These fingerprints catch an edit to an existing version.
+FINGERPRINTS = {
+    "age_v1": "ef6f12197c6e3187",
+    "age_v2": "1c0213989860e9f3",
+    "behaviour_v3": "d37392462738d285",
+}
+
+
+@pytest.mark.parametrize("version", CUE_VERSIONS)
+def test_a_versions_rules_never_change(version: str) -> None:
+    cues = text_cues(version)
+    rules = "\n".join((*cues.names, *(pattern.pattern for pattern in cues.patterns)))
+    assert hashlib.sha256(rules.encode()).hexdigest()[:16] == FINGERPRINTS[version]
