@@ -161,13 +161,16 @@ _PRIVATE_CHANNEL = (
     rf"\b(?:{_YOUR}|my)\s+(?:phone\s+)?(?:number|#|digits|cell)\b|\b(?:{_YOUR}|my)\s+(?:snap|sc|insta|ig|kik|telegram)\s*"
     rf"(?:name|username|user|handle|@)?\b"
 )
+# What "I'll send you the ..." hands over when it is no gift.
+_NOT_A_GIFT = (
+    r"(?:number|address|link|invite|location|message|text|dm|email|code|file|screenshot|list|details)"
+)
 _GIFT = (
     r"\b(?:gift\s*cards?|robux|v-?bucks|vbucks|nitro|steam\s+(?:card|credit|gift)|battle\s*pass|apple\s+pay|"
     r"cash\s*app|venmo|paypal)\b|"
     rf"\bi{_Q}?(?:ll|l|m\s+gonna|m\s+going\s+to|\s+will|\s+can|\s+could|\s+would)\s+(?:buy|get|send|give|pay\s+for|"
-    rf"gift|order)\s+{_YOU}\b(?!\s+(?:my|the|a|an)\s+(?:number|address|link|invite|location|message|text|dm|"
-    rf"email|code|file|screenshot|list|details)\b)|\b(?:buy|get|give)\s+{_YOU}\s+(?:a|an|some|one|my|the|new|free)\b"
-    rf"(?!\s+(?:number|address|link|invite|location|message|text|dm|email|code|file|screenshot|list|details)\b)|"
+    rf"gift|order)\s+{_YOU}\b(?!\s+(?:my|the|a|an)\s+{_NOT_A_GIFT}\b)|"
+    rf"\b(?:buy|get|give)\s+{_YOU}\s+(?:a|an|some|one|my|the|new|free)\b(?!\s+{_NOT_A_GIFT}\b)|"
     rf"\b(?:want|wanna|would\s+{_YOU}\s+like)\s+(?:some|a|an|my|free)\s+\w+\s*\?|\bfree\s+\w+\s*\?"
 )
 _MEETING = (
