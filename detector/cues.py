@@ -31,6 +31,18 @@ a parent's rules at home, shifts and clients, "you're so young") and adds a sixt
   live");
 - ``photo``: asking for pictures or a camera ("send me a pic", "what are you wearing", "turn on your cam").
 
+``behaviour_v4`` reads the same eleven, four of them more widely, where a child or a groomer says them
+indirectly (what v3 read, v4 still reads):
+
+- ``school`` also reads a parent's watch over the writer ("can't my mom's home", "my mom blocked pix", "I'm w
+  my mom", spring break, a curfew);
+- ``youth_remark`` also reads the age gap remarked on ("you like older guys?", "I'm too old for you", "age
+  is just a number", "guys my age");
+- ``secrecy`` also reads checking for that watch ("is your mom home?", "are you home alone?", "you're
+  sneaky", "sneak out");
+- ``meeting`` and ``photo`` read slow romance and pressure in plain words ("I wish you were here", "if I
+  could get there", "I want to see you", "send more", "email me one").
+
 Each is as common between friends, family and adults as in grooming ("don't tell mom about the party", "dm me
 your number"): the cue only says the step was asked for; the model learns from both kinds of chat when it
 matters (between an adult and a child, beside the other steps).
@@ -190,6 +202,61 @@ _PHOTO = (
 )
 
 
+# behaviour_v4 widens three of v3's cues where a child and a groomer say them indirectly; what v3 read, v4
+# still reads. A parent's watch over the writer ("can't my mom's home", "my mom blocked pix") says a child as
+# plainly as a grade does; so does checking for that watch ("is your mom home?", "you're sneaky").
+_PARENT = r"(?:mom|mum|mommy|mother|dad|daddy|father|parents|stepdad|stepmom|step\s*mom|step\s*dad|mama)"
+_SCHOOL_V4_MORE = (
+    rf"\bmy\s+{_PARENT}{_Q}?s?\s+(?:is\s+|r\s+|are\s+|just\s+|still\s+)?(?:home|here|around|in\s+(?:the|my)\s+room|"
+    rf"next\s+to\s+me|watching|on\s+my\s+back|blocked|takes?\s+(?:away|my)|took\s+(?:away|my)|got\s+(?:pissed|mad)|"
+    rf"(?:is|was)\s+(?:pissed|mad)|checks?|check(?:ing|ed)|(?:isn{_Q}t|isnt|is\s+not|not)\s+(?:home|here|around)|"
+    rf"(?:gets|will\s+get|would\s+get)\s+(?:home|mad)|wakes?\s+up|bossing|yell(?:s|ing|ed)?|needs\s+me|calling\s+me|"
+    rf"says?\s+i\s+(?:have|gotta|got|need)\s+to)|"
+    rf"\b(?:can{_Q}?t|cant|cannot)\W{{0,3}}(?:cuz\s+|because\s+|bc\s+)?my\s+{_PARENT}|"
+    rf"\b(?:i{_Q}?m|im|i\s+am|out|stuck)\s+(?:with|w/?|wit)\s+my\s+{_PARENT}\b|\bwhen\s+my\s+{_PARENT}\s+(?:leaves|goes|is\s+gone|isn{_Q}t|isnt|falls)|"
+    r"\b(?:spring|summer|winter|christmas)\s+break\b|\bcurfew\b|\b(?:took|take|takes)\s+my\s+phone\b|"
+    r"\bphone\s+(?:got\s+)?taken\b"
+)
+# The age gap remarked on, by either side: "you like older guys?", "I'm too old for you", "age is just a
+# number".
+_YOUTH_REMARK_V4_MORE = (
+    r"\b(?:like|into|date|dating|with|prefer|want)\s+(?:an?\s+)?older\s+(?:guys?|men|man|boys?|girls?|women|woman|"
+    r"people|dudes?|ones?|ppl)\b|\b(?:like|into|prefer)\s+(?:them\s+)?(?:older|younger)\s*(?:\?|$|[.!]|lol|ones?)|"
+    r"\bi\s+like\s+(?:them\s+|em\s+|it\s+)?younger\b|\b(?:too|so\s+much)\s+old(?:er)?\s+for\s+(?:you|u|ya)\b|"
+    r"\bage\s+(?:is\s+(?:just\s+|only\s+)?a\s+number|(?:doesn{_Q}?t|dont|does\s+not|don{_Q}?t)\s+(?:matter|bother))|"
+    r"\b(?:my|our|the)\s+age\s+(?:bother|difference|gap|scare|freak|a\s+problem|an\s+issue)|"
+    r"\bage\s+(?:difference|gap)\b|\b(?:guys|boys|girls|kids|people)\s+my\s+age\b|"
+    r"\b(?:years?|yrs?)\s+(?:on|older\s+than)\s+(?:you|u|ya)\b|\bolder\s+(?:guys?|men|man)\s*(?:\?|$)"
+).replace("{_Q}", _Q)
+_SECRECY_V4_MORE = (
+    rf"\b(?:is|are|r)\s+{_YOUR}\s+(?:{_PARENT}|parents|folks|family|sister|brother)\s+(?:home|there|around|awake|up|"
+    rf"gone|asleep|out|in\s+the\s+room|watching)\b|\b(?:are|r)\s+{_YOU}\s+(?:home\s+)?alone\b|"
+    rf"\b(?:is\s+)?any\s*(?:one|body)\s+(?:else\s+)?(?:home|there|around|with\s+{_YOU}|watching)\s*\?|"
+    rf"\b(?:you{_Q}re|youre|ur|u\s+r|you\s+are)\s+(?:so\s+)?sneaky\b|\bsneak\s+out\b|"
+    rf"\b(?:she|he|they)\s+(?:won{_Q}t|wont|will\s+never|never\s+will)\s+(?:find\s+out|know|see|notice)\b"
+)
+_MEETING_V4_MORE = (
+    rf"\bcome\s+(?:visit|see\s+{_YOU}|over\s+here)\b|\bcome\s+here\s*(?:$|[.!?]|lol|now|babe|baby|please|pl[sz]|then)|\b(?:coming|comin|come)\s+over\b|"
+    rf"\b(?:wanna|want\s+to|want\s+2|would\s+{_YOU}\s+like\s+to)\s+(?:hang(?:\s*out)?|chill|meet)\b(?!\s*glid)|"
+    rf"\bi\s+(?:wanna|want\s+to|want\s+2|would\s+love\s+to|can{_Q}?t\s+wait\s+to|need\s+to)\s+(?:see|meet|hold|hug|kiss)\s+{_YOU}\b|"
+    rf"\b(?:(?:can|could)\s+{_YOU}|{_YOU}\s+(?:can|could))\s+(?:get|sneak|come)\s+out\b|\bwish\s+{_YOU}\s+(?:were|was)\s+here\b|"
+    rf"\bif\s+i\s+could\s+(?:get|come|drive)\s+(?:there|to\s+{_YOU}|over)\b|\bi\s+(?:can|could|will|{_Q}ll|ll)\s+"
+    rf"(?:come|drive|get)\s+(?:there|to\s+{_YOU}|to\s+{_YOUR}|down\s+to|up\s+to|over)\b|"
+    rf"\bhow\s+far\s+(?:are|r|is)\s+(?:{_YOU}|{_YOUR}\s+(?:house|place|town|school))\b|"
+    rf"\b(?:meet|see)\s+{_YOU}\s+(?:tonight|this\s+weekend|when)\b"
+)
+_PHOTO_V4_MORE = (
+    rf"\b(?:send|show)\s+(?:me\s+)?(?:a\s+couple|a\s+few|another|more|some\s+more|a\s+new\s+one)\s*"
+    rf"(?:$|[.!?]|lol|pl[sz]|please|sexy|babe|baby|of\s+{_YOU}|then|now|ok)|"
+    rf"\b(?:send|show)\s+(?:me\s+)?(?:a\s+couple(?:\s+of)?|a\s+few|some\s+more)\s+(?:pics?|pix|pictures?|photos?|"
+    rf"selfies?)\b|"
+    rf"\b(?:email|text|snap)\s+me\s+(?:one|another|a\s+|some\s+|{_YOUR}\s+)?(?:pics?|pix|picture|photos?|selfies?|$)|"
+    rf"\b(?:see|show\s+me)\s+(?:that|{_YOUR}|some|more\s+of\s+that)\s+(?:booty|butt|ass|body|boobs|tits|chest|legs)\b|"
+    rf"\b(?:wanna|want\s+to|want\s+2|let\s+me|lemme|gotta|got\s+to)\s+see\s+(?:urs|yours|ur\s+body|your\s+body|more)\b|"
+    rf"\b(?:pics?|pix|photos?|pictures?|selfies?)\s*(?:in|with(?:out)?|\.\.+)\s*(?:ur|your|a|the|just|only|no|bent)\b"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class TextCues:
     """One version of the cues: their names and one lower-case pattern per cue."""
@@ -265,8 +332,28 @@ def _behaviour_v3() -> TextCues:
     )
 
 
-CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3")
-LATEST_CUES = "behaviour_v3"
+def _behaviour_v4() -> TextCues:
+    v3 = _behaviour_v3()
+    return TextCues(
+        "behaviour_v4",
+        v3.names,
+        (
+            *v3.patterns[:2],
+            _compiled(_SCHOOL_V1, _SCHOOL_V2_MORE, _SCHOOL_V4_MORE),
+            v3.patterns[3],
+            _compiled(_YOUTH_REMARK_V1, _YOUTH_REMARK_V2_MORE, _YOUTH_REMARK_V4_MORE),
+            v3.patterns[5],
+            _compiled(_SECRECY, _SECRECY_V4_MORE),
+            v3.patterns[7],
+            v3.patterns[8],
+            _compiled(_MEETING, _MEETING_V4_MORE),
+            _compiled(_PHOTO, _PHOTO_V4_MORE),
+        ),
+    )
+
+
+CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4")
+LATEST_CUES = "behaviour_v4"
 
 
 def text_cues(version: str) -> TextCues:
@@ -278,6 +365,8 @@ def text_cues(version: str) -> TextCues:
             return _age_v2()
         case "behaviour_v3":
             return _behaviour_v3()
+        case "behaviour_v4":
+            return _behaviour_v4()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -1470,11 +1470,23 @@ BEHAVIOUR_CUES_BIAS = (
 )
 
 
+INDIRECT_CUES_BIAS = (
+    "The pair model (from cues behaviour_v4) also reads a parent's watch over the writer as a sign of a child"
+    ' ("can\'t, my mom\'s home", "my mom blocked pix", spring break) and checking for it as secrecy ("is'
+    ' your mom home?", "are you home alone?"): an adult who lives with their parents reads a little younger,'
+    " and a parent asking a child's friend whether an adult is home reads as a step. Slow romance in standard"
+    ' English ("I wish you were here", "if I could get there") is read as meeting, between adults too.'
+)
+# Cue versions whose rules each bias describes; a later version inherits the earlier ones'.
+_CUE_BIAS_FROM = (("behaviour_v3", BEHAVIOUR_CUES_BIAS), ("behaviour_v4", INDIRECT_CUES_BIAS))
+
+
 def cue_biases(text_cues: str) -> tuple[str, ...]:
     """The known biases a model reading the text cues of this version inherits from them."""
-    if "secrecy" in cues_of(text_cues).names:
-        return (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS)
-    return (TEXT_CUES_BIAS,)
+    cues_of(text_cues)  # an unknown version is refused by name
+    rank = CUE_VERSIONS.index(text_cues)
+    inherited = (bias for version, bias in _CUE_BIAS_FROM if CUE_VERSIONS.index(version) <= rank)
+    return (TEXT_CUES_BIAS, *inherited)
 
 
 WRITTEN_BIAS = (

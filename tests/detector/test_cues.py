@@ -96,21 +96,89 @@ NOT_A_STEP = [
 ]
 
 
+# Said indirectly, read from behaviour_v4 on: a parent's watch over the writer, checking for that watch, the
+# age gap remarked on, and the steps in the slower standard English of a groomer who builds a romance.
+FROM_V4 = [
+    ("Can't my mom blocked pix messaging on my phone", SCHOOL),
+    ("cant my moms home :p", SCHOOL),
+    ("Can't, I'm w my mom", SCHOOL),
+    ("my stepdad took my phone again", SCHOOL),
+    ("its spring break finally", SCHOOL),
+    ("is your mom home?", SECRECY),
+    ("Are you home alone right now?", SECRECY),
+    ("she won't find out, you're sneaky", SECRECY),
+    ("can you sneak out tonight", SECRECY),
+    ("when are you comin over", MEETING),
+    ("I wish you were here.", MEETING),
+    ("When would you want me if I could get there?", MEETING),
+    ("hope u can get out tomorrow", MEETING),
+    ("I want to see you so bad.", MEETING),
+    ("wanna hang out this weekend?", MEETING),
+    ("send more lol", PHOTO),
+    ("just email me one", PHOTO),
+    ("send me a couple of pics", PHOTO),
+    ("gotta see that booty first", PHOTO),
+    ("i wanna see urs", PHOTO),
+    ("you like older guys?", YOUTH),
+    ("I was worried I was too old for you", YOUTH),
+    ("age is just a number", YOUTH),
+    ("so why doesnt my age bother u", YOUTH),
+    ("all the guys my age are so lame", YOUTH),
+]
+# What behaviour_v4 still leaves alone: adults' own homes, goodbyes, and words the new rules are near.
+NOT_IN_V4 = [
+    ("I live with my parents and my sister.", SCHOOL),
+    ("No. My father takes the dog for a walk.", SCHOOL),
+    ("Okay, I'll see you later.", MEETING),
+    ("Today I seem to have come down with it too.", MEETING),
+    ("we come up here in the summer", MEETING),
+    ("Would you like to hang glide too?", MEETING),
+    ("send one more time, it failed", PHOTO),
+    ("can you send more details", PHOTO),
+    ("when you look in the mirror are you happy?", PHOTO),
+    ("my older brother plays it too", YOUTH),
+    ("we're the same age", YOUTH),
+]
+BEHAVIOUR_VERSIONS = [v for v in CUE_VERSIONS if v.startswith("behaviour_")]
+
+
+@pytest.mark.parametrize("version", BEHAVIOUR_VERSIONS)
 @pytest.mark.parametrize(("text", "cue"), FROM_V3)
-def test_behaviour_v3_reads_the_steps(text: str, cue: int) -> None:
-    cues = text_cues("behaviour_v3")
+def test_the_behaviour_cues_read_the_steps(version: str, text: str, cue: int) -> None:
+    cues = text_cues(version)
     read = cues.of(model_text(text))
     assert read[cue] == 1.0, cues.names[cue]
     # The age cues are age_v2's, unchanged.
     assert read[: ADULTS + 1] == text_cues("age_v2").of(model_text(text))
 
 
+@pytest.mark.parametrize(("text", "cue"), FROM_V4)
+def test_behaviour_v4_reads_what_is_said_indirectly(text: str, cue: int) -> None:
+    read = text_cues("behaviour_v4").of(model_text(text))
+    assert read[cue] == 1.0, text_cues("behaviour_v4").names[cue]
+    assert text_cues("behaviour_v3").of(model_text(text))[cue] == 0.0
+    # Ages, adult life and the adults' remark stay age_v2's.
+    v2 = text_cues("age_v2").of(model_text(text))
+    assert (read[MINOR], read[ADULT], read[ADULT_LIFE], read[ADULTS]) == (
+        v2[MINOR],
+        v2[ADULT],
+        v2[ADULT_LIFE],
+        v2[ADULTS],
+    )
+
+
+@pytest.mark.parametrize(("text", "cue"), NOT_IN_V4)
+def test_behaviour_v4_leaves_near_misses_alone(text: str, cue: int) -> None:
+    assert text_cues("behaviour_v4").of(model_text(text))[cue] == 0.0
+
+
+@pytest.mark.parametrize("version", BEHAVIOUR_VERSIONS)
 @pytest.mark.parametrize("text", NOT_A_STEP)
-def test_near_misses_are_no_step(text: str) -> None:
-    read = text_cues("behaviour_v3").of(model_text(text))
+def test_near_misses_are_no_step(version: str, text: str) -> None:
+    read = text_cues(version).of(model_text(text))
     assert read[SECRECY:] == (0.0,) * 5, read
     # one cue and one only where the text asks for one step
-    assert sum(text_cues("behaviour_v3").of(model_text("dont tell ur mom ok"))[SECRECY:]) == 1.0
+    assert sum(text_cues(version).of(model_text("dont tell ur mom ok"))[SECRECY:]) == 1.0
 
 
 @pytest.mark.parametrize("version", CUE_VERSIONS)
@@ -156,7 +224,7 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 
 def test_an_unknown_version_is_refused_by_name() -> None:
-    with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3"):
+    with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4"):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
 
@@ -167,6 +235,7 @@ FINGERPRINTS = {
     "age_v1": "ef6f12197c6e3187",
     "age_v2": "1c0213989860e9f3",
     "behaviour_v3": "d37392462738d285",
+    "behaviour_v4": "c9044c20d21dfe2a",
 }
 
 

@@ -18,6 +18,7 @@ from training.data import Conversation, Message
 from training.pair_head import (
     BEHAVIOUR_CUES_BIAS,
     EMBEDDING_OUTPUT,
+    INDIRECT_CUES_BIAS,
     MEMBER_KINDS,
     TEXT_CUES_BIAS,
     WRITER_ADULT,
@@ -268,6 +269,7 @@ def test_every_member_kind_reads_the_age_cues_after_its_own_columns() -> None:
 def test_a_model_reading_the_steps_names_their_bias_too() -> None:
     assert cue_biases("age_v1") == cue_biases("age_v2") == (TEXT_CUES_BIAS,)
     assert cue_biases("behaviour_v3") == (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS)
+    assert cue_biases("behaviour_v4") == (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS, INDIRECT_CUES_BIAS)
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
