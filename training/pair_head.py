@@ -598,11 +598,14 @@ def build_model(
     explanation_signals: bool = False,
     text_cues: int = 0,
     writer_head: bool = False,
+    state_only: bool = False,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
     conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each).
     ``writer_head``: each member also gets a linear head on its per-message input that says whether the
-    message's writer is a child (the writer-age auxiliary loss; training only, never exported)."""
+    message's writer is a child (the writer-age auxiliary loss; training only, never exported).
+    ``state_only``: a member's risk reads its recurrent state alone, not also the message in hand, so one
+    ordinary message cannot swing it; the evidence has to build up in the state."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -621,6 +624,8 @@ def build_model(
                 kind, feature_size=feature_size, explanation_signals=explanation_signals, text_cues=text_cues
             )
             self.register_buffer("feature_mask", torch.from_numpy(mask))
+            # 0 masks the message in hand out of the output layer (same shapes and draws either way).
+            self.register_buffer("skip", torch.tensor(0.0 if state_only else 1.0))
             # Created last, so that the other weights draw the same random numbers with or without it.
             self.writer: Any = nn.Linear(HIDDEN_IN, 1) if writer_head else None
 
@@ -628,7 +633,7 @@ def build_model(
             z = self.inp(torch.cat([features * self.feature_mask, own], -1))
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
             next_state = hidden.squeeze(0)
-            return self.out(torch.cat([next_state, z], -1)).squeeze(-1), next_state
+            return self.out(torch.cat([next_state, z * self.skip], -1)).squeeze(-1), next_state
 
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
@@ -639,7 +644,7 @@ def build_model(
         def sequence(self, x: Any, own: Any) -> Any:
             z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
             states, _ = self.gru(z)
-            return self.out(torch.cat([states, z], -1)).squeeze(-1)
+            return self.out(torch.cat([states, z * self.skip], -1)).squeeze(-1)
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
         """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
@@ -770,6 +775,7 @@ def train(
     member: int = 0,
     consistency: float = 0.0,
     writer_age: float = 0.0,
+    state_only: bool = False,
 ) -> Any:
     """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
     only its chat ``member``; everything else stays as it is. ``consistency`` > 0 adds, for restyled copies
@@ -790,6 +796,7 @@ def train(
             explanation_signals=explanation_signals,
             text_cues=text_cues,
             writer_head=writer_age > 0.0,
+            state_only=state_only,
         )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
@@ -899,6 +906,7 @@ def train_chat_members(
     text_cues: int = 0,
     consistency: float = 0.0,
     writer_age: float = 0.0,
+    state_only: bool = False,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -913,6 +921,7 @@ def train_chat_members(
         text_cues=text_cues,
         consistency=consistency,
         writer_age=writer_age,
+        state_only=state_only,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
@@ -1359,6 +1368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             text_cues=text_cues,
             consistency=args.consistency,
             writer_age=args.writer_age,
+            state_only=args.state_only,
         )
 
     if args.consistency > 0.0:
@@ -1644,6 +1654,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="weight of the writer-age auxiliary loss: each member's input layer also learns whether a"
         " message's writer is a child (decoys, the child of a grooming DM) or an adult (0: off)",
+    )
+    parser.add_argument(
+        "--state-only",
+        action="store_true",
+        help="each member's risk reads its recurrent state alone, not also the message in hand"
+        " (default: both)",
     )
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"

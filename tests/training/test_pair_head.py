@@ -451,3 +451,27 @@ def test_the_writer_age_loss_reads_only_the_steps_whose_writer_is_known() -> Non
     writer_age_sum(Member(), [sequence], x=None, own=None, mask=mask).backward()
     # An adult's message is pushed towards "adult" (positive gradient), a child's towards "child".
     assert logits.grad[0].tolist() == [0.5, -0.5, 0.0, 0.0]
+
+
+def test_a_state_only_member_reads_the_message_through_its_state_alone() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import STATE_SIZE, build_model  # noqa: PLC0415
+
+    size = 32
+    torch.manual_seed(0)
+    both = build_model(size).eval()
+    torch.manual_seed(0)
+    state_only = build_model(size, state_only=True).eval()
+    features = torch.randn(1, size)
+    own = torch.ones(1, 1)
+    state = torch.zeros(1, STATE_SIZE)
+    with torch.no_grad():
+        member = state_only.chat[0]
+        logit, next_state = member.step(features, own, state)
+        # The risk is the output layer on the new state, whatever the message in hand adds beside it.
+        blank = torch.zeros(1, member.out.in_features - STATE_SIZE)
+        expected = member.out(torch.cat([next_state, blank], -1))
+        assert torch.allclose(logit, expected.squeeze(-1))
+        # The default reads both, as every shipped model does; the weights are drawn alike either way.
+        assert float(both.chat[0].skip) == 1.0 and float(member.skip) == 0.0
+        assert torch.equal(both.chat[0].out.weight, member.out.weight)
