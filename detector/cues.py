@@ -31,7 +31,7 @@ a parent's rules at home, shifts and clients, "you're so young") and adds a sixt
   live");
 - ``photo``: asking for pictures or a camera ("send me a pic", "what are you wearing", "turn on your cam").
 
-``behaviour_v4`` reads the same eleven, four of them more widely, where a child or a groomer says them
+``behaviour_v4`` reads the same eleven, five of them more widely, where a child or a groomer says them
 indirectly (what v3 read, v4 still reads):
 
 - ``school`` also reads a parent's watch over the writer ("can't my mom's home", "my mom blocked pix", "I'm w
@@ -202,7 +202,7 @@ _PHOTO = (
 )
 
 
-# behaviour_v4 widens three of v3's cues where a child and a groomer say them indirectly; what v3 read, v4
+# behaviour_v4 widens five of v3's cues where a child and a groomer say them indirectly; what v3 read, v4
 # still reads. A parent's watch over the writer ("can't my mom's home", "my mom blocked pix") says a child as
 # plainly as a grade does; so does checking for that watch ("is your mom home?", "you're sneaky").
 _PARENT = r"(?:mom|mum|mommy|mother|dad|daddy|father|parents|stepdad|stepmom|step\s*mom|step\s*dad|mama)"
@@ -220,14 +220,14 @@ _SCHOOL_V4_MORE = (
 # The age gap remarked on, by either side: "you like older guys?", "I'm too old for you", "age is just a
 # number".
 _YOUTH_REMARK_V4_MORE = (
-    r"\b(?:like|into|date|dating|with|prefer|want)\s+(?:an?\s+)?older\s+(?:guys?|men|man|boys?|girls?|women|woman|"
-    r"people|dudes?|ones?|ppl)\b|\b(?:like|into|prefer)\s+(?:them\s+)?(?:older|younger)\s*(?:\?|$|[.!]|lol|ones?)|"
-    r"\bi\s+like\s+(?:them\s+|em\s+|it\s+)?younger\b|\b(?:too|so\s+much)\s+old(?:er)?\s+for\s+(?:you|u|ya)\b|"
-    r"\bage\s+(?:is\s+(?:just\s+|only\s+)?a\s+number|(?:doesn{_Q}?t|dont|does\s+not|don{_Q}?t)\s+(?:matter|bother))|"
-    r"\b(?:my|our|the)\s+age\s+(?:bother|difference|gap|scare|freak|a\s+problem|an\s+issue)|"
-    r"\bage\s+(?:difference|gap)\b|\b(?:guys|boys|girls|kids|people)\s+my\s+age\b|"
-    r"\b(?:years?|yrs?)\s+(?:on|older\s+than)\s+(?:you|u|ya)\b|\bolder\s+(?:guys?|men|man)\s*(?:\?|$)"
-).replace("{_Q}", _Q)
+    rf"\b(?:like|into|date|dating|with|prefer|want)\s+(?:an?\s+)?older\s+(?:guys?|men|man|boys?|girls?|women|woman|"
+    rf"people|dudes?|ones?|ppl)\b|\b(?:like|into|prefer)\s+(?:them\s+)?(?:older|younger)\s*(?:\?|$|[.!]|lol|ones?)|"
+    rf"\bi\s+like\s+(?:them\s+|em\s+|it\s+)?younger\b|\b(?:too|so\s+much)\s+old(?:er)?\s+for\s+(?:you|u|ya)\b|"
+    rf"\bage\s+(?:is\s+(?:just\s+|only\s+)?a\s+number|(?:doesn{_Q}?t|dont|does\s+not|don{_Q}?t)\s+(?:matter|bother))|"
+    rf"\b(?:my|our|the)\s+age\s+(?:bother|difference|gap|scare|freak|a\s+problem|an\s+issue)|"
+    rf"\bage\s+(?:difference|gap)\b|\b(?:guys|boys|girls|kids|people)\s+my\s+age\b|"
+    rf"\b(?:years?|yrs?)\s+(?:on|older\s+than)\s+(?:you|u|ya)\b|\bolder\s+(?:guys?|men|man)\s*(?:\?|$)"
+)
 _SECRECY_V4_MORE = (
     rf"\b(?:is|are|r)\s+{_YOUR}\s+(?:{_PARENT}|parents|folks|family|sister|brother)\s+(?:home|there|around|awake|up|"
     rf"gone|asleep|out|in\s+the\s+room|watching)\b|\b(?:are|r)\s+{_YOU}\s+(?:home\s+)?alone\b|"
