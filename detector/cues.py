@@ -43,6 +43,13 @@ indirectly (what v3 read, v4 still reads):
 - ``meeting`` and ``photo`` read slow romance and pressure in plain words ("I wish you were here", "if I
   could get there", "I want to see you", "send more", "email me one").
 
+``behaviour_v5`` reads v4's eleven but says whose age a child's age or school is: ``minor_age`` and
+``school`` no longer fire on a message that speaks of the *other's* age or school ("Seventh grade and already
+nesting loops", "12 and already trading", "are you in the middle school group?", "what grade are you in",
+"I could pick you up after school", "mature for 13"), unless the writer also gives their own ("im 13 u?").
+Groomers echo the child's age and grade all the time, and a cue that read that echo as the adult's own age
+made them look like children.
+
 Each is as common between friends, family and adults as in grooming ("don't tell mom about the party", "dm me
 your number"): the cue only says the step was asked for; the model learns from both kinds of chat when it
 matters (between an adult and a child, beside the other steps).
@@ -257,19 +264,48 @@ _PHOTO_V4_MORE = (
 )
 
 
+# behaviour_v5: the other's age or school spoken of ("Seventh grade and already...", "are you in middle
+# school?", "pick you up after school", "mature for 13"): an echo, not the writer's own age.
+_AGE_WORD = (
+    rf"(?:\b{_MINOR}\b|{_GRADE}(?:\s+grade)?|\bgrade\s+(?:[5-9]|1[0-2])\b|\byear\s+(?:[5-9]|1[01])\b|"
+    r"\b[5-9]th\s+graders?\b|\bmiddle\s+school|\bhigh\s+school|\bjunior\s+high|\bfreshman)"
+)
+_ECHO = (
+    # "are you in middle school?", "you're what, 12?", "your 7th grade teacher"
+    rf"\b(?:are\s+{_YOU}|r\s+{_YOU}|{_YOU}{_Q}re|youre|u\s+r|{_YOU}\s+are|{_YOUR})\b[^.!?]{{0,30}}?{_AGE_WORD}|"
+    # "Seventh grade and already...", "12 and already trading", "6th?? u play like a high schooler"
+    rf"^\W*{_AGE_WORD}\s*(?:\?|and\s+(?:{_YOU}|{_YOUR})\b)|{_AGE_WORD}\s*,?\s*(?:and\s+)?already\b|"
+    rf"\b(?:what|which)\s+(?:grade|year|school|class)\b|"
+    rf"\b(?:for|than)\s+(?:a\s+|an\s+|most\s+|other\s+|the\s+other\s+)?{_AGE_WORD}|"
+    rf"\b(?:{_YOU}|{_YOUR})\s+(?:seem|look|sound|type|play|write|act)\b[^.!?]{{0,30}}?{_AGE_WORD}|"
+    rf"\bpick\s+{_YOU}\s+up\b[^.!?]{{0,20}}?\bschool\b|\b{_YOU}\s+(?:after|before)\s+school\b|\b(?:after|before|from|near|outside|at)\s+{_YOUR}\s+school\b|"
+    rf"\b(?:how{_Q}?s|hows|how\s+is|how{_Q}?re|how\s+are)\s+(?:{_YOUR}\s+)?(?:school|{_AGE_WORD})"
+)
+# ...unless the writer also gives their own ("im 13 u?", "I'm in 7th grade, are you?").
+_OWN_AGE = rf"\b(?:i{_Q}?m|im|i\s+am)\s+(?:in\s+|only\s+|just\s+|almost\s+|still\s+in\s+)?(?:{_AGE_WORD})"
+_ECHO_UNLESS_OWN = rf"^(?!.*{_OWN_AGE})(?:.*?)(?:{_ECHO})"
+
+
 @dataclass(frozen=True, slots=True)
 class TextCues:
-    """One version of the cues: their names and one lower-case pattern per cue."""
+    """One version of the cues: their names, one lower-case pattern per cue and, from ``behaviour_v5``, per
+    cue an optional pattern that cancels it (``unless``; empty: none cancels any)."""
 
     version: str
     names: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...]
+    unless: tuple[re.Pattern[str] | None, ...] = ()
 
     def of(self, text: str) -> tuple[float, ...]:
         """The cues of one model text, each 0.0 or 1.0, in ``names`` order."""
         # The patterns are lower case: one lower() is cheaper than case-insensitive searches.
         lowered = text.lower()
-        return tuple(float(pattern.search(lowered) is not None) for pattern in self.patterns)
+        if not self.unless:
+            return tuple(float(pattern.search(lowered) is not None) for pattern in self.patterns)
+        return tuple(
+            float(pattern.search(lowered) is not None and (cancel is None or cancel.search(lowered) is None))
+            for pattern, cancel in zip(self.patterns, self.unless, strict=True)
+        )
 
     def matrix(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """``of`` every text as rows of a float32 [N, len(names)] array."""
@@ -352,8 +388,20 @@ def _behaviour_v4() -> TextCues:
     )
 
 
-CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4")
-LATEST_CUES = "behaviour_v4"
+def _behaviour_v5() -> TextCues:
+    v4 = _behaviour_v4()
+    echo = re.compile(_ECHO_UNLESS_OWN, re.DOTALL)
+    cancelled = {"minor_age", "school"}
+    return TextCues(
+        "behaviour_v5",
+        v4.names,
+        v4.patterns,
+        tuple(echo if name in cancelled else None for name in v4.names),
+    )
+
+
+CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4", "behaviour_v5")
+LATEST_CUES = "behaviour_v5"
 
 
 def text_cues(version: str) -> TextCues:
@@ -367,6 +415,8 @@ def text_cues(version: str) -> TextCues:
             return _behaviour_v3()
         case "behaviour_v4":
             return _behaviour_v4()
+        case "behaviour_v5":
+            return _behaviour_v5()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

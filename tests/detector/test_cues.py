@@ -139,7 +139,54 @@ NOT_IN_V4 = [
     ("my older brother plays it too", YOUTH),
     ("we're the same age", YOUTH),
 ]
+# behaviour_v5: the other's age or school spoken of, by the groomer above all, is no longer the writer's.
+ECHOES = [
+    ("Seventh grade and already nesting loops. You're more advanced than most", SCHOOL),
+    ("dang, 8th grade and already making beats like this", SCHOOL),
+    ("12 and already trading better than half this server", MINOR),
+    ("Are you in the middle school group or the high school group?", SCHOOL),
+    ("Scratch, so you're still in middle school?", SCHOOL),
+    ("how old r u, 6th grade?", SCHOOL),
+    ("what grade are you in, middle school?", SCHOOL),
+    ("i could pick u up after school thurs", SCHOOL),
+    ("I could meet you after school on friday", SCHOOL),
+    ("You seem much more mature than most 7th graders I tutor.", SCHOOL),
+    ("You're very grown up for year 8.", SCHOOL),
+    ("hows 9th grade treating u btw", SCHOOL),
+    ("6th?? u play like a high schooler", SCHOOL),
+]
+# ...while the writer's own age and school stay cues, with or without a question back.
+OWN_AGE = [
+    ("Middle school. I'm in seventh grade.", SCHOOL),
+    ("im 13 u?", MINOR),
+    ("im 13 wbu", MINOR),
+    ("I'm 14, are you in high school too?", MINOR),
+    ("I'm 14, are you in high school too?", SCHOOL),
+    ("im in 8th grade and already failing", SCHOOL),
+    ("after school i have practice", SCHOOL),
+    ("i got out of middle school early today", SCHOOL),
+    ("my mom says i cant", SCHOOL),
+    ("can't my moms home", SCHOOL),
+    ("13", MINOR),
+]
 BEHAVIOUR_VERSIONS = [v for v in CUE_VERSIONS if v.startswith("behaviour_")]
+
+
+@pytest.mark.parametrize(("text", "cue"), ECHOES)
+def test_behaviour_v5_reads_an_echo_of_the_others_age_as_no_age_of_the_writer(text: str, cue: int) -> None:
+    assert text_cues("behaviour_v4").of(model_text(text))[cue] == 1.0
+    read = text_cues("behaviour_v5").of(model_text(text))
+    assert read[cue] == 0.0
+    # Only the child's age and school are cancelled; every other cue is v4's.
+    v4 = text_cues("behaviour_v4").of(model_text(text))
+    assert [r for i, r in enumerate(read) if i not in (MINOR, SCHOOL)] == [
+        r for i, r in enumerate(v4) if i not in (MINOR, SCHOOL)
+    ]
+
+
+@pytest.mark.parametrize(("text", "cue"), OWN_AGE)
+def test_behaviour_v5_still_reads_the_writers_own_age_and_school(text: str, cue: int) -> None:
+    assert text_cues("behaviour_v5").of(model_text(text))[cue] == 1.0
 
 
 @pytest.mark.parametrize("version", BEHAVIOUR_VERSIONS)
@@ -148,8 +195,12 @@ def test_the_behaviour_cues_read_the_steps(version: str, text: str, cue: int) ->
     cues = text_cues(version)
     read = cues.of(model_text(text))
     assert read[cue] == 1.0, cues.names[cue]
-    # The age cues are age_v2's, unchanged.
-    assert read[: ADULTS + 1] == text_cues("age_v2").of(model_text(text))
+    # The age cues are age_v2's, unchanged (from behaviour_v5 less an echo of the other's age or school).
+    v2 = text_cues("age_v2").of(model_text(text))
+    if version in ("behaviour_v3", "behaviour_v4"):
+        assert read[: ADULTS + 1] == v2
+    else:
+        assert all(read[i] <= v2[i] for i in range(ADULTS + 1))
 
 
 @pytest.mark.parametrize(("text", "cue"), FROM_V4)
@@ -224,7 +275,9 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 
 def test_an_unknown_version_is_refused_by_name() -> None:
-    with pytest.raises(UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4"):
+    with pytest.raises(
+        UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4, behaviour_v5"
+    ):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
 
@@ -236,6 +289,7 @@ FINGERPRINTS = {
     "age_v2": "1c0213989860e9f3",
     "behaviour_v3": "d37392462738d285",
     "behaviour_v4": "c9044c20d21dfe2a",
+    "behaviour_v5": "212da41649aa23b0",
 }
 
 
@@ -243,4 +297,6 @@ FINGERPRINTS = {
 def test_a_versions_rules_never_change(version: str) -> None:
     cues = text_cues(version)
     rules = "\n".join((*cues.names, *(pattern.pattern for pattern in cues.patterns)))
+    if cues.unless:  # from behaviour_v5; the earlier versions' fingerprints stay as they were
+        rules += "\nunless\n" + "\n".join(p.pattern if p is not None else "-" for p in cues.unless)
     assert hashlib.sha256(rules.encode()).hexdigest()[:16] == FINGERPRINTS[version]
