@@ -93,6 +93,9 @@ MAX_OWN_ONLY = 150
 MAX_PAIRS_PER_CONVERSATION = 24
 # A suspect's first messages ("hi", "asl") are not yet evidence: their loss weight ramps in over this many.
 POSITIVE_RAMP = 8
+# Cue memory (--cue-memory): each text cue's count in the member's own messages and in the other's, decayed by
+# this much per pair message (half-life about 69 messages), read as 1 - exp(-count).
+CUE_MEMORY_DECAY = 0.99
 HYSTERESIS = 0.15
 SIGNAL_AND_RISK = 10  # the last features: 9 signal logits and the risk logit
 DROPOUT = 0.1
@@ -591,6 +594,18 @@ def member_mask(kind: str, *, feature_size: int, explanation_signals: bool, text
     return mask
 
 
+def cue_memory_step(counts: Any, *, cues: Any, own: Any, other: Any) -> Any:
+    """Cue counts [.., 2C] (own messages', then the other's) after a message with ``cues`` [.., C]; ``own``
+    and ``other`` [.., 1] say whose message it is (both 0: it leaves the counts alone). Every pair message
+    decays them by ``CUE_MEMORY_DECAY``, so an old pair's memory reads like one a few hundred messages long,
+    the longest training shows."""
+    import torch  # noqa: PLC0415
+
+    seen = own + other
+    decay = 1.0 - (1.0 - CUE_MEMORY_DECAY) * seen
+    return counts * decay + torch.cat([cues * own, cues * other], -1)
+
+
 def build_model(
     feature_size: int,
     *,
@@ -599,13 +614,18 @@ def build_model(
     text_cues: int = 0,
     writer_head: bool = False,
     state_only: bool = False,
+    cue_memory: bool = False,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
     conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each).
     ``writer_head``: each member also gets a linear head on its per-message input that says whether the
     message's writer is a child (the writer-age auxiliary loss; training only, never exported).
     ``state_only``: a member's risk reads its recurrent state alone, not also the message in hand, so one
-    ordinary message cannot swing it; the evidence has to build up in the state."""
+    ordinary message cannot swing it; the evidence has to build up in the state.
+    ``cue_memory``: the state also holds, after the members' slots, each of the ``text_cues`` counted in the
+    member's own messages and in the other's (``cue_memory_step``), and every member's input and risk read
+    it: who gave a child's age, who asked for secrecy or a photo stays known however many ordinary messages
+    follow, where a GRU trained on short windows forgets."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -613,6 +633,9 @@ def build_model(
     unknown = sorted(set(members) - set(MEMBER_KINDS))
     if unknown or not members:
         raise ValueError(f"pair model members must be some of {MEMBER_KINDS}, got {list(members)}")
+    if cue_memory and not text_cues:
+        raise ValueError("a cue memory needs the text cues (--text-cues)")
+    memory_size = 2 * text_cues if cue_memory else 0
 
     class ChatMember(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
         def __init__(self, kind: str) -> None:
@@ -628,12 +651,27 @@ def build_model(
             self.register_buffer("skip", torch.tensor(0.0 if state_only else 1.0))
             # Created last, so that the other weights draw the same random numbers with or without it.
             self.writer: Any = nn.Linear(HIDDEN_IN, 1) if writer_head else None
+            self.memory_in: Any = nn.Linear(memory_size, HIDDEN_IN, bias=False) if memory_size else None
+            self.memory_out: Any = nn.Linear(memory_size, 1, bias=False) if memory_size else None
 
-        def step(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            z = self.inp(torch.cat([features * self.feature_mask, own], -1))
+        def _z(self, x: Any, own: Any, memory: Any) -> Any:
+            linear, activation, dropout = self.inp
+            pre = linear(torch.cat([x * self.feature_mask, own], -1))
+            if self.memory_in is not None:
+                pre = pre + self.memory_in(memory)
+            return dropout(activation(pre))
+
+        def _risk(self, states: Any, z: Any, memory: Any) -> Any:
+            logit = self.out(torch.cat([states, z * self.skip], -1))
+            if self.memory_out is not None:
+                logit = logit + self.memory_out(memory)
+            return logit.squeeze(-1)
+
+        def step(self, features: Any, own: Any, state: Any, memory: Any = None) -> tuple[Any, Any]:
+            z = self._z(features, own, memory)
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
             next_state = hidden.squeeze(0)
-            return self.out(torch.cat([next_state, z * self.skip], -1)).squeeze(-1), next_state
+            return self._risk(next_state, z, memory), next_state
 
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
@@ -641,10 +679,10 @@ def build_model(
                 -1
             )
 
-        def sequence(self, x: Any, own: Any) -> Any:
-            z = self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))
+        def sequence(self, x: Any, own: Any, memory: Any = None) -> Any:
+            z = self._z(x, own.unsqueeze(-1), memory)
             states, _ = self.gru(z)
-            return self.out(torch.cat([states, z * self.skip], -1)).squeeze(-1)
+            return self._risk(states, z, memory)
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
         """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
@@ -657,7 +695,8 @@ def build_model(
         def __init__(self) -> None:
             super().__init__()
             self.kinds = tuple(members)
-            self.state_size = STATE_SIZE * len(members)
+            self.memory_size = memory_size
+            self.state_size = STATE_SIZE * len(members) + memory_size
             self.chat = nn.ModuleList()
             self.chat.append(ChatMember(members[0]))
             for index, kind in enumerate(members[1:], start=1):
@@ -679,10 +718,22 @@ def build_model(
             """1 where own == FLATTENED_OWN, 0 where own is 0 or 1: which branch a row takes."""
             return 1.0 - torch.abs(own - FLATTENED_OWN) / FLATTENED_OWN
 
+        def _memory_step(self, features: Any, own: Any, counts: Any) -> Any:
+            """The counts after one message (own [.., 1]); a flattened chunk's leave them as they were."""
+            chat = 1.0 - self.flatness(own)
+            cues = features[..., -text_cues:]
+            return cue_memory_step(counts, cues=cues, own=own * chat, other=(1.0 - own) * chat)
+
         def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            slots = torch.split(state, STATE_SIZE, dim=-1)
+            members_state = state[..., : STATE_SIZE * len(self.chat)]
+            slots = torch.split(members_state, STATE_SIZE, dim=-1)
+            counts = memory = None
+            if self.memory_size:
+                counts = self._memory_step(features, own, state[..., STATE_SIZE * len(self.chat) :])
+                memory = 1.0 - torch.exp(-counts)
             stepped = [
-                member.step(features, own, slot) for member, slot in zip(self.chat, slots, strict=True)
+                member.step(features, own, slot, memory)
+                for member, slot in zip(self.chat, slots, strict=True)
             ]
             chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
             chat_state = torch.cat([next_state for _, next_state in stepped], -1)
@@ -693,7 +744,19 @@ def build_model(
             flat_state = torch.cat([flat_state] + [torch.zeros_like(s) for s in slots[1:]], -1)
             w = self.flatness(own)
             logit = chat_logit * (1.0 - w.squeeze(-1)) + flat_logit * w.squeeze(-1)
-            return logit, chat_state * (1.0 - w) + flat_state * w
+            next_state = chat_state * (1.0 - w) + flat_state * w
+            if counts is not None:
+                next_state = torch.cat([next_state, counts], -1)
+            return logit, next_state
+
+        def memory_sequence(self, x: Any, own: Any) -> Any:
+            """The cue memory (1 - exp(-counts)) after every step of padded sequences [B, T, F]."""
+            counts = x.new_zeros((x.shape[0], self.memory_size))
+            out = []
+            for t in range(x.shape[1]):
+                counts = self._memory_step(x[:, t], own[:, t : t + 1], counts)
+                out.append(counts)
+            return 1.0 - torch.exp(-torch.stack(out, 1))
 
         def forward_sequence(self, x: Any, own: Any, *, member: int | None = None) -> Any:
             """Logits for every step of padded sequences [B, T, F] (each sequence in one branch): the same
@@ -703,7 +766,8 @@ def build_model(
             logits = torch.zeros_like(own)
             if bool((w < 1.0).any()):
                 chosen = list(self.chat) if member is None else [self.chat[member]]
-                chat = torch.stack([m.sequence(x, own) for m in chosen], -1).mean(-1)
+                memory = self.memory_sequence(x, own) if self.memory_size else None
+                chat = torch.stack([m.sequence(x, own, memory) for m in chosen], -1).mean(-1)
                 logits = logits + chat * (1.0 - w)
             if bool((w > 0.0).any()):
                 flat_z = self.flat_inp(x)
@@ -776,6 +840,7 @@ def train(
     consistency: float = 0.0,
     writer_age: float = 0.0,
     state_only: bool = False,
+    cue_memory: bool = False,
 ) -> Any:
     """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
     only its chat ``member``; everything else stays as it is. ``consistency`` > 0 adds, for restyled copies
@@ -797,6 +862,7 @@ def train(
             text_cues=text_cues,
             writer_head=writer_age > 0.0,
             state_only=state_only,
+            cue_memory=cue_memory,
         )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
@@ -907,6 +973,7 @@ def train_chat_members(
     consistency: float = 0.0,
     writer_age: float = 0.0,
     state_only: bool = False,
+    cue_memory: bool = False,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -922,6 +989,7 @@ def train_chat_members(
         consistency=consistency,
         writer_age=writer_age,
         state_only=state_only,
+        cue_memory=cue_memory,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
@@ -1369,6 +1437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             consistency=args.consistency,
             writer_age=args.writer_age,
             state_only=args.state_only,
+            cue_memory=args.cue_memory,
         )
 
     if args.consistency > 0.0:
@@ -1487,8 +1556,19 @@ INDIRECT_CUES_BIAS = (
     " and a parent asking a child's friend whether an adult is home reads as a step. Slow romance in standard"
     ' English ("I wish you were here", "if I could get there") is read as meeting, between adults too.'
 )
+ECHO_CUES_BIAS = (
+    "The pair model (from cues behaviour_v5) reads a child's age or school year as the writer's only where"
+    ' the message does not speak of the other\'s ("are you in middle school?", "Seventh grade and'
+    ' already...", "pick you up after school"), unless the writer gives their own too: a child who asks'
+    " a friend about their grade gives no school cue in that message, and an echo the patterns do not know"
+    " still reads as the writer's own age."
+)
 # Cue versions whose rules each bias describes; a later version inherits the earlier ones'.
-_CUE_BIAS_FROM = (("behaviour_v3", BEHAVIOUR_CUES_BIAS), ("behaviour_v4", INDIRECT_CUES_BIAS))
+_CUE_BIAS_FROM = (
+    ("behaviour_v3", BEHAVIOUR_CUES_BIAS),
+    ("behaviour_v4", INDIRECT_CUES_BIAS),
+    ("behaviour_v5", ECHO_CUES_BIAS),
+)
 
 
 def cue_biases(text_cues: str) -> tuple[str, ...]:
@@ -1660,6 +1740,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="each member's risk reads its recurrent state alone, not also the message in hand"
         " (default: both)",
+    )
+    parser.add_argument(
+        "--cue-memory",
+        action="store_true",
+        help="the pair state also counts each text cue in the member's own messages and in the other's"
+        " (decayed per message); every member reads the counts (needs --text-cues)",
     )
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"

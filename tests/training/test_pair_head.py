@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,6 +18,7 @@ import pytest
 from training.data import Conversation, Message
 from training.pair_head import (
     BEHAVIOUR_CUES_BIAS,
+    ECHO_CUES_BIAS,
     EMBEDDING_OUTPUT,
     INDIRECT_CUES_BIAS,
     MEMBER_KINDS,
@@ -270,6 +272,12 @@ def test_a_model_reading_the_steps_names_their_bias_too() -> None:
     assert cue_biases("age_v1") == cue_biases("age_v2") == (TEXT_CUES_BIAS,)
     assert cue_biases("behaviour_v3") == (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS)
     assert cue_biases("behaviour_v4") == (TEXT_CUES_BIAS, BEHAVIOUR_CUES_BIAS, INDIRECT_CUES_BIAS)
+    assert cue_biases("behaviour_v5") == (
+        TEXT_CUES_BIAS,
+        BEHAVIOUR_CUES_BIAS,
+        INDIRECT_CUES_BIAS,
+        ECHO_CUES_BIAS,
+    )
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
@@ -475,3 +483,76 @@ def test_a_state_only_member_reads_the_message_through_its_state_alone() -> None
         # The default reads both, as every shipped model does; the weights are drawn alike either way.
         assert float(both.chat[0].skip) == 1.0 and float(member.skip) == 0.0
         assert torch.equal(both.chat[0].out.weight, member.out.weight)
+
+
+def test_a_cue_memory_counts_each_cue_by_whose_message_it_was() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import CUE_MEMORY_DECAY, cue_memory_step  # noqa: PLC0415
+
+    counts = torch.zeros(1, 4)
+    school_and_secrecy = torch.tensor([[1.0, 1.0]])
+    counts = cue_memory_step(counts, cues=school_and_secrecy, own=torch.ones(1, 1), other=torch.zeros(1, 1))
+    counts = cue_memory_step(
+        counts, cues=torch.tensor([[1.0, 0.0]]), own=torch.zeros(1, 1), other=torch.ones(1, 1)
+    )
+    # Own counts first, then the other's; each pair message decays what came before.
+    assert torch.allclose(counts, torch.tensor([[CUE_MEMORY_DECAY, CUE_MEMORY_DECAY, 1.0, 0.0]]))
+    # A flattened chunk (neither own nor other) leaves the memory as it was.
+    kept = cue_memory_step(counts, cues=school_and_secrecy, own=torch.zeros(1, 1), other=torch.zeros(1, 1))
+    assert torch.equal(kept, counts)
+
+
+def test_a_cue_memory_model_steps_as_it_trains_and_keeps_the_counts_in_its_state() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import STATE_SIZE, build_model  # noqa: PLC0415
+
+    size, cues = 32, 3
+    with pytest.raises(ValueError, match="text cues"):
+        build_model(size, cue_memory=True)
+    torch.manual_seed(0)
+    model = build_model(size, members=("full", "behaviour"), text_cues=cues, cue_memory=True).eval()
+    assert model.state_size == 2 * STATE_SIZE + 2 * cues
+    steps = 6
+    x = torch.randn(1, steps, size)
+    x[..., -cues:] = torch.tensor([[1.0, 0.0, 0.0]] * steps)
+    own = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
+    state = torch.zeros(1, model.state_size)
+    stepped = []
+    with torch.no_grad():
+        trained = model.forward_sequence(x, own)[0]
+        for t in range(steps):
+            logit, state = model(x[:, t], own[:, t : t + 1], state)
+            stepped.append(float(logit[0]))
+    assert torch.allclose(trained, torch.tensor(stepped), atol=1e-5)
+    memory = state[0, -2 * cues :]
+    # The first cue fired in all six messages: three of the member's own, three of the other's.
+    assert float(memory[0]) > 2.9 and float(memory[cues]) > 2.9
+    assert float(memory[1]) == 0.0 and float(memory[cues + 1]) == 0.0
+    # The counts reach the risk: the same message after a different history scores differently.
+    with torch.no_grad():
+        fresh, _ = model(x[:, -1], own[:, -1:], torch.zeros(1, model.state_size))
+        blank = state.clone()
+        blank[0, : 2 * STATE_SIZE] = 0.0
+        remembered, _ = model(x[:, -1], own[:, -1:], blank)
+    assert float(fresh[0]) != float(remembered[0])
+
+
+def test_a_cue_memory_model_exports_and_loads_as_serving_loads_it(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import build_model, check_export, export_onnx  # noqa: PLC0415
+    from vigil.detector.pair import GruPairModel  # noqa: PLC0415
+
+    size, cues = 24, 4
+    torch.manual_seed(0)
+    model = build_model(size, members=("full", "behaviour"), text_cues=cues, cue_memory=True).eval()
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(8, size)).astype(np.float32)
+    table[:, -cues:] = rng.integers(0, 2, size=(8, cues))
+    path = tmp_path / "pair_model.onnx"
+    export_onnx(model, path, size)
+    # A chat pair and a flattened segment, step by step through onnxruntime against training's path.
+    chat = _sequence("a", 1, [1, 0, 1, 1, 0, 1, 0, 1])
+    segment = dataclasses.replace(chat, own=np.full(8, FLATTENED_OWN, dtype=np.float32))
+    assert check_export(model, path, [chat, segment], table) < 1e-5
+    loaded = GruPairModel.load(path, state_size=model.state_size, feature_size=size)
+    assert loaded.state_size == model.state_size
