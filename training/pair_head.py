@@ -719,7 +719,7 @@ def build_model(
             return 1.0 - torch.abs(own - FLATTENED_OWN) / FLATTENED_OWN
 
         def _memory_step(self, features: Any, own: Any, counts: Any) -> Any:
-            """The counts after one message (own [.., 1]); a flattened chunk's leave them as they were."""
+            """The counts after one message (own [.., 1]); a flattened chunk leaves them as they were."""
             chat = 1.0 - self.flatness(own)
             cues = features[..., -text_cues:]
             return cue_memory_step(counts, cues=cues, own=own * chat, other=(1.0 - own) * chat)
