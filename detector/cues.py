@@ -50,6 +50,13 @@ nesting loops", "12 and already trading", "are you in the middle school group?",
 Groomers echo the child's age and grade all the time, and a cue that read that echo as the adult's own age
 made them look like children.
 
+``behaviour_v6`` reads v5's eleven but also says whose age an age said of a third person is: ``minor_age``,
+``adult_age`` and ``school`` no longer fire on "I have a thirteen year old at home", "what kind of poker
+does a 13 yr old play?" or "my fourteen year old son" (unless the writer gives their own age: "im a 13 year
+old girl"), and ``adult_life`` reads a parent's own child by age ("my 13 year old", "I've got a ten year
+old", "my son just turned 12"). Parents speak of their children by age, and groomers of the child they
+talk to; both read as children to a cue that took every age for the writer's.
+
 Each is as common between friends, family and adults as in grooming ("don't tell mom about the party", "dm me
 your number"): the cue only says the step was asked for; the model learns from both kinds of chat when it
 matters (between an adult and a child, beside the other steps).
@@ -285,6 +292,33 @@ _ECHO = (
 _OWN_AGE = rf"\b(?:i{_Q}?m|im|i\s+am)\s+(?:in\s+|only\s+|just\s+|almost\s+|still\s+in\s+)?(?:{_AGE_WORD})"
 _ECHO_UNLESS_OWN = rf"^(?!.*{_OWN_AGE})(?:.*?)(?:{_ECHO})"
 
+# behaviour_v6: an age said of a third person ("I have a thirteen year old at home", "what does a 13 yr old
+# like", "my fourteen year old son") is no age of the writer either; said of the writer's own child ("my 13
+# year old", "my son just turned 12") it is adult life.
+_ANY_AGE = rf"(?:{_MINOR}|{_ADULT}|thirty|forty|fifty|sixty)"
+_YEARS_OLD = r"(?:\s*-\s*|\s+)(?:years?|yrs?)(?:\s*-\s*|\s+)old"
+_KID_WORD = (
+    r"(?:son|daughter|kids?|child|children|boy|girl|brother|sister|nephew|niece|cousin|stepson|stepdaughter)"
+)
+_THIRD_AGE = (
+    rf"\b(?:a|an|my|his|her|our|their|the|your|ur|yr|this|that|one|two|three|four|five|some|any|little)\s+"
+    rf"(?:little\s+|young\s+|old\s+)?{_ANY_AGE}{_YEARS_OLD}|"
+    rf"\b{_ANY_AGE}\s*(?:yo|y/o|{_YEARS_OLD})\s+{_KID_WORD}s?\b|"
+    rf"\b(?:my|his|her|their|our)\s+{_KID_WORD}\s+(?:is|just\s+turned|turned|turns|will\s+be)\s+{_ANY_AGE}\b"
+)
+# ...unless the writer gives their own: "I'm a 13 year old girl", "im just a 13 yo", "I'm 14".
+_OWN_THIRD = (
+    rf"\b(?:i{_Q}?m|im|i\s+am)\s+(?:just\s+|only\s+|still\s+|like\s+|really\s+|actually\s+)?"
+    rf"(?:a|an)\s+{_ANY_AGE}\b"
+)
+_ECHO_OR_THIRD_UNLESS_OWN = rf"^(?!.*(?:{_OWN_AGE}|{_OWN_THIRD}))(?:.*?)(?:{_ECHO}|{_THIRD_AGE})"
+_THIRD_UNLESS_OWN = rf"^(?!.*(?:{_OWN_THIRD}|\b(?:i{_Q}?m|im|i\s+am)\s+(?:only\s+|just\s+|almost\s+)?{_ADULT}\b))(?:.*?)(?:{_THIRD_AGE})"
+_ADULT_LIFE_V6_MORE = (
+    rf"\b(?:my|our)\s+(?:little\s+|oldest\s+|youngest\s+)?{_ANY_AGE}{_YEARS_OLD}|"
+    rf"\b(?:i\s+have|i\s+got|i\s+have\s+got|i{_Q}ve\s+got|i{_Q}ve)\s+(?:just\s+)?(?:a|an|one|two|three)\s+(?:little\s+)?{_MINOR}{_YEARS_OLD}|"
+    rf"\bmy\s+(?:son|daughter|kids?|oldest|youngest|stepson|stepdaughter)\s+(?:is|just\s+turned|turned|turns|will\s+be)\s+{_ANY_AGE}\b"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TextCues:
@@ -400,8 +434,19 @@ def _behaviour_v5() -> TextCues:
     )
 
 
-CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4", "behaviour_v5")
-LATEST_CUES = "behaviour_v5"
+def _behaviour_v6() -> TextCues:
+    v5 = _behaviour_v5()
+    child = re.compile(_ECHO_OR_THIRD_UNLESS_OWN, re.DOTALL)
+    adult = re.compile(_THIRD_UNLESS_OWN, re.DOTALL)
+    cancels = {"minor_age": child, "school": child, "adult_age": adult}
+    patterns = list(v5.patterns)
+    adult_life = _compiled(_ADULT_LIFE_V1, _ADULT_LIFE_V2_MORE, _ADULT_LIFE_V6_MORE)
+    patterns[v5.names.index("adult_life")] = adult_life
+    return TextCues("behaviour_v6", v5.names, tuple(patterns), tuple(cancels.get(name) for name in v5.names))
+
+
+CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4", "behaviour_v5", "behaviour_v6")
+LATEST_CUES = "behaviour_v6"
 
 
 def text_cues(version: str) -> TextCues:
@@ -417,6 +462,8 @@ def text_cues(version: str) -> TextCues:
             return _behaviour_v4()
         case "behaviour_v5":
             return _behaviour_v5()
+        case "behaviour_v6":
+            return _behaviour_v6()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -1563,11 +1563,19 @@ ECHO_CUES_BIAS = (
     " a friend about their grade gives no school cue in that message, and an echo the patterns do not know"
     " still reads as the writer's own age."
 )
+THIRD_PERSON_CUES_BIAS = (
+    'The pair model (from cues behaviour_v6) reads an age said of a third person ("I have a thirteen year'
+    ' old at home", "what does a 13 yr old like") as no age of the writer, and a parent\'s "my 13 year old"'
+    " as adult life: an adult who speaks of children by their age reads less like a child, and a child who"
+    ' says "I\'m 13, my brother is a 16 year old" keeps their own age; an age said of oneself in the third'
+    ' person ("a 44 year old man like me") is no cue.'
+)
 # Cue versions whose rules each bias describes; a later version inherits the earlier ones'.
 _CUE_BIAS_FROM = (
     ("behaviour_v3", BEHAVIOUR_CUES_BIAS),
     ("behaviour_v4", INDIRECT_CUES_BIAS),
     ("behaviour_v5", ECHO_CUES_BIAS),
+    ("behaviour_v6", THIRD_PERSON_CUES_BIAS),
 )
 
 

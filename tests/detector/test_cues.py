@@ -169,6 +169,32 @@ OWN_AGE = [
     ("can't my moms home", SCHOOL),
     ("13", MINOR),
 ]
+# behaviour_v6: an age said of a third person is no age of the writer; of the writer's own child, adult life.
+THIRD_PERSON = [
+    ("so I really have just a thirteen year old at home.", MINOR),
+    ("what kind of poker does a 13 yr old play?", MINOR),
+    ("lol id chat but i dunno what i have in common w/ a 13 yr old!", MINOR),
+    ("how 'bout a 16 year old from somewhere else? ;-)", MINOR),
+    ("a 44 year old man hitting on a 13 year old girl", MINOR),
+    ("a 44 year old man hitting on a 13 year old girl", ADULT),
+    ("u dont act like a 13 year old at all", MINOR),
+    ("my fourteen year old son has an extra pillow for the cat", MINOR),
+]
+OWN_CHILD = [
+    "my fourteen year old son has an extra pillow for the cat",
+    "and i've got a ten year old,",
+    "i have an eleven year old, she's my oldest",
+    "my son just turned 12",
+    "our 9 year old loves this game",
+]
+OWN_AGE_V6 = [
+    ("im a 13 year old girl", MINOR),
+    ("i'm just a 13 yo lol", MINOR),
+    ("im 13 my brother is 17", MINOR),
+    ("im 32 and my daughter is 13", ADULT),
+    ("I'm 24, my sister is a 16 year old", ADULT),
+    ("29", ADULT),
+]
 BEHAVIOUR_VERSIONS = [v for v in CUE_VERSIONS if v.startswith("behaviour_")]
 
 
@@ -187,6 +213,31 @@ def test_behaviour_v5_reads_an_echo_of_the_others_age_as_no_age_of_the_writer(te
 @pytest.mark.parametrize(("text", "cue"), OWN_AGE)
 def test_behaviour_v5_still_reads_the_writers_own_age_and_school(text: str, cue: int) -> None:
     assert text_cues("behaviour_v5").of(model_text(text))[cue] == 1.0
+
+
+@pytest.mark.parametrize(("text", "cue"), THIRD_PERSON)
+def test_behaviour_v6_reads_a_third_persons_age_as_no_age_of_the_writer(text: str, cue: int) -> None:
+    assert text_cues("behaviour_v5").of(model_text(text))[cue] == 1.0
+    assert text_cues("behaviour_v6").of(model_text(text))[cue] == 0.0
+
+
+@pytest.mark.parametrize("text", OWN_CHILD)
+def test_behaviour_v6_reads_the_writers_own_childs_age_as_adult_life(text: str) -> None:
+    assert text_cues("behaviour_v6").of(model_text(text))[ADULT_LIFE] == 1.0
+
+
+@pytest.mark.parametrize(("text", "cue"), [*OWN_AGE_V6, *OWN_AGE])
+def test_behaviour_v6_still_reads_the_writers_own_age(text: str, cue: int) -> None:
+    assert text_cues("behaviour_v6").of(model_text(text))[cue] == 1.0
+
+
+@pytest.mark.parametrize("text", [text for text, _ in ECHOES + THIRD_PERSON] + OWN_CHILD)
+def test_behaviour_v6_changes_only_the_ages_school_and_adult_life(text: str) -> None:
+    v5 = text_cues("behaviour_v5").of(model_text(text))
+    v6 = text_cues("behaviour_v6").of(model_text(text))
+    kept = [i for i in range(len(v5)) if i not in (MINOR, ADULT, SCHOOL, ADULT_LIFE)]
+    assert [v6[i] for i in kept] == [v5[i] for i in kept]
+    assert all(v6[i] <= v5[i] for i in (MINOR, ADULT, SCHOOL))
 
 
 @pytest.mark.parametrize("version", BEHAVIOUR_VERSIONS)
@@ -276,7 +327,8 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 def test_an_unknown_version_is_refused_by_name() -> None:
     with pytest.raises(
-        UnknownCuesError, match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4, behaviour_v5"
+        UnknownCuesError,
+        match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4, behaviour_v5, behaviour_v6",
     ):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
@@ -290,6 +342,7 @@ FINGERPRINTS = {
     "behaviour_v3": "d37392462738d285",
     "behaviour_v4": "c9044c20d21dfe2a",
     "behaviour_v5": "212da41649aa23b0",
+    "behaviour_v6": "32f7939458fa12b1",
 }
 
 

@@ -23,6 +23,7 @@ from training.pair_head import (
     INDIRECT_CUES_BIAS,
     MEMBER_KINDS,
     TEXT_CUES_BIAS,
+    THIRD_PERSON_CUES_BIAS,
     WRITER_ADULT,
     WRITER_MINOR,
     WRITER_UNKNOWN,
@@ -278,6 +279,7 @@ def test_a_model_reading_the_steps_names_their_bias_too() -> None:
         INDIRECT_CUES_BIAS,
         ECHO_CUES_BIAS,
     )
+    assert cue_biases("behaviour_v6") == (*cue_biases("behaviour_v5"), THIRD_PERSON_CUES_BIAS)
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
