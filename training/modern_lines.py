@@ -15,10 +15,12 @@ in both labels, so style does not give the label away. Output is the shared data
 
     python -m training.modern_lines --out .artifacts/modern.jsonl --seed 0 --grooming 600 --benign 900
 
-``--kind NAME`` draws the benign conversations from named kinds only, including ``curious_child`` (a child
-asking an adult they know about age, school and home), which the default mix leaves out so that earlier
-recipes' files stay byte for byte; ``--id-prefix`` keeps ids apart when several generated files train
-together.
+``--kind NAME`` draws the benign conversations from named kinds only, including ones the default mix leaves
+out so that earlier recipes' files stay byte for byte: ``curious_child`` (a child asking an adult they know
+about age, school and home), ``older_sibling`` (an adult sibling or cousin and a younger one: rides, chores,
+"don't tell mom"), ``support_line`` (a helpline volunteer asking whether a young person is safe and who is at
+home) and ``game_countdown`` (a gaming channel typing bare numbers: countdowns, scores, levels);
+``--id-prefix`` keeps ids apart when several generated files train together.
 
 Templates: ``{slot}`` takes a value from the conversation's context (fixed per conversation: the child's age,
 the game, the app) or a fresh draw from a pool; ``[a|b|c]`` picks one alternative (an empty one is allowed).
@@ -2025,6 +2027,354 @@ _CURIOUS_CHILD_BEATS: tuple[Beat, ...] = (
     ),
 )
 
+# An adult older sibling or cousin (18-25) and a younger sibling in a DM: rides, chores, homework, birthday
+# gifts and "don't tell mom", the logistics a groomer fakes, here inside a family both of them name (our mom,
+# grandma's house, dad). Named kind only (``--kind older_sibling``).
+_OLDER_SIBLING_BEATS: tuple[Beat, ...] = (
+    _b(
+        ("o", "[dont|don't] tell [mom|our mom] i told [you|u] about the party"),
+        ("k", "[what party|which party] {laugh}"),
+        ("o", "[exactly|good] {laugh} [its|it's] [for dad's 50th|dad's surprise party] on {day}"),
+        ("k", "[ok ok|fine] i wont say anything [to her|to them|]"),
+    ),
+    _b(
+        ("o", "[i'll|ill|I'll] pick [you|u] up after school, [mom's|moms] working late"),
+        ("k", "[ok|k|yay] can we [get|stop for] {food} [on the way|after]"),
+        ("o", "[only if|if] [you|u] [do|finish] {schoolwork} [tonight|first] {laugh}"),
+        ("k", "[deal|ugh fine]"),
+    ),
+    _b(
+        ("o", "where [are you|r u]? [i'm|im] outside the school"),
+        ("k", "[coming|omw|1 sec] [the teacher kept us late|i forgot my {sport} bag|lol]"),
+        ("o", "[hurry|ok hurry up] [i'm|im] at {pickup_spot} in [mom's|dad's|my] car"),
+    ),
+    _b(
+        ("o", "want me to get [you|u] [robux|vbucks|{gift}] for [your|ur] birthday"),
+        ("k", "[YES|omg yes|fr?] [pls|please]"),
+        ("o", "[ok|ok ok] but [you|u] [have to|gotta] give back my [hoodie|charger|headphones]"),
+        ("k", "[deal|never] {laugh}"),
+    ),
+    _b(
+        ("k", "[can u|can you] sign my permission slip for the field trip"),
+        ("o", "send me a pic of the permission slip so [i|I] can sign it"),
+        ("o", "[jk|lol jk] send it to [mom|our mom], [i'm|im] not [your|ur] [parent|guardian] {laugh}"),
+        ("k", "[ugh|worth a try] {laugh}"),
+    ),
+    _b(
+        ("o", "delete that video before dad sees {laugh}"),
+        ("k", "[its|it's] [literally|] [just|] [you|u] falling off the trampoline {laugh}"),
+        ("o", "[exactly|thats why] [delete it|pls]"),
+        ("k", "[no|too late] [grandma already saw it|its in the family group chat]"),
+    ),
+    _b(
+        ("k", "[can i|can I] [borrow|use] [your|ur] [car|makeup|switch] [this weekend|when ur at {work}]"),
+        ("o", "[lol|] [you're|ur] {age} not 30"),
+        ("k", "[i'm|im] [basically|practically] an adult"),
+        ("o", "[you|u] still [sleep with|have] [a nightlight|the stuffed dog grandma gave u] {laugh}"),
+    ),
+    _b(
+        ("k", "how old [are you|r u] [gonna be|turning] [on ur bday|next month] [again|]"),
+        ("o", "[20|21|22] [dont remind me|ugh] {laugh}"),
+        ("k", "[old|ancient|so old] {laugh}"),
+        ("o", "[says the|ok says the] {grade} grader"),
+    ),
+    _b(
+        ("k", "mom said [you have to|u have to] drive me to {sport} [on {day}|tmrw]"),
+        ("o", "[ugh|fine] [what time|when]"),
+        ("k", "{clock}"),
+        ("o", "be [outside|ready] [10 min before|on time] or [im leaving|i leave without u] {laugh}"),
+    ),
+    _b(
+        ("o", "[did you|did u] [do|take out] the [dishes|trash|recycling] [its|it's] [your|ur] turn"),
+        ("k", "[no|nope] [i did it|it was me] [last week|yesterday]"),
+        ("o", "[i'll|ill] tell [mom|dad] {laugh}"),
+        ("k", "[fine|ugh] [doing it now|omw]"),
+    ),
+    _b(
+        ("k", "[can u|can you] help [me|] with {schoolwork} [its due tmrw|]"),
+        ("o", "[send|send me] a pic of the [question|page]"),
+        ("k", "[ok|sent]"),
+        (
+            "o",
+            "[ok|oh] [thats easy|you just] "
+            "[divide both sides first|find the common denominator|reread page 4]",
+        ),
+    ),
+    _b(
+        ("o", "[are you|r u] going to grandma's [this weekend|on {day}]"),
+        ("k", "[ya|yes] [mom|dad] said [we're|were] leaving at {clock}"),
+        ("o", "[ok|k] [tell|ask] grandma to make [her lasagna|the good cookies|her pie] {laugh}"),
+        ("k", "[tell her urself|she says only if u come] {laugh}"),
+    ),
+    _b(
+        ("k", "[who|wait who] is this"),
+        ("o", "[its|it's] [your|ur] [brother|sister|cousin] [lol|], [new number|my old phone died]"),
+        ("k", "[oh|lol] [ok|saving it]"),
+        ("o", "[tell|text] [mom|our mom] [its|it's] my new number too"),
+    ),
+    _b(
+        ("k", "[dont|don't] tell mom [i|I] got a [C|D] on the {subject} test"),
+        ("o", "[i wont if|only if] [you|u] let me help [u|you] study for the retake"),
+        ("k", "[deal|ok] {laugh}"),
+    ),
+    _b(
+        ("o", "[mom and dad|our parents] [are|r] out [tonight|til late], [i'm|im] in charge {laugh}"),
+        ("k", "[you're|ur] not the boss of me"),
+        ("o", "[literally|] [i am|am] tonight. [phone off|bed] at [9|9:30|10]"),
+        ("k", "[lol|] [nope|10:30|no way]"),
+        ("o", "[ok|fine] [10|10:30] but [dont tell|don't tell] mom"),
+    ),
+)
+_OLDER_SIBLING_TALK: tuple[tuple[str, str], ...] = (
+    ("[is|] mom [home|back] yet", "[no|not yet] [she said|] [around|like] {clock}"),
+    ("[whats|what's] for dinner [tonight|]", "{food} [i think|again]"),
+    ("[did|] [you|u] [walk|feed] the {pet}", "[yes|not yet|ugh its ur turn]"),
+    ("[can i|can I] [borrow|use] [your|ur] [charger|headphones|hoodie]", "[no|nope|fine but bring it back]"),
+    ("[how was|hows] school", "[fine|boring|long] {laugh}"),
+    ("[are you|r u] coming home for dinner on {day}", "[maybe|ya|prob] [if {work} lets me|]"),
+    ("[what|wat] [are you|r u] watching", "{show} [again|lol|]"),
+    ("[did|] [you|u] see grandma's [text|post] {laugh}", "[yes|lmao] the family group chat is chaos"),
+    ("[when|what time] [are you|r u] [back|home]", "[like|around] {clock}"),
+    ("[whats|what's] the wifi password [again|]", "[same as always|ask dad|its on the fridge]"),
+    ("[did|] [you|u] eat my {food}", "[no|maybe] {laugh}"),
+    ("[do|] [you|u] [want|need] anything from [target|the store|costco]", "{food} [pls|please]"),
+)
+
+# A trained helpline volunteer or a school counsellor and a young person who reached out: "are you somewhere
+# safe", "is anyone at home with you", "how old are you", "this chat is confidential", the questions a
+# groomer asks too, asked to keep the child safe. The adult asks for no secret, photo, gift or other app and
+# points to trusted adults and other services. Named kind only (``--kind support_line``).
+_SUPPORT_LINE_BEATS: tuple[Beat, ...] = (
+    _b(
+        ("v", "[i'm|I'm] [sam|alex|jo|priya] by the way, one of the volunteers [here|tonight]"),
+        ("v", "what's [been|] on your mind?"),
+        ("k", "[idk|i dont know] [where to start|how to say it]"),
+        ("v", "[that's ok|take your time], [there's no rush|we can go at your pace]"),
+    ),
+    _b(
+        ("v", "[before we go on|first], are you somewhere safe right now?"),
+        ("k", "[ya|yes] [im|i'm] in my room"),
+        ("v", "[good|ok, good]. is anyone at home with you?"),
+        ("k", "[my mom is downstairs|my dad but hes asleep|my grandma|no my mom is at work til 10]"),
+        ("v", "[thanks for telling me|ok, thank you]"),
+    ),
+    _b(
+        ("k", "[do i|do I] have to [say|give] my [name|real name]"),
+        (
+            "v",
+            "[no|No], you don't have to tell me your name "
+            "[or anything you don't want to|if you'd rather not]",
+        ),
+        ("k", "[ok|ok good]"),
+    ),
+    _b(
+        ("k", "[are|r] [you|u] [going to|gonna] tell my [parents|school|mom]?"),
+        ("v", "this chat is confidential, but if you're in danger we may need to get help"),
+        ("v", "[if that ever happened|if it came to that], we'd talk it through with you first"),
+        ("k", "[ok|ok that makes sense]"),
+    ),
+    _b(
+        ("v", "how old are you, so I can point you to the right service?"),
+        ("k", "{age}"),
+        (
+            "v",
+            "[thanks|thank you]. there's [a team|a service] just for [young people|under 18s] [too|as well]",
+        ),
+    ),
+    _b(
+        (
+            "k",
+            "[people at school|some girls in my class|some kids in my grade] keep "
+            "[posting stuff about me|saying stuff about me in the group chat|making fun of me]",
+        ),
+        ("v", "[that sounds really hard|i'm sorry that's happening]. has it been going on long?"),
+        ("k", "since [the start of the year|september|{grade} grade started]"),
+        ("v", "[you don't deserve that|none of that is your fault]"),
+    ),
+    _b(
+        ("v", "is there a trusted adult you can talk to, like a teacher or your aunt?"),
+        ("k", "[maybe|idk] [my aunt|my grandma|my {subject} teacher|the school nurse]"),
+        ("v", "[they sound like someone who'd want to know|that sounds like a good person to tell]"),
+        ("v", "[would you feel ok|could you] [telling them|talking to them] [this week|tomorrow]?"),
+        ("k", "[maybe|ill try|i think so]"),
+    ),
+    _b(
+        (
+            "k",
+            "my [parents|mom and dad|mom and stepdad] keep [arguing|fighting|yelling] [at night|every night]",
+        ),
+        ("v", "[that must be|that sounds] [scary|really stressful]. do you ever feel unsafe at home?"),
+        ("k", "[no|not really] [its just loud|they dont hurt anyone] [i just cant sleep|]"),
+        ("v", "[ok|thank you for telling me]. it's not your job to fix things between them"),
+    ),
+    _b(
+        (
+            "v",
+            "you can also "
+            "[text SHOUT to 85258|text HOME to 741741|call or text 988|call Childline on 0800 1111] "
+            "[any time|day or night]",
+        ),
+        ("k", "[is it free|does it cost money]"),
+        ("v", "[yes|Yes], it's free [and it won't show on the phone bill|for you]"),
+    ),
+    _b(
+        ("k", "can i talk to [you|u] again [tmrw|tomorrow]?"),
+        ("v", "you can come back any time. it might be a different volunteer, but [they'll|we'll] listen"),
+        ("k", "[ok|ty|thank you]"),
+    ),
+    _b(
+        ("v", "does your school have a counsellor [you could talk to|or a pastoral team]?"),
+        ("k", "[ya|yes] [ms lee|mr patel|ms garcia] [but i've never gone|i think|but idk]"),
+        ("v", "[it could be worth|you could try] [going|popping in] [at lunch|before class]"),
+        ("v", "you could even show them what you told me here, [if you want|it's up to you]"),
+        ("k", "[maybe|ok|ill think about it]"),
+    ),
+    _b(
+        ("k", "[i dont want|i don't want] [anyone|my mom] to find out [i messaged|i'm talking to] [you|u]"),
+        ("v", "[that's ok|that's understandable], it's your choice"),
+        (
+            "v",
+            "[but|though] telling someone you trust can really help, [when you feel ready|in your own time]",
+        ),
+        ("k", "[ok|maybe]"),
+    ),
+    _b(
+        (
+            "v",
+            "[would it help|want] to try [something|a breathing thing] "
+            "for when it gets [too much|overwhelming]?",
+        ),
+        ("k", "[ok|sure|i guess]"),
+        ("v", "breathe in for 4, hold for 4, out for 4. [try it a few times|do that 3 or 4 times]"),
+        ("k", "[ok|that helped a bit|kinda helps]"),
+    ),
+)
+_SUPPORT_LINE_TALK: tuple[tuple[str, str], ...] = (
+    ("how has [school|your week] been [otherwise|apart from that]", "[ok|bad|kinda boring] [i guess|tbh]"),
+    ("what helps when you feel like this", "[music|drawing|my {pet}|gaming] [i guess|kinda]"),
+    (
+        "do you have [a friend|friends] at school you can [sit with|hang out with]",
+        "[one|a couple|not really]",
+    ),
+    ("how are you sleeping [at the moment|lately]", "[not great|bad|ok i guess]"),
+    ("is there something you're looking forward to this week", "[{name}s party|the weekend|the school trip]"),
+    ("how are you feeling right now, compared to when we started", "[a bit better|the same|better i think]"),
+    ("who do you live with", "[my mom and my {sibling}|my dad and stepmom|my grandma]"),
+    ("what do you like doing [when you're not at school|after school]", "{sport} [and gaming|and drawing|]"),
+    ("have you told anyone else [how you're feeling|about this]", "[no|only {name}|my friend kinda]"),
+    (
+        "is there anything else [on your mind|you want to talk about] [tonight|today]",
+        "[not really|no thats it]",
+    ),
+)
+
+# A gaming channel of adults and teens where short messages are bare numbers: respawn and queue countdowns
+# typed one number a line, scores, levels, kill counts. A model that reads "27" as an age said of oneself
+# raises alerts on these. Named kind only (``--kind game_countdown``).
+_GAME_COUNTDOWN_BEATS: tuple[Beat, ...] = (
+    _b(
+        ("a", "[ugh|bruh] [im dead|got sniped|they got me]"),
+        ("b", "how long"),
+        ("a", "30"),
+        ("a", "29"),
+        ("a", "28"),
+        ("a", "27"),
+        ("b", "[hurry|hurry up] {laugh}"),
+    ),
+    _b(
+        ("b", "[queue|match] [pops|starts] in"),
+        ("b", "25"),
+        ("b", "24"),
+        ("b", "23"),
+        ("b", "22"),
+        ("*", "[ready|rdy]"),
+        ("a", "[go go go|lets go]"),
+    ),
+    _b(
+        ("a", "[lobby|custom] starts in 20 [ready up|pls ready up]"),
+        ("a", "19"),
+        ("a", "18"),
+        ("a", "17"),
+        ("a", "16"),
+        ("*", "[wait im not in|wait wait]"),
+        ("a", "[too late|lol] [gl|go]"),
+    ),
+    _b(
+        ("a", "[point|zone|objective] [closes|caps] in"),
+        ("a", "38"),
+        ("a", "37"),
+        ("a", "36"),
+        ("b", "[on it|im there|rotating]"),
+        ("a", "[nice|clutch|ez]"),
+    ),
+    _b(
+        ("b", "[respawning|rez] in"),
+        ("b", "21"),
+        ("b", "20"),
+        ("b", "19"),
+        ("a", "[ok|k] [hold|wait for him] [mid|there]"),
+    ),
+    _b(
+        ("a", "[my|] ult [in|ready in]"),
+        ("a", "34"),
+        ("a", "33"),
+        ("a", "32"),
+        ("a", "31"),
+        ("b", "[ok|k] we wait for ult"),
+    ),
+    _b(
+        ("a", "[everyone|all] [ready|in]? starting in"),
+        ("a", "60"),
+        ("a", "45"),
+        ("a", "30"),
+        ("a", "15"),
+        ("a", "[go|GO]"),
+    ),
+    _b(
+        ("*", "[whats the score|score?]"),
+        ("b", "21 14"),
+        ("*", "[we're|were] [up|down] {laugh}"),
+        ("b", "gg 3-1"),
+    ),
+    _b(
+        ("*", "what [lvl|level] [r u|are you] [now|]"),
+        ("b", "[im|i'm] 27 now"),
+        ("*", "[lol|bro] [i'm|im] [only|still] 19"),
+        ("a", "[lvl|level] 33 [lets go|finally|ez]"),
+    ),
+    _b(
+        ("*", "[how many kills|kills?]"),
+        ("a", "24"),
+        ("b", "[26|29] {laugh} [carried|ez]"),
+        ("a", "[stat padding|lies|ok]"),
+    ),
+    _b(
+        ("a", "[what time|when] [is|are] [scrims|the tourney|ranked] [tonight|tmrw]"),
+        ("b", "[8|9|7:30] [est|pm]"),
+        ("a", "[ok|bet] brb 5"),
+        ("b", "[k|ok]"),
+    ),
+    _b(
+        ("b", "brb 5"),
+        ("a", "[k|ok]"),
+        ("b", "back"),
+        ("a", "[we|] waited [20|15] [min|mins] {laugh}"),
+    ),
+    _b(
+        ("*", "how many [rr|lp|points] [u need|till rank up]"),
+        ("b", "36"),
+        ("b", "then [plat|diamond|gold]"),
+        ("*", "[ez|u got it|2 more wins]"),
+    ),
+)
+_GAME_COUNTDOWN_TALK: tuple[tuple[str, str], ...] = (
+    *_TALK,
+    ("what [lvl|level] [are you|r u] [now|]", "[18|22|24|27|31|36]"),
+    ("how many [wins|kills] [u got|do you have]", "[19|23|28|34] {laugh}"),
+    ("[whats|what's] the score", "[21 14|13 11|2-1|3-0]"),
+    ("[how long|how much longer] [is the queue|till it starts]", "[like|] [2|3|5] [min|mins]"),
+)
+
 # Kinds a recipe asks for by name (``--kind``); not drawn in the default mix.
 _NAMED_KINDS: tuple[_Kind, ...] = (
     _Kind(
@@ -2037,6 +2387,37 @@ _NAMED_KINDS: tuple[_Kind, ...] = (
         weight=1.0,
         platforms=("discord_gaming", "roblox", "minecraft", "instagram"),
         asker="k",
+    ),
+    _Kind(
+        name="older_sibling",
+        roles={"o": "adult", "k": "kid"},
+        extra_role="adult",
+        settings=("dm",),
+        beats=_OLDER_SIBLING_BEATS,
+        talk=_OLDER_SIBLING_TALK,
+        weight=1.0,
+        platforms=("instagram", "discord_gaming", "roblox", "tiktok"),
+    ),
+    _Kind(
+        name="support_line",
+        roles={"v": "adult", "k": "kid"},
+        extra_role="adult",
+        settings=("dm",),
+        beats=_SUPPORT_LINE_BEATS,
+        talk=_SUPPORT_LINE_TALK,
+        weight=1.0,
+        platforms=("school_slack", "discord_gaming", "instagram"),
+        asker="v",
+    ),
+    _Kind(
+        name="game_countdown",
+        roles={"a": "adult", "b": "adult"},
+        extra_role="kid",  # the teens in the room
+        settings=("channel",),
+        beats=_GAME_COUNTDOWN_BEATS,
+        talk=_GAME_COUNTDOWN_TALK,
+        weight=1.0,
+        platforms=("discord_gaming", "fortnite", "minecraft", "roblox"),
     ),
 )
 KIND_NAMES: tuple[str, ...] = tuple(kind.name for kind in (*_KINDS, *_NAMED_KINDS))
@@ -2474,7 +2855,7 @@ def modern_conversations(
     """``count_grooming`` label-1 and ``count_benign`` label-0 conversations, shared format, sorted by id.
 
     Deterministic for ``seed``. Labels are shuffled across ids so that an id says nothing about its label.
-    ``kinds`` names the benign kinds to draw from (default: the standard mix, ``curious_child`` excluded);
+    ``kinds`` names the benign kinds to draw from (default: the standard mix, the named kinds excluded);
     ``id_prefix`` keeps ids apart when several generated files train together.
     """
     if count_grooming < 0 or count_benign < 0:

@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from training.data import read_conversations
-from training.modern_lines import GROOMING_STAGES, MAX_MESSAGES, MIN_MESSAGES, SOURCE, modern_conversations
+from training.modern_lines import (
+    GROOMING_STAGES,
+    KIND_NAMES,
+    MAX_MESSAGES,
+    MIN_MESSAGES,
+    SOURCE,
+    modern_conversations,
+)
 from training.weak_labels import MODERN_STAGE_SIGNALS
 from vigil.bots.core.replay import BadRecord, ConversationRecord, iter_records
 
@@ -70,6 +77,10 @@ SHARED_VOCABULARY = {
     "photo": re.compile(r"\bpic|photo", re.IGNORECASE),
 }
 CHAT_MARKER_RE = re.compile(r"\b(?:u|ur|r|wat|wut|cuz|plz|pls|luv|2nite|idk|k|kk|ya|thx|b4|l8r)\b")
+# Named look-alike kinds (``--kind``), left out of the default mix.
+LOOKALIKE_KINDS = ("older_sibling", "support_line", "game_countdown")
+# A message that is only a number ("27", "27." after standardise): a countdown tick, a level, a score part.
+BARE_NUMBER_RE = re.compile(r"^\d{1,3}[.!]?$")
 
 
 def _norm(text: str) -> str:
@@ -79,6 +90,14 @@ def _norm(text: str) -> str:
 @pytest.fixture(scope="module")
 def corpus() -> list[dict[str, Any]]:
     return modern_conversations(seed=0, count_grooming=600, count_benign=900)
+
+
+@pytest.fixture(scope="module")
+def lookalikes() -> dict[str, list[dict[str, Any]]]:
+    return {
+        kind: modern_conversations(seed=13, count_grooming=0, count_benign=40, kinds=(kind,))
+        for kind in LOOKALIKE_KINDS
+    }
 
 
 def _texts(records: Iterable[dict[str, Any]], *, label: int | None = None) -> list[str]:
@@ -273,7 +292,96 @@ def test_unknown_kind_is_refused() -> None:
         modern_conversations(seed=0, count_grooming=0, count_benign=3, kinds=("pen_pals",))
 
 
-def test_no_overlap_with_the_realistic_test_set(corpus: list[dict[str, Any]]) -> None:
+def test_lookalike_kinds_are_named_not_mixed(corpus: list[dict[str, Any]]) -> None:
+    # Earlier recipes trained on the default mix byte for byte: the new kinds must only come when named.
+    assert set(LOOKALIKE_KINDS) <= set(KIND_NAMES)
+    assert not set(LOOKALIKE_KINDS) & {r["meta"]["kind"] for r in corpus}
+
+
+@pytest.mark.parametrize("kind", LOOKALIKE_KINDS)
+def test_lookalike_kind_is_benign_deterministic_and_filled(
+    kind: str, lookalikes: dict[str, list[dict[str, Any]]]
+) -> None:
+    records = lookalikes[kind]
+    assert records == modern_conversations(seed=13, count_grooming=0, count_benign=40, kinds=(kind,))
+    assert _texts(records) != _texts(
+        modern_conversations(seed=14, count_grooming=0, count_benign=40, kinds=(kind,))
+    )
+    assert {r["meta"]["kind"] for r in records} == {kind}
+    assert {r["label"] for r in records} == {0} and all(r["suspects"] == [] for r in records)
+    for record in records:
+        assert MIN_MESSAGES <= len(record["messages"]) <= MAX_MESSAGES, record["id"]
+        authors = {m["author"] for m in record["messages"]}
+        if kind == "game_countdown":
+            assert record["setting"] == "channel" and len(authors) >= 3, record["id"]
+        else:
+            assert record["setting"] == "dm" and len(authors) == 2, record["id"]
+        for message in record["messages"]:
+            assert message["text"] and "stage" not in message
+            assert not re.search(r"[{}\[\]|]", message["text"]), message["text"]  # every slot filled
+    texts = _texts(records)
+    assert len(set(texts)) > 0.5 * len(texts)
+
+
+def test_older_sibling_shares_the_grooming_words_inside_a_named_family(
+    lookalikes: dict[str, list[dict[str, Any]]],
+) -> None:
+    records = lookalikes["older_sibling"]
+    family = re.compile(r"\b(?:mom|dad|grandma|brother|sister|cousin|parents)\b", re.IGNORECASE)
+    assert all(any(family.search(m["text"]) for m in r["messages"]) for r in records)
+    joined = [" ".join(m["text"] for m in r["messages"]) for r in records]
+    looks_like = re.compile(
+        r"don'?t tell|pick (?:you|u|ya) up|outside the school|robux|vbucks|\bpic\b|delete|new number|"
+        r"\b1[1-5]\b",
+        re.IGNORECASE,
+    )
+    assert sum(bool(looks_like.search(text)) for text in joined) >= 0.8 * len(records)
+
+
+def test_support_line_asks_about_safety_and_never_for_secrets_photos_or_apps(
+    lookalikes: dict[str, list[dict[str, Any]]],
+) -> None:
+    records = lookalikes["support_line"]
+    joined = [" ".join(m["text"] for m in r["messages"]) for r in records]
+    safety = re.compile(
+        r"safe|any ?(?:one|1) at home|how old|confidential|(?:tell|give) me (?:your|ur) name|live with",
+        re.IGNORECASE,
+    )
+    assert sum(bool(safety.search(text)) for text in joined) >= 0.8 * len(records)
+    trusted = re.compile(r"trusted adult|someone (?:you|u) trust|counsellor|shout|childline|988|741741")
+    assert sum(bool(trusted.search(text.lower())) for text in joined) >= 0.5 * len(records)
+    # Neither side ever asks for a secret, a photo, a gift or another app.
+    never = re.compile(
+        r"\bpic|photo|selfie|\bsnap|telegram|whatsapp|\bkik\b|\bgift|robux|vbucks|don'?t tell|"
+        r"between us|our secret|\bmeet\b|send me",
+        re.IGNORECASE,
+    )
+    assert [t for t in _texts(records) if never.search(t)] == []
+
+
+def test_game_countdown_has_runs_of_bare_numbers(lookalikes: dict[str, list[dict[str, Any]]]) -> None:
+    def longest_run(record: dict[str, Any]) -> int:
+        best = run = 0
+        previous = None
+        for message in record["messages"]:
+            if BARE_NUMBER_RE.match(message["text"]):
+                run = run + 1 if run and message["author"] == previous else 1
+            else:
+                run = 0
+            previous = message["author"]
+            best = max(best, run)
+        return best
+
+    records = lookalikes["game_countdown"]
+    assert sum(longest_run(r) >= 3 for r in records) >= 0.7 * len(records)
+    # The numbers a countdown shares with ages (18-40) are the ones that matter.
+    numbers = {int(t.rstrip(".!")) for t in _texts(records) if BARE_NUMBER_RE.match(t)}
+    assert len(numbers & set(range(18, 41))) >= 10
+
+
+def test_no_overlap_with_the_realistic_test_set(
+    corpus: list[dict[str, Any]], lookalikes: dict[str, list[dict[str, Any]]]
+) -> None:
     held_out: list[str] = []
     for record in iter_records(REALISTIC):
         assert isinstance(record, ConversationRecord)
@@ -285,7 +393,8 @@ def test_no_overlap_with_the_realistic_test_set(corpus: list[dict[str, Any]]) ->
         for words in (line.split() for line in held_lines)
         for i in range(len(words) - 7)
     }
-    generated = [_norm(text) for text in _texts(corpus)]
+    named = [text for records in lookalikes.values() for text in _texts(records)]
+    generated = [_norm(text) for text in (*_texts(corpus), *named)]
     # Exact reuse: any line of five words or more. Shorter lines ("ok", "how old r u", "my lips are sealed")
     # are what everyone types and say nothing about where a line came from.
     reused = sorted({line for line in generated if len(line.split()) >= 5 and line in held_lines})
