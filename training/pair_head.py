@@ -606,6 +606,24 @@ def cue_memory_step(counts: Any, *, cues: Any, own: Any, other: Any) -> Any:
     return counts * decay + torch.cat([cues * own, cues * other], -1)
 
 
+# The age gate's running means start from this many pseudo-messages of P(child) 0.5: one message does not
+# settle whose age it is. Its output opens wide at first (bias AGE_GATE_OPEN, log-sigmoid about -0.02), so a
+# gated model starts as the ungated one and learns to close.
+AGE_GATE_PRIOR = 2.0
+AGE_GATE_OPEN = 4.0
+AGE_GATE_SLOTS = 4  # per member: own P(child) sum, own messages, the other's sum, the other's messages
+
+
+def age_gate_means(sums: Any) -> Any:
+    """(own, other) mean P(child) [.., 2] from the gate's running sums [.., 4], with the prior."""
+    import torch  # noqa: PLC0415
+
+    prior = AGE_GATE_PRIOR
+    own = (sums[..., 0] + 0.5 * prior) / (sums[..., 1] + prior)
+    other = (sums[..., 2] + 0.5 * prior) / (sums[..., 3] + prior)
+    return torch.stack([own, other], -1)
+
+
 def build_model(
     feature_size: int,
     *,
@@ -615,6 +633,7 @@ def build_model(
     writer_head: bool = False,
     state_only: bool = False,
     cue_memory: bool = False,
+    age_gate: bool = False,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
     conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each).
@@ -625,7 +644,11 @@ def build_model(
     ``cue_memory``: the state also holds, after the members' slots, each of the ``text_cues`` counted in the
     member's own messages and in the other's (``cue_memory_step``), and every member's input and risk read
     it: who gave a child's age, who asked for secrecy or a photo stays known however many ordinary messages
-    follow, where a GRU trained on short windows forgets."""
+    follow, where a GRU trained on short windows forgets.
+    ``age_gate``: each member's risk also passes a learned gate on who the pair's writers are: its writer head
+    (``writer_head``, needed) reads P(child) of every message, the state keeps running sums of it for the
+    member's own messages and the other's, and log-sigmoid of a linear function of the two means is added
+    to the member's risk logit, a soft AND of "the steps" and "an adult with a child"."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -635,7 +658,10 @@ def build_model(
         raise ValueError(f"pair model members must be some of {MEMBER_KINDS}, got {list(members)}")
     if cue_memory and not text_cues:
         raise ValueError("a cue memory needs the text cues (--text-cues)")
+    if age_gate and not writer_head:
+        raise ValueError("an age gate needs the writer head (--writer-age above 0)")
     memory_size = 2 * text_cues if cue_memory else 0
+    gate_size = AGE_GATE_SLOTS * len(members) if age_gate else 0
 
     class ChatMember(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
         def __init__(self, kind: str) -> None:
@@ -653,6 +679,11 @@ def build_model(
             self.writer: Any = nn.Linear(HIDDEN_IN, 1) if writer_head else None
             self.memory_in: Any = nn.Linear(memory_size, HIDDEN_IN, bias=False) if memory_size else None
             self.memory_out: Any = nn.Linear(memory_size, 1, bias=False) if memory_size else None
+            self.gate: Any = None
+            if age_gate:
+                self.gate = nn.Linear(2, 1)
+                nn.init.zeros_(self.gate.weight)
+                nn.init.constant_(self.gate.bias, AGE_GATE_OPEN)
 
         def _z(self, x: Any, own: Any, memory: Any) -> Any:
             linear, activation, dropout = self.inp
@@ -673,6 +704,16 @@ def build_model(
             next_state = hidden.squeeze(0)
             return self._risk(next_state, z, memory), next_state
 
+        def gate_step(
+            self, features: Any, own: Any, chat: Any, sums: Any, memory: Any = None
+        ) -> tuple[Any, Any]:
+            """The gate's log-sigmoid [N] and its sums after one message (own, chat [N, 1]); a flattened
+            chunk (chat 0) leaves the sums as they were."""
+            child = torch.sigmoid(self.writer(self._z(features, own, memory)))
+            mine, theirs = own * chat, (1.0 - own) * chat
+            sums = sums + torch.cat([child * mine, mine, child * theirs, theirs], -1)
+            return nn.functional.logsigmoid(self.gate(age_gate_means(sums))).squeeze(-1), sums
+
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
             return self.writer(self.inp(torch.cat([x * self.feature_mask, own.unsqueeze(-1)], -1))).squeeze(
@@ -682,7 +723,21 @@ def build_model(
         def sequence(self, x: Any, own: Any, memory: Any = None) -> Any:
             z = self._z(x, own.unsqueeze(-1), memory)
             states, _ = self.gru(z)
-            return self._risk(states, z, memory)
+            logits = self._risk(states, z, memory)
+            if self.gate is not None:
+                child = torch.sigmoid(self.writer(z)).squeeze(-1)
+                theirs = 1.0 - own
+                sums = torch.stack(
+                    [
+                        torch.cumsum(child * own, 1),
+                        torch.cumsum(own, 1),
+                        torch.cumsum(child * theirs, 1),
+                        torch.cumsum(theirs, 1),
+                    ],
+                    -1,
+                )
+                logits = logits + nn.functional.logsigmoid(self.gate(age_gate_means(sums))).squeeze(-1)
+            return logits
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
         """One step: (features, own, state) -> (risk_logit, next_state); ``forward_sequence`` for training.
@@ -696,7 +751,8 @@ def build_model(
             super().__init__()
             self.kinds = tuple(members)
             self.memory_size = memory_size
-            self.state_size = STATE_SIZE * len(members) + memory_size
+            self.gate_size = gate_size
+            self.state_size = STATE_SIZE * len(members) + memory_size + gate_size
             self.chat = nn.ModuleList()
             self.chat.append(ChatMember(members[0]))
             for index, kind in enumerate(members[1:], start=1):
@@ -725,17 +781,32 @@ def build_model(
             return cue_memory_step(counts, cues=cues, own=own * chat, other=(1.0 - own) * chat)
 
         def forward(self, features: Any, own: Any, state: Any) -> tuple[Any, Any]:
-            members_state = state[..., : STATE_SIZE * len(self.chat)]
+            members_end = STATE_SIZE * len(self.chat)
+            members_state = state[..., :members_end]
             slots = torch.split(members_state, STATE_SIZE, dim=-1)
             counts = memory = None
             if self.memory_size:
-                counts = self._memory_step(features, own, state[..., STATE_SIZE * len(self.chat) :])
+                counts = self._memory_step(
+                    features, own, state[..., members_end : members_end + self.memory_size]
+                )
                 memory = 1.0 - torch.exp(-counts)
             stepped = [
                 member.step(features, own, slot, memory)
                 for member, slot in zip(self.chat, slots, strict=True)
             ]
-            chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
+            gate_sums: list[Any] = []
+            if self.gate_size:
+                chat_rows = 1.0 - self.flatness(own)
+                old_sums = torch.split(state[..., members_end + self.memory_size :], AGE_GATE_SLOTS, dim=-1)
+                gated = []
+                chat_members: list[Any] = list(self.chat)
+                for member, (logit, _), sums in zip(chat_members, stepped, old_sums, strict=True):
+                    gate, new_sums = member.gate_step(features, own, chat_rows, sums, memory)
+                    gated.append(logit + gate)
+                    gate_sums.append(new_sums)
+                chat_logit = torch.stack(gated, -1).mean(-1)
+            else:
+                chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
             chat_state = torch.cat([next_state for _, next_state in stepped], -1)
             flat_z = self.flat_inp(features)
             _, flat_hidden = self.flat_gru(flat_z.unsqueeze(1), slots[0].unsqueeze(0))
@@ -747,6 +818,8 @@ def build_model(
             next_state = chat_state * (1.0 - w) + flat_state * w
             if counts is not None:
                 next_state = torch.cat([next_state, counts], -1)
+            if gate_sums:
+                next_state = torch.cat([next_state, *gate_sums], -1)
             return logit, next_state
 
         def memory_sequence(self, x: Any, own: Any) -> Any:
@@ -841,6 +914,7 @@ def train(
     writer_age: float = 0.0,
     state_only: bool = False,
     cue_memory: bool = False,
+    age_gate: bool = False,
 ) -> Any:
     """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
     only its chat ``member``; everything else stays as it is. ``consistency`` > 0 adds, for restyled copies
@@ -863,6 +937,7 @@ def train(
             writer_head=writer_age > 0.0,
             state_only=state_only,
             cue_memory=cue_memory,
+            age_gate=age_gate,
         )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
@@ -974,6 +1049,7 @@ def train_chat_members(
     writer_age: float = 0.0,
     state_only: bool = False,
     cue_memory: bool = False,
+    age_gate: bool = False,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -990,6 +1066,7 @@ def train_chat_members(
         writer_age=writer_age,
         state_only=state_only,
         cue_memory=cue_memory,
+        age_gate=age_gate,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
@@ -1438,6 +1515,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             writer_age=args.writer_age,
             state_only=args.state_only,
             cue_memory=args.cue_memory,
+            age_gate=args.age_gate,
         )
 
     if args.consistency > 0.0:
@@ -1754,6 +1832,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the pair state also counts each text cue in the member's own messages and in the other's"
         " (decayed per message); every member reads the counts (needs --text-cues)",
+    )
+    parser.add_argument(
+        "--age-gate",
+        action="store_true",
+        help="each member's risk also passes a learned gate on the running mean P(child) its writer head"
+        " reads for the member and for the other (needs --writer-age above 0)",
     )
     parser.add_argument(
         "--mine-weight", type=float, default=1.0, help="weight of mined hard negatives (1: no mining)"

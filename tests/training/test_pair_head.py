@@ -558,3 +558,69 @@ def test_a_cue_memory_model_exports_and_loads_as_serving_loads_it(tmp_path: Path
     assert check_export(model, path, [chat, segment], table) < 1e-5
     loaded = GruPairModel.load(path, state_size=model.state_size, feature_size=size)
     assert loaded.state_size == model.state_size
+
+
+def test_an_age_gate_model_steps_as_it_trains_and_keeps_its_sums_in_its_state() -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import AGE_GATE_SLOTS, STATE_SIZE, build_model  # noqa: PLC0415
+
+    size = 32
+    with pytest.raises(ValueError, match="writer head"):
+        build_model(size, age_gate=True)
+    torch.manual_seed(0)
+    model = build_model(size, members=("full", "behaviour"), writer_head=True, age_gate=True).eval()
+    assert model.state_size == 2 * STATE_SIZE + 2 * AGE_GATE_SLOTS
+    # A gate that has learned something: the member's own P(child) lowers its risk, the other's raises it.
+    for member in model.chat:
+        member.gate.weight.data = torch.tensor([[-12.0, 12.0]])
+    steps = 6
+    x = torch.randn(1, steps, size)
+    own = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
+    state = torch.zeros(1, model.state_size)
+    stepped = []
+    with torch.no_grad():
+        trained = model.forward_sequence(x, own)[0]
+        for t in range(steps):
+            logit, state = model(x[:, t], own[:, t : t + 1], state)
+            stepped.append(float(logit[0]))
+    assert torch.allclose(trained, torch.tensor(stepped), atol=1e-5)
+    sums = state[0, 2 * STATE_SIZE :].reshape(2, AGE_GATE_SLOTS)
+    # Per member: three own messages and three of the other's counted, each P(child) between 0 and 1.
+    assert sums[:, 1].tolist() == [3.0, 3.0] and sums[:, 3].tolist() == [3.0, 3.0]
+    assert bool(((sums[:, 0] > 0) & (sums[:, 0] < 3)).all())
+    # The sums reach the risk: an author read as a child scores lower than one read as an adult.
+    with torch.no_grad():
+        child, adult = state.clone(), state.clone()
+        child[0, 2 * STATE_SIZE :] = torch.tensor([3.0, 3.0, 0.0, 3.0] * 2)
+        adult[0, 2 * STATE_SIZE :] = torch.tensor([0.0, 3.0, 3.0, 3.0] * 2)
+        as_child, _ = model(x[:, -1], own[:, -1:], child)
+        as_adult, _ = model(x[:, -1], own[:, -1:], adult)
+    assert float(as_child[0]) < float(as_adult[0]) - 1.0
+    # A flattened chunk leaves the sums as they were.
+    with torch.no_grad():
+        _, after = model(x[:, -1], torch.full((1, 1), FLATTENED_OWN), state)
+    assert torch.equal(after[0, 2 * STATE_SIZE :], state[0, 2 * STATE_SIZE :])
+
+
+def test_an_age_gate_model_exports_and_loads_as_serving_loads_it(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import build_model, check_export, export_onnx  # noqa: PLC0415
+    from vigil.detector.pair import GruPairModel  # noqa: PLC0415
+
+    size, cues = 24, 4
+    torch.manual_seed(0)
+    model = build_model(
+        size, members=("full", "behaviour"), text_cues=cues, cue_memory=True, writer_head=True, age_gate=True
+    ).eval()
+    for member in model.chat:
+        member.gate.weight.data = torch.tensor([[-3.0, 2.0]])
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(8, size)).astype(np.float32)
+    table[:, -cues:] = rng.integers(0, 2, size=(8, cues))
+    path = tmp_path / "pair_model.onnx"
+    export_onnx(model, path, size)
+    chat = _sequence("a", 1, [1, 0, 1, 1, 0, 1, 0, 1])
+    segment = dataclasses.replace(chat, own=np.full(8, FLATTENED_OWN, dtype=np.float32))
+    assert check_export(model, path, [chat, segment], table) < 1e-5
+    loaded = GruPairModel.load(path, state_size=model.state_size, feature_size=size)
+    assert loaded.state_size == model.state_size
