@@ -607,10 +607,12 @@ def cue_memory_step(counts: Any, *, cues: Any, own: Any, other: Any) -> Any:
 
 
 # The age gate's running means start from this many pseudo-messages of P(child) 0.5: one message does not
-# settle whose age it is. Its output opens wide at first (bias AGE_GATE_OPEN, log-sigmoid about -0.02), so a
-# gated model starts as the ungated one and learns to close.
+# settle whose age it is. The gate reads the means centred and scaled to about -4..4, and starts half open
+# (bias AGE_GATE_OPEN, log-sigmoid -0.31, which calibration absorbs): a gate that starts saturated open
+# (bias 4, raw means; commit 5228db3) hardly learned in training (weights -0.4, bias 3.86 after it).
 AGE_GATE_PRIOR = 2.0
-AGE_GATE_OPEN = 4.0
+AGE_GATE_OPEN = 1.0
+AGE_GATE_SCALE = 8.0
 AGE_GATE_SLOTS = 4  # per member: own P(child) sum, own messages, the other's sum, the other's messages
 
 
@@ -622,6 +624,11 @@ def age_gate_means(sums: Any) -> Any:
     own = (sums[..., 0] + 0.5 * prior) / (sums[..., 1] + prior)
     other = (sums[..., 2] + 0.5 * prior) / (sums[..., 3] + prior)
     return torch.stack([own, other], -1)
+
+
+def age_gate_input(sums: Any) -> Any:
+    """What the gate's linear layer reads: the two means centred on 0.5 and scaled by AGE_GATE_SCALE."""
+    return (age_gate_means(sums) - 0.5) * AGE_GATE_SCALE
 
 
 def build_model(
@@ -712,7 +719,7 @@ def build_model(
             child = torch.sigmoid(self.writer(self._z(features, own, memory)))
             mine, theirs = own * chat, (1.0 - own) * chat
             sums = sums + torch.cat([child * mine, mine, child * theirs, theirs], -1)
-            return nn.functional.logsigmoid(self.gate(age_gate_means(sums))).squeeze(-1), sums
+            return nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1), sums
 
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
@@ -736,7 +743,7 @@ def build_model(
                     ],
                     -1,
                 )
-                logits = logits + nn.functional.logsigmoid(self.gate(age_gate_means(sums))).squeeze(-1)
+                logits = logits + nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1)
             return logits
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
