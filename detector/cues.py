@@ -312,7 +312,10 @@ _OWN_THIRD = (
     rf"(?:a|an)\s+{_ANY_AGE}\b"
 )
 _ECHO_OR_THIRD_UNLESS_OWN = rf"^(?!.*(?:{_OWN_AGE}|{_OWN_THIRD}))(?:.*?)(?:{_ECHO}|{_THIRD_AGE})"
-_THIRD_UNLESS_OWN = rf"^(?!.*(?:{_OWN_THIRD}|\b(?:i{_Q}?m|im|i\s+am)\s+(?:only\s+|just\s+|almost\s+)?{_ADULT}\b))(?:.*?)(?:{_THIRD_AGE})"
+_THIRD_UNLESS_OWN = (
+    rf"^(?!.*(?:{_OWN_THIRD}|\b(?:i{_Q}?m|im|i\s+am)\s+(?:only\s+|just\s+|almost\s+)?{_ADULT}\b))"
+    rf"(?:.*?)(?:{_THIRD_AGE})"
+)
 _ADULT_LIFE_V6_MORE = (
     rf"\b(?:my|our)\s+(?:little\s+|oldest\s+|youngest\s+)?{_ANY_AGE}{_YEARS_OLD}|"
     rf"\b(?:i\s+have|i\s+got|i\s+have\s+got|i{_Q}ve\s+got|i{_Q}ve)\s+(?:just\s+)?(?:a|an|one|two|three)\s+(?:little\s+)?{_MINOR}{_YEARS_OLD}|"

@@ -1601,6 +1601,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             policy_set=bool(by_split.get(POLICY_SPLIT)),
             text_cues=args.text_cues,
+            age_gate=args.age_gate,
         )
     return report
 
@@ -1678,6 +1679,13 @@ WRITTEN_BIAS = (
     " before, and its realistic test sets come from the same kind of writer, so chat unlike theirs may fare"
     " worse."
 )
+AGE_GATE_BIAS = (
+    "The pair model (2026.12.8) gates each person's risk on how child-like their own messages and the"
+    " other's read (its writer-age head, learned from Perverted-Justice decoys, children in written chats"
+    " and adults in ordinary ones): the same steps weigh more from an adult to a child. An adult who writes"
+    " like a teenager is gated like one, a child who writes formally like an adult, and two teenagers"
+    " swapping apps and pictures still alert when one of them reads older."
+)
 POLICY_SOURCE_ENTRY = {
     "source": POLICY_SOURCE,
     "licence": "Written for Vigil by hand, conversation by conversation, same licence as Vigil",
@@ -1705,6 +1713,7 @@ def write_model_dir(
     written: bool = False,
     policy_set: bool = False,
     text_cues: str | None = None,
+    age_gate: bool = False,
 ) -> None:
     """The shipped model dir: model.onnx with its embedding output, pair_model.onnx, metadata, golden."""
     from vigil.detector.onnx_detector import write_golden  # noqa: PLC0415
@@ -1730,6 +1739,8 @@ def write_model_dir(
     metadata["known_biases"] = biases + [b for b in PAIR_MODEL_BIASES if b not in biases]
     if written and WRITTEN_BIAS not in metadata["known_biases"]:
         metadata["known_biases"].append(WRITTEN_BIAS)
+    if age_gate and AGE_GATE_BIAS not in metadata["known_biases"]:
+        metadata["known_biases"].append(AGE_GATE_BIAS)
     if report is not None:
         metadata.setdefault("metrics", {})["pair_model_replay"] = dict(report)
     metadata["pair_model"] = {

@@ -27,6 +27,7 @@ from training.message_heads import (
 )
 from training.modern_lines import modern_conversations
 from training.pair_head import (
+    AGE_GATE_BIAS,
     PAIR_SIGNALS_OUTPUT,
     POLICY_SOURCE_ENTRY,
     FeatureCacheMismatchError,
@@ -296,8 +297,11 @@ async def test_a_pair_model_written_for_a_model_with_explanation_heads_reads_bot
         state_size=8,
         members=("full", "behaviour"),
         policy_set=True,
+        age_gate=True,
     )
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    # A gated pair model names the gate's known bias.
+    assert metadata["known_biases"].count(AGE_GATE_BIAS) == 1
     # The policy conversations are named among the data, as what chose the threshold, not training data.
     assert metadata["training_data"].count(POLICY_SOURCE_ENTRY) == 1
     assert metadata["pair_model"]["signals_output"] == PAIR_SIGNALS_OUTPUT
