@@ -539,25 +539,33 @@ def test_a_cue_memory_model_steps_as_it_trains_and_keeps_the_counts_in_its_state
     assert float(fresh[0]) != float(remembered[0])
 
 
+def _assert_exports_and_loads(model: object, *, size: int, cues: int, folder: Path) -> None:
+    """The model exported to ONNX steps a chat pair and a flattened segment as training's path does, and
+    loads through ``GruPairModel.load`` as serving loads it."""
+    from training.pair_head import check_export, export_onnx  # noqa: PLC0415
+    from vigil.detector.pair import GruPairModel  # noqa: PLC0415
+
+    state_size = int(model.state_size)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(8, size)).astype(np.float32)
+    table[:, -cues:] = rng.integers(0, 2, size=(8, cues))
+    path = folder / "pair_model.onnx"
+    export_onnx(model, path, size)
+    chat = _sequence("a", 1, [1, 0, 1, 1, 0, 1, 0, 1])
+    segment = dataclasses.replace(chat, own=np.full(8, FLATTENED_OWN, dtype=np.float32))
+    assert check_export(model, path, [chat, segment], table) < 1e-5
+    loaded = GruPairModel.load(path, state_size=state_size, feature_size=size)
+    assert loaded.state_size == state_size
+
+
 def test_a_cue_memory_model_exports_and_loads_as_serving_loads_it(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")  # training extra
-    from training.pair_head import build_model, check_export, export_onnx  # noqa: PLC0415
-    from vigil.detector.pair import GruPairModel  # noqa: PLC0415
+    from training.pair_head import build_model  # noqa: PLC0415
 
     size, cues = 24, 4
     torch.manual_seed(0)
     model = build_model(size, members=("full", "behaviour"), text_cues=cues, cue_memory=True).eval()
-    rng = np.random.default_rng(0)
-    table = rng.normal(size=(8, size)).astype(np.float32)
-    table[:, -cues:] = rng.integers(0, 2, size=(8, cues))
-    path = tmp_path / "pair_model.onnx"
-    export_onnx(model, path, size)
-    # A chat pair and a flattened segment, step by step through onnxruntime against training's path.
-    chat = _sequence("a", 1, [1, 0, 1, 1, 0, 1, 0, 1])
-    segment = dataclasses.replace(chat, own=np.full(8, FLATTENED_OWN, dtype=np.float32))
-    assert check_export(model, path, [chat, segment], table) < 1e-5
-    loaded = GruPairModel.load(path, state_size=model.state_size, feature_size=size)
-    assert loaded.state_size == model.state_size
+    _assert_exports_and_loads(model, size=size, cues=cues, folder=tmp_path)
 
 
 def test_an_age_gate_model_steps_as_it_trains_and_keeps_its_sums_in_its_state() -> None:
@@ -604,8 +612,7 @@ def test_an_age_gate_model_steps_as_it_trains_and_keeps_its_sums_in_its_state() 
 
 def test_an_age_gate_model_exports_and_loads_as_serving_loads_it(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")  # training extra
-    from training.pair_head import build_model, check_export, export_onnx  # noqa: PLC0415
-    from vigil.detector.pair import GruPairModel  # noqa: PLC0415
+    from training.pair_head import build_model  # noqa: PLC0415
 
     size, cues = 24, 4
     torch.manual_seed(0)
@@ -614,13 +621,4 @@ def test_an_age_gate_model_exports_and_loads_as_serving_loads_it(tmp_path: Path)
     ).eval()
     for member in model.chat:
         member.gate.weight.data = torch.tensor([[-3.0, 2.0]])
-    rng = np.random.default_rng(0)
-    table = rng.normal(size=(8, size)).astype(np.float32)
-    table[:, -cues:] = rng.integers(0, 2, size=(8, cues))
-    path = tmp_path / "pair_model.onnx"
-    export_onnx(model, path, size)
-    chat = _sequence("a", 1, [1, 0, 1, 1, 0, 1, 0, 1])
-    segment = dataclasses.replace(chat, own=np.full(8, FLATTENED_OWN, dtype=np.float32))
-    assert check_export(model, path, [chat, segment], table) < 1e-5
-    loaded = GruPairModel.load(path, state_size=model.state_size, feature_size=size)
-    assert loaded.state_size == model.state_size
+    _assert_exports_and_loads(model, size=size, cues=cues, folder=tmp_path)
