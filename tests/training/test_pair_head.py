@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -504,6 +505,22 @@ def test_a_cue_memory_counts_each_cue_by_whose_message_it_was() -> None:
     assert torch.equal(kept, counts)
 
 
+def _steps_as_it_trains(model: Any, x: Any, own: Any) -> Any:
+    """Steps ``model`` message by message, as serving does, checks each risk against training's path over
+    the whole sequence (1e-5), and returns the state after the last message."""
+    import torch  # noqa: PLC0415
+
+    state = torch.zeros(1, model.state_size)
+    stepped = []
+    with torch.no_grad():
+        trained = model.forward_sequence(x, own)[0]
+        for t in range(x.shape[1]):
+            logit, state = model(x[:, t], own[:, t : t + 1], state)
+            stepped.append(float(logit[0]))
+    assert torch.allclose(trained, torch.tensor(stepped), atol=1e-5)
+    return state
+
+
 def test_a_cue_memory_model_steps_as_it_trains_and_keeps_the_counts_in_its_state() -> None:
     torch = pytest.importorskip("torch")  # training extra
     from training.pair_head import STATE_SIZE, build_model  # noqa: PLC0415
@@ -518,14 +535,7 @@ def test_a_cue_memory_model_steps_as_it_trains_and_keeps_the_counts_in_its_state
     x = torch.randn(1, steps, size)
     x[..., -cues:] = torch.tensor([[1.0, 0.0, 0.0]] * steps)
     own = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
-    state = torch.zeros(1, model.state_size)
-    stepped = []
-    with torch.no_grad():
-        trained = model.forward_sequence(x, own)[0]
-        for t in range(steps):
-            logit, state = model(x[:, t], own[:, t : t + 1], state)
-            stepped.append(float(logit[0]))
-    assert torch.allclose(trained, torch.tensor(stepped), atol=1e-5)
+    state = _steps_as_it_trains(model, x, own)
     memory = state[0, -2 * cues :]
     # The first cue fired in all six messages: three of the member's own, three of the other's.
     assert float(memory[0]) > 2.9 and float(memory[cues]) > 2.9
@@ -584,14 +594,7 @@ def test_an_age_gate_model_steps_as_it_trains_and_keeps_its_sums_in_its_state() 
     steps = 6
     x = torch.randn(1, steps, size)
     own = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
-    state = torch.zeros(1, model.state_size)
-    stepped = []
-    with torch.no_grad():
-        trained = model.forward_sequence(x, own)[0]
-        for t in range(steps):
-            logit, state = model(x[:, t], own[:, t : t + 1], state)
-            stepped.append(float(logit[0]))
-    assert torch.allclose(trained, torch.tensor(stepped), atol=1e-5)
+    state = _steps_as_it_trains(model, x, own)
     sums = state[0, 2 * STATE_SIZE :].reshape(2, AGE_GATE_SLOTS)
     # Per member: three own messages and three of the other's counted, each P(child) between 0 and 1.
     assert sums[:, 1].tolist() == [3.0, 3.0] and sums[:, 3].tolist() == [3.0, 3.0]
