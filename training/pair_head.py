@@ -705,21 +705,27 @@ def build_model(
                 logit = logit + self.memory_out(memory)
             return logit.squeeze(-1)
 
-        def step(self, features: Any, own: Any, state: Any, memory: Any = None) -> tuple[Any, Any]:
-            z = self._z(features, own, memory)
+        def _advance(self, z: Any, state: Any, memory: Any) -> tuple[Any, Any]:
             _, hidden = self.gru(z.unsqueeze(1), state.unsqueeze(0))
             next_state = hidden.squeeze(0)
             return self._risk(next_state, z, memory), next_state
 
-        def gate_step(
-            self, features: Any, own: Any, chat: Any, sums: Any, memory: Any = None
-        ) -> tuple[Any, Any]:
-            """The gate's log-sigmoid [N] and its sums after one message (own, chat [N, 1]); a flattened
-            chunk (chat 0) leaves the sums as they were."""
-            child = torch.sigmoid(self.writer(self._z(features, own, memory)))
+        def step(self, features: Any, own: Any, state: Any, memory: Any = None) -> tuple[Any, Any]:
+            return self._advance(self._z(features, own, memory), state, memory)
+
+        def gated_step(
+            self, features: Any, own: Any, state: Any, memory: Any, *, chat: Any, sums: Any
+        ) -> tuple[Any, Any, Any]:
+            """``step`` with the age gate: (logit + the gate's log-sigmoid, next state, the gate's sums after
+            this message; own, chat [N, 1]; a flattened chunk, chat 0, leaves the sums as they were). The
+            writer head reads the same input the GRU does, computed once."""
+            z = self._z(features, own, memory)
+            logit, next_state = self._advance(z, state, memory)
+            child = torch.sigmoid(self.writer(z))
             mine, theirs = own * chat, (1.0 - own) * chat
             sums = sums + torch.cat([child * mine, mine, child * theirs, theirs], -1)
-            return nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1), sums
+            gate = nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1)
+            return logit + gate, next_state, sums
 
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
@@ -797,23 +803,24 @@ def build_model(
                     features, own, state[..., members_end : members_end + self.memory_size]
                 )
                 memory = 1.0 - torch.exp(-counts)
-            stepped = [
-                member.step(features, own, slot, memory)
-                for member, slot in zip(self.chat, slots, strict=True)
-            ]
             gate_sums: list[Any] = []
             if self.gate_size:
                 chat_rows = 1.0 - self.flatness(own)
                 old_sums = torch.split(state[..., members_end + self.memory_size :], AGE_GATE_SLOTS, dim=-1)
-                gated = []
+                stepped = []
                 chat_members: list[Any] = list(self.chat)
-                for member, (logit, _), sums in zip(chat_members, stepped, old_sums, strict=True):
-                    gate, new_sums = member.gate_step(features, own, chat_rows, sums, memory)
-                    gated.append(logit + gate)
+                for member, slot, sums in zip(chat_members, slots, old_sums, strict=True):
+                    logit, next_slot, new_sums = member.gated_step(
+                        features, own, slot, memory, chat=chat_rows, sums=sums
+                    )
+                    stepped.append((logit, next_slot))
                     gate_sums.append(new_sums)
-                chat_logit = torch.stack(gated, -1).mean(-1)
             else:
-                chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
+                stepped = [
+                    member.step(features, own, slot, memory)
+                    for member, slot in zip(self.chat, slots, strict=True)
+                ]
+            chat_logit = torch.stack([logit for logit, _ in stepped], -1).mean(-1)
             chat_state = torch.cat([next_state for _, next_state in stepped], -1)
             flat_z = self.flat_inp(features)
             _, flat_hidden = self.flat_gru(flat_z.unsqueeze(1), slots[0].unsqueeze(0))
