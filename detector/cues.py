@@ -322,6 +322,22 @@ _ADULT_LIFE_V6_MORE = (
     rf"\bmy\s+(?:son|daughter|kids?|oldest|youngest|stepson|stepdaughter)\s+(?:is|just\s+turned|turned|turns|will\s+be)\s+{_ANY_AGE}\b"
 )
 
+# "Don't let anyone take your mid" is no secret: from behaviour_v7 "let" is secrecy only where someone would
+# know, see or find out ("dont let ur mom see", "never let anybody know").
+_SECRECY_V7 = _SECRECY.replace(r"(?:this|it|us|me)|let)\b", r"(?:this|it|us|me))\b") + (
+    rf"|\b(?:don{_Q}t|dont|do\s+not|never|won{_Q}t|wont|can{_Q}t|cant|shouldn{_Q}t|better\s+not)\s+(?:ever\s+)?"
+    rf"let\s+(?:{_YOUR}\s+)?{_KIN}\s+(?:\w+\s+)?(?:know|see|sees|find\s+out|read|hear|catch|notice|look|check)\b"
+)
+# Family the writer shares with the other (a sibling, a cousin, a parent): "our mom", a bare "ask dad".
+_SHARED_FAMILY_V7 = (
+    r"\bour\s+(?:mom|mum|mommy|mama|dad|daddy|papa|parents|grandma|grandpa|granny|gran|nana|nan|aunt|auntie|"
+    r"uncle|cousins?|brother|sister|family|folks)\b|"
+    rf"\b(?:i{_Q}ve|ive|i\s+have)\s+known\s+(?:you|u)\s+(?:ur|your)\s+(?:whole|entire)\s+life\b|"
+    r"\b(?:coming|come|be|get)\s+home\s+for\s+(?:thanksgiving|christmas|xmas|the\s+holidays|spring\s+break|break|"
+    r"reading\s+week|easter|diwali|eid|the\s+summer)\b|"
+    r"\b(?:tell|ask|text|call)\s+(?:mom|mum|mommy|mama|dad|daddy)\b|\b(?:ur|your)\s+(?:big|older|little|lil)\s+(?:sis|bro)\b"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TextCues:
@@ -448,8 +464,28 @@ def _behaviour_v6() -> TextCues:
     return TextCues("behaviour_v6", v5.names, tuple(patterns), tuple(cancels.get(name) for name in v5.names))
 
 
-CUE_VERSIONS = ("age_v1", "age_v2", "behaviour_v3", "behaviour_v4", "behaviour_v5", "behaviour_v6")
-LATEST_CUES = "behaviour_v6"
+def _behaviour_v7() -> TextCues:
+    v6 = _behaviour_v6()
+    patterns = list(v6.patterns)
+    patterns[v6.names.index("secrecy")] = _compiled(_SECRECY_V7, _SECRECY_V4_MORE)
+    return TextCues(
+        "behaviour_v7",
+        (*v6.names, "shared_family"),
+        (*patterns, _compiled(_SHARED_FAMILY_V7)),
+        (*v6.unless, None),
+    )
+
+
+CUE_VERSIONS = (
+    "age_v1",
+    "age_v2",
+    "behaviour_v3",
+    "behaviour_v4",
+    "behaviour_v5",
+    "behaviour_v6",
+    "behaviour_v7",
+)
+LATEST_CUES = "behaviour_v7"
 
 
 def text_cues(version: str) -> TextCues:
@@ -467,6 +503,8 @@ def text_cues(version: str) -> TextCues:
             return _behaviour_v5()
         case "behaviour_v6":
             return _behaviour_v6()
+        case "behaviour_v7":
+            return _behaviour_v7()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -10,6 +10,7 @@ from vigil.bots.core.normalise import model_text
 from vigil.detector.cues import CUE_VERSIONS, LATEST_CUES, UnknownCuesError, text_cues
 
 MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS, SECRECY, PRIVATE, GIFT, MEETING, PHOTO = range(11)
+SHARED_FAMILY = 11  # from behaviour_v7
 
 # Read by every version: a later version reads more, never less.
 EVERY_VERSION = [
@@ -240,6 +241,77 @@ def test_behaviour_v6_changes_only_the_ages_school_and_adult_life(text: str) -> 
     assert all(v6[i] <= v5[i] for i in (MINOR, ADULT, SCHOOL))
 
 
+# behaviour_v7: "let" is secrecy only where someone would know or see.
+LET_SECRET = [
+    "don't let anybody know what we r talking about",
+    "never ever let anyone know about those",
+    "dont let ur mom see this",
+    "don't let your parents find out",
+    "Do not let your dad read these messages.",
+]
+LET_NOT_SECRET = [
+    "dont let anyone take storm's mid next time",
+    "just dont let anyone take advantage of u",
+    "don't ever let go of the bond u have with ur mom",
+    "one more tip: don't let anyone pressure you into playing",
+    "you are. don't let anyone tell you otherwise.",
+]
+# behaviour_v7's shared_family: family the writer shares with the other.
+SHARED_FAMILY_TEXTS = [
+    "tell our mom it's my new number too",
+    "dont tell mom i got a tattoo",
+    "i know when ur bday is ive known u ur whole life",
+    "r u coming home for thanksgiving",
+    "Are you coming home for Christmas?",
+    "ask dad",
+    "ok ill text mum when im there",
+    "our cousins are coming saturday",
+    "love u, ur big sis",
+]
+NOT_SHARED_FAMILY = [
+    "is ur mom home",
+    "dont tell ur mom ok",
+    "my mom said no",
+    "ask your dad if you can come",
+    "this is our secret",
+    "i'm coming home late tonight",
+    "our team won",
+]
+
+
+@pytest.mark.parametrize("text", LET_SECRET)
+def test_behaviour_v7_reads_letting_someone_know_as_secrecy(text: str) -> None:
+    assert text_cues("behaviour_v7").of(model_text(text))[SECRECY] == 1.0
+
+
+@pytest.mark.parametrize("text", LET_NOT_SECRET)
+def test_behaviour_v7_reads_other_lets_as_no_secrecy(text: str) -> None:
+    assert text_cues("behaviour_v6").of(model_text(text))[SECRECY] == 1.0
+    assert text_cues("behaviour_v7").of(model_text(text))[SECRECY] == 0.0
+
+
+@pytest.mark.parametrize("text", SHARED_FAMILY_TEXTS)
+def test_behaviour_v7_reads_shared_family(text: str) -> None:
+    assert text_cues("behaviour_v7").of(model_text(text))[SHARED_FAMILY] == 1.0
+
+
+@pytest.mark.parametrize("text", NOT_SHARED_FAMILY)
+def test_behaviour_v7_reads_someone_elses_family_as_no_shared_family(text: str) -> None:
+    assert text_cues("behaviour_v7").of(model_text(text))[SHARED_FAMILY] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text", [*LET_SECRET, *LET_NOT_SECRET, *SHARED_FAMILY_TEXTS, *NOT_SHARED_FAMILY, *[t for t, _ in FROM_V3]]
+)
+def test_behaviour_v7_changes_only_secrecy_and_adds_shared_family(text: str) -> None:
+    v6 = text_cues("behaviour_v6").of(model_text(text))
+    v7 = text_cues("behaviour_v7").of(model_text(text))
+    assert len(v7) == len(v6) + 1
+    kept = [i for i in range(len(v6)) if i != SECRECY]
+    assert [v7[i] for i in kept] == [v6[i] for i in kept]
+    assert v7[SECRECY] <= v6[SECRECY]
+
+
 @pytest.mark.parametrize("version", BEHAVIOUR_VERSIONS)
 @pytest.mark.parametrize(("text", "cue"), FROM_V3)
 def test_the_behaviour_cues_read_the_steps(version: str, text: str, cue: int) -> None:
@@ -278,7 +350,7 @@ def test_behaviour_v4_leaves_near_misses_alone(text: str, cue: int) -> None:
 @pytest.mark.parametrize("text", NOT_A_STEP)
 def test_near_misses_are_no_step(version: str, text: str) -> None:
     read = text_cues(version).of(model_text(text))
-    assert read[SECRECY:] == (0.0,) * 5, read
+    assert read[SECRECY : PHOTO + 1] == (0.0,) * 5, read
     # one cue and one only where the text asks for one step
     assert sum(text_cues(version).of(model_text("dont tell ur mom ok"))[SECRECY:]) == 1.0
 
@@ -326,9 +398,11 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 
 def test_an_unknown_version_is_refused_by_name() -> None:
+    every = ", ".join(CUE_VERSIONS)
+    assert every.endswith("behaviour_v6, behaviour_v7")
     with pytest.raises(
         UnknownCuesError,
-        match=r"'age_v9'.*age_v1, age_v2, behaviour_v3, behaviour_v4, behaviour_v5, behaviour_v6",
+        match=rf"'age_v9'.*{every}",
     ):
         text_cues("age_v9")
     assert CUE_VERSIONS[-1] == LATEST_CUES
@@ -343,6 +417,7 @@ FINGERPRINTS = {
     "behaviour_v4": "c9044c20d21dfe2a",
     "behaviour_v5": "212da41649aa23b0",
     "behaviour_v6": "32f7939458fa12b1",
+    "behaviour_v7": "a66156156d78ee9f",
 }
 
 
