@@ -2832,6 +2832,9 @@ def _record(draft: _Draft, *, label: int, rng: random.Random, index: int, id_pre
     meta = {key: value for key, value in draft.meta.items() if key != "fixed"}
     if label == 1:
         meta["child_age"] = int(fixed["age"])
+    # Who writes as a child and who as an adult, as the realistic sets say: the writer-age head learns it.
+    for role, key in (("kid", "child_authors"), ("adult", "adult_authors")):
+        meta[key] = sorted({s.id for s in draft.speakers.values() if s.role == role and s.id in authors})
     return {
         "id": f"{id_prefix}-{index:05d}",
         "interleaved": True,

@@ -195,12 +195,22 @@ ADULT_SOURCES = ("sexting_adult",)
 def writer_role(conversation: Conversation, author: str) -> float:
     """Who wrote a message, as far as the record says: a suspect is an adult; a Perverted-Justice decoy
     (``dec-`` ids) and the other member of a grooming DM present as children; everyone in an adult-only
-    source is an adult. In grooming channels only the suspect is known (a bystander may be an adult)."""
+    source is an adult; a record's ``meta.child_authors`` / ``meta.adult_authors`` (generated and realistic
+    chats, look-alikes included) name the rest. Otherwise unknown (a channel's bystander may be either)."""
     if author in conversation.suspects or conversation.source in ADULT_SOURCES:
+        return WRITER_ADULT
+    if author in _meta_ids(conversation, "child_authors"):
+        return WRITER_MINOR
+    if author in _meta_ids(conversation, "adult_authors"):
         return WRITER_ADULT
     if conversation.label == 1 and (author.startswith("dec-") or conversation.setting == "dm"):
         return WRITER_MINOR
     return WRITER_UNKNOWN
+
+
+def _meta_ids(conversation: Conversation, key: str) -> frozenset[str]:
+    ids = conversation.meta.get(key)
+    return frozenset(i for i in ids if isinstance(i, str)) if isinstance(ids, list) else frozenset()
 
 
 def sequences_of(
@@ -1663,12 +1673,19 @@ THIRD_PERSON_CUES_BIAS = (
     ' says "I\'m 13, my brother is a 16 year old" keeps their own age; an age said of oneself in the third'
     ' person ("a 44 year old man like me") is no cue.'
 )
+SHARED_FAMILY_CUES_BIAS = (
+    'The pair model (from cues behaviour_v7) reads family the writer shares with the other ("our mom", a bare'
+    ' "dont tell mom" or "ask dad", "coming home for thanksgiving") as a sign of kin, which it learned lowers'
+    ' risk: a groomer who poses as family, or abuse within a family, may alert later. "Don\'t let anyone"'
+    " is secrecy only where someone would know, see or find out."
+)
 # Cue versions whose rules each bias describes; a later version inherits the earlier ones'.
 _CUE_BIAS_FROM = (
     ("behaviour_v3", BEHAVIOUR_CUES_BIAS),
     ("behaviour_v4", INDIRECT_CUES_BIAS),
     ("behaviour_v5", ECHO_CUES_BIAS),
     ("behaviour_v6", THIRD_PERSON_CUES_BIAS),
+    ("behaviour_v7", SHARED_FAMILY_CUES_BIAS),
 )
 
 

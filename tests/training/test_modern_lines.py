@@ -164,6 +164,24 @@ def test_settings_and_authors(corpus: list[dict[str, Any]]) -> None:
     assert all(settings[(label, setting)] > 50 for label in (0, 1) for setting in ("dm", "channel"))
 
 
+def test_every_writer_is_named_a_child_or_an_adult(
+    corpus: list[dict[str, Any]], lookalikes: dict[str, list[dict[str, Any]]]
+) -> None:
+    for record in [*corpus, *(r for records in lookalikes.values() for r in records)]:
+        children, adults = set(record["meta"]["child_authors"]), set(record["meta"]["adult_authors"])
+        assert not children & adults, record["id"]
+        assert {m["author"] for m in record["messages"]} == children | adults, record["id"]
+        if record["label"] == 1:
+            assert set(record["suspects"]) <= adults
+        kind = record["meta"]["kind"]
+        if kind in ("adult_flirting", "workplace"):
+            assert not children, record["id"]
+        if kind == "teen_friends":
+            assert not adults, record["id"]
+        if kind in ("parent_child", "older_sibling", "support_line"):
+            assert children and adults, record["id"]
+
+
 def test_grooming_records_have_an_adult_suspect_who_asks_the_age(corpus: list[dict[str, Any]]) -> None:
     for record in (r for r in corpus if r["label"] == 1):
         assert len(record["suspects"]) == 1

@@ -23,6 +23,7 @@ from training.pair_head import (
     EMBEDDING_OUTPUT,
     INDIRECT_CUES_BIAS,
     MEMBER_KINDS,
+    SHARED_FAMILY_CUES_BIAS,
     TEXT_CUES_BIAS,
     THIRD_PERSON_CUES_BIAS,
     WRITER_ADULT,
@@ -281,6 +282,7 @@ def test_a_model_reading_the_steps_names_their_bias_too() -> None:
         ECHO_CUES_BIAS,
     )
     assert cue_biases("behaviour_v6") == (*cue_biases("behaviour_v5"), THIRD_PERSON_CUES_BIAS)
+    assert cue_biases("behaviour_v7") == (*cue_biases("behaviour_v6"), SHARED_FAMILY_CUES_BIAS)
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
@@ -429,6 +431,11 @@ def test_a_writer_is_a_child_or_an_adult_only_where_the_record_says_so() -> None
     )
     sexting = dataclasses.replace(look_alike, source="sexting_adult")
     assert writer_role(sexting, child) == WRITER_ADULT
+    # A generated or realistic record names its writers in meta, look-alikes included.
+    named = dataclasses.replace(look_alike, meta={"child_authors": [child], "adult_authors": [adult]})
+    roles = [writer_role(named, a) for a in (adult, child, BYSTANDER)]
+    assert roles == [WRITER_ADULT, WRITER_MINOR, WRITER_UNKNOWN]
+    assert writer_role(dataclasses.replace(named, meta={"child_authors": child}), child) == WRITER_UNKNOWN
 
     _, id_of = _texts()
     by_candidate = {
