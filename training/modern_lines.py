@@ -2814,7 +2814,9 @@ def _cast(beat: Beat, members: Sequence[str], extras: Sequence[str], rng: random
     return out
 
 
-def _record(draft: _Draft, *, label: int, rng: random.Random, index: int, id_prefix: str) -> dict[str, Any]:
+def _record(
+    draft: _Draft, *, label: int, rng: random.Random, index: int, id_prefix: str, name_writers: bool
+) -> dict[str, Any]:
     fixed = draft.meta["fixed"]
     context = _Context(rng=rng, platform=draft.platform, fixed=fixed)
     messages: list[dict[str, Any]] = []
@@ -2832,9 +2834,9 @@ def _record(draft: _Draft, *, label: int, rng: random.Random, index: int, id_pre
     meta = {key: value for key, value in draft.meta.items() if key != "fixed"}
     if label == 1:
         meta["child_age"] = int(fixed["age"])
-    # Who writes as a child and who as an adult, as the realistic sets say: the writer-age head learns it.
-    for role, key in (("kid", "child_authors"), ("adult", "adult_authors")):
-        meta[key] = sorted({s.id for s in draft.speakers.values() if s.role == role and s.id in authors})
+    if name_writers:  # who writes as a child and who as an adult, as the realistic sets say
+        for role, key in (("kid", "child_authors"), ("adult", "adult_authors")):
+            meta[key] = sorted({s.id for s in draft.speakers.values() if s.role == role and s.id in authors})
     return {
         "id": f"{id_prefix}-{index:05d}",
         "interleaved": True,
@@ -2854,12 +2856,15 @@ def modern_conversations(
     count_benign: int,
     kinds: Sequence[str] = (),
     id_prefix: str = "vmod",
+    name_writers: bool = False,
 ) -> list[dict[str, Any]]:
     """``count_grooming`` label-1 and ``count_benign`` label-0 conversations, shared format, sorted by id.
 
     Deterministic for ``seed``. Labels are shuffled across ids so that an id says nothing about its label.
     ``kinds`` names the benign kinds to draw from (default: the standard mix, the named kinds excluded);
-    ``id_prefix`` keeps ids apart when several generated files train together.
+    ``id_prefix`` keeps ids apart when several generated files train together. ``name_writers`` adds
+    ``meta.child_authors`` and ``meta.adult_authors`` (the texts stay the same; off, so that earlier
+    recipes' files stay byte-identical).
     """
     if count_grooming < 0 or count_benign < 0:
         raise ValueError("counts must be >= 0")
@@ -2875,7 +2880,9 @@ def modern_conversations(
     for index, label in enumerate(labels):
         rng = random.Random(f"vigil-modern:{seed}:{index}")
         draft = _grooming_draft(rng, taken) if label == 1 else _benign_draft(rng, taken, kinds=chosen)
-        records.append(_record(draft, label=label, rng=rng, index=index, id_prefix=id_prefix))
+        records.append(
+            _record(draft, label=label, rng=rng, index=index, id_prefix=id_prefix, name_writers=name_writers)
+        )
     return records
 
 
@@ -2905,6 +2912,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="draw the benign conversations from this kind only (repeatable; default: the standard mix)",
     )
     parser.add_argument("--id-prefix", default="vmod", help="conversation ids are PREFIX-00000, ...")
+    parser.add_argument(
+        "--name-writers",
+        action="store_true",
+        help="name each record's child and adult writers in meta (child_authors, adult_authors), which the"
+        " pair model's writer-age loss reads",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     records = modern_conversations(
@@ -2913,6 +2926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         count_benign=args.benign,
         kinds=args.kind,
         id_prefix=args.id_prefix,
+        name_writers=args.name_writers,
     )
     write_jsonl(records, args.out)
     messages = sum(len(record["messages"]) for record in records)

@@ -164,10 +164,19 @@ def test_settings_and_authors(corpus: list[dict[str, Any]]) -> None:
     assert all(settings[(label, setting)] > 50 for label in (0, 1) for setting in ("dm", "channel"))
 
 
-def test_every_writer_is_named_a_child_or_an_adult(
-    corpus: list[dict[str, Any]], lookalikes: dict[str, list[dict[str, Any]]]
-) -> None:
-    for record in [*corpus, *(r for records in lookalikes.values() for r in records)]:
+def test_every_writer_is_named_a_child_or_an_adult_on_request(corpus: list[dict[str, Any]]) -> None:
+    assert not any("child_authors" in r["meta"] or "adult_authors" in r["meta"] for r in corpus)
+    named = modern_conversations(seed=0, count_grooming=60, count_benign=90, name_writers=True)
+    plain = modern_conversations(seed=0, count_grooming=60, count_benign=90)
+    assert [r["messages"] for r in named] == [r["messages"] for r in plain]
+    looks = [
+        r
+        for kind in LOOKALIKE_KINDS
+        for r in modern_conversations(
+            seed=13, count_grooming=0, count_benign=20, kinds=(kind,), name_writers=True
+        )
+    ]
+    for record in [*named, *looks]:
         children, adults = set(record["meta"]["child_authors"]), set(record["meta"]["adult_authors"])
         assert not children & adults, record["id"]
         assert {m["author"] for m in record["messages"]} == children | adults, record["id"]
