@@ -328,8 +328,9 @@ _SECRECY_V7 = _SECRECY.replace(r"(?:this|it|us|me)|let)\b", r"(?:this|it|us|me))
     rf"|\b(?:don{_Q}t|dont|do\s+not|never|won{_Q}t|wont|can{_Q}t|cant|shouldn{_Q}t|better\s+not)\s+(?:ever\s+)?"
     rf"let\s+(?:{_YOUR}\s+)?{_KIN}\s+(?:\w+\s+)?(?:know|see|sees|find\s+out|read|hear|catch|notice|look|check)\b"
 )
-# Family the writer shares with the other (a sibling, a cousin, a parent): "our mom", a bare "ask dad".
-_SHARED_FAMILY_V7 = (
+# From behaviour_v8, family the writer shares with the other (a sibling, a cousin, a parent): "our mom",
+# a bare "ask dad".
+_SHARED_FAMILY_V8 = (
     r"\bour\s+(?:mom|mum|mommy|mama|dad|daddy|papa|parents|grandma|grandpa|granny|gran|nana|nan|aunt|auntie|"
     r"uncle|cousins?|brother|sister|family|folks)\b|"
     rf"\b(?:i{_Q}ve|ive|i\s+have)\s+known\s+(?:you|u)\s+(?:ur|your)\s+(?:whole|entire)\s+life\b|"
@@ -468,11 +469,16 @@ def _behaviour_v7() -> TextCues:
     v6 = _behaviour_v6()
     patterns = list(v6.patterns)
     patterns[v6.names.index("secrecy")] = _compiled(_SECRECY_V7, _SECRECY_V4_MORE)
+    return TextCues("behaviour_v7", v6.names, tuple(patterns), v6.unless)
+
+
+def _behaviour_v8() -> TextCues:
+    v7 = _behaviour_v7()
     return TextCues(
-        "behaviour_v7",
-        (*v6.names, "shared_family"),
-        (*patterns, _compiled(_SHARED_FAMILY_V7)),
-        (*v6.unless, None),
+        "behaviour_v8",
+        (*v7.names, "shared_family"),
+        (*v7.patterns, _compiled(_SHARED_FAMILY_V8)),
+        (*v7.unless, None),
     )
 
 
@@ -484,8 +490,9 @@ CUE_VERSIONS = (
     "behaviour_v5",
     "behaviour_v6",
     "behaviour_v7",
+    "behaviour_v8",
 )
-LATEST_CUES = "behaviour_v7"
+LATEST_CUES = "behaviour_v8"
 
 
 def text_cues(version: str) -> TextCues:
@@ -505,6 +512,8 @@ def text_cues(version: str) -> TextCues:
             return _behaviour_v6()
         case "behaviour_v7":
             return _behaviour_v7()
+        case "behaviour_v8":
+            return _behaviour_v8()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -1674,10 +1674,9 @@ THIRD_PERSON_CUES_BIAS = (
     ' person ("a 44 year old man like me") is no cue.'
 )
 SHARED_FAMILY_CUES_BIAS = (
-    'The pair model (from cues behaviour_v7) reads family the writer shares with the other ("our mom", a bare'
+    'The pair model (from cues behaviour_v8) reads family the writer shares with the other ("our mom", a bare'
     ' "dont tell mom" or "ask dad", "coming home for thanksgiving") as a sign of kin, which it learned lowers'
-    ' risk: a groomer who poses as family, or abuse within a family, may alert later. "Don\'t let anyone"'
-    " is secrecy only where someone would know, see or find out."
+    " risk: a groomer who poses as family, or abuse within a family, may alert later."
 )
 # Cue versions whose rules each bias describes; a later version inherits the earlier ones'.
 _CUE_BIAS_FROM = (
@@ -1685,7 +1684,7 @@ _CUE_BIAS_FROM = (
     ("behaviour_v4", INDIRECT_CUES_BIAS),
     ("behaviour_v5", ECHO_CUES_BIAS),
     ("behaviour_v6", THIRD_PERSON_CUES_BIAS),
-    ("behaviour_v7", SHARED_FAMILY_CUES_BIAS),
+    ("behaviour_v8", SHARED_FAMILY_CUES_BIAS),
 )
 
 

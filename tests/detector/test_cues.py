@@ -10,7 +10,7 @@ from vigil.bots.core.normalise import model_text
 from vigil.detector.cues import CUE_VERSIONS, LATEST_CUES, UnknownCuesError, text_cues
 
 MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS, SECRECY, PRIVATE, GIFT, MEETING, PHOTO = range(11)
-SHARED_FAMILY = 11  # from behaviour_v7
+SHARED_FAMILY = 11  # from behaviour_v8
 
 # Read by every version: a later version reads more, never less.
 EVERY_VERSION = [
@@ -256,7 +256,7 @@ LET_NOT_SECRET = [
     "one more tip: don't let anyone pressure you into playing",
     "you are. don't let anyone tell you otherwise.",
 ]
-# behaviour_v7's shared_family: family the writer shares with the other.
+# behaviour_v8's shared_family: family the writer shares with the other.
 SHARED_FAMILY_TEXTS = [
     "tell our mom it's my new number too",
     "dont tell mom i got a tattoo",
@@ -282,31 +282,34 @@ NOT_SHARED_FAMILY = [
 @pytest.mark.parametrize("text", LET_SECRET)
 def test_behaviour_v7_reads_letting_someone_know_as_secrecy(text: str) -> None:
     assert text_cues("behaviour_v7").of(model_text(text))[SECRECY] == 1.0
+    assert text_cues("behaviour_v8").of(model_text(text))[SECRECY] == 1.0
 
 
 @pytest.mark.parametrize("text", LET_NOT_SECRET)
 def test_behaviour_v7_reads_other_lets_as_no_secrecy(text: str) -> None:
     assert text_cues("behaviour_v6").of(model_text(text))[SECRECY] == 1.0
     assert text_cues("behaviour_v7").of(model_text(text))[SECRECY] == 0.0
+    assert text_cues("behaviour_v8").of(model_text(text))[SECRECY] == 0.0
 
 
 @pytest.mark.parametrize("text", SHARED_FAMILY_TEXTS)
-def test_behaviour_v7_reads_shared_family(text: str) -> None:
-    assert text_cues("behaviour_v7").of(model_text(text))[SHARED_FAMILY] == 1.0
+def test_behaviour_v8_reads_shared_family(text: str) -> None:
+    assert text_cues("behaviour_v8").of(model_text(text))[SHARED_FAMILY] == 1.0
 
 
 @pytest.mark.parametrize("text", NOT_SHARED_FAMILY)
-def test_behaviour_v7_reads_someone_elses_family_as_no_shared_family(text: str) -> None:
-    assert text_cues("behaviour_v7").of(model_text(text))[SHARED_FAMILY] == 0.0
+def test_behaviour_v8_reads_someone_elses_family_as_no_shared_family(text: str) -> None:
+    assert text_cues("behaviour_v8").of(model_text(text))[SHARED_FAMILY] == 0.0
 
 
 @pytest.mark.parametrize(
     "text", [*LET_SECRET, *LET_NOT_SECRET, *SHARED_FAMILY_TEXTS, *NOT_SHARED_FAMILY, *[t for t, _ in FROM_V3]]
 )
-def test_behaviour_v7_changes_only_secrecy_and_adds_shared_family(text: str) -> None:
+def test_behaviour_v7_narrows_secrecy_and_v8_adds_shared_family(text: str) -> None:
     v6 = text_cues("behaviour_v6").of(model_text(text))
     v7 = text_cues("behaviour_v7").of(model_text(text))
-    assert len(v7) == len(v6) + 1
+    v8 = text_cues("behaviour_v8").of(model_text(text))
+    assert len(v7) == len(v6) and v8[: len(v7)] == v7 and len(v8) == len(v7) + 1
     kept = [i for i in range(len(v6)) if i != SECRECY]
     assert [v7[i] for i in kept] == [v6[i] for i in kept]
     assert v7[SECRECY] <= v6[SECRECY]
@@ -399,7 +402,7 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 def test_an_unknown_version_is_refused_by_name() -> None:
     every = ", ".join(CUE_VERSIONS)
-    assert every.endswith("behaviour_v6, behaviour_v7")
+    assert every.endswith("behaviour_v6, behaviour_v7, behaviour_v8")
     with pytest.raises(
         UnknownCuesError,
         match=rf"'age_v9'.*{every}",
@@ -417,7 +420,8 @@ FINGERPRINTS = {
     "behaviour_v4": "c9044c20d21dfe2a",
     "behaviour_v5": "212da41649aa23b0",
     "behaviour_v6": "32f7939458fa12b1",
-    "behaviour_v7": "a66156156d78ee9f",
+    "behaviour_v7": "60f5a23ff4393ef8",
+    "behaviour_v8": "a66156156d78ee9f",
 }
 
 

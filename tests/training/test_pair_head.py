@@ -282,7 +282,9 @@ def test_a_model_reading_the_steps_names_their_bias_too() -> None:
         ECHO_CUES_BIAS,
     )
     assert cue_biases("behaviour_v6") == (*cue_biases("behaviour_v5"), THIRD_PERSON_CUES_BIAS)
-    assert cue_biases("behaviour_v7") == (*cue_biases("behaviour_v6"), SHARED_FAMILY_CUES_BIAS)
+    # behaviour_v7 only narrows secrecy: no new bias.
+    assert cue_biases("behaviour_v7") == cue_biases("behaviour_v6")
+    assert cue_biases("behaviour_v8") == (*cue_biases("behaviour_v7"), SHARED_FAMILY_CUES_BIAS)
 
 
 def test_a_segment_is_read_as_vigil_eval_reads_it() -> None:
