@@ -306,10 +306,13 @@ class _Tracker:
         )
 
 
-async def _eval_conversation(app: App, record: ConversationRecord, progress: Progress) -> ConversationOutcome:
-    # Each record is its own space so that no state leaks between conversations.
+async def _eval_conversation(
+    app: App, record: ConversationRecord, progress: Progress, *, ordinal: int
+) -> ConversationOutcome:
+    # Each record is its own space so that no state leaks between conversations, nor between two records
+    # with the same id (a chat and its early cut in another file: the second would be read as a redelivery).
     messages = [
-        dataclasses.replace(m, space_id=f"{record.source}/{record.id}")
+        dataclasses.replace(m, space_id=f"{ordinal}:{record.source}/{record.id}")
         for m in record_to_messages(record, platform="eval")
     ]
     tracker = _Tracker(record=record)
@@ -336,6 +339,7 @@ async def _eval(args: argparse.Namespace) -> int:
         async with open_app(settings, database=database, replay=True, threshold=args.threshold) as app:
             progress = Progress("eval", tally=CONVERSATIONS, total=sum(sizes))
             pending: set[asyncio.Task[ConversationOutcome]] = set()
+            started = 0
             with progress:
                 for path, size in zip(paths, sizes, strict=True):
                     share = progress.file(size)
@@ -361,7 +365,9 @@ async def _eval(args: argparse.Namespace) -> int:
                         if len(pending) >= REPLAY_CONCURRENCY:
                             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                             outcomes.extend(task.result() for task in done)
-                        pending.add(asyncio.create_task(_eval_conversation(app, record, progress)))
+                        task = _eval_conversation(app, record, progress, ordinal=started)
+                        started += 1
+                        pending.add(asyncio.create_task(task))
                     # Read, not yet all scored: at most REPLAY_CONCURRENCY conversations behind, close enough.
                     share.done()
                 if pending:

@@ -244,6 +244,21 @@ def test_eval_writes_exactly_the_documented_metrics(
     assert "ALL" in table and "F0.5" in table
 
 
+def test_eval_scores_records_with_the_same_id_in_two_files_apart(
+    tmp_path: Path, keyword_model_dir: Path
+) -> None:
+    # A chat and its variant (an early cut, a rewrite) share an id and their first messages: the second must
+    # not read as a redelivery of the first's messages.
+    first = write_jsonl(tmp_path / "original.jsonl", [grooming("g-1"), ordinary("o-1")])
+    second = write_jsonl(tmp_path / "variant.jsonl", [grooming("g-1"), ordinary("o-1")])
+    config = write_config(tmp_path, keyword_model_dir)
+    out = tmp_path / "eval.json"
+    assert main(["--config", str(config), "eval", "--data", str(first), str(second), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["conversations_pos"] == 2 and report["conversations_neg"] == 2
+    assert report["recall"] == 1.0 and report["false_alerts_per_10k_messages"] == 0.0
+
+
 def test_run_without_any_platform_says_what_to_enable(tmp_path: Path, keyword_model_dir: Path) -> None:
     config = write_config(tmp_path, keyword_model_dir)
     assert main(["--config", str(config), "run"]) == 2
