@@ -7,7 +7,7 @@
 alerted, after how many of the suspect's own messages, how high any pair's risk went, and whether the person
 the highest-risk pair names as the likely groomer is the real suspect. It replays each record exactly as
 ``vigil eval`` does: ``open_app`` in replay mode with shadow alerts, a temporary SQLite file, the record
-turned into ``ChatMessage``s by ``record_to_messages`` (platform "eval", the record as its own space), fed
+turned into ``ChatMessage``s by ``eval_messages`` (platform "eval", the record in its own space), fed
 through ``App.replay`` (the monitor's batches). Nothing here scores or decides on its own.
 
 ``meta.first_signal_index`` (hand-set in ``examples/realistic_conversations.jsonl``) is shown as the number of
@@ -31,7 +31,7 @@ from typing import Any
 from vigil.bots.app import App, open_app
 from vigil.bots.core.monitor import HandleResult
 from vigil.bots.core.policy import Decision
-from vigil.bots.core.replay import BadRecord, ConversationRecord, iter_records, record_to_messages
+from vigil.bots.core.replay import BadRecord, ConversationRecord, eval_messages, iter_records
 from vigil.config.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -148,12 +148,8 @@ def _row(
     )
 
 
-async def _replay(app: App, record: ConversationRecord) -> list[HandleResult]:
-    # As `vigil eval`: each record is its own space, so no state leaks between conversations.
-    messages = [
-        dataclasses.replace(m, space_id=f"{record.source}/{record.id}")
-        for m in record_to_messages(record, platform="eval")
-    ]
+async def _replay(app: App, record: ConversationRecord, *, ordinal: int) -> list[HandleResult]:
+    messages = eval_messages(record, ordinal=ordinal)
     results: list[HandleResult] = []
     async for chunk in app.replay(messages):
         results.extend(chunk)
@@ -173,14 +169,14 @@ async def build_report(
     with tempfile.TemporaryDirectory(prefix="vigil-realistic-") as folder:
         database = str(Path(folder) / "report.sqlite3")
         async with open_app(settings, database=database, replay=True, threshold=threshold) as app:
-            for record in iter_records(data):
+            for ordinal, record in enumerate(iter_records(data)):
                 if isinstance(record, BadRecord):
                     bad.append(f"{record.path}:{record.line_number}: {record.reason}")
                     continue
                 if not isinstance(record, ConversationRecord):
                     bad.append(f"{record.path}:{record.line_number}: a segment, not a conversation")
                     continue
-                results = await _replay(app, record)
+                results = await _replay(app, record, ordinal=ordinal)
                 rows.append(_row(record, metas.get(record.id, {}), results))
             used = app.monitor.config.policy.threshold
     return rows, used, bad

@@ -38,6 +38,7 @@ from vigil.bots.core.replay import (
     BadRecord,
     ConversationRecord,
     SegmentRecord,
+    eval_messages,
     iter_records,
     record_to_messages,
 )
@@ -309,12 +310,7 @@ class _Tracker:
 async def _eval_conversation(
     app: App, record: ConversationRecord, progress: Progress, *, ordinal: int
 ) -> ConversationOutcome:
-    # Each record is its own space so that no state leaks between conversations, nor between two records
-    # with the same id (a chat and its early cut in another file: the second would be read as a redelivery).
-    messages = [
-        dataclasses.replace(m, space_id=f"{ordinal}:{record.source}/{record.id}")
-        for m in record_to_messages(record, platform="eval")
-    ]
+    messages = eval_messages(record, ordinal=ordinal)
     tracker = _Tracker(record=record)
     async for results in app.replay(messages):
         tracker.add(results)

@@ -13,7 +13,7 @@ import json
 import logging
 import lzma
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
@@ -326,6 +326,17 @@ def record_to_messages(
             )
         )
     return chat_messages
+
+
+def eval_messages(record: ConversationRecord, *, ordinal: int) -> list[ChatMessage]:
+    """A record's messages as ``vigil eval`` replays them: platform "eval", each record in a space of its own
+    (``ordinal``, its place in the run, then source and id), so that no state leaks between conversations,
+    nor between two records with the same id (a chat and its early cut in another file: the second would
+    otherwise read as a redelivery of the first's messages)."""
+    return [
+        replace(message, space_id=f"{ordinal}:{record.source}/{record.id}")
+        for message in record_to_messages(record, platform="eval")
+    ]
 
 
 def _authors_in_order(messages: Sequence[RecordMessage]) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import lzma
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +14,7 @@ from vigil.bots.core.replay import (
     RecordMessage,
     SegmentRecord,
     Setting,
+    eval_messages,
     iter_records,
     record_to_messages,
 )
@@ -254,6 +256,16 @@ def test_record_to_messages_maps_ids_replies_and_timestamps() -> None:
     assert all(message.timestamp.utcoffset() == timedelta(0) for message in messages)
     assert not any(message.is_dm for message in messages)
     assert all(message.recipient_ids == () and message.mentioned_user_ids == () for message in messages)
+
+
+def test_eval_messages_put_each_record_of_a_run_in_a_space_of_its_own() -> None:
+    record = _record(record_id="c-9", source="src", messages=(RecordMessage(author="u-a", text="first"),))
+    first, again = eval_messages(record, ordinal=0), eval_messages(record, ordinal=1)
+    assert [m.space_id for m in first] == ["0:src/c-9"] and [m.space_id for m in again] == ["1:src/c-9"]
+    assert {m.platform for m in first} == {"eval"}
+    # Everything else is the replay's translation.
+    plain = record_to_messages(record, platform="eval")
+    assert [dataclasses.replace(m, space_id="src") for m in first] == plain
 
 
 def test_two_party_dm_recipient_is_the_other_author() -> None:
