@@ -651,6 +651,7 @@ def build_model(
     state_only: bool = False,
     cue_memory: bool = False,
     age_gate: bool = False,
+    gate_memory: bool = False,
 ) -> Any:
     """A pair model of ``members`` (kinds of ``MEMBER_KINDS``): each a GRU over the pair's messages; the
     conversation risk logit is their mean, the state their states side by side (``STATE_SIZE`` each).
@@ -665,7 +666,10 @@ def build_model(
     ``age_gate``: each member's risk also passes a learned gate on who the pair's writers are: its writer head
     (``writer_head``, needed) reads P(child) of every message, the state keeps running sums of it for the
     member's own messages and the other's, and log-sigmoid of a linear function of the two means is added
-    to the member's risk logit, a soft AND of "the steps" and "an adult with a child"."""
+    to the member's risk logit, a soft AND of "the steps" and "an adult with a child".
+    ``gate_memory``: the age gate also reads the cue counts ``cue_memory`` keeps (kept in the state the same
+    way), and nothing else does: who gave a child's age, who named family the two share, stays known to the
+    gate, which can only lower a member's risk, while the members read each message as without a memory."""
     # torch is in the train extra only: everything else in this module runs (and is tested) without it.
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
@@ -677,7 +681,11 @@ def build_model(
         raise ValueError("a cue memory needs the text cues (--text-cues)")
     if age_gate and not writer_head:
         raise ValueError("an age gate needs the writer head (--writer-age above 0)")
-    memory_size = 2 * text_cues if cue_memory else 0
+    if gate_memory and not (age_gate and text_cues):
+        raise ValueError("a gate memory needs the age gate and the text cues (--age-gate, --text-cues)")
+    memory_size = 2 * text_cues if cue_memory or gate_memory else 0
+    member_memory = memory_size if cue_memory else 0
+    gate_inputs = 2 + (memory_size if gate_memory else 0)
     gate_size = AGE_GATE_SLOTS * len(members) if age_gate else 0
 
     class ChatMember(nn.Module):  # type: ignore[misc,unused-ignore]  # torch is untyped where it is absent
@@ -694,11 +702,11 @@ def build_model(
             self.register_buffer("skip", torch.tensor(0.0 if state_only else 1.0))
             # Created last, so that the other weights draw the same random numbers with or without it.
             self.writer: Any = nn.Linear(HIDDEN_IN, 1) if writer_head else None
-            self.memory_in: Any = nn.Linear(memory_size, HIDDEN_IN, bias=False) if memory_size else None
-            self.memory_out: Any = nn.Linear(memory_size, 1, bias=False) if memory_size else None
+            self.memory_in: Any = nn.Linear(member_memory, HIDDEN_IN, bias=False) if member_memory else None
+            self.memory_out: Any = nn.Linear(member_memory, 1, bias=False) if member_memory else None
             self.gate: Any = None
             if age_gate:
-                self.gate = nn.Linear(2, 1)
+                self.gate = nn.Linear(gate_inputs, 1)
                 nn.init.zeros_(self.gate.weight)
                 nn.init.constant_(self.gate.bias, AGE_GATE_OPEN)
 
@@ -734,8 +742,14 @@ def build_model(
             child = torch.sigmoid(self.writer(z))
             mine, theirs = own * chat, (1.0 - own) * chat
             sums = sums + torch.cat([child * mine, mine, child * theirs, theirs], -1)
-            gate = nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1)
+            gate = nn.functional.logsigmoid(self.gate(self._gate_input(sums, memory))).squeeze(-1)
             return logit + gate, next_state, sums
+
+        @staticmethod
+        def _gate_input(sums: Any, memory: Any) -> Any:
+            if not gate_memory:
+                return age_gate_input(sums)
+            return torch.cat([age_gate_input(sums), memory], -1)
 
         def writer_logits(self, x: Any, own: Any) -> Any:
             """Per message: is its writer a child? From the same input the GRU reads."""
@@ -759,7 +773,8 @@ def build_model(
                     ],
                     -1,
                 )
-                logits = logits + nn.functional.logsigmoid(self.gate(age_gate_input(sums))).squeeze(-1)
+                gate = self.gate(self._gate_input(sums, memory))
+                logits = logits + nn.functional.logsigmoid(gate).squeeze(-1)
             return logits
 
     class PairGru(nn.Module):  # type: ignore[misc,unused-ignore]
@@ -939,6 +954,7 @@ def train(
     state_only: bool = False,
     cue_memory: bool = False,
     age_gate: bool = False,
+    gate_memory: bool = False,
 ) -> Any:
     """Train one branch (``CHAT`` or ``FLAT``) of ``model`` (a new one of ``members`` if None), for ``CHAT``
     only its chat ``member``; everything else stays as it is. ``consistency`` > 0 adds, for restyled copies
@@ -962,6 +978,7 @@ def train(
             state_only=state_only,
             cue_memory=cue_memory,
             age_gate=age_gate,
+            gate_memory=gate_memory,
         )
     optimiser = torch.optim.AdamW(model.branch_parameters(branch, member=member), lr=2e-3, weight_decay=1e-4)
     hard = [s for s in sequences if _is_hard(s)]
@@ -1074,6 +1091,7 @@ def train_chat_members(
     state_only: bool = False,
     cue_memory: bool = False,
     age_gate: bool = False,
+    gate_memory: bool = False,
 ) -> Any:
     """A new pair model of ``members``, each chat member trained alone (seed ``seed + index``): members that
     differ in seed and in what they read disagree where the data says little, and their mean is steadier than
@@ -1091,6 +1109,7 @@ def train_chat_members(
         state_only=state_only,
         cue_memory=cue_memory,
         age_gate=age_gate,
+        gate_memory=gate_memory,
     )
     for index in range(1, len(members)):
         logger.info("pair model member %d of %d (%s)", index + 1, len(members), members[index])
@@ -1540,6 +1559,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             state_only=args.state_only,
             cue_memory=args.cue_memory,
             age_gate=args.age_gate,
+            gate_memory=args.gate_memory,
         )
 
     if args.consistency > 0.0:
@@ -1873,6 +1893,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the pair state also counts each text cue in the member's own messages and in the other's"
         " (decayed per message); every member reads the counts (needs --text-cues)",
+    )
+    parser.add_argument(
+        "--gate-memory",
+        action="store_true",
+        help="the age gate also reads the cue counts --cue-memory keeps; the members do not"
+        " (needs --age-gate and --text-cues)",
     )
     parser.add_argument(
         "--age-gate",

@@ -634,3 +634,44 @@ def test_an_age_gate_model_exports_and_loads_as_serving_loads_it(tmp_path: Path)
     for member in model.chat:
         member.gate.weight.data = torch.tensor([[-3.0, 2.0]])
     _assert_exports_and_loads(model, size=size, cues=cues, folder=tmp_path)
+
+
+def test_a_gate_memory_reaches_the_risk_through_the_gate_alone(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")  # training extra
+    from training.pair_head import AGE_GATE_SLOTS, STATE_SIZE, build_model  # noqa: PLC0415
+
+    size, cues = 32, 3
+    with pytest.raises(ValueError, match="gate memory"):
+        build_model(size, text_cues=cues, writer_head=True, gate_memory=True)
+    torch.manual_seed(0)
+    model = build_model(
+        size, members=("full", "behaviour"), text_cues=cues, writer_head=True, age_gate=True, gate_memory=True
+    ).eval()
+    assert model.state_size == 2 * STATE_SIZE + 2 * cues + 2 * AGE_GATE_SLOTS
+    for member in model.chat:
+        assert member.memory_in is None and member.memory_out is None
+        assert member.gate.weight.shape == (1, 2 + 2 * cues)
+        # A gate that learned that the first cue in the other's messages means no grooming.
+        weights = torch.zeros(1, 2 + 2 * cues)
+        weights[0, 2 + cues] = -12.0
+        member.gate.weight.data = weights
+    steps = 6
+    x = torch.randn(1, steps, size)
+    x[..., -cues:] = 0.0
+    own = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
+    plain = _steps_as_it_trains(model, x, own)
+    x_cue = x.clone()
+    x_cue[0, 1, -cues:] = torch.tensor([1.0, 0.0, 0.0])  # the other's message gives the first cue
+    remembered = _steps_as_it_trains(model, x_cue, own)
+    counts = remembered[0, 2 * STATE_SIZE : 2 * STATE_SIZE + 2 * cues]
+    assert float(counts[cues]) > 0.9 and float(counts[0]) == 0.0
+    with torch.no_grad():
+        before, _ = model(x[:, -1], own[:, -1:], plain)
+        after, _ = model(x[:, -1], own[:, -1:], remembered)
+        # The same members' states and gate sums, the counts alone changed: the gate reads them.
+        swapped = plain.clone()
+        swapped[0, 2 * STATE_SIZE : 2 * STATE_SIZE + 2 * cues] = counts
+        gated, _ = model(x[:, -1], own[:, -1:], swapped)
+    assert float(after[0]) < float(before[0]) - 3.0
+    assert float(gated[0]) < float(before[0]) - 3.0
+    _assert_exports_and_loads(model, size=size, cues=cues, folder=tmp_path)
