@@ -33,6 +33,7 @@ from vigil.detector.golden import (
     GOLDEN_FILE,
     GOLDEN_TEXTS,
     GoldenFileError,
+    RuntimeVersions,
     read_golden,
 )
 
@@ -47,7 +48,7 @@ def shipped_copy(tmp_path: Path) -> Path:
 
 
 def edit_golden(
-    model_dir: Path, *, shift: float = 0.0, case: int = 3, **produced_with: str
+    model_dir: Path, *, shift: float = 0.0, case: int = 3, **produced_with: object
 ) -> dict[str, Any]:
     """Move one golden risk by ``shift`` and overwrite recorded versions; returns the edited document."""
     path = model_dir / GOLDEN_FILE
@@ -123,7 +124,11 @@ def test_golden_inputs_are_varied() -> None:
 
 async def test_scores_beyond_the_tolerance_refuse_to_load(tmp_path: Path) -> None:
     model_dir = shipped_copy(tmp_path)
-    golden = edit_golden(model_dir, shift=2 * DEFAULT_TOLERANCE)
+    # Recorded on this very machine (the shipped goldens may come from another CPU, which words it otherwise).
+    here = RuntimeVersions.current()
+    golden = edit_golden(
+        model_dir, shift=2 * DEFAULT_TOLERANCE, machine=here.machine, cpu_flags=list(here.cpu_flags)
+    )
     with pytest.raises(RuntimeDriftError) as raised:
         await OnnxDetector.load(model_dir, intra_op_threads=1)
     message = str(raised.value)
@@ -297,7 +302,17 @@ def test_training_golden_command_rewrites_the_file_identically(tmp_path: Path) -
     before = (model_dir / GOLDEN_FILE).read_bytes()
     (model_dir / GOLDEN_FILE).unlink()
     assert golden_main(["--model-dir", str(model_dir)]) == 0
-    assert (model_dir / GOLDEN_FILE).read_bytes() == before
+    after = (model_dir / GOLDEN_FILE).read_bytes()
+    here = RuntimeVersions.current()
+    expected = json.loads(before)
+    if (expected["produced_with"]["machine"], tuple(expected["produced_with"]["cpu_flags"])) == (
+        here.machine,
+        here.cpu_flags,
+    ):
+        assert after == before
+    # Another kind of CPU records itself; every score must still come out the same.
+    expected["produced_with"].update(machine=here.machine, cpu_flags=list(here.cpu_flags))
+    assert json.loads(after) == expected
 
 
 # --- vigil check-config ---------------------------------------------------------------------------------
