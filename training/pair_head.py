@@ -1693,6 +1693,12 @@ THIRD_PERSON_CUES_BIAS = (
     ' says "I\'m 13, my brother is a 16 year old" keeps their own age; an age said of oneself in the third'
     ' person ("a 44 year old man like me") is no cue.'
 )
+SECRECY_LET_CUES_BIAS = (
+    'The pair model (from cues behaviour_v7) reads "let" as secrecy only where someone would know, see or'
+    ' find out ("dont let ur mom see this"): "dont let anyone take your mid" or "never let anyone pressure'
+    ' you" is no secret, and a secret asked for with "let" in words the patterns do not know ("dont let ur'
+    ' mom that u like...", a typo) is judged without the cue.'
+)
 SHARED_FAMILY_CUES_BIAS = (
     'The pair model (from cues behaviour_v8) reads family the writer shares with the other ("our mom", a bare'
     ' "dont tell mom" or "ask dad", "coming home for thanksgiving") as a sign of kin, which it learned lowers'
@@ -1704,6 +1710,7 @@ _CUE_BIAS_FROM = (
     ("behaviour_v4", INDIRECT_CUES_BIAS),
     ("behaviour_v5", ECHO_CUES_BIAS),
     ("behaviour_v6", THIRD_PERSON_CUES_BIAS),
+    ("behaviour_v7", SECRECY_LET_CUES_BIAS),
     ("behaviour_v8", SHARED_FAMILY_CUES_BIAS),
 )
 

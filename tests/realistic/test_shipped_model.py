@@ -1,13 +1,14 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
-2026.12.8 alerts on 20 of 20 grooming conversations and 1 of 21 look-alikes (2026.12.7: the same); on the
-held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
-template and training conversation and never used to choose a model) 24 of 24 and 1 of 30 (2026.12.7: the
-same); on the held-out quarter of the hand-written training conversations (``examples/written/held.jsonl``,
-whose writers also wrote the trained-on three quarters) 73 of 80 and 8 of 70 (2026.12.7: 69 and 5: 2026.12.8
-finds four more of its grooming chats for three more of its look-alikes, and its precision floor moved from
-0.92 to 0.90 with it). The development set was read while earlier models were chosen, so its figures flatter
-them. A retrained model that falls below these fails here before it ships.
+2026.12.9 (2026.12.8's weights; the same figures here) alerts on 20 of 20 grooming conversations and 1 of 21
+look-alikes (2026.12.7: the same); on the held-out set (``realistic_heldout``, 24 grooming and 30 look-alike
+conversations written apart from every template and training conversation and never used to choose a model)
+24 of 24 and 1 of 30 (2026.12.7: the same); on the held-out quarter of the hand-written training
+conversations (``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 73 of
+80 and 8 of 70 (2026.12.7: 69 and 5: 2026.12.8 finds four more of its grooming chats for three more of its
+look-alikes, and its precision floor moved from 0.92 to 0.90 with it). The development set was read while
+earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
+before it ships.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from training.pair_head import (
     EMBEDDING_OUTPUT,
     INDIRECT_CUES_BIAS,
     MEMBER_KINDS,
+    SECRECY_LET_CUES_BIAS,
     SHARED_FAMILY_CUES_BIAS,
     TEXT_CUES_BIAS,
     THIRD_PERSON_CUES_BIAS,
@@ -282,8 +283,7 @@ def test_a_model_reading_the_steps_names_their_bias_too() -> None:
         ECHO_CUES_BIAS,
     )
     assert cue_biases("behaviour_v6") == (*cue_biases("behaviour_v5"), THIRD_PERSON_CUES_BIAS)
-    # behaviour_v7 only narrows secrecy: no new bias.
-    assert cue_biases("behaviour_v7") == cue_biases("behaviour_v6")
+    assert cue_biases("behaviour_v7") == (*cue_biases("behaviour_v6"), SECRECY_LET_CUES_BIAS)
     assert cue_biases("behaviour_v8") == (*cue_biases("behaviour_v7"), SHARED_FAMILY_CUES_BIAS)
 
 
