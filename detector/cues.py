@@ -75,7 +75,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CUE_VERSIONS", "LATEST_CUES", "TextCues", "UnknownCuesError", "text_cues"]
+__all__ = ["CUE_VERSIONS", "LATEST_CUES", "Alternation", "TextCues", "UnknownCuesError", "text_cues"]
 
 _MINOR = r"(?:1[0-7]|[89]|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen)"
 _ADULT = r"(?:1[89]|[2-7][0-9])"
@@ -341,13 +341,31 @@ _SHARED_FAMILY_V8 = (
 
 
 @dataclass(frozen=True, slots=True)
+class Alternation:
+    """One cue's alternatives, searched as two patterns: those anchored at the start of the text (``^``) and
+    the rest. A single alternation that mixes ``^`` with ``\\b`` branches loses ``re``'s fast scan for the
+    branches' first characters: the two find exactly the texts the one finds, 3-5 times faster (the cues
+    run on every message the detector scores). ``pattern`` is the single alternation's source."""
+
+    pattern: str
+    anywhere: re.Pattern[str] | None
+    at_start: re.Pattern[str] | None
+
+    def search(self, text: str) -> bool:
+        return bool(
+            (self.anywhere is not None and self.anywhere.search(text))
+            or (self.at_start is not None and self.at_start.search(text))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TextCues:
     """One version of the cues: their names, one lower-case pattern per cue and, from ``behaviour_v5``, per
     cue an optional pattern that cancels it (``unless``; empty: none cancels any)."""
 
     version: str
     names: tuple[str, ...]
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[Alternation, ...]
     unless: tuple[re.Pattern[str] | None, ...] = ()
 
     def of(self, text: str) -> tuple[float, ...]:
@@ -355,9 +373,9 @@ class TextCues:
         # The patterns are lower case: one lower() is cheaper than case-insensitive searches.
         lowered = text.lower()
         if not self.unless:
-            return tuple(float(pattern.search(lowered) is not None) for pattern in self.patterns)
+            return tuple(float(pattern.search(lowered)) for pattern in self.patterns)
         return tuple(
-            float(pattern.search(lowered) is not None and (cancel is None or cancel.search(lowered) is None))
+            float(pattern.search(lowered) and (cancel is None or cancel.search(lowered) is None))
             for pattern, cancel in zip(self.patterns, self.unless, strict=True)
         )
 
@@ -373,8 +391,44 @@ class UnknownCuesError(ValueError):
     """A model names a cue version this Vigil does not compute."""
 
 
-def _compiled(*alternatives: str) -> re.Pattern[str]:
-    return re.compile("|".join(alternatives))
+def _top_level_branches(pattern: str) -> list[str]:
+    """``pattern`` split at its top-level ``|`` (outside groups, character classes and escapes)."""
+    branches: list[str] = []
+    current: list[str] = []
+    depth = 0
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            branches.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    branches.append("".join(current))
+    return branches
+
+
+def _compiled(*alternatives: str) -> Alternation:
+    pattern = "|".join(alternatives)
+    branches = _top_level_branches(pattern)
+    at_start = [branch for branch in branches if branch.startswith("^")]
+    anywhere = [branch for branch in branches if not branch.startswith("^")]
+    return Alternation(
+        pattern,
+        re.compile("|".join(anywhere)) if anywhere else None,
+        re.compile("|".join(at_start)) if at_start else None,
+    )
 
 
 def _age_v1() -> TextCues:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from pathlib import Path
 
 import pytest
 
 from vigil.bots.core.normalise import model_text
-from vigil.detector.cues import CUE_VERSIONS, LATEST_CUES, UnknownCuesError, text_cues
+from vigil.detector.cues import (
+    CUE_VERSIONS,
+    LATEST_CUES,
+    UnknownCuesError,
+    _compiled,
+    _top_level_branches,
+    text_cues,
+)
 
 MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS, SECRECY, PRIVATE, GIFT, MEETING, PHOTO = range(11)
 SHARED_FAMILY = 11  # from behaviour_v8
@@ -432,3 +442,39 @@ def test_a_versions_rules_never_change(version: str) -> None:
     if cues.unless:  # from behaviour_v5; the earlier versions' fingerprints stay as they were
         rules += "\nunless\n" + "\n".join(p.pattern if p is not None else "-" for p in cues.unless)
     assert hashlib.sha256(rules.encode()).hexdigest()[:16] == FINGERPRINTS[version]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("version", CUE_VERSIONS)
+def test_a_cue_searched_as_two_patterns_finds_what_its_one_alternation_finds(version: str) -> None:
+    # Every message of the shipped example conversations, and texts made to start with the anchored branches.
+    texts = [
+        model_text(message["text"]).lower()
+        for name in ("realistic_conversations.jsonl", "realistic_heldout.jsonl", "written/held.jsonl")
+        for line in (REPO / "examples" / name).read_text(encoding="utf-8").splitlines()
+        for message in json.loads(line)["messages"]
+    ]
+    texts += [text for text, _ in (*EVERY_VERSION, *FROM_V2)] + ["13 and u?", "8th", "  14 f", "14?"]
+    assert len(texts) > 5000
+    for alternation in text_cues(version).patterns:
+        single = re.compile(alternation.pattern)
+        found = [alternation.search(text) for text in texts]
+        assert found == [single.search(text) is not None for text in texts], alternation.pattern[:80]
+        assert any(found), alternation.pattern[:80]
+
+
+def test_the_top_level_split_leaves_groups_classes_and_escapes_whole() -> None:
+    pattern = r"^a(?:b|c)|[|(]x\||\bd"
+    assert _top_level_branches(pattern) == [r"^a(?:b|c)", r"[|(]x\|", r"\bd"]
+    alternation = _compiled(pattern)
+    assert alternation.at_start is not None and alternation.at_start.pattern == r"^a(?:b|c)"
+    assert alternation.anywhere is not None and alternation.anywhere.pattern == r"[|(]x\||\bd"
+    assert [alternation.search(text) for text in ("ac", "zac", "z(x|", "z d", "zz")] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
