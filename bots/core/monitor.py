@@ -33,7 +33,7 @@ from vigil.bots.core.models import (
 from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver, location_of
 from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
-from vigil.bots.core.ports import PairChanges, TransientStoreError
+from vigil.bots.core.ports import TRANSIENT_RETRY_PAUSES_S, PairChanges, TransientStoreError
 
 if TYPE_CHECKING:
     from vigil.bots.core.ports import Detector, MessageScore, MonitorStore
@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 # A stored risk point is skipped when the risk moved less than this: the trajectory keeps its shape without a
 # row per message.
 _RISK_HISTORY_STEP = 0.01
-# Pauses before trying a batch again after a transient store failure (a database restart takes seconds).
-_TRANSIENT_RETRY_PAUSES_S = (0.2, 1.0, 3.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,7 +196,7 @@ class Monitor:
         # A store that failed transiently (a dropped connection, a server restarting) saved nothing of the
         # batch, so it is tried again rather than lost. Safe even when a commit's answer was what got lost:
         # the retry finds its messages claimed and skips them as duplicates.
-        for attempt, pause_s in enumerate((*_TRANSIENT_RETRY_PAUSES_S, None), start=1):
+        for attempt, pause_s in enumerate((*TRANSIENT_RETRY_PAUSES_S, None), start=1):
             try:
                 return await self._handle_batch_once(messages, fence=fence)
             except TransientStoreError as error:

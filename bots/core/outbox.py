@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING
 
 from vigil.bots.core.clock import Clock, utc_now
 from vigil.bots.core.models import ANY_PLATFORM, Alert, DeliveryResult, DeliveryScope, OutboxItem, OutboxKind
-from vigil.bots.core.ports import TREND_POINTS, AlertSink, Delivery
+from vigil.bots.core.ports import (
+    TRANSIENT_RETRY_PAUSES_S,
+    TREND_POINTS,
+    AlertSink,
+    Delivery,
+    TransientStoreError,
+)
 
 if TYPE_CHECKING:
     from vigil.bots.core.cases import Cases
@@ -78,9 +84,21 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver forever (until cancelled): after every wake-up and at least every poll interval."""
+        """Deliver forever (until cancelled): after every wake-up and at least every poll interval. A store
+        failure that may pass (a dropped connection, a conflict with a concurrent writer) ends only this
+        round: the worker takes its claims back and tries again at the next one."""
         while True:
-            await self.drain_once()
+            try:
+                await self.drain_once()
+            except TransientStoreError as error:
+                logger.warning(
+                    "outbox worker %s: the store failed transiently (%s); trying again in %.1f s",
+                    self._name,
+                    error,
+                    self._config.poll_interval_s,
+                )
+                # Its claims are due again at once (rather than after the lease) when the next round starts.
+                self._recovered = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll_interval_s)
             self._wake.clear()
@@ -146,6 +164,30 @@ class OutboxWorker:
             if not progressed:
                 return delivered
 
+    async def _complete_posted(
+        self, item: OutboxItem, *, alert: Alert, revision: int, ref: str | None
+    ) -> bool:
+        """``complete_delivery`` of an item the sink has just posted, tried again while the store fails
+        transiently: giving up here would post the alert a second time."""
+        for attempt, pause_s in enumerate((*TRANSIENT_RETRY_PAUSES_S, None), start=1):
+            try:
+                return await self._store.complete_delivery(
+                    item.item_id, alert_id=alert.alert_id, revision=revision, ref=ref, claim=item.claim
+                )
+            except TransientStoreError as error:
+                if pause_s is None:
+                    raise
+                logger.warning(
+                    "case %d posted, but recording it failed transiently (%s); trying again in %.1f s "
+                    "(attempt %d)",
+                    alert.case_number,
+                    error,
+                    pause_s,
+                    attempt + 1,
+                )
+                await asyncio.sleep(pause_s)
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
     async def _deliver(self, item: OutboxItem) -> int | None:
         """The revision delivered, or None when nothing was (a failure, or nothing to deliver)."""
         alert = await self._store.get_alert(item.alert_id)
@@ -158,9 +200,7 @@ class OutboxWorker:
         if result.ok:
             # The sink rendered the alert as read just now, so everything up to its revision is delivered.
             revision = max(item.revision, alert.revision)
-            if not await self._store.complete_delivery(
-                item.item_id, alert_id=alert.alert_id, revision=revision, ref=result.ref, claim=item.claim
-            ):
+            if not await self._complete_posted(item, alert=alert, revision=revision, ref=result.ref):
                 logger.warning(
                     "case %d delivered after this worker's lease ran out and another worker took it over: "
                     "it may be shown twice (a delivery must take under half the outbox lease)",

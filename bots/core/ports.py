@@ -191,6 +191,10 @@ class TransientStoreError(StoreError):
     conflict with a concurrent writer. The same work may be tried again."""
 
 
+# Pauses before trying work again after a TransientStoreError (a database restart takes seconds).
+TRANSIENT_RETRY_PAUSES_S = (0.2, 1.0, 3.0)
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer Vigil; refusing to touch it."""
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,9 +14,9 @@ from tests.core.monitoring import START, Conversation, make_monitor
 from tests.support.fakes import FakeClock, RecordingSink
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.cases import Actor, CaseAction, CaseState, Role
-from vigil.bots.core.models import ANY_PLATFORM, DeliveryScope, PairKey, RiskPoint, SpaceSettings
+from vigil.bots.core.models import ANY_PLATFORM, DeliveryScope, OutboxItem, PairKey, RiskPoint, SpaceSettings
 from vigil.bots.core.outbox import OutboxConfig, OutboxWorker
-from vigil.bots.core.ports import TREND_POINTS, Trend, trend_of
+from vigil.bots.core.ports import TREND_POINTS, TransientStoreError, Trend, trend_of
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
 
@@ -121,3 +124,60 @@ async def test_a_delivery_that_cannot_be_read_is_retried_not_lost(
         clock.advance(timedelta(seconds=6))
         assert await outbox.drain_once() == 1
         assert len(sink.posted) == 1 and await store.pending_delivery_count() == 0
+
+
+class _ConflictsAtFirst(SqliteStore):
+    """A store whose first claims and first completions fail as a concurrent writer's deadlock would."""
+
+    claim_failures = 1
+    complete_failures = 2
+    completions = 0
+
+    async def claim_deliveries(self, **kwargs: Any) -> list[OutboxItem]:
+        if self.claim_failures:
+            self.claim_failures -= 1
+            raise TransientStoreError("A concurrent writer conflicted with claiming due deliveries (40P01)")
+        return await super().claim_deliveries(**kwargs)
+
+    async def complete_delivery(self, item_id: int, **kwargs: Any) -> bool:
+        self.completions += 1
+        if self.complete_failures:
+            self.complete_failures -= 1
+            raise TransientStoreError("A concurrent writer conflicted with completing a delivery (40P01)")
+        return await super().complete_delivery(item_id, **kwargs)
+
+
+async def test_a_transient_store_failure_neither_stops_the_worker_nor_posts_twice(
+    tmp_path: Path, keyword_detector: OnnxDetector, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(START)
+    async with _ConflictsAtFirst(tmp_path / "conflicts.sqlite3") as store:
+        monitor = make_monitor(store, keyword_detector, clock)
+        sink = RecordingSink()
+        outbox = OutboxWorker(
+            store=store,
+            cases=CaseService(store=store, clock=clock),
+            sink=sink,
+            config=OutboxConfig(poll_interval_s=0.01),
+            clock=clock,
+        )
+        talk = Conversation()
+        for _ in range(3):
+            await monitor.handle(talk.say(talk.a, "secret groom"))
+        # The first claim fails: the worker goes on. The post's completion fails twice: it is tried again,
+        # not posted again.
+        worker = asyncio.create_task(outbox.run())
+        try:
+            async with asyncio.timeout(30):
+                while await store.pending_delivery_count():
+                    assert not worker.done()
+                    await asyncio.sleep(0.05)
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        assert len(sink.posted) == 1 and sink.attempts == 1
+        assert store.claim_failures == 0 and store.completions == 3
+        assert "failed transiently" in caplog.text and "trying again" in caplog.text
+        # Nothing of the chat in the log.
+        assert "secret groom" not in caplog.text
