@@ -233,7 +233,7 @@ class DetectorSettings:
     model_dir: str = ""
     intra_op_threads: int = _setting(2, at_least=1, at_most=1024)
     inter_op_threads: int = _setting(1, at_least=1, at_most=1024)
-    max_batch: int = _setting(128, at_least=1, at_most=4096)
+    max_batch: int = _setting(256, at_least=1, at_most=4096)
     queue_size: int = _setting(4096, at_least=1, at_most=1_000_000)
     # true: start even when this onnxruntime scores the model's golden inputs beyond their tolerance.
     accept_runtime_drift: bool = False

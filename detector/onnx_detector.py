@@ -54,11 +54,12 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # at most 100 characters), so cut it before tokenising: a 100 kB message then costs what a short one does.
 _MAX_CHARS_PER_TOKEN = 100
 # Length-sorted sub-batches: start a new one when padding would exceed this share of the real tokens...
-# Padding costs more than a session.run's fixed cost on this model: measured on IRC chat in batches of 128,
-# 1.05 and 4 rows scored 5-8% more messages per second than 1.25 and 8 (docs/performance.md).
-_MAX_PADDING_RATIO = 1.05
+# Padding costs compute, but so do small sub-batches (their matrix products run less efficiently): on IRC chat
+# in batches of 256, 1.15 and 8 rows kept the path nearest the raw limit on two kinds of CPU
+# (docs/performance.md, "Larger batches").
+_MAX_PADDING_RATIO = 1.15
 # ...but only once the current one has this many rows, so session.run's fixed cost stays amortised.
-_MIN_SUB_BATCH = 4
+_MIN_SUB_BATCH = 8
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -332,7 +333,7 @@ class OnnxDetector:
         *,
         intra_op_threads: int = 2,
         inter_op_threads: int = 1,
-        max_batch: int = 128,
+        max_batch: int = 256,
         max_wait_s: float = 0.002,
         queue_size: int = 4096,
         accept_runtime_drift: bool = False,

@@ -70,7 +70,7 @@ def test_no_file_gives_the_defaults() -> None:
     assert loaded == Settings()
     assert loaded.storage.database == "vigil.sqlite3"
     assert loaded.logging.level == "INFO"
-    assert loaded.detector.max_batch == 128
+    assert loaded.detector.max_batch == 256
     assert loaded.policy.threshold is None
     assert loaded.policy.sustain_messages is None
     assert loaded.policy.hysteresis == 0.15
