@@ -6,7 +6,9 @@ conversations written apart from every template and training conversation and ne
 24 of 24 and 1 of 30 (2026.12.7: the same); on the held-out quarter of the hand-written training
 conversations (``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 73 of
 80 and 8 of 70 (2026.12.7: 69 and 5: 2026.12.8 finds four more of its grooming chats for three more of its
-look-alikes, and its precision floor moved from 0.92 to 0.90 with it). The development set was read while
+look-alikes, and its precision floor moved from 0.92 to 0.90 with it); with the minimal pairs of writers T-X
+(2026-12-06, whose quarter was held out before any model trained on the rest) 94 of 105 and 20 of 95: 21 of
+their 25 grooming chats and 12 of their 25 look-alikes, so the floors moved to the whole file's figures. The development set was read while
 earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
 before it ships.
 """
@@ -77,10 +79,11 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
-    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (80, 70)
-    assert written_held["recall"] >= 0.9  # 73 of 80
-    assert written_held["precision"] >= 0.9  # eight look-alikes of 70 (73 of 81)
-    assert written_held["pr_auc"] >= 0.95  # 0.976
+    # Writers A-S 80 and 70, T-X (minimal pairs, 2026-12-06) 25 and 25.
+    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (105, 95)
+    assert written_held["recall"] >= 0.87  # 94 of 105 (73 of 80, 21 of 25)
+    assert written_held["precision"] >= 0.8  # 20 look-alikes of 95 (8 of 70, 12 of 25): 94 of 114
+    assert written_held["pr_auc"] >= 0.93  # 0.956
 
 
 @pytest.fixture(scope="module")
