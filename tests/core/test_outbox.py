@@ -90,6 +90,21 @@ async def test_the_sink_gets_the_case_its_destination_and_the_trend(
     assert [event.action for event in last.case.audit][-1] == "claim"
 
 
+async def _one_alert_waiting(
+    store: SqliteStore, detector: OnnxDetector, *, clock: FakeClock, config: OutboxConfig
+) -> tuple[OutboxWorker, RecordingSink]:
+    """An outbox worker on ``store`` and its sink, with one alert raised and not yet delivered."""
+    monitor = make_monitor(store, detector, clock)
+    sink = RecordingSink()
+    outbox = OutboxWorker(
+        store=store, cases=CaseService(store=store, clock=clock), sink=sink, config=config, clock=clock
+    )
+    talk = Conversation()
+    for _ in range(3):
+        await monitor.handle(talk.say(talk.a, "secret groom"))
+    return outbox, sink
+
+
 class _TrendFailsOnce(SqliteStore):
     """A store whose risk-trend read fails once, as a locked or briefly unreachable database would."""
 
@@ -107,18 +122,9 @@ async def test_a_delivery_that_cannot_be_read_is_retried_not_lost(
 ) -> None:
     clock = FakeClock(START)
     async with _TrendFailsOnce(tmp_path / "trend.sqlite3") as store:
-        monitor = make_monitor(store, keyword_detector, clock)
-        sink = RecordingSink()
-        outbox = OutboxWorker(
-            store=store,
-            cases=CaseService(store=store, clock=clock),
-            sink=sink,
-            config=OutboxConfig(retry_initial_s=5.0),
-            clock=clock,
+        outbox, sink = await _one_alert_waiting(
+            store, keyword_detector, clock=clock, config=OutboxConfig(retry_initial_s=5.0)
         )
-        talk = Conversation()
-        for _ in range(3):
-            await monitor.handle(talk.say(talk.a, "secret groom"))
         assert await outbox.drain_once() == 0
         assert sink.attempts == 0 and await store.pending_delivery_count() == 1
         clock.advance(timedelta(seconds=6))
@@ -152,18 +158,9 @@ async def test_a_transient_store_failure_neither_stops_the_worker_nor_posts_twic
 ) -> None:
     clock = FakeClock(START)
     async with _ConflictsAtFirst(tmp_path / "conflicts.sqlite3") as store:
-        monitor = make_monitor(store, keyword_detector, clock)
-        sink = RecordingSink()
-        outbox = OutboxWorker(
-            store=store,
-            cases=CaseService(store=store, clock=clock),
-            sink=sink,
-            config=OutboxConfig(poll_interval_s=0.01),
-            clock=clock,
+        outbox, sink = await _one_alert_waiting(
+            store, keyword_detector, clock=clock, config=OutboxConfig(poll_interval_s=0.01)
         )
-        talk = Conversation()
-        for _ in range(3):
-            await monitor.handle(talk.say(talk.a, "secret groom"))
         # The first claim fails: the worker goes on. The post's completion fails twice: it is tried again,
         # not posted again.
         worker = asyncio.create_task(outbox.run())
