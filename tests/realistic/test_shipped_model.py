@@ -8,9 +8,9 @@ conversations (``examples/written/held.jsonl``, whose writers also wrote the tra
 80 and 8 of 70 (2026.12.7: 69 and 5: 2026.12.8 finds four more of its grooming chats for three more of its
 look-alikes, and its precision floor moved from 0.92 to 0.90 with it); with the minimal pairs of writers T-X
 (2026-12-06, whose quarter was held out before any model trained on the rest) 94 of 105 and 20 of 95: 21 of
-their 25 grooming chats and 12 of their 25 look-alikes, so the floors moved to the whole file's figures. The development set was read while
-earlier models were chosen, so its figures flatter them. A retrained model that falls below these fails here
-before it ships.
+their 25 grooming chats and 12 of their 25 look-alikes, so the floors moved to the whole file's figures.
+The development set was read while earlier models were chosen, so its figures flatter them. A retrained
+model that falls below these fails here before it ships.
 """
 
 from __future__ import annotations
