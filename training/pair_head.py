@@ -91,6 +91,13 @@ MAX_PAIR_MESSAGES = 300
 MAX_OWN_ONLY = 150
 # Channel logs hold hundreds of pairs; a sample of each log's pairs is enough for negatives.
 MAX_PAIRS_PER_CONVERSATION = 24
+# Late starts (``--late-starts``): a training pair of at least LATE_START_MIN_MESSAGES also trains from a
+# message between these offsets on, to the same end (MAX_PAIR_MESSAGES in), so no new text is encoded.
+LATE_START_OFFSETS = (20, 150)
+LATE_START_MIN_WINDOW = 30
+LATE_START_MIN_MESSAGES = LATE_START_OFFSETS[0] + LATE_START_MIN_WINDOW
+# The late starts' own generator (seed + this), so that without them every other draw is as before.
+LATE_START_SEED = 7919
 # A suspect's first messages ("hi", "asl") are not yet evidence: their loss weight ramps in over this many.
 POSITIVE_RAMP = 8
 # Cue memory (--cue-memory): each text cue's count in the member's own messages and in the other's, decayed by
@@ -214,8 +221,17 @@ def _meta_ids(conversation: Conversation, key: str) -> frozenset[str]:
 
 
 def sequences_of(
-    conversation: Conversation, *, texts: Callable[[str], int], rng: random.Random
+    conversation: Conversation,
+    *,
+    texts: Callable[[str], int],
+    rng: random.Random,
+    late_starts: float = 0.0,
+    late_rng: random.Random | None = None,
 ) -> list[CandidateSequence]:
+    """Each pair's candidate sequences (every pair with a suspect, a sample of the others; each member of a
+    pair a candidate). ``late_starts`` > 0 (with ``late_rng``): that share of the pairs long enough also
+    gives a copy that starts later (``LATE_START_OFFSETS``), as a log that begins mid-relationship does: the
+    age asked and given in the first messages is not there, the rest of the behaviour is."""
     suspects = set(conversation.suspects)
     out: list[CandidateSequence] = []
 
@@ -261,10 +277,20 @@ def sequences_of(
         indices = pairs[(a, b)][:MAX_PAIR_MESSAGES]
         if len(indices) < 2:
             continue
-        for candidate in (a, b):
-            own = [int(conversation.messages[i].author == candidate) for i in indices]
-            if sum(own):
-                add(f"{conversation.id}:{a}|{b}", candidate, indices, own)
+        windows = [("", indices)]
+        if (
+            late_rng is not None
+            and len(indices) >= LATE_START_MIN_MESSAGES
+            and late_rng.random() < late_starts
+        ):
+            last = min(LATE_START_OFFSETS[1], len(indices) - LATE_START_MIN_WINDOW)
+            start = late_rng.randint(LATE_START_OFFSETS[0], last)
+            windows.append((f"@{start}", indices[start:]))
+        for suffix, window in windows:
+            for candidate in (a, b):
+                own = [int(conversation.messages[i].author == candidate) for i in window]
+                if sum(own):
+                    add(f"{conversation.id}{suffix}:{a}|{b}", candidate, window, own)
     return out
 
 
@@ -1447,6 +1473,7 @@ def build_sequences(
     negative_weights: Mapping[str, float] | None = None,
     text_cues: str | None = None,
     mixed_style: bool = False,
+    late_starts: float = 0.0,
 ) -> tuple[dict[str, list[CandidateSequence]], np.ndarray]:
     """Sequences per split (train with extra and restyled conversations; "realistic" for reporting only;
     ``POLICY_SPLIT`` for choosing the alert policy only), and
@@ -1457,16 +1484,28 @@ def build_sequences(
     splits = assign_splits(dataset.conversations, config=SplitConfig())
     table = FeatureTable(model_dir=model_dir, work=work)
     rng = random.Random(seed)
+    late_rng = random.Random(seed + LATE_START_SEED) if late_starts > 0.0 else None
     by_split: dict[str, list[CandidateSequence]] = defaultdict(list)
     for conversation in dataset.conversations:
-        by_split[str(splits[conversation.id])].extend(sequences_of(conversation, texts=table.id_of, rng=rng))
+        split = splits[conversation.id]
+        by_split[str(split)].extend(
+            sequences_of(
+                conversation,
+                texts=table.id_of,
+                rng=rng,
+                late_starts=late_starts,
+                late_rng=late_rng if split is Split.TRAIN else None,
+            )
+        )
     added = load_extra(extra)
     training = [c for c in dataset.conversations if splits[c.id] is Split.TRAIN] + added
     restyled = added + augment(
         training, seed=seed, standardised_share=standardised_share, mixed_style=mixed_style
     )
     for conversation in restyled:
-        sequences = sequences_of(conversation, texts=table.id_of, rng=rng)
+        sequences = sequences_of(
+            conversation, texts=table.id_of, rng=rng, late_starts=late_starts, late_rng=late_rng
+        )
         if conversation.source.startswith("pj_") and conversation.id.endswith(("~std", "~mod", "~vstd")):
             # Perverted-Justice grooming in standard English: what keeps chat-speak from being the evidence.
             sequences = [
@@ -1540,6 +1579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         negative_weights=dict(args.negative_weight),
         text_cues=args.text_cues,
         mixed_style=args.mixed_style,
+        late_starts=args.late_starts,
     )
     text_cues = len(cues_of(args.text_cues).names) if args.text_cues else 0
     train_seed = args.train_seed if args.train_seed is not None else args.seed
@@ -1874,6 +1914,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also a copy of each standardised grooming chat with only the others' messages in standard "
         "English (weighted as the standard-English copies)",
+    )
+    parser.add_argument(
+        "--late-starts",
+        type=float,
+        default=0.0,
+        help="share of training pairs of at least 50 messages that also train from a later start (20-150 "
+        "messages in), as a log that begins mid-relationship: the age said at the start is not there to lean "
+        "on (0: none)",
     )
     parser.add_argument(
         "--consistency",

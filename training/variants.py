@@ -8,8 +8,10 @@ Usage::
 
     python -m training.variants --out .artifacts/variants .artifacts/split/val/pj_chatcoder1.jsonl ...
 
-writes ``first50.jsonl``, ``first100.jsonl``, ``standard.jsonl``, ``standard_first50.jsonl`` and
-``standard_first100.jsonl`` holding the interleaved grooming conversations of the inputs, and
+writes ``first50.jsonl``, ``first100.jsonl``, ``standard.jsonl``, ``standard_first50.jsonl``,
+``standard_first100.jsonl`` and ``later100.jsonl`` (the 100 messages after the first 100: Vigil added to a
+server where the two already talk, so the age asked and given at the start is not in what it reads) holding
+the interleaved grooming conversations of the inputs, and
 ``segments.jsonl``: flattened windows of consecutive messages (both speakers, no boundaries, as in the VTPAN
 segments of the held-out set), label 1 from grooming conversations and 0 from the others.
 """
@@ -28,6 +30,8 @@ from training.data import Conversation, read_conversations, write_conversations
 from training.style import standardise
 
 CUTS = (50, 100)
+# ``later100``: messages LATER[0] to LATER[0] + LATER[1] of each interleaved grooming conversation.
+LATER = (100, 100)
 SEGMENT_MESSAGES = 30
 SEGMENTS_PER_CONVERSATION = 3
 TRAINING_SEGMENT_LENGTHS = (10, 20, 30, 50, 100)
@@ -47,6 +51,17 @@ def first_messages(conversation: Conversation, count: int) -> Conversation:
     return dataclasses.replace(conversation, messages=conversation.messages[:count])
 
 
+def later_messages(conversation: Conversation, *, start: int, count: int) -> Conversation:
+    """Messages ``start`` to ``start + count``, as a log that begins there: replies to a message before the
+    window point nowhere, the others are renumbered. The suspects stay even if they do not write in it."""
+    messages = []
+    for message in conversation.messages[start : start + count]:
+        reply_to = None if message.reply_to is None else message.reply_to - start
+        kept = reply_to if reply_to is not None and reply_to >= 0 else None
+        messages.append(dataclasses.replace(message, reply_to=kept))
+    return dataclasses.replace(conversation, messages=tuple(messages))
+
+
 def standard_english(conversation: Conversation, *, seed: int) -> Conversation:
     rng = random.Random(f"{seed}:{conversation.id}")
     messages = tuple(dataclasses.replace(m, text=standardise(m.text, rng)) for m in conversation.messages)
@@ -60,6 +75,10 @@ def variants(conversations: Sequence[Conversation], *, seed: int = 0) -> dict[st
     for count in CUTS:
         out[f"first{count}"] = [first_messages(c, count) for c in grooming]
         out[f"standard_first{count}"] = [first_messages(c, count) for c in standard]
+    start, count = LATER
+    out[f"later{count}"] = [
+        later_messages(c, start=start, count=count) for c in grooming if len(c.messages) > start + count // 2
+    ]
     return out
 
 

@@ -22,6 +22,9 @@ from training.pair_head import (
     ECHO_CUES_BIAS,
     EMBEDDING_OUTPUT,
     INDIRECT_CUES_BIAS,
+    LATE_START_MIN_MESSAGES,
+    LATE_START_OFFSETS,
+    MAX_PAIR_MESSAGES,
     MEMBER_KINDS,
     SECRECY_LET_CUES_BIAS,
     SHARED_FAMILY_CUES_BIAS,
@@ -115,6 +118,60 @@ def test_non_interleaved_sides_are_own_message_sequences() -> None:
     sequences = sequences_of(conversation, texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
     assert {s.candidate: len(s.text_ids) for s in sequences} == {OFF: 4, DEC: 3}
     assert all(s.own.min() == 1.0 for s in sequences)
+
+
+def test_a_late_start_copies_a_long_pair_from_later_on_and_changes_nothing_else() -> None:
+    long = dataclasses.replace(
+        _conversation(),
+        messages=tuple(
+            Message(author=(OFF, DEC)[i % 2], text=f"message {i}") for i in range(MAX_PAIR_MESSAGES + 40)
+        ),
+    )
+    _, id_of = _texts()
+    plain = sequences_of(long, texts=id_of, rng=random.Random(0))  # type: ignore[arg-type]
+    late = sequences_of(
+        long,
+        texts=id_of,  # type: ignore[arg-type]
+        rng=random.Random(0),
+        late_starts=1.0,
+        late_rng=random.Random(1),
+    )
+    assert [_key(s) for s in late[: len(plain)]] == [_key(s) for s in plain]
+    copies = late[len(plain) :]
+    assert {s.candidate: s.label for s in copies} == {OFF: 1, DEC: 0}
+    for copy in copies:
+        start = int(copy.pair_id.split("@", 1)[1].split(":", 1)[0])
+        assert LATE_START_OFFSETS[0] <= start <= LATE_START_OFFSETS[1]
+        original = next(s for s in plain if s.candidate == copy.candidate)
+        # The same messages from ``start`` on, to the same end: nothing past MAX_PAIR_MESSAGES to encode.
+        assert copy.text_ids.tolist() == original.text_ids[start:].tolist()
+        assert copy.own.tolist() == original.own[start:].tolist()
+        assert copy.pair_id != original.pair_id and copy.conversation_id == original.conversation_id
+    assert len({s.pair_id for s in copies}) == 1  # both members of the copy are one pair
+
+
+def test_a_pair_too_short_for_a_late_start_gets_none() -> None:
+    short = dataclasses.replace(
+        _conversation(),
+        messages=tuple(
+            Message(author=(OFF, DEC)[i % 2], text=f"message {i}") for i in range(LATE_START_MIN_MESSAGES - 1)
+        ),
+    )
+    _, id_of = _texts()
+    kwargs: dict[str, Any] = {"texts": id_of, "rng": random.Random(0)}
+    late = sequences_of(short, late_starts=1.0, late_rng=random.Random(1), **kwargs)
+    assert [_key(s) for s in late] == [_key(s) for s in sequences_of(short, **kwargs)]
+
+
+def _key(sequence: CandidateSequence) -> tuple[Any, ...]:
+    return (
+        sequence.pair_id,
+        sequence.candidate,
+        sequence.label,
+        sequence.weight,
+        sequence.text_ids.tolist(),
+        sequence.own.tolist(),
+    )
 
 
 def _sequence(candidate: str, label: int, own: list[int]) -> CandidateSequence:

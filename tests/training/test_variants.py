@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from training.data import Conversation, Message, read_conversations, write_conversations
@@ -48,6 +49,7 @@ def test_only_interleaved_grooming_is_cut_and_rewritten() -> None:
         "standard_first50": ["a"],
         "first100": ["a"],
         "standard_first100": ["a"],
+        "later100": [],  # 120 messages: too few for a window from message 100
     }
     assert len(out["first50"][0].messages) == 50
     assert out["first100"][0].suspects == (OFF,)
@@ -66,6 +68,17 @@ def test_a_cut_keeps_the_suspects_even_before_they_write() -> None:
         messages=tuple(Message(author=DEC if i < 60 else OFF, text="hi") for i in range(80)),
     )
     assert variants([conversation])["first50"][0].suspects == (OFF,)
+
+
+def test_a_later_window_starts_at_message_100_with_replies_before_it_pointing_nowhere() -> None:
+    base = _conversation("e", label=1, size=260)
+    messages = list(base.messages)
+    messages[101] = dataclasses.replace(messages[101], reply_to=100)  # inside the window
+    messages[102] = dataclasses.replace(messages[102], reply_to=99)  # before it
+    (window,) = variants([dataclasses.replace(base, messages=tuple(messages))])["later100"]
+    assert len(window.messages) == 100 and window.messages[0].text == "wat r u doin 100"
+    assert [m.reply_to for m in window.messages[:3]] == [None, 0, None]
+    assert window.suspects == (OFF,) and window.label == 1
 
 
 def test_cli_writes_readable_files(tmp_path: Path) -> None:
