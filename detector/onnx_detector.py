@@ -55,8 +55,8 @@ FEEDABLE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _MAX_CHARS_PER_TOKEN = 100
 # Length-sorted sub-batches: start a new one when padding would exceed this share of the real tokens...
 # Padding costs compute, but so do small sub-batches (their matrix products run less efficiently): on IRC chat
-# in batches of 256, 1.15 and 8 rows kept the path nearest the raw limit on two kinds of CPU
-# (docs/performance.md, "Larger batches").
+# in batches of 256, 1.15 and 8 rows kept the path nearest the raw limit on the AMD EPYC machine, where the
+# old 1.05 and 4 cut batches into ~6-row sub-batches (docs/performance.md, "Larger batches").
 _MAX_PADDING_RATIO = 1.15
 # ...but only once the current one has this many rows, so session.run's fixed cost stays amortised.
 _MIN_SUB_BATCH = 8
