@@ -57,6 +57,14 @@ old girl"), and ``adult_life`` reads a parent's own child by age ("my 13 year ol
 old", "my son just turned 12"). Parents speak of their children by age, and groomers of the child they
 talk to; both read as children to a cue that took every age for the writer's.
 
+``behaviour_v7`` reads "let" as secrecy only where someone would know, see or find out ("dont let ur mom
+see"; no longer "dont let anyone take storm's mid"). ``behaviour_v8`` is v7 and a twelfth cue,
+``shared_family``: family the writer shares with the other ("our mom", a bare "dont tell mom", "ive known u ur
+whole life", "coming home for thanksgiving"). ``behaviour_v9`` is v8 and a thirteenth, ``carer_in``: the
+writer keeps a parent, a carer or the open group in ("I'll let your mum know", "ask your dad first", "is
+that ok with your parents?", "parents are welcome", "keep it in the channel", "I can't drive anyone on my
+own"), unless they keep them out in the same breath ("no need to bother your mum").
+
 Each is as common between friends, family and adults as in grooming ("don't tell mom about the party", "dm me
 your number"): the cue only says the step was asked for; the model learns from both kinds of chat when it
 matters (between an adult and a child, beside the other steps).
@@ -339,6 +347,34 @@ _SHARED_FAMILY_V8 = (
     r"\b(?:tell|ask|text|call)\s+(?:mom|mum|mommy|mama|dad|daddy)\b|\b(?:ur|your)\s+(?:big|older|little|lil)\s+(?:sis|bro)\b"
 )
 
+# From behaviour_v9, carers and the group kept in: the writer brings a parent, a carer or the open group into
+# what the two arrange ("I'll let your mum know", "ask your dad first", "parents are welcome", "a parent or
+# guardian travels with you", "keep it in the channel", "can't drive kids on my own, club rule"). Grooming
+# keeps them out; a trusted adult, a relative or a classmate keeps them in.
+_CARER = r"(?:mom|mum|mam|mommy|mummy|mama|dad|daddy|parents?|carers?|guardians?|family|folks|grown-?ups?)"
+_CARER_IN_V9 = (
+    rf"\blet\s+{_YOUR}\s+{_CARER}\s+know\b|"
+    rf"\b(?:message|text|email|e-mail|call|ring|phone|ask|check\s+with|run\s+it\s+by|talk\s+to|speak\s+to|"
+    rf"sort\s+it\s+(?:out\s+)?with|cc|copy\s+in)\s+{_YOUR}\s+{_CARER}\b|"
+    rf"\bask\s+(?:my|{_YOUR})\s+{_CARER}\s+(?:first|if|whether|before)\b|\bask\s+my\s+{_CARER}\s*(?:$|[.!,])|"
+    rf"\b(?:ok|okay|fine|alright)\s+(?:with|by)\s+(?:{_YOUR}\s+|my\s+)?{_CARER}\b|"
+    rf"\b{_CARER}['\u2019]s?\s+(?:permission|consent|ok|okay|email|number|details)\b|\bparent(?:al)?\s+(?:permission|consent)\b|"
+    rf"\b(?:parents?|carers?|families|family|guardians?)\s+(?:are|is)\s+(?:welcome|invited)\b|"
+    rf"\b(?:parents?|carers?|families|family|guardians?)\s+(?:can|could|will|may)\s+(?:come|watch|join|stay|sit)\b|"
+    rf"\b(?:a|one)\s+parent\s+or\s+(?:guardian|carer)\b|"
+    rf"\bbring\s+(?:{_YOUR}|my)\s+{_CARER}\b|"
+    rf"\b(?:{_YOUR}|my)\s+{_CARER}\s+(?:can|could|will|{_Q}ll|is\s+gonna|is\s+going\s+to)\s+(?:drive|drop|pick|take|come)\b|"
+    rf"\b(?:keep|keeping|post\s+(?:it|this|that|them)|ask|asking)\s+(?:it\s+|this\s+|that\s+|things\s+)?in\s+"
+    rf"(?:the\s+)?(?:channel|server|group\s+chat|group|public|main\s+chat|#[\w-]+)|"
+    rf"\bcan{_Q}?t\s+(?:drive|take|give)\b[^.?!]{{0,30}}\bon\s+my\s+own\b|\bsafeguarding\b"
+)
+# ...unless the writer keeps them out in the same breath: "no need to bother your mum", "don't ask your dad".
+_CARER_OUT_V9 = (
+    rf"\b(?:don{_Q}t|dont|do\s+not|never|no\s+need\s+to|(?:you|u)\s+don{_Q}t\s+(?:need|have)\s+to|without|"
+    rf"shouldn{_Q}t|better\s+not|won{_Q}t|wont)\s+(?:ever\s+)?(?:\w+\s+){{0,2}}?"
+    rf"(?:tell|let|ask|message|text|bother|bring|mention|involve|call|show)\b"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Alternation:
@@ -536,6 +572,16 @@ def _behaviour_v8() -> TextCues:
     )
 
 
+def _behaviour_v9() -> TextCues:
+    v8 = _behaviour_v8()
+    return TextCues(
+        "behaviour_v9",
+        (*v8.names, "carer_in"),
+        (*v8.patterns, _compiled(_CARER_IN_V9)),
+        (*v8.unless, re.compile(_CARER_OUT_V9)),
+    )
+
+
 CUE_VERSIONS = (
     "age_v1",
     "age_v2",
@@ -545,8 +591,9 @@ CUE_VERSIONS = (
     "behaviour_v6",
     "behaviour_v7",
     "behaviour_v8",
+    "behaviour_v9",
 )
-LATEST_CUES = "behaviour_v8"
+LATEST_CUES = "behaviour_v9"
 
 
 def text_cues(version: str) -> TextCues:
@@ -568,6 +615,8 @@ def text_cues(version: str) -> TextCues:
             return _behaviour_v7()
         case "behaviour_v8":
             return _behaviour_v8()
+        case "behaviour_v9":
+            return _behaviour_v9()
     raise UnknownCuesError(
         f"text cues {version!r} are not known to this Vigil (it computes {', '.join(CUE_VERSIONS)})"
     )

@@ -21,6 +21,7 @@ from vigil.detector.cues import (
 
 MINOR, ADULT, SCHOOL, ADULT_LIFE, YOUTH, ADULTS, SECRECY, PRIVATE, GIFT, MEETING, PHOTO = range(11)
 SHARED_FAMILY = 11  # from behaviour_v8
+CARER_IN = 12  # from behaviour_v9
 
 # Read by every version: a later version reads more, never less.
 EVERY_VERSION = [
@@ -288,6 +289,52 @@ NOT_SHARED_FAMILY = [
     "our team won",
 ]
 
+# behaviour_v9's carer_in: a parent, a carer or the open group kept in.
+CARER_IN_TEXTS = [
+    "I'll let your mum know tonight so she can sort the badge",
+    "ill message ur mom and see if she can drive",
+    "ask your dad first and if he's ok I'll send it",
+    "is that ok with your parents?",
+    "Parents are welcome to watch from the side",
+    "under 16s need a parent or guardian with them",
+    "my mom can pick us up at 9",
+    "i'll ask my mum.",
+    "keep it in the channel pls",
+    "best to ask in #help, everyone's friendly",
+    "sorry I can't give anyone a lift on my own, club rule",
+    "the trip needs a parent's permission slip",
+]
+NOT_CARER_IN = [
+    "no need to bother your mum with the time change",
+    "don't tell your mom",
+    "No need to bring your dad in, he'd only want to pay",
+    "dont show this to ur mum ok?",
+    "tell your mom you're at a friend's",
+    "is ur mom home",
+    "my mom checks my phone tho",
+    "i saw your post in #art, that was yours?",
+    "call me later",
+]
+
+
+@pytest.mark.parametrize("text", CARER_IN_TEXTS)
+def test_behaviour_v9_reads_carers_kept_in(text: str) -> None:
+    assert text_cues("behaviour_v9").of(model_text(text))[CARER_IN] == 1.0
+
+
+@pytest.mark.parametrize("text", NOT_CARER_IN)
+def test_behaviour_v9_reads_carers_kept_out_or_watched_as_no_carer_in(text: str) -> None:
+    assert text_cues("behaviour_v9").of(model_text(text))[CARER_IN] == 0.0
+
+
+@pytest.mark.parametrize(
+    "text", [*CARER_IN_TEXTS, *NOT_CARER_IN, *SHARED_FAMILY_TEXTS, *LET_SECRET, *[t for t, _ in FROM_V3]]
+)
+def test_behaviour_v9_is_v8_and_one_more_cue(text: str) -> None:
+    v8 = text_cues("behaviour_v8").of(model_text(text))
+    v9 = text_cues("behaviour_v9").of(model_text(text))
+    assert v9[: len(v8)] == v8 and len(v9) == len(v8) + 1
+
 
 @pytest.mark.parametrize("text", LET_SECRET)
 def test_behaviour_v7_reads_letting_someone_know_as_secrecy(text: str) -> None:
@@ -412,7 +459,7 @@ def test_the_matrix_has_a_row_of_zeros_and_ones_per_text(version: str) -> None:
 
 def test_an_unknown_version_is_refused_by_name() -> None:
     every = ", ".join(CUE_VERSIONS)
-    assert every.endswith("behaviour_v6, behaviour_v7, behaviour_v8")
+    assert every.endswith("behaviour_v7, behaviour_v8, behaviour_v9")
     with pytest.raises(
         UnknownCuesError,
         match=rf"'age_v9'.*{every}",
@@ -432,6 +479,7 @@ FINGERPRINTS = {
     "behaviour_v6": "32f7939458fa12b1",
     "behaviour_v7": "60f5a23ff4393ef8",
     "behaviour_v8": "a66156156d78ee9f",
+    "behaviour_v9": "98bd441a929d7e97",
 }
 
 
