@@ -437,6 +437,8 @@ def write_model_dir(
     pair["state_size"] = int(pair["state_size"]) + 2 * count
     pair["feature_size"] = int(pair["feature_size"]) + count - len(text_cues(base_cues).names)
     pair["text_cues"] = cues_version
+    # The frozen weights learned from the cue version they were trained on (which may be older still).
+    pair.setdefault("trained_text_cues", base_cues)
     pair["counter_gate"] = {
         "reads_text_cues": cues_version,
         "base_text_cues": base_cues,
