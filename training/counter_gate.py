@@ -179,15 +179,15 @@ COUNTER_CUES = (
 COUNTER_WRITERS = ("own P(child)", "other P(adult)")
 
 
-def counter_columns(names: Sequence[str]) -> list[int]:
-    """The gate inputs' columns it may weigh, for cues ``names``: the counter cues it has, then the two
-    both-sides groups and the writer readings (the last columns of ``gate_inputs``)."""
+def counter_columns(names: Sequence[str], *, writers: bool = True) -> list[int]:
+    """The gate inputs' columns it may weigh, for cues ``names``: the counter cues it has, then the
+    both-sides groups and (``writers``) the writer readings (the last columns of ``gate_inputs``)."""
     count = len(names)
     columns = [
         (0 if side == "own" else count) + names.index(cue) for side, cue in COUNTER_CUES if cue in names
     ]
     tail = 2 * count
-    return [*columns, *range(tail, tail + len(BOTH_SIDES) + len(COUNTER_WRITERS))]
+    return [*columns, *range(tail, tail + len(BOTH_SIDES) + (len(COUNTER_WRITERS) if writers else 0))]
 
 
 def fit_gate(
@@ -489,7 +489,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inputs,
         [logits for logits, _ in replayed],
         sequences,
-        columns=counter_columns(cues.names) if args.reads == "counter" else list(range(inputs[0].shape[1])),
+        columns=(
+            counter_columns(cues.names, writers=not args.without_writers)
+            if args.reads == "counter"
+            else list(range(inputs[0].shape[1]))
+        ),
         positive_weight=args.positive_weight,
         only_close=args.reads == "counter",
         objective=args.objective,
@@ -551,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=("steps", "peak"),
         default="steps",
         help="steps: every own message's risk, as the pair model trains; peak: each pair's highest risk",
+    )
+    parser.add_argument(
+        "--without-writers",
+        action="store_true",
+        help="with --reads counter: leave out how child- or adult-like each side writes (cues only)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

@@ -160,6 +160,7 @@ def test_the_gate_reads_only_counter_evidence() -> None:
     assert read == set(COUNTER_CUES)
     steps = {"secrecy", "private_channel", "gift", "meeting", "photo", "youth_remark"}
     assert not {cue for _, cue in read} & steps
+    assert counter_columns(names, writers=False) == columns[: -len(COUNTER_WRITERS)]
 
 
 async def test_the_detector_serves_the_written_model_directory(tmp_path: Path) -> None:
