@@ -108,6 +108,33 @@ def both_sides_selector(names: Sequence[str]) -> np.ndarray:
     return selector
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WriterReader:
+    """A linear reading of who writes a message (P(child) = sigmoid(features . weight + bias)) over the frozen
+    model's features, for the gate in place of the frozen model's own writer heads: ``--writer-reader`` an
+    ``.npz`` with ``weight`` [base features] and ``bias``."""
+
+    weight: np.ndarray
+    bias: float
+
+    @classmethod
+    def read(cls, path: Path, *, feature_size: int) -> WriterReader:
+        with np.load(path) as saved:
+            weight = np.asarray(saved["weight"], dtype=np.float32)
+            bias = float(saved["bias"])
+        if weight.shape != (feature_size,):
+            raise ValueError(f"{path}: a writer reader of {weight.shape} for {feature_size} features")
+        return cls(weight=weight, bias=bias)
+
+    def sums(self, features: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """The running sums [T, 4] (own P(child), own messages, the other's, the other's messages) after
+        each step of one member's sequence, as the frozen age gate keeps them for one member."""
+        child = 1.0 / (1.0 + np.exp(-(features.astype(np.float64) @ self.weight + self.bias)))
+        chat = np.abs(own - FLATTENED_OWN) / FLATTENED_OWN
+        mine, theirs = own * chat, (1.0 - own) * chat
+        return np.cumsum(np.stack([child * mine, mine, child * theirs, theirs], -1), 0).astype(np.float32)
+
+
 def gate_inputs(
     *, cues: np.ndarray, own: np.ndarray, sums: np.ndarray, members: int, names: Sequence[str]
 ) -> np.ndarray:
@@ -276,18 +303,28 @@ def _ints(name: str, values: Sequence[int]) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
 
 
-def compose(base: BaseModel, *, weight: np.ndarray, bias: float, names: Sequence[str]) -> onnx.ModelProto:
+def compose(
+    base: BaseModel,
+    *,
+    weight: np.ndarray,
+    bias: float,
+    names: Sequence[str],
+    reader: WriterReader | None = None,
+) -> onnx.ModelProto:
     """The frozen graph followed by the gate, as one step model with serving's inputs and outputs:
-    ``features`` [N, base features + new cues], ``own`` [N, 1], ``state`` [N, base state + 2 * cues]."""
+    ``features`` [N, base features + new cues], ``own`` [N, 1], ``state`` [N, base state + 2 * cues, + 4
+    with a ``reader``]."""
     cues = len(names)
     frozen = onnx.load(str(base.path))
     frozen = onnx.compose.add_prefix(frozen, BASE)
     extra_features = cues - base.cues
     feature_size = base.feature_size + extra_features
-    state_size = base.state_size + 2 * cues
-    gate_width = base.members * AGE_GATE_SLOTS
-    select = np.zeros((4, gate_width, base.members), dtype=np.float32)
-    for member in range(base.members):
+    counts_end = base.state_size + 2 * cues
+    state_size = counts_end + (AGE_GATE_SLOTS if reader is not None else 0)
+    members = 1 if reader is not None else base.members
+    gate_width = members * AGE_GATE_SLOTS
+    select = np.zeros((4, gate_width, members), dtype=np.float32)
+    for member in range(members):
         for slot in range(AGE_GATE_SLOTS):
             select[slot, member * AGE_GATE_SLOTS + slot, member] = 1.0
     init = [
@@ -297,7 +334,8 @@ def compose(base: BaseModel, *, weight: np.ndarray, bias: float, names: Sequence
         _ints("f_end", [feature_size]),
         _ints("cues_start", [feature_size - cues]),
         _ints("s_base", [base.state_size]),
-        _ints("s_end", [state_size]),
+        _ints("s_end", [counts_end]),
+        _ints("s_all", [state_size]),
         _ints("sums_start", [base.state_size - gate_width]),
         _const("flat_own", FLATTENED_OWN),
         _const("one", 1.0),
@@ -348,8 +386,24 @@ def compose(base: BaseModel, *, weight: np.ndarray, bias: float, names: Sequence
         node("Neg", ["next_counts"], ["neg_counts"]),
         node("Exp", ["neg_counts"], ["faded"]),
         node("Sub", ["one", "faded"], ["memory"]),
-        node("Slice", [f"{BASE}next_state", "sums_start", "s_base", "axis1"], ["sums"]),
     ]
+    if reader is None:
+        nodes.append(node("Slice", [f"{BASE}next_state", "sums_start", "s_base", "axis1"], ["sums"]))
+    else:
+        init += [
+            _const("reader_weight", reader.weight.reshape(-1, 1)),
+            _const("reader_bias", np.array([reader.bias], dtype=np.float32)),
+        ]
+        nodes += [
+            node("MatMul", [f"{BASE}features", "reader_weight"], ["reader_raw"]),
+            node("Add", ["reader_raw", "reader_bias"], ["reader_logit"]),
+            node("Sigmoid", ["reader_logit"], ["reader_child"]),
+            node("Mul", ["reader_child", "mine"], ["reader_mine"]),
+            node("Mul", ["reader_child", "theirs"], ["reader_theirs"]),
+            node("Concat", ["reader_mine", "mine", "reader_theirs", "theirs"], ["reader_added"], axis=1),
+            node("Slice", ["state", "s_end", "s_all", "axis1"], ["reader_sums"]),
+            node("Add", ["reader_sums", "reader_added"], ["sums"]),
+        ]
     for side in ("own", "other"):
         nodes += [
             node("MatMul", ["sums", f"sel_{side}_sum"], [f"{side}_sum"]),
@@ -376,7 +430,12 @@ def compose(base: BaseModel, *, weight: np.ndarray, bias: float, names: Sequence
         node("Mul", ["log_gate", "chat"], ["lowered"]),
         node("Squeeze", ["lowered", "axis1"], ["lowered_flat"]),
         node("Add", [f"{BASE}risk_logit", "lowered_flat"], ["risk_logit"]),
-        node("Concat", [f"{BASE}next_state", "next_counts"], ["next_state"], axis=1),
+        node(
+            "Concat",
+            [f"{BASE}next_state", "next_counts", *(["sums"] if reader is not None else [])],
+            ["next_state"],
+            axis=1,
+        ),
     ]
     graph = helper.make_graph(
         nodes,
@@ -424,6 +483,7 @@ def write_model_dir(
     bias: float,
     version: str | None,
     fitted_on: Sequence[str],
+    reader: str | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for item in base_dir.iterdir():
@@ -434,7 +494,7 @@ def write_model_dir(
     pair = metadata["pair_model"]
     base_cues = pair["text_cues"]
     count = len(names)
-    pair["state_size"] = int(pair["state_size"]) + 2 * count
+    pair["state_size"] = int(pair["state_size"]) + 2 * count + (AGE_GATE_SLOTS if reader else 0)
     pair["feature_size"] = int(pair["feature_size"]) + count - len(text_cues(base_cues).names)
     pair["text_cues"] = cues_version
     # The frozen weights learned from the cue version they were trained on (which may be older still).
@@ -457,6 +517,7 @@ def write_model_dir(
             COUNTER_WRITERS[1]: round(float(weight[-1]), 4),
         },
         "fitted_on": list(fitted_on),
+        "writer_reader": reader,
     }
     if version:
         metadata["version"] = version
@@ -481,8 +542,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The frozen model's cue columns are the first of the new version's (a version only appends cues).
     matrix = np.concatenate([features, cue_matrix], axis=1)
     replayed = replay_base(base, sequences, matrix)
+    reader = (
+        WriterReader.read(args.writer_reader, feature_size=base.feature_size) if args.writer_reader else None
+    )
+    if reader is not None:
+        replayed = [
+            (logits, reader.sums(matrix[s.text_ids, : base.feature_size], s.own))
+            for s, (logits, _) in zip(sequences, replayed, strict=True)
+        ]
+    members = 1 if reader is not None else base.members
     inputs = [
-        gate_inputs(cues=cue_matrix[s.text_ids], own=s.own, sums=sums, members=base.members, names=cues.names)
+        gate_inputs(cues=cue_matrix[s.text_ids], own=s.own, sums=sums, members=members, names=cues.names)
         for s, (_, sums) in zip(sequences, replayed, strict=True)
     ]
     weight, bias = fit_gate(
@@ -507,7 +577,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if value != 0.0:
             logger.info("gate weight %-28s %+.3f", name, value)
     logger.info("gate bias %+.3f", bias)
-    model = compose(base, weight=weight, bias=bias, names=cues.names)
+    model = compose(base, weight=weight, bias=bias, names=cues.names, reader=reader)
     write_model_dir(
         base_dir=args.model,
         out=args.out,
@@ -518,6 +588,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bias=bias,
         version=args.version,
         fitted_on=[str(p) for p in args.fit] + (["CALIB split"] if args.data else []),
+        reader=str(args.writer_reader) if args.writer_reader else None,
     )
     return {
         "sequences": len(sequences),
@@ -560,6 +631,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--without-writers",
         action="store_true",
         help="with --reads counter: leave out how child- or adult-like each side writes (cues only)",
+    )
+    parser.add_argument(
+        "--writer-reader",
+        type=Path,
+        help="an .npz (weight, bias) reading P(child) from the frozen model's features, for the gate in place"
+        " of the frozen model's own writer heads",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

@@ -19,6 +19,7 @@ from training.counter_gate import (
     COUNTER_WRITERS,
     GATE_OPEN,
     BaseModel,
+    WriterReader,
     compose,
     counter_columns,
     gate_inputs,
@@ -57,13 +58,14 @@ def gate_weight(seed: int = 3) -> np.ndarray:
 
 
 def reference_gate(
-    weight: np.ndarray, *, cues: np.ndarray, own: float, counts: np.ndarray, next_state: np.ndarray
+    weight: np.ndarray, *, cues: np.ndarray, own: float, counts: np.ndarray, sums: np.ndarray
 ) -> tuple[float, np.ndarray]:
-    """The gate's log-sigmoid and the next counts for one row, written out from the module's description."""
+    """The gate's log-sigmoid and the next counts for one row, written out from the module's description;
+    ``sums`` [members, 4]: the writer sums after this row."""
     chat = abs(own - FLATTENED_OWN) / FLATTENED_OWN
     mine, theirs = own * chat, (1.0 - own) * chat
     counts = counts * (1.0 - (1.0 - CUE_MEMORY_DECAY) * chat) + np.concatenate([cues * mine, cues * theirs])
-    sums = next_state[-MEMBERS * 4 :].reshape(MEMBERS, 4).astype(np.float64)
+    sums = sums.astype(np.float64)
     own_mean = np.mean((sums[:, 0] + AGE_GATE_PRIOR / 2) / (sums[:, 1] + AGE_GATE_PRIOR))
     other_mean = np.mean((sums[:, 2] + AGE_GATE_PRIOR / 2) / (sums[:, 3] + AGE_GATE_PRIOR))
     names = text_cues(GATE_CUES).names
@@ -83,33 +85,47 @@ def reference_gate(
     return -float(np.logaddexp(0.0, -gate)) * chat, counts
 
 
-def test_the_composed_step_is_the_frozen_step_followed_by_the_gate(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_reader", [False, True])
+def test_the_composed_step_is_the_frozen_step_followed_by_the_gate(tmp_path: Path, with_reader: bool) -> None:
     base = BaseModel.read(base_dir(tmp_path / "base"))
     names = text_cues(GATE_CUES).names
     weight = gate_weight()
-    model = compose(base, weight=weight, bias=GATE_OPEN, names=names)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+    reader = (
+        WriterReader(weight=rng.normal(size=BASE_FEATURES).astype(np.float32), bias=0.3)
+        if with_reader
+        else None
+    )
+    model = compose(base, weight=weight, bias=GATE_OPEN, names=names, reader=reader)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     steps = 40
     message_features = rng.normal(size=(steps, EMBEDDING + len(SIGNALS) + 1)).astype(np.float32)
     cues = (rng.random(size=(steps, len(names))) < 0.25).astype(np.float32)
     owns = rng.integers(0, 2, size=steps).astype(np.float32)
     owns[[7, 19]] = FLATTENED_OWN  # flattened chunks: the frozen model reads them, the gate does not
-    state = np.zeros((1, base.state_size + 2 * len(names)), dtype=np.float32)
+    extra = 4 if with_reader else 0
+    state = np.zeros((1, base.state_size + 2 * len(names) + extra), dtype=np.float32)
     base_state = np.zeros((1, STATE), dtype=np.float32)
     counts = np.zeros(2 * len(names))
+    every = np.concatenate([message_features, cues], axis=1)
+    reader_sums = reader.sums(every[:, :BASE_FEATURES], owns) if reader is not None else None
     lowered = 0
     for t in range(steps):
-        features = np.concatenate([message_features[t], cues[t]])[None, :]
+        features = every[t][None, :]
         own = np.array([[owns[t]]], dtype=np.float32)
         logit, state = session.run(None, {"features": features, "own": own, "state": state})
         base_logit, base_state = reference_step(WEIGHTS, features[:, :BASE_FEATURES], own, base_state)
-        log_gate, counts = reference_gate(
-            weight, cues=cues[t], own=float(owns[t]), counts=counts, next_state=base_state[0]
+        sums = (
+            reader_sums[t].reshape(1, 4)
+            if reader_sums is not None
+            else base_state[0, -MEMBERS * 4 :].reshape(MEMBERS, 4)
         )
+        log_gate, counts = reference_gate(weight, cues=cues[t], own=float(owns[t]), counts=counts, sums=sums)
         np.testing.assert_allclose(logit[0], base_logit[0] + log_gate, atol=2e-5)
         np.testing.assert_allclose(state[0, :STATE], base_state[0], atol=2e-5)
-        np.testing.assert_allclose(state[0, STATE:], counts, atol=2e-5)
+        np.testing.assert_allclose(state[0, STATE : STATE + len(counts)], counts, atol=2e-5)
+        if reader_sums is not None:
+            np.testing.assert_allclose(state[0, STATE + len(counts) :], reader_sums[t], atol=2e-5)
         assert logit[0] <= base_logit[0] + 1e-6  # the gate only ever lowers
         if owns[t] == FLATTENED_OWN:
             assert logit[0] == pytest.approx(base_logit[0], abs=2e-5)
@@ -266,3 +282,18 @@ def test_the_fit_learns_to_close_on_counter_evidence_only() -> None:
     )
     assert grooming.mean() > -0.15  # and takes next to nothing off the grooming pairs
     assert look_alikes.max() < -2.0
+
+
+def test_a_writer_reader_must_fit_the_frozen_features(tmp_path: Path) -> None:
+    path = tmp_path / "reader.npz"
+    np.savez(path, weight=np.zeros(BASE_FEATURES - 1, dtype=np.float32), bias=np.float32(0.0))
+    with pytest.raises(ValueError, match="a writer reader of"):
+        WriterReader.read(path, feature_size=BASE_FEATURES)
+    np.savez(path, weight=np.ones(BASE_FEATURES, dtype=np.float32), bias=np.float32(-1.0))
+    reader = WriterReader.read(path, feature_size=BASE_FEATURES)
+    own = np.array([1.0, 0.0, FLATTENED_OWN, 1.0], dtype=np.float32)
+    sums = reader.sums(np.zeros((4, BASE_FEATURES), dtype=np.float32), own)
+    child = 1.0 / (1.0 + np.e)  # sigmoid(-1)
+    np.testing.assert_allclose(
+        sums[-1], [2 * child, 2.0, child, 1.0], rtol=1e-6
+    )  # the chunk counts for no one
