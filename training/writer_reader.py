@@ -93,7 +93,7 @@ def fit_reader(
         loss.backward()
         return loss
 
-    optimiser.step(closure)  # type: ignore[no-untyped-call]
+    optimiser.step(closure)  # type: ignore[no-untyped-call,unused-ignore]  # torch is untyped where absent
     raw = weight.detach().numpy() / scale
     return raw.astype(np.float32), float(bias.detach()) - float(np.sum(raw * mean))
 
