@@ -144,10 +144,14 @@ def gate_inputs(
     scaled and cut at 0). ``cues`` [T, C], ``own`` [T] (0/1), ``sums`` [T, members * 4] (the age gate's
     slots after each step)."""
     steps, count = cues.shape
+    # As serving: a chunk of flattened text (own FLATTENED_OWN) neither counts nor decays the memory.
+    chat = np.abs(own - FLATTENED_OWN) / FLATTENED_OWN
     counts = np.zeros(2 * count, dtype=np.float64)
     all_counts = np.zeros((steps, 2 * count), dtype=np.float64)
     for t in range(steps):
-        counts = counts * CUE_MEMORY_DECAY + np.concatenate([cues[t] * own[t], cues[t] * (1.0 - own[t])])
+        mine, theirs = own[t] * chat[t], (1.0 - own[t]) * chat[t]
+        decay = 1.0 - (1.0 - CUE_MEMORY_DECAY) * chat[t]
+        counts = counts * decay + np.concatenate([cues[t] * mine, cues[t] * theirs])
         all_counts[t] = counts
     memory = 1.0 - np.exp(-all_counts)
     grouped = 1.0 - np.exp(-(all_counts @ both_sides_selector(names)))

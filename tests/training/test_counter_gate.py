@@ -110,6 +110,7 @@ def test_the_composed_step_is_the_frozen_step_followed_by_the_gate(tmp_path: Pat
     every = np.concatenate([message_features, cues], axis=1)
     reader_sums = reader.sums(every[:, :BASE_FEATURES], owns) if reader is not None else None
     lowered = 0
+    log_gates, step_sums = [], []
     for t in range(steps):
         features = every[t][None, :]
         own = np.array([[owns[t]]], dtype=np.float32)
@@ -121,6 +122,8 @@ def test_the_composed_step_is_the_frozen_step_followed_by_the_gate(tmp_path: Pat
             else base_state[0, -MEMBERS * 4 :].reshape(MEMBERS, 4)
         )
         log_gate, counts = reference_gate(weight, cues=cues[t], own=float(owns[t]), counts=counts, sums=sums)
+        log_gates.append(log_gate)
+        step_sums.append(sums.reshape(-1))
         np.testing.assert_allclose(logit[0], base_logit[0] + log_gate, atol=2e-5)
         np.testing.assert_allclose(state[0, :STATE], base_state[0], atol=2e-5)
         np.testing.assert_allclose(state[0, STATE : STATE + len(counts)], counts, atol=2e-5)
@@ -131,6 +134,13 @@ def test_the_composed_step_is_the_frozen_step_followed_by_the_gate(tmp_path: Pat
             assert logit[0] == pytest.approx(base_logit[0], abs=2e-5)
         lowered += int(logit[0] < base_logit[0] - 0.5)
     assert lowered > 0  # the weights were strong enough to matter on this sequence
+    # The fit reads the same gate the graph serves: gate_inputs over the whole sequence, flattened chunks too.
+    inputs = gate_inputs(
+        cues=cues, own=owns, sums=np.stack(step_sums), members=1 if with_reader else MEMBERS, names=names
+    )
+    chat = np.abs(owns - FLATTENED_OWN) / FLATTENED_OWN
+    fitted = -np.logaddexp(0.0, -(inputs.astype(np.float64) @ weight + GATE_OPEN)) * chat
+    np.testing.assert_allclose(fitted, log_gates, atol=1e-5)
 
 
 def test_gate_inputs_count_each_sides_cues_and_read_the_writers_from_the_sums() -> None:
