@@ -80,7 +80,9 @@ class BaseModel:
         if "text_cues" not in pair:
             raise ValueError(f"{model_dir}: the pair model reads no text cues; the gate builds on them")
         if pair.get("counter_gate"):
-            raise ValueError(f"{model_dir}: the pair model has a counter gate already")
+            raise ValueError(
+                f"{model_dir}: the pair model has a counter gate already (fit over write_ungated's copy)"
+            )
         return cls(
             path=model_dir / pair["file"],
             state_size=int(pair["state_size"]),
@@ -88,6 +90,67 @@ class BaseModel:
             cues=len(text_cues(pair["text_cues"]).names),
             members=len(pair["members"]),
         )
+
+
+def write_ungated(model_dir: Path, out: Path) -> WriterReader | None:
+    """Write ``model_dir`` without its counter gate to ``out`` (the frozen graph and metadata it was composed
+    over; the other files linked or copied), so a new gate can be fitted in place of the shipped one. Returns
+    the shipped gate's writer reader, if it had one, for the new gate to read as well."""
+    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    pair = metadata["pair_model"]
+    gate = pair.pop("counter_gate", None)
+    if not gate:
+        raise ValueError(f"{model_dir}: the pair model has no counter gate")
+    composed = onnx.load(str(model_dir / pair["file"]))
+    # The extractor needs the frozen graph's inputs typed, which only shape inference records.
+    frozen = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(composed)).extract_model(
+        [f"{BASE}features", f"{BASE}own", f"{BASE}state"], [f"{BASE}risk_logit", f"{BASE}next_state"]
+    )
+    _strip_prefix(frozen.graph)
+    frozen.opset_import.extend(op for op in composed.opset_import if op not in frozen.opset_import)
+    frozen.ir_version = composed.ir_version
+    onnx.checker.check_model(frozen)
+    initializers = {tensor.name: tensor for tensor in composed.graph.initializer}
+    reader = None
+    if "reader_weight" in initializers:
+        reader = WriterReader(
+            weight=numpy_helper.to_array(initializers["reader_weight"]).reshape(-1),
+            bias=float(numpy_helper.to_array(initializers["reader_bias"]).reshape(-1)[0]),
+        )
+    names = text_cues(gate["reads_text_cues"]).names
+    base_cues = text_cues(gate["base_text_cues"]).names
+    pair["state_size"] = int(pair["state_size"]) - 2 * len(names) - (AGE_GATE_SLOTS if reader else 0)
+    pair["feature_size"] = int(pair["feature_size"]) - len(names) + len(base_cues)
+    pair["text_cues"] = gate["base_text_cues"]
+    if pair.get("trained_text_cues") == pair["text_cues"]:
+        del pair["trained_text_cues"]
+    out.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.is_file() and item.name not in (pair["file"], "metadata.json", "golden.json"):
+            target = out / item.name
+            target.unlink(missing_ok=True)
+            try:
+                target.hardlink_to(item)
+            except OSError:
+                shutil.copy2(item, target)
+    onnx.save(frozen, str(out / pair["file"]))
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return reader
+
+
+def _strip_prefix(graph: onnx.GraphProto) -> None:
+    def bare(name: str) -> str:
+        return name[len(BASE) :] if name.startswith(BASE) else name
+
+    for node in graph.node:
+        node.name = bare(node.name)
+        node.input[:] = [bare(name) for name in node.input]
+        node.output[:] = [bare(name) for name in node.output]
+    for collection in (graph.input, graph.output, graph.value_info):
+        for value in collection:
+            value.name = bare(value.name)
+    for tensor in graph.initializer:
+        tensor.name = bare(tensor.name)
 
 
 # Cue groups read on both sides at once: both write their own child's age or school (two children), both
@@ -462,11 +525,22 @@ def compose(
 
 
 def fit_sequences(
-    *, model_dir: Path, work: Path, fit: Sequence[Path], data: Path | None, seed: int, threads: int
+    *,
+    model_dir: Path,
+    work: Path,
+    fit: Sequence[Path],
+    data: Path | None,
+    seed: int,
+    threads: int,
+    writers: str | None = None,
 ) -> tuple[list[CandidateSequence], FeatureTable]:
+    """The member sequences to fit on: ``fit``'s conversations (with ``writers``, only those whose
+    ``meta.writer`` is one of its letters, and those that name none) and ``data``'s CALIB split."""
     table = FeatureTable(model_dir=model_dir, work=work)
     rng = random.Random(seed)
-    conversations = load_extra(fit)
+    conversations = [
+        c for c in load_extra(fit) if writers is None or c.meta.get("writer", "") in ("", *writers)
+    ]
     if data is not None:
         dataset = load_dataset([data])
         splits = assign_splits(dataset.conversations, config=SplitConfig())
@@ -529,17 +603,26 @@ def write_model_dir(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = BaseModel.read(args.model)
+    model_dir: Path = args.model
+    shipped_reader = None
+    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    if metadata.get("pair_model", {}).get("counter_gate"):
+        # A model that ships a gate: the new gate replaces it, over the same frozen model.
+        model_dir = args.work / "ungated"
+        shipped_reader = write_ungated(args.model, model_dir)
+        logger.info("%s has a counter gate: fitting a new one in its place, over %s", args.model, model_dir)
+    base = BaseModel.read(model_dir)
     cues = text_cues(args.text_cues)
     if len(cues.names) < base.cues:
         raise ValueError(f"{args.text_cues} has fewer cues than the model reads ({base.cues})")
     sequences, table = fit_sequences(
-        model_dir=args.model,
+        model_dir=model_dir,
         work=args.work,
         fit=args.fit,
         data=args.data,
         seed=args.seed,
         threads=args.threads,
+        writers=args.fit_writers,
     )
     features = table.matrix().astype(np.float32)
     cue_matrix = cues.matrix(table.texts())
@@ -547,7 +630,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     matrix = np.concatenate([features, cue_matrix], axis=1)
     replayed = replay_base(base, sequences, matrix)
     reader = (
-        WriterReader.read(args.writer_reader, feature_size=base.feature_size) if args.writer_reader else None
+        WriterReader.read(args.writer_reader, feature_size=base.feature_size)
+        if args.writer_reader
+        else shipped_reader
+    )
+    reader_name = (
+        args.writer_reader.name if args.writer_reader else f"the reader of {args.model}" if reader else None
     )
     if reader is not None:
         replayed = [
@@ -583,7 +671,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logger.info("gate bias %+.3f", bias)
     model = compose(base, weight=weight, bias=bias, names=cues.names, reader=reader)
     write_model_dir(
-        base_dir=args.model,
+        base_dir=model_dir,
         out=args.out,
         model=model,
         cues_version=args.text_cues,
@@ -591,8 +679,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         weight=weight,
         bias=bias,
         version=args.version,
-        fitted_on=[str(p) for p in args.fit] + (["CALIB split"] if args.data else []),
-        reader=str(args.writer_reader) if args.writer_reader else None,
+        fitted_on=[str(p) for p in args.fit]
+        + ([f"writers {args.fit_writers}"] if args.fit_writers else [])
+        + (["CALIB split"] if args.data else []),
+        reader=reader_name,
     )
     return {
         "sequences": len(sequences),
@@ -605,8 +695,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.counter_gate", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--model", type=Path, required=True, help="the frozen model directory")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="the frozen model directory; one that ships a gate has it replaced (its writer reader kept)",
+    )
     parser.add_argument("--fit", type=Path, nargs="+", required=True, help="conversations to fit the gate on")
+    parser.add_argument(
+        "--fit-writers",
+        help="only --fit conversations whose meta.writer is one of these letters (or that name no writer)",
+    )
     parser.add_argument("--data", type=Path, help="the shared data folder: its CALIB split joins --fit")
     parser.add_argument("--text-cues", default="behaviour_v9", help="the cue version the gate reads")
     parser.add_argument("--work", type=Path, required=True, help="feature cache folder")

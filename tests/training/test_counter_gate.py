@@ -4,6 +4,7 @@ the fit learning only to close."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from training.counter_gate import (
     WriterReader,
     compose,
     counter_columns,
+    fit_sequences,
     gate_inputs,
     write_model_dir,
+    write_ungated,
 )
 from training.pair_head import AGE_GATE_PRIOR, AGE_GATE_SCALE, CUE_MEMORY_DECAY
 from vigil.bots.core.normalise import model_text
@@ -307,3 +310,87 @@ def test_a_writer_reader_must_fit_the_frozen_features(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         sums[-1], [2 * child, 2.0, child, 1.0], rtol=1e-6
     )  # the chunk counts for no one
+
+
+def test_a_shipped_gate_comes_off_to_leave_the_frozen_model(tmp_path: Path) -> None:
+    base_path = base_dir(tmp_path / "base")
+    base = BaseModel.read(base_path)
+    names = text_cues(GATE_CUES).names
+    weight = gate_weight()
+    rng = np.random.default_rng(2)
+    reader = WriterReader(weight=rng.normal(size=BASE_FEATURES).astype(np.float32), bias=-0.2)
+    gated = tmp_path / "gated"
+    write_model_dir(
+        base_dir=base_path,
+        out=gated,
+        model=compose(base, weight=weight, bias=GATE_OPEN, names=names, reader=reader),
+        cues_version=GATE_CUES,
+        names=names,
+        weight=weight,
+        bias=GATE_OPEN,
+        version="test-gated",
+        fitted_on=["test"],
+        reader="test reader",
+    )
+    with pytest.raises(ValueError, match="counter gate already"):
+        BaseModel.read(gated)
+    ungated = tmp_path / "ungated"
+    recovered = write_ungated(gated, ungated)
+    assert recovered is not None and recovered.bias == pytest.approx(-0.2)
+    np.testing.assert_allclose(recovered.weight, reader.weight)
+    before = json.loads((base_path / "metadata.json").read_text(encoding="utf-8"))["pair_model"]
+    after = json.loads((ungated / "metadata.json").read_text(encoding="utf-8"))["pair_model"]
+    assert after == before
+    assert BaseModel.read(ungated) == dataclasses.replace(base, path=ungated / before["file"])
+    frozen = ort.InferenceSession(str(base.path), providers=["CPUExecutionProvider"])
+    stripped = ort.InferenceSession(str(ungated / before["file"]), providers=["CPUExecutionProvider"])
+    assert [i.name for i in stripped.get_inputs()] == [i.name for i in frozen.get_inputs()]
+    assert [o.name for o in stripped.get_outputs()] == [o.name for o in frozen.get_outputs()]
+    feed = {
+        "features": rng.normal(size=(5, BASE_FEATURES)).astype(np.float32),
+        "own": np.array([[1.0], [0.0], [1.0], [FLATTENED_OWN], [0.0]], dtype=np.float32),
+        "state": rng.normal(size=(5, STATE)).astype(np.float32),
+    }
+    for want, got in zip(frozen.run(None, feed), stripped.run(None, feed), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="no counter gate"):
+        write_ungated(base_path, tmp_path / "again")
+
+
+def test_the_fit_reads_only_the_writers_asked_for(tmp_path: Path) -> None:
+    records = [
+        {
+            "id": f"c-{writer or 'none'}",
+            "source": "vigil_written_train",
+            "label": 0,
+            "setting": "dm",
+            "interleaved": True,
+            "suspects": [],
+            "meta": {"writer": writer} if writer else {},
+            "messages": [
+                {"author": ("u-a", "u-b")[i % 2], "text": f"{writer} line {i}", "ts": None, "reply_to": None}
+                for i in range(6)
+            ],
+        }
+        for writer in ("T", "A", None)
+    ]
+    fit = tmp_path / "fit.jsonl"
+    fit.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    model = base_dir(tmp_path / "base")
+    (tmp_path / "work").mkdir()
+    kept = {
+        writers: {
+            s.conversation_id
+            for s in fit_sequences(
+                model_dir=model,
+                work=tmp_path / "work",
+                fit=[fit],
+                data=None,
+                seed=0,
+                threads=1,
+                writers=writers,
+            )[0]
+        }
+        for writers in ("TUV", None)
+    }
+    assert kept == {"TUV": {"c-T", "c-none"}, None: {"c-T", "c-A", "c-none"}}
