@@ -402,8 +402,6 @@ def compose(
         _ints("cues_start", [feature_size - cues]),
         _ints("s_base", [base.state_size]),
         _ints("s_end", [counts_end]),
-        _ints("s_all", [state_size]),
-        _ints("sums_start", [base.state_size - gate_width]),
         _const("flat_own", FLATTENED_OWN),
         _const("one", 1.0),
         _const("decay_loss", 1.0 - CUE_MEMORY_DECAY),
@@ -455,9 +453,11 @@ def compose(
         node("Sub", ["one", "faded"], ["memory"]),
     ]
     if reader is None:
+        init.append(_ints("sums_start", [base.state_size - gate_width]))
         nodes.append(node("Slice", [f"{BASE}next_state", "sums_start", "s_base", "axis1"], ["sums"]))
     else:
         init += [
+            _ints("s_all", [state_size]),
             _const("reader_weight", reader.weight.reshape(-1, 1)),
             _const("reader_bias", np.array([reader.bias], dtype=np.float32)),
         ]

@@ -289,7 +289,7 @@ async def test_signal_count_mismatch(build_model_dir: ModelDirFactory, *, symbol
     assert f"lists {len(TINY_SIGNALS)} signals" in message
 
 
-# Golden values of the shipped model (2026.12.9, whose message model is 2026.12.2's: risk as since
+# Golden values of the shipped model (2026.12.10, whose message model is 2026.12.2's: risk as since
 # 2026.11.0, signals from the explanation heads retrained on modern grooming moves): text -> (risk,
 # {signal: p}) for the signals that matter for that text. Re-train -> update these. Scored together in
 # one batch of five; the portable export scores each message as it would alone, so these equal
@@ -306,7 +306,7 @@ SHIPPED_GOLDEN: tuple[tuple[str, float, dict[str, float]], ...] = (
 async def test_shipped_model_golden() -> None:
     detector = await OnnxDetector.load(load_default_model_dir(), intra_op_threads=1)
     try:
-        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.12.9")
+        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.12.10")
         scores = await detector.score([text for text, _, _ in SHIPPED_GOLDEN])
         signal_index = {name: i for i, name in enumerate(detector.info.signals)}
     finally:

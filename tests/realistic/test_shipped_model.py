@@ -1,16 +1,15 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
-Floors, not targets: the model card reports the figures. On the development set (``realistic_conversations``)
-2026.12.9 (2026.12.8's weights; the same figures here) alerts on 20 of 20 grooming conversations and 1 of 21
-look-alikes (2026.12.7: the same); on the held-out set (``realistic_heldout``, 24 grooming and 30 look-alike
-conversations written apart from every template and training conversation and never used to choose a model)
-24 of 24 and 1 of 30 (2026.12.7: the same); on the held-out quarter of the hand-written training
-conversations (``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 73 of
-80 and 8 of 70 (2026.12.7: 69 and 5: 2026.12.8 finds four more of its grooming chats for three more of its
-look-alikes, and its precision floor moved from 0.92 to 0.90 with it); with the minimal pairs of writers T-X
-(2026-12-06, whose quarter was held out before any model trained on the rest) 94 of 105 and 20 of 95: 21 of
-their 25 grooming chats and 12 of their 25 look-alikes, so the floors moved to the whole file's figures.
-The development set was read while earlier models were chosen, so its figures flatter them. A retrained
-model that falls below these fails here before it ships.
+Floors, not targets: the model card reports the figures. On the development set
+(``realistic_conversations``) 2026.12.10 (2026.12.9 with a counter-evidence gate after it; 2026.12.8's
+weights) alerts on 20 of 20 grooming conversations and 1 of 21 look-alikes (2026.12.7: the same); on the
+held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
+template and training conversation and never used to choose a model) 24 of 24 and 1 of 30 (2026.12.7: the
+same); on the held-out quarter of the hand- written training conversations
+(``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 73 of 80 and 7 of
+70 for writers A-S (2026.12.9: 8), 21 of 25 and 11 of 25 for the minimal pairs of writers T-X (2026.12.9:
+12), 10 of 10 and 1 of 10 for writers Y-Z (the same): 104 of 115 and 19 of 105. The development set was
+read while earlier models were chosen, so its figures flatter them. A retrained model that falls below
+these fails here before it ships.
 """
 
 from __future__ import annotations
@@ -79,11 +78,11 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
-    # Writers A-S 80 and 70, T-X (minimal pairs, 2026-12-06) 25 and 25.
-    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (105, 95)
-    assert written_held["recall"] >= 0.87  # 94 of 105 (73 of 80, 21 of 25)
-    assert written_held["precision"] >= 0.8  # 20 look-alikes of 95 (8 of 70, 12 of 25): 94 of 114
-    assert written_held["pr_auc"] >= 0.93  # 0.956
+    # Writers A-S 80 and 70, T-X (minimal pairs, 2026-12-06) 25 and 25, Y-Z (siblings and cousins) 10 and 10.
+    assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (115, 105)
+    assert written_held["recall"] >= 0.87  # 104 of 115 (73 of 80, 21 of 25, 10 of 10)
+    assert written_held["precision"] >= 0.8  # 19 look-alikes of 105 (7 of 70, 11 of 25, 1 of 10): 104 of 123
+    assert written_held["pr_auc"] >= 0.93  # 0.958
 
 
 @pytest.fixture(scope="module")
