@@ -32,7 +32,14 @@ from vigil.bots.core.models import (
 )
 from vigil.bots.core.normalise import is_meaningful, model_text
 from vigil.bots.core.pairing import PairResolver, location_of
-from vigil.bots.core.policy import Decision, PolicyConfig, PolicyInput, decide, deferred_post_time
+from vigil.bots.core.policy import (
+    Decision,
+    PolicyConfig,
+    PolicyInput,
+    decide,
+    deferred_post_time,
+    named_suspect,
+)
 from vigil.bots.core.ports import TRANSIENT_RETRY_PAUSES_S, PairChanges, TransientStoreError
 
 if TYPE_CHECKING:
@@ -477,7 +484,8 @@ class Monitor:
             other_id=key.other(message.author_id),
             score=item.score,
         )
-        top = pair_model.author_risks(state=model_state)[0]
+        risks = pair_model.author_risks(state=model_state)
+        top = risks[0]
         now = self._clock()
         open_alert = batch.open_alerts.get(key)
         outcome = decide(
@@ -519,7 +527,10 @@ class Monitor:
                 alert = await self._raise_alert(state, policy, now)
             else:
                 assert open_alert is not None
-                alert = await self._update_alert(open_alert, state, now)
+                suspect = named_suspect(
+                    named=open_alert.suspect_id, risks={risk.author_id: risk.risk for risk in risks}
+                )
+                alert = await self._update_alert(open_alert, state, now, suspect=suspect)
             event = AlertEvent(decision=outcome.decision, alert=alert)
             batch.open_alerts[key] = alert
         if event is not None or abs(state.risk - previous.risk) >= _RISK_HISTORY_STEP:
@@ -594,8 +605,7 @@ class Monitor:
         )
         return alert
 
-    async def _update_alert(self, alert: Alert, state: PairState, now: datetime) -> Alert:
-        suspect = state.suspect_id or alert.suspect_id
+    async def _update_alert(self, alert: Alert, state: PairState, now: datetime, *, suspect: str) -> Alert:
         evidence, signals = self._evidence(await self._store.load_window(state.key), suspect)
         updated = dataclasses.replace(
             alert,

@@ -15,14 +15,22 @@ Pure functions over plain values, so every rule is testable without a store or a
 - **Hourly cap.** Beyond ``max_alerts_per_hour`` in a space, a new alert is still recorded but its posting is
   deferred until the hour has room: nothing is dropped, moderators are not flooded.
 - **Shadow mode.** Alerts are recorded but never posted, so a community can calibrate on its own chat first.
+- **Sticky attribution.** An open alert keeps naming its suspect until the other member's risk passes the
+  suspect's by ``SUSPECT_SWITCH_MARGIN``: in a grooming pair both members' risks run high (the child answers
+  the same questions), and a name that followed every small crossing would put the child in front of
+  moderators for no new reason.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
+
+# How far the other member's risk must pass the named suspect's before an open alert names them instead.
+SUSPECT_SWITCH_MARGIN = 0.1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +108,15 @@ def decide(policy: PolicyConfig, state: PolicyInput) -> PolicyOutcome:
     if streak >= policy.sustain_messages and not snoozed:
         return PolicyOutcome(decision=Decision.RAISE, streak=streak)
     return PolicyOutcome(decision=Decision.NONE, streak=streak)
+
+
+def named_suspect(*, named: str, risks: Mapping[str, float], margin: float = SUSPECT_SWITCH_MARGIN) -> str:
+    """Who an open alert names after an update: ``named``, unless another member's risk is at least
+    ``margin`` above theirs (then the highest)."""
+    top = max(risks, key=lambda author: risks[author], default=named)
+    if top != named and risks[top] >= risks.get(named, 0.0) + margin:
+        return top
+    return named
 
 
 def alert_outlook(

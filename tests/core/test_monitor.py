@@ -12,6 +12,7 @@ import pytest
 
 from tests.core.monitoring import START, Conversation, make_monitor, policy
 from tests.support.fakes import FakeClock, RecordingSink
+from tests.support.keyword_model import DEFAULT_WEIGHTS, build_keyword_model
 from vigil.bots.core.case_service import CaseService
 from vigil.bots.core.models import Alert, ChatMessage, DeliveryResult, PairKey, PairState, SpaceSettings
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
@@ -563,3 +564,41 @@ async def test_one_batch_decides_as_message_after_message_does(
         batched = await run(store, batched=True)
     assert batched == one_by_one
     assert ("raise",) in batched[0] and ("update",) in batched[0]
+
+
+async def test_an_open_alert_keeps_naming_its_suspect_until_the_other_clearly_passes_them(
+    sqlite_store: SqliteStore, tmp_path: Path
+) -> None:
+    # "hmm" nudges the child's risk just past the adult's; "age age age" takes it well past.
+    model_dir = build_keyword_model(tmp_path / "model", weights={**DEFAULT_WEIGHTS, "hmm": 0.5})
+    detector = await OnnxDetector.load(model_dir, intra_op_threads=1)
+    try:
+        monitor = make_monitor(sqlite_store, detector, FakeClock(START))
+        talk = Conversation()
+        script = [
+            (talk.a, "age age"),
+            (talk.b, "lol"),
+            (talk.a, "age age"),
+            (talk.b, "lol"),  # the alert is raised, naming the adult
+            (talk.b, "age age age"),
+            (talk.b, "age age age"),
+            (talk.b, "age age"),
+            (talk.b, "age age hmm"),  # the child's risk passes the adult's by 0.04: updated, still the adult
+            (talk.b, "age age hmm"),  # by 0.06: the same
+            (talk.b, "age age age"),  # by 0.14: the alert names the child
+        ]
+        events = []
+        for author, text in script:
+            result = await monitor.handle(talk.say(author, text))
+            top = max(result.pairs, key=lambda pair: pair.risk)
+            events.extend((top.suspect_id, event.decision, event.alert.suspect_id) for event in result.alerts)
+    finally:
+        await detector.aclose()
+    assert events == [
+        ("adult", Decision.RAISE, "adult"),
+        ("kid", Decision.UPDATE, "adult"),
+        ("kid", Decision.UPDATE, "adult"),
+        ("kid", Decision.UPDATE, "kid"),
+    ]
+    stored = await sqlite_store.alerts_for_space(platform="test", space_id="guild-1", limit=10)
+    assert [(alert.suspect_id, alert.other_id) for alert in stored] == [("kid", "adult")]

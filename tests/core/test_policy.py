@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vigil.bots.core.policy import (
+    SUSPECT_SWITCH_MARGIN,
     Decision,
     PolicyConfig,
     PolicyInput,
     decide,
     deferred_post_time,
+    named_suspect,
     next_streak,
 )
 
@@ -121,3 +123,15 @@ def test_new_evidence_updates_an_open_alert_without_a_risk_rise() -> None:
     assert with_evidence.decision is Decision.UPDATE
     # Without an open alert, evidence alone raises nothing: raising is the streak's job.
     assert decide(p, dataclasses.replace(state(0.1), new_evidence=True)).decision is Decision.NONE
+
+
+def test_an_open_alert_names_the_other_member_only_once_they_clearly_pass_its_suspect() -> None:
+    assert SUSPECT_SWITCH_MARGIN == 0.1
+    assert named_suspect(named="adult", risks={"adult": 0.73, "kid": 0.82}) == "adult"
+    assert named_suspect(named="adult", risks={"adult": 0.73, "kid": 0.84}) == "kid"
+    assert named_suspect(named="adult", risks={"adult": 0.9, "kid": 0.2}) == "adult"
+    # The named member gone from the state (a reset): whoever is there, once clearly at risk.
+    assert named_suspect(named="adult", risks={"kid": 0.05}) == "adult"
+    assert named_suspect(named="adult", risks={"kid": 0.5}) == "kid"
+    assert named_suspect(named="adult", risks={}) == "adult"
+    assert named_suspect(named="adult", risks={"adult": 0.5, "kid": 0.55}, margin=0.0) == "kid"
