@@ -60,6 +60,26 @@ def gate_weight(seed: int = 3) -> np.ndarray:
     return weight
 
 
+def write_gated(
+    base_path: Path, out: Path, *, weight: np.ndarray, reader: WriterReader | None = None
+) -> Path:
+    """The model directory ``training.counter_gate`` writes for this gate over ``base_path``."""
+    names = text_cues(GATE_CUES).names
+    write_model_dir(
+        base_dir=base_path,
+        out=out,
+        model=compose(BaseModel.read(base_path), weight=weight, bias=GATE_OPEN, names=names, reader=reader),
+        cues_version=GATE_CUES,
+        names=names,
+        weight=weight,
+        bias=GATE_OPEN,
+        version="test-gated",
+        fitted_on=["test"],
+        reader="test reader" if reader is not None else None,
+    )
+    return out
+
+
 def reference_gate(
     weight: np.ndarray, *, cues: np.ndarray, own: float, counts: np.ndarray, sums: np.ndarray
 ) -> tuple[float, np.ndarray]:
@@ -197,22 +217,10 @@ def test_the_gate_reads_only_counter_evidence() -> None:
 
 async def test_the_detector_serves_the_written_model_directory(tmp_path: Path) -> None:
     base_path = base_dir(tmp_path / "base")
-    base = BaseModel.read(base_path)
     names = text_cues(GATE_CUES).names
     weight = np.zeros(2 * len(names) + len(BOTH_SIDES) + 2, dtype=np.float32)
     weight[names.index("carer_in")] = -12.0  # own carer_in: one such message closes the gate
-    out = tmp_path / "gated"
-    write_model_dir(
-        base_dir=base_path,
-        out=out,
-        model=compose(base, weight=weight, bias=GATE_OPEN, names=names),
-        cues_version=GATE_CUES,
-        names=names,
-        weight=weight,
-        bias=GATE_OPEN,
-        version="test-gated",
-        fitted_on=["test"],
-    )
+    out = write_gated(base_path, tmp_path / "gated", weight=weight)
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     pair = metadata["pair_model"]
     assert pair["text_cues"] == GATE_CUES and pair["counter_gate"]["base_text_cues"] == BASE_CUES
@@ -318,23 +326,10 @@ def test_a_writer_reader_must_fit_the_frozen_features(tmp_path: Path) -> None:
 def test_a_shipped_gate_comes_off_to_leave_the_frozen_model(tmp_path: Path) -> None:
     base_path = base_dir(tmp_path / "base")
     base = BaseModel.read(base_path)
-    names = text_cues(GATE_CUES).names
     weight = gate_weight()
     rng = np.random.default_rng(2)
     reader = WriterReader(weight=rng.normal(size=BASE_FEATURES).astype(np.float32), bias=-0.2)
-    gated = tmp_path / "gated"
-    write_model_dir(
-        base_dir=base_path,
-        out=gated,
-        model=compose(base, weight=weight, bias=GATE_OPEN, names=names, reader=reader),
-        cues_version=GATE_CUES,
-        names=names,
-        weight=weight,
-        bias=GATE_OPEN,
-        version="test-gated",
-        fitted_on=["test"],
-        reader="test reader",
-    )
+    gated = write_gated(base_path, tmp_path / "gated", weight=weight, reader=reader)
     with pytest.raises(ValueError, match="counter gate already"):
         BaseModel.read(gated)
     ungated = tmp_path / "ungated"
