@@ -392,3 +392,43 @@ def test_the_fit_reads_only_the_writers_asked_for(tmp_path: Path) -> None:
         for writers in ("TUV", None)
     }
     assert kept == {"TUV": {"c-T", "c-none"}, None: {"c-T", "c-A", "c-none"}}
+
+
+def test_a_refit_replaces_the_shipped_gate_and_keeps_its_reader(tmp_path: Path) -> None:
+    pytest.importorskip("torch")  # training extra
+    from training.counter_gate import main  # noqa: PLC0415
+
+    base_path = base_dir(tmp_path / "base")
+    rng = np.random.default_rng(4)
+    reader = WriterReader(weight=rng.normal(size=BASE_FEATURES).astype(np.float32), bias=0.1)
+    gated = write_gated(base_path, tmp_path / "gated", weight=gate_weight(), reader=reader)
+    texts = ["hello there", "ill let your mum know tonight", "keep it secret", "what is your age", "ok"]
+    records = [
+        {
+            "id": f"fit-{n}",
+            "source": "vigil_written_train",
+            "label": n % 2,
+            "setting": "dm",
+            "interleaved": True,
+            "suspects": ["u-a"] if n % 2 else [],
+            "messages": [
+                {"author": ("u-a", "u-b")[i % 2], "text": texts[(n + i) % 5], "ts": None, "reply_to": None}
+                for i in range(8)
+            ],
+        }
+        for n in range(6)
+    ]
+    fit = tmp_path / "fit.jsonl"
+    fit.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    work, out = tmp_path / "work", tmp_path / "refit"
+    work.mkdir()
+    argv = ["--model", str(gated), "--fit", str(fit), "--work", str(work), "--out", str(out)]
+    assert main([*argv, "--threads", "1"]) == 0
+    pair = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["pair_model"]
+    # One gate, over the frozen model: the base's state, this gate's cue counts and the kept reader's sums.
+    assert pair["state_size"] == STATE + 2 * len(text_cues(GATE_CUES).names) + 4
+    assert pair["counter_gate"]["base_text_cues"] == BASE_CUES
+    assert pair["counter_gate"]["writer_reader"] == f"the reader of {gated}"
+    assert pair["counter_gate"]["fitted_on"] == [str(fit)]
+    composed = ort.InferenceSession(str(out / "pair_model.onnx"), providers=["CPUExecutionProvider"])
+    assert composed.get_inputs()[2].shape[1] == pair["state_size"]
