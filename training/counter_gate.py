@@ -76,7 +76,9 @@ class BaseModel:
     @classmethod
     def read(cls, model_dir: Path) -> BaseModel:
         metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-        pair = metadata["pair_model"]
+        pair = metadata.get("pair_model")
+        if not isinstance(pair, dict) or pair.get("type") != "gru":
+            raise ValueError(f"{model_dir}: no recurrent pair model to gate (metadata.json pair_model)")
         if "text_cues" not in pair:
             raise ValueError(f"{model_dir}: the pair model reads no text cues; the gate builds on them")
         if pair.get("counter_gate"):
@@ -606,7 +608,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir: Path = args.model
     shipped_reader = None
     metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-    if metadata.get("pair_model", {}).get("counter_gate"):
+    if (metadata.get("pair_model") or {}).get("counter_gate"):
         # A model that ships a gate: the new gate replaces it, over the same frozen model.
         model_dir = args.work / "ungated"
         shipped_reader = write_ungated(args.model, model_dir)

@@ -259,6 +259,11 @@ def test_a_model_with_a_gate_or_without_cues_is_no_base(tmp_path: Path) -> None:
     metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
     with pytest.raises(ValueError, match="reads no text cues"):
         BaseModel.read(path)
+    for pair_model in ({"type": "ema", "alpha": 0.5}, None):
+        metadata["pair_model"] = pair_model
+        metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+        with pytest.raises(ValueError, match="no recurrent pair model"):
+            BaseModel.read(path)
 
 
 def test_the_fit_learns_to_close_on_counter_evidence_only() -> None:
