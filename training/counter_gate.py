@@ -30,7 +30,6 @@ import json
 import logging
 import random
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from training.cli import run_reported
 from training.data import Split, SplitConfig, assign_splits, load_dataset
 from training.pair_head import (
     AGE_GATE_PRIOR,
@@ -745,15 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = run(args)
-    except (ValueError, OSError) as error:
-        print(f"training.counter_gate: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+    return run_reported(run, parser.parse_args(argv), prog="training.counter_gate")
 
 
 if __name__ == "__main__":

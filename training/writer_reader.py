@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import random
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from training.cli import run_reported
 from training.pair_head import WRITER_UNKNOWN, CandidateSequence, build_sequences
 from vigil.detector.metrics import average_precision
 
@@ -170,15 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-writer", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = run(args)
-    except (ValueError, OSError) as error:
-        print(f"training.writer_reader: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    return 0
+    return run_reported(run, parser.parse_args(argv), prog="training.writer_reader")
 
 
 if __name__ == "__main__":
