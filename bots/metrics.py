@@ -47,7 +47,14 @@ from vigil.bots.core.ingest import ShedReason
 from vigil.bots.core.monitor import HandleResult
 
 if TYPE_CHECKING:
-    from vigil.bots.core.ports import Detector, MessageScore, ModelInfo, PairModel, ServiceGaugeStore
+    from vigil.bots.core.ports import (
+        AlertReviewer,
+        Detector,
+        MessageScore,
+        ModelInfo,
+        PairModel,
+        ServiceGaugeStore,
+    )
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS",
@@ -230,6 +237,10 @@ class InstrumentedDetector:
     @property
     def pair_model(self) -> PairModel:
         return self._detector.pair_model
+
+    @property
+    def reviewer(self) -> AlertReviewer | None:
+        return self._detector.reviewer
 
     async def score(self, texts: Sequence[str]) -> list[MessageScore]:
         started = time.perf_counter()

@@ -41,6 +41,7 @@ from vigil.detector.golden import (
     write_golden_file,
 )
 from vigil.detector.pair import EmaPairModel, GruPairModel, PairModelConfigError
+from vigil.detector.reviewer import OnnxReviewer, ReviewerConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +304,7 @@ class _LoadedModel:
     scorer: _OnnxScorer
     spec: _ModelSpec
     pair_model: PairModel
+    reviewer: OnnxReviewer | None
     metadata: Mapping[str, Any]
     runtime_check: RuntimeCheck
 
@@ -354,7 +356,7 @@ class OnnxDetector:
         detector._batcher.start()
         info = model.spec.info
         logger.info(
-            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d, %s; %s)",
+            "loaded model %s %s from %s (inputs %s, %d signals, max_length %d, %s, %s; %s)",
             info.name,
             info.version,
             model_dir,
@@ -362,6 +364,7 @@ class OnnxDetector:
             len(info.signals),
             info.max_length,
             type(model.pair_model).__name__,
+            "alert reviewer" if model.reviewer is not None else "no alert reviewer",
             model.runtime_check.describe(),
         )
         return detector
@@ -373,6 +376,10 @@ class OnnxDetector:
     @property
     def pair_model(self) -> PairModel:
         return self._model.pair_model
+
+    @property
+    def reviewer(self) -> OnnxReviewer | None:
+        return self._model.reviewer
 
     @property
     def runtime_check(self) -> RuntimeCheck:
@@ -480,6 +487,7 @@ def _load_model(
             raise ModelLoadError(
                 f"{model_dir / spec.gru.file} failed a trial run on an empty message: {error}"
             ) from error
+    reviewer = _load_reviewer(model_dir, raw_metadata.get("reviewer"), threads=intra_op_threads)
     runtime_check = (
         _check_runtime(model_dir, scorer=scorer, spec=spec, accept_drift=accept_runtime_drift)
         if check_runtime
@@ -489,9 +497,24 @@ def _load_model(
         scorer=scorer,
         spec=spec,
         pair_model=pair_model,
+        reviewer=reviewer,
         metadata=_read_only(raw_metadata),
         runtime_check=runtime_check,
     )
+
+
+def _load_reviewer(model_dir: Path, section: object, *, threads: int) -> OnnxReviewer | None:
+    if section is None:
+        return None
+    path = model_dir / METADATA_FILE
+    if not isinstance(section, dict):
+        raise ModelLoadError(f"{path}: key 'reviewer' must be an object, got {type(section).__name__}")
+    try:
+        return OnnxReviewer.load(
+            model_dir=model_dir, tokenizer_file=model_dir / TOKENIZER_FILE, section=section, threads=threads
+        )
+    except ReviewerConfigError as error:
+        raise ModelLoadError(f"{path}: key 'reviewer': {error}") from error
 
 
 def _load_pair_model(model_dir: Path, *, spec: _ModelSpec, metadata_path: Path) -> PairModel:

@@ -40,7 +40,7 @@ from vigil.bots.core.policy import (
     deferred_post_time,
     named_suspect,
 )
-from vigil.bots.core.ports import TRANSIENT_RETRY_PAUSES_S, PairChanges, TransientStoreError
+from vigil.bots.core.ports import TRANSIENT_RETRY_PAUSES_S, PairChanges, ReviewLine, TransientStoreError
 
 if TYPE_CHECKING:
     from vigil.bots.core.ports import Detector, MessageScore, MonitorStore
@@ -519,6 +519,13 @@ class Monitor:
 
         event: AlertEvent | None = None
         raising = outcome.decision is Decision.RAISE
+        if raising and self._detector.reviewer is not None:
+            await self._write(batch)  # the reviewer reads the stored window, this message included
+            raising = await self._passes_review(
+                state,
+                author_id=message.author_id,
+                first_attempt=previous.above_threshold_streak < policy.sustain_messages,
+            )
         if raising or (outcome.decision is Decision.UPDATE and open_alert is not None):
             # The alert's evidence is read from the stored window, so what the batch wrote so far goes first
             # (alerts are rare: most batches write once, at their end).
@@ -544,6 +551,45 @@ class Monitor:
                 )
             )
         return PairUpdate(key=key, risk=state.risk, suspect_id=state.suspect_id), event
+
+    async def _passes_review(self, state: PairState, *, author_id: str, first_attempt: bool) -> bool:
+        """Whether the detector's alert reviewer lets the alert the policy decided be raised.
+
+        The first time a run of risk reaches the policy's sustain, one reading of the window decides. An
+        alert held back stays held while the run goes on, and is read again at each of the suspect's own
+        messages (nothing new was said by them otherwise); then it needs two readings in a row to pass: the
+        window ending here and the one ending at the suspect's message before, so that one odd window
+        does not undo the reading that held it. A reviewer that fails raises the alert unreviewed: people
+        decide, and an error must not hide a pair from them."""
+        reviewer = self._detector.reviewer
+        suspect = state.suspect_id
+        if reviewer is None or suspect is None:
+            return True
+        if not first_attempt and author_id != suspect:
+            return False
+        window = await self._store.load_window(state.key)
+        lines = [
+            ReviewLine(
+                own=m.author_id == suspect,
+                text=model_text(m.text, max_chars=self._config.scored_text_chars),
+            )
+            for m in window
+        ]
+        try:
+            if await reviewer.review(lines[-reviewer.window_messages :]) < reviewer.threshold:
+                logger.debug("an alert was held back by the reviewer")
+                return False
+            if first_attempt:
+                return True
+            before = [index for index, line in enumerate(lines[:-1]) if line.own]
+            if not before:
+                return True
+            earlier = lines[: before[-1] + 1]
+            return await reviewer.review(earlier[-reviewer.window_messages :]) >= reviewer.threshold
+        except Exception as error:
+            # Any failure (a broken file, a runtime error): the alert goes to people unreviewed.
+            logger.warning("the alert reviewer failed (%s); the alert is raised", type(error).__name__)
+            return True
 
     def _evidence(
         self, window: Sequence[WindowMessage], suspect_id: str

@@ -130,6 +130,14 @@ def alert_outlook(
             f"no alert: the risk ({risk:.2f}) is below the alert threshold ({policy.threshold:.2f}); an "
             f"alert needs it at or above the threshold for {policy.sustain_messages} messages in a row"
         )
+    if streak >= policy.sustain_messages:
+        # The policy would raise: the model's alert reviewer held it back (bots.core.monitor), or a snooze
+        # ended since the pair's last message.
+        return (
+            f"held back: the risk has been at or above the threshold ({policy.threshold:.2f}) for {streak} "
+            "messages in a row, but the model's second reading of the recent messages did not find grooming "
+            "(it reads them again at this person's next message)"
+        )
     return (
         f"no alert yet: the risk has been at or above the threshold ({policy.threshold:.2f}) for {streak} of "
         f"the {policy.sustain_messages} messages in a row an alert needs"

@@ -165,6 +165,30 @@ class PairModel(Protocol):
     def author_risks(self, *, state: str) -> tuple[AuthorRisk, ...]: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewLine:
+    """One message of a pair's window as the alert reviewer reads it: the model's text, and whether the
+    member under review wrote it."""
+
+    own: bool
+    text: str
+
+
+class AlertReviewer(Protocol):
+    """A second reading of a pair before an alert is raised: the probability that the member under review
+    is grooming, from the pair's recent messages read together (``lines``, oldest first, ending at the
+    message that would raise the alert). It only ever holds an alert back (``threshold``); it never raises
+    one. It reads the window Vigil stores anyway and keeps nothing."""
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def window_messages(self) -> int: ...
+
+    async def review(self, lines: Sequence[ReviewLine]) -> float: ...
+
+
 class Detector(Protocol):
     """Scores message texts. Implementations batch concurrent calls; order of results matches ``texts``."""
 
@@ -173,6 +197,12 @@ class Detector(Protocol):
 
     @property
     def pair_model(self) -> PairModel: ...
+
+    @property
+    def reviewer(self) -> AlertReviewer | None:
+        """The model directory's alert reviewer, or None where it ships none (every alert the policy
+        decides is raised)."""
+        ...
 
     async def score(self, texts: Sequence[str]) -> list[MessageScore]: ...
 

@@ -16,7 +16,7 @@ from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor, MonitorConfig, SkipReason
 from vigil.bots.core.normalise import USER_PLACEHOLDER, is_meaningful, model_text, normalise_text
 from vigil.bots.core.policy import PolicyConfig
-from vigil.bots.core.ports import MessageScore, ModelInfo, PairModel
+from vigil.bots.core.ports import AlertReviewer, MessageScore, ModelInfo, PairModel
 from vigil.bots.slack.translate import to_chat_message as slack_to_chat_message
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.storage.sqlite import SqliteStore
@@ -188,6 +188,10 @@ class RecordingDetector:
     @property
     def pair_model(self) -> PairModel:
         return self._inner.pair_model
+
+    @property
+    def reviewer(self) -> AlertReviewer | None:
+        return self._inner.reviewer
 
     async def score(self, texts: Sequence[str]) -> list[MessageScore]:
         self.texts.extend(texts)

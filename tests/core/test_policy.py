@@ -10,6 +10,7 @@ from vigil.bots.core.policy import (
     Decision,
     PolicyConfig,
     PolicyInput,
+    alert_outlook,
     decide,
     deferred_post_time,
     named_suspect,
@@ -135,3 +136,15 @@ def test_an_open_alert_names_the_other_member_only_once_they_clearly_pass_its_su
     assert named_suspect(named="adult", risks={"kid": 0.5}) == "kid"
     assert named_suspect(named="adult", risks={}) == "adult"
     assert named_suspect(named="adult", risks={"adult": 0.5, "kid": 0.55}, margin=0.0) == "kid"
+
+
+def test_the_outlook_says_why_a_pair_has_no_alert() -> None:
+    def outlook(risk: float, streak: int, snoozed_until: datetime | None = None) -> str:
+        return alert_outlook(policy(), risk=risk, streak=streak, snoozed_until=snoozed_until, now=NOW)
+
+    assert outlook(0.2, 0).startswith("no alert: the risk (0.20) is below the alert threshold (0.70)")
+    assert "for 2 of the 3 messages in a row" in outlook(0.8, 2)
+    # At the sustain with no alert: the model's alert reviewer held it back.
+    held = outlook(0.9, 4)
+    assert held.startswith("held back:") and "for 4 messages in a row" in held and "second reading" in held
+    assert outlook(0.9, 4, snoozed_until=NOW + timedelta(hours=1)).startswith("snoozed until")

@@ -13,7 +13,7 @@ from vigil.bots.app import App
 from vigil.bots.core.models import ChatMessage
 from vigil.bots.core.monitor import Monitor
 from vigil.bots.core.policy import PolicyConfig
-from vigil.bots.core.ports import MessageScore, ModelInfo, Store
+from vigil.bots.core.ports import AlertReviewer, MessageScore, ModelInfo, Store
 from vigil.config.settings import PolicySettings, Settings
 from vigil.detector.onnx_detector import OnnxDetector
 from vigil.detector.pair import EmaPairModel
@@ -114,6 +114,10 @@ class ControlledDetector:
     @property
     def pair_model(self) -> EmaPairModel:
         return self._inner.pair_model
+
+    @property
+    def reviewer(self) -> AlertReviewer | None:
+        return self._inner.reviewer
 
     async def score(self, texts: Sequence[str]) -> list[MessageScore]:
         self.calls += 1

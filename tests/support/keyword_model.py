@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 SIGNALS = (("asks_age", "asks the other person's age"), ("secrecy", "asks to keep the conversation secret"))
 DEFAULT_WEIGHTS: Mapping[str, float] = {"groom": 6.0, "secret": 6.0, "age": 2.0, "calm": -2.0}
 SIGNAL_WORDS: Mapping[str, str] = {"age": "asks_age", "secret": "secrecy"}
-FILLER = ("hello", "there", "game", "tonight", "ok", "lol", "nice", "see", "you", "later")
+FILLER = ("hello", "there", "game", "tonight", "ok", "lol", "nice", "see", "you", "later", "sister")
 
 
 def build_keyword_model(
@@ -36,7 +36,13 @@ def build_keyword_model(
     embedding_size: int = 0,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    vocab_words = ["[PAD]", "[UNK]", *sorted(set(weights) | set(SIGNAL_WORDS) | set(FILLER))]
+    vocab_words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        *sorted(set(weights) | set(SIGNAL_WORDS) | set(FILLER)),
+    ]
     vocab = {word: index for index, word in enumerate(vocab_words)}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Lowercase()
@@ -118,5 +124,68 @@ def build_keyword_model(
         "known_biases": ["test model: keywords only"],
         "intended_use": "tests",
     }
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+    return directory
+
+
+def add_keyword_reviewer(
+    directory: Path,
+    *,
+    word_weights: Mapping[str, float],
+    bias: float = 3.0,
+    threshold: float = 0.5,
+    window_messages: int = 24,
+    max_length: int = 128,
+    golden: bool = True,
+) -> Path:
+    """Give a keyword model directory an alert reviewer (``vigil.detector.reviewer``): a real ONNX graph
+    whose logit is ``bias`` + the weights of the words in the window it reads (``word_weights``, each a word
+    of the keyword model's vocabulary), so tests hold alerts back through text ("sister")."""
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    vocab = tokenizer.get_vocab()
+    weight = np.zeros(len(vocab), dtype=np.float32)
+    for word, value in word_weights.items():
+        weight[vocab[word]] = value
+    nodes = [
+        helper.make_node("Gather", ["word_weight", "input_ids"], ["w"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["w", "mask"], ["wm"]),
+        helper.make_node("ReduceSum", ["wm", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("Add", ["summed", "bias"], ["logit"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "keyword_reviewer",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch"])],
+        initializer=[
+            numpy_helper.from_array(weight, "word_weight"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+            numpy_helper.from_array(np.array(bias, dtype=np.float32), "bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(directory / "reviewer.onnx"))
+    metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+    metadata["reviewer"] = {
+        "file": "reviewer.onnx",
+        "threshold": threshold,
+        "max_length": max_length,
+        "window_messages": window_messages,
+        "message_tokens": 40,
+        "own_prefix": "me:",
+        "other_prefix": "them:",
+    }
+    if golden:
+        hold = min(word_weights, key=lambda word: word_weights[word])
+        logit = bias + word_weights[hold]
+        metadata["reviewer"]["golden"] = [
+            {"lines": [[True, "hello"], [False, hold]], "probability": float(1 / (1 + np.exp(-logit)))}
+        ]
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
     return directory
