@@ -1812,6 +1812,12 @@ def write_model_dir(
     if source.resolve() != out.resolve():
         for name in ("tokenizer.json", "metadata.json"):
             shutil.copyfile(source / name, out / name)
+        reviewer = json.loads((source / "metadata.json").read_text(encoding="utf-8")).get("reviewer")
+        if isinstance(reviewer, dict) and "file" in reviewer:
+            # The alert reviewer reads text, not the pair model's features: it comes along; its threshold was
+            # chosen over the old pair model's alerts (check the new model with vigil eval).
+            shutil.copyfile(source / reviewer["file"], out / reviewer["file"])
+            logger.info("kept the alert reviewer %s of %s", reviewer["file"], source)
     model = with_embedding_output(onnx.load(str(source / "model.onnx")))
     onnx.save_model(model, str(out / "model.onnx"))
     shutil.copyfile(onnx_path, out / PAIR_FILE)
