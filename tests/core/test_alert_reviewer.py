@@ -4,7 +4,9 @@ a row; it never delays an alert it passes, and a failing reviewer raises the ale
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -14,11 +16,16 @@ from tokenizers import Tokenizer
 from tests.core.monitoring import START, Conversation, make_monitor
 from tests.support.fakes import FakeClock
 from tests.support.keyword_model import add_keyword_reviewer, build_keyword_model
+from vigil.bots.app import open_app
 from vigil.bots.core.policy import Decision
 from vigil.bots.core.ports import ReviewLine
-from vigil.detector.onnx_detector import ModelLoadError, OnnxDetector
+from vigil.bots.core.replay import ConversationRecord, eval_messages, iter_records
+from vigil.config.settings import load_settings
+from vigil.detector.onnx_detector import ModelLoadError, OnnxDetector, load_default_model_dir
 from vigil.detector.reviewer import encode_window
 from vigil.storage.sqlite import SqliteStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The kid's first message says "sister"; the adult's messages carry the keyword model's risk.
 SCRIPT = [
@@ -193,3 +200,37 @@ async def test_a_bad_reviewer_section_is_a_clear_load_error(
     with pytest.raises(ModelLoadError, match="key 'reviewer'") as raised:
         await OnnxDetector.load(model_dir, intra_op_threads=1)
     assert expected in str(raised.value)
+
+
+async def _alerted(model_dir: Path, record: ConversationRecord, folder: Path) -> bool:
+    settings = load_settings(None)
+    settings = dataclasses.replace(
+        settings,
+        detector=dataclasses.replace(settings.detector, model_dir=str(model_dir)),
+        policy=dataclasses.replace(settings.policy, shadow_mode=True),
+    )
+    async with open_app(settings, database=str(folder / "vigil.sqlite3"), replay=True) as app:
+        raised = False
+        async for chunk in app.replay(eval_messages(record, ordinal=0)):
+            raised = raised or any(e.decision is Decision.RAISE for r in chunk for e in r.alerts)
+        return raised
+
+
+async def test_the_shipped_reviewer_holds_back_two_friends_the_pair_model_alerts_on(tmp_path: Path) -> None:
+    # rl-023 of the development set: two 13-year-olds before a dance (snap, "send pics!!", "dont tell her",
+    # a sleepover). The shipped pair model alerts on it; its reviewer holds the alert back.
+    shipped = load_default_model_dir()
+    (record,) = [
+        r
+        for r in iter_records(REPO / "examples" / "realistic_conversations.jsonl")
+        if isinstance(r, ConversationRecord) and r.id == "rl-023"
+    ]
+    unreviewed = tmp_path / "model"
+    shutil.copytree(shipped, unreviewed)
+    metadata = json.loads((unreviewed / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata.pop("reviewer")["threshold"] == 0.3
+    (unreviewed / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert await _alerted(unreviewed, record, tmp_path / "a")
+    assert not await _alerted(shipped, record, tmp_path / "b")

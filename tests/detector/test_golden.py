@@ -321,7 +321,7 @@ def test_training_golden_command_rewrites_the_file_identically(tmp_path: Path) -
 def test_check_config_reports_a_passing_golden_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config"]) == 0
     out = capsys.readouterr().out
-    assert "model: vigil-minilm-grooming 2026.12.10 from" in out
+    assert "model: vigil-minilm-grooming 2026.12.11 from" in out
     assert f"runtime: onnxruntime {ort.__version__}, tokenizers {tokenizers.__version__}" in out
     assert f"goldens made with onnxruntime {ort.__version__}" in out
     assert re.search(r"golden check: ok \(max diff 0\.0000 over \d+ inputs, tolerance 0\.005\)", out)
@@ -335,7 +335,7 @@ def test_check_config_fails_on_drift_and_names_both_versions(
     edit_golden(model_dir, shift=0.035, onnxruntime="1.30.0")
     assert main(["check-config", str(write_config(tmp_path, model_dir))]) == 1
     out = capsys.readouterr().out
-    assert "model: vigil-minilm-grooming 2026.12.10 from" in out
+    assert "model: vigil-minilm-grooming 2026.12.11 from" in out
     assert f"runtime: onnxruntime {ort.__version__}" in out and "goldens made with onnxruntime 1.30.0" in out
     assert "golden check: FAILED (max diff 0.0350 over" in out
     assert "accept_runtime_drift = true" in out

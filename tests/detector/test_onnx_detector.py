@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.detector.conftest import TINY_MAX_LENGTH, TINY_SIGNALS, WORDS, ModelDirFactory
+from vigil.bots.core.ports import ReviewLine
 from vigil.detector import (
     BatcherClosedError,
     Detector,
@@ -289,7 +290,7 @@ async def test_signal_count_mismatch(build_model_dir: ModelDirFactory, *, symbol
     assert f"lists {len(TINY_SIGNALS)} signals" in message
 
 
-# Golden values of the shipped model (2026.12.10, whose message model is 2026.12.2's: risk as since
+# Golden values of the shipped model (2026.12.11, whose message model is 2026.12.2's: risk as since
 # 2026.11.0, signals from the explanation heads retrained on modern grooming moves): text -> (risk,
 # {signal: p}) for the signals that matter for that text. Re-train -> update these. Scored together in
 # one batch of five; the portable export scores each message as it would alone, so these equal
@@ -306,8 +307,26 @@ SHIPPED_GOLDEN: tuple[tuple[str, float, dict[str, float]], ...] = (
 async def test_shipped_model_golden() -> None:
     detector = await OnnxDetector.load(load_default_model_dir(), intra_op_threads=1)
     try:
-        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.12.10")
+        assert (detector.info.name, detector.info.version) == ("vigil-minilm-grooming", "2026.12.11")
         scores = await detector.score([text for text, _, _ in SHIPPED_GOLDEN])
+        # The alert reviewer (2026.12.11) passed its golden windows at load; these are two of its readings.
+        reviewer = detector.reviewer
+        assert reviewer is not None and (reviewer.threshold, reviewer.window_messages) == (0.3, 24)
+        friends = [
+            ReviewLine(own=False, text="did u finish the maths hw"),
+            ReviewLine(own=True, text="nah not yet lol"),
+            ReviewLine(own=False, text="dont tell mom i copied yours"),
+            ReviewLine(own=True, text="ok i wont"),
+        ]
+        adult = [
+            ReviewLine(own=True, text="how old are you"),
+            ReviewLine(own=False, text="13"),
+            ReviewLine(own=True, text="you seem really mature for your age"),
+            ReviewLine(own=False, text="thanks"),
+            ReviewLine(own=True, text="this is our secret ok, dont tell your parents we talk"),
+        ]
+        assert await reviewer.review(friends) < 0.05
+        assert await reviewer.review(adult) > 0.95
         signal_index = {name: i for i, name in enumerate(detector.info.signals)}
     finally:
         await detector.aclose()

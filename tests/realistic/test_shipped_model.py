@@ -1,15 +1,15 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 Floors, not targets: the model card reports the figures. On the development set
-(``realistic_conversations``) 2026.12.10 (2026.12.9 with a counter-evidence gate after it; 2026.12.8's
-weights) alerts on 20 of 20 grooming conversations and 1 of 21 look-alikes (2026.12.7: the same); on the
-held-out set (``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every
-template and training conversation and never used to choose a model) 24 of 24 and 1 of 30 (2026.12.7: the
-same); on the held-out quarter of the hand- written training conversations
-(``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 73 of 80 and 7 of
-70 for writers A-S (2026.12.9: 8), 21 of 25 and 11 of 25 for the minimal pairs of writers T-X (2026.12.9:
-12), 10 of 10 and 1 of 10 for writers Y-Z (the same): 104 of 115 and 19 of 105. The development set was
-read while earlier models were chosen, so its figures flatter them. A retrained model that falls below
-these fails here before it ships.
+(``realistic_conversations``) 2026.12.11 (2026.12.10 with an alert reviewer that reads a pair's last messages
+together before an alert is raised) alerts on 20 of 20 grooming conversations and none of 21 look-alikes
+(2026.12.10: 1 of 21, ``rl-023``, which the reviewer holds back); on the held-out set (``realistic_heldout``,
+24 grooming and 30 look-alike conversations written apart from every template and training conversation and
+never used to choose a model) 24 of 24 and 1 of 30 (2026.12.7: the same); on the held-out quarter of the hand-
+written training conversations (``examples/written/held.jsonl``, whose writers also wrote the trained-on three
+quarters) 73 of 80 and 7 of 70 for writers A-S (2026.12.9: 8), 21 of 25 and 11 of 25 for the minimal pairs of
+writers T-X (2026.12.9: 12), 10 of 10 and 1 of 10 for writers Y-Z (the same): 104 of 115 and 19 of 105. The
+development set was read while earlier models were chosen, so its figures flatter them. A retrained model
+that falls below these fails here before it ships.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_most_realistic_grooming_conversations_alert_early_on_the_suspect(evalua
 
 def test_look_alikes_stay_almost_silent(evaluation: dict[str, Any]) -> None:
     assert evaluation["conversations_neg"] == 21
-    assert evaluation["precision"] >= 0.95  # one look-alike of 21
+    assert evaluation["precision"] == 1.0  # no look-alike of 21 (2026.12.10: one)
     assert evaluation["pr_auc"] >= 0.98  # 1.000
 
 
