@@ -44,7 +44,6 @@ policy decides is held back while the reviewer reads the window below it (``bots
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -71,6 +70,7 @@ from training.pair_head import CandidateSequence, FeatureTable, load_extra, sequ
 from training.portable_quant import portable_int8
 from vigil.bots.core.ports import ReviewLine
 from vigil.detector.cues import text_cues
+from vigil.detector.golden import file_sha256
 from vigil.detector.reviewer import encode_window
 
 logger = logging.getLogger(__name__)
@@ -292,14 +292,6 @@ def build_windows(
     return out
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _paths(paths: Iterable[Path]) -> list[str]:
     return [str(p.resolve()) for p in paths]
 
@@ -323,7 +315,7 @@ def cached_windows(
         "data": str(data.resolve()),
         "extra": _paths(extra),
         "val_extra": _paths(val_extra),
-        "pair_model": _file_digest(base.path),
+        "pair_model": file_sha256(base.path),
         "window": window,
         "seed": seed,
     }
@@ -718,7 +710,7 @@ def write_reviewer(
             "int8_across_threshold": crossed,
             "export_max_difference": round(export_gap, 6),
         },
-        "sha256": _file_digest(target),
+        "sha256": file_sha256(target),
         "golden": golden_windows(
             onnx_session(target, threads=threads), tokenizer=tokenizer, max_length=max_length, window=window
         ),
