@@ -1,13 +1,14 @@
 """The shipped model on Vigil's realistic conversations, through ``vigil eval`` (the production monitor).
 Floors, not targets: the model card reports the figures. On the development set
-(``realistic_conversations``) 2026.12.11 (2026.12.10 with an alert reviewer that reads a pair's last messages
-together before an alert is raised) alerts on 20 of 20 grooming conversations and none of 21 look-alikes
-(2026.12.10: 1 of 21, ``rl-023``, which the reviewer holds back); on the held-out set (``realistic_heldout``,
-24 grooming and 30 look-alike conversations written apart from every template and training conversation and
-never used to choose a model) 24 of 24 and 1 of 30 (2026.12.7: the same); on the held-out quarter of the hand-
-written training conversations (``examples/written/held.jsonl``, whose writers also wrote the trained-on three
-quarters) 73 of 80 and 7 of 70 for writers A-S (2026.12.9: 8), 21 of 25 and 11 of 25 for the minimal pairs of
-writers T-X (2026.12.9: 12), 10 of 10 and 1 of 10 for writers Y-Z (the same): 104 of 115 and 19 of 105. The
+(``realistic_conversations``) 2026.12.11 (2026.12.10 with an alert reviewer that reads a pair's last
+messages together before an alert is raised) alerts on 20 of 20 grooming conversations and none of 21
+look-alikes (2026.12.10: 1 of 21, ``rl-023``, which the reviewer holds back); on the held-out set
+(``realistic_heldout``, 24 grooming and 30 look-alike conversations written apart from every template and
+training conversation and never used to choose a model) 24 of 24 and none of 30 (2026.12.10: 1,
+``cal-n-018``); on the held-out quarter of the hand-written training conversations
+(``examples/written/held.jsonl``, whose writers also wrote the trained-on three quarters) 72 of 80
+(2026.12.10: 73) and 7 of 70 for writers A-S (2026.12.9: 8), 21 of 25 and 11 of 25 for the minimal pairs of
+writers T-X (2026.12.9: 12), 10 of 10 and 1 of 10 for writers Y-Z (the same): 103 of 115 and 19 of 105. The
 development set was read while earlier models were chosen, so its figures flatter them. A retrained model
 that falls below these fails here before it ships.
 """
@@ -66,7 +67,7 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_held_out_realistic_conversations(held_out: dict[str, Any]) -> None:
     assert (held_out["conversations_pos"], held_out["conversations_neg"]) == (24, 30)
     assert held_out["recall"] == 1.0  # 24 of 24
-    assert held_out["precision"] >= 0.95  # one look-alike of 30
+    assert held_out["precision"] == 1.0  # no look-alike of 30 (2026.12.10: one)
     assert held_out["suspect_accuracy"] == 1.0
     assert held_out["victim_flag_rate"] == 0.0
     assert held_out["pr_auc"] >= 0.99  # 0.995
@@ -80,8 +81,8 @@ def written_held(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_held_out_hand_written_conversations(written_held: dict[str, Any]) -> None:
     # Writers A-S 80 and 70, T-X (minimal pairs, 2026-12-06) 25 and 25, Y-Z (siblings and cousins) 10 and 10.
     assert (written_held["conversations_pos"], written_held["conversations_neg"]) == (115, 105)
-    assert written_held["recall"] >= 0.87  # 104 of 115 (73 of 80, 21 of 25, 10 of 10)
-    assert written_held["precision"] >= 0.8  # 19 look-alikes of 105 (7 of 70, 11 of 25, 1 of 10): 104 of 123
+    assert written_held["recall"] >= 0.87  # 103 of 115 (72 of 80, 21 of 25, 10 of 10)
+    assert written_held["precision"] >= 0.8  # 19 look-alikes of 105 (7 of 70, 11 of 25, 1 of 10): 103 of 122
     assert written_held["pr_auc"] >= 0.93  # 0.958
 
 
